@@ -1,0 +1,251 @@
+"""The single inference entry point: uint8 camera images in, class ids and stats out.
+
+The ROS node, the bag evaluation tool and the benchmarks all call
+:meth:`SegmentationEngine.infer`, so what is measured offline is what runs on the robot.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import ops
+from .checkpoint import load_checkpoint
+from .classes import default_class_names, default_palette
+from .executor import SegBlocks
+from .layout import BlockLayout
+from .models import build_model
+from .policy import ComplexityPolicy, _check_tau
+
+__all__ = ["SegmentationEngine", "InferenceResult", "FrameStats", "IMAGENET_MEAN", "IMAGENET_STD",
+           "resolve_device", "normalize"]
+
+log = logging.getLogger("segblocks_core.engine")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto | cpu | cuda | cuda:N`` -> a usable device, or a ValueError saying what to do."""
+    if not isinstance(device, str):
+        raise ValueError(f"device must be a string (auto, cpu, cuda, cuda:N), got {device!r}")
+    name = device.strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {device!r} requested but no CUDA GPU is available to PyTorch "
+                f"(torch {torch.__version__}, torch.cuda.is_available() is False); "
+                f"set device to 'auto' or 'cpu'"
+            )
+        dev = torch.device(name)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} requested but only {torch.cuda.device_count()} "
+                             f"CUDA device(s) exist")
+        return dev
+    raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+
+
+def normalize(images: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """uint8 ``[N, H, W, 3]`` RGB -> normalised ``[N, 3, H, W]`` network input."""
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1) * 255
+    inv_std = 1.0 / (torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1) * 255)
+    x = images.permute(0, 3, 1, 2).float()
+    return ((x - mean) * inv_std).to(dtype)
+
+
+@dataclass
+class FrameStats:
+    """Per-frame statistics (timings are for the whole batch the frame was part of)."""
+
+    tau: float
+    adaptive: bool
+    highres_fraction: float
+    blocks_highres: int
+    blocks_total: int
+    gmacs_effective: float
+    gmacs_executed: float
+    gmacs_dense: float
+    preprocess_ms: float
+    inference_ms: float
+    postprocess_ms: float
+    total_ms: float
+    batch_size: int = 1
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class InferenceResult:
+    """Output of :meth:`SegmentationEngine.infer` for a batch of N frames.
+
+    Attributes:
+        labels (np.ndarray[N, H, W] uint8): class id per pixel at input resolution.
+        grid (np.ndarray[N, GH, GW] bool): blocks that ran at high resolution.
+        stats: one :class:`FrameStats` per frame.
+    """
+
+    labels: np.ndarray
+    grid: np.ndarray
+    stats: list[FrameStats] = field(default_factory=list)
+
+
+ImageBatch = Union[np.ndarray, Tensor, Sequence[np.ndarray]]
+
+
+class SegmentationEngine:
+    """SwiftNet + SegBlocks inference on uint8 RGB images.
+
+    Args:
+        model: ``swiftnet_rn18`` or ``swiftnet_rn50``.
+        checkpoint: path of a checkpoint; ``None`` uses random weights (with a warning;
+            for tests and benchmarks only).
+        num_classes: output classes (must match the checkpoint).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        precision: ``fp32`` or ``fp16`` (fp16 needs a GPU).
+        block_size: SegBlocks block side in pixels.
+        class_names: names of the classes (default: Cityscapes).
+    """
+
+    def __init__(self, model: str = "swiftnet_rn18", checkpoint: Optional[str] = None,
+                 num_classes: int = 19, device: str = "auto", precision: str = "fp32",
+                 block_size: int = 128, class_names: Optional[Sequence[str]] = None):
+        self.device = resolve_device(device)
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+        if precision == "fp16" and self.device.type != "cuda":
+            raise ValueError("precision fp16 needs a CUDA device; use fp32 on the CPU")
+        self.model_name = model
+        self.precision = precision
+        self.dtype = PRECISIONS[precision]
+        self.net = build_model(model, num_classes)
+        self.metadata: dict = {}
+        if checkpoint:
+            self.metadata = load_checkpoint(checkpoint, self.net, model, num_classes)
+        else:
+            log.warning("no checkpoint given: %s runs with RANDOM weights; its masks are "
+                        "meaningless (fine for tests and speed measurements only)", model)
+        self.checkpoint = checkpoint
+        self.num_classes = num_classes
+        names = class_names or self.metadata.get("class_names") or default_class_names(num_classes)
+        if len(names) != num_classes:
+            raise ValueError(f"{len(names)} class names given for {num_classes} classes")
+        self.class_names = list(names)
+        self.palette = default_palette(num_classes)
+        self.net.eval().to(self.device, self.dtype)
+        if self.device.type == "cuda":
+            self.net.to(memory_format=torch.channels_last)
+        self.segblocks = SegBlocks(self.net, block_size=block_size)
+        self.block_size = block_size
+        self.policy = ComplexityPolicy(0.0, block_size)
+        log.info("%s on %s (%s); %s", model, self.device, precision, ops.backend_message())
+
+    # -- input handling ------------------------------------------------------------------
+
+    def _as_batch(self, images: ImageBatch) -> Tensor:
+        if isinstance(images, (list, tuple)):
+            if not images:
+                raise ValueError("no images given")
+            shapes = {np.shape(im) for im in images}
+            if len(shapes) != 1:
+                raise ValueError(f"images of one batch must have the same size, got {sorted(shapes)}")
+            images = np.stack([np.asarray(im) for im in images])
+        if isinstance(images, np.ndarray):
+            if images.dtype != np.uint8:
+                raise TypeError(f"images must be uint8, got {images.dtype}")
+            images = torch.from_numpy(np.ascontiguousarray(images))
+        if not isinstance(images, Tensor):
+            raise TypeError(f"images must be a uint8 numpy array or tensor, got {type(images).__name__}")
+        if images.dtype != torch.uint8:
+            raise TypeError(f"images must be uint8, got {images.dtype}")
+        if images.dim() == 3:
+            images = images.unsqueeze(0)
+        if images.dim() != 4 or images.shape[-1] != 3:
+            raise ValueError(f"images must be RGB [H, W, 3] or [N, H, W, 3], got {tuple(images.shape)}")
+        if images.shape[1] < 1 or images.shape[2] < 1 or images.shape[0] < 1:
+            raise ValueError(f"empty image batch {tuple(images.shape)}")
+        return images
+
+    # -- the entry point -----------------------------------------------------------------
+
+    @torch.inference_mode()
+    def infer(self, images: ImageBatch, tau: float = 0.3, adaptive: bool = True,
+              num_highres: Optional[int] = None) -> InferenceResult:
+        """Segment a batch of same-sized uint8 RGB images.
+
+        Args:
+            images: ``[H, W, 3]``, ``[N, H, W, 3]`` or a list of ``[H, W, 3]`` uint8 arrays.
+            tau: complexity threshold for this call (blocks with C_b > tau run high-res).
+            adaptive: False runs the dense network (the A/B baseline).
+            num_highres: optional fixed high-res block capacity (sync-free layout; blocks
+                beyond the grid's are the most complex low-res ones).
+
+        Returns:
+            :class:`InferenceResult` with class ids at input resolution.
+        """
+        tau = _check_tau(tau)
+        if tau < 0:
+            raise ValueError(f"tau must be >= 0, got {tau}")
+        cuda = self.device.type == "cuda"
+        t_start = time.perf_counter()
+        if cuda:
+            events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
+            events[0].record()
+        batch = self._as_batch(images)
+        n, h, w, _ = batch.shape
+        x = normalize(batch.to(self.device, non_blocking=True), self.dtype)
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        layout: Optional[BlockLayout] = None
+        if adaptive:
+            complexity = self.policy.complexity(x)
+            layout = self.segblocks.make_layout(x, complexity > tau, num_highres, complexity)
+        t_pre = time.perf_counter()
+        if cuda:
+            events[1].record()
+        logits = self.segblocks(x, layout=layout) if adaptive else self.net(x)
+        t_inf = time.perf_counter()
+        if cuda:
+            events[2].record()
+        labels = logits.argmax(1).to(torch.uint8)
+        macs = self.segblocks.count_macs(x.shape, layout)
+        if layout is not None:
+            grid = layout.grid
+        else:
+            gh, gw = -(-h // self.block_size), -(-w // self.block_size)
+            grid = torch.ones((n, gh, gw), dtype=torch.bool, device=self.device)
+        labels_np = labels.cpu().numpy()
+        grid_np = grid.cpu().numpy()
+        eff, exe, dense = (t.cpu().numpy() / 1e9 for t in (macs.effective, macs.executed, macs.dense))
+        t_end = time.perf_counter()
+        if cuda:
+            events[3].record()
+            events[3].synchronize()
+            pre, inf, post = (events[i].elapsed_time(events[i + 1]) for i in range(3))
+        else:
+            pre, inf, post = ((b - a) * 1e3 for a, b in ((t_start, t_pre), (t_pre, t_inf), (t_inf, t_end)))
+        total = (t_end - t_start) * 1e3
+        blocks_total = grid_np[0].size
+        stats = []
+        for i in range(n):
+            hr = int(grid_np[i].sum())
+            stats.append(FrameStats(
+                tau=tau, adaptive=adaptive,
+                highres_fraction=hr / blocks_total, blocks_highres=hr, blocks_total=blocks_total,
+                gmacs_effective=float(eff[i]), gmacs_executed=float(exe[i]), gmacs_dense=float(dense[i]),
+                preprocess_ms=pre, inference_ms=inf, postprocess_ms=post, total_ms=total, batch_size=n,
+            ))
+        return InferenceResult(labels=labels_np, grid=grid_np, stats=stats)

@@ -1,0 +1,801 @@
+"""SegBlocks executor: run an unmodified dense network on block tensors.
+
+``SegBlocks(net)`` traces ``net`` once with ``torch.fx`` and builds a *plan*: a new
+``fx.GraphModule`` whose values are either dense tensors or :class:`BlockTensor`s and whose
+nodes call block versions of the network's operations directly. There is no per-op
+dispatch (no ``__torch_function__``) and nothing in the plan reads device values back to
+the host, so a plan can be captured in a CUDA graph for a fixed block layout.
+
+How each operation runs on blocks:
+
+* ``Conv2d`` / ``MaxPool2d`` / ``AvgPool2d``: BlockPad (zero, -inf, zero) then the op
+  without padding, separately on the high-res and low-res blocks.
+* ``BatchNorm2d``, activations, dropout, ``Identity``: per resolution; in training mode
+  BatchNorm uses joint statistics (a low-res pixel stands for four dense pixels).
+* ``+ - * /`` and ``torch.cat(dim=1)``: per resolution (dense operands of the same size
+  are split with the frame's layout; per-image ``[N, C, 1, 1]`` operands are gathered).
+* bilinear / nearest upsampling by an integer factor: 1-px BlockPad halo (replicating the
+  image border, like the dense op's edge clamping), upsample, crop. Exact.
+* global operations (adaptive pooling and modules listed as ``global_modules``) see the
+  dense map (combine first); their dense outputs are split again where they meet blocks.
+* shape queries on block values return the dense shape.
+
+Anything else that receives a block value raises :class:`UnsupportedLayerError` naming
+the layer. Inputs whose size is not a multiple of the block size are zero-padded
+bottom/right and spatial outputs cropped back.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import ops
+from .layout import BlockLayout, BlockTensor
+
+__all__ = ["SegBlocks", "UnsupportedLayerError", "MacCount"]
+
+
+class UnsupportedLayerError(TypeError):
+    """A layer of the network cannot run on block tensors."""
+
+
+# ----------------------------------------------------------------------------------------
+# runtime block operations (targets of the plan's call_function nodes)
+# ----------------------------------------------------------------------------------------
+
+
+def split_input(x: Tensor, layout: BlockLayout) -> BlockTensor:
+    return ops.split(x, layout)
+
+
+def split_like(x: Tensor, layout: BlockLayout, side: int) -> BlockTensor:
+    """Split a dense map whose blocks are ``side`` pixels (a dense operand meeting blocks)."""
+    return ops.split(x, layout, side)
+
+
+def combine_blocks(bt: BlockTensor) -> Tensor:
+    return ops.combine(bt)
+
+
+def dense_shape(bt: BlockTensor) -> torch.Size:
+    return bt.dense_shape()
+
+
+def dense_size(bt: BlockTensor, *dim: int):
+    shape = bt.dense_shape()
+    return shape[dim[0]] if dim else shape
+
+
+def _two(x) -> tuple[int, int]:
+    return (x, x) if isinstance(x, int) else (int(x[0]), int(x[1]))
+
+
+def _pad_crop(bt: BlockTensor, pad_h: int, pad_w: int, mode: str = "constant",
+              value: float = 0.0) -> tuple[Tensor, Tensor]:
+    """BlockPad with possibly different vertical/horizontal padding."""
+    p = max(pad_h, pad_w)
+    hr, lr = ops.block_pad(bt, p, mode, value)
+    if pad_h != pad_w:
+        dh, dw = p - pad_h, p - pad_w
+        hr = hr[:, :, dh:hr.shape[2] - dh, dw:hr.shape[3] - dw]
+        lr = lr[:, :, dh:lr.shape[2] - dh, dw:lr.shape[3] - dw]
+    return hr, lr
+
+
+def block_conv2d(bt: BlockTensor, conv: nn.Conv2d) -> BlockTensor:
+    pad_h, pad_w = _two(conv.padding)
+    hr, lr = _pad_crop(bt, pad_h, pad_w)
+    return BlockTensor(
+        F.conv2d(hr, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups),
+        F.conv2d(lr, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups),
+        bt.layout,
+    )
+
+
+def block_batch_norm(bt: BlockTensor, bn: nn.BatchNorm2d) -> BlockTensor:
+    hr, lr = bt.highres, bt.lowres
+    use_batch_stats = bn.training or not bn.track_running_stats
+    if not use_batch_stats:
+        def norm(t):
+            return F.batch_norm(t, bn.running_mean, bn.running_var, bn.weight, bn.bias,
+                                False, 0.0, bn.eps)
+        return BlockTensor(norm(hr), norm(lr), bt.layout)
+    # joint batch statistics over both resolutions; a low-res pixel stands for four dense
+    # pixels, so the statistics equal those of the combined dense map
+    dims = (0, 2, 3)
+    count = hr.shape[0] * hr.shape[2] * hr.shape[3] + 4 * lr.shape[0] * lr.shape[2] * lr.shape[3]
+    if count <= 1:
+        raise ValueError("BatchNorm in training mode needs more than one value per channel")
+    mean = (hr.sum(dims) + 4 * lr.sum(dims)) / count
+    shape = (1, -1, 1, 1)
+    var = (((hr - mean.view(shape)) ** 2).sum(dims)
+           + 4 * ((lr - mean.view(shape)) ** 2).sum(dims)) / count
+    if bn.training and bn.track_running_stats:
+        with torch.no_grad():
+            bn.num_batches_tracked.add_(1)
+            momentum = (1.0 / float(bn.num_batches_tracked)) if bn.momentum is None else bn.momentum
+            bn.running_mean.mul_(1 - momentum).add_(mean.detach(), alpha=momentum)
+            bn.running_var.mul_(1 - momentum).add_(var.detach() * count / (count - 1), alpha=momentum)
+    inv = torch.rsqrt(var + bn.eps)
+    scale = inv if bn.weight is None else inv * bn.weight
+    shift = -mean * scale if bn.bias is None else bn.bias - mean * scale
+    return BlockTensor(hr * scale.view(shape) + shift.view(shape),
+                       lr * scale.view(shape) + shift.view(shape), bt.layout)
+
+
+def block_module(bt: BlockTensor, module: nn.Module) -> BlockTensor:
+    """An elementwise module (activation, dropout, identity) on both resolutions."""
+    return BlockTensor(module(bt.highres), module(bt.lowres), bt.layout)
+
+
+def block_max_pool2d(bt: BlockTensor, kernel_size, stride, padding) -> BlockTensor:
+    pad_h, pad_w = _two(padding)
+    hr, lr = _pad_crop(bt, pad_h, pad_w, "constant", float("-inf"))
+    return BlockTensor(F.max_pool2d(hr, kernel_size, stride), F.max_pool2d(lr, kernel_size, stride),
+                       bt.layout)
+
+
+def block_avg_pool2d(bt: BlockTensor, kernel_size, stride, padding, divisor_override) -> BlockTensor:
+    # count_include_pad=True: zero halo at the image border, like the dense op
+    pad_h, pad_w = _two(padding)
+    hr, lr = _pad_crop(bt, pad_h, pad_w)
+    kw = dict(divisor_override=divisor_override)
+    return BlockTensor(F.avg_pool2d(hr, kernel_size, stride, **kw),
+                       F.avg_pool2d(lr, kernel_size, stride, **kw), bt.layout)
+
+
+def block_interpolate(bt: BlockTensor, factor: int, mode: str) -> BlockTensor:
+    """Upsample by an integer factor, exactly as the dense op would."""
+    if mode == "nearest":
+        def up(t):
+            return F.interpolate(t, scale_factor=factor, mode="nearest")
+        return bt.map(up)
+    # bilinear, align_corners=False: output pixel j samples (j + 0.5) / f - 0.5, which lies
+    # within half a pixel outside the block, so a 1-px halo is enough; replicating the
+    # image border reproduces the dense op's clamping there.
+    hr, lr = ops.block_pad(bt, 1, "replicate")
+
+    def up_crop(t):
+        t = F.interpolate(t, scale_factor=factor, mode="bilinear", align_corners=False)
+        return t[:, :, factor:t.shape[2] - factor, factor:t.shape[3] - factor]
+    return BlockTensor(up_crop(hr), up_crop(lr), bt.layout)
+
+
+def block_cat(tensors: Sequence[BlockTensor], dim: int = 1) -> BlockTensor:
+    return BlockTensor(torch.cat([t.highres for t in tensors], 1),
+                       torch.cat([t.lowres for t in tensors], 1), tensors[0].layout)
+
+
+def _per_block(t: Tensor, bt: BlockTensor) -> tuple[Any, Any]:
+    """A dense operand as seen by the high-res and the low-res blocks."""
+    if isinstance(t, Tensor) and t.dim() == 4 and t.shape[0] > 1:
+        # per-image [N, C, 1, 1] values: each block takes its own image's
+        per_image = bt.layout.grid_shape[1] * bt.layout.grid_shape[2]
+        return t[bt.layout.hr_pos // per_image], t[bt.layout.lr_pos // per_image]
+    return t, t
+
+
+_BINARY_OPS: dict[str, Callable] = {
+    "add": operator.add, "sub": operator.sub, "mul": operator.mul, "truediv": operator.truediv,
+    "iadd": operator.iadd, "isub": operator.isub, "imul": operator.imul,
+    "itruediv": operator.itruediv, "maximum": torch.maximum, "minimum": torch.minimum,
+}
+
+
+def block_binary(op: str, a, b) -> BlockTensor:
+    fn = _BINARY_OPS[op]
+    if isinstance(a, BlockTensor) and isinstance(b, BlockTensor):
+        return BlockTensor(fn(a.highres, b.highres), fn(a.lowres, b.lowres), a.layout)
+    if isinstance(a, BlockTensor):
+        b_hr, b_lr = _per_block(b, a)
+        return BlockTensor(fn(a.highres, b_hr), fn(a.lowres, b_lr), a.layout)
+    a_hr, a_lr = _per_block(a, b)
+    return BlockTensor(fn(a_hr, b.highres), fn(a_lr, b.lowres), b.layout)
+
+
+_UNARY_FUNCTIONS: dict[Callable, str] = {}
+_UNARY_BY_NAME: dict[str, Callable] = {}
+for _fn in (F.relu, F.relu_, torch.relu, torch.relu_, F.relu6, F.leaky_relu, F.elu, F.selu,
+            F.gelu, F.silu, F.mish, F.hardswish, F.hardsigmoid, F.hardtanh, F.sigmoid,
+            torch.sigmoid, torch.tanh, F.tanh, F.dropout, torch.clamp, torch.neg):
+    _name = f"{getattr(_fn, '__module__', None) or 'torch'}.{_fn.__name__}"
+    _UNARY_FUNCTIONS[_fn] = _name
+    _UNARY_BY_NAME[_name] = _fn
+
+
+def block_unary(fn_name: str, bt: BlockTensor, *args, **kwargs) -> BlockTensor:
+    fn = _UNARY_BY_NAME[fn_name]
+    return BlockTensor(fn(bt.highres, *args, **kwargs), fn(bt.lowres, *args, **kwargs), bt.layout)
+
+
+def block_method(method: str, bt: BlockTensor, *args, **kwargs) -> BlockTensor:
+    return BlockTensor(getattr(bt.highres, method)(*args, **kwargs),
+                       getattr(bt.lowres, method)(*args, **kwargs), bt.layout)
+
+
+_ELEMENTWISE_MODULES = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
+    nn.Mish, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Identity,
+    nn.Dropout, nn.Dropout2d,
+)
+_GLOBAL_MODULES = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+_GLOBAL_FUNCTIONS = (F.adaptive_avg_pool2d, F.adaptive_max_pool2d, torch.flatten)
+_UNARY_METHODS = {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "clamp", "clamp_",
+                  "contiguous", "float", "half", "bfloat16", "neg"}
+_BINARY_METHODS = {"add": "add", "add_": "iadd", "sub": "sub", "sub_": "isub", "mul": "mul",
+                   "mul_": "imul", "div": "truediv", "div_": "itruediv"}
+_BINARY_FUNCTIONS = {operator.add: "add", operator.iadd: "iadd", operator.sub: "sub",
+                     operator.isub: "isub", operator.mul: "mul", operator.imul: "imul",
+                     operator.truediv: "truediv", operator.itruediv: "itruediv",
+                     torch.add: "add", torch.sub: "sub", torch.mul: "mul", torch.div: "truediv",
+                     torch.maximum: "maximum", torch.minimum: "minimum"}
+_MAC_MODULES = (nn.Conv2d, nn.Linear)
+
+
+# ----------------------------------------------------------------------------------------
+# tracing and static analysis
+# ----------------------------------------------------------------------------------------
+
+
+class _Tracer(fx.Tracer):
+    def __init__(self, leaf_types: tuple[type, ...]):
+        super().__init__()
+        self.leaf_types = leaf_types
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, self.leaf_types) or super().is_leaf_module(m, qualname)
+
+
+def _propagate(gm: fx.GraphModule, x_shape: Sequence[int]) -> dict[str, Any]:
+    """Output value (fake tensors / host values) of every node for an input of x_shape."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.passes.fake_tensor_prop import FakeTensorProp
+
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    param = next(gm.parameters(), None)
+    dtype = param.dtype if param is not None else torch.float32
+    device = param.device if param is not None else torch.device("cpu")
+    with mode:
+        x = torch.empty(tuple(x_shape), dtype=dtype, device=device)
+    FakeTensorProp(gm, mode).propagate_dont_convert_inputs(x)
+    return {n.name: n.meta.get("val") for n in gm.graph.nodes}
+
+
+def _is_tensor(v) -> bool:
+    return isinstance(v, Tensor)
+
+
+def _node_description(gm: fx.GraphModule, node: fx.Node) -> str:
+    if node.op == "call_module":
+        return f"layer '{node.target}' ({type(gm.get_submodule(node.target)).__name__})"
+    stack = node.meta.get("nn_module_stack") or {}
+    where = f" in '{list(stack)[-1]}'" if stack else ""
+    if node.op == "call_method":
+        return f"tensor method .{node.target}(){where} (node {node.name})"
+    name = getattr(node.target, "__name__", str(node.target))
+    return f"function {name}{where} (node {node.name})"
+
+
+@dataclass
+class MacCount:
+    """Multiply-accumulates per image (``[N]`` float64 tensors).
+
+    Attributes:
+        effective: the paper's count: each convolution/linear layer costs its dense MACs
+            times the image's block mix, a low-res block costing 1/4 of a high-res one
+            (halos and the padding to the block grid not counted).
+        executed: what the executor launched: full blocks of the padded image, including
+            blocks promoted to high-res and dense-executed global layers at padded size.
+        dense: the dense network's count on the same (unpadded) input.
+    """
+
+    effective: Tensor
+    executed: Tensor
+    dense: Tensor
+
+    def gmacs(self) -> dict[str, list[float]]:
+        return {k: (getattr(self, k) / 1e9).tolist() for k in ("effective", "executed", "dense")}
+
+
+class SegBlocks(nn.Module):
+    """Run ``net`` with adaptive resolution in blocks.
+
+    Args:
+        net: a dense network taking one image batch ``[N, C, H, W]`` (in eval mode the
+            all-high-res result equals ``net``'s). Parameters are shared, not copied.
+        block_size: block side B in input pixels; must be a multiple of twice the
+            network's total stride, so that low-res blocks stay whole pixels.
+        global_modules: extra module types that need the dense map (combine before them).
+        in_channels: channels of the network input (used to analyse the network).
+
+    Call ``segblocks(x, grid)`` with ``grid`` a bool ``[N, ceil(H/B), ceil(W/B)]`` (True =
+    high-res), or ``layout=`` a prebuilt :class:`BlockLayout` (e.g. a fixed-capacity,
+    sync-free one). ``grid=None`` runs the dense network.
+    """
+
+    def __init__(self, net: nn.Module, block_size: int = 128,
+                 global_modules: Iterable[type] = (), in_channels: int = 3):
+        super().__init__()
+        if not isinstance(net, nn.Module):
+            raise TypeError(f"net must be an nn.Module, got {type(net).__name__}")
+        if int(block_size) != block_size or block_size < 2 or block_size % 2:
+            raise ValueError(f"block_size must be an even integer >= 2, got {block_size}")
+        self.net = net
+        self.block_size = int(block_size)
+        self.in_channels = int(in_channels)
+        self._global_types = tuple(_GLOBAL_MODULES) + tuple(global_modules)
+        traced_graph = _Tracer(self._global_types).trace(net)
+        traced = fx.GraphModule(net, traced_graph)
+        builder = _PlanBuilder(traced, self.block_size, self.in_channels, self._global_types)
+        object.__setattr__(self, "_traced", traced)
+        object.__setattr__(self, "_plan", builder.build())
+        self.max_stride = builder.max_stride
+        self._mac_nodes = builder.mac_nodes
+        self._mac_cache: dict[tuple[int, ...], dict[str, float]] = {}
+
+    @property
+    def plan(self) -> fx.GraphModule:
+        """The block execution plan (``print(sb.plan.code)`` shows it)."""
+        return self._plan
+
+    def grid_shape(self, x_shape: Sequence[int]) -> tuple[int, int, int]:
+        n, _, h, w = x_shape
+        b = self.block_size
+        return n, -(-h // b), -(-w // b)
+
+    def _check_input(self, x: Tensor) -> None:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() != 4:
+            raise ValueError(f"x must have shape [N, C, H, W], got {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise TypeError(f"x must be a floating-point tensor (normalised image), got {x.dtype}")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"x has {x.shape[1]} channels, the network expects {self.in_channels}")
+
+    def make_layout(self, x: Tensor, grid: Tensor, num_highres: Optional[int] = None,
+                    scores: Optional[Tensor] = None) -> BlockLayout:
+        """Validate ``grid`` against ``x`` and build the frame's :class:`BlockLayout`."""
+        expected = self.grid_shape(x.shape)
+        if not isinstance(grid, Tensor):
+            raise TypeError(f"grid must be a bool tensor, got {type(grid).__name__}")
+        if grid.dtype != torch.bool:
+            raise TypeError(f"grid must have dtype torch.bool, got {grid.dtype}")
+        if tuple(grid.shape) != expected:
+            raise ValueError(
+                f"grid shape {tuple(grid.shape)} does not match the input: expected {expected} "
+                f"for x of shape {tuple(x.shape)} and block size {self.block_size}"
+            )
+        if scores is not None:
+            scores = scores.to(x.device)
+        return BlockLayout.from_grid(grid.to(x.device), self.block_size, num_highres, scores)
+
+    def forward(self, x: Tensor, grid: Optional[Tensor] = None, *,
+                layout: Optional[BlockLayout] = None):
+        self._check_input(x)
+        if grid is None and layout is None:
+            return self.net(x)
+        if layout is None:
+            layout = self.make_layout(x, grid)
+        elif layout.grid_shape != self.grid_shape(x.shape) or layout.block_size != self.block_size:
+            raise ValueError(
+                f"layout grid {layout.grid_shape} (block size {layout.block_size}) does not match "
+                f"x of shape {tuple(x.shape)} with block size {self.block_size}"
+            )
+        _, gh, gw = layout.grid_shape
+        h, w = x.shape[-2:]
+        hp, wp = gh * self.block_size, gw * self.block_size
+        if (hp, wp) != (h, w):
+            x = F.pad(x, (0, wp - w, 0, hp - h))
+        out = self._plan(x, layout)
+        if (hp, wp) != (h, w):
+            out = _crop_outputs(out, h, w, hp, wp)
+        return out
+
+    # -- MAC counting --------------------------------------------------------------------
+
+    def _node_macs(self, x_shape: tuple[int, ...]) -> dict[str, float]:
+        """Dense MACs per image of each conv/linear node for an input of ``x_shape``."""
+        key = tuple(x_shape)
+        if key not in self._mac_cache:
+            vals = _propagate(self._traced, (1,) + key[1:])
+            macs = {}
+            for name, module in self._mac_nodes.items():
+                out = vals[name]
+                if isinstance(module, nn.Conv2d):
+                    k = module.kernel_size[0] * module.kernel_size[1]
+                    macs[name] = out.numel() * k * module.in_channels // module.groups
+                else:
+                    macs[name] = out.numel() * module.in_features
+            self._mac_cache[key] = macs
+        return self._mac_cache[key]
+
+    def count_macs(self, x_shape: Sequence[int], layout: Optional[BlockLayout] = None) -> MacCount:
+        """MACs per image for an input of ``x_shape`` run with ``layout`` (None = dense).
+
+        No host synchronisation: the per-image counts are device tensors.
+        """
+        n, c, h, w = x_shape
+        dense_nodes = self._node_macs((1, c, h, w))
+        dense_total = float(sum(dense_nodes.values()))
+        device = layout.device if layout is not None else torch.device("cpu")
+        dense = torch.full((n,), dense_total, dtype=torch.float64, device=device)
+        if layout is None:
+            return MacCount(dense.clone(), dense.clone(), dense)
+        _, gh, gw = layout.grid_shape
+        b = self.block_size
+        padded_nodes = self._node_macs((1, c, gh * b, gw * b))
+        hr = layout.grid.to(torch.float64)                                   # [N, GH, GW]
+        # valid (unpadded) fraction of every block, at input resolution
+        vh = (h - torch.arange(gh, device=device, dtype=torch.float64) * b).clamp(0, b) / b
+        vw = (w - torch.arange(gw, device=device, dtype=torch.float64) * b).clamp(0, b) / b
+        valid = vh[:, None] * vw[None, :]
+        weight = hr + (1 - hr) / 4
+        eff_ratio = (weight * valid).sum((1, 2)) / valid.sum()               # [N]
+        exe_ratio = weight.sum((1, 2)) / (gh * gw)                          # [N]
+        block_dense = sum(dense_nodes[k] for k in self._mac_nodes if self._mac_nodes_block[k])
+        block_padded = sum(padded_nodes[k] for k in self._mac_nodes if self._mac_nodes_block[k])
+        other_dense = dense_total - block_dense
+        other_padded = sum(padded_nodes.values()) - block_padded
+        effective = other_dense + block_dense * eff_ratio
+        executed = other_padded + block_padded * exe_ratio
+        return MacCount(effective, executed, dense)
+
+    @property
+    def _mac_nodes_block(self) -> dict[str, bool]:
+        return self._plan.meta_block_nodes
+
+    def extra_repr(self) -> str:
+        return f"block_size={self.block_size}, max_stride={self.max_stride}"
+
+
+def _crop_outputs(out, h: int, w: int, hp: int, wp: int):
+    """Crop every spatial output of a padded input back to the input's extent."""
+    if isinstance(out, Tensor):
+        if out.dim() >= 3:
+            oh, ow = out.shape[-2:]
+            if oh and ow and hp % oh == 0 and wp % ow == 0 and hp // oh == wp // ow:
+                s = hp // oh
+                return out[..., : -(-h // s), : -(-w // s)]
+        return out
+    if isinstance(out, (list, tuple)):
+        cropped = [_crop_outputs(o, h, w, hp, wp) for o in out]
+        return type(out)(*cropped) if hasattr(out, "_fields") else type(out)(cropped)
+    if isinstance(out, dict):
+        return {k: _crop_outputs(v, h, w, hp, wp) for k, v in out.items()}
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# plan construction
+# ----------------------------------------------------------------------------------------
+
+
+class _PlanBuilder:
+    """Translate the traced dense graph into a block plan, node by node."""
+
+    def __init__(self, traced: fx.GraphModule, block_size: int, in_channels: int,
+                 global_types: tuple[type, ...]):
+        self.src = traced
+        self.b = block_size
+        self.global_types = global_types
+        # two input sizes: a node is grid-aligned if its size follows the input at one
+        # constant stride in both
+        self.samples = [(1, in_channels, 2 * block_size, 3 * block_size),
+                        (1, in_channels, 4 * block_size, 5 * block_size)]
+        self.vals = [_propagate(traced, s) for s in self.samples]
+        self.g = fx.Graph()
+        self.natural: dict[fx.Node, str] = {}
+        self.block: dict[fx.Node, fx.Node] = {}
+        self.dense: dict[fx.Node, fx.Node] = {}
+        self.module_refs: dict[str, fx.Node] = {}
+        self.x_new: Optional[fx.Node] = None
+        self.layout_new: Optional[fx.Node] = None
+        self.max_stride = 1
+        self.mac_nodes: dict[str, nn.Module] = {}
+        self.block_nodes: dict[str, bool] = {}
+
+    # -- analysis helpers ----------------------------------------------------------------
+
+    def val(self, node: fx.Node, i: int = 0):
+        return self.vals[i][node.name]
+
+    def stride(self, node: fx.Node) -> Optional[Fraction]:
+        """Stride of a grid-aligned 4-D tensor node relative to the input, else None."""
+        strides = set()
+        for i, (_, _, h, w) in enumerate(self.samples):
+            v = self.val(node, i)
+            if not _is_tensor(v) or v.dim() != 4 or v.shape[2] == 0 or v.shape[3] == 0:
+                return None
+            sh, sw = Fraction(h, v.shape[2]), Fraction(w, v.shape[3])
+            if sh != sw:
+                return None
+            strides.add(sh)
+        return strides.pop() if len(strides) == 1 else None
+
+    def side(self, node: fx.Node, what: str) -> int:
+        """High-res block side at ``node``'s stride, checking low-res blocks stay whole."""
+        s = self.stride(node)
+        if s is None:
+            raise UnsupportedLayerError(
+                f"{what}: its input is not aligned with the image grid; cannot run in blocks"
+            )
+        hr = Fraction(self.b) / s
+        if hr.denominator != 1 or hr.numerator % 2:
+            raise ValueError(
+                f"block_size {self.b} does not divide by twice the network's stride at {what} "
+                f"(stride {s}): low-res blocks would be {hr / 2} px. Use a block size that is a "
+                f"multiple of {2 * s.numerator} (e.g. {2 * s.numerator * max(1, round(self.b / (2 * s.numerator)))})"
+            )
+        self.max_stride = max(self.max_stride, math.ceil(s))
+        return int(hr)
+
+    def is_tensor(self, node) -> bool:
+        return isinstance(node, fx.Node) and _is_tensor(self.val(node))
+
+    # -- emitted-graph helpers -----------------------------------------------------------
+
+    def module_ref(self, target: str) -> fx.Node:
+        if target not in self.module_refs:
+            self.module_refs[target] = self.g.get_attr(target)
+        return self.module_refs[target]
+
+    def as_dense(self, node: fx.Node) -> fx.Node:
+        if node not in self.dense:
+            self.dense[node] = self.g.call_function(combine_blocks, (self.block[node],))
+        return self.dense[node]
+
+    def as_block(self, node: fx.Node, what: str) -> fx.Node:
+        if node not in self.block:
+            side = self.side(node, what)
+            if node is self.x_src:
+                self.block[node] = self.g.call_function(split_input, (self.dense[node], self.layout_new))
+            else:
+                self.block[node] = self.g.call_function(
+                    split_like, (self.dense[node], self.layout_new, side))
+        return self.block[node]
+
+    def host(self, node: fx.Node) -> fx.Node:
+        return self.dense[node]
+
+    def map_dense(self, arg):
+        """Map an argument structure to dense/host values of the new graph."""
+        return fx.node.map_arg(arg, lambda n: self.as_dense(n) if self.natural[n] == "block" else self.host(n))
+
+    # -- translation ---------------------------------------------------------------------
+
+    def build(self) -> fx.GraphModule:
+        placeholders = [n for n in self.src.graph.nodes if n.op == "placeholder"]
+        if not placeholders:
+            raise ValueError("the network has no input")
+        required = [n for n in placeholders[1:] if not n.args]
+        if required:
+            raise ValueError(
+                f"SegBlocks runs networks with one image input; {[n.name for n in required]} "
+                f"have no default"
+            )
+        self.x_src = placeholders[0]
+        self.x_new = self.g.placeholder("x")
+        self.layout_new = self.g.placeholder("layout")
+        for node in self.src.graph.nodes:
+            self.translate(node)
+        plan = fx.GraphModule(self.src, self.g, class_name="SegBlocksPlan")
+        plan.graph.eliminate_dead_code()
+        plan.graph.lint()
+        plan.recompile()
+        plan.meta_block_nodes = self.block_nodes
+        return plan
+
+    def translate(self, node: fx.Node) -> None:
+        if node.op == "placeholder":
+            if node is self.x_src:
+                self.dense[node] = self.x_new
+                self.natural[node] = "block"
+            else:
+                self.dense[node] = node.args[0] if node.args else None
+                self.natural[node] = "host"
+            return
+        if node.op == "output":
+            self.g.output(self.map_dense(node.args[0]))
+            return
+        if node.op == "get_attr":
+            self.dense[node] = self.g.get_attr(node.target)
+            self.natural[node] = "dense"
+            return
+
+        if node.op == "call_module" and isinstance(self.src.get_submodule(node.target), _MAC_MODULES):
+            self.mac_nodes[node.name] = self.src.get_submodule(node.target)
+        inputs = [n for n in node.all_input_nodes if self.natural.get(n) == "block"]
+        if not inputs:
+            self.emit_dense(node)
+            return
+        if node.op == "call_module" and node.name in self.mac_nodes:
+            self.block_nodes[node.name] = True
+        self.emit_block(node)
+
+    def emit_dense(self, node: fx.Node) -> None:
+        args, kwargs = self.map_dense(node.args), self.map_dense(node.kwargs)
+        new = self.g.create_node(node.op, node.target, args, kwargs, name=node.name)
+        self.dense[node] = new
+        self.natural[node] = "dense" if self.is_tensor(node) else "host"
+        if node.name in self.mac_nodes:
+            self.block_nodes[node.name] = False
+
+    def set_block(self, node: fx.Node, new: fx.Node) -> None:
+        self.block[node] = new
+        self.natural[node] = "block"
+
+    def emit_block(self, node: fx.Node) -> None:
+        what = _node_description(self.src, node)
+        if node.op == "call_module":
+            self.emit_block_module(node, self.src.get_submodule(node.target), what)
+        elif node.op == "call_function":
+            self.emit_block_function(node, what)
+        elif node.op == "call_method":
+            self.emit_block_method(node, what)
+        else:  # pragma: no cover - fx has no other node kinds
+            raise UnsupportedLayerError(f"{what} cannot run on blocks")
+
+    def unsupported(self, what: str, why: str = "") -> UnsupportedLayerError:
+        return UnsupportedLayerError(
+            f"SegBlocks cannot run {what} on block tensors{': ' + why if why else ''}. "
+            f"Supported in blocks: Conv2d, BatchNorm2d, pooling, activations, +-*/, "
+            f"torch.cat(dim=1), integer-factor bilinear/nearest upsampling; list modules that "
+            f"need the whole map in SegBlocks(..., global_modules=(...))."
+        )
+
+    def check_aligned(self, node: fx.Node, src: fx.Node, factor: Fraction, what: str) -> None:
+        s_in, s_out = self.stride(src), self.stride(node)
+        if s_in is None or s_out is None or s_out != s_in * factor:
+            raise self.unsupported(what, "its output does not stay on the block grid")
+
+    def emit_block_module(self, node: fx.Node, module: nn.Module, what: str) -> None:
+        src = node.args[0]
+        if isinstance(module, self.global_types):
+            self.emit_dense(node)
+            return
+        if len(node.all_input_nodes) != 1 or node.kwargs:
+            raise self.unsupported(what, "more than one input")
+        ref = self.module_ref(node.target)
+        x = self.as_block(src, what)
+        if isinstance(module, nn.Conv2d):
+            if module.padding_mode != "zeros" or isinstance(module.padding, str) and module.padding != "same":
+                raise self.unsupported(what, f"padding_mode={module.padding_mode!r} / padding={module.padding!r}")
+            self.check_aligned(node, src, Fraction(module.stride[0]), what)
+            if module.stride[0] != module.stride[1]:
+                raise self.unsupported(what, "different vertical and horizontal strides")
+            if isinstance(module.padding, str):
+                raise self.unsupported(what, "padding='same' (give the padding as numbers)")
+            self.side(node, what)
+            self.set_block(node, self.g.call_function(block_conv2d, (x, ref)))
+        elif isinstance(module, nn.BatchNorm2d):
+            self.set_block(node, self.g.call_function(block_batch_norm, (x, ref)))
+        elif isinstance(module, _ELEMENTWISE_MODULES):
+            self.set_block(node, self.g.call_function(block_module, (x, ref)))
+        elif isinstance(module, nn.MaxPool2d):
+            if module.ceil_mode or module.dilation not in (1, (1, 1)) or module.return_indices:
+                raise self.unsupported(what, "ceil_mode, dilation or return_indices")
+            k, s, p = module.kernel_size, module.stride, module.padding
+            self.check_aligned(node, src, Fraction(_two(s)[0]), what)
+            self.side(node, what)
+            self.set_block(node, self.g.call_function(block_max_pool2d, (x, k, s, p)))
+        elif isinstance(module, nn.AvgPool2d):
+            if module.ceil_mode or (not module.count_include_pad and module.padding not in (0, (0, 0))):
+                raise self.unsupported(what, "ceil_mode or count_include_pad=False")
+            k, s, p = module.kernel_size, module.stride, module.padding
+            self.check_aligned(node, src, Fraction(_two(s)[0]), what)
+            self.side(node, what)
+            self.set_block(node, self.g.call_function(
+                block_avg_pool2d, (x, k, s, p, module.divisor_override)))
+        elif isinstance(module, nn.Upsample):
+            self.emit_interpolate(node, src, x, module.mode, module.align_corners, what)
+        else:
+            raise self.unsupported(what)
+
+    def emit_interpolate(self, node, src, x, mode, align_corners, what) -> None:
+        s_in, s_out = self.stride(src), self.stride(node)
+        if s_in is None or s_out is None:
+            raise self.unsupported(what, "its output does not stay on the block grid")
+        factor = s_in / s_out
+        if factor.denominator != 1 or factor < 1:
+            raise self.unsupported(what, f"scale factor {factor} (only integer upsampling)")
+        if mode not in ("bilinear", "nearest") or (mode == "bilinear" and align_corners):
+            raise self.unsupported(what, f"mode={mode!r}, align_corners={align_corners}")
+        self.side(node, what)
+        self.set_block(node, self.g.call_function(block_interpolate, (x, int(factor), mode)))
+
+    def block_operand(self, operand, like: fx.Node, what: str):
+        """An operand of a binary op whose other side is a block value."""
+        if not isinstance(operand, fx.Node):
+            return operand
+        if self.natural[operand] == "block":
+            if self.stride(operand) != self.stride(like):
+                raise self.unsupported(what, "operands at different strides")
+            return self.block[operand]
+        if not self.is_tensor(operand):
+            return self.host(operand)
+        v, ref = self.val(operand), self.val(like)
+        if v.dim() == 4 and v.shape[2:] == ref.shape[2:] and v.shape[2:] != (1, 1):
+            if self.stride(operand) != self.stride(like):
+                raise self.unsupported(what, "dense operand not aligned with the block grid")
+            return self.as_block(operand, what)
+        if v.dim() <= 4 and all(d == 1 for d in v.shape[-2:]):
+            return self.dense[operand]  # broadcast (per image where it has a batch dim)
+        raise self.unsupported(what, f"operand of shape {tuple(v.shape)} does not broadcast over blocks")
+
+    def emit_binary(self, node: fx.Node, op: str, a, b, what: str) -> None:
+        like = a if isinstance(a, fx.Node) and self.natural.get(a) == "block" else b
+        args = (op, self.block_operand(a, like, what), self.block_operand(b, like, what))
+        self.set_block(node, self.g.call_function(block_binary, args))
+
+    def emit_block_function(self, node: fx.Node, what: str) -> None:
+        fn = node.target
+        if fn in self._global_functions():
+            self.emit_dense(node)
+        elif fn in _BINARY_FUNCTIONS and len(node.args) == 2 and not node.kwargs:
+            self.emit_binary(node, _BINARY_FUNCTIONS[fn], node.args[0], node.args[1], what)
+        elif fn in _UNARY_FUNCTIONS:
+            src = node.args[0]
+            if len(node.all_input_nodes) != 1:
+                raise self.unsupported(what, "tensor arguments besides the input")
+            args = (_UNARY_FUNCTIONS[fn], self.as_block(src, what)) + tuple(node.args[1:])
+            self.set_block(node, self.g.call_function(block_unary, args, dict(node.kwargs)))
+        elif fn in (torch.cat, torch.concat):
+            tensors = node.args[0]
+            dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+            if dim not in (1, -3):
+                raise self.unsupported(what, f"concatenation along dim {dim} (only channels)")
+            like = next(t for t in tensors if self.natural.get(t) == "block")
+            parts = [self.block_operand(t, like, what) for t in tensors]
+            self.set_block(node, self.g.call_function(block_cat, (parts,)))
+        elif fn is F.interpolate:
+            mode = node.kwargs.get("mode", node.args[3] if len(node.args) > 3 else "nearest")
+            align = node.kwargs.get("align_corners", node.args[4] if len(node.args) > 4 else None)
+            src = node.args[0] if node.args else node.kwargs["input"]
+            self.emit_interpolate(node, src, self.as_block(src, what), mode, align, what)
+        elif fn is getattr and node.args[1] in ("shape", "dtype", "device"):
+            src = node.args[0]
+            if src in self.dense:  # a dense version exists (the input image): ask it
+                self.dense[node] = self.g.call_function(getattr, (self.dense[src], node.args[1]))
+            elif node.args[1] == "shape":
+                self.dense[node] = self.g.call_function(dense_shape, (self.block[src],))
+            else:
+                self.dense[node] = self.g.call_function(getattr, (self.block[src], node.args[1]))
+            self.natural[node] = "host"
+        else:
+            raise self.unsupported(what)
+
+    def _global_functions(self):
+        return _GLOBAL_FUNCTIONS
+
+    def emit_block_method(self, node: fx.Node, what: str) -> None:
+        method, src = node.target, node.args[0]
+        if method in ("size", "dim"):
+            if method == "dim":
+                self.dense[node] = 4
+            elif src in self.dense:
+                self.emit_dense(node)
+                return
+            else:
+                self.dense[node] = self.g.call_function(
+                    dense_size, (self.block[src],) + tuple(self.map_dense(node.args[1:])))
+            self.natural[node] = "host"
+        elif method in _BINARY_METHODS and len(node.args) == 2 and not node.kwargs:
+            self.emit_binary(node, _BINARY_METHODS[method], node.args[0], node.args[1], what)
+        elif method in _UNARY_METHODS and len(node.all_input_nodes) == 1:
+            args = (method, self.as_block(src, what)) + tuple(node.args[1:])
+            self.set_block(node, self.g.call_function(block_method, args, dict(node.kwargs)))
+        elif method in ("flatten", "mean", "view", "reshape", "amax", "sum"):
+            raise self.unsupported(what, "a whole-map reduction or reshape; make it a global "
+                                   "module or pool first")
+        else:
+            raise self.unsupported(what)

@@ -1,0 +1,232 @@
+"""Block ops: split, BlockPad and combine.
+
+Each op has a pure-PyTorch reference (:mod:`segblocks_core.ops._reference`) and, when the
+extension ``segblocks_core._C`` is built, native CPU/CUDA kernels registered as
+``torch.ops.segblocks.*``. The native kernel is used for a tensor whenever one is
+registered for its device; otherwise the reference runs. :func:`backend` says which is
+active, :func:`use_backend` forces one (tests compare the two).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Iterator, Optional, Union
+
+import torch
+from torch import Tensor
+
+from ..layout import BlockLayout, BlockTensor
+from . import _reference
+
+__all__ = [
+    "split", "combine", "block_pad", "backend", "use_backend", "has_native",
+    "BUILD_HINT", "split_tensor", "combine_tensor", "block_pad_tensor",
+]
+
+BUILD_HINT = (
+    "build the native extension with `pip install --no-build-isolation -e .` (CPU kernels; "
+    "add FORCE_CUDA=1 or build on a machine with CUDA for the GPU kernels)"
+)
+
+_native_error: Optional[str] = None
+try:  # the extension registers torch.ops.segblocks.* on import
+    from .. import _C  # noqa: F401
+    from . import _native  # noqa: F401  (fake kernels and autograd)
+except ImportError as exc:  # pragma: no cover - depends on the build
+    _native_error = str(exc)
+
+_state = threading.local()
+_VALID = ("auto", "native", "reference")
+
+
+def _forced() -> str:
+    return getattr(_state, "backend", "auto")
+
+
+def has_native(device: Union[str, torch.device] = "cpu") -> bool:
+    """True if native kernels are registered for ``device``'s type."""
+    if _native_error is not None:
+        return False
+    key = {"cpu": "CPU", "cuda": "CUDA"}.get(torch.device(device).type)
+    if key is None:
+        return False
+    return torch._C._dispatch_has_kernel_for_dispatch_key("segblocks::block_pad", key)
+
+
+def backend(device: Union[str, torch.device, None] = None) -> str:
+    """Name of the block-op backend used for tensors on ``device``.
+
+    Returns ``"native-cpu"``, ``"native-cuda"`` or ``"reference"``. Without a device, the
+    CPU backend plus whether CUDA kernels were built, e.g. ``"native-cpu (+cuda)"``.
+    """
+    if device is None:
+        name = "native-cpu" if _use_native(torch.device("cpu")) else "reference"
+        if has_native("cuda"):
+            name += " (+cuda)"
+        return name
+    device = torch.device(device)
+    return f"native-{device.type}" if _use_native(device) else "reference"
+
+
+def backend_message() -> str:
+    """One line for logs: which backend is active and how to get the native one."""
+    name = backend()
+    if name.startswith("native"):
+        return f"segblocks block ops: {name} kernels (segblocks_core._C)"
+    why = f" ({_native_error})" if _native_error else ""
+    return f"segblocks block ops: pure-PyTorch reference{why}; {BUILD_HINT}"
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[None]:
+    """Force ``"native"``, ``"reference"`` or ``"auto"`` inside the block (this thread)."""
+    if name not in _VALID:
+        raise ValueError(f"backend must be one of {_VALID}, got {name!r}")
+    if name == "native" and _native_error is not None:
+        raise RuntimeError(f"native block ops are not available: {_native_error}; {BUILD_HINT}")
+    previous = _forced()
+    _state.backend = name
+    try:
+        yield
+    finally:
+        _state.backend = previous
+
+
+def _use_native(device: torch.device) -> bool:
+    forced = _forced()
+    if forced == "reference":
+        return False
+    available = has_native(device)
+    if forced == "native" and not available:
+        raise RuntimeError(f"no native block-op kernels for device {device}; {BUILD_HINT}")
+    return available
+
+
+# ----------------------------------------------------------------------------------------
+# tensor-level ops (the signatures of torch.ops.segblocks.*)
+# ----------------------------------------------------------------------------------------
+
+
+def split_tensor(x: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_size: int) -> tuple[Tensor, Tensor]:
+    if _use_native(x.device):
+        return torch.ops.segblocks.split(x, hr_pos, lr_pos, block_size)
+    return _reference.split(x, hr_pos, lr_pos, block_size)
+
+
+def combine_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
+                   grid_n: int, grid_h: int, grid_w: int) -> Tensor:
+    if _use_native(highres.device):
+        return torch.ops.segblocks.combine(highres, lowres, hr_pos, lr_pos, grid_n, grid_h, grid_w)
+    return _reference.combine(highres, lowres, hr_pos, lr_pos, grid_n, grid_h, grid_w)
+
+
+def block_pad_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
+                     block_map: Tensor, padding: int, mode: str = "constant",
+                     value: float = 0.0) -> tuple[Tensor, Tensor]:
+    if _use_native(highres.device):
+        return torch.ops.segblocks.block_pad(highres, lowres, hr_pos, lr_pos, block_map,
+                                             padding, mode, value)
+    return _reference.block_pad(highres, lowres, hr_pos, lr_pos, block_map, padding, mode, value)
+
+
+# ----------------------------------------------------------------------------------------
+# user-level ops on BlockTensor
+# ----------------------------------------------------------------------------------------
+
+
+def _check_feature_map(x: Tensor, name: str = "x") -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"{name} must have shape [N, C, H, W], got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
+
+
+def split(x: Tensor, grid: Union[Tensor, BlockLayout], block_size: Optional[int] = None) -> BlockTensor:
+    """Split a dense map into blocks.
+
+    Args:
+        x (Tensor[N, C, H, W]): floating-point feature map; H and W multiples of the block
+            side.
+        grid (Tensor[N, H/b, W/b] bool or BlockLayout): True = high resolution.
+        block_size: block side ``b`` in pixels of ``x``. For a layout it defaults to the
+            layout's block size (stride 1).
+
+    Returns:
+        BlockTensor with ``.highres [Nh, C, b, b]`` and ``.lowres [Nl, C, b/2, b/2]``
+        (2x2 average), blocks in row-major grid order over (n, row, col).
+    """
+    _check_feature_map(x)
+    if isinstance(grid, BlockLayout):
+        layout = grid
+        b = layout.block_size if block_size is None else int(block_size)
+    else:
+        if block_size is None:
+            raise TypeError("split(x, grid, block_size): block_size is required with a grid")
+        b = int(block_size)
+        layout = None
+    if b < 2 or b % 2:
+        raise ValueError(f"block_size must be an even number >= 2, got {b}")
+    n, _, h, w = x.shape
+    if h % b or w % b:
+        raise ValueError(
+            f"x spatial size {h}x{w} is not a multiple of the block size {b}; pad it first "
+            f"(SegBlocks pads bottom/right automatically)"
+        )
+    if layout is None:
+        if not isinstance(grid, Tensor):
+            raise TypeError(f"grid must be a bool tensor or BlockLayout, got {type(grid).__name__}")
+        if tuple(grid.shape) != (n, h // b, w // b):
+            raise ValueError(
+                f"grid shape {tuple(grid.shape)} does not match x: expected {(n, h // b, w // b)} "
+                f"for x of shape {tuple(x.shape)} and block size {b}"
+            )
+        layout = BlockLayout.from_grid(grid.to(x.device), b)
+    elif layout.grid_shape != (n, h // b, w // b):
+        raise ValueError(
+            f"layout grid {layout.grid_shape} does not match x of shape {tuple(x.shape)} "
+            f"with block side {b}"
+        )
+    highres, lowres = split_tensor(x, layout.hr_pos, layout.lr_pos, b)
+    return BlockTensor(highres, lowres, layout)
+
+
+def combine(blocks: BlockTensor) -> Tensor:
+    """Blocks back to a dense map ``[N, C, GH*h, GW*h]``: high-res copied, low-res
+    upsampled x2 (nearest)."""
+    layout = blocks.layout
+    return combine_tensor(blocks.highres, blocks.lowres, layout.hr_pos, layout.lr_pos,
+                          *layout.grid_shape)
+
+
+def block_pad(blocks: BlockTensor, padding: int, mode: str = "constant",
+              value: float = 0.0) -> tuple[Tensor, Tensor]:
+    """BlockPad (DESIGN.md section 3): pad each block with pixels of its neighbours.
+
+    Args:
+        blocks: the block tensor.
+        padding: pixels on every side, ``>= 0``. Up to the low-res block side the halo
+            comes from direct neighbours only; beyond it (e.g. p=3 around a 2-px block)
+            the same rules reach the next blocks, exactly as zero padding of the dense map
+            would.
+        mode: ``"constant"`` (image border = ``value``; 0 for convolutions, -inf for max
+            pooling) or ``"replicate"`` (image border = nearest image pixel).
+        value: the constant for ``mode="constant"``.
+
+    Returns:
+        ``(highres [Nh, C, h+2p, h+2p], lowres [Nl, C, h/2+2p, h/2+2p])``.
+    """
+    if not isinstance(blocks, BlockTensor):
+        raise TypeError(f"blocks must be a BlockTensor, got {type(blocks).__name__}")
+    padding = int(padding)
+    if padding < 0:
+        raise ValueError(f"padding must be >= 0, got {padding}")
+    if mode not in _reference.PAD_MODES:
+        raise ValueError(f"mode must be one of {_reference.PAD_MODES}, got {mode!r}")
+    if padding == 0:
+        return blocks.highres, blocks.lowres
+    layout = blocks.layout
+    return block_pad_tensor(blocks.highres, blocks.lowres, layout.hr_pos, layout.lr_pos,
+                            layout.block_map, padding, mode, float(value))

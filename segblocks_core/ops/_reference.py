@@ -1,0 +1,127 @@
+"""Pure-PyTorch reference block ops: the oracle for every native kernel.
+
+These run on any device and floating dtype and are differentiable through autograd. They
+favour obvious correctness over speed: BlockPad builds the dense map at the block's own
+resolution (low-res neighbours upsampled by nearest, high-res neighbours averaged 2x2),
+pads it at the image border and cuts the padded windows out. That single construction is
+exactly the rule set of DESIGN.md section 3:
+
+* image border -> ``value`` (``mode="constant"``) or the nearest image pixel
+  (``mode="replicate"``, used by bilinear upsampling to match its edge clamping);
+* same-resolution neighbour -> copy; corner -> the diagonal neighbour;
+* low-res block, high-res neighbour -> mean of the matching 2x2 high-res pixels;
+* high-res block, low-res neighbour -> nearest low-res pixel (h // 2, w // 2);
+* images of a batch never mix and rows never wrap (each image is padded on its own).
+
+Tensor-level signatures (shared with the native ops ``torch.ops.segblocks.*``):
+
+* ``split(x, hr_pos, lr_pos, block_size) -> (highres, lowres)``
+* ``combine(highres, lowres, hr_pos, lr_pos, grid_n, grid_h, grid_w) -> x``
+* ``block_pad(highres, lowres, hr_pos, lr_pos, block_map, padding, mode, value)
+  -> (highres_padded, lowres_padded)``
+
+``hr_pos``/``lr_pos`` are int64 flat grid positions ``n*GH*GW + r*GW + c`` (each position
+appears in exactly one of them); ``block_map`` is the int32 ``[N, GH, GW]`` slot map of
+:class:`segblocks_core.layout.BlockLayout`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+PAD_MODES = ("constant", "replicate")
+
+
+def _unflatten_pos(pos: Tensor, grid_h: int, grid_w: int) -> tuple[Tensor, Tensor, Tensor]:
+    per_image = grid_h * grid_w
+    return pos // per_image, (pos % per_image) // grid_w, pos % grid_w
+
+
+def _windows(x: Tensor, size: int, step: int) -> Tensor:
+    """``[N, C, H, W]`` -> overlapping windows ``[N, C, GH, GW, size, size]`` (a view)."""
+    return x.unfold(2, size, step).unfold(3, size, step)
+
+
+def split(x: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_size: int) -> tuple[Tensor, Tensor]:
+    """Cut ``x [N, C, GH*b, GW*b]`` into high-res blocks ``[Nh, C, b, b]`` and low-res
+    blocks ``[Nl, C, b/2, b/2]`` (2x2 average)."""
+    b = block_size
+    _, _, h, w = x.shape
+    gh, gw = h // b, w // b
+    win = _windows(x, b, b)
+    n_idx, r_idx, c_idx = _unflatten_pos(hr_pos, gh, gw)
+    highres = win[n_idx, :, r_idx, c_idx]
+    n_idx, r_idx, c_idx = _unflatten_pos(lr_pos, gh, gw)
+    lowres = F.avg_pool2d(win[n_idx, :, r_idx, c_idx], 2)
+    return highres.contiguous(), lowres.contiguous()
+
+
+def _assemble(blocks_hr: Tensor, blocks_lr: Tensor, hr_pos: Tensor, lr_pos: Tensor,
+              grid_n: int, grid_h: int, grid_w: int) -> Tensor:
+    """Place same-sized blocks ``[Nh, C, s, s]`` and ``[Nl, C, s, s]`` into a dense map."""
+    blocks = torch.cat([blocks_hr, blocks_lr])
+    total = grid_n * grid_h * grid_w
+    order = torch.empty(total, dtype=torch.long, device=blocks.device)
+    order[hr_pos] = torch.arange(hr_pos.shape[0], device=blocks.device)
+    order[lr_pos] = hr_pos.shape[0] + torch.arange(lr_pos.shape[0], device=blocks.device)
+    c, s = blocks.shape[1], blocks.shape[-1]
+    full = blocks[order].view(grid_n, grid_h, grid_w, c, s, s)
+    return full.permute(0, 3, 1, 4, 2, 5).reshape(grid_n, c, grid_h * s, grid_w * s)
+
+
+def _upsample2(x: Tensor) -> Tensor:
+    return x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+
+
+def combine(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
+            grid_n: int, grid_h: int, grid_w: int) -> Tensor:
+    """Dense map at high-res resolution: high-res blocks copied, low-res upsampled x2
+    (nearest)."""
+    return _assemble(highres, _upsample2(lowres), hr_pos, lr_pos, grid_n, grid_h, grid_w)
+
+
+def combine_lowres(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
+                   grid_n: int, grid_h: int, grid_w: int) -> Tensor:
+    """Dense map at low-res resolution: high-res blocks 2x2-averaged, low-res copied."""
+    return _assemble(F.avg_pool2d(highres, 2), lowres, hr_pos, lr_pos, grid_n, grid_h, grid_w)
+
+
+def _pad_dense(x: Tensor, padding: int, mode: str, value: float) -> Tensor:
+    if mode == "constant":
+        return F.pad(x, (padding,) * 4, mode="constant", value=value)
+    return F.pad(x, (padding,) * 4, mode="replicate")
+
+
+def _cut_windows(dense: Tensor, pos: Tensor, side: int, padding: int, mode: str,
+                 value: float, grid_h: int, grid_w: int) -> Tensor:
+    padded = _pad_dense(dense, padding, mode, value)
+    win = _windows(padded, side + 2 * padding, side)
+    n_idx, r_idx, c_idx = _unflatten_pos(pos, grid_h, grid_w)
+    return win[n_idx, :, r_idx, c_idx].contiguous()
+
+
+def block_pad(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
+              block_map: Tensor, padding: int, mode: str = "constant",
+              value: float = 0.0) -> tuple[Tensor, Tensor]:
+    """BlockPad: pad every block with ``padding`` pixels taken from its neighbours.
+
+    Returns ``highres [Nh, C, h+2p, h+2p]`` and ``lowres [Nl, C, h/2+2p, h/2+2p]``.
+    """
+    if mode not in PAD_MODES:
+        raise ValueError(f"mode must be one of {PAD_MODES}, got {mode!r}")
+    grid_n, grid_h, grid_w = block_map.shape
+    h = highres.shape[-1]
+    args = (hr_pos, lr_pos, grid_n, grid_h, grid_w)
+    if hr_pos.shape[0] > 0:
+        dense = combine(highres, lowres, *args)
+        hr_out = _cut_windows(dense, hr_pos, h, padding, mode, value, grid_h, grid_w)
+    else:
+        hr_out = highres.new_empty((0, highres.shape[1], h + 2 * padding, h + 2 * padding))
+    if lr_pos.shape[0] > 0:
+        dense = combine_lowres(highres, lowres, *args)
+        lr_out = _cut_windows(dense, lr_pos, h // 2, padding, mode, value, grid_h, grid_w)
+    else:
+        lr_out = lowres.new_empty((0, lowres.shape[1], h // 2 + 2 * padding, h // 2 + 2 * padding))
+    return hr_out, lr_out

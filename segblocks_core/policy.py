@@ -1,0 +1,96 @@
+"""Block complexity policy (Eq. 1 of the SegBlocks paper).
+
+For every ``B x B`` block::
+
+    C_b = mean over the block of  sum over channels | I - nearest_up(avg_pool(I, 4)) |
+
+computed on the **normalised network input** ``I = (rgb / 255 - mean) / std`` with the
+ImageNet mean/std, pooling factor 4, as in the original SegBlocks code. On this scale a
+difference of 1.0 is about 57 grey levels (one standard deviation), so the paper's
+thresholds (tau = 0.2 ... 0.5) mean the same here. A block is processed at high
+resolution iff ``C_b > tau``: perfectly flat blocks (C_b = 0) are never high-res for
+tau >= 0, and tau = inf makes every block low-res.
+
+Partial blocks at the bottom/right edge of an image whose size is not a multiple of B are
+averaged over their valid pixels only.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["ComplexityPolicy", "POOL_FACTOR"]
+
+POOL_FACTOR = 4
+
+
+def _check_tau(tau) -> float:
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)):
+        raise TypeError(f"tau must be a number, got {type(tau).__name__}")
+    tau = float(tau)
+    if math.isnan(tau):
+        raise ValueError("tau must not be NaN")
+    return tau
+
+
+class ComplexityPolicy:
+    """Decide per block whether it runs at high resolution.
+
+    Args:
+        tau: complexity threshold; high-res iff ``C_b > tau``.
+        block_size: block side B in input pixels (a multiple of the pool factor 4).
+    """
+
+    def __init__(self, tau: float = 0.3, block_size: int = 128):
+        self.tau = _check_tau(tau)
+        if int(block_size) != block_size or block_size < POOL_FACTOR or block_size % POOL_FACTOR:
+            raise ValueError(f"block_size must be a positive multiple of {POOL_FACTOR}, got {block_size}")
+        self.block_size = int(block_size)
+
+    def complexity(self, x: Tensor) -> Tensor:
+        """Block complexity ``C_b``.
+
+        Args:
+            x (Tensor[N, 3, H, W]): normalised network input (floating point).
+
+        Returns:
+            Tensor[N, ceil(H/B), ceil(W/B)] float32 on ``x``'s device (no host sync).
+        """
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() != 4:
+            raise ValueError(f"x must have shape [N, C, H, W], got {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise TypeError(f"x must be a floating-point (normalised) image, got {x.dtype}")
+        if x.shape[-2] == 0 or x.shape[-1] == 0:
+            raise ValueError(f"x has an empty spatial size {tuple(x.shape[-2:])}")
+        b, f = self.block_size, POOL_FACTOR
+        h, w = x.shape[-2:]
+        gh, gw = -(-h // b), -(-w // b)
+        pad_h, pad_w = gh * b - h, gw * b - w
+        x = x.float()
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        coarse = F.avg_pool2d(x, f)
+        diff = (x - coarse.repeat_interleave(f, 2).repeat_interleave(f, 3)).abs().sum(1, keepdim=True)
+        if not (pad_h or pad_w):
+            return F.avg_pool2d(diff, b).squeeze(1)
+        valid = torch.zeros((1, 1, gh * b, gw * b), dtype=diff.dtype, device=diff.device)
+        valid[..., :h, :w] = 1
+        return (F.avg_pool2d(diff * valid, b) / F.avg_pool2d(valid, b)).squeeze(1)
+
+    def __call__(self, x: Tensor, tau: Optional[float] = None) -> Tensor:
+        """Bool grid ``[N, ceil(H/B), ceil(W/B)]``, True = high resolution.
+
+        ``tau`` overrides the policy's threshold for this call.
+        """
+        threshold = self.tau if tau is None else _check_tau(tau)
+        return self.complexity(x) > threshold
+
+    def __repr__(self) -> str:
+        return f"ComplexityPolicy(tau={self.tau}, block_size={self.block_size})"

@@ -1,0 +1,98 @@
+"""One setup for pip and colcon (ament_python).
+
+Builds the native block-op extension ``segblocks_core._C`` from ``csrc/`` with
+``torch.utils.cpp_extension``: CUDA kernels when ``FORCE_CUDA=1`` or when torch sees a GPU
+and ``CUDA_HOME`` is set, CPU kernels otherwise. ``SEGBLOCKS_NO_EXTENSION=1`` skips the
+extension (the pure-PyTorch reference ops are used then). torch must be installed before
+building (``pip install --no-build-isolation``), so a bare ``torch`` requirement never
+pulls a different build into an isolated environment.
+"""
+
+import os
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).resolve().parent
+PACKAGE = "segblocks_ros"
+
+
+def _sources(pattern: str) -> list[str]:
+    """Absolute paths: colcon builds out of tree."""
+    return sorted(str(p) for p in ROOT.glob(pattern))
+
+
+def get_extensions():
+    if os.environ.get("SEGBLOCKS_NO_EXTENSION", "0") == "1":
+        return [], {}
+    try:
+        import torch
+        from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+    except ImportError:
+        print("segblocks: torch is not installed; building without the native extension")
+        return [], {}
+    sources = _sources("csrc/*.cpp") + _sources("csrc/ops/cpu/*.cpp")
+    if not sources:
+        return [], {}
+    force_cuda = os.environ.get("FORCE_CUDA", "0") == "1"
+    use_cuda = force_cuda or (torch.cuda.is_available() and CUDA_HOME is not None)
+    cxx_flags = ["-O3", "-std=c++17"]
+    define_macros = []
+    include_dirs = [str(ROOT / "csrc")]
+    if use_cuda:
+        sources += _sources("csrc/ops/cuda/*.cu") + _sources("csrc/ops/cuda/*.cpp")
+        define_macros.append(("SEGBLOCKS_WITH_CUDA", None))
+        arch = os.environ.get("TORCH_CUDA_ARCH_LIST")
+        nvcc_flags = ["-O3", "-std=c++17", "--expt-relaxed-constexpr"]
+        if not arch:
+            os.environ["TORCH_CUDA_ARCH_LIST"] = "8.7;8.9;9.0"
+        ext = CUDAExtension(
+            "segblocks_core._C", sources, include_dirs=include_dirs, define_macros=define_macros,
+            extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags},
+        )
+    else:
+        ext = CppExtension(
+            "segblocks_core._C", sources, include_dirs=include_dirs, define_macros=define_macros,
+            extra_compile_args={"cxx": cxx_flags + ["-fopenmp"]}, extra_link_args=["-fopenmp"],
+        )
+    return [ext], {"build_ext": BuildExtension.with_options(no_python_abi_suffix=False)}
+
+
+ext_modules, cmdclass = get_extensions()
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="SegBlocks adaptive-resolution segmentation (SwiftNet) as a ROS 2 node",
+    long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["segblocks_core", "segblocks_core.*", "segblocks_ros", "segblocks_ros.*"]),
+    package_data={"segblocks_core": ["weights/*.pt"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [str(ROOT / "resource" / PACKAGE)]),
+        (f"share/{PACKAGE}", [str(ROOT / "package.xml")]),
+        (f"share/{PACKAGE}/launch", _sources("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", _sources("config/*.yaml")),
+    ],
+    # torch is deliberately not pinned here: robots bring their own (CUDA/Jetson) build.
+    install_requires=["numpy", "torch>=2.4", "pillow", "pyyaml"],
+    extras_require={
+        "bag": ["rosbags>=0.10", "matplotlib"],
+        "test": ["pytest", "rosbags>=0.10", "matplotlib"],
+    },
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
+    zip_safe=False,
+    entry_points={
+        "console_scripts": [
+            "segblocks_node = segblocks_ros.node:main",
+            "eval_bag = segblocks_ros.eval_bag:main",
+            "replay_bag = segblocks_ros.replay_bag:main",
+            "segblocks-eval-bag = segblocks_ros.eval_bag:main",
+            "segblocks-replay-bag = segblocks_ros.replay_bag:main",
+            "segblocks-train = segblocks_core.train:main",
+        ],
+    },
+)
