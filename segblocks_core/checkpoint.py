@@ -14,7 +14,21 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-__all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint", "load_state_dict_strict"]
+__all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint", "load_state_dict_strict",
+           "default_checkpoint", "RANDOM_WEIGHTS"]
+
+#: checkpoint value that asks for random weights explicitly (tests, speed measurements)
+RANDOM_WEIGHTS = "random"
+
+_WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+_SHIPPED = {("swiftnet_rn18", 19): "swiftnet_rn18_synthetic.pt"}
+
+
+def default_checkpoint(model_name: str, num_classes: int) -> Optional[str]:
+    """Path of the checkpoint shipped with the package for this model, if there is one."""
+    name = _SHIPPED.get((model_name, num_classes))
+    path = os.path.join(_WEIGHTS_DIR, name) if name else None
+    return path if path and os.path.isfile(path) else None
 
 
 class CheckpointError(RuntimeError):

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from . import ops
-from .checkpoint import load_checkpoint
+from .checkpoint import RANDOM_WEIGHTS, default_checkpoint, load_checkpoint
 from .classes import default_class_names, default_palette
 from .executor import SegBlocks
 from .layout import BlockLayout
@@ -111,8 +111,10 @@ class SegmentationEngine:
 
     Args:
         model: ``swiftnet_rn18`` or ``swiftnet_rn50``.
-        checkpoint: path of a checkpoint; ``None`` uses random weights (with a warning;
-            for tests and benchmarks only).
+        checkpoint: path of a checkpoint. ``None`` or ``""`` uses the checkpoint shipped
+            for ``model`` if there is one, else random weights; ``"random"`` asks for random
+            weights. Random weights always come with a loud warning (tests and speed
+            measurements only).
         num_classes: output classes (must match the checkpoint).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         precision: ``fp32`` or ``fp16`` (fp16 needs a GPU).
@@ -133,11 +135,15 @@ class SegmentationEngine:
         self.dtype = PRECISIONS[precision]
         self.net = build_model(model, num_classes)
         self.metadata: dict = {}
-        if checkpoint:
+        if not checkpoint:
+            checkpoint = default_checkpoint(model, num_classes)
+        if checkpoint and checkpoint != RANDOM_WEIGHTS:
             self.metadata = load_checkpoint(checkpoint, self.net, model, num_classes)
         else:
-            log.warning("no checkpoint given: %s runs with RANDOM weights; its masks are "
-                        "meaningless (fine for tests and speed measurements only)", model)
+            checkpoint = None
+            log.warning("no checkpoint: %s runs with RANDOM weights and its masks are "
+                        "meaningless (fine for tests and speed measurements only); set "
+                        "checkpoint to a trained .pt file", model)
         self.checkpoint = checkpoint
         self.num_classes = num_classes
         names = class_names or self.metadata.get("class_names") or default_class_names(num_classes)
