@@ -266,7 +266,15 @@ def _propagate(gm: fx.GraphModule, x_shape: Sequence[int]) -> dict[str, Any]:
     device = param.device if param is not None else torch.device("cpu")
     with mode:
         x = torch.empty(tuple(x_shape), dtype=dtype, device=device)
-    FakeTensorProp(gm, mode).propagate_dont_convert_inputs(x)
+    # eval mode: training-mode BatchNorm would count these shape-only passes as batches
+    # (num_batches_tracked is incremented on the real buffer)
+    training = {m: m.training for m in gm.modules()}
+    gm.eval()
+    try:
+        FakeTensorProp(gm, mode).propagate_dont_convert_inputs(x)
+    finally:
+        for m, flag in training.items():
+            m.training = flag
     return {n.name: n.meta.get("val") for n in gm.graph.nodes}
 
 
