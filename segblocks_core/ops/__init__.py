@@ -10,6 +10,7 @@ active, :func:`use_backend` forces one (tests compare the two).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import threading
 from typing import Iterator, Optional, Union
 
@@ -30,11 +31,14 @@ BUILD_HINT = (
 )
 
 _native_error: Optional[str] = None
-try:  # the extension registers torch.ops.segblocks.* on import
-    from .. import _C  # noqa: F401
-    from . import _native  # noqa: F401  (fake kernels and autograd)
-except ImportError as exc:  # pragma: no cover - depends on the build
-    _native_error = str(exc)
+if importlib.util.find_spec("segblocks_core._C") is None:
+    _native_error = "the extension segblocks_core._C is not built"
+else:
+    try:  # the extension registers torch.ops.segblocks.* on import
+        from .. import _C  # noqa: F401
+        from . import _native  # noqa: F401  (fake kernels and autograd)
+    except ImportError as exc:  # pragma: no cover - a broken build
+        _native_error = f"segblocks_core._C failed to load: {exc}"
 
 _state = threading.local()
 _VALID = ("auto", "native", "reference")

@@ -1,0 +1,228 @@
+"""GPU benchmark: SegBlocks vs the strongest static SwiftNet on the same GPU, same run.
+
+Every configuration runs the same job: a uint8 frame already in GPU memory -> class ids.
+"static best" = dense SwiftNet, BatchNorm folded, fp16, channels_last, one CUDA graph
+replay per frame. SegBlocks rows use the same prepared network in blocks
+(segblocks_core.fastpath.GraphedSegmenter): fixed high-res fractions use a fixed seeded
+grid (capacity = that many blocks), policy rows run the complexity policy on generated
+street scenes inside the graph. Latency = median over >= 50 timed replays (CUDA events)
+after warm-up; memory = peak allocated during one eager pass of the same configuration.
+
+    python benchmarks/bench_gpu.py --out benchmarks/results  [--quick]
+
+Writes gpu-<gpu>-<date>.json (schema in issue 6) and prints a table with ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from segblocks_core import SegBlocks, count_macs  # noqa: E402
+from segblocks_core.engine import normalize  # noqa: E402
+from segblocks_core.fastpath import GraphedSegmenter, prepare_network  # noqa: E402
+from segblocks_core.layout import BlockLayout  # noqa: E402
+from segblocks_core.models import build_model  # noqa: E402
+
+
+def randomize_bn(net, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            with torch.no_grad():
+                m.running_mean.copy_(torch.rand(m.num_features, generator=g) * 0.2 - 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) * 0.5 + 0.75)
+    return net
+
+
+def time_fn(fn, iters, warmup=10):
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iters):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def peak_mb(fn):
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    fn()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - base) / 2**20
+
+
+def street_frames(n, h, w, seed=0):
+    try:
+        from segblocks_core.data.scenes import render_scene
+        return np.stack([render_scene(seed + i, h, w).image for i in range(n)])
+    except ImportError:  # data module not available: smooth random fields with texture
+        rng = np.random.default_rng(seed)
+        base = rng.integers(0, 256, (n, h // 64, w // 64, 3)).repeat(64, 1).repeat(64, 2)
+        noise = rng.normal(0, 25, (n, h, w, 3)) * (rng.random((n, h // 128, w // 128, 1)) > 0.5).repeat(128, 1).repeat(128, 2)
+        return np.clip(base + noise, 0, 255).astype(np.uint8)
+
+
+def fixed_grid(n, gh, gw, fraction, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    total = n * gh * gw
+    k = int(round(fraction * total))
+    grid = torch.zeros(total, dtype=torch.bool)
+    grid[torch.randperm(total, generator=g)[:k]] = True
+    return grid.view(n, gh, gw), k
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--iters", type=int, default=100)
+    ap.add_argument("--height", type=int, default=1024)
+    ap.add_argument("--width", type=int, default=2048)
+    ap.add_argument("--models", default="swiftnet_rn18,swiftnet_rn50")
+    ap.add_argument("--batches", default="1,4")
+    ap.add_argument("--taus", default="0.2,0.3,0.5")
+    ap.add_argument("--quick", action="store_true", help="fewer configurations (smoke test)")
+    args = ap.parse_args()
+    dev = torch.device("cuda")
+    torch.backends.cudnn.benchmark = True
+    h, w = args.height, args.width
+    gpu = torch.cuda.get_device_name(dev)
+    rows = []
+    fractions = [1.0, 0.6, 0.4, 0.2]
+    taus = [float(t) for t in args.taus.split(",") if t]
+    frames_np = street_frames(4, h, w)
+    for model in args.models.split(","):
+        torch.manual_seed(0)
+        net = randomize_bn(build_model(model, 19).eval())
+        net32 = net.to(dev)
+        fast = prepare_network(net, torch.float16, dev)
+        sb = SegBlocks(fast)
+        for batch in [int(b) for b in args.batches.split(",")]:
+            if args.quick and (batch > 1 and model != "swiftnet_rn18"):
+                continue
+            frames = torch.from_numpy(frames_np[np.arange(batch) % 4]).to(dev)
+            x32 = normalize(frames)
+
+            def row(mode, config, dtype, latency, mem, gmacs, frac=None, tau=None):
+                rows.append(dict(model=model, mode=mode, config=config, batch=batch, dtype=dtype,
+                                 highres_fraction=frac, tau=tau, latency_ms=latency,
+                                 peak_mem_mb=mem, gmacs=gmacs))
+                print(f"{model:14s} b{batch} {mode:9s} {config:28s} {latency:8.3f} ms "
+                      f"{mem:9.1f} MB {gmacs:7.1f} GMAC", flush=True)
+
+            dense_gmacs = count_macs(sb, x32[:1]).dense.item() / 1e9
+            with torch.inference_mode():
+                lat = time_fn(lambda: net32(x32).argmax(1), args.iters)
+                mem = peak_mb(lambda: net32(x32).argmax(1))
+            row("static", "fp32 eager NCHW", "float32", lat, mem, dense_gmacs)
+            seg = GraphedSegmenter(fast, batch, h, w, dense=True, segblocks=sb)
+            lat = time_fn(lambda: seg.run(frames), args.iters)
+            with torch.inference_mode():
+                xh = normalize(frames, torch.float16).contiguous(memory_format=torch.channels_last)
+                mem = peak_mb(lambda: fast(xh).argmax(1))
+            row("static", "fp16 NHWC BN-folded graph", "float16", lat, mem, dense_gmacs)
+            del seg
+            n, gh, gw = sb.grid_shape((batch, 3, h, w))
+            for frac in fractions:
+                grid, k = fixed_grid(n, gh, gw, frac)
+                layout = BlockLayout.from_grid(grid.to(dev), 128)
+                # fixed layout: capture the frame for exactly this grid
+                seg_fixed = _FixedLayoutGraph(sb, frames, layout)
+                lat = time_fn(seg_fixed.replay, args.iters)
+                with torch.inference_mode():
+                    mem = peak_mb(lambda: sb(xh, layout=layout).argmax(1))
+                eff = sb.count_macs(xh.shape, layout).effective.mean().item() / 1e9
+                row("segblocks", f"fixed {frac:.0%} high-res", "float16", lat, mem, eff, frac=frac)
+                del seg_fixed
+            for tau in taus:
+                try:
+                    seg = GraphedSegmenter(fast, batch, h, w, tau=tau, segblocks=sb)
+                    how = "sync-free"
+                except Exception as exc:  # noqa: BLE001 - report and fall back
+                    print(f"conditional-node capture failed ({exc}); host-chosen bucket instead")
+                    seg = GraphedSegmenter(fast, batch, h, w, tau=tau, segblocks=sb, sync_free=False)
+                    how = "host bucket"
+                lat = time_fn(lambda: seg.run(frames), args.iters)
+                hr = seg.grid.float().mean().item()
+                layout = BlockLayout.from_grid(seg.grid.clone(), 128)
+                eff = sb.count_macs(xh.shape, layout).effective.mean().item() / 1e9
+                with torch.inference_mode():
+                    mem = peak_mb(lambda: sb(xh, layout=layout).argmax(1))
+                row("segblocks", f"policy tau={tau} ({how})", "float16", lat, mem, eff, frac=hr, tau=tau)
+                del seg
+            torch.cuda.empty_cache()
+
+    result = {"gpu": gpu, "torch": torch.__version__, "cuda": torch.version.cuda,
+              "height": h, "width": w, "rows": rows}
+    slug = re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")
+    date = datetime.date.today().isoformat()
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, f"gpu-{slug}-{date}.json")
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)
+    print_ratios(rows)
+    print("wrote", path)
+
+
+class _FixedLayoutGraph:
+    """CUDA graph of one frame with a fixed layout (fixed-fraction rows): the same job as
+    the other rows (uint8 frame -> normalise -> network in blocks -> class ids)."""
+
+    def __init__(self, sb, frames, layout):
+        def frame():
+            x = normalize(frames, torch.float16).contiguous(memory_format=torch.channels_last)
+            return sb(x, layout=layout).argmax(1).to(torch.uint8)
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.inference_mode(), torch.cuda.stream(stream):
+            for _ in range(2):
+                frame()
+        torch.cuda.current_stream().wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.inference_mode(), torch.cuda.graph(self.graph):
+            self.out = frame()
+
+    def replay(self):
+        self.graph.replay()
+
+
+def print_ratios(rows):
+    def find(model, batch, config):
+        for r in rows:
+            if r["model"] == model and r["batch"] == batch and r["config"] == config:
+                return r
+        return None
+
+    print("\nratios vs static best (fp16 NHWC BN-folded graph), same GPU, same run:")
+    for model in sorted({r["model"] for r in rows}):
+        for batch in sorted({r["batch"] for r in rows}):
+            base = find(model, batch, "fp16 NHWC BN-folded graph")
+            if base is None:
+                continue
+            for r in rows:
+                if r["model"] == model and r["batch"] == batch and r["mode"] == "segblocks":
+                    print(f"  {model} b{batch} {r['config']:28s} latency {r['latency_ms'] / base['latency_ms']:.2f}x"
+                          f"  memory {r['peak_mem_mb'] / base['peak_mem_mb']:.2f}x"
+                          f"  GMAC {r['gmacs'] / base['gmacs']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""GPU fast path: one CUDA graph per input size, no host synchronisation per frame.
+
+The whole frame runs as one graph replay: uint8 upload buffer -> normalisation ->
+complexity policy -> block layout -> SegBlocks plan -> class ids. The number of high-res
+blocks is data dependent, so the layout is built for a fixed *capacity* per bucket
+(``ceil(count / step) * step`` blocks, the most complex low-res blocks promoted to fill it)
+and every bucket's plan is captured in its own conditional (IF) node of the graph; the
+device computes the bucket id and enables exactly one body. The threshold tau lives in a
+device tensor, so ``ros2 param set`` changes it without re-capturing anything.
+
+Network preparation for inference: BatchNorm folded into the preceding convolutions,
+fp16 weights, channels_last memory format (tensor cores).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .engine import normalize
+from .executor import SegBlocks
+from .layout import BlockLayout
+from .policy import ComplexityPolicy
+
+__all__ = ["fold_batchnorm", "prepare_network", "GraphedSegmenter", "conditional_graphs_supported"]
+
+
+def fold_batchnorm(net: nn.Module) -> nn.Module:
+    """Fold every eval-mode BatchNorm that directly follows a convolution into it.
+
+    Returns an ``fx.GraphModule`` computing the same function (BatchNorms after other ops,
+    e.g. SwiftNet's pre-activation decoder units, stay).
+    """
+    from torch.fx.experimental.optimization import fuse
+
+    if net.training:
+        raise ValueError("fold_batchnorm needs an eval-mode network (running statistics)")
+    return fuse(net, inplace=False)
+
+
+def prepare_network(net: nn.Module, dtype: torch.dtype = torch.float16,
+                    device: Optional[torch.device] = None) -> nn.Module:
+    """Inference copy of ``net``: BatchNorm folded, ``dtype``, channels_last, on ``device``."""
+    folded = fold_batchnorm(net.eval())
+    folded.to(device=device, dtype=dtype)
+    return folded.to(memory_format=torch.channels_last)
+
+
+def conditional_graphs_supported() -> bool:
+    """True if this torch build can capture conditional (IF) nodes into CUDA graphs."""
+    return torch.cuda.is_available() and hasattr(torch.cuda.CUDAGraph, "begin_capture_to_if_node")
+
+
+@contextlib.contextmanager
+def _if_node(pred: Tensor):
+    graph = torch.cuda.CUDAGraph.get_currently_capturing_graph()
+    graph.begin_capture_to_if_node(pred)
+    try:
+        yield
+    finally:
+        graph.end_capture_to_conditional_node()
+
+
+class GraphedSegmenter:
+    """Frame-in, labels-out CUDA graph for a fixed batch size and image size.
+
+    Args:
+        net: prepared network (see :func:`prepare_network`) on a CUDA device.
+        batch, height, width: frame geometry the graph is built for.
+        block_size: SegBlocks block side.
+        num_buckets: capacities are multiples of ``ceil(total_blocks / num_buckets)``.
+        dense: capture the dense network instead (the A/B baseline, ``adaptive=False``).
+        sync_free: bucket choice inside the graph (conditional nodes). Without it the
+            bucket is chosen on the host after reading the count (one sync per frame).
+
+    Call :meth:`run` with a uint8 ``[N, H, W, 3]`` tensor (pinned host memory or device);
+    it returns device tensors ``labels [N, H, W] uint8`` and ``grid [N, GH, GW] bool`` that
+    are overwritten by the next call.
+    """
+
+    def __init__(self, net: nn.Module, batch: int, height: int, width: int, block_size: int = 128,
+                 tau: float = 0.3, num_buckets: int = 16, dense: bool = False, sync_free: bool = True,
+                 segblocks: Optional[SegBlocks] = None):
+        param = next(net.parameters())
+        if param.device.type != "cuda":
+            raise ValueError("GraphedSegmenter needs a network on a CUDA device")
+        self.device, self.dtype = param.device, param.dtype
+        self.net = net
+        self.dense = dense
+        self.sync_free = sync_free and not dense
+        if self.sync_free and not conditional_graphs_supported():
+            raise RuntimeError("this torch build cannot capture conditional CUDA graph nodes; "
+                               "use sync_free=False")
+        self.segblocks = segblocks or SegBlocks(net, block_size)
+        self.block_size = block_size
+        self.policy = ComplexityPolicy(0.0, block_size)
+        n, gh, gw = self.segblocks.grid_shape((batch, 3, height, width))
+        self.total_blocks = n * gh * gw
+        step = math.ceil(self.total_blocks / num_buckets)
+        self.capacities = sorted({min(self.total_blocks, j * step) for j in range(num_buckets + 1)})
+        self.step = step
+        dev = self.device
+        self.images = torch.zeros((batch, height, width, 3), dtype=torch.uint8, device=dev)
+        self.tau = torch.tensor(float(tau), device=dev)
+        self.labels = torch.zeros((batch, height, width), dtype=torch.uint8, device=dev)
+        self.grid = torch.zeros((n, gh, gw), dtype=torch.bool, device=dev)
+        self.count = torch.zeros((), dtype=torch.int64, device=dev)
+        self._graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self._capture()
+
+    # -- graph bodies --------------------------------------------------------------------
+
+    def _input(self) -> Tensor:
+        return normalize(self.images, self.dtype).contiguous(memory_format=torch.channels_last)
+
+    def _policy(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        complexity = self.policy.complexity(x)
+        grid = complexity > self.tau
+        self.count.copy_(grid.sum())
+        return complexity, grid
+
+    def _body(self, x: Tensor, complexity: Tensor, grid: Tensor, capacity: int) -> None:
+        layout = BlockLayout.from_grid(grid, self.block_size, capacity, complexity)
+        logits = self.segblocks(x, layout=layout)
+        self.labels.copy_(logits.argmax(1))
+        self.grid.copy_(layout.grid)
+
+    def _dense_body(self, x: Tensor) -> None:
+        self.labels.copy_(self.net(x).argmax(1))
+        self.grid.fill_(True)
+        self.count.fill_(self.total_blocks)
+
+    def _bucket_capacity(self, count: Tensor) -> Tensor:
+        return torch.clamp((count + self.step - 1) // self.step * self.step, max=self.total_blocks)
+
+    # -- capture -------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def _capture(self) -> None:
+        stream = torch.cuda.Stream(self.device)
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(stream):
+            # warm-up outside capture: cuDNN picks algorithms and allocates workspaces
+            x = self._input()
+            if self.dense:
+                self._dense_body(x)
+            else:
+                complexity, grid = self._policy(x)
+                for capacity in self.capacities:
+                    self._body(x, complexity, grid, capacity)
+        torch.cuda.current_stream(self.device).wait_stream(stream)
+        torch.cuda.synchronize(self.device)
+        pool = torch.cuda.graph_pool_handle()
+        if self.dense:
+            self._graphs[-1] = self._capture_one(lambda: self._dense_body(self._input()), pool)
+        elif self.sync_free:
+            def frame():
+                x = self._input()
+                complexity, grid = self._policy(x)
+                capacity = self._bucket_capacity(self.count)
+                for k in self.capacities:
+                    with _if_node(capacity == k):
+                        self._body(x, complexity, grid, k)
+            self._graphs[-1] = self._capture_one(frame, pool)
+        else:
+            for k in self.capacities:
+                def frame(k=k):
+                    x = self._input()
+                    complexity, grid = self._policy(x)
+                    self._body(x, complexity, grid, k)
+                self._graphs[k] = self._capture_one(frame, pool)
+
+    def _capture_one(self, fn, pool) -> torch.cuda.CUDAGraph:
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=pool):
+            fn()
+        return graph
+
+    # -- per frame -----------------------------------------------------------------------
+
+    def set_tau(self, tau: float) -> None:
+        self.tau.fill_(float(tau))
+
+    def run(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Segment one batch; returns device ``(labels, grid)`` (valid until the next call)."""
+        if images.shape != self.images.shape or images.dtype != torch.uint8:
+            raise ValueError(f"expected uint8 images of shape {tuple(self.images.shape)}, "
+                             f"got {images.dtype} {tuple(images.shape)}")
+        self.images.copy_(images, non_blocking=True)
+        if -1 in self._graphs:
+            self._graphs[-1].replay()
+        else:
+            # host-chosen bucket: needs the count (one sync)
+            with torch.inference_mode():
+                x = self._input()
+                self._policy(x)
+            k = int(self._bucket_capacity(self.count))
+            self._graphs[k].replay()
+        return self.labels, self.grid

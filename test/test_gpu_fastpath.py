@@ -1,0 +1,100 @@
+"""GPU fast path (CUDA only; skipped on CPU-only machines such as CI).
+
+Run on the GPU host: ``python -m pytest -q test/test_gpu_fastpath.py``.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import randomize_batchnorm
+from segblocks_core import SegBlocks
+from segblocks_core.engine import normalize
+from segblocks_core.layout import BlockLayout
+from segblocks_core.models import swiftnet_rn18
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def frames(n=1, h=256, w=512, seed=0):
+    """Left half textured, right half smooth: both kinds of block."""
+    rng = np.random.default_rng(seed)
+    img = np.empty((n, h, w, 3), np.uint8)
+    img[:, :, : w // 2] = rng.integers(0, 256, (n, h, w // 2, 3))
+    img[:, :, w // 2:] = np.linspace(40, 200, w // 2, dtype=np.uint8)[None, None, :, None]
+    return torch.from_numpy(img)
+
+
+@pytest.fixture(scope="module")
+def nets():
+    from segblocks_core.fastpath import prepare_network
+    torch.manual_seed(0)
+    net = randomize_batchnorm(swiftnet_rn18().eval()).cuda()
+    return net, prepare_network(net, torch.float16, torch.device("cuda"))
+
+
+@cuda
+@pytest.mark.parametrize("sync_free", [True, False])
+def test_graphed_segmenter_matches_reference_path(nets, sync_free):
+    from segblocks_core.fastpath import GraphedSegmenter
+    net, fast = nets
+    imgs = frames(2).cuda()
+    seg = GraphedSegmenter(fast, 2, 256, 512, tau=0.5, num_buckets=8, sync_free=sync_free)
+    labels, grid = seg.run(imgs)
+    torch.cuda.synchronize()
+    # the executed grid contains every block above tau, padded to a bucket capacity
+    x = normalize(imgs)
+    policy_grid = seg.policy(x, 0.5)
+    assert (grid | ~policy_grid).all()
+    count = int(grid.sum())
+    assert count in seg.capacities and count - int(policy_grid.sum()) < seg.step
+    # fp32 reference ops on the same layout (fp16 tolerance: >= 99% equal class ids)
+    with torch.inference_mode():
+        ref = SegBlocks(net)(x, grid).argmax(1)
+    assert (labels == ref).float().mean().item() >= 0.99
+
+
+@cuda
+def test_steady_state_has_no_host_sync(nets):
+    from segblocks_core.fastpath import GraphedSegmenter
+    _, fast = nets
+    imgs = frames(1).cuda()
+    seg = GraphedSegmenter(fast, 1, 256, 512, tau=0.3, num_buckets=8, sync_free=True)
+    seg.run(imgs)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for tau in (0.1, 0.3, 1.0):
+            seg.set_tau(tau)
+            seg.run(imgs)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.synchronize()
+
+
+@cuda
+def test_tau_changes_without_recapture(nets):
+    from segblocks_core.fastpath import GraphedSegmenter
+    _, fast = nets
+    imgs = frames(1).cuda()
+    seg = GraphedSegmenter(fast, 1, 256, 512, tau=0.0, num_buckets=8)
+    fractions = []
+    for tau in (0.0, 0.5, 100.0):
+        seg.set_tau(tau)
+        seg.run(imgs)
+        fractions.append(seg.grid.float().mean().item())
+    assert fractions[0] >= fractions[1] >= fractions[2] == 0.0
+    assert fractions[0] >= 0.5
+
+
+@cuda
+def test_dense_graph_equals_dense_network(nets):
+    from segblocks_core.fastpath import GraphedSegmenter
+    net, fast = nets
+    imgs = frames(1).cuda()
+    seg = GraphedSegmenter(fast, 1, 256, 512, dense=True)
+    labels, grid = seg.run(imgs)
+    with torch.inference_mode():
+        ref = net(normalize(imgs)).argmax(1)
+    assert grid.all()
+    assert (labels == ref).float().mean().item() >= 0.99
