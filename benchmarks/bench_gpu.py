@@ -153,13 +153,8 @@ def main():
                 row("segblocks", f"fixed {frac:.0%} high-res", "float16", lat, mem, eff, frac=frac)
                 del seg_fixed
             for tau in taus:
-                try:
-                    seg = GraphedSegmenter(fast, batch, h, w, tau=tau, segblocks=sb)
-                    how = "sync-free"
-                except Exception as exc:  # noqa: BLE001 - report and fall back
-                    print(f"conditional-node capture failed ({exc}); host-chosen bucket instead")
-                    seg = GraphedSegmenter(fast, batch, h, w, tau=tau, segblocks=sb, sync_free=False)
-                    how = "host bucket"
+                seg = GraphedSegmenter(fast, batch, h, w, tau=tau, segblocks=sb)
+                how = "sync-free" if seg.sync_free else "host bucket"
                 lat = time_fn(lambda: seg.run(frames), args.iters)
                 hr = seg.grid.float().mean().item()
                 layout = BlockLayout.from_grid(seg.grid.clone(), 128)

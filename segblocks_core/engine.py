@@ -58,10 +58,22 @@ def resolve_device(device: str) -> torch.device:
     raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
 
 
+_NORM_CONSTANTS: dict[torch.device, tuple[Tensor, Tensor]] = {}
+
+
+def _norm_constants(device: torch.device) -> tuple[Tensor, Tensor]:
+    # cached per device: creating them from Python lists is a host->device copy, which a
+    # CUDA graph capture forbids
+    if device not in _NORM_CONSTANTS:
+        mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) * 255
+        inv_std = 1.0 / (torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255)
+        _NORM_CONSTANTS[device] = (mean, inv_std)
+    return _NORM_CONSTANTS[device]
+
+
 def normalize(images: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
     """uint8 ``[N, H, W, 3]`` RGB -> normalised ``[N, 3, H, W]`` network input."""
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1) * 255
-    inv_std = 1.0 / (torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1) * 255)
+    mean, inv_std = _norm_constants(images.device)
     x = images.permute(0, 3, 1, 2).float()
     return ((x - mean) * inv_std).to(dtype)
 

@@ -1,12 +1,17 @@
 """GPU fast path: one CUDA graph per input size, no host synchronisation per frame.
 
-The whole frame runs as one graph replay: uint8 upload buffer -> normalisation ->
-complexity policy -> block layout -> SegBlocks plan -> class ids. The number of high-res
-blocks is data dependent, so the layout is built for a fixed *capacity* per bucket
+A frame runs as graph replays: uint8 upload buffer -> normalisation -> complexity policy
+-> block layout -> SegBlocks plan -> class ids. The number of high-res blocks is data
+dependent, so the layout is built for a fixed *capacity* per bucket
 (``ceil(count / step) * step`` blocks, the most complex low-res blocks promoted to fill it)
-and every bucket's plan is captured in its own conditional (IF) node of the graph; the
-device computes the bucket id and enables exactly one body. The threshold tau lives in a
-device tensor, so ``ros2 param set`` changes it without re-capturing anything.
+and every bucket's frame is captured as its own graph. The threshold tau lives in a device
+tensor, so ``ros2 param set`` changes it without re-capturing anything.
+
+Choosing the bucket: with conditional graph nodes (torch builds that expose
+``CUDAGraph.begin_capture_to_if_node``) one graph holds every bucket in an IF node and the
+device enables exactly one: no host synchronisation at all. torch 2.11 does not expose
+them; there a small policy graph runs first and the host reads the 8-byte high-res count
+(one synchronisation per frame, before the network graph is launched).
 
 Network preparation for inference: BatchNorm folded into the preceding convolutions,
 fp16 weights, channels_last memory format (tensor cores).
@@ -75,8 +80,9 @@ class GraphedSegmenter:
         block_size: SegBlocks block side.
         num_buckets: capacities are multiples of ``ceil(total_blocks / num_buckets)``.
         dense: capture the dense network instead (the A/B baseline, ``adaptive=False``).
-        sync_free: bucket choice inside the graph (conditional nodes). Without it the
-            bucket is chosen on the host after reading the count (one sync per frame).
+        sync_free: bucket choice inside the graph (conditional nodes). False: the bucket
+            is chosen on the host after reading the count (one sync per frame). None
+            (default): sync-free where the torch build supports it.
 
     Call :meth:`run` with a uint8 ``[N, H, W, 3]`` tensor (pinned host memory or device);
     it returns device tensors ``labels [N, H, W] uint8`` and ``grid [N, GH, GW] bool`` that
@@ -84,7 +90,7 @@ class GraphedSegmenter:
     """
 
     def __init__(self, net: nn.Module, batch: int, height: int, width: int, block_size: int = 128,
-                 tau: float = 0.3, num_buckets: int = 16, dense: bool = False, sync_free: bool = True,
+                 tau: float = 0.3, num_buckets: int = 16, dense: bool = False, sync_free: Optional[bool] = None,
                  segblocks: Optional[SegBlocks] = None):
         param = next(net.parameters())
         if param.device.type != "cuda":
@@ -92,6 +98,8 @@ class GraphedSegmenter:
         self.device, self.dtype = param.device, param.dtype
         self.net = net
         self.dense = dense
+        if sync_free is None:
+            sync_free = conditional_graphs_supported()
         self.sync_free = sync_free and not dense
         if self.sync_free and not conditional_graphs_supported():
             raise RuntimeError("this torch build cannot capture conditional CUDA graph nodes; "
@@ -111,6 +119,8 @@ class GraphedSegmenter:
         self.grid = torch.zeros((n, gh, gw), dtype=torch.bool, device=dev)
         self.count = torch.zeros((), dtype=torch.int64, device=dev)
         self._graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self._count_host = torch.zeros((), dtype=torch.int64).pin_memory()
+        self._count_ready = torch.cuda.Event()
         self._capture()
 
     # -- graph bodies --------------------------------------------------------------------
@@ -168,12 +178,19 @@ class GraphedSegmenter:
                         self._body(x, complexity, grid, k)
             self._graphs[-1] = self._capture_one(frame, pool)
         else:
+            # static buffers shared by the policy graph and every bucket graph
+            self._x = self._input()
+            self._complexity, self._grid = self._policy(self._x)
+
+            def policy():
+                self._x.copy_(self._input())
+                complexity, grid = self._policy(self._x)
+                self._complexity.copy_(complexity)
+                self._grid.copy_(grid)
+            self._policy_graph = self._capture_one(policy, pool)
             for k in self.capacities:
-                def frame(k=k):
-                    x = self._input()
-                    complexity, grid = self._policy(x)
-                    self._body(x, complexity, grid, k)
-                self._graphs[k] = self._capture_one(frame, pool)
+                self._graphs[k] = self._capture_one(
+                    lambda k=k: self._body(self._x, self._complexity, self._grid, k), pool)
 
     def _capture_one(self, fn, pool) -> torch.cuda.CUDAGraph:
         graph = torch.cuda.CUDAGraph()
@@ -195,10 +212,11 @@ class GraphedSegmenter:
         if -1 in self._graphs:
             self._graphs[-1].replay()
         else:
-            # host-chosen bucket: needs the count (one sync)
-            with torch.inference_mode():
-                x = self._input()
-                self._policy(x)
-            k = int(self._bucket_capacity(self.count))
+            self._policy_graph.replay()
+            self._count_host.copy_(self.count, non_blocking=True)
+            self._count_ready.record()
+            self._count_ready.synchronize()         # the one host sync of this mode
+            count = int(self._count_host)
+            k = min(self.total_blocks, -(-count // self.step) * self.step)
             self._graphs[k].replay()
         return self.labels, self.grid

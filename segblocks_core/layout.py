@@ -120,7 +120,8 @@ class BlockLayout:
                 key = key * (s.max() + 1.0) + s
             selected = torch.zeros(total, dtype=torch.bool, device=grid.device)
             if k > 0:
-                selected[torch.topk(key, k, sorted=False).indices] = True
+                # index_fill_ with a scalar: no host->device copy (CUDA-graph capturable)
+                selected.index_fill_(0, torch.topk(key, k, sorted=False).indices, True)
             # stable sort of the 0/1 mask: low-res positions first, then high-res, each
             # in ascending order
             order = torch.argsort(selected.to(torch.uint8), stable=True)

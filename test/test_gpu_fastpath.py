@@ -33,10 +33,17 @@ def nets():
     return net, prepare_network(net, torch.float16, torch.device("cuda"))
 
 
+def conditional_nodes():
+    from segblocks_core.fastpath import conditional_graphs_supported
+    return conditional_graphs_supported()
+
+
 @cuda
 @pytest.mark.parametrize("sync_free", [True, False])
 def test_graphed_segmenter_matches_reference_path(nets, sync_free):
     from segblocks_core.fastpath import GraphedSegmenter
+    if sync_free and not conditional_nodes():
+        pytest.skip(f"torch {torch.__version__} exposes no conditional CUDA graph nodes")
     net, fast = nets
     imgs = frames(2).cuda()
     seg = GraphedSegmenter(fast, 2, 256, 512, tau=0.5, num_buckets=8, sync_free=sync_free)
@@ -57,6 +64,9 @@ def test_graphed_segmenter_matches_reference_path(nets, sync_free):
 @cuda
 def test_steady_state_has_no_host_sync(nets):
     from segblocks_core.fastpath import GraphedSegmenter
+    if not conditional_nodes():
+        pytest.skip(f"torch {torch.__version__} exposes no conditional CUDA graph nodes: the "
+                    f"bucket is chosen after one host read of the high-res count")
     _, fast = nets
     imgs = frames(1).cuda()
     seg = GraphedSegmenter(fast, 1, 256, 512, tau=0.3, num_buckets=8, sync_free=True)
