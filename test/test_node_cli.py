@@ -12,13 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray
+from sensor_msgs.msg import Image
 
 from conftest_ros import flat_and_textured, image_msg, ros, stats_values, wait_until  # noqa: F401
-from sensor_msgs.msg import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config" / "segblocks.yaml"
