@@ -309,3 +309,26 @@ def test_overlay_blends():
     np.testing.assert_array_equal(overlay(a, b, 0.0), a)
     np.testing.assert_array_equal(overlay(a, b, 1.0), b)
     np.testing.assert_array_equal(overlay(a, b, 0.5), np.full((2, 2, 3), 150, np.uint8))
+
+
+# -- agreement with the bag writer -------------------------------------------------------------
+
+def test_decodes_what_the_bag_writer_encodes():
+    """Bags written by segblocks_ros.bagfiles must come back as the RGB they were made from."""
+    bagfiles = pytest.importorskip("segblocks_ros.bagfiles")
+    h, w = 12, 16
+    yy, xx = np.mgrid[0:h, 0:w]
+    ramp = np.stack([10 + 8 * xx, 20 + 9 * yy, 200 - 5 * yy], -1).astype(np.uint8)
+    pairs = ramp[:, 0::2].repeat(2, axis=1)  # YUV 4:2:2 shares chroma over pixel pairs
+    for encoding in bagfiles.ENCODINGS:
+        rgb = pairs if "yuv" in encoding or "yuyv" in encoding or "uyvy" in encoding else ramp
+        data, step = bagfiles.encode_rgb(rgb, encoding)
+        msg = Image(height=h, width=w, encoding=encoding, step=step, data=data)
+        out = decode_image(msg).astype(int)
+        if encoding == "mono8":
+            luma = np.rint(rgb @ np.array([0.299, 0.587, 0.114]))
+            assert np.abs(out - luma[..., None]).max() <= 1, encoding
+        elif encoding.startswith("bayer_"):
+            assert np.abs(out[1:-1, 1:-1] - rgb[1:-1, 1:-1]).max() <= 1, encoding
+        else:
+            assert np.abs(out - rgb).max() <= 3, encoding
