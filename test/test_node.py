@@ -368,11 +368,12 @@ def test_health_on_diagnostics_about_once_a_second(ros):
     health = ros.inbox(DiagnosticArray, "/diagnostics")
     me = f"{node.get_fully_qualified_name()}: health"
     ours = lambda: [m for m in health.snapshot() if m.status[0].name == me]  # noqa: E731
-    wait_until(lambda: len(ours()) >= 3, 6, "3 health messages")
+    wait_until(lambda: len(ours()) >= 5, 10, "5 health messages")
     msgs = ours()
     stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in msgs]
     gaps = np.diff(stamps)
-    assert np.all(gaps > 0.7) and np.all(gaps < 1.5), gaps
+    # a 1 s timer: single periods jitter on a loaded machine, their mean does not
+    assert 0.8 < np.mean(gaps) < 1.3 and np.all(gaps > 0.3), gaps
     values = {kv.key: kv.value for kv in msgs[-1].status[0].values}
     for key in ("model", "device", "checkpoint", "tau", "adaptive", "frames_received",
                 "frames_processed", "frames_dropped", "frames_rejected", "input_topics"):
