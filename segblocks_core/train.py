@@ -14,10 +14,14 @@ Outputs in ``--out``: ``last.pt`` and ``best.pt`` (model checkpoints for
 (optimizer, scaler and counters for ``--resume``), ``log.jsonl`` and ``metrics.json``.
 ``--export-half PATH`` writes the best (else last) weights in fp16 for shipping.
 
-Example (the run that produced the shipped checkpoint is in the README)::
+Example: an eight-minute run on one H100 (1500 cached 1024x2048 frames rendered by 15
+processes in about 95 s, then 300 s of training at about 22 it/s, the last 15% of it
+interleaving SegBlocks steps at tau 0.3, then validation on 50 held-out scenes)::
 
-    segblocks-train --synthetic --size 1024x2048 --crop 768 --batch-size 12 \\
-        --max-iters 6000 --time-limit 420 --out runs/rn18 --export-half rn18_fp16.pt
+    segblocks-train --synthetic --size 1024x2048 --cache-frames 1500 --crop 768 \\
+        --scale 0.5,1.25 --batch-size 12 --workers 15 --max-iters 100000 --time-limit 300 \\
+        --blocks-fraction 0.15 --tau 0.3 --val-images 50 --val-every 0 \\
+        --out runs/rn18 --export-half swiftnet_rn18_synthetic.pt
 """
 
 from __future__ import annotations
@@ -142,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="forward through SegBlocks with the complexity policy (the whole run)")
     b.add_argument("--blocks-fraction", type=float, default=0.0, metavar="F",
                    help="fine-tune in blocks for the last fraction F of the schedule (0 = never, 1 = --blocks)")
+    b.add_argument("--blocks-mix", type=float, default=0.5, metavar="P",
+                   help="share of block steps in that phase, interleaved with dense steps so the same "
+                        "weights stay good both ways (the dense baseline of segblocks-eval-bag); "
+                        "--blocks uses 1 (default %(default)s)")
     b.add_argument("--tau", type=float, default=0.3, help="complexity threshold for --blocks")
     b.add_argument("--block-size", type=int, default=128)
 
@@ -206,6 +214,16 @@ def _amp_dtype(choice: str, device: torch.device) -> Optional[torch.dtype]:
     return torch.float16
 
 
+def _jitter(x: torch.Tensor, amount: float) -> torch.Tensor:
+    """Random brightness, contrast and saturation per image of a normalised batch."""
+    n = x.shape[0]
+    b, c, s = ((1 + (torch.rand(3, n, 1, 1, 1, device=x.device) * 2 - 1) * amount))
+    grey = x.mean(1, keepdim=True)
+    x = grey + (x - grey) * s
+    mean = x.mean((1, 2, 3), keepdim=True)
+    return (x - mean) * c + mean + (b - 1) * 2.0
+
+
 def _cycle(loader: DataLoader) -> Iterator:
     epoch = 0
     while True:
@@ -247,9 +265,11 @@ class Trainer:
         self.segblocks = None
         self.policy = None
         if args.blocks:
-            args.blocks_fraction = 1.0
+            args.blocks_fraction, args.blocks_mix = 1.0, 1.0
         if not 0.0 <= args.blocks_fraction <= 1.0:
             raise ValueError(f"--blocks-fraction must be in [0, 1], got {args.blocks_fraction}")
+        if not 0.0 < args.blocks_mix <= 1.0:
+            raise ValueError(f"--blocks-mix must be in (0, 1], got {args.blocks_mix}")
         if args.blocks_fraction > 0:
             from .executor import SegBlocks
             from .policy import ComplexityPolicy
@@ -312,7 +332,9 @@ class Trainer:
                                       TrainTransform)
 
         a = self.args
-        tr = TrainTransform(a.crop, a.scale, flip=True, jitter=a.jitter)
+        # uint8 batches (normalised on the device): a quarter of the bytes through the loader
+        tr = TrainTransform(a.crop, a.scale, flip=True, normalize=False)
+        ev = EvalTransform(normalize=False)
         h, w = a.size
         if a.synthetic and a.cache_frames:
             t = time.perf_counter()
@@ -320,13 +342,13 @@ class Trainer:
                                  workers=max(1, a.workers))
             self._log({"event": "cache", "frames": len(train), "size": [h, w],
                        "seconds": round(time.perf_counter() - t, 1)})
-            val = SyntheticScenes(a.val_seed0, max(1, a.val_images), h, w, EvalTransform())
+            val = SyntheticScenes(a.val_seed0, max(1, a.val_images), h, w, ev)
         elif a.synthetic:
             train = SyntheticScenes(0, a.train_scenes, h, w, tr, t_max=a.t_max)
-            val = SyntheticScenes(a.val_seed0, max(1, a.val_images), h, w, EvalTransform())
+            val = SyntheticScenes(a.val_seed0, max(1, a.val_images), h, w, ev)
         else:
             train = CityscapesDataset(a.data, a.train_split, tr)
-            val = CityscapesDataset(a.data, a.val_split, EvalTransform())
+            val = CityscapesDataset(a.data, a.val_split, ev)
             if a.val_images:
                 val = torch.utils.data.Subset(val, range(min(len(val), a.val_images)))
         g = torch.Generator().manual_seed(a.seed + self.iteration)
@@ -343,14 +365,24 @@ class Trainer:
 
     # -- steps -----------------------------------------------------------------------------
 
-    def _to_device(self, x: torch.Tensor, y: torch.Tensor):
-        x = x.to(self.device, non_blocking=True)
-        y = y.to(self.device, non_blocking=True)
+    def _to_device(self, x: torch.Tensor, y: torch.Tensor, train: bool = False):
+        """uint8 ``[N, H, W, 3]`` images and ``[N, H, W]`` labels -> normalised float
+        ``[N, 3, H, W]`` (colour-jittered when training with ``--jitter``) and int64 labels."""
+        from .engine import normalize
+
+        x = normalize(x.to(self.device, non_blocking=True))
+        y = y.to(self.device, non_blocking=True).long()
+        if train and self.args.jitter > 0:
+            x = _jitter(x, self.args.jitter)
         if self.cuda:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y
 
     def _forward(self, x: torch.Tensor, blocks: bool, tau: Optional[float] = None) -> torch.Tensor:
+        if self.cuda:
+            # block tensors change shape with every grid: autotuning each shape costs more
+            # than it saves
+            torch.backends.cudnn.benchmark = not blocks
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             if blocks:
                 grid = self.policy(x, tau)
@@ -369,6 +401,14 @@ class Trainer:
         f = self.args.blocks_fraction
         return f > 0 and progress >= 1.0 - f
 
+    def block_step(self, progress: float) -> bool:
+        """Whether the next step runs in blocks: in the block phase, a ``--blocks-mix``
+        share of the steps, spread evenly."""
+        if not self.in_block_phase(progress):
+            return False
+        mix = self.args.blocks_mix
+        return math.floor((self.iteration + 1) * mix) > math.floor(self.iteration * mix)
+
     def train_step(self, x: torch.Tensor, y: torch.Tensor, progress: Optional[float] = None) -> torch.Tensor:
         """One optimisation step at schedule ``progress``; returns the (device) loss."""
         self.model.train()
@@ -376,7 +416,7 @@ class Trainer:
         lr = poly_lr(self.base_lr, progress, self.iteration, self.warmup, self.args.poly_power)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        logits = self._forward(x, self.in_block_phase(progress))
+        logits = self._forward(x, self.block_step(progress))
         loss = F.cross_entropy(logits.float(), y, ignore_index=IGNORE_INDEX)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -507,7 +547,7 @@ class Trainer:
                 blocks_phase = True
                 self._log({"event": "blocks_phase", "iteration": self.iteration, "tau": a.tau,
                            "progress": round(progress, 3)})
-            x, y = self._to_device(*next(batches))
+            x, y = self._to_device(*next(batches), train=True)
             loss = self.train_step(x, y, progress)
             loss_sum = loss if loss_sum is None else loss_sum + loss
             loss_n += 1

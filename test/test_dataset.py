@@ -151,3 +151,20 @@ def test_cached_scenes_hold_the_rendered_frames(workers):
         np.testing.assert_array_equal(ds[i][1], scene.label)
         np.testing.assert_array_equal(ds[i][0], scene.image)
     assert len(set(np.round(ds.positions, 3))) == 3
+
+
+def test_uint8_transform_matches_the_normalised_one():
+    from segblocks_core.engine import normalize
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (40, 50, 3)).astype(np.uint8)
+    label = rng.integers(0, 19, (40, 50)).astype(np.uint8)
+    for normalize_, seed in ((True, 5), (False, 5)):
+        torch.manual_seed(seed)
+        out = TrainTransform((48, 56), scale=(0.7, 0.9), normalize=normalize_)(image, label)
+        if normalize_:
+            xf, yf = out
+        else:
+            x8, y8 = out
+    assert x8.dtype == torch.uint8 and x8.shape == (48, 56, 3) and y8.dtype == torch.uint8
+    torch.testing.assert_close(normalize(x8[None])[0], xf, atol=0.02, rtol=0)   # pad: mean colour ~ 0
+    np.testing.assert_array_equal(y8.long().numpy(), yf.numpy())

@@ -114,6 +114,12 @@ def test_time_limit_drives_the_schedule(data_root, tmp_path):
     trainer.iteration = 900
     assert trainer.progress(elapsed=50.0) == pytest.approx(0.9)       # whichever is further
     assert not trainer.in_block_phase(0.74) and trainer.in_block_phase(0.75)
+    steps = []
+    for it in range(10):
+        trainer.iteration = it
+        steps.append(trainer.block_step(0.8))
+    assert sum(steps) == 5 and steps != [True] * 5 + [False] * 5     # --blocks-mix 0.5, interleaved
+    assert not trainer.block_step(0.5)
 
 
 def test_block_finetuning_step_runs_through_segblocks(data_root, tmp_path):
@@ -125,9 +131,12 @@ def test_block_finetuning_step_runs_through_segblocks(data_root, tmp_path):
     trainer.segblocks._plan = lambda x, layout: calls.append(layout.grid.clone()) or plan(x, layout)
     train_loader, val_loader = trainer.loaders()
     x, y = next(iter(train_loader))
+    assert x.dtype == torch.uint8 and x.shape == (2, 128, 128, 3)        # normalised on the device
+    x, y = trainer._to_device(x, y, train=True)
+    assert x.shape == (2, 3, 128, 128) and x.dtype == torch.float32 and y.dtype == torch.int64
     before = trainer.model.backbone.conv1.weight.detach().clone()
     loss = trainer.train_step(x, y)
-    assert torch.isfinite(loss) and trainer.iteration == 1 and trainer.in_block_phase(trainer.progress())
+    assert torch.isfinite(loss) and trainer.iteration == 1 and trainer.block_step(trainer.progress())
     assert len(calls) == 1 and calls[0].shape == (2, 2, 2)
     assert not torch.equal(before, trainer.model.backbone.conv1.weight)
     result = trainer.validate(val_loader, blocks=True)

@@ -136,14 +136,26 @@ def _pair(size) -> tuple[int, int]:
     return int(h), int(w)
 
 
+#: uint8 fill colour for padding: the mean colour, i.e. about zero once normalised
+MEAN_RGB = tuple(round(m * 255) for m in IMAGENET_MEAN)
+
+
 class EvalTransform:
     """uint8 image ``[H, W, 3]`` and label ``[H, W]`` -> ``(x [3, H, W] float32, y [H, W]
-    int64)``, full resolution, no augmentation."""
+    int64)``, full resolution, no augmentation.
+
+    With ``normalize=False`` the tensors stay uint8 (``x [H, W, 3]``, ``y [H, W]``): a
+    quarter of the bytes to move between processes; normalise on the GPU with
+    :func:`segblocks_core.engine.normalize` (``segblocks-train`` does).
+    """
+
+    def __init__(self, normalize: bool = True):
+        self.normalize = normalize
 
     def __call__(self, image: np.ndarray, label: np.ndarray):
-        x = _normalize_chw(torch.from_numpy(np.ascontiguousarray(image)))
-        y = torch.from_numpy(np.ascontiguousarray(label)).long()
-        return x, y
+        x = torch.from_numpy(np.ascontiguousarray(image))
+        y = torch.from_numpy(np.ascontiguousarray(label))
+        return (_normalize_chw(x), y.long()) if self.normalize else (x, y)
 
 
 class TrainTransform:
@@ -158,12 +170,17 @@ class TrainTransform:
         crop: output size ``(h, w)`` or ``s`` for a square.
         scale: ``(min, max)`` range of the random scale factor.
         flip: random horizontal flip with probability 0.5.
-        jitter: brightness/contrast/saturation jitter amplitude (0 disables).
+        jitter: brightness/contrast/saturation jitter amplitude (0 disables; only with
+            ``normalize``).
         ignore_index: label fill value.
+        normalize: return normalised float32 ``[3, h, w]`` and int64 labels; False returns
+            uint8 ``[h, w, 3]`` and uint8 labels (padding in the mean colour) for
+            normalisation on the GPU.
     """
 
     def __init__(self, crop, scale: Sequence[float] = (0.5, 1.5), flip: bool = True,
-                 jitter: float = 0.0, ignore_index: int = IGNORE_INDEX):
+                 jitter: float = 0.0, ignore_index: int = IGNORE_INDEX, normalize: bool = True):
+        self.normalize = normalize
         self.crop = _pair(crop)
         if min(self.crop) < 1:
             raise ValueError(f"crop must be positive, got {crop}")
@@ -192,6 +209,19 @@ class TrainTransform:
     def finish(self, image: torch.Tensor, label: torch.Tensor):
         """uint8 ``[h, w, 3]`` / ``[h, w]`` crop -> padded, flipped, jittered, normalised."""
         ch, cw = self.crop
+        if not self.normalize:
+            x, y = image, label
+            if self.flip and torch.rand(()) < 0.5:
+                x, y = x.flip(1), y.flip(1)
+            h, w = y.shape
+            if (h, w) != (ch, cw):
+                out = torch.empty((ch, cw, 3), dtype=torch.uint8)
+                out[:] = torch.tensor(MEAN_RGB, dtype=torch.uint8)
+                out[:h, :w] = x
+                lab = torch.full((ch, cw), self.ignore_index, dtype=torch.uint8)
+                lab[:h, :w] = y
+                x, y = out, lab
+            return x.contiguous(), y.contiguous()
         x = _normalize_chw(image)
         y = label.long()
         if self.jitter > 0:
