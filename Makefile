@@ -10,6 +10,9 @@ CUDA_ARCHS  ?= 87 89 90
 PY          := $(VENV)/bin/python
 PIP         := $(PY) -m pip --disable-pip-version-check -q
 CU_SOURCES  := $(wildcard csrc/ops/cuda/*.cu)
+# the defines torch's extension build passes to nvcc (half/bfloat16 only through intrinsics)
+CU_DEFINES  := -D__CUDA_NO_HALF_OPERATORS__ -D__CUDA_NO_HALF_CONVERSIONS__ \
+               -D__CUDA_NO_BFLOAT16_CONVERSIONS__ -D__CUDA_NO_HALF2_OPERATORS__
 BUILD_DIR   := build/cuda-check
 export OMP_NUM_THREADS ?= 2
 
@@ -37,7 +40,7 @@ cuda-check:
 	mkdir -p $(BUILD_DIR); \
 	for f in $(CU_SOURCES); do for a in $(CUDA_ARCHS); do \
 	  echo "nvcc -c $$f (sm_$$a)"; \
-	  $(NVCC) -std=c++17 -O2 -Icsrc -gencode arch=compute_$$a,code=sm_$$a -c $$f \
+	  $(NVCC) -std=c++17 -O2 -Icsrc $(CU_DEFINES) -gencode arch=compute_$$a,code=sm_$$a -c $$f \
 	    -o $(BUILD_DIR)/$$(basename $$f .cu)_sm$$a.o || exit 1; \
 	done; done
 

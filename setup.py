@@ -22,7 +22,17 @@ def _sources(pattern: str) -> list[str]:
     return sorted(str(p) for p in ROOT.glob(pattern))
 
 
+# Default GPU architectures: Jetson Orin (8.7), Ada (8.9), Hopper (9.0). Override with
+# TORCH_CUDA_ARCH_LIST, e.g. "9.0" alone on the H100 host to build faster.
+DEFAULT_CUDA_ARCHS = "8.7;8.9;9.0"
+
+
 def get_extensions():
+    """The native extension ``segblocks_core._C`` (CUDA or CPU-only), or none.
+
+    CUDA kernels are built when ``FORCE_CUDA=1`` or when torch sees a GPU and ``CUDA_HOME``
+    is set; ``SEGBLOCKS_NO_EXTENSION=1`` builds nothing (the reference ops are used then).
+    """
     if os.environ.get("SEGBLOCKS_NO_EXTENSION", "0") == "1":
         return [], {}
     try:
@@ -36,24 +46,28 @@ def get_extensions():
         return [], {}
     force_cuda = os.environ.get("FORCE_CUDA", "0") == "1"
     use_cuda = force_cuda or (torch.cuda.is_available() and CUDA_HOME is not None)
-    cxx_flags = ["-O3", "-std=c++17"]
-    define_macros = []
+    # No -std flag: torch adds the standard its own headers need (C++17 up to torch 2.11,
+    # C++20 later). -fopenmp in both builds: at::parallel_for in the CPU kernels is an
+    # OpenMP region compiled into our objects.
+    cxx_flags = ["-O3", "-fopenmp"]
+    link_flags = ["-fopenmp"]
     include_dirs = [str(ROOT / "csrc")]
     if use_cuda:
         sources += _sources("csrc/ops/cuda/*.cu") + _sources("csrc/ops/cuda/*.cpp")
-        define_macros.append(("SEGBLOCKS_WITH_CUDA", None))
-        arch = os.environ.get("TORCH_CUDA_ARCH_LIST")
-        nvcc_flags = ["-O3", "-std=c++17", "--expt-relaxed-constexpr"]
-        if not arch:
-            os.environ["TORCH_CUDA_ARCH_LIST"] = "8.7;8.9;9.0"
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
+        print(f"segblocks: building CPU + CUDA kernels for TORCH_CUDA_ARCH_LIST="
+              f"{os.environ['TORCH_CUDA_ARCH_LIST']}")
         ext = CUDAExtension(
-            "segblocks_core._C", sources, include_dirs=include_dirs, define_macros=define_macros,
-            extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags},
+            "segblocks_core._C", sources, include_dirs=include_dirs,
+            define_macros=[("SEGBLOCKS_WITH_CUDA", None)],
+            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--expt-relaxed-constexpr"]},
+            extra_link_args=link_flags,
         )
     else:
+        print("segblocks: building CPU kernels (FORCE_CUDA=1 for the CUDA kernels)")
         ext = CppExtension(
-            "segblocks_core._C", sources, include_dirs=include_dirs, define_macros=define_macros,
-            extra_compile_args={"cxx": cxx_flags + ["-fopenmp"]}, extra_link_args=["-fopenmp"],
+            "segblocks_core._C", sources, include_dirs=include_dirs,
+            extra_compile_args={"cxx": cxx_flags}, extra_link_args=link_flags,
         )
     return [ext], {"build_ext": BuildExtension.with_options(no_python_abi_suffix=False)}
 

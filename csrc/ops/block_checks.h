@@ -1,0 +1,197 @@
+// Input validation and layout helpers shared by the CPU kernels and the CUDA launchers.
+//
+// Every check names the op and the argument, so a user who passes a wrong tensor learns
+// which one. Checks only read sizes, strides, dtypes and devices: reading position values
+// would be a device-to-host sync on CUDA (and break CUDA-graph capture), so the values of
+// hr_pos / lr_pos / block_map are validated on the CPU only (check_layout_values_cpu) and
+// trusted on the GPU, where they come from segblocks_core.layout.BlockLayout.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "ops/block_indexing.h"
+
+namespace segblocks {
+
+// Memory format of an op's outputs: channels_last if any tensor input is unambiguously
+// channels_last (channels_last-contiguous but not NCHW-contiguous), NCHW otherwise. The fake
+// kernels in segblocks_core/ops/_native.py apply the same rule, so real and fake outputs have
+// equal strides.
+inline at::MemoryFormat output_memory_format(std::initializer_list<at::Tensor> tensors) {
+  for (const auto& t : tensors) {
+    if (t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast)) {
+      return at::MemoryFormat::ChannelsLast;
+    }
+  }
+  return at::MemoryFormat::Contiguous;
+}
+
+inline Strides4 strides_of(const at::Tensor& t) {
+  return Strides4{t.stride(0), t.stride(1), t.stride(2), t.stride(3)};
+}
+
+inline void check_feature_tensor(const char* op, const char* name, const at::Tensor& t) {
+  TORCH_CHECK(t.defined(), op, ": ", name, " is undefined");
+  TORCH_CHECK(t.dim() == 4, op, ": ", name, " must be a 4-D tensor [N, C, H, W], got ", t.dim(),
+              "-D of shape ", t.sizes());
+  TORCH_CHECK(at::isFloatingType(t.scalar_type()), op, ": ", name,
+              " must be a floating-point tensor, got ", t.scalar_type());
+}
+
+inline void check_same(const char* op, const char* name, const at::Tensor& t, const char* ref_name,
+                       const at::Tensor& ref) {
+  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), op, ": ", name, " has dtype ", t.scalar_type(),
+              " but ", ref_name, " has ", ref.scalar_type());
+  TORCH_CHECK(t.device() == ref.device(), op, ": ", name, " is on ", t.device(), " but ", ref_name,
+              " is on ", ref.device());
+}
+
+inline void check_positions(const char* op, const char* name, const at::Tensor& pos,
+                            const at::Tensor& like) {
+  TORCH_CHECK(pos.defined(), op, ": ", name, " is undefined");
+  TORCH_CHECK(pos.dim() == 1, op, ": ", name, " must be 1-D, got shape ", pos.sizes());
+  TORCH_CHECK(pos.scalar_type() == at::kLong, op, ": ", name, " must be int64, got ",
+              pos.scalar_type());
+  TORCH_CHECK(pos.device() == like.device(), op, ": ", name, " is on ", pos.device(),
+              " but the feature tensors are on ", like.device());
+}
+
+inline void check_block_map(const char* op, const at::Tensor& block_map, const at::Tensor& like) {
+  TORCH_CHECK(block_map.defined(), op, ": block_map is undefined");
+  TORCH_CHECK(block_map.dim() == 3, op, ": block_map must be 3-D [N, GH, GW], got shape ",
+              block_map.sizes());
+  TORCH_CHECK(block_map.scalar_type() == at::kInt, op, ": block_map must be int32, got ",
+              block_map.scalar_type());
+  TORCH_CHECK(block_map.device() == like.device(), op, ": block_map is on ", block_map.device(),
+              " but the feature tensors are on ", like.device());
+}
+
+inline void check_padding(const char* op, int64_t padding) {
+  TORCH_CHECK(padding >= 0, op, ": padding must be >= 0, got ", padding);
+}
+
+inline bool parse_pad_mode(const char* op, const std::string& mode) {
+  TORCH_CHECK(mode == "constant" || mode == "replicate", op,
+              ": mode must be 'constant' or 'replicate', got '", mode, "'");
+  return mode == "replicate";
+}
+
+// A pair of block tensors: highres [Nh, C, h, h] and lowres [Nl, C, h/2, h/2] (or both
+// padded by `padding` on every side). Returns the grid with hr_side = h.
+inline BlockGrid check_block_pair(const char* op, const char* hr_name, const at::Tensor& highres,
+                                  const char* lr_name, const at::Tensor& lowres,
+                                  const at::Tensor& hr_pos, const at::Tensor& lr_pos,
+                                  int64_t padding) {
+  check_feature_tensor(op, hr_name, highres);
+  check_feature_tensor(op, lr_name, lowres);
+  check_same(op, lr_name, lowres, hr_name, highres);
+  check_positions(op, "hr_pos", hr_pos, highres);
+  check_positions(op, "lr_pos", lr_pos, highres);
+  const int64_t hr_side = highres.size(3) - 2 * padding;
+  const int64_t lr_side = lowres.size(3) - 2 * padding;
+  TORCH_CHECK(highres.size(2) == highres.size(3), op, ": ", hr_name,
+              " blocks must be square, got shape ", highres.sizes());
+  TORCH_CHECK(lowres.size(2) == lowres.size(3), op, ": ", lr_name,
+              " blocks must be square, got shape ", lowres.sizes());
+  TORCH_CHECK(hr_side >= 2 && hr_side % 2 == 0, op, ": ", hr_name,
+              " block side must be even and >= 2", padding ? " after removing the padding" : "",
+              ", got shape ", highres.sizes(), padding ? " with padding " : "",
+              padding ? std::to_string(padding) : std::string());
+  TORCH_CHECK(lr_side * 2 == hr_side, op, ": ", lr_name, " blocks must be half the side of ",
+              hr_name, " blocks, got ", lr_name, " shape ", lowres.sizes(), " and ", hr_name,
+              " shape ", highres.sizes());
+  TORCH_CHECK(lowres.size(1) == highres.size(1), op, ": ", lr_name, " has ", lowres.size(1),
+              " channels but ", hr_name, " has ", highres.size(1));
+  TORCH_CHECK(highres.size(0) == hr_pos.size(0), op, ": ", hr_name, " has ", highres.size(0),
+              " blocks but hr_pos has ", hr_pos.size(0), " positions");
+  TORCH_CHECK(lowres.size(0) == lr_pos.size(0), op, ": ", lr_name, " has ", lowres.size(0),
+              " blocks but lr_pos has ", lr_pos.size(0), " positions");
+  BlockGrid g{};
+  g.hr_side = hr_side;
+  g.channels = highres.size(1);
+  g.num_highres = highres.size(0);
+  g.num_lowres = lowres.size(0);
+  return g;
+}
+
+inline void check_grid_size(const char* op, BlockGrid& g, int64_t grid_n, int64_t grid_h,
+                            int64_t grid_w) {
+  TORCH_CHECK(grid_n >= 0 && grid_h >= 0 && grid_w >= 0, op,
+              ": grid_n, grid_h and grid_w must be >= 0, got ", grid_n, ", ", grid_h, ", ", grid_w);
+  TORCH_CHECK(grid_n * grid_h * grid_w == g.num_highres + g.num_lowres, op, ": the grid ", grid_n,
+              "x", grid_h, "x", grid_w, " has ", grid_n * grid_h * grid_w,
+              " cells but hr_pos and lr_pos hold ", g.num_highres, " + ", g.num_lowres,
+              " positions");
+  g.grid_n = grid_n;
+  g.grid_h = grid_h;
+  g.grid_w = grid_w;
+}
+
+// Dense map x [N, C, GH*b, GW*b] cut into blocks of side b (split, combine_backward).
+inline BlockGrid check_dense_args(const char* op, const char* x_name, const at::Tensor& x,
+                                  const at::Tensor& hr_pos, const at::Tensor& lr_pos,
+                                  int64_t block_size) {
+  check_feature_tensor(op, x_name, x);
+  check_positions(op, "hr_pos", hr_pos, x);
+  check_positions(op, "lr_pos", lr_pos, x);
+  TORCH_CHECK(block_size >= 2 && block_size % 2 == 0, op,
+              ": block_size must be an even number >= 2, got ", block_size);
+  TORCH_CHECK(x.size(2) % block_size == 0 && x.size(3) % block_size == 0, op, ": ", x_name,
+              " spatial size ", x.size(2), "x", x.size(3), " is not a multiple of block_size ",
+              block_size);
+  BlockGrid g{};
+  g.hr_side = block_size;
+  g.channels = x.size(1);
+  g.num_highres = hr_pos.size(0);
+  g.num_lowres = lr_pos.size(0);
+  check_grid_size(op, g, x.size(0), x.size(2) / block_size, x.size(3) / block_size);
+  return g;
+}
+
+inline void check_block_map_shape(const char* op, const at::Tensor& block_map, BlockGrid& g) {
+  TORCH_CHECK(block_map.size(0) * block_map.size(1) * block_map.size(2) ==
+                  g.num_highres + g.num_lowres,
+              op, ": block_map of shape ", block_map.sizes(), " has ", block_map.numel(),
+              " cells but hr_pos and lr_pos hold ", g.num_highres, " + ", g.num_lowres,
+              " positions");
+  g.grid_n = block_map.size(0);
+  g.grid_h = block_map.size(1);
+  g.grid_w = block_map.size(2);
+}
+
+// CPU only: position and slot values index memory, so check them (cheap: one value per
+// grid cell). hr_pos and lr_pos must partition the grid (every cell exactly once, else
+// combine would leave cells unwritten) and block_map must name each cell's slot.
+inline void check_layout_values_cpu(const char* op, const at::Tensor& hr_pos,
+                                    const at::Tensor& lr_pos, const at::Tensor* block_map,
+                                    const BlockGrid& g) {
+  const int64_t cells = g.grid_n * g.grid_h * g.grid_w;
+  std::vector<int32_t> slot_of_cell(static_cast<size_t>(cells), 0);
+  std::vector<char> seen(static_cast<size_t>(cells), 0);
+  const at::Tensor positions[2] = {hr_pos.contiguous(), lr_pos.contiguous()};
+  const char* names[2] = {"hr_pos", "lr_pos"};
+  for (int which = 0; which < 2; ++which) {
+    const int64_t* p = positions[which].data_ptr<int64_t>();
+    for (int64_t k = 0; k < positions[which].numel(); ++k) {
+      TORCH_CHECK(p[k] >= 0 && p[k] < cells, op, ": ", names[which], "[", k, "] = ", p[k],
+                  " is outside the grid of ", cells, " cells");
+      TORCH_CHECK(!seen[p[k]], op, ": grid cell ", p[k], " appears more than once in hr_pos/lr_pos");
+      seen[p[k]] = 1;
+      slot_of_cell[p[k]] = which == 0 ? static_cast<int32_t>(k) : static_cast<int32_t>(-1 - k);
+    }
+  }
+  if (block_map != nullptr) {
+    const at::Tensor bm = block_map->contiguous();
+    const int32_t* m = bm.data_ptr<int32_t>();
+    for (int64_t cell = 0; cell < cells; ++cell) {
+      TORCH_CHECK(m[cell] == slot_of_cell[cell], op, ": block_map value ", m[cell], " at cell ",
+                  cell, " disagrees with hr_pos/lr_pos (expected ", slot_of_cell[cell], ")");
+    }
+  }
+}
+
+}  // namespace segblocks

@@ -1,0 +1,68 @@
+// split and split_backward on the CPU.
+//
+//   split(x [N, C, GH*b, GW*b], hr_pos [Nh], lr_pos [Nl], block_size b)
+//       -> (highres [Nh, C, b, b] copied, lowres [Nl, C, b/2, b/2] 2x2-averaged)
+//   split_backward(grad_highres, grad_lowres, hr_pos, lr_pos, grid_n, grid_h, grid_w)
+//       -> grad_x [N, C, GH*b, GW*b]: high-res grads copied, low-res grads / 4 replicated 2x2
+//
+// Both are gathers (every output element is written by exactly one task), so the backward
+// is deterministic without atomics.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <torch/library.h>
+
+#include "ops/block_checks.h"
+#include "ops/cpu/block_copy.h"
+
+namespace segblocks {
+namespace cpu {
+namespace {
+
+std::tuple<at::Tensor, at::Tensor> split_kernel(const at::Tensor& x, const at::Tensor& hr_pos,
+                                                const at::Tensor& lr_pos, int64_t block_size) {
+  const BlockGrid g = check_dense_args("split", "x", x, hr_pos, lr_pos, block_size);
+  check_layout_values_cpu("split", hr_pos, lr_pos, nullptr, g);
+  const at::MemoryFormat format = output_memory_format({x});
+  const auto options = x.options().memory_format(format);
+  const int64_t b = block_size;
+  at::Tensor highres = at::empty({g.num_highres, g.channels, b, b}, options);
+  at::Tensor lowres = at::empty({g.num_lowres, g.channels, b / 2, b / 2}, options);
+  if (x.numel() == 0) return {highres, lowres};
+  const at::Tensor hr_p = hr_pos.contiguous(), lr_p = lr_pos.contiguous();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "segblocks_split_cpu", [&] {
+    dense_to_blocks<scalar_t>(x, highres, lowres, hr_p, lr_p, g, /*lowres_scale=*/0.25,
+                              format == at::MemoryFormat::ChannelsLast);
+  });
+  return {highres, lowres};
+}
+
+at::Tensor split_backward_kernel(const at::Tensor& grad_highres, const at::Tensor& grad_lowres,
+                                 const at::Tensor& hr_pos, const at::Tensor& lr_pos, int64_t grid_n,
+                                 int64_t grid_h, int64_t grid_w) {
+  BlockGrid g = check_block_pair("split_backward", "grad_highres", grad_highres, "grad_lowres",
+                                 grad_lowres, hr_pos, lr_pos, /*padding=*/0);
+  check_grid_size("split_backward", g, grid_n, grid_h, grid_w);
+  check_layout_values_cpu("split_backward", hr_pos, lr_pos, nullptr, g);
+  const at::MemoryFormat format = output_memory_format({grad_highres, grad_lowres});
+  const int64_t b = g.hr_side;
+  at::Tensor grad_x = at::empty({grid_n, g.channels, grid_h * b, grid_w * b},
+                                grad_highres.options().memory_format(format));
+  if (grad_x.numel() == 0) return grad_x;
+  const at::Tensor hr_p = hr_pos.contiguous(), lr_p = lr_pos.contiguous();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_highres.scalar_type(),
+                                  "segblocks_split_backward_cpu", [&] {
+    blocks_to_dense<scalar_t>(grad_highres, grad_lowres, grad_x, hr_p, lr_p, g,
+                              /*lowres_scale=*/0.25, format == at::MemoryFormat::ChannelsLast);
+  });
+  return grad_x;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(segblocks, CPU, m) {
+  m.impl("split", &split_kernel);
+  m.impl("split_backward", &split_backward_kernel);
+}
+
+}  // namespace cpu
+}  // namespace segblocks

@@ -1,0 +1,236 @@
+// The two copy kernels that split and combine share on the GPU (each is the other's
+// backward, up to the low-res scale):
+//
+//   dense_to_blocks: dense map -> high-res blocks (copy) + low-res blocks (2x2 sum * scale)
+//       split: scale 1/4 (average pooling);  combine_backward: scale 1
+//   blocks_to_dense: blocks -> dense map, high-res copied, low-res nearest-upsampled * scale
+//       combine: scale 1;  split_backward: scale 1/4
+//
+// One thread per output element, grid-stride loop. Consecutive threads take consecutive
+// elements of the output's memory order (width for NCHW, channels for channels_last), so
+// writes are coalesced and, for inputs in the same layout, reads too. Every output element
+// is written exactly once: no atomics, deterministic.
+//
+// Each kernel's body is a __host__ __device__ "element" function of a parameter struct, so
+// test/test_cuda_kernels_host.py can run the exact index arithmetic on the CPU (through
+// test/cuda_kernels_host.cu) on machines without a GPU.
+#pragma once
+
+#include <type_traits>
+
+#include "ops/block_indexing.h"
+#include "ops/cuda/cuda_scalar.cuh"
+
+namespace segblocks {
+namespace cuda {
+
+template <typename index_t>
+struct BlockElement {
+  index_t k, c, i, j;  // block, channel, row, column
+};
+
+// Element `e` of a stack of blocks [K, C, side, side] stored contiguously in NCHW order or,
+// with kChannelsLast, NHWC order.
+template <bool kChannelsLast, typename D>
+SEGBLOCKS_HOST_DEVICE BlockElement<typename D::index_t> unravel_block_element(
+    typename D::index_t e, const D& channels_div, const D& side_div) {
+  using index_t = typename D::index_t;
+  const index_t channels = static_cast<index_t>(channels_div.divisor);
+  const index_t side = static_cast<index_t>(side_div.divisor);
+  BlockElement<index_t> el;
+  if (kChannelsLast) {
+    const index_t pixel = channels_div.div(e);
+    el.c = e - pixel * channels;
+    const index_t row = side_div.div(pixel);
+    el.j = pixel - row * side;
+    el.k = side_div.div(row);
+    el.i = row - el.k * side;
+  } else {
+    const index_t row = side_div.div(e);
+    el.j = e - row * side;
+    const index_t plane = side_div.div(row);
+    el.i = row - plane * side;
+    el.k = channels_div.div(plane);
+    el.c = plane - el.k * channels;
+  }
+  return el;
+}
+
+template <typename index_t>
+struct StridesT {
+  index_t n, c, h, w;
+  StridesT() = default;
+  SEGBLOCKS_HOST_DEVICE explicit StridesT(const Strides4& s)
+      : n(static_cast<index_t>(s.n)), c(static_cast<index_t>(s.c)), h(static_cast<index_t>(s.h)),
+        w(static_cast<index_t>(s.w)) {}
+  SEGBLOCKS_HOST_DEVICE index_t offset(index_t n_, index_t c_, index_t y, index_t x) const {
+    return n_ * n + c_ * c + y * h + x * w;
+  }
+};
+
+// Strides of the dense map [N, C, GH*b, GW*b] contiguous in NCHW or NHWC order.
+inline Strides4 contiguous_dense_strides(const BlockGrid& g, bool channels_last) {
+  const int64_t c = g.channels, h = g.grid_h * g.hr_side, w = g.grid_w * g.hr_side;
+  if (channels_last) return Strides4{h * w * c, 1, w * c, c};
+  return Strides4{c * h * w, h * w, w, 1};
+}
+
+// Calls f(kChannelsLast tag, divider tag) with the instantiation a launch needs.
+template <typename F>
+void with_layout_and_index(bool channels_last, bool index32, F&& f) {
+  if (index32) {
+    if (channels_last) f(std::true_type{}, FastDivider{});
+    else f(std::false_type{}, FastDivider{});
+  } else {
+    if (channels_last) f(std::true_type{}, PlainDivider<int64_t>{});
+    else f(std::false_type{}, PlainDivider<int64_t>{});
+  }
+}
+
+// Runs `element(params, linear)` for linear in [0, total) with a grid-stride loop.
+template <typename Params, void (*element)(const Params&, int64_t)>
+__global__ void __launch_bounds__(kThreadsPerBlock) grid_stride_kernel(Params params, int64_t total) {
+  for (int64_t linear = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; linear < total;
+       linear += int64_t(blockDim.x) * gridDim.x) {
+    element(params, linear);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// dense_to_blocks: split (scale 1/4) and combine_backward (scale 1)
+// ---------------------------------------------------------------------------------------
+
+template <typename scalar_t, typename D>
+struct DenseToBlocksParams {
+  const scalar_t* dense;
+  Strides4 dense_strides;
+  scalar_t* highres;  // [Nh, C, b, b], contiguous in the output order
+  scalar_t* lowres;   // [Nl, C, b/2, b/2], same order
+  const int64_t* hr_pos;
+  const int64_t* lr_pos;
+  GridIndexer<D> grid;
+  D channels_div;
+  int64_t hr_total;  // elements of highres; the following ones are lowres elements
+  acc_type<scalar_t> lowres_scale;
+};
+
+template <typename scalar_t, bool kChannelsLast, typename D>
+SEGBLOCKS_HOST_DEVICE void dense_to_blocks_element(const DenseToBlocksParams<scalar_t, D>& prm,
+                                                   int64_t linear) {
+  using index_t = typename D::index_t;
+  using acc_t = acc_type<scalar_t>;
+  const StridesT<index_t> ds(prm.dense_strides);
+  const index_t b = prm.grid.hr_side;
+  if (linear < prm.hr_total) {
+    const index_t e = static_cast<index_t>(linear);
+    const auto el = unravel_block_element<kChannelsLast>(e, prm.channels_div, prm.grid.hr_side_div);
+    const auto cell = cell_of_position(static_cast<index_t>(prm.hr_pos[el.k]), prm.grid);
+    prm.highres[e] = prm.dense[ds.offset(cell.n, el.c, cell.r * b + el.i, cell.c * b + el.j)];
+  } else {
+    const index_t e = static_cast<index_t>(linear - prm.hr_total);
+    const auto el = unravel_block_element<kChannelsLast>(e, prm.channels_div, prm.grid.lr_side_div);
+    const auto cell = cell_of_position(static_cast<index_t>(prm.lr_pos[el.k]), prm.grid);
+    const scalar_t* p =
+        prm.dense + ds.offset(cell.n, el.c, cell.r * b + 2 * el.i, cell.c * b + 2 * el.j);
+    // same summation order as avg_pool2d (row by row)
+    const acc_t sum = to_acc(p[0]) + to_acc(p[ds.w]) + to_acc(p[ds.h]) + to_acc(p[ds.h + ds.w]);
+    prm.lowres[e] = from_acc<scalar_t>(sum * prm.lowres_scale);
+  }
+}
+
+// Calls run(params, total) with the params of the instantiation (layout, index type) that
+// fits; `run` launches the kernel (or, in the host test harness, loops on the CPU).
+template <typename scalar_t, typename Run>
+void with_dense_to_blocks(const scalar_t* dense, Strides4 dense_strides, scalar_t* highres,
+                          scalar_t* lowres, const int64_t* hr_pos, const int64_t* lr_pos,
+                          const BlockGrid& g, double lowres_scale, bool channels_last, bool index32,
+                          Run&& run) {
+  const int64_t b = g.hr_side;
+  const int64_t hr_total = g.num_highres * g.channels * b * b;
+  const int64_t total = hr_total + g.num_lowres * g.channels * (b / 2) * (b / 2);
+  if (total == 0) return;
+  with_layout_and_index(channels_last, index32, [&](auto layout_tag, auto divider_tag) {
+    using D = decltype(divider_tag);
+    using Params = DenseToBlocksParams<scalar_t, D>;
+    const Params prm{dense, dense_strides, highres, lowres, hr_pos, lr_pos, GridIndexer<D>(g),
+                     D(g.channels), hr_total, static_cast<acc_type<scalar_t>>(lowres_scale)};
+    run.template operator()<Params, &dense_to_blocks_element<scalar_t, decltype(layout_tag)::value, D>>(
+        prm, total);
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// blocks_to_dense: combine (scale 1) and split_backward (scale 1/4)
+// ---------------------------------------------------------------------------------------
+
+template <typename scalar_t, typename D>
+struct BlocksToDenseParams {
+  const scalar_t* highres;
+  Strides4 highres_strides;
+  const scalar_t* lowres;
+  Strides4 lowres_strides;
+  scalar_t* dense;  // [N, C, GH*b, GW*b], contiguous in the output order
+  Strides4 dense_strides;
+  const int64_t* hr_pos;
+  const int64_t* lr_pos;
+  GridIndexer<D> grid;
+  D channels_div;
+  int64_t num_highres;
+  acc_type<scalar_t> lowres_scale;
+  bool unit_scale;  // lowres_scale == 1: copy without the float round trip
+};
+
+// Elements are enumerated block by block (high-res blocks, then low-res blocks), each block
+// covering b x b dense pixels in the output's memory order.
+template <typename scalar_t, bool kChannelsLast, typename D>
+SEGBLOCKS_HOST_DEVICE void blocks_to_dense_element(const BlocksToDenseParams<scalar_t, D>& prm,
+                                                   int64_t linear) {
+  using index_t = typename D::index_t;
+  const StridesT<index_t> hs(prm.highres_strides), ls(prm.lowres_strides), ds(prm.dense_strides);
+  const index_t b = prm.grid.hr_side;
+  const auto el = unravel_block_element<kChannelsLast>(static_cast<index_t>(linear),
+                                                       prm.channels_div, prm.grid.hr_side_div);
+  const bool is_hr = el.k < prm.num_highres;
+  const index_t k = is_hr ? el.k : el.k - static_cast<index_t>(prm.num_highres);
+  const auto cell =
+      cell_of_position(static_cast<index_t>(is_hr ? prm.hr_pos[k] : prm.lr_pos[k]), prm.grid);
+  scalar_t v;
+  if (is_hr) {
+    v = prm.highres[hs.offset(k, el.c, el.i, el.j)];
+  } else {
+    v = prm.lowres[ls.offset(k, el.c, el.i / 2, el.j / 2)];
+    if (!prm.unit_scale) v = from_acc<scalar_t>(to_acc(v) * prm.lowres_scale);
+  }
+  prm.dense[ds.offset(cell.n, el.c, cell.r * b + el.i, cell.c * b + el.j)] = v;
+}
+
+template <typename scalar_t, typename Run>
+void with_blocks_to_dense(const scalar_t* highres, Strides4 highres_strides, const scalar_t* lowres,
+                          Strides4 lowres_strides, scalar_t* dense, const int64_t* hr_pos,
+                          const int64_t* lr_pos, const BlockGrid& g, double lowres_scale,
+                          bool channels_last, bool index32, Run&& run) {
+  const int64_t total = (g.num_highres + g.num_lowres) * g.channels * g.hr_side * g.hr_side;
+  if (total == 0) return;
+  with_layout_and_index(channels_last, index32, [&](auto layout_tag, auto divider_tag) {
+    using D = decltype(divider_tag);
+    using Params = BlocksToDenseParams<scalar_t, D>;
+    const Params prm{highres, highres_strides, lowres, lowres_strides, dense,
+                     contiguous_dense_strides(g, channels_last), hr_pos, lr_pos, GridIndexer<D>(g),
+                     D(g.channels), g.num_highres, static_cast<acc_type<scalar_t>>(lowres_scale),
+                     lowres_scale == 1.0};
+    run.template operator()<Params, &blocks_to_dense_element<scalar_t, decltype(layout_tag)::value, D>>(
+        prm, total);
+  });
+}
+
+// Launches element functions on a stream (the `run` of the with_* helpers).
+struct LaunchOnStream {
+  cudaStream_t stream;
+  template <typename Params, void (*element)(const Params&, int64_t)>
+  void operator()(const Params& prm, int64_t total) const {
+    grid_stride_kernel<Params, element><<<blocks_for(total), kThreadsPerBlock, 0, stream>>>(prm, total);
+  }
+};
+
+}  // namespace cuda
+}  // namespace segblocks

@@ -1,0 +1,75 @@
+// Host entry points of the torch-free CUDA kernels (defined in the *_kernel.cu files,
+// explicitly instantiated for float, double, __half and __nv_bfloat16).
+//
+// Contract shared by all of them:
+//   * feature inputs are read through their element strides (any layout, views included);
+//   * outputs are contiguous in NCHW or, if `channels_last`, in NHWC order;
+//   * position and block_map values are trusted (validated on the CPU side of the project;
+//     reading them here would cost a device-to-host sync);
+//   * `index32`: every offset, size and element count fits in int32 (the launcher checks),
+//     which selects the faster 32-bit index arithmetic;
+//   * kernels are launched on `stream` with no synchronisation and no allocation, so they
+//     can be captured in a CUDA graph; the return value is the launch status.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "ops/block_indexing.h"
+
+namespace segblocks {
+namespace cuda {
+
+// split: dense x -> highres (copy) + lowres (2x2 average).
+template <typename scalar_t>
+cudaError_t launch_split(const scalar_t* x, Strides4 x_strides, scalar_t* highres, scalar_t* lowres,
+                         const int64_t* hr_pos, const int64_t* lr_pos, const BlockGrid& grid,
+                         bool channels_last, bool index32, cudaStream_t stream);
+
+// split_backward: grad blocks -> dense grad (high-res copied, low-res / 4 replicated 2x2).
+template <typename scalar_t>
+cudaError_t launch_split_backward(const scalar_t* grad_highres, Strides4 grad_highres_strides,
+                                  const scalar_t* grad_lowres, Strides4 grad_lowres_strides,
+                                  scalar_t* grad_x, const int64_t* hr_pos, const int64_t* lr_pos,
+                                  const BlockGrid& grid, bool channels_last, bool index32,
+                                  cudaStream_t stream);
+
+// combine: blocks -> dense map (high-res copied, low-res nearest-upsampled x2).
+template <typename scalar_t>
+cudaError_t launch_combine(const scalar_t* highres, Strides4 highres_strides, const scalar_t* lowres,
+                           Strides4 lowres_strides, scalar_t* dense, const int64_t* hr_pos,
+                           const int64_t* lr_pos, const BlockGrid& grid, bool channels_last,
+                           bool index32, cudaStream_t stream);
+
+// combine_backward: dense grad -> grad blocks (high-res copied, low-res = 2x2 sums).
+template <typename scalar_t>
+cudaError_t launch_combine_backward(const scalar_t* grad, Strides4 grad_strides,
+                                    scalar_t* grad_highres, scalar_t* grad_lowres,
+                                    const int64_t* hr_pos, const int64_t* lr_pos,
+                                    const BlockGrid& grid, bool channels_last, bool index32,
+                                    cudaStream_t stream);
+
+// block_pad: padded copies of every block, halos read from the neighbours.
+template <typename scalar_t>
+cudaError_t launch_block_pad(const scalar_t* highres, Strides4 highres_strides,
+                             const scalar_t* lowres, Strides4 lowres_strides,
+                             scalar_t* highres_padded, scalar_t* lowres_padded,
+                             const int64_t* hr_pos, const int64_t* lr_pos, const int32_t* block_map,
+                             const BlockGrid& grid, int64_t padding, bool replicate, double value,
+                             bool channels_last, bool index32, cudaStream_t stream);
+
+// block_pad_backward: gradient of each block pixel gathered from every padded pixel that
+// read it (deterministic: one thread per output element, fixed summation order).
+template <typename scalar_t>
+cudaError_t launch_block_pad_backward(const scalar_t* grad_highres_padded,
+                                      Strides4 grad_highres_padded_strides,
+                                      const scalar_t* grad_lowres_padded,
+                                      Strides4 grad_lowres_padded_strides, scalar_t* grad_highres,
+                                      scalar_t* grad_lowres, const int64_t* hr_pos,
+                                      const int64_t* lr_pos, const int32_t* block_map,
+                                      const BlockGrid& grid, int64_t padding, bool replicate,
+                                      bool channels_last, bool index32, cudaStream_t stream);
+
+}  // namespace cuda
+}  // namespace segblocks

@@ -1,0 +1,181 @@
+// BlockPad kernels on the GPU: element functions and their launch helpers (the launchers
+// and explicit instantiations are in block_pad_kernel.cu).
+//
+// Forward: one thread per padded output element (gather). Interior pixels are the block
+// itself; halo pixels find their source with pad_source() (ops/block_indexing.h, the same
+// code the CPU kernel runs), which handles any padding, including halos that reach several
+// cells away (p=3 around 2-px blocks).
+//
+// Backward: one thread per *input* gradient element; visit_pad_readers() enumerates, in a
+// fixed order, every padded output pixel that read it and the thread sums their gradients.
+// Every element is written once by one thread with a fixed summation order: bitwise
+// reproducible, no atomics. (The scatter form, one thread per padded pixel adding into its
+// source, would need float atomics because halos of neighbouring blocks overlap.) The
+// enumeration is repeated per channel; in channels_last order the threads of a warp share a
+// pixel, so they take the same path and read consecutive channels.
+#pragma once
+
+#include "ops/block_indexing.h"
+#include "ops/cuda/block_copy.cuh"
+#include "ops/cuda/cuda_scalar.cuh"
+
+namespace segblocks {
+namespace cuda {
+
+template <typename scalar_t, typename D>
+struct BlockPadParams {
+  const scalar_t* highres;
+  Strides4 highres_strides;
+  const scalar_t* lowres;
+  Strides4 lowres_strides;
+  scalar_t* highres_padded;  // [Nh, C, h+2p, h+2p], contiguous in the output order
+  scalar_t* lowres_padded;   // [Nl, C, h/2+2p, h/2+2p], same order
+  const int64_t* hr_pos;
+  const int64_t* lr_pos;
+  const int32_t* block_map;
+  GridIndexer<D> grid;
+  D channels_div;
+  D hr_padded_div;  // divides by h + 2p
+  D lr_padded_div;  // divides by h/2 + 2p
+  int64_t padding;
+  bool replicate;
+  scalar_t fill;
+  int64_t hr_total;  // elements of highres_padded; the following ones are lowres_padded's
+};
+
+template <typename scalar_t, bool kChannelsLast, typename D>
+SEGBLOCKS_HOST_DEVICE void block_pad_element(const BlockPadParams<scalar_t, D>& prm, int64_t linear) {
+  using index_t = typename D::index_t;
+  using acc_t = acc_type<scalar_t>;
+  const StridesT<index_t> hs(prm.highres_strides), ls(prm.lowres_strides);
+  const index_t p = static_cast<index_t>(prm.padding);
+  const bool out_lowres = linear >= prm.hr_total;
+  const index_t e = static_cast<index_t>(out_lowres ? linear - prm.hr_total : linear);
+  const index_t side = prm.grid.side(out_lowres);
+  const auto el = unravel_block_element<kChannelsLast>(
+      e, prm.channels_div, out_lowres ? prm.lr_padded_div : prm.hr_padded_div);
+  const index_t y = el.i - p, x = el.j - p;
+  scalar_t v;
+  if (y >= 0 && y < side && x >= 0 && x < side) {  // interior: the block itself
+    v = out_lowres ? prm.lowres[ls.offset(el.k, el.c, y, x)] : prm.highres[hs.offset(el.k, el.c, y, x)];
+  } else {
+    const auto cell = cell_of_position(
+        static_cast<index_t>(out_lowres ? prm.lr_pos[el.k] : prm.hr_pos[el.k]), prm.grid);
+    const auto src = pad_source(prm.block_map, prm.grid, cell, out_lowres, el.i, el.j, p, prm.replicate);
+    switch (src.kind) {
+      case kPadHighres:
+        v = prm.highres[hs.offset(src.slot, el.c, src.y, src.x)];
+        break;
+      case kPadLowres:
+        v = prm.lowres[ls.offset(src.slot, el.c, src.y, src.x)];
+        break;
+      case kPadHighresMean: {
+        const scalar_t* q = prm.highres + hs.offset(src.slot, el.c, src.y, src.x);
+        // same summation order as avg_pool2d in the reference
+        const acc_t sum = to_acc(q[0]) + to_acc(q[hs.w]) + to_acc(q[hs.h]) + to_acc(q[hs.h + hs.w]);
+        v = from_acc<scalar_t>(sum * acc_t(0.25));
+        break;
+      }
+      default:
+        v = prm.fill;
+    }
+  }
+  (out_lowres ? prm.lowres_padded : prm.highres_padded)[e] = v;
+}
+
+template <typename scalar_t, typename Run>
+void with_block_pad(const scalar_t* highres, Strides4 highres_strides, const scalar_t* lowres,
+                    Strides4 lowres_strides, scalar_t* highres_padded, scalar_t* lowres_padded,
+                    const int64_t* hr_pos, const int64_t* lr_pos, const int32_t* block_map,
+                    const BlockGrid& g, int64_t padding, bool replicate, double value,
+                    bool channels_last, bool index32, Run&& run) {
+  const int64_t hp = g.hr_side + 2 * padding, lp = g.hr_side / 2 + 2 * padding;
+  const int64_t hr_total = g.num_highres * g.channels * hp * hp;
+  const int64_t total = hr_total + g.num_lowres * g.channels * lp * lp;
+  if (total == 0) return;
+  const scalar_t fill = from_acc<scalar_t>(static_cast<acc_type<scalar_t>>(value));
+  with_layout_and_index(channels_last, index32, [&](auto layout_tag, auto divider_tag) {
+    using D = decltype(divider_tag);
+    using Params = BlockPadParams<scalar_t, D>;
+    const Params prm{highres, highres_strides, lowres, lowres_strides, highres_padded,
+                     lowres_padded, hr_pos, lr_pos, block_map, GridIndexer<D>(g), D(g.channels),
+                     D(hp), D(lp), padding, replicate, fill, hr_total};
+    run.template operator()<Params, &block_pad_element<scalar_t, decltype(layout_tag)::value, D>>(
+        prm, total);
+  });
+}
+
+template <typename scalar_t, typename D>
+struct BlockPadBackwardParams {
+  const scalar_t* grad_hr_padded;
+  Strides4 grad_hr_padded_strides;
+  const scalar_t* grad_lr_padded;
+  Strides4 grad_lr_padded_strides;
+  scalar_t* grad_highres;  // [Nh, C, h, h], contiguous in the output order
+  scalar_t* grad_lowres;   // [Nl, C, h/2, h/2], same order
+  const int64_t* hr_pos;
+  const int64_t* lr_pos;
+  const int32_t* block_map;
+  GridIndexer<D> grid;
+  D channels_div;
+  int64_t padding;
+  bool replicate;
+  int64_t hr_total;  // elements of grad_highres; the following ones are grad_lowres's
+};
+
+template <typename scalar_t, typename index_t>
+struct SumPadReaders {  // visit_pad_readers callback: sums the gradients of one channel
+  const scalar_t* grad_hr_padded;
+  const scalar_t* grad_lr_padded;
+  StridesT<index_t> ghs, gls;
+  index_t channel;
+  acc_type<scalar_t> sum;
+  SEGBLOCKS_HOST_DEVICE void operator()(bool out_lowres, index_t slot, index_t i, index_t j,
+                                        float weight) {
+    const scalar_t g = out_lowres ? grad_lr_padded[gls.offset(slot, channel, i, j)]
+                                  : grad_hr_padded[ghs.offset(slot, channel, i, j)];
+    sum += static_cast<acc_type<scalar_t>>(weight) * to_acc(g);
+  }
+};
+
+template <typename scalar_t, bool kChannelsLast, typename D>
+SEGBLOCKS_HOST_DEVICE void block_pad_backward_element(const BlockPadBackwardParams<scalar_t, D>& prm,
+                                                      int64_t linear) {
+  using index_t = typename D::index_t;
+  const bool in_lowres = linear >= prm.hr_total;
+  const index_t e = static_cast<index_t>(in_lowres ? linear - prm.hr_total : linear);
+  const auto el = unravel_block_element<kChannelsLast>(e, prm.channels_div, prm.grid.side_div(in_lowres));
+  const auto cell = cell_of_position(
+      static_cast<index_t>(in_lowres ? prm.lr_pos[el.k] : prm.hr_pos[el.k]), prm.grid);
+  SumPadReaders<scalar_t, index_t> readers{prm.grad_hr_padded, prm.grad_lr_padded,
+                                           StridesT<index_t>(prm.grad_hr_padded_strides),
+                                           StridesT<index_t>(prm.grad_lr_padded_strides), el.c, 0};
+  visit_pad_readers(prm.block_map, prm.grid, cell, in_lowres, el.i, el.j,
+                    static_cast<index_t>(prm.padding), prm.replicate, readers);
+  (in_lowres ? prm.grad_lowres : prm.grad_highres)[e] = from_acc<scalar_t>(readers.sum);
+}
+
+template <typename scalar_t, typename Run>
+void with_block_pad_backward(const scalar_t* grad_hr_padded, Strides4 grad_hr_padded_strides,
+                             const scalar_t* grad_lr_padded, Strides4 grad_lr_padded_strides,
+                             scalar_t* grad_highres, scalar_t* grad_lowres, const int64_t* hr_pos,
+                             const int64_t* lr_pos, const int32_t* block_map, const BlockGrid& g,
+                             int64_t padding, bool replicate, bool channels_last, bool index32,
+                             Run&& run) {
+  const int64_t h = g.hr_side;
+  const int64_t hr_total = g.num_highres * g.channels * h * h;
+  const int64_t total = hr_total + g.num_lowres * g.channels * (h / 2) * (h / 2);
+  if (total == 0) return;
+  with_layout_and_index(channels_last, index32, [&](auto layout_tag, auto divider_tag) {
+    using D = decltype(divider_tag);
+    using Params = BlockPadBackwardParams<scalar_t, D>;
+    const Params prm{grad_hr_padded, grad_hr_padded_strides, grad_lr_padded, grad_lr_padded_strides,
+                     grad_highres, grad_lowres, hr_pos, lr_pos, block_map, GridIndexer<D>(g),
+                     D(g.channels), padding, replicate, hr_total};
+    run.template operator()<Params, &block_pad_backward_element<scalar_t, decltype(layout_tag)::value, D>>(
+        prm, total);
+  });
+}
+
+}  // namespace cuda
+}  // namespace segblocks

@@ -1,0 +1,72 @@
+// combine and combine_backward on CUDA: checks, device guard, current stream, launch of the
+// torch-free kernels in combine_kernel.cu, and the CUDA registration.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <torch/library.h>
+
+#include "ops/block_checks.h"
+#include "ops/cuda/block_ops_cuda.h"
+#include "ops/cuda/cuda_launch.h"
+
+namespace segblocks {
+namespace cuda {
+namespace {
+
+at::Tensor combine_cuda(const at::Tensor& highres, const at::Tensor& lowres, const at::Tensor& hr_pos,
+                        const at::Tensor& lr_pos, int64_t grid_n, int64_t grid_h, int64_t grid_w) {
+  BlockGrid g = check_block_pair("combine", "highres", highres, "lowres", lowres, hr_pos, lr_pos,
+                                 /*padding=*/0);
+  check_grid_size("combine", g, grid_n, grid_h, grid_w);
+  check_cuda_tensor("combine", "highres", highres);
+  const c10::cuda::CUDAGuard device_guard(highres.device());
+  const at::MemoryFormat format = output_memory_format({highres, lowres});
+  const int64_t h = g.hr_side;
+  at::Tensor dense = at::empty({grid_n, g.channels, grid_h * h, grid_w * h},
+                               highres.options().memory_format(format));
+  if (dense.numel() == 0) return dense;
+  const at::Tensor hr_p = hr_pos.contiguous(), lr_p = lr_pos.contiguous();
+  const bool index32 = fits_index32({highres, lowres, dense}, g);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, highres.scalar_type(), "segblocks_combine_cuda", [&] {
+    C10_CUDA_CHECK(launch_combine(cuda_data<scalar_t>(highres), strides_of(highres),
+                                  cuda_data<scalar_t>(lowres), strides_of(lowres),
+                                  cuda_mutable_data<scalar_t>(dense), hr_p.const_data_ptr<int64_t>(),
+                                  lr_p.const_data_ptr<int64_t>(), g,
+                                  format == at::MemoryFormat::ChannelsLast, index32, stream));
+  });
+  return dense;
+}
+
+std::tuple<at::Tensor, at::Tensor> combine_backward_cuda(const at::Tensor& grad, const at::Tensor& hr_pos,
+                                                         const at::Tensor& lr_pos, int64_t block_size) {
+  const BlockGrid g = check_dense_args("combine_backward", "grad", grad, hr_pos, lr_pos, block_size);
+  check_cuda_tensor("combine_backward", "grad", grad);
+  const c10::cuda::CUDAGuard device_guard(grad.device());
+  const at::MemoryFormat format = output_memory_format({grad});
+  const auto options = grad.options().memory_format(format);
+  const int64_t h = block_size;
+  at::Tensor grad_highres = at::empty({g.num_highres, g.channels, h, h}, options);
+  at::Tensor grad_lowres = at::empty({g.num_lowres, g.channels, h / 2, h / 2}, options);
+  if (grad.numel() == 0) return {grad_highres, grad_lowres};
+  const at::Tensor hr_p = hr_pos.contiguous(), lr_p = lr_pos.contiguous();
+  const bool index32 = fits_index32({grad, grad_highres, grad_lowres}, g);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(),
+                                  "segblocks_combine_backward_cuda", [&] {
+    C10_CUDA_CHECK(launch_combine_backward(
+        cuda_data<scalar_t>(grad), strides_of(grad), cuda_mutable_data<scalar_t>(grad_highres),
+        cuda_mutable_data<scalar_t>(grad_lowres), hr_p.const_data_ptr<int64_t>(),
+        lr_p.const_data_ptr<int64_t>(), g, format == at::MemoryFormat::ChannelsLast, index32, stream));
+  });
+  return {grad_highres, grad_lowres};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(segblocks, CUDA, m) {
+  m.impl("combine", &combine_cuda);
+  m.impl("combine_backward", &combine_backward_cuda);
+}
+
+}  // namespace cuda
+}  // namespace segblocks

@@ -1,0 +1,46 @@
+// split and split_backward on CUDA (torch-free: compiles with plain nvcc, see DESIGN.md
+// section 6). The kernels live in block_copy.cuh, shared with combine: split is
+// dense_to_blocks with the low-res 2x2 average (scale 1/4), its backward is blocks_to_dense
+// with the low-res gradient spread over the 2x2 group (scale 1/4).
+#include "ops/cuda/block_copy.cuh"
+#include "ops/cuda/block_ops_cuda.h"
+
+namespace segblocks {
+namespace cuda {
+
+template <typename scalar_t>
+cudaError_t launch_split(const scalar_t* x, Strides4 x_strides, scalar_t* highres, scalar_t* lowres,
+                         const int64_t* hr_pos, const int64_t* lr_pos, const BlockGrid& grid,
+                         bool channels_last, bool index32, cudaStream_t stream) {
+  with_dense_to_blocks(x, x_strides, highres, lowres, hr_pos, lr_pos, grid, /*lowres_scale=*/0.25,
+                       channels_last, index32, LaunchOnStream{stream});
+  return cudaGetLastError();
+}
+
+template <typename scalar_t>
+cudaError_t launch_split_backward(const scalar_t* grad_highres, Strides4 grad_highres_strides,
+                                  const scalar_t* grad_lowres, Strides4 grad_lowres_strides,
+                                  scalar_t* grad_x, const int64_t* hr_pos, const int64_t* lr_pos,
+                                  const BlockGrid& grid, bool channels_last, bool index32,
+                                  cudaStream_t stream) {
+  with_blocks_to_dense(grad_highres, grad_highres_strides, grad_lowres, grad_lowres_strides, grad_x,
+                       hr_pos, lr_pos, grid, /*lowres_scale=*/0.25, channels_last, index32,
+                       LaunchOnStream{stream});
+  return cudaGetLastError();
+}
+
+#define SEGBLOCKS_INSTANTIATE_SPLIT(T)                                                           \
+  template cudaError_t launch_split<T>(const T*, Strides4, T*, T*, const int64_t*, const int64_t*, \
+                                       const BlockGrid&, bool, bool, cudaStream_t);              \
+  template cudaError_t launch_split_backward<T>(const T*, Strides4, const T*, Strides4, T*,      \
+                                                const int64_t*, const int64_t*, const BlockGrid&, \
+                                                bool, bool, cudaStream_t);
+
+SEGBLOCKS_INSTANTIATE_SPLIT(float)
+SEGBLOCKS_INSTANTIATE_SPLIT(double)
+SEGBLOCKS_INSTANTIATE_SPLIT(__half)
+SEGBLOCKS_INSTANTIATE_SPLIT(__nv_bfloat16)
+#undef SEGBLOCKS_INSTANTIATE_SPLIT
+
+}  // namespace cuda
+}  // namespace segblocks

@@ -1,0 +1,39 @@
+// The segblocks extension module: op schemas and the Python module init, nothing else.
+//
+// Kernels register themselves per device at the bottom of their files
+// (ops/cpu/*_kernel.cpp, ops/cuda/*_launch.cpp); fake kernels and autograd are registered in
+// Python (segblocks_core/ops/_native.py). Importing segblocks_core._C is what makes
+// torch.ops.segblocks.* available.
+#include <torch/extension.h>
+#include <torch/library.h>
+
+TORCH_LIBRARY(segblocks, m) {
+  // forward ops: the signatures of segblocks_core.ops._reference
+  m.def("split(Tensor x, Tensor hr_pos, Tensor lr_pos, int block_size) -> (Tensor, Tensor)");
+  m.def(
+      "combine(Tensor highres, Tensor lowres, Tensor hr_pos, Tensor lr_pos, int grid_n, int grid_h, "
+      "int grid_w) -> Tensor");
+  m.def(
+      "block_pad(Tensor highres, Tensor lowres, Tensor hr_pos, Tensor lr_pos, Tensor block_map, "
+      "int padding, str mode, float value) -> (Tensor, Tensor)");
+  // backward partners (each is the adjoint of its forward: split <-> combine-like,
+  // block_pad <-> gather-accumulate)
+  m.def(
+      "split_backward(Tensor grad_highres, Tensor grad_lowres, Tensor hr_pos, Tensor lr_pos, "
+      "int grid_n, int grid_h, int grid_w) -> Tensor");
+  m.def(
+      "combine_backward(Tensor grad, Tensor hr_pos, Tensor lr_pos, int block_size) "
+      "-> (Tensor, Tensor)");
+  m.def(
+      "block_pad_backward(Tensor grad_highres_padded, Tensor grad_lowres_padded, Tensor hr_pos, "
+      "Tensor lr_pos, Tensor block_map, int padding, str mode) -> (Tensor, Tensor)");
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "SegBlocks block ops (split, block_pad, combine): registers torch.ops.segblocks.*";
+#ifdef SEGBLOCKS_WITH_CUDA
+  m.attr("with_cuda") = true;
+#else
+  m.attr("with_cuda") = false;
+#endif
+}

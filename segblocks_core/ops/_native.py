@@ -1,0 +1,234 @@
+"""Fake kernels and autograd for the native ops ``torch.ops.segblocks.*``.
+
+Imported by :mod:`segblocks_core.ops` right after the extension ``segblocks_core._C``
+(which defines the op schemas and registers the CPU/CUDA kernels). As in PyTorch's
+``extension-cpp``, the Python side adds what the C++ side should not hand-roll:
+
+* **fake kernels** (``torch.library.register_fake``): output shapes, dtypes and strides
+  without running the kernel, for ``torch.compile``, ``torch.export`` and FakeTensor
+  propagation;
+* **autograd** (``torch.library.register_autograd``): each forward op's backward is its
+  native backward partner, and each backward op's backward is the forward op again (they
+  are adjoint linear maps), so double backward works too:
+
+  ============  ===================  ===============================================
+  op            backward op          adjoint of the backward op
+  ============  ===================  ===============================================
+  split         split_backward       split
+  combine       combine_backward     combine
+  block_pad     block_pad_backward   block_pad with value 0 (the linear part)
+  ============  ===================  ===============================================
+
+Output memory format rule (same as ``output_memory_format`` in ``csrc/ops/block_checks.h``):
+channels_last if any feature input is unambiguously channels_last, NCHW otherwise.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__: list[str] = []
+
+_PAD_MODES = ("constant", "replicate")
+
+
+def _memory_format(*tensors: Tensor) -> torch.memory_format:
+    for t in tensors:
+        if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+            return torch.channels_last
+    return torch.contiguous_format
+
+
+def _empty(shape, like: Tensor, memory_format: torch.memory_format) -> Tensor:
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=memory_format)
+
+
+def _check_blocks(op: str, hr_name: str, highres: Tensor, lr_name: str, lowres: Tensor,
+                  hr_pos: Tensor, lr_pos: Tensor, padding: int = 0) -> int:
+    """Shape checks the C++ kernels also make; returns the high-res block side."""
+    torch._check(highres.dim() == 4 and lowres.dim() == 4,
+                 lambda: f"{op}: {hr_name} and {lr_name} must be 4-D [N, C, H, W]")
+    torch._check(highres.dtype == lowres.dtype,
+                 lambda: f"{op}: {lr_name} has dtype {lowres.dtype} but {hr_name} has {highres.dtype}")
+    side = highres.shape[-1] - 2 * padding
+    torch._check(side >= 2 and side % 2 == 0,
+                 lambda: f"{op}: {hr_name} block side must be even and >= 2, got {tuple(highres.shape)}")
+    torch._check(lowres.shape[-1] - 2 * padding == side // 2,
+                 lambda: f"{op}: {lr_name} blocks must be half the side of {hr_name} blocks")
+    torch._check(highres.shape[1] == lowres.shape[1],
+                 lambda: f"{op}: {lr_name} has {lowres.shape[1]} channels but {hr_name} has {highres.shape[1]}")
+    torch._check(highres.shape[0] == hr_pos.shape[0],
+                 lambda: f"{op}: {hr_name} has {highres.shape[0]} blocks but hr_pos has {hr_pos.shape[0]}")
+    torch._check(lowres.shape[0] == lr_pos.shape[0],
+                 lambda: f"{op}: {lr_name} has {lowres.shape[0]} blocks but lr_pos has {lr_pos.shape[0]}")
+    return side
+
+
+# ----------------------------------------------------------------------------------------
+# fake kernels
+# ----------------------------------------------------------------------------------------
+
+
+@torch.library.register_fake("segblocks::split")
+def _split_fake(x: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_size: int):
+    torch._check(x.dim() == 4, lambda: f"split: x must be 4-D, got {tuple(x.shape)}")
+    b = block_size
+    torch._check(b >= 2 and b % 2 == 0, lambda: f"split: block_size must be an even number >= 2, got {b}")
+    fmt = _memory_format(x)
+    c = x.shape[1]
+    return (_empty((hr_pos.shape[0], c, b, b), x, fmt),
+            _empty((lr_pos.shape[0], c, b // 2, b // 2), x, fmt))
+
+
+@torch.library.register_fake("segblocks::split_backward")
+def _split_backward_fake(grad_highres: Tensor, grad_lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
+                         grid_n: int, grid_h: int, grid_w: int):
+    side = _check_blocks("split_backward", "grad_highres", grad_highres, "grad_lowres", grad_lowres,
+                         hr_pos, lr_pos)
+    fmt = _memory_format(grad_highres, grad_lowres)
+    return _empty((grid_n, grad_highres.shape[1], grid_h * side, grid_w * side), grad_highres, fmt)
+
+
+@torch.library.register_fake("segblocks::combine")
+def _combine_fake(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
+                  grid_n: int, grid_h: int, grid_w: int):
+    side = _check_blocks("combine", "highres", highres, "lowres", lowres, hr_pos, lr_pos)
+    fmt = _memory_format(highres, lowres)
+    return _empty((grid_n, highres.shape[1], grid_h * side, grid_w * side), highres, fmt)
+
+
+@torch.library.register_fake("segblocks::combine_backward")
+def _combine_backward_fake(grad: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_size: int):
+    torch._check(grad.dim() == 4, lambda: f"combine_backward: grad must be 4-D, got {tuple(grad.shape)}")
+    b = block_size
+    fmt = _memory_format(grad)
+    c = grad.shape[1]
+    return (_empty((hr_pos.shape[0], c, b, b), grad, fmt),
+            _empty((lr_pos.shape[0], c, b // 2, b // 2), grad, fmt))
+
+
+@torch.library.register_fake("segblocks::block_pad")
+def _block_pad_fake(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
+                    block_map: Tensor, padding: int, mode: str, value: float):
+    torch._check(padding >= 0, lambda: f"block_pad: padding must be >= 0, got {padding}")
+    torch._check(mode in _PAD_MODES, lambda: f"block_pad: mode must be one of {_PAD_MODES}, got {mode!r}")
+    side = _check_blocks("block_pad", "highres", highres, "lowres", lowres, hr_pos, lr_pos)
+    fmt = _memory_format(highres, lowres)
+    c, hp, lp = highres.shape[1], side + 2 * padding, side // 2 + 2 * padding
+    return (_empty((hr_pos.shape[0], c, hp, hp), highres, fmt),
+            _empty((lr_pos.shape[0], c, lp, lp), highres, fmt))
+
+
+@torch.library.register_fake("segblocks::block_pad_backward")
+def _block_pad_backward_fake(grad_highres_padded: Tensor, grad_lowres_padded: Tensor,
+                             hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor, padding: int,
+                             mode: str):
+    torch._check(padding >= 0, lambda: f"block_pad_backward: padding must be >= 0, got {padding}")
+    torch._check(mode in _PAD_MODES,
+                 lambda: f"block_pad_backward: mode must be one of {_PAD_MODES}, got {mode!r}")
+    side = _check_blocks("block_pad_backward", "grad_highres_padded", grad_highres_padded,
+                         "grad_lowres_padded", grad_lowres_padded, hr_pos, lr_pos, padding)
+    fmt = _memory_format(grad_highres_padded, grad_lowres_padded)
+    c = grad_highres_padded.shape[1]
+    return (_empty((hr_pos.shape[0], c, side, side), grad_highres_padded, fmt),
+            _empty((lr_pos.shape[0], c, side // 2, side // 2), grad_highres_padded, fmt))
+
+
+# ----------------------------------------------------------------------------------------
+# autograd: forward ops
+# ----------------------------------------------------------------------------------------
+
+
+def _split_setup(ctx, inputs, output) -> None:
+    x, hr_pos, lr_pos, block_size = inputs
+    ctx.save_for_backward(hr_pos, lr_pos)
+    ctx.grid = (x.shape[0], x.shape[2] // block_size, x.shape[3] // block_size)
+    ctx.block_size = block_size
+
+
+def _split_backward(ctx, grad_highres: Tensor, grad_lowres: Tensor):
+    hr_pos, lr_pos = ctx.saved_tensors
+    grad_x = torch.ops.segblocks.split_backward(grad_highres, grad_lowres, hr_pos, lr_pos, *ctx.grid)
+    return grad_x, None, None, None
+
+
+def _combine_setup(ctx, inputs, output) -> None:
+    highres, lowres, hr_pos, lr_pos, grid_n, grid_h, grid_w = inputs
+    ctx.save_for_backward(hr_pos, lr_pos)
+    ctx.block_size = highres.shape[-1]
+
+
+def _combine_backward(ctx, grad: Tensor):
+    hr_pos, lr_pos = ctx.saved_tensors
+    grad_hr, grad_lr = torch.ops.segblocks.combine_backward(grad, hr_pos, lr_pos, ctx.block_size)
+    return grad_hr, grad_lr, None, None, None, None, None
+
+
+def _block_pad_setup(ctx, inputs, output) -> None:
+    highres, lowres, hr_pos, lr_pos, block_map, padding, mode, value = inputs
+    ctx.save_for_backward(hr_pos, lr_pos, block_map)
+    ctx.padding, ctx.mode = padding, mode
+
+
+def _block_pad_backward(ctx, grad_hr_padded: Tensor, grad_lr_padded: Tensor):
+    hr_pos, lr_pos, block_map = ctx.saved_tensors
+    grad_hr, grad_lr = torch.ops.segblocks.block_pad_backward(
+        grad_hr_padded, grad_lr_padded, hr_pos, lr_pos, block_map, ctx.padding, ctx.mode)
+    return grad_hr, grad_lr, None, None, None, None, None, None
+
+
+# ----------------------------------------------------------------------------------------
+# autograd: backward ops (double backward). Each backward op is a linear map whose adjoint is
+# its forward op, so its vector-Jacobian product is the forward op applied to the incoming
+# gradient.
+# ----------------------------------------------------------------------------------------
+
+
+def _split_backward_setup(ctx, inputs, output) -> None:
+    grad_highres, grad_lowres, hr_pos, lr_pos, grid_n, grid_h, grid_w = inputs
+    ctx.save_for_backward(hr_pos, lr_pos)
+    ctx.block_size = grad_highres.shape[-1]
+
+
+def _split_backward_backward(ctx, grad_grad_x: Tensor):
+    hr_pos, lr_pos = ctx.saved_tensors
+    gg_hr, gg_lr = torch.ops.segblocks.split(grad_grad_x, hr_pos, lr_pos, ctx.block_size)
+    return gg_hr, gg_lr, None, None, None, None, None
+
+
+def _combine_backward_setup(ctx, inputs, output) -> None:
+    grad, hr_pos, lr_pos, block_size = inputs
+    ctx.save_for_backward(hr_pos, lr_pos)
+    ctx.grid = (grad.shape[0], grad.shape[2] // block_size, grad.shape[3] // block_size)
+
+
+def _combine_backward_backward(ctx, gg_hr: Tensor, gg_lr: Tensor):
+    hr_pos, lr_pos = ctx.saved_tensors
+    return torch.ops.segblocks.combine(gg_hr, gg_lr, hr_pos, lr_pos, *ctx.grid), None, None, None
+
+
+def _block_pad_backward_setup(ctx, inputs, output) -> None:
+    grad_hr_padded, grad_lr_padded, hr_pos, lr_pos, block_map, padding, mode = inputs
+    ctx.save_for_backward(hr_pos, lr_pos, block_map)
+    ctx.padding, ctx.mode = padding, mode
+
+
+def _block_pad_backward_backward(ctx, gg_hr: Tensor, gg_lr: Tensor):
+    hr_pos, lr_pos, block_map = ctx.saved_tensors
+    # the adjoint of the linear part of block_pad: the constant border contributes nothing
+    out_hr, out_lr = torch.ops.segblocks.block_pad(gg_hr, gg_lr, hr_pos, lr_pos, block_map,
+                                                   ctx.padding, ctx.mode, 0.0)
+    return out_hr, out_lr, None, None, None, None, None
+
+
+torch.library.register_autograd("segblocks::split", _split_backward, setup_context=_split_setup)
+torch.library.register_autograd("segblocks::combine", _combine_backward, setup_context=_combine_setup)
+torch.library.register_autograd("segblocks::block_pad", _block_pad_backward,
+                                setup_context=_block_pad_setup)
+torch.library.register_autograd("segblocks::split_backward", _split_backward_backward,
+                                setup_context=_split_backward_setup)
+torch.library.register_autograd("segblocks::combine_backward", _combine_backward_backward,
+                                setup_context=_combine_backward_setup)
+torch.library.register_autograd("segblocks::block_pad_backward", _block_pad_backward_backward,
+                                setup_context=_block_pad_backward_setup)

@@ -1,0 +1,454 @@
+"""Parity cases for the native block ops: native kernels vs the pure-PyTorch reference.
+
+Plain Python (no pytest) so that ``test/test_native_ops.py`` parametrises over these cases
+and ``benchmarks/gpu_parity.py`` runs the very same ones on a GPU host that may lack pytest.
+Every ``check_*`` function raises ``AssertionError`` (from ``torch.testing.assert_close``) on
+a mismatch and returns nothing otherwise.
+
+Tolerances: forward outputs are compared with the reference computed in the same dtype
+(``assert_close``'s defaults for that dtype; both sides round each value once). Gradients
+are compared with the reference's gradients computed in float64 from the same values and
+rounded to the dtype: the native kernels accumulate in float (double for float64) and
+round once, so they must agree with the exact result to the dtype's default tolerance.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional
+
+import torch
+from torch import Tensor
+
+from segblocks_core.layout import BlockLayout
+from segblocks_core.ops import _reference
+
+CHANNELS = 5  # odd and not a power of two: exercises the channel index arithmetic
+
+DTYPES = {
+    "f32": torch.float32,
+    "f16": torch.float16,
+    "bf16": torch.bfloat16,
+    "f64": torch.float64,
+}
+LAYOUTS = ("contiguous", "channels_last", "strided_view")
+PADS = (  # (padding, mode, value)
+    (1, "constant", 0.0),
+    (1, "replicate", 0.0),
+    (1, "constant", -math.inf),
+    (3, "constant", 0.0),
+    (3, "replicate", 0.0),
+    (3, "constant", -math.inf),
+)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """A block layout to test: ``n`` images of ``grid_h x grid_w`` blocks of ``hr_side`` px."""
+
+    name: str
+    n: int
+    grid_h: int
+    grid_w: int
+    hr_side: int
+    kind: str  # "mixed", "all_hr" or "all_lr"
+    seed: int = 0
+
+    def grid(self, device) -> Tensor:
+        shape = (self.n, self.grid_h, self.grid_w)
+        if self.kind == "all_hr":
+            return torch.ones(shape, dtype=torch.bool, device=device)
+        if self.kind == "all_lr":
+            return torch.zeros(shape, dtype=torch.bool, device=device)
+        gen = torch.Generator().manual_seed(self.seed)
+        grid = torch.rand(shape, generator=gen) > 0.5
+        grid.view(-1)[0], grid.view(-1)[-1] = True, False  # both resolutions present
+        return grid.to(device)
+
+    def layout(self, device) -> BlockLayout:
+        return BlockLayout.from_grid(self.grid(device), self.hr_side)
+
+
+GEOMETRIES = (
+    Geometry("mixed_batch2", 2, 3, 4, 4, "mixed", seed=1),
+    Geometry("all_hr", 1, 2, 3, 4, "all_hr"),
+    Geometry("all_lr_batch2", 2, 2, 2, 4, "all_lr"),
+    Geometry("tiny_2px_batch2", 2, 3, 3, 2, "mixed", seed=2),  # low-res blocks of 1 px
+    Geometry("single_row_2px", 1, 1, 5, 2, "mixed", seed=3),  # top and bottom border at once
+    Geometry("side6", 1, 2, 3, 6, "mixed", seed=4),  # sides that are not powers of two
+)
+GEOMETRY_BY_NAME = {g.name: g for g in GEOMETRIES}
+
+
+def make_tensor(shape, dtype: torch.dtype, device, layout: str, seed: int) -> Tensor:
+    """Random tensor of ``shape`` in ``layout``: NCHW, channels_last, or a cropped view."""
+    gen = torch.Generator().manual_seed(seed)
+    if layout == "strided_view":  # a crop of a larger tensor: nothing is contiguous
+        n, c, h, w = shape
+        big = torch.randn((n, c + 1, h + 2, w + 3), generator=gen, dtype=torch.float64)
+        return big[:, 1:, 1:h + 1, 2:w + 2].to(dtype=dtype).to(device)
+    t = torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
+    if layout == "channels_last":
+        t = t.contiguous(memory_format=torch.channels_last)
+    return t
+
+
+def block_inputs(geometry: Geometry, dtype, device, layout: str, seed: int = 0):
+    lay = geometry.layout(device)
+    h = geometry.hr_side
+    highres = make_tensor((lay.num_highres, CHANNELS, h, h), dtype, device, layout, seed)
+    lowres = make_tensor((lay.num_lowres, CHANNELS, h // 2, h // 2), dtype, device, layout, seed + 1)
+    return lay, highres, lowres
+
+
+def dense_input(geometry: Geometry, dtype, device, layout: str, seed: int = 0):
+    lay = geometry.layout(device)
+    h = geometry.hr_side
+    x = make_tensor((geometry.n, CHANNELS, geometry.grid_h * h, geometry.grid_w * h), dtype, device,
+                    layout, seed)
+    return lay, x
+
+
+def _check_layout(outputs, layout: str) -> None:
+    """channels_last inputs give channels_last outputs (the GPU fast path keeps its layout)."""
+    if layout != "channels_last":
+        return
+    for out in outputs:
+        assert out.is_contiguous(memory_format=torch.channels_last), (
+            f"output of shape {tuple(out.shape)} with strides {out.stride()} is not channels_last")
+
+
+# ----------------------------------------------------------------------------------------
+# forward parity
+# ----------------------------------------------------------------------------------------
+
+
+def check_split(device, dtype, layout: str, geometry: Geometry) -> None:
+    lay, x = dense_input(geometry, dtype, device, layout)
+    got = torch.ops.segblocks.split(x, lay.hr_pos, lay.lr_pos, geometry.hr_side)
+    want = _reference.split(x, lay.hr_pos, lay.lr_pos, geometry.hr_side)
+    torch.testing.assert_close(got, want)
+    _check_layout(got, layout)
+
+
+def check_combine(device, dtype, layout: str, geometry: Geometry) -> None:
+    lay, highres, lowres = block_inputs(geometry, dtype, device, layout)
+    args = (lay.hr_pos, lay.lr_pos, *lay.grid_shape)
+    got = torch.ops.segblocks.combine(highres, lowres, *args)
+    want = _reference.combine(highres, lowres, *args)
+    torch.testing.assert_close(got, want)
+    _check_layout([got], layout)
+
+
+def check_block_pad(device, dtype, layout: str, geometry: Geometry, padding: int, mode: str,
+                    value: float) -> None:
+    lay, highres, lowres = block_inputs(geometry, dtype, device, layout)
+    args = (lay.hr_pos, lay.lr_pos, lay.block_map, padding, mode, value)
+    got = torch.ops.segblocks.block_pad(highres, lowres, *args)
+    want = _reference.block_pad(highres, lowres, *args)
+    torch.testing.assert_close(got, want)
+    _check_layout(got, layout)
+
+
+# ----------------------------------------------------------------------------------------
+# backward parity (through autograd)
+# ----------------------------------------------------------------------------------------
+
+
+def _grads(fn: Callable, inputs: list[Tensor], grad_outputs: list[Tensor]) -> tuple[Tensor, ...]:
+    inputs = [t.detach().requires_grad_() for t in inputs]
+    outputs = fn(*inputs)
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    # the reference returns fresh empty tensors (no grad_fn) for an empty resolution
+    pairs = [(o, g) for o, g in zip(outputs, grad_outputs) if o.requires_grad]
+    grads = torch.autograd.grad([o for o, _ in pairs], inputs, [g for _, g in pairs],
+                                allow_unused=True)
+    return tuple(torch.zeros_like(t) if g is None else g for t, g in zip(inputs, grads))
+
+
+def _check_grads(native_fn: Callable, reference_fn: Callable, inputs: list[Tensor],
+                 grad_outputs: list[Tensor]) -> None:
+    got = _grads(native_fn, inputs, grad_outputs)
+    exact = _grads(reference_fn, [t.double() for t in inputs], [g.double() for g in grad_outputs])
+    torch.testing.assert_close(got, tuple(e.to(g.dtype) for e, g in zip(exact, got)))
+
+
+def check_split_backward(device, dtype, layout: str, geometry: Geometry) -> None:
+    lay, x = dense_input(geometry, dtype, device, layout)
+    b = geometry.hr_side
+    h = geometry.hr_side
+    grad_out = [make_tensor((lay.num_highres, CHANNELS, h, h), dtype, device, layout, 11),
+                make_tensor((lay.num_lowres, CHANNELS, h // 2, h // 2), dtype, device, layout, 12)]
+    _check_grads(lambda t: torch.ops.segblocks.split(t, lay.hr_pos, lay.lr_pos, b),
+                 lambda t: _reference.split(t, lay.hr_pos, lay.lr_pos, b), [x], grad_out)
+
+
+def check_combine_backward(device, dtype, layout: str, geometry: Geometry) -> None:
+    lay, highres, lowres = block_inputs(geometry, dtype, device, layout)
+    args = (lay.hr_pos, lay.lr_pos, *lay.grid_shape)
+    h = geometry.hr_side
+    grad_out = [make_tensor((geometry.n, CHANNELS, geometry.grid_h * h, geometry.grid_w * h), dtype,
+                            device, layout, 13)]
+    _check_grads(lambda a, b: torch.ops.segblocks.combine(a, b, *args),
+                 lambda a, b: _reference.combine(a, b, *args), [highres, lowres], grad_out)
+
+
+def check_block_pad_backward(device, dtype, layout: str, geometry: Geometry, padding: int,
+                             mode: str, value: float) -> None:
+    lay, highres, lowres = block_inputs(geometry, dtype, device, layout)
+    args = (lay.hr_pos, lay.lr_pos, lay.block_map, padding, mode, value)
+    hp, lp = geometry.hr_side + 2 * padding, geometry.hr_side // 2 + 2 * padding
+    grad_out = [make_tensor((lay.num_highres, CHANNELS, hp, hp), dtype, device, layout, 14),
+                make_tensor((lay.num_lowres, CHANNELS, lp, lp), dtype, device, layout, 15)]
+    _check_grads(lambda a, b: torch.ops.segblocks.block_pad(a, b, *args),
+                 lambda a, b: _reference.block_pad(a, b, *args), [highres, lowres], grad_out)
+
+
+# ----------------------------------------------------------------------------------------
+# the case matrix
+# ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    """One parity case: ``run(device)`` raises AssertionError on a mismatch."""
+
+    op: str
+    dtype: str
+    layout: str
+    geometry: str
+    pad: Optional[tuple] = None
+
+    @property
+    def id(self) -> str:
+        parts = [self.op, self.dtype, self.layout, self.geometry]
+        if self.pad is not None:
+            p, mode, value = self.pad
+            parts.append(f"p{p}-{mode}" + ("-neginf" if value == -math.inf else ""))
+        return "-".join(parts)
+
+    def run(self, device) -> None:
+        check = _CHECKS[self.op]
+        args = [device, DTYPES[self.dtype], self.layout, GEOMETRY_BY_NAME[self.geometry]]
+        if self.pad is not None:
+            args.extend(self.pad)
+        check(*args)
+
+
+_CHECKS = {
+    "split": check_split,
+    "combine": check_combine,
+    "block_pad": check_block_pad,
+    "split_backward": check_split_backward,
+    "combine_backward": check_combine_backward,
+    "block_pad_backward": check_block_pad_backward,
+}
+
+
+def parity_cases() -> Iterator[Case]:
+    """Every op x dtype x layout x geometry (x padding/mode/value for BlockPad)."""
+    for op in _CHECKS:
+        for dtype, layout, geometry in itertools.product(DTYPES, LAYOUTS, GEOMETRIES):
+            if op.startswith("block_pad"):
+                for pad in PADS:
+                    yield Case(op, dtype, layout, geometry.name, pad)
+            else:
+                yield Case(op, dtype, layout, geometry.name)
+
+
+# ----------------------------------------------------------------------------------------
+# determinism and the engine invariant
+# ----------------------------------------------------------------------------------------
+
+
+def backward_is_bitwise_reproducible(device, dtype=torch.float32, repeats: int = 2,
+                                     size: tuple = (2, 16, 12, 16), hr_side: int = 4,
+                                     padding: int = 3, mode: str = "replicate") -> bool:
+    """Run split -> block_pad -> combine backward ``repeats`` times; all grads bitwise equal?"""
+    n, c, gh, gw = size
+    gen = torch.Generator().manual_seed(7)
+    grid = (torch.rand((n, gh, gw), generator=gen) > 0.6).to(device)
+    lay = BlockLayout.from_grid(grid, hr_side)
+    x0 = torch.randn((n, c, gh * hr_side, gw * hr_side), generator=gen).to(device, dtype)
+    g0 = torch.randn((n, c, gh * hr_side, gw * hr_side), generator=gen).to(device, dtype)
+    grads = []
+    for _ in range(repeats):
+        x = x0.clone().requires_grad_()
+        hr, lr = torch.ops.segblocks.split(x, lay.hr_pos, lay.lr_pos, hr_side)
+        hr, lr = torch.ops.segblocks.block_pad(hr, lr, lay.hr_pos, lay.lr_pos, lay.block_map,
+                                               padding, mode, 0.0)
+        hr = hr[:, :, padding:-padding, padding:-padding] * 1.5
+        lr = lr[:, :, padding:-padding, padding:-padding] * 0.5
+        y = torch.ops.segblocks.combine(hr, lr, lay.hr_pos, lay.lr_pos, n, gh, gw)
+        (gx,) = torch.autograd.grad(y, x, g0)
+        grads.append(gx)
+    return all(torch.equal(grads[0], g) for g in grads[1:])
+
+
+def engine_all_highres_error(device, dtype=torch.float32, size: int = 256,
+                             channels_last: bool = False) -> tuple[float, float]:
+    """SegBlocks(swiftnet_rn18) with an all-high-res grid vs the dense network.
+
+    Returns ``(max |blocks - dense|, max |dense|)``, both networks in ``dtype``, eval mode,
+    random weights (seeded), native backend forced.
+    """
+    import segblocks_core
+    from segblocks_core.models import swiftnet_rn18
+    from segblocks_core.ops import use_backend
+
+    torch.manual_seed(0)
+    net = swiftnet_rn18().eval().to(device=device, dtype=dtype)
+    x = torch.randn(1, 3, size, size, device=device, dtype=dtype)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    sb = segblocks_core.SegBlocks(net, block_size=64)
+    grid = torch.ones(sb.grid_shape(x.shape), dtype=torch.bool, device=device)
+    with torch.no_grad(), use_backend("native"):
+        dense = net(x).double()
+        blocks = sb(x, grid).double()
+    return (blocks - dense).abs().max().item(), dense.abs().max().item()
+
+
+def engine_fp16_errors(size: int = 256) -> tuple[float, float, float]:
+    """fp16 channels_last SegBlocks (all-high-res grid) and dense fp16, both vs dense fp32.
+
+    Returns ``(max |blocks16 - dense32|, max |dense16 - dense32|, max |dense32|)`` on CUDA.
+    TF32 is disabled so the fp32 reference is true fp32.
+    """
+    import segblocks_core
+    from segblocks_core.models import swiftnet_rn18
+    from segblocks_core.ops import use_backend
+
+    tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        torch.manual_seed(0)
+        net = swiftnet_rn18().eval().cuda()
+        x = torch.randn(1, 3, size, size, device="cuda")
+        with torch.no_grad():
+            ref = net(x).double()
+        net16 = net.half().to(memory_format=torch.channels_last)
+        sb = segblocks_core.SegBlocks(net16, block_size=64)
+        x16 = x.half().contiguous(memory_format=torch.channels_last)
+        grid = torch.ones(sb.grid_shape(x16.shape), dtype=torch.bool, device="cuda")
+        with torch.no_grad(), use_backend("native"):
+            dense16 = net16(x16).double()
+            blocks16 = sb(x16, grid).double()
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32
+    return ((blocks16 - ref).abs().max().item(), (dense16 - ref).abs().max().item(),
+            ref.abs().max().item())
+
+
+# ----------------------------------------------------------------------------------------
+# per-op samples for opcheck / gradcheck
+# ----------------------------------------------------------------------------------------
+
+OPS = ("split", "combine", "block_pad", "split_backward", "combine_backward", "block_pad_backward")
+OPCHECK_SAMPLES = {
+    "mixed-channels_last-f32": dict(layout="channels_last", dtype=torch.float32),
+    "tiny2px-contiguous-f64": dict(geometry="tiny_2px_batch2", dtype=torch.float64, mode="constant"),
+    "all_lr-f32": dict(geometry="all_lr_batch2", dtype=torch.float32, padding=1),
+}
+
+
+def op_samples(device, dtype=torch.float64, layout="contiguous", geometry="mixed_batch2",
+               padding=3, mode="replicate", requires_grad=True) -> dict:
+    """``{op name: args}`` for every native op on one geometry."""
+    geo = GEOMETRY_BY_NAME[geometry]
+    lay, hr, lr = block_inputs(geo, dtype, device, layout)
+    _, x = dense_input(geo, dtype, device, layout)
+    b = geo.hr_side
+    hp, lp = b + 2 * padding, b // 2 + 2 * padding
+    ghr = make_tensor((lay.num_highres, CHANNELS, hp, hp), dtype, device, layout, 5)
+    glr = make_tensor((lay.num_lowres, CHANNELS, lp, lp), dtype, device, layout, 6)
+    hr, lr, x, ghr, glr = (t.detach().requires_grad_(requires_grad) for t in (hr, lr, x, ghr, glr))
+    pos = (lay.hr_pos, lay.lr_pos)
+    return {
+        "split": (x, *pos, b),
+        "combine": (hr, lr, *pos, *lay.grid_shape),
+        "block_pad": (hr, lr, *pos, lay.block_map, padding, mode, 0.0),
+        "split_backward": (hr, lr, *pos, *lay.grid_shape),
+        "combine_backward": (x, *pos, b),
+        "block_pad_backward": (ghr, glr, *pos, lay.block_map, padding, mode),
+    }
+
+
+def opcheck_op(device, op: str, sample: str) -> None:
+    """torch.library.opcheck (schema, autograd registration, fake kernel, AOT dispatch)."""
+    args = op_samples(device, **OPCHECK_SAMPLES[sample])[op]
+    torch.library.opcheck(getattr(torch.ops.segblocks, op).default, args)
+
+
+def gradcheck_op(device, op: str, mode: str = "constant") -> None:
+    """float64 gradcheck and gradgradcheck of ``op`` (2-px blocks, p=3: halos reach three
+    1-px low-res cells). The backward ops' own backward is the forward op (_native.py)."""
+    args = op_samples(device, geometry="tiny_2px_batch2", padding=3, mode=mode)[op]
+    fn = getattr(torch.ops.segblocks, op)
+    n_tensors = 2 if isinstance(args[1], Tensor) and args[1].is_floating_point() else 1
+    # two channels keep the numerical Jacobians small (the channel loop is covered by parity)
+    diff = tuple(t[:, :2].detach().contiguous().requires_grad_() for t in args[:n_tensors])
+    rest = args[n_tensors:]
+
+    def f(*t):
+        return fn(*t, *rest)
+
+    assert torch.autograd.gradcheck(f, diff, fast_mode=False), f"gradcheck failed for {op}"
+    assert torch.autograd.gradgradcheck(f, diff, fast_mode=True), f"gradgradcheck failed for {op}"
+
+
+def compile_matches_eager(device, backend: str) -> None:
+    """split -> block_pad -> combine under torch.compile(fullgraph=True): same values and
+    gradients as eager."""
+    lay = GEOMETRY_BY_NAME["mixed_batch2"].layout(device)
+    n, gh, gw = lay.grid_shape
+
+    def f(x, hr_pos, lr_pos, block_map):
+        hr, lr = torch.ops.segblocks.split(x, hr_pos, lr_pos, 4)
+        hr, lr = torch.ops.segblocks.block_pad(torch.relu(hr), lr, hr_pos, lr_pos, block_map, 1,
+                                               "replicate", 0.0)
+        hr = hr[:, :, 1:-1, 1:-1] * 2
+        lr = lr[:, :, 1:-1, 1:-1] + 1
+        return torch.ops.segblocks.combine(hr, lr, hr_pos, lr_pos, n, gh, gw)
+
+    torch._dynamo.reset()
+    compiled = torch.compile(f, fullgraph=True, backend=backend)
+    x = torch.randn(n, 5, gh * 4, gw * 4, device=device, requires_grad=True)
+    args = (lay.hr_pos, lay.lr_pos, lay.block_map)
+    y = compiled(x, *args)
+    (gx,) = torch.autograd.grad(y.square().sum(), x)
+    y_eager = f(x, *args)
+    (gx_eager,) = torch.autograd.grad(y_eager.square().sum(), x)
+    torch.testing.assert_close(y, y_eager)
+    torch.testing.assert_close(gx, gx_eager)
+
+
+def cuda_graph_replay_matches() -> None:
+    """split -> block_pad -> combine captured in a CUDA graph replays like eager (the ops
+    launch on the current stream without host syncs)."""
+    lay = GEOMETRY_BY_NAME["mixed_batch2"].layout("cuda")
+    n, gh, gw = lay.grid_shape
+    x = torch.randn(n, 8, gh * 4, gw * 4, device="cuda").contiguous(memory_format=torch.channels_last)
+
+    def step(inp):
+        hr, lr = torch.ops.segblocks.split(inp, lay.hr_pos, lay.lr_pos, 4)
+        hr, lr = torch.ops.segblocks.block_pad(hr, lr, lay.hr_pos, lay.lr_pos, lay.block_map, 1,
+                                               "constant", 0.0)
+        return torch.ops.segblocks.combine(hr[:, :, 1:-1, 1:-1], lr[:, :, 1:-1, 1:-1], lay.hr_pos,
+                                           lay.lr_pos, n, gh, gw)
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        step(x)  # warm up outside the capture
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = step(x)
+    x.copy_(torch.randn_like(x))
+    graph.replay()
+    torch.cuda.synchronize()
+    torch.testing.assert_close(out, step(x), rtol=0, atol=0)

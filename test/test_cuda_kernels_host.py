@@ -1,0 +1,179 @@
+"""The CUDA kernels' per-element code, run on the CPU, against the native CPU ops.
+
+GPU time is scarce and CI has no GPU, but it has nvcc: ``test/cuda_kernels_host.cu`` wraps
+the ``__host__ __device__`` element functions of ``csrc/ops/cuda/*.cuh`` (the exact index
+arithmetic of every kernel: both layouts, the 32-bit fast-division and the 64-bit paths,
+half/bfloat16 conversions) in host loops, built here into a shared library and called
+through ctypes. The oracle is the native CPU op, itself tested against the pure-PyTorch
+reference in ``test_native_ops.py``. Launch configuration and the grid-stride loop are
+left to the CUDA-parametrised tests on a GPU host.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+import native_op_cases as cases
+import segblocks_core  # noqa: F401  (registers torch.ops.segblocks.*)
+from segblocks_core.ops import has_native
+
+ROOT = Path(__file__).resolve().parents[1]
+NVCC = os.environ.get("NVCC", "nvcc")
+DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
+# the flags torch's extension build gives nvcc (half/bfloat16 only through intrinsics)
+TORCH_NVCC_DEFINES = ["-D__CUDA_NO_HALF_OPERATORS__", "-D__CUDA_NO_HALF_CONVERSIONS__",
+                      "-D__CUDA_NO_BFLOAT16_CONVERSIONS__", "-D__CUDA_NO_HALF2_OPERATORS__"]
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which(NVCC) is None, reason=f"{NVCC} not found: cannot build the host harness"),
+    pytest.mark.skipif(not has_native("cpu"), reason="native CPU ops (the oracle) are not built"),
+]
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory) -> ctypes.CDLL:
+    out = tmp_path_factory.mktemp("cuda_host") / "libsegblocks_cuda_host.so"
+    cmd = [NVCC, "-std=c++17", "-O1", f"-I{ROOT / 'csrc'}", *TORCH_NVCC_DEFINES,
+           "-gencode", "arch=compute_90,code=sm_90", "-shared", "-Xcompiler", "-fPIC",
+           str(ROOT / "test" / "cuda_kernels_host.cu"), "-o", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, f"nvcc failed:\n{' '.join(cmd)}\n{proc.stderr}"
+    return ctypes.CDLL(str(out))
+
+
+def _ptr(t: torch.Tensor):
+    return ctypes.c_void_p(t.data_ptr())
+
+
+def _i64(values):
+    return (ctypes.c_int64 * len(values))(*[int(v) for v in values])
+
+
+def _grid(lay, hr_side: int, channels: int):
+    n, gh, gw = lay.grid_shape
+    return _i64([n, gh, gw, hr_side, channels, lay.num_highres, lay.num_lowres])
+
+
+def _empty(shape, like: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    # NaN-filled, so an element the kernel forgets to write cannot pass
+    return torch.full(shape, float("nan"), dtype=like.dtype).contiguous(memory_format=fmt)
+
+
+def _is_channels_last(*tensors) -> bool:  # the rule of output_memory_format()
+    return any(t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+               for t in tensors)
+
+
+def _call(fn, *args) -> None:
+    assert fn(*args) == 0, "unsupported dtype code"
+
+
+def host_split(lib, x, lay, b, index32, lowres_scale=0.25):
+    cl = _is_channels_last(x)
+    c = x.shape[1]
+    hr = _empty((lay.num_highres, c, b, b), x, cl)
+    lr = _empty((lay.num_lowres, c, b // 2, b // 2), x, cl)
+    _call(lib.segblocks_host_dense_to_blocks, DTYPE_CODES[x.dtype], _ptr(x), _i64(x.stride()), _ptr(hr),
+          _ptr(lr), _ptr(lay.hr_pos), _ptr(lay.lr_pos), _grid(lay, b, c), ctypes.c_double(lowres_scale),
+          int(cl), int(index32))
+    return hr, lr
+
+
+def host_combine(lib, hr, lr, lay, index32, lowres_scale=1.0):
+    cl = _is_channels_last(hr, lr)
+    n, gh, gw = lay.grid_shape
+    b, c = hr.shape[-1], hr.shape[1]
+    out = _empty((n, c, gh * b, gw * b), hr, cl)
+    _call(lib.segblocks_host_blocks_to_dense, DTYPE_CODES[hr.dtype], _ptr(hr), _i64(hr.stride()), _ptr(lr),
+          _i64(lr.stride()), _ptr(out), _ptr(lay.hr_pos), _ptr(lay.lr_pos), _grid(lay, b, c),
+          ctypes.c_double(lowres_scale), int(cl), int(index32))
+    return out
+
+
+def host_block_pad(lib, hr, lr, lay, p, mode, value, index32):
+    cl = _is_channels_last(hr, lr)
+    b, c = hr.shape[-1], hr.shape[1]
+    hr_out = _empty((lay.num_highres, c, b + 2 * p, b + 2 * p), hr, cl)
+    lr_out = _empty((lay.num_lowres, c, b // 2 + 2 * p, b // 2 + 2 * p), hr, cl)
+    bm = lay.block_map.contiguous()
+    _call(lib.segblocks_host_block_pad, DTYPE_CODES[hr.dtype], _ptr(hr), _i64(hr.stride()), _ptr(lr),
+          _i64(lr.stride()), _ptr(hr_out), _ptr(lr_out), _ptr(lay.hr_pos), _ptr(lay.lr_pos), _ptr(bm),
+          _grid(lay, b, c), ctypes.c_int64(p), int(mode == "replicate"), ctypes.c_double(value), int(cl),
+          int(index32))
+    return hr_out, lr_out
+
+
+def host_block_pad_backward(lib, ghr, glr, lay, p, mode, index32):
+    cl = _is_channels_last(ghr, glr)
+    b, c = ghr.shape[-1] - 2 * p, ghr.shape[1]
+    gh = _empty((lay.num_highres, c, b, b), ghr, cl)
+    gl = _empty((lay.num_lowres, c, b // 2, b // 2), ghr, cl)
+    bm = lay.block_map.contiguous()
+    _call(lib.segblocks_host_block_pad_backward, DTYPE_CODES[ghr.dtype], _ptr(ghr), _i64(ghr.stride()),
+          _ptr(glr), _i64(glr.stride()), _ptr(gh), _ptr(gl), _ptr(lay.hr_pos), _ptr(lay.lr_pos), _ptr(bm),
+          _grid(lay, b, c), ctypes.c_int64(p), int(mode == "replicate"), int(cl), int(index32))
+    return gh, gl
+
+
+COMMON = pytest.mark.parametrize("index32", [True, False], ids=["index32", "index64"])
+DTYPES = pytest.mark.parametrize("dtype", list(cases.DTYPES.values()), ids=list(cases.DTYPES))
+LAYOUTS = pytest.mark.parametrize("layout", cases.LAYOUTS)
+GEOMETRIES = pytest.mark.parametrize("geometry", cases.GEOMETRIES, ids=[g.name for g in cases.GEOMETRIES])
+
+
+@COMMON
+@DTYPES
+@LAYOUTS
+@GEOMETRIES
+def test_split_and_backward(lib, geometry, layout, dtype, index32):
+    lay, x = cases.dense_input(geometry, dtype, "cpu", layout)
+    b = geometry.hr_side
+    got = host_split(lib, x, lay, b, index32)
+    torch.testing.assert_close(got, torch.ops.segblocks.split(x, lay.hr_pos, lay.lr_pos, b), rtol=0, atol=0)
+    # split_backward = blocks_to_dense with the low-res gradient / 4
+    hr, lr = (t.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else t for t in got)
+    want = torch.ops.segblocks.split_backward(hr, lr, lay.hr_pos, lay.lr_pos, *lay.grid_shape)
+    torch.testing.assert_close(host_combine(lib, hr, lr, lay, index32, lowres_scale=0.25), want, rtol=0, atol=0)
+
+
+@COMMON
+@DTYPES
+@LAYOUTS
+@GEOMETRIES
+def test_combine_and_backward(lib, geometry, layout, dtype, index32):
+    lay, hr, lr = cases.block_inputs(geometry, dtype, "cpu", layout)
+    args = (lay.hr_pos, lay.lr_pos, *lay.grid_shape)
+    dense = host_combine(lib, hr, lr, lay, index32)
+    torch.testing.assert_close(dense, torch.ops.segblocks.combine(hr, lr, *args), rtol=0, atol=0)
+    # combine_backward = dense_to_blocks summing each 2x2 group
+    want = torch.ops.segblocks.combine_backward(dense, lay.hr_pos, lay.lr_pos, geometry.hr_side)
+    torch.testing.assert_close(host_split(lib, dense, lay, geometry.hr_side, index32, lowres_scale=1.0), want,
+                               rtol=0, atol=0)
+
+
+@COMMON
+@DTYPES
+@LAYOUTS
+@GEOMETRIES
+@pytest.mark.parametrize("pad", cases.PADS, ids=[f"p{p}-{m}-{v}" for p, m, v in cases.PADS])
+def test_block_pad_and_backward(lib, geometry, layout, dtype, index32, pad):
+    p, mode, value = pad
+    lay, hr, lr = cases.block_inputs(geometry, dtype, "cpu", layout)
+    args = (lay.hr_pos, lay.lr_pos, lay.block_map)
+    got = host_block_pad(lib, hr, lr, lay, p, mode, value, index32)
+    torch.testing.assert_close(got, torch.ops.segblocks.block_pad(hr, lr, *args, p, mode, value), rtol=0, atol=0)
+    hp, lp = geometry.hr_side + 2 * p, geometry.hr_side // 2 + 2 * p
+    ghr = cases.make_tensor((lay.num_highres, cases.CHANNELS, hp, hp), dtype, "cpu", layout, 21)
+    glr = cases.make_tensor((lay.num_lowres, cases.CHANNELS, lp, lp), dtype, "cpu", layout, 22)
+    want = torch.ops.segblocks.block_pad_backward(ghr, glr, *args, p, mode)
+    # same element order and float accumulation on both sides: bitwise equal
+    torch.testing.assert_close(host_block_pad_backward(lib, ghr, glr, lay, p, mode, index32), want,
+                               rtol=0, atol=0)
