@@ -64,10 +64,10 @@ from segblocks_core.metrics import confusion_matrix, miou, per_class_iou, pixel_
 
 from .bagfiles import (COMPRESSED_TYPE, IMAGE_TYPE, BagError, FrameStats, list_topics,
                        read_frames)
-from .image_codec import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_compressed, decode_image
+from .image_codec import DEFAULT_MAX_PIXELS, ImageDecodeError, decode
 
 __all__ = ["EvalError", "Row", "FrameAccounting", "Recommendation", "Report", "evaluate_bag",
-           "write_report", "format_table", "decode_frame", "parse_taus", "main", "DEFAULT_TAUS"]
+           "write_report", "format_table", "parse_taus", "main", "DEFAULT_TAUS"]
 
 PROG = "segblocks-eval-bag"
 DEFAULT_TAUS = (0.1, 0.2, 0.3, 0.5)
@@ -425,17 +425,6 @@ class _Sweep:
 
 
 
-def decode_frame(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """A bag's ``Image`` or ``CompressedImage`` message -> RGB ``uint8 [H, W, 3]``.
-
-    Dispatches on the message's fields rather than its class, so the messages
-    deserialised by ``rosbags`` (not rclpy classes) decode with the node's codec.
-    """
-    if hasattr(msg, "format") and not hasattr(msg, "encoding"):
-        return decode_compressed(msg, max_pixels)
-    return decode_image(msg, max_pixels)
-
-
 def parse_taus(text: str) -> list[float]:
     """``"0.1,0.2,0.3"`` -> sorted unique finite taus >= 0 (ValueError otherwise)."""
     taus = []
@@ -554,7 +543,7 @@ def evaluate_bag(bag, image_topic: str, label_topic: Optional[str] = None,
             if max_frames is not None and index >= max_frames:
                 break
             try:
-                rgb = decode_frame(frame.image, max_pixels)
+                rgb = decode(frame.image, max_pixels)
             except ImageDecodeError as exc:
                 raise EvalError(f"frame {index} (stamp {frame.stamp_ns}) on {image_topic}: {exc}") from None
             label = frame.label

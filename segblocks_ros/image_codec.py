@@ -249,8 +249,12 @@ def decode_compressed(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXELS
 
 
 def decode(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode an ``Image`` or a ``CompressedImage`` to RGB ``uint8 [H, W, 3]``."""
-    if isinstance(msg, CompressedImage):
+    """Decode an ``Image`` or a ``CompressedImage`` to RGB ``uint8 [H, W, 3]``.
+
+    Dispatches on the message's fields, not its class: messages read from bags by
+    ``rosbags`` are its own classes with the same fields.
+    """
+    if hasattr(msg, "format") and not hasattr(msg, "encoding"):
         return decode_compressed(msg, max_pixels)
     return decode_image(msg, max_pixels)
 
