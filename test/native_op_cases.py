@@ -14,6 +14,7 @@ round once, so they must agree with the exact result to the dtype's default tole
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 from dataclasses import dataclass
@@ -263,6 +264,18 @@ def parity_cases() -> Iterator[Case]:
 # ----------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def no_tf32():
+    """True fp32 convolutions/matmuls on CUDA: TF32 rounds conv inputs to 10 mantissa bits,
+    which would turn 1-ulp differences between two float32 runs into 1e-3-sized ones."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def backward_is_bitwise_reproducible(device, dtype=torch.float32, repeats: int = 2,
                                      size: tuple = (2, 16, 12, 16), hr_side: int = 4,
                                      padding: int = 3, mode: str = "replicate") -> bool:
@@ -292,7 +305,7 @@ def engine_all_highres_error(device, dtype=torch.float32, size: int = 256,
     """SegBlocks(swiftnet_rn18) with an all-high-res grid vs the dense network.
 
     Returns ``(max |blocks - dense|, max |dense|)``, both networks in ``dtype``, eval mode,
-    random weights (seeded), native backend forced.
+    random weights (seeded), native backend forced, TF32 off.
     """
     import segblocks_core
     from segblocks_core.models import swiftnet_rn18
@@ -306,7 +319,7 @@ def engine_all_highres_error(device, dtype=torch.float32, size: int = 256,
         x = x.contiguous(memory_format=torch.channels_last)
     sb = segblocks_core.SegBlocks(net, block_size=64)
     grid = torch.ones(sb.grid_shape(x.shape), dtype=torch.bool, device=device)
-    with torch.no_grad(), use_backend("native"):
+    with torch.no_grad(), use_backend("native"), no_tf32():
         dense = net(x).double()
         blocks = sb(x, grid).double()
     return (blocks - dense).abs().max().item(), dense.abs().max().item()
@@ -322,9 +335,7 @@ def engine_fp16_errors(size: int = 256) -> tuple[float, float, float]:
     from segblocks_core.models import swiftnet_rn18
     from segblocks_core.ops import use_backend
 
-    tf32 = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    try:
+    with no_tf32():
         torch.manual_seed(0)
         net = swiftnet_rn18().eval().cuda()
         x = torch.randn(1, 3, size, size, device="cuda")
@@ -337,8 +348,6 @@ def engine_fp16_errors(size: int = 256) -> tuple[float, float, float]:
         with torch.no_grad(), use_backend("native"):
             dense16 = net16(x16).double()
             blocks16 = sb(x16, grid).double()
-    finally:
-        torch.backends.cudnn.allow_tf32 = tf32
     return ((blocks16 - ref).abs().max().item(), (dense16 - ref).abs().max().item(),
             ref.abs().max().item())
 

@@ -319,12 +319,7 @@ def test_engine_all_highres_equals_dense_fp32(device):
     """DESIGN.md section 3 exactness invariant with the native backend: SwiftNet-RN18 in
     blocks of 64 px (2-px blocks at stride 32) with an all-high-res grid equals the dense
     network, decoder included. TF32 is disabled so both sides compute in true fp32."""
-    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        err, scale = cases.engine_all_highres_error(device, torch.float32)
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+    err, scale = cases.engine_all_highres_error(device, torch.float32)
     assert err <= 1e-4 * scale, (err, scale)
 
 
@@ -352,7 +347,7 @@ def test_engine_mixed_grid_native_equals_reference(device):
     x = torch.randn(1, 3, 192, 256, device=device)
     sb = segblocks_core.SegBlocks(net, block_size=64)
     grid = torch.rand(sb.grid_shape(x.shape), device=device) > 0.5
-    with torch.no_grad():
+    with torch.no_grad(), cases.no_tf32():
         with use_backend("native"):
             got = sb(x, grid)
         with use_backend("reference"):

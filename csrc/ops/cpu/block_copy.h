@@ -133,17 +133,33 @@ void blocks_to_dense(const at::Tensor& highres, const at::Tensor& lowres, at::Te
         }
         continue;
       }
+      // nearest upsampling: each low-res pixel of the row fills two dense pixels
       const scalar_t* src = lr + k * ls.n + (i / 2) * ls.h;
-      auto upsampled = [&](int64_t c, int64_t j) {
-        const scalar_t v = src[c * ls.c + (j / 2) * ls.w];
+      const int64_t s = b / 2;
+      auto scaled = [&](scalar_t v) {
         return unit_scale ? v : static_cast<scalar_t>(static_cast<acc_t>(v) * scale);
       };
       if (channels_last) {
-        for (int64_t j = 0; j < b; ++j)
-          for (int64_t c = 0; c < C; ++c) dst[j * xs.w + c * xs.c] = upsampled(c, j);
+        for (int64_t jj = 0; jj < s; ++jj) {
+          scalar_t* d = dst + 2 * jj * xs.w;
+          const scalar_t* q = src + jj * ls.w;
+          if (unit_scale) {
+            copy_strided(d, xs.c, q, ls.c, C);
+          } else {
+            for (int64_t c = 0; c < C; ++c) d[c * xs.c] = scaled(q[c * ls.c]);
+          }
+          copy_strided(d + xs.w, xs.c, d, xs.c, C);  // the pixel's right twin
+        }
       } else {
-        for (int64_t c = 0; c < C; ++c)
-          for (int64_t j = 0; j < b; ++j) dst[c * xs.c + j * xs.w] = upsampled(c, j);
+        for (int64_t c = 0; c < C; ++c) {
+          scalar_t* d = dst + c * xs.c;
+          const scalar_t* q = src + c * ls.c;
+          for (int64_t jj = 0; jj < s; ++jj) {
+            const scalar_t v = scaled(q[jj * ls.w]);
+            d[2 * jj * xs.w] = v;
+            d[(2 * jj + 1) * xs.w] = v;
+          }
+        }
       }
     }
   });
