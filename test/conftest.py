@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -32,3 +33,14 @@ def max_rel_diff(actual: torch.Tensor, expected: torch.Tensor) -> float:
 def seeded():
     torch.manual_seed(0)
     yield
+
+
+def graded_texture(height: int = 128, width: int = 256, seed: int = 1) -> np.ndarray:
+    """uint8 RGB ``[H, W, 3]`` of four block columns (64 px at width 256) of growing texture:
+    flat, +-4, +-30 and full-range noise (block complexities about 0, 0.11, 0.76 and 3.2)."""
+    rng = np.random.default_rng(seed)
+    img = np.full((height, width, 3), 128, np.int32)
+    for col, amp in enumerate((0, 4, 30, 128)):
+        sl = slice(col * width // 4, (col + 1) * width // 4)
+        img[:, sl] += rng.integers(-amp, amp + 1, (height, width // 4, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)

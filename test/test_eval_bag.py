@@ -26,6 +26,7 @@ from segblocks_ros import eval_bag  # noqa: E402
 from segblocks_ros.bagfiles import (IMAGE_TYPE, ImageBagWriter, list_topics,  # noqa: E402
                                     write_synthetic_bag)
 from segblocks_ros.eval_bag import EvalError, evaluate_bag, main  # noqa: E402
+from conftest import graded_texture  # noqa: E402
 
 H, W = 64, 128
 IMG, LAB = "/camera/image_raw", "/camera/labels"
@@ -39,17 +40,6 @@ def engine():
 
     torch.manual_seed(0)            # the same random weights in every run
     return SegmentationEngine(checkpoint="random", device="cpu", block_size=64)
-
-
-def graded_texture(height=128, width=256, seed=1) -> np.ndarray:
-    """Four 64-px block columns of growing texture: flat, +-4, +-30, full-range noise
-    (block complexities about 0, 0.11, 0.76 and 3.2)."""
-    rng = np.random.default_rng(seed)
-    img = np.full((height, width, 3), 128, np.int32)
-    for col, amp in enumerate((0, 4, 30, 128)):
-        sl = slice(col * width // 4, (col + 1) * width // 4)
-        img[:, sl] += rng.integers(-amp, amp + 1, (height, width // 4, 3))
-    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def decoded_frames(path, topic=IMG):

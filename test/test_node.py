@@ -19,6 +19,7 @@ from PIL import Image as PILImage
 from sensor_msgs.msg import CompressedImage, Image
 
 import segblocks_ros.node as node_module
+from conftest import graded_texture
 from conftest_ros import (Inbox, flat_and_textured, image_msg, ros, stats_values,  # noqa: F401
                           wait_until)
 from segblocks_core.classes import CITYSCAPES_PALETTE
@@ -83,16 +84,6 @@ class Topics:
             except AssertionError:
                 if time.monotonic() >= deadline:
                     raise
-
-
-def graded_texture(height=128, width=256, seed=1) -> np.ndarray:
-    """Four block columns (64 px) of increasing texture: flat, +-4, +-30, full-range noise."""
-    rng = np.random.default_rng(seed)
-    img = np.full((height, width, 3), 128, np.int32)
-    for col, amp in enumerate((0, 4, 30, 128)):
-        sl = slice(col * width // 4, (col + 1) * width // 4)
-        img[:, sl] += rng.integers(-amp, amp + 1, (height, width // 4, 3))
-    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 # -- outputs -----------------------------------------------------------------------------------
