@@ -53,10 +53,6 @@ class UnsupportedLayerError(TypeError):
 # ----------------------------------------------------------------------------------------
 
 
-def split_input(x: Tensor, layout: BlockLayout) -> BlockTensor:
-    return ops.split(x, layout)
-
-
 def split_like(x: Tensor, layout: BlockLayout, side: int) -> BlockTensor:
     """Split a dense map whose blocks are ``side`` pixels (a dense operand meeting blocks)."""
     return ops.split(x, layout, side)
@@ -565,11 +561,8 @@ class _PlanBuilder:
     def as_block(self, node: fx.Node, what: str) -> fx.Node:
         if node not in self.block:
             side = self.side(node, what)
-            if node is self.x_src:
-                self.block[node] = self.g.call_function(split_input, (self.dense[node], self.layout_new))
-            else:
-                self.block[node] = self.g.call_function(
-                    split_like, (self.dense[node], self.layout_new, side))
+            self.block[node] = self.g.call_function(
+                split_like, (self.dense[node], self.layout_new, side))
         return self.block[node]
 
     def host(self, node: fx.Node) -> fx.Node:
@@ -747,7 +740,7 @@ class _PlanBuilder:
 
     def emit_block_function(self, node: fx.Node, what: str) -> None:
         fn = node.target
-        if fn in self._global_functions():
+        if fn in _GLOBAL_FUNCTIONS:
             self.emit_dense(node)
         elif fn in _BINARY_FUNCTIONS and len(node.args) == 2 and not node.kwargs:
             self.emit_binary(node, _BINARY_FUNCTIONS[fn], node.args[0], node.args[1], what)
@@ -781,9 +774,6 @@ class _PlanBuilder:
             self.natural[node] = "host"
         else:
             raise self.unsupported(what)
-
-    def _global_functions(self):
-        return _GLOBAL_FUNCTIONS
 
     def emit_block_method(self, node: fx.Node, what: str) -> None:
         method, src = node.target, node.args[0]
