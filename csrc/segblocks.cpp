@@ -27,6 +27,12 @@ TORCH_LIBRARY(segblocks, m) {
   m.def(
       "block_pad_backward(Tensor grad_highres_padded, Tensor grad_lowres_padded, Tensor hr_pos, "
       "Tensor lr_pos, Tensor block_map, int padding, str mode) -> (Tensor, Tensor)");
+  // fused segmentation head: bilinear upsampling x factor + argmax over channels -> uint8
+  // labels, without the upsampled logits (ops/upsample_argmax.h); not differentiable
+  m.def(
+      "upsample_argmax(Tensor highres, Tensor lowres, Tensor hr_pos, Tensor lr_pos, "
+      "Tensor block_map, int factor) -> Tensor");
+  m.def("upsample_argmax_dense(Tensor logits, int factor) -> Tensor");
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {

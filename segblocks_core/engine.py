@@ -234,11 +234,12 @@ class SegmentationEngine:
         t_pre = time.perf_counter()
         if cuda:
             events[1].record()
-        logits = self.segblocks(x, layout=layout) if adaptive else self.net(x)
+        # class ids straight from the network (fused upsampling + argmax where it ends in a
+        # bilinear upsampling of its logits; no full-resolution logits)
+        labels = self.segblocks.labels(x, layout=layout)
         t_inf = time.perf_counter()
         if cuda:
             events[2].record()
-        labels = logits.argmax(1).to(torch.uint8)
         macs = self.segblocks.count_macs(x.shape, layout)
         if layout is not None:
             grid = layout.grid

@@ -27,6 +27,9 @@ bottom/right and spatial outputs cropped back.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import copy
 import math
 import operator
 from dataclasses import dataclass
@@ -41,7 +44,7 @@ from torch import Tensor, nn
 from . import ops
 from .layout import BlockLayout, BlockTensor
 
-__all__ = ["SegBlocks", "UnsupportedLayerError", "MacCount"]
+__all__ = ["SegBlocks", "UnsupportedLayerError", "MacCount", "concurrent_lowres"]
 
 
 class UnsupportedLayerError(TypeError):
@@ -87,14 +90,51 @@ def _pad_crop(bt: BlockTensor, pad_h: int, pad_w: int, mode: str = "constant",
     return hr, lr
 
 
+_LOWRES_STREAM: contextvars.ContextVar[Optional[torch.cuda.Stream]] = contextvars.ContextVar(
+    "segblocks_lowres_stream", default=None)
+
+
+@contextlib.contextmanager
+def concurrent_lowres(stream: Optional[torch.cuda.Stream]):
+    """Run the low-res half of each convolution on ``stream``, concurrently with the high-res
+    half on the current stream (CUDA; ``None`` switches it off).
+
+    The two halves of a convolution are independent and the low-res one is a quarter of the
+    work in small images that do not fill a GPU alone, so overlapping them hides the low-res
+    convolutions. Each convolution forks from and joins back to the current stream, so
+    captured into a CUDA graph this becomes two parallel branches per convolution.
+    """
+    token = _LOWRES_STREAM.set(stream)
+    try:
+        yield
+    finally:
+        _LOWRES_STREAM.reset(token)
+
+
+def _per_resolution(fn: Callable[[Tensor], Tensor], hr: Tensor, lr: Tensor) -> tuple[Tensor, Tensor]:
+    """``(fn(hr), fn(lr))``, the low-res call on the :func:`concurrent_lowres` stream if set."""
+    side = _LOWRES_STREAM.get()
+    if side is None or not lr.is_cuda or lr.numel() == 0 or hr.numel() == 0:
+        return fn(hr), fn(lr)
+    main = torch.cuda.current_stream(lr.device)
+    side.wait_stream(main)  # fork: lr is ready
+    with torch.cuda.stream(side):
+        out_lr = fn(lr)
+    out_hr = fn(hr)
+    main.wait_stream(side)  # join
+    # the caching allocator must not hand these blocks out again before both streams are done
+    lr.record_stream(side)
+    out_lr.record_stream(main)
+    return out_hr, out_lr
+
+
 def block_conv2d(bt: BlockTensor, conv: nn.Conv2d) -> BlockTensor:
     pad_h, pad_w = _two(conv.padding)
     hr, lr = _pad_crop(bt, pad_h, pad_w)
-    return BlockTensor(
-        F.conv2d(hr, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups),
-        F.conv2d(lr, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups),
-        bt.layout,
-    )
+
+    def run(t: Tensor) -> Tensor:
+        return F.conv2d(t, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
+    return BlockTensor(*_per_resolution(run, hr, lr), bt.layout)
 
 
 def block_batch_norm(bt: BlockTensor, bn: nn.BatchNorm2d) -> BlockTensor:
@@ -164,6 +204,67 @@ def block_interpolate(bt: BlockTensor, factor: int, mode: str) -> BlockTensor:
         t = F.interpolate(t, scale_factor=factor, mode="bilinear", align_corners=False)
         return t[:, :, factor:t.shape[2] - factor, factor:t.shape[3] - factor]
     return BlockTensor(up_crop(hr), up_crop(lr), bt.layout)
+
+
+def block_upsample_argmax(bt: BlockTensor, factor: int) -> Tensor:
+    """``combine(block_interpolate(bt, factor, "bilinear")).argmax(1)`` in one fused op."""
+    return ops.upsample_argmax(bt, factor)
+
+
+def argmax_labels(logits: Tensor) -> Tensor:
+    """Class ids (uint8) of dense logits ``[N, C, H, W]``."""
+    if not isinstance(logits, Tensor) or logits.dim() != 4:
+        raise ValueError("labels() needs a network whose output is one logits tensor [N, C, H, W]")
+    if logits.shape[1] > 256:
+        raise ValueError(f"labels are uint8: at most 256 classes, the network outputs {logits.shape[1]}")
+    return logits.argmax(1).to(torch.uint8)
+
+
+def interpolate_labels(x: Tensor, size=None, scale_factor=None, mode: str = "nearest",
+                       align_corners=None, **kwargs) -> Tensor:
+    """``F.interpolate(x, ...).argmax(1)`` as uint8; an integer-factor bilinear upsampling
+    to ``size`` runs as the fused :func:`segblocks_core.ops.upsample_argmax_dense`."""
+    if mode == "bilinear" and not align_corners and size is not None and scale_factor is None \
+            and not kwargs.get("antialias", False):
+        (h, w), (oh, ow) = x.shape[-2:], _two(size)
+        if h and w and oh % h == 0 and ow % w == 0 and oh // h == ow // w and x.shape[1] <= 256:
+            return ops.upsample_argmax_dense(x, oh // h)
+    return argmax_labels(F.interpolate(x, size, scale_factor, mode, align_corners, **kwargs))
+
+
+def _labels_graph(gm: fx.GraphModule, fuse: Callable[[fx.Node], Optional[tuple]]) -> fx.GraphModule:
+    """Copy of ``gm`` returning class ids instead of logits. ``fuse(node)`` maps the node
+    producing the logits to ``(target, args, kwargs)`` of a fused labels op, or None."""
+    labels = fx.GraphModule(gm, copy.deepcopy(gm.graph), class_name=type(gm).__name__ + "Labels")
+    output = next(n for n in labels.graph.nodes if n.op == "output")
+    value = output.args[0]
+    if not isinstance(value, fx.Node):
+        raise ValueError("labels() needs a network whose output is one logits tensor [N, C, H, W]")
+    with labels.graph.inserting_before(output):
+        fused = fuse(value)
+        if fused is not None:
+            new = labels.graph.call_function(*fused)
+        else:
+            new = labels.graph.call_function(argmax_labels, (value,))
+    output.args = (new,)
+    labels.graph.eliminate_dead_code()
+    labels.recompile()
+    return labels
+
+
+def _fuse_block_head(node: fx.Node) -> Optional[tuple]:
+    # combine(block_interpolate(bt, f, "bilinear")) -> block_upsample_argmax(bt, f)
+    if node.op == "call_function" and node.target is combine_blocks:
+        src = node.args[0]
+        if isinstance(src, fx.Node) and src.target is block_interpolate and src.args[2] == "bilinear":
+            return block_upsample_argmax, (src.args[0], src.args[1]), {}
+    return None
+
+
+def _fuse_dense_head(node: fx.Node) -> Optional[tuple]:
+    if node.op == "call_function" and node.target is F.interpolate:
+        return interpolate_labels, node.args, node.kwargs
+    return None
 
 
 def block_cat(tensors: Sequence[BlockTensor], dim: int = 1) -> BlockTensor:
@@ -345,6 +446,7 @@ class SegBlocks(nn.Module):
         self.max_stride = builder.max_stride
         self._mac_nodes = builder.mac_nodes
         self._mac_cache: dict[tuple[int, ...], dict[str, float]] = {}
+        self._labels_plans: Optional[tuple[fx.GraphModule, fx.GraphModule]] = None  # built on first use
 
     @property
     def plan(self) -> fx.GraphModule:
@@ -383,27 +485,61 @@ class SegBlocks(nn.Module):
             scores = scores.to(x.device)
         return BlockLayout.from_grid(grid.to(x.device), self.block_size, num_highres, scores)
 
+    def _frame_layout(self, x: Tensor, grid: Optional[Tensor],
+                      layout: Optional[BlockLayout]) -> BlockLayout:
+        if layout is None:
+            return self.make_layout(x, grid)
+        if layout.grid_shape != self.grid_shape(x.shape) or layout.block_size != self.block_size:
+            raise ValueError(
+                f"layout grid {layout.grid_shape} (block size {layout.block_size}) does not match "
+                f"x of shape {tuple(x.shape)} with block size {self.block_size}"
+            )
+        return layout
+
     def forward(self, x: Tensor, grid: Optional[Tensor] = None, *,
                 layout: Optional[BlockLayout] = None):
         self._check_input(x)
         if grid is None and layout is None:
             return self.net(x)
-        if layout is None:
-            layout = self.make_layout(x, grid)
-        elif layout.grid_shape != self.grid_shape(x.shape) or layout.block_size != self.block_size:
-            raise ValueError(
-                f"layout grid {layout.grid_shape} (block size {layout.block_size}) does not match "
-                f"x of shape {tuple(x.shape)} with block size {self.block_size}"
-            )
+        layout = self._frame_layout(x, grid, layout)
+        h, w = x.shape[-2:]
+        x, (hp, wp) = self._pad_to_grid(x, layout)
+        out = self._plan(x, layout)
+        if (hp, wp) != (h, w):
+            out = _crop_outputs(out, h, w, hp, wp)
+        return out
+
+    def _pad_to_grid(self, x: Tensor, layout: BlockLayout) -> tuple[Tensor, tuple[int, int]]:
+        """``x`` zero-padded bottom/right to whole blocks, and the padded size."""
         _, gh, gw = layout.grid_shape
         h, w = x.shape[-2:]
         hp, wp = gh * self.block_size, gw * self.block_size
         if (hp, wp) != (h, w):
             x = F.pad(x, (0, wp - w, 0, hp - h))
-        out = self._plan(x, layout)
-        if (hp, wp) != (h, w):
-            out = _crop_outputs(out, h, w, hp, wp)
-        return out
+        return x, (hp, wp)
+
+    def labels(self, x: Tensor, grid: Optional[Tensor] = None, *,
+               layout: Optional[BlockLayout] = None) -> Tensor:
+        """Class ids ``[N, H, W]`` (uint8) instead of logits: ``forward(...).argmax(1)``.
+
+        If the network ends in an integer-factor bilinear upsampling of its logits (as
+        SwiftNet does), upsampling and argmax run as one fused op
+        (:func:`segblocks_core.ops.upsample_argmax`, or its dense twin for ``grid=None``)
+        that never writes the full-resolution logits. Otherwise the logits are computed
+        and reduced. Labels agree with ``forward(...).argmax(1)`` up to exact ties.
+        """
+        if self._labels_plans is None:
+            self._labels_plans = (_labels_graph(self._traced, _fuse_dense_head),
+                                  _labels_graph(self._plan, _fuse_block_head))
+        self._check_input(x)
+        dense_plan, block_plan = self._labels_plans
+        if grid is None and layout is None:
+            return dense_plan(x)
+        layout = self._frame_layout(x, grid, layout)
+        h, w = x.shape[-2:]
+        x, (hp, wp) = self._pad_to_grid(x, layout)
+        out = block_plan(x, layout)
+        return out[..., :h, :w] if (hp, wp) != (h, w) else out
 
     # -- MAC counting --------------------------------------------------------------------
 

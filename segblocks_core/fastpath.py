@@ -1,7 +1,9 @@
 """GPU fast path: one CUDA graph per input size, no host synchronisation per frame.
 
 A frame runs as graph replays: uint8 upload buffer -> normalisation -> complexity policy
--> block layout -> SegBlocks plan -> class ids. The number of high-res blocks is data
+-> block layout -> SegBlocks plan -> class ids (the final bilinear upsampling and the argmax
+fused into one kernel, :func:`segblocks_core.ops.upsample_argmax`; the dense baseline uses
+its dense twin, so both sides skip the full-resolution logits). The number of high-res blocks is data
 dependent, so the layout is built for a fixed *capacity* per bucket
 (``ceil(count / step) * step`` blocks, the most complex low-res blocks promoted to fill it)
 and every bucket's frame is captured as its own graph. The threshold tau lives in a device
@@ -28,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .engine import normalize
-from .executor import SegBlocks
+from .executor import SegBlocks, concurrent_lowres
 from .layout import BlockLayout
 from .policy import ComplexityPolicy
 
@@ -83,6 +85,9 @@ class GraphedSegmenter:
         sync_free: bucket choice inside the graph (conditional nodes). False: the bucket
             is chosen on the host after reading the count (one sync per frame). None
             (default): sync-free where the torch build supports it.
+        concurrent: run each convolution's low-res half on a second stream, in parallel
+            with the high-res half (two branches of the graph; see
+            :func:`segblocks_core.executor.concurrent_lowres`).
 
     Call :meth:`run` with a uint8 ``[N, H, W, 3]`` tensor (pinned host memory or device);
     it returns device tensors ``labels [N, H, W] uint8`` and ``grid [N, GH, GW] bool`` that
@@ -91,7 +96,7 @@ class GraphedSegmenter:
 
     def __init__(self, net: nn.Module, batch: int, height: int, width: int, block_size: int = 128,
                  tau: float = 0.3, num_buckets: int = 16, dense: bool = False, sync_free: Optional[bool] = None,
-                 segblocks: Optional[SegBlocks] = None):
+                 segblocks: Optional[SegBlocks] = None, concurrent: bool = True):
         param = next(net.parameters())
         if param.device.type != "cuda":
             raise ValueError("GraphedSegmenter needs a network on a CUDA device")
@@ -105,6 +110,7 @@ class GraphedSegmenter:
             raise RuntimeError("this torch build cannot capture conditional CUDA graph nodes; "
                                "use sync_free=False")
         self.segblocks = segblocks or SegBlocks(net, block_size)
+        self._lowres_stream = torch.cuda.Stream(self.device) if concurrent and not dense else None
         self.block_size = block_size
         self.policy = ComplexityPolicy(0.0, block_size)
         n, gh, gw = self.segblocks.grid_shape((batch, 3, height, width))
@@ -136,12 +142,12 @@ class GraphedSegmenter:
 
     def _body(self, x: Tensor, complexity: Tensor, grid: Tensor, capacity: int) -> None:
         layout = BlockLayout.from_grid(grid, self.block_size, capacity, complexity)
-        logits = self.segblocks(x, layout=layout)
-        self.labels.copy_(logits.argmax(1))
+        with concurrent_lowres(self._lowres_stream):
+            self.labels.copy_(self.segblocks.labels(x, layout=layout))
         self.grid.copy_(layout.grid)
 
     def _dense_body(self, x: Tensor) -> None:
-        self.labels.copy_(self.net(x).argmax(1))
+        self.labels.copy_(self.segblocks.labels(x))
         self.grid.fill_(True)
         self.count.fill_(self.total_blocks)
 

@@ -11,6 +11,7 @@
 
 #include "ops/cuda/block_copy.cuh"
 #include "ops/cuda/block_pad.cuh"
+#include "ops/cuda/upsample_argmax.cuh"
 
 namespace {
 
@@ -101,6 +102,28 @@ int segblocks_host_block_pad_backward(int dtype, const void* grad_hr_padded,
                             strides_from(grad_lr_padded_strides), static_cast<T*>(grad_highres),
                             static_cast<T*>(grad_lowres), hr_pos, lr_pos, block_map, grid_from(grid),
                             padding, replicate != 0, channels_last != 0, index32 != 0, RunOnHost{});
+  });
+}
+
+int segblocks_host_upsample_argmax(int dtype, const void* highres, const int64_t* highres_strides,
+                                   const void* lowres, const int64_t* lowres_strides, uint8_t* labels,
+                                   const int32_t* block_map, const int64_t* grid, int64_t factor,
+                                   int index32) {
+  return with_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    with_upsample_argmax(static_cast<const T*>(highres), strides_from(highres_strides),
+                         static_cast<const T*>(lowres), strides_from(lowres_strides), labels, block_map,
+                         grid_from(grid), factor, index32 != 0, RunOnHost{});
+  });
+}
+
+int segblocks_host_upsample_argmax_dense(int dtype, const void* logits, const int64_t* strides,
+                                         uint8_t* labels, int64_t n, int64_t channels, int64_t h,
+                                         int64_t w, int64_t factor, int index32) {
+  return with_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    with_upsample_argmax_dense(static_cast<const T*>(logits), strides_from(strides), labels, n,
+                               channels, h, w, factor, index32 != 0, RunOnHost{});
   });
 }
 

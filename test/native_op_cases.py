@@ -27,6 +27,7 @@ from segblocks_core.layout import BlockLayout
 from segblocks_core.ops import _reference
 
 CHANNELS = 5  # odd and not a power of two: exercises the channel index arithmetic
+PACKED_CHANNELS = 16  # a multiple of every 16-byte pack: the packed channels_last BlockPad path
 
 DTYPES = {
     "f32": torch.float32,
@@ -35,6 +36,9 @@ DTYPES = {
     "f64": torch.float64,
 }
 LAYOUTS = ("contiguous", "channels_last", "strided_view")
+# BlockPad also runs "channels_last_packed": channels_last with PACKED_CHANNELS channels, which
+# the CUDA kernel processes in 16-byte packs of channels (the GPU fast path's case)
+BLOCK_PAD_LAYOUTS = LAYOUTS + ("channels_last_packed",)
 PADS = (  # (padding, mode, value)
     (1, "constant", 0.0),
     (1, "replicate", 0.0),
@@ -91,16 +95,21 @@ def make_tensor(shape, dtype: torch.dtype, device, layout: str, seed: int) -> Te
         big = torch.randn((n, c + 1, h + 2, w + 3), generator=gen, dtype=torch.float64)
         return big[:, 1:, 1:h + 1, 2:w + 2].to(dtype=dtype).to(device)
     t = torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
-    if layout == "channels_last":
+    if layout in ("channels_last", "channels_last_packed"):
         t = t.contiguous(memory_format=torch.channels_last)
     return t
+
+
+def channels_of(layout: str) -> int:
+    return PACKED_CHANNELS if layout == "channels_last_packed" else CHANNELS
 
 
 def block_inputs(geometry: Geometry, dtype, device, layout: str, seed: int = 0):
     lay = geometry.layout(device)
     h = geometry.hr_side
-    highres = make_tensor((lay.num_highres, CHANNELS, h, h), dtype, device, layout, seed)
-    lowres = make_tensor((lay.num_lowres, CHANNELS, h // 2, h // 2), dtype, device, layout, seed + 1)
+    c = channels_of(layout)
+    highres = make_tensor((lay.num_highres, c, h, h), dtype, device, layout, seed)
+    lowres = make_tensor((lay.num_lowres, c, h // 2, h // 2), dtype, device, layout, seed + 1)
     return lay, highres, lowres
 
 
@@ -114,7 +123,7 @@ def dense_input(geometry: Geometry, dtype, device, layout: str, seed: int = 0):
 
 def _check_layout(outputs, layout: str) -> None:
     """channels_last inputs give channels_last outputs (the GPU fast path keeps its layout)."""
-    if layout != "channels_last":
+    if layout not in ("channels_last", "channels_last_packed"):
         return
     for out in outputs:
         assert out.is_contiguous(memory_format=torch.channels_last), (
@@ -151,6 +160,34 @@ def check_block_pad(device, dtype, layout: str, geometry: Geometry, padding: int
     want = _reference.block_pad(highres, lowres, *args)
     torch.testing.assert_close(got, want)
     _check_layout(got, layout)
+
+
+def assert_labels_match(got: Tensor, logits: Tensor) -> None:
+    """``got`` (uint8 labels) equals ``logits.argmax(1)`` wherever the top two logits are
+    further apart than rounding could move them; exact ties and near-ties may differ
+    because the fused kernel blends the four bilinear taps in its own operation order."""
+    want = logits.argmax(1)
+    assert got.dtype == torch.uint8 and got.shape == want.shape, (got.dtype, got.shape, want.shape)
+    top2 = logits.double().topk(min(2, logits.shape[1]), dim=1).values
+    margin = top2[:, 0] - top2[:, -1] if logits.shape[1] > 1 else torch.full_like(top2[:, 0], math.inf)
+    eps = torch.finfo(logits.dtype).eps
+    decided = margin > 8 * eps * (1 + top2[:, 0].abs())
+    assert decided.double().mean() > 0.5, "too many near-ties for a meaningful comparison"
+    mismatch = (got.long() != want) & decided
+    assert not mismatch.any(), f"{int(mismatch.sum())} of {int(decided.sum())} decided labels differ"
+
+
+def check_upsample_argmax(device, dtype, layout: str, geometry: Geometry, factor: int) -> None:
+    lay, highres, lowres = block_inputs(geometry, dtype, device, layout)
+    args = (lay.hr_pos, lay.lr_pos, lay.block_map, factor)
+    got = torch.ops.segblocks.upsample_argmax(highres, lowres, *args)
+    assert_labels_match(got, _reference.upsample_logits(highres, lowres, *args))
+
+
+def check_upsample_argmax_dense(device, dtype, layout: str, geometry: Geometry, factor: int) -> None:
+    _, x = dense_input(geometry, dtype, device, layout)
+    got = torch.ops.segblocks.upsample_argmax_dense(x, factor)
+    assert_labels_match(got, _reference.upsample_logits_dense(x, factor))
 
 
 # ----------------------------------------------------------------------------------------
@@ -201,8 +238,9 @@ def check_block_pad_backward(device, dtype, layout: str, geometry: Geometry, pad
     lay, highres, lowres = block_inputs(geometry, dtype, device, layout)
     args = (lay.hr_pos, lay.lr_pos, lay.block_map, padding, mode, value)
     hp, lp = geometry.hr_side + 2 * padding, geometry.hr_side // 2 + 2 * padding
-    grad_out = [make_tensor((lay.num_highres, CHANNELS, hp, hp), dtype, device, layout, 14),
-                make_tensor((lay.num_lowres, CHANNELS, lp, lp), dtype, device, layout, 15)]
+    c = channels_of(layout)
+    grad_out = [make_tensor((lay.num_highres, c, hp, hp), dtype, device, layout, 14),
+                make_tensor((lay.num_lowres, c, lp, lp), dtype, device, layout, 15)]
     _check_grads(lambda a, b: torch.ops.segblocks.block_pad(a, b, *args),
                  lambda a, b: _reference.block_pad(a, b, *args), [highres, lowres], grad_out)
 
@@ -221,6 +259,7 @@ class Case:
     layout: str
     geometry: str
     pad: Optional[tuple] = None
+    factor: Optional[int] = None
 
     @property
     def id(self) -> str:
@@ -228,6 +267,8 @@ class Case:
         if self.pad is not None:
             p, mode, value = self.pad
             parts.append(f"p{p}-{mode}" + ("-neginf" if value == -math.inf else ""))
+        if self.factor is not None:
+            parts.append(f"x{self.factor}")
         return "-".join(parts)
 
     def run(self, device) -> None:
@@ -235,6 +276,8 @@ class Case:
         args = [device, DTYPES[self.dtype], self.layout, GEOMETRY_BY_NAME[self.geometry]]
         if self.pad is not None:
             args.extend(self.pad)
+        if self.factor is not None:
+            args.append(self.factor)
         check(*args)
 
 
@@ -245,16 +288,23 @@ _CHECKS = {
     "split_backward": check_split_backward,
     "combine_backward": check_combine_backward,
     "block_pad_backward": check_block_pad_backward,
+    "upsample_argmax": check_upsample_argmax,
+    "upsample_argmax_dense": check_upsample_argmax_dense,
 }
+HEAD_FACTORS = (1, 3, 4)  # 4: SwiftNet's final upsampling; 3: a factor that is not a power of two
 
 
 def parity_cases() -> Iterator[Case]:
     """Every op x dtype x layout x geometry (x padding/mode/value for BlockPad)."""
     for op in _CHECKS:
-        for dtype, layout, geometry in itertools.product(DTYPES, LAYOUTS, GEOMETRIES):
+        layouts = BLOCK_PAD_LAYOUTS if op.startswith("block_pad") else LAYOUTS
+        for dtype, layout, geometry in itertools.product(DTYPES, layouts, GEOMETRIES):
             if op.startswith("block_pad"):
                 for pad in PADS:
                     yield Case(op, dtype, layout, geometry.name, pad)
+            elif op.startswith("upsample_argmax"):
+                for factor in HEAD_FACTORS:
+                    yield Case(op, dtype, layout, geometry.name, factor=factor)
             else:
                 yield Case(op, dtype, layout, geometry.name)
 
@@ -357,6 +407,7 @@ def engine_fp16_errors(size: int = 256) -> tuple[float, float, float]:
 # ----------------------------------------------------------------------------------------
 
 OPS = ("split", "combine", "block_pad", "split_backward", "combine_backward", "block_pad_backward")
+HEAD_OPS = ("upsample_argmax", "upsample_argmax_dense")  # not differentiable: opcheck only
 OPCHECK_SAMPLES = {
     "mixed-channels_last-f32": dict(layout="channels_last", dtype=torch.float32),
     "tiny2px-contiguous-f64": dict(geometry="tiny_2px_batch2", dtype=torch.float64, mode="constant"),
@@ -383,6 +434,8 @@ def op_samples(device, dtype=torch.float64, layout="contiguous", geometry="mixed
         "split_backward": (hr, lr, *pos, *lay.grid_shape),
         "combine_backward": (x, *pos, b),
         "block_pad_backward": (ghr, glr, *pos, lay.block_map, padding, mode),
+        "upsample_argmax": (hr.detach(), lr.detach(), *pos, lay.block_map, 4),
+        "upsample_argmax_dense": (x.detach(), 4),
     }
 
 

@@ -126,6 +126,7 @@ def host_block_pad_backward(lib, ghr, glr, lay, p, mode, index32):
 COMMON = pytest.mark.parametrize("index32", [True, False], ids=["index32", "index64"])
 DTYPES = pytest.mark.parametrize("dtype", list(cases.DTYPES.values()), ids=list(cases.DTYPES))
 LAYOUTS = pytest.mark.parametrize("layout", cases.LAYOUTS)
+BLOCK_PAD_LAYOUTS = pytest.mark.parametrize("layout", cases.BLOCK_PAD_LAYOUTS)
 GEOMETRIES = pytest.mark.parametrize("geometry", cases.GEOMETRIES, ids=[g.name for g in cases.GEOMETRIES])
 
 
@@ -161,7 +162,7 @@ def test_combine_and_backward(lib, geometry, layout, dtype, index32):
 
 @COMMON
 @DTYPES
-@LAYOUTS
+@BLOCK_PAD_LAYOUTS
 @GEOMETRIES
 @pytest.mark.parametrize("pad", cases.PADS, ids=[f"p{p}-{m}-{v}" for p, m, v in cases.PADS])
 def test_block_pad_and_backward(lib, geometry, layout, dtype, index32, pad):
@@ -171,9 +172,43 @@ def test_block_pad_and_backward(lib, geometry, layout, dtype, index32, pad):
     got = host_block_pad(lib, hr, lr, lay, p, mode, value, index32)
     torch.testing.assert_close(got, torch.ops.segblocks.block_pad(hr, lr, *args, p, mode, value), rtol=0, atol=0)
     hp, lp = geometry.hr_side + 2 * p, geometry.hr_side // 2 + 2 * p
-    ghr = cases.make_tensor((lay.num_highres, cases.CHANNELS, hp, hp), dtype, "cpu", layout, 21)
-    glr = cases.make_tensor((lay.num_lowres, cases.CHANNELS, lp, lp), dtype, "cpu", layout, 22)
+    c = cases.channels_of(layout)
+    ghr = cases.make_tensor((lay.num_highres, c, hp, hp), dtype, "cpu", layout, 21)
+    glr = cases.make_tensor((lay.num_lowres, c, lp, lp), dtype, "cpu", layout, 22)
     want = torch.ops.segblocks.block_pad_backward(ghr, glr, *args, p, mode)
     # same element order and float accumulation on both sides: bitwise equal
     torch.testing.assert_close(host_block_pad_backward(lib, ghr, glr, lay, p, mode, index32), want,
                                rtol=0, atol=0)
+
+
+@COMMON
+@DTYPES
+@LAYOUTS
+@GEOMETRIES
+@pytest.mark.parametrize("factor", cases.HEAD_FACTORS)
+def test_upsample_argmax(lib, geometry, layout, dtype, index32, factor):
+    """Same element code and conversions as the native CPU kernel: bitwise equal labels."""
+    lay, hr, lr = cases.block_inputs(geometry, dtype, "cpu", layout)
+    b = geometry.hr_side
+    n, gh, gw = lay.grid_shape
+    got = torch.full((n, gh * b * factor, gw * b * factor), 255, dtype=torch.uint8)
+    bm = lay.block_map.contiguous()
+    _call(lib.segblocks_host_upsample_argmax, DTYPE_CODES[dtype], _ptr(hr), _i64(hr.stride()), _ptr(lr),
+          _i64(lr.stride()), _ptr(got), _ptr(bm), _grid(lay, b, hr.shape[1]), ctypes.c_int64(factor),
+          int(index32))
+    want = torch.ops.segblocks.upsample_argmax(hr, lr, lay.hr_pos, lay.lr_pos, lay.block_map, factor)
+    assert torch.equal(got, want)
+
+
+@COMMON
+@DTYPES
+@LAYOUTS
+@pytest.mark.parametrize("factor", cases.HEAD_FACTORS)
+def test_upsample_argmax_dense(lib, layout, dtype, index32, factor):
+    _, x = cases.dense_input(cases.GEOMETRY_BY_NAME["mixed_batch2"], dtype, "cpu", layout)
+    n, c, h, w = x.shape
+    got = torch.full((n, h * factor, w * factor), 255, dtype=torch.uint8)
+    _call(lib.segblocks_host_upsample_argmax_dense, DTYPE_CODES[dtype], _ptr(x), _i64(x.stride()), _ptr(got),
+          ctypes.c_int64(n), ctypes.c_int64(c), ctypes.c_int64(h), ctypes.c_int64(w), ctypes.c_int64(factor),
+          int(index32))
+    assert torch.equal(got, torch.ops.segblocks.upsample_argmax_dense(x, factor))

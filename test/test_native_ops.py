@@ -130,7 +130,7 @@ def test_block_pad_never_mixes_images(device):
 
 
 @pytest.mark.parametrize("sample", list(cases.OPCHECK_SAMPLES))
-@pytest.mark.parametrize("op", cases.OPS)
+@pytest.mark.parametrize("op", cases.OPS + cases.HEAD_OPS)
 @pytest.mark.parametrize("device", DEVICES)
 def test_opcheck(device, op, sample):
     cases.opcheck_op(device, op, sample)

@@ -163,6 +163,98 @@ inline void check_block_map_shape(const char* op, const at::Tensor& block_map, B
   g.grid_w = block_map.size(2);
 }
 
+// Per-op argument checks: the device-independent checks of each op, in the order the op runs
+// them, shared by its CPU kernel (ops/cpu/*_kernel.cpp) and its CUDA launcher
+// (ops/cuda/*_launch.cpp). The device-specific checks (check_layout_values_cpu on the CPU,
+// check_cuda_tensor on CUDA) follow in the device files.
+
+// A block pair (padding 0) on an explicit grid_n x grid_h x grid_w grid (combine,
+// split_backward).
+inline BlockGrid check_block_pair_on_grid(const char* op, const char* hr_name,
+                                          const at::Tensor& highres, const char* lr_name,
+                                          const at::Tensor& lowres, const at::Tensor& hr_pos,
+                                          const at::Tensor& lr_pos, int64_t grid_n,
+                                          int64_t grid_h, int64_t grid_w) {
+  BlockGrid g = check_block_pair(op, hr_name, highres, lr_name, lowres, hr_pos, lr_pos,
+                                 /*padding=*/0);
+  check_grid_size(op, g, grid_n, grid_h, grid_w);
+  return g;
+}
+
+// split(x, hr_pos, lr_pos, block_size)
+inline BlockGrid check_split_args(const at::Tensor& x, const at::Tensor& hr_pos,
+                                  const at::Tensor& lr_pos, int64_t block_size) {
+  return check_dense_args("split", "x", x, hr_pos, lr_pos, block_size);
+}
+
+// split_backward(grad_highres, grad_lowres, hr_pos, lr_pos, grid_n, grid_h, grid_w)
+inline BlockGrid check_split_backward_args(const at::Tensor& grad_highres,
+                                           const at::Tensor& grad_lowres, const at::Tensor& hr_pos,
+                                           const at::Tensor& lr_pos, int64_t grid_n,
+                                           int64_t grid_h, int64_t grid_w) {
+  return check_block_pair_on_grid("split_backward", "grad_highres", grad_highres, "grad_lowres",
+                                  grad_lowres, hr_pos, lr_pos, grid_n, grid_h, grid_w);
+}
+
+// combine(highres, lowres, hr_pos, lr_pos, grid_n, grid_h, grid_w)
+inline BlockGrid check_combine_args(const at::Tensor& highres, const at::Tensor& lowres,
+                                    const at::Tensor& hr_pos, const at::Tensor& lr_pos,
+                                    int64_t grid_n, int64_t grid_h, int64_t grid_w) {
+  return check_block_pair_on_grid("combine", "highres", highres, "lowres", lowres, hr_pos, lr_pos,
+                                  grid_n, grid_h, grid_w);
+}
+
+// combine_backward(grad, hr_pos, lr_pos, block_size)
+inline BlockGrid check_combine_backward_args(const at::Tensor& grad, const at::Tensor& hr_pos,
+                                             const at::Tensor& lr_pos, int64_t block_size) {
+  return check_dense_args("combine_backward", "grad", grad, hr_pos, lr_pos, block_size);
+}
+
+// What block_pad and block_pad_backward need from their checked arguments.
+struct BlockPadArgs {
+  BlockGrid grid;  // with the grid shape taken from block_map
+  bool replicate;  // mode == "replicate"
+};
+
+// block_pad / block_pad_backward: `pair_padding` is the padding the block pair already has
+// (0 for the forward's inputs, `padding` for the backward's padded gradients).
+inline BlockPadArgs check_pad_op_args(const char* op, const char* hr_name,
+                                      const at::Tensor& highres, const char* lr_name,
+                                      const at::Tensor& lowres, const at::Tensor& hr_pos,
+                                      const at::Tensor& lr_pos, const at::Tensor& block_map,
+                                      int64_t padding, c10::string_view mode,
+                                      int64_t pair_padding) {
+  check_padding(op, padding);
+  const bool replicate = parse_pad_mode(op, std::string(mode));
+  BlockGrid g = check_block_pair(op, hr_name, highres, lr_name, lowres, hr_pos, lr_pos,
+                                 pair_padding);
+  check_block_map(op, block_map, highres);
+  check_block_map_shape(op, block_map, g);
+  return BlockPadArgs{g, replicate};
+}
+
+// block_pad(highres, lowres, hr_pos, lr_pos, block_map, padding, mode, value)
+inline BlockPadArgs check_block_pad_args(const at::Tensor& highres, const at::Tensor& lowres,
+                                         const at::Tensor& hr_pos, const at::Tensor& lr_pos,
+                                         const at::Tensor& block_map, int64_t padding,
+                                         c10::string_view mode) {
+  return check_pad_op_args("block_pad", "highres", highres, "lowres", lowres, hr_pos, lr_pos,
+                           block_map, padding, mode, /*pair_padding=*/0);
+}
+
+// block_pad_backward(grad_highres_padded, grad_lowres_padded, hr_pos, lr_pos, block_map,
+//                    padding, mode)
+inline BlockPadArgs check_block_pad_backward_args(const at::Tensor& grad_highres_padded,
+                                                  const at::Tensor& grad_lowres_padded,
+                                                  const at::Tensor& hr_pos,
+                                                  const at::Tensor& lr_pos,
+                                                  const at::Tensor& block_map, int64_t padding,
+                                                  c10::string_view mode) {
+  return check_pad_op_args("block_pad_backward", "grad_highres_padded", grad_highres_padded,
+                           "grad_lowres_padded", grad_lowres_padded, hr_pos, lr_pos, block_map,
+                           padding, mode, /*pair_padding=*/padding);
+}
+
 // CPU only: position and slot values index memory, so check them (cheap: one value per
 // grid cell). hr_pos and lr_pos must partition the grid (every cell exactly once, else
 // combine would leave cells unwritten) and block_map must name each cell's slot.

@@ -21,8 +21,9 @@ from ..layout import BlockLayout, BlockTensor
 from . import _reference
 
 __all__ = [
-    "split", "combine", "block_pad", "backend", "use_backend", "has_native",
-    "BUILD_HINT", "split_tensor", "combine_tensor", "block_pad_tensor",
+    "split", "combine", "block_pad", "upsample_argmax", "upsample_argmax_dense", "backend",
+    "use_backend", "has_native", "BUILD_HINT", "split_tensor", "combine_tensor",
+    "block_pad_tensor", "upsample_argmax_tensor",
 ]
 
 BUILD_HINT = (
@@ -97,14 +98,23 @@ def use_backend(name: str) -> Iterator[None]:
         _state.backend = previous
 
 
-def _use_native(device: torch.device) -> bool:
+def _use_native(device: torch.device, op: str = "block_pad") -> bool:
     forced = _forced()
     if forced == "reference":
         return False
-    available = has_native(device)
+    available = has_native(device) and _has_kernel(op, device)
     if forced == "native" and not available:
-        raise RuntimeError(f"no native block-op kernels for device {device}; {BUILD_HINT}")
+        raise RuntimeError(f"no native {op} kernel for device {device}; {BUILD_HINT}")
     return available
+
+
+def _has_kernel(op: str, device: torch.device) -> bool:
+    """The op exists in the loaded extension and has a kernel for ``device`` (an extension
+    built before an op was added lacks it; the reference then runs)."""
+    if not hasattr(torch.ops.segblocks, op):
+        return False
+    key = {"cpu": "CPU", "cuda": "CUDA"}[device.type]
+    return torch._C._dispatch_has_kernel_for_dispatch_key(f"segblocks::{op}", key)
 
 
 # ----------------------------------------------------------------------------------------
@@ -132,6 +142,13 @@ def block_pad_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Te
         return torch.ops.segblocks.block_pad(highres, lowres, hr_pos, lr_pos, block_map,
                                              padding, mode, value)
     return _reference.block_pad(highres, lowres, hr_pos, lr_pos, block_map, padding, mode, value)
+
+
+def upsample_argmax_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
+                           block_map: Tensor, factor: int) -> Tensor:
+    if _use_native(highres.device, "upsample_argmax"):
+        return torch.ops.segblocks.upsample_argmax(highres, lowres, hr_pos, lr_pos, block_map, factor)
+    return _reference.upsample_argmax(highres, lowres, hr_pos, lr_pos, block_map, factor)
 
 
 # ----------------------------------------------------------------------------------------
@@ -234,3 +251,43 @@ def block_pad(blocks: BlockTensor, padding: int, mode: str = "constant",
     layout = blocks.layout
     return block_pad_tensor(blocks.highres, blocks.lowres, layout.hr_pos, layout.lr_pos,
                             layout.block_map, padding, mode, float(value))
+
+
+def _check_head(channels: int, factor) -> int:
+    if int(factor) != factor or factor < 1:
+        raise ValueError(f"factor must be an integer >= 1, got {factor}")
+    if not 1 <= channels <= 256:
+        raise ValueError(f"labels are uint8, so the logits need 1 to 256 channels, got {channels}")
+    return int(factor)
+
+
+def upsample_argmax(blocks: BlockTensor, factor: int) -> Tensor:
+    """Class labels of block logits upsampled by ``factor``, in one pass.
+
+    Equals ``combine(block_interpolate(blocks, factor, "bilinear")).argmax(1)`` (the last
+    layers of a segmentation network run in blocks, then the class decision) but never
+    writes the upsampled logits: the labels come straight from the block logits.
+
+    Args:
+        blocks: logits as a BlockTensor (``highres [Nh, C, h, h]``, C <= 256).
+        factor: integer upsampling factor (bilinear, ``align_corners=False``).
+
+    Returns:
+        ``Tensor[N, GH*h*factor, GW*h*factor]`` of dtype uint8.
+    """
+    if not isinstance(blocks, BlockTensor):
+        raise TypeError(f"blocks must be a BlockTensor, got {type(blocks).__name__}")
+    factor = _check_head(blocks.highres.shape[1], factor)
+    layout = blocks.layout
+    return upsample_argmax_tensor(blocks.highres, blocks.lowres, layout.hr_pos, layout.lr_pos,
+                                  layout.block_map, factor)
+
+
+def upsample_argmax_dense(logits: Tensor, factor: int) -> Tensor:
+    """Class labels ``[N, h*f, w*f]`` (uint8) of ``F.interpolate(logits, size=(h*f, w*f),
+    mode="bilinear").argmax(1)``, without writing the upsampled logits."""
+    _check_feature_map(logits, "logits")
+    factor = _check_head(logits.shape[1], factor)
+    if _use_native(logits.device, "upsample_argmax_dense"):
+        return torch.ops.segblocks.upsample_argmax_dense(logits, factor)
+    return _reference.upsample_argmax_dense(logits, factor)

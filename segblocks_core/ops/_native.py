@@ -135,6 +135,29 @@ def _block_pad_backward_fake(grad_highres_padded: Tensor, grad_lowres_padded: Te
             _empty((lr_pos.shape[0], c, side // 2, side // 2), grad_highres_padded, fmt))
 
 
+def _upsample_argmax_fake(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
+                          block_map: Tensor, factor: int):
+    torch._check(factor >= 1, lambda: f"upsample_argmax: factor must be >= 1, got {factor}")
+    side = _check_blocks("upsample_argmax", "highres", highres, "lowres", lowres, hr_pos, lr_pos)
+    n, gh, gw = block_map.shape
+    return torch.empty((n, gh * side * factor, gw * side * factor), dtype=torch.uint8,
+                       device=highres.device)
+
+
+def _upsample_argmax_dense_fake(logits: Tensor, factor: int):
+    torch._check(logits.dim() == 4, lambda: f"upsample_argmax_dense: logits must be 4-D, got {tuple(logits.shape)}")
+    torch._check(factor >= 1, lambda: f"upsample_argmax_dense: factor must be >= 1, got {factor}")
+    n, _, h, w = logits.shape
+    return torch.empty((n, h * factor, w * factor), dtype=torch.uint8, device=logits.device)
+
+
+# the fused head ops are newer than the block ops: an extension built before them lacks
+# their schemas, and segblocks_core.ops then uses the reference head (has_native_head)
+if hasattr(torch.ops.segblocks, "upsample_argmax"):
+    torch.library.register_fake("segblocks::upsample_argmax")(_upsample_argmax_fake)
+    torch.library.register_fake("segblocks::upsample_argmax_dense")(_upsample_argmax_dense_fake)
+
+
 # ----------------------------------------------------------------------------------------
 # autograd: forward ops
 # ----------------------------------------------------------------------------------------

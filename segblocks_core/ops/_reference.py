@@ -125,3 +125,43 @@ def block_pad(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
     else:
         lr_out = lowres.new_empty((0, lowres.shape[1], h // 2 + 2 * padding, h // 2 + 2 * padding))
     return hr_out, lr_out
+
+
+def _upsample_blocks(blocks: Tensor, factor: int) -> Tensor:
+    """Bilinear x ``factor`` of BlockPad-ed (1 px, replicate) blocks, cropped back."""
+    up = F.interpolate(blocks, scale_factor=factor, mode="bilinear", align_corners=False)
+    return up[:, :, factor:up.shape[2] - factor, factor:up.shape[3] - factor]
+
+
+def _labels(logits: Tensor) -> Tensor:
+    if not 1 <= logits.shape[1] <= 256:
+        raise ValueError(f"labels are uint8, so the logits need 1 to 256 channels, got {logits.shape[1]}")
+    return logits.argmax(1).to(torch.uint8)
+
+
+def upsample_logits(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
+                    block_map: Tensor, factor: int) -> Tensor:
+    """Dense logits ``[N, C, GH*h*f, GW*h*f]`` of blocks upsampled x ``factor`` (bilinear
+    with a 1-px replicate BlockPad halo, as the executor's block_interpolate)."""
+    grid_n, grid_h, grid_w = block_map.shape
+    hr_pad, lr_pad = block_pad(highres, lowres, hr_pos, lr_pos, block_map, 1, "replicate")
+    return combine(_upsample_blocks(hr_pad, factor), _upsample_blocks(lr_pad, factor), hr_pos,
+                   lr_pos, grid_n, grid_h, grid_w)
+
+
+def upsample_argmax(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
+                    block_map: Tensor, factor: int) -> Tensor:
+    """Class labels ``[N, GH*h*f, GW*h*f]`` (uint8) of block logits upsampled x ``factor``:
+    ``argmax(combine(block_interpolate(blocks, factor, "bilinear")), dim=1)``."""
+    return _labels(upsample_logits(highres, lowres, hr_pos, lr_pos, block_map, factor))
+
+
+def upsample_logits_dense(logits: Tensor, factor: int) -> Tensor:
+    h, w = logits.shape[-2:]
+    return F.interpolate(logits, size=(h * factor, w * factor), mode="bilinear", align_corners=False)
+
+
+def upsample_argmax_dense(logits: Tensor, factor: int) -> Tensor:
+    """Class labels ``[N, h*f, w*f]`` (uint8) of
+    ``F.interpolate(logits, size=(h*f, w*f), mode="bilinear")``."""
+    return _labels(upsample_logits_dense(logits, factor))

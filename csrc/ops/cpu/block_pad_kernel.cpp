@@ -167,11 +167,10 @@ std::tuple<at::Tensor, at::Tensor> block_pad_kernel(const at::Tensor& highres, c
                                                     const at::Tensor& hr_pos, const at::Tensor& lr_pos,
                                                     const at::Tensor& block_map, int64_t padding,
                                                     c10::string_view mode, double value) {
-  check_padding("block_pad", padding);
-  const bool replicate = parse_pad_mode("block_pad", std::string(mode));
-  BlockGrid g = check_block_pair("block_pad", "highres", highres, "lowres", lowres, hr_pos, lr_pos, 0);
-  check_block_map("block_pad", block_map, highres);
-  check_block_map_shape("block_pad", block_map, g);
+  const BlockPadArgs checked =
+      check_block_pad_args(highres, lowres, hr_pos, lr_pos, block_map, padding, mode);
+  const BlockGrid& g = checked.grid;
+  const bool replicate = checked.replicate;
   check_layout_values_cpu("block_pad", hr_pos, lr_pos, &block_map, g);
   const at::MemoryFormat format = output_memory_format({highres, lowres});
   const auto options = highres.options().memory_format(format);
@@ -193,12 +192,10 @@ std::tuple<at::Tensor, at::Tensor> block_pad_backward_kernel(
     const at::Tensor& hr_pos, const at::Tensor& lr_pos, const at::Tensor& block_map,
     int64_t padding, c10::string_view mode) {
   const char* op = "block_pad_backward";
-  check_padding(op, padding);
-  const bool replicate = parse_pad_mode(op, std::string(mode));
-  BlockGrid g = check_block_pair(op, "grad_highres_padded", grad_highres_padded, "grad_lowres_padded",
-                                 grad_lowres_padded, hr_pos, lr_pos, padding);
-  check_block_map(op, block_map, grad_highres_padded);
-  check_block_map_shape(op, block_map, g);
+  const BlockPadArgs checked = check_block_pad_backward_args(grad_highres_padded, grad_lowres_padded, hr_pos,
+                                                             lr_pos, block_map, padding, mode);
+  const BlockGrid& g = checked.grid;
+  const bool replicate = checked.replicate;
   check_layout_values_cpu(op, hr_pos, lr_pos, &block_map, g);
   const at::MemoryFormat format = output_memory_format({grad_highres_padded, grad_lowres_padded});
   const auto options = grad_highres_padded.options().memory_format(format);

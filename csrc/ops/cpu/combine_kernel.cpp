@@ -20,9 +20,7 @@ namespace {
 at::Tensor combine_kernel(const at::Tensor& highres, const at::Tensor& lowres,
                           const at::Tensor& hr_pos, const at::Tensor& lr_pos, int64_t grid_n,
                           int64_t grid_h, int64_t grid_w) {
-  BlockGrid g = check_block_pair("combine", "highres", highres, "lowres", lowres, hr_pos, lr_pos,
-                                 /*padding=*/0);
-  check_grid_size("combine", g, grid_n, grid_h, grid_w);
+  const BlockGrid g = check_combine_args(highres, lowres, hr_pos, lr_pos, grid_n, grid_h, grid_w);
   check_layout_values_cpu("combine", hr_pos, lr_pos, nullptr, g);
   const at::MemoryFormat format = output_memory_format({highres, lowres});
   const int64_t h = g.hr_side;
@@ -41,7 +39,7 @@ std::tuple<at::Tensor, at::Tensor> combine_backward_kernel(const at::Tensor& gra
                                                            const at::Tensor& hr_pos,
                                                            const at::Tensor& lr_pos,
                                                            int64_t block_size) {
-  const BlockGrid g = check_dense_args("combine_backward", "grad", grad, hr_pos, lr_pos, block_size);
+  const BlockGrid g = check_combine_backward_args(grad, hr_pos, lr_pos, block_size);
   check_layout_values_cpu("combine_backward", hr_pos, lr_pos, nullptr, g);
   const at::MemoryFormat format = output_memory_format({grad});
   const auto options = grad.options().memory_format(format);

@@ -71,5 +71,20 @@ cudaError_t launch_block_pad_backward(const scalar_t* grad_highres_padded,
                                       const BlockGrid& grid, int64_t padding, bool replicate,
                                       bool channels_last, bool index32, cudaStream_t stream);
 
+// upsample_argmax: labels [N, GH*b*f, GW*b*f] uint8 = argmax over channels of the block
+// logits upsampled x f (bilinear, BlockPad halo), without materialising the upsampled
+// logits (ops/upsample_argmax.h).
+template <typename scalar_t>
+cudaError_t launch_upsample_argmax(const scalar_t* highres, Strides4 highres_strides,
+                                   const scalar_t* lowres, Strides4 lowres_strides, uint8_t* labels,
+                                   const int32_t* block_map, const BlockGrid& grid, int64_t factor,
+                                   bool index32, cudaStream_t stream);
+
+// upsample_argmax_dense: the same for a dense logits map [N, C, h, w] -> [N, h*f, w*f].
+template <typename scalar_t>
+cudaError_t launch_upsample_argmax_dense(const scalar_t* logits, Strides4 strides, uint8_t* labels,
+                                         int64_t n, int64_t channels, int64_t h, int64_t w,
+                                         int64_t factor, bool index32, cudaStream_t stream);
+
 }  // namespace cuda
 }  // namespace segblocks

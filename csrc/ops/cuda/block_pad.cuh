@@ -1,7 +1,8 @@
 // BlockPad kernels on the GPU: element functions and their launch helpers (the launchers
 // and explicit instantiations are in block_pad_kernel.cu).
 //
-// Forward: one thread per padded output element (gather). Interior pixels are the block
+// Forward: one thread per padded output element (gather), or per pack of 16 bytes of
+// channels in channels_last (block_pad_packed_element). Interior pixels are the block
 // itself; halo pixels find their source with pad_source() (ops/block_indexing.h, the same
 // code the CPU kernel runs), which handles any padding, including halos that reach several
 // cells away (p=3 around 2-px blocks).
@@ -43,25 +44,57 @@ struct BlockPadParams {
   int64_t hr_total;  // elements of highres_padded; the following ones are lowres_padded's
 };
 
+// Where element (or pack) `linear` of the two padded outputs lies.
+template <typename index_t>
+struct PaddedPixel {
+  bool out_lowres;
+  index_t e;                  // index within its own output
+  BlockElement<index_t> el;   // block, channel (or pack), padded row and column
+  index_t y, x;               // row and column in the unpadded block
+  bool interior;              // inside the block: read the block itself at (y, x)
+};
+
+template <bool kChannelsLast, typename scalar_t, typename D>
+SEGBLOCKS_HOST_DEVICE PaddedPixel<typename D::index_t> locate_padded(const BlockPadParams<scalar_t, D>& prm,
+                                                                     int64_t linear) {
+  using index_t = typename D::index_t;
+  PaddedPixel<index_t> px;
+  px.out_lowres = linear >= prm.hr_total;
+  px.e = static_cast<index_t>(px.out_lowres ? linear - prm.hr_total : linear);
+  px.el = unravel_block_element<kChannelsLast>(px.e, prm.channels_div,
+                                               px.out_lowres ? prm.lr_padded_div : prm.hr_padded_div);
+  const index_t p = static_cast<index_t>(prm.padding), side = prm.grid.side(px.out_lowres);
+  px.y = px.el.i - p;
+  px.x = px.el.j - p;
+  px.interior = px.y >= 0 && px.y < side && px.x >= 0 && px.x < side;
+  return px;
+}
+
+// Source of a halo pixel (pad_source for the pixel's block).
+template <typename scalar_t, typename D>
+SEGBLOCKS_HOST_DEVICE PadSource<typename D::index_t> halo_source(
+    const BlockPadParams<scalar_t, D>& prm, const PaddedPixel<typename D::index_t>& px) {
+  using index_t = typename D::index_t;
+  const auto cell = cell_of_position(
+      static_cast<index_t>(px.out_lowres ? prm.lr_pos[px.el.k] : prm.hr_pos[px.el.k]), prm.grid);
+  return pad_source(prm.block_map, prm.grid, cell, px.out_lowres, px.el.i, px.el.j,
+                    static_cast<index_t>(prm.padding), prm.replicate);
+}
+
 template <typename scalar_t, bool kChannelsLast, typename D>
 SEGBLOCKS_HOST_DEVICE void block_pad_element(const BlockPadParams<scalar_t, D>& prm, int64_t linear) {
   using index_t = typename D::index_t;
   using acc_t = acc_type<scalar_t>;
   const StridesT<index_t> hs(prm.highres_strides), ls(prm.lowres_strides);
-  const index_t p = static_cast<index_t>(prm.padding);
-  const bool out_lowres = linear >= prm.hr_total;
-  const index_t e = static_cast<index_t>(out_lowres ? linear - prm.hr_total : linear);
-  const index_t side = prm.grid.side(out_lowres);
-  const auto el = unravel_block_element<kChannelsLast>(
-      e, prm.channels_div, out_lowres ? prm.lr_padded_div : prm.hr_padded_div);
-  const index_t y = el.i - p, x = el.j - p;
+  const auto px = locate_padded<kChannelsLast>(prm, linear);
+  const bool out_lowres = px.out_lowres;
+  const auto& el = px.el;
   scalar_t v;
-  if (y >= 0 && y < side && x >= 0 && x < side) {  // interior: the block itself
-    v = out_lowres ? prm.lowres[ls.offset(el.k, el.c, y, x)] : prm.highres[hs.offset(el.k, el.c, y, x)];
+  if (px.interior) {  // the block itself
+    v = out_lowres ? prm.lowres[ls.offset(el.k, el.c, px.y, px.x)]
+                   : prm.highres[hs.offset(el.k, el.c, px.y, px.x)];
   } else {
-    const auto cell = cell_of_position(
-        static_cast<index_t>(out_lowres ? prm.lr_pos[el.k] : prm.hr_pos[el.k]), prm.grid);
-    const auto src = pad_source(prm.block_map, prm.grid, cell, out_lowres, el.i, el.j, p, prm.replicate);
+    const auto src = halo_source(prm, px);
     switch (src.kind) {
       case kPadHighres:
         v = prm.highres[hs.offset(src.slot, el.c, src.y, src.x)];
@@ -80,7 +113,78 @@ SEGBLOCKS_HOST_DEVICE void block_pad_element(const BlockPadParams<scalar_t, D>& 
         v = prm.fill;
     }
   }
-  (out_lowres ? prm.lowres_padded : prm.highres_padded)[e] = v;
+  (out_lowres ? prm.lowres_padded : prm.highres_padded)[px.e] = v;
+}
+
+// Channels-last fast path: one thread per padded pixel and *pack* of kPack consecutive
+// channels (16 bytes: 8 half/bfloat16, 4 float, 2 double), so every load and store is one
+// 128-bit access and the pixel's source is found once per pack instead of once per
+// channel. Used when the channel count is a multiple of the pack and every tensor is
+// channels_last with 16-byte aligned pixels; the values (and the order of the 2x2 mean's
+// additions) are those of block_pad_element.
+template <typename scalar_t>
+struct PackWidth {
+  static constexpr int value = 16 / sizeof(scalar_t);
+};
+
+template <typename scalar_t, int kPack>
+struct alignas(sizeof(scalar_t) * kPack) Pack {
+  scalar_t v[kPack];
+};
+
+template <typename scalar_t, int kPack>
+SEGBLOCKS_HOST_DEVICE Pack<scalar_t, kPack> load_pack(const scalar_t* p) {
+  return *reinterpret_cast<const Pack<scalar_t, kPack>*>(p);
+}
+
+template <typename scalar_t, int kPack, typename D>
+SEGBLOCKS_HOST_DEVICE void block_pad_packed_element(const BlockPadParams<scalar_t, D>& prm,
+                                                    int64_t linear) {
+  // here prm.channels_div divides by C / kPack and prm.hr_total counts packs
+  using index_t = typename D::index_t;
+  using acc_t = acc_type<scalar_t>;
+  using P = Pack<scalar_t, kPack>;
+  const StridesT<index_t> hs(prm.highres_strides), ls(prm.lowres_strides);
+  const auto px = locate_padded<true>(prm, linear);
+  const bool out_lowres = px.out_lowres;
+  const index_t c = px.el.c * kPack;
+  P v;
+  if (px.interior) {
+    v = out_lowres ? load_pack<scalar_t, kPack>(prm.lowres + ls.offset(px.el.k, c, px.y, px.x))
+                   : load_pack<scalar_t, kPack>(prm.highres + hs.offset(px.el.k, c, px.y, px.x));
+  } else {
+    const auto src = halo_source(prm, px);
+    switch (src.kind) {
+      case kPadHighres:
+        v = load_pack<scalar_t, kPack>(prm.highres + hs.offset(src.slot, c, src.y, src.x));
+        break;
+      case kPadLowres:
+        v = load_pack<scalar_t, kPack>(prm.lowres + ls.offset(src.slot, c, src.y, src.x));
+        break;
+      case kPadHighresMean: {
+        const scalar_t* q = prm.highres + hs.offset(src.slot, c, src.y, src.x);
+        const P a = load_pack<scalar_t, kPack>(q), b = load_pack<scalar_t, kPack>(q + hs.w);
+        const P d = load_pack<scalar_t, kPack>(q + hs.h), f = load_pack<scalar_t, kPack>(q + hs.h + hs.w);
+#pragma unroll
+        for (int l = 0; l < kPack; ++l) {
+          const acc_t sum = to_acc(a.v[l]) + to_acc(b.v[l]) + to_acc(d.v[l]) + to_acc(f.v[l]);
+          v.v[l] = from_acc<scalar_t>(sum * acc_t(0.25));
+        }
+        break;
+      }
+      default:
+#pragma unroll
+        for (int l = 0; l < kPack; ++l) v.v[l] = prm.fill;
+    }
+  }
+  reinterpret_cast<P*>(out_lowres ? prm.lowres_padded : prm.highres_padded)[px.e] = v;
+}
+
+// True if a channels_last tensor with these strides and base pointer can be read in packs
+// (an empty one always can: its strides are never used).
+inline bool packable(const void* data, Strides4 s, int64_t pack, bool empty = false) {
+  return empty || (reinterpret_cast<uintptr_t>(data) % 16 == 0 && s.c == 1 && s.n % pack == 0 &&
+                   s.h % pack == 0 && s.w % pack == 0);
 }
 
 template <typename scalar_t, typename Run>
@@ -94,9 +198,25 @@ void with_block_pad(const scalar_t* highres, Strides4 highres_strides, const sca
   const int64_t total = hr_total + g.num_lowres * g.channels * lp * lp;
   if (total == 0) return;
   const scalar_t fill = from_acc<scalar_t>(static_cast<acc_type<scalar_t>>(value));
+  constexpr int kPack = PackWidth<scalar_t>::value;
+  const bool packed = channels_last && g.channels % kPack == 0 &&
+                      packable(highres, highres_strides, kPack, g.num_highres == 0) &&
+                      packable(lowres, lowres_strides, kPack, g.num_lowres == 0) &&
+                      packable(highres_padded, Strides4{0, 1, 0, 0}, kPack) &&
+                      packable(lowres_padded, Strides4{0, 1, 0, 0}, kPack);
   with_layout_and_index(channels_last, index32, [&](auto layout_tag, auto divider_tag) {
     using D = decltype(divider_tag);
     using Params = BlockPadParams<scalar_t, D>;
+    if constexpr (decltype(layout_tag)::value) {
+      if (packed) {
+        const Params prm{highres, highres_strides, lowres, lowres_strides, highres_padded,
+                         lowres_padded, hr_pos, lr_pos, block_map, GridIndexer<D>(g),
+                         D(g.channels / kPack), D(hp), D(lp), padding, replicate, fill,
+                         hr_total / kPack};
+        run.template operator()<Params, &block_pad_packed_element<scalar_t, kPack, D>>(prm, total / kPack);
+        return;
+      }
+    }
     const Params prm{highres, highres_strides, lowres, lowres_strides, highres_padded,
                      lowres_padded, hr_pos, lr_pos, block_map, GridIndexer<D>(g), D(g.channels),
                      D(hp), D(lp), padding, replicate, fill, hr_total};

@@ -4,8 +4,6 @@
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
-#include <string>
-
 #include "ops/block_checks.h"
 #include "ops/cuda/block_ops_cuda.h"
 #include "ops/cuda/cuda_launch.h"
@@ -19,11 +17,10 @@ std::tuple<at::Tensor, at::Tensor> block_pad_cuda(const at::Tensor& highres, con
                                                   const at::Tensor& block_map, int64_t padding,
                                                   c10::string_view mode, double value) {
   const char* op = "block_pad";
-  check_padding(op, padding);
-  const bool replicate = parse_pad_mode(op, std::string(mode));
-  BlockGrid g = check_block_pair(op, "highres", highres, "lowres", lowres, hr_pos, lr_pos, 0);
-  check_block_map(op, block_map, highres);
-  check_block_map_shape(op, block_map, g);
+  const BlockPadArgs checked =
+      check_block_pad_args(highres, lowres, hr_pos, lr_pos, block_map, padding, mode);
+  const BlockGrid& g = checked.grid;
+  const bool replicate = checked.replicate;
   check_cuda_tensor(op, "highres", highres);
   const c10::cuda::CUDAGuard device_guard(highres.device());
   const at::MemoryFormat format = output_memory_format({highres, lowres});
@@ -50,12 +47,10 @@ std::tuple<at::Tensor, at::Tensor> block_pad_backward_cuda(
     const at::Tensor& hr_pos, const at::Tensor& lr_pos, const at::Tensor& block_map,
     int64_t padding, c10::string_view mode) {
   const char* op = "block_pad_backward";
-  check_padding(op, padding);
-  const bool replicate = parse_pad_mode(op, std::string(mode));
-  BlockGrid g = check_block_pair(op, "grad_highres_padded", grad_highres_padded, "grad_lowres_padded",
-                                 grad_lowres_padded, hr_pos, lr_pos, padding);
-  check_block_map(op, block_map, grad_highres_padded);
-  check_block_map_shape(op, block_map, g);
+  const BlockPadArgs checked = check_block_pad_backward_args(grad_highres_padded, grad_lowres_padded, hr_pos,
+                                                             lr_pos, block_map, padding, mode);
+  const BlockGrid& g = checked.grid;
+  const bool replicate = checked.replicate;
   check_cuda_tensor(op, "grad_highres_padded", grad_highres_padded);
   const c10::cuda::CUDAGuard device_guard(grad_highres_padded.device());
   const at::MemoryFormat format = output_memory_format({grad_highres_padded, grad_lowres_padded});

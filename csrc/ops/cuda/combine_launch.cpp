@@ -14,9 +14,7 @@ namespace {
 
 at::Tensor combine_cuda(const at::Tensor& highres, const at::Tensor& lowres, const at::Tensor& hr_pos,
                         const at::Tensor& lr_pos, int64_t grid_n, int64_t grid_h, int64_t grid_w) {
-  BlockGrid g = check_block_pair("combine", "highres", highres, "lowres", lowres, hr_pos, lr_pos,
-                                 /*padding=*/0);
-  check_grid_size("combine", g, grid_n, grid_h, grid_w);
+  const BlockGrid g = check_combine_args(highres, lowres, hr_pos, lr_pos, grid_n, grid_h, grid_w);
   check_cuda_tensor("combine", "highres", highres);
   const c10::cuda::CUDAGuard device_guard(highres.device());
   const at::MemoryFormat format = output_memory_format({highres, lowres});
@@ -39,7 +37,7 @@ at::Tensor combine_cuda(const at::Tensor& highres, const at::Tensor& lowres, con
 
 std::tuple<at::Tensor, at::Tensor> combine_backward_cuda(const at::Tensor& grad, const at::Tensor& hr_pos,
                                                          const at::Tensor& lr_pos, int64_t block_size) {
-  const BlockGrid g = check_dense_args("combine_backward", "grad", grad, hr_pos, lr_pos, block_size);
+  const BlockGrid g = check_combine_backward_args(grad, hr_pos, lr_pos, block_size);
   check_cuda_tensor("combine_backward", "grad", grad);
   const c10::cuda::CUDAGuard device_guard(grad.device());
   const at::MemoryFormat format = output_memory_format({grad});

@@ -14,7 +14,7 @@ namespace {
 
 std::tuple<at::Tensor, at::Tensor> split_cuda(const at::Tensor& x, const at::Tensor& hr_pos,
                                               const at::Tensor& lr_pos, int64_t block_size) {
-  const BlockGrid g = check_dense_args("split", "x", x, hr_pos, lr_pos, block_size);
+  const BlockGrid g = check_split_args(x, hr_pos, lr_pos, block_size);
   check_cuda_tensor("split", "x", x);
   const c10::cuda::CUDAGuard device_guard(x.device());
   const at::MemoryFormat format = output_memory_format({x});
@@ -38,9 +38,8 @@ std::tuple<at::Tensor, at::Tensor> split_cuda(const at::Tensor& x, const at::Ten
 at::Tensor split_backward_cuda(const at::Tensor& grad_highres, const at::Tensor& grad_lowres,
                                const at::Tensor& hr_pos, const at::Tensor& lr_pos, int64_t grid_n,
                                int64_t grid_h, int64_t grid_w) {
-  BlockGrid g = check_block_pair("split_backward", "grad_highres", grad_highres, "grad_lowres",
-                                 grad_lowres, hr_pos, lr_pos, /*padding=*/0);
-  check_grid_size("split_backward", g, grid_n, grid_h, grid_w);
+  const BlockGrid g =
+      check_split_backward_args(grad_highres, grad_lowres, hr_pos, lr_pos, grid_n, grid_h, grid_w);
   check_cuda_tensor("split_backward", "grad_highres", grad_highres);
   const c10::cuda::CUDAGuard device_guard(grad_highres.device());
   const at::MemoryFormat format = output_memory_format({grad_highres, grad_lowres});

@@ -1,0 +1,121 @@
+"""The fused segmentation head: class ids straight from the logits' upsampling.
+
+``SegBlocks.labels`` (and the engine, the node, the bag tool and the GPU fast path through
+it) must give ``forward(...).argmax(1)``: the fused ops are checked against the reference
+op by op in ``native_op_cases`` (test_native_ops.py, CPU and CUDA); here against the whole
+network, with both backends.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import native_op_cases as cases
+from conftest import randomize_batchnorm
+from segblocks_core import SegBlocks, ops
+from segblocks_core.layout import BlockLayout
+from segblocks_core.models import swiftnet_rn18
+
+BACKENDS = ["reference"] + (["native"] if ops.has_native("cpu") else [])
+
+
+@pytest.fixture(scope="module")
+def net64():
+    torch.manual_seed(0)
+    return randomize_batchnorm(swiftnet_rn18(num_classes=7).eval()).double()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("size", [(256, 384), (200, 300)], ids=["aligned", "padded"])
+def test_labels_equal_argmax_of_logits(net64, backend, size):
+    sb = SegBlocks(net64)
+    x = torch.randn(2, 3, *size, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    grid = torch.rand(sb.grid_shape(x.shape), generator=torch.Generator().manual_seed(2)) > 0.5
+    grid.view(-1)[0], grid.view(-1)[-1] = True, False
+    with torch.no_grad(), ops.use_backend(backend):
+        logits = sb(x, grid)
+        labels = sb.labels(x, grid)
+        dense_logits = net64(x)
+        dense_labels = sb.labels(x)
+    cases.assert_labels_match(labels, logits)
+    cases.assert_labels_match(dense_labels, dense_logits)
+    assert labels.shape == (2, *size) and dense_labels.shape == (2, *size)
+
+
+def test_swiftnet_labels_use_the_fused_ops(net64, monkeypatch):
+    """SwiftNet ends in a bilinear x4 upsampling: labels() must not build full-res logits."""
+    calls = []
+    for name in ("upsample_argmax", "upsample_argmax_dense"):
+        original = getattr(ops, name)
+        monkeypatch.setattr(ops, name, lambda *a, _f=original, _n=name: calls.append(_n) or _f(*a))
+    sb = SegBlocks(net64)
+    x = torch.randn(1, 3, 128, 256, dtype=torch.float64)
+    with torch.no_grad():
+        sb.labels(x, torch.tensor([[[True, False]]]))
+        sb.labels(x)
+    assert calls == ["upsample_argmax", "upsample_argmax_dense"]
+
+
+class _NoUpsampling(nn.Module):
+    """Logits at input resolution, no final upsampling: labels() falls back to argmax."""
+
+    def __init__(self, classes=5):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, classes, 3, padding=1, stride=2)
+
+    def forward(self, x):
+        y = self.conv2(F.relu(self.conv1(x)))
+        return F.interpolate(y, scale_factor=2, mode="nearest")
+
+
+def test_labels_without_bilinear_head_fall_back_to_argmax():
+    torch.manual_seed(0)
+    net = _NoUpsampling().double().eval()
+    sb = SegBlocks(net, block_size=8)
+    x = torch.randn(1, 3, 16, 24, dtype=torch.float64)
+    grid = torch.tensor([[[True, False, True], [False, True, False]]])
+    with torch.no_grad():
+        assert torch.equal(sb.labels(x, grid).long(), sb(x, grid).argmax(1))
+        assert torch.equal(sb.labels(x).long(), net(x).argmax(1))
+
+
+def test_labels_reject_more_classes_than_uint8_holds():
+    net = swiftnet_rn18(num_classes=300).eval()
+    sb = SegBlocks(net)
+    with torch.no_grad(), pytest.raises(ValueError, match="1 to 256 channels|at most 256 classes"):
+        sb.labels(torch.randn(1, 3, 128, 128), torch.ones(1, 1, 1, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_upsample_argmax_api_checks_arguments(backend):
+    lay = BlockLayout.from_grid(torch.tensor([[[True, False]]]), 4)
+    bt = ops.split(torch.randn(1, 3, 4, 8), lay)
+    with ops.use_backend(backend):
+        with pytest.raises(ValueError, match="factor must be an integer >= 1"):
+            ops.upsample_argmax(bt, 0)
+        with pytest.raises(ValueError, match="factor must be an integer >= 1"):
+            ops.upsample_argmax_dense(torch.randn(1, 3, 4, 4), 1.5)
+        with pytest.raises(TypeError, match="blocks must be a BlockTensor"):
+            ops.upsample_argmax(torch.randn(1, 3, 4, 8), 2)
+        with pytest.raises(ValueError, match=r"logits must have shape \[N, C, H, W\]"):
+            ops.upsample_argmax_dense(torch.randn(3, 4, 4), 2)
+        labels = ops.upsample_argmax(bt, 3)
+    assert labels.dtype == torch.uint8 and labels.shape == (1, 12, 24)
+
+
+@pytest.mark.skipif(not ops.has_native("cpu") or not hasattr(torch.ops.segblocks, "upsample_argmax"),
+                    reason="native CPU ops not built")
+def test_native_head_rejects_bad_inputs_naming_the_argument():
+    lay = BlockLayout.from_grid(torch.tensor([[[True, False]]]), 4)
+    hr, lr = torch.randn(1, 3, 4, 4), torch.randn(1, 3, 2, 2)
+    args = (lay.hr_pos, lay.lr_pos, lay.block_map)
+    with pytest.raises(RuntimeError, match="upsample_argmax: factor must be >= 1, got 0"):
+        torch.ops.segblocks.upsample_argmax(hr, lr, *args, 0)
+    with pytest.raises(RuntimeError, match="upsample_argmax: lowres blocks must be half the side"):
+        torch.ops.segblocks.upsample_argmax(hr, torch.randn(1, 3, 4, 4), *args, 2)
+    with pytest.raises(RuntimeError, match="upsample_argmax_dense: labels are uint8"):
+        torch.ops.segblocks.upsample_argmax_dense(torch.randn(1, 257, 2, 2), 2)
+    with pytest.raises(RuntimeError, match="upsample_argmax_dense: logits must be a 4-D tensor"):
+        torch.ops.segblocks.upsample_argmax_dense(torch.randn(3, 2, 2), 2)
