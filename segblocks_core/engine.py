@@ -6,9 +6,11 @@ The ROS node, the bag evaluation tool and the benchmarks all call
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Optional, Sequence, Union
 
@@ -132,11 +134,18 @@ class SegmentationEngine:
         precision: ``fp32`` or ``fp16`` (fp16 needs a GPU).
         block_size: SegBlocks block side in pixels.
         class_names: names of the classes (default: Cityscapes).
+        fast_path: run frames as CUDA graphs (:mod:`segblocks_core.fastpath`: BatchNorm
+            folded, channels_last, one graph set per batch size and image size, captured on
+            the first frame of that size). ``None`` (default): on for CUDA with fp16.
     """
+
+    #: image sizes whose CUDA graphs are kept (least recently used ones are dropped)
+    MAX_GRAPH_SHAPES = 4
 
     def __init__(self, model: str = "swiftnet_rn18", checkpoint: Optional[str] = None,
                  num_classes: int = 19, device: str = "auto", precision: str = "fp32",
-                 block_size: int = 128, class_names: Optional[Sequence[str]] = None):
+                 block_size: int = 128, class_names: Optional[Sequence[str]] = None,
+                 fast_path: Optional[bool] = None):
         self.device = resolve_device(device)
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
@@ -169,7 +178,19 @@ class SegmentationEngine:
         self.segblocks = SegBlocks(self.net, block_size=block_size)
         self.block_size = block_size
         self.policy = ComplexityPolicy(0.0, block_size)
-        log.info("%s on %s (%s); %s", model, self.device, precision, ops.backend_message())
+        if fast_path is None:
+            fast_path = self.device.type == "cuda" and self.dtype == torch.float16
+        if fast_path and self.device.type != "cuda":
+            raise ValueError("fast_path needs a CUDA device (it runs frames as CUDA graphs)")
+        self.fast_path = bool(fast_path)
+        self._graphs: OrderedDict[tuple, object] = OrderedDict()
+        if self.fast_path:
+            from .fastpath import prepare_network
+            # fold BatchNorm in float32, then cast (folding in fp16 would round twice)
+            self._fast_net = prepare_network(copy.deepcopy(self.net).float(), self.dtype, self.device)
+            self._fast_segblocks = SegBlocks(self._fast_net, block_size=block_size)
+        log.info("%s on %s (%s%s); %s", model, self.device, precision,
+                 ", CUDA-graph fast path" if self.fast_path else "", ops.backend_message())
 
     # -- input handling ------------------------------------------------------------------
 
@@ -224,23 +245,36 @@ class SegmentationEngine:
             events[0].record()
         batch = self._as_batch(images)
         n, h, w, _ = batch.shape
-        x = normalize(batch.to(self.device, non_blocking=True), self.dtype)
-        if cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
-        layout: Optional[BlockLayout] = None
-        if adaptive:
-            complexity = self.policy.complexity(x)
-            layout = self.segblocks.make_layout(x, complexity > tau, num_highres, complexity)
+        graphed = self.fast_path and num_highres is None
+        if graphed:
+            frames = batch.to(self.device, non_blocking=True)
+            segmenter = self._graphed(n, h, w, adaptive)
+        else:
+            x = normalize(batch.to(self.device, non_blocking=True), self.dtype)
+            if cuda:
+                x = x.contiguous(memory_format=torch.channels_last)
+            layout: Optional[BlockLayout] = None
+            if adaptive:
+                complexity = self.policy.complexity(x)
+                layout = self.segblocks.make_layout(x, complexity > tau, num_highres, complexity)
         t_pre = time.perf_counter()
         if cuda:
             events[1].record()
-        # class ids straight from the network (fused upsampling + argmax where it ends in a
-        # bilinear upsampling of its logits; no full-resolution logits)
-        labels = self.segblocks.labels(x, layout=layout)
+        if graphed:
+            # normalisation, policy, layout and network in CUDA graphs; the high-res
+            # capacity is rounded up to the graph's bucket (most complex blocks promoted)
+            segmenter.set_tau(tau)
+            labels, grid = segmenter.run(frames)
+        else:
+            # class ids straight from the network (fused upsampling + argmax where it ends
+            # in a bilinear upsampling of its logits; no full-resolution logits)
+            labels = self.segblocks.labels(x, layout=layout)
         t_inf = time.perf_counter()
         if cuda:
             events[2].record()
-        macs = self.segblocks.count_macs(x.shape, layout)
+        if graphed:
+            layout = BlockLayout.from_grid(grid, self.block_size) if adaptive else None
+        macs = self.segblocks.count_macs((n, 3, h, w), layout)
         if layout is not None:
             grid = layout.grid
         else:
@@ -268,3 +302,20 @@ class SegmentationEngine:
                 preprocess_ms=pre, inference_ms=inf, postprocess_ms=post, total_ms=total, batch_size=n,
             ))
         return InferenceResult(labels=labels_np, grid=grid_np, stats=stats)
+
+    def _graphed(self, n: int, h: int, w: int, adaptive: bool):
+        """The CUDA-graph segmenter for this frame geometry (captured on first use)."""
+        from .fastpath import GraphedSegmenter
+        key = (n, h, w, adaptive)
+        segmenter = self._graphs.get(key)
+        if segmenter is None:
+            log.info("capturing CUDA graphs for %d x %dx%d frames (%s; first frame of this size "
+                     "only)", n, w, h, "SegBlocks" if adaptive else "dense")
+            segmenter = GraphedSegmenter(self._fast_net, n, h, w, self.block_size,
+                                         dense=not adaptive, segblocks=self._fast_segblocks)
+            self._graphs[key] = segmenter
+            while len(self._graphs) > self.MAX_GRAPH_SHAPES:
+                self._graphs.popitem(last=False)
+        else:
+            self._graphs.move_to_end(key)
+        return segmenter

@@ -151,8 +151,10 @@ class GraphedSegmenter:
         self.grid.fill_(True)
         self.count.fill_(self.total_blocks)
 
-    def _bucket_capacity(self, count: Tensor) -> Tensor:
-        return torch.clamp((count + self.step - 1) // self.step * self.step, max=self.total_blocks)
+    def _bucket_capacity(self, count):
+        """Capacity of the bucket for ``count`` high-res blocks (host int or device tensor)."""
+        k = (count + self.step - 1) // self.step * self.step
+        return k.clamp(max=self.total_blocks) if isinstance(k, Tensor) else min(k, self.total_blocks)
 
     # -- capture -------------------------------------------------------------------------
 
@@ -222,7 +224,5 @@ class GraphedSegmenter:
             self._count_host.copy_(self.count, non_blocking=True)
             self._count_ready.record()
             self._count_ready.synchronize()         # the one host sync of this mode
-            count = int(self._count_host)
-            k = min(self.total_blocks, -(-count // self.step) * self.step)
-            self._graphs[k].replay()
+            self._graphs[self._bucket_capacity(int(self._count_host))].replay()
         return self.labels, self.grid

@@ -77,16 +77,21 @@ class ComplexityPolicy:
         x = x.float()
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        coarse = F.avg_pool2d(x, f)
-        diff = (x - coarse.repeat_interleave(f, 2).repeat_interleave(f, 3)).abs()
+        n, c = x.shape[:2]
+        # 4x4 patches as dimensions 3 and 5 (a view, also of channels_last memory): the
+        # patch mean broadcasts instead of being upsampled into a full-size copy
+        patches = x.view(n, c, gh * b // f, f, gw * b // f, f)
+        diff = (patches - patches.mean((3, 5), keepdim=True)).abs_()
         # float rounding of the 4x4 mean leaves ~1e-7 on perfectly flat regions; a grey
         # level is ~0.017 here, so anything below 1e-4 is rounding, not texture
-        diff = torch.where(diff > _ROUNDING_FLOOR, diff, 0.0).sum(1, keepdim=True)
+        diff = F.threshold(diff, _ROUNDING_FLOOR, 0.0)
         if not (pad_h or pad_w):
-            return F.avg_pool2d(diff, b).squeeze(1)
-        valid = torch.zeros((1, 1, gh * b, gw * b), dtype=diff.dtype, device=diff.device)
+            blocks = diff.view(n, c, gh, b // f, f, gw, b // f, f)
+            return blocks.sum((1, 3, 4, 6, 7)) / (b * b)
+        per_pixel = diff.sum(1).view(n, 1, gh * b, gw * b)
+        valid = torch.zeros((1, 1, gh * b, gw * b), dtype=per_pixel.dtype, device=per_pixel.device)
         valid[..., :h, :w] = 1
-        return (F.avg_pool2d(diff * valid, b) / F.avg_pool2d(valid, b)).squeeze(1)
+        return (F.avg_pool2d(per_pixel * valid, b) / F.avg_pool2d(valid, b)).squeeze(1)
 
     def __call__(self, x: Tensor, tau: Optional[float] = None) -> Tensor:
         """Bool grid ``[N, ceil(H/B), ceil(W/B)]``, True = high resolution.

@@ -118,3 +118,9 @@ def test_checkpoint_round_trip_and_mismatch(tmp_path):
     torch.save(sd, tmp_path / "partial.pt")
     with pytest.raises(CheckpointError, match="missing keys: logits.conv.bias"):
         SegmentationEngine("swiftnet_rn18", checkpoint=str(tmp_path / "partial.pt"), num_classes=5)
+
+
+def test_fast_path_needs_cuda():
+    with pytest.raises(ValueError, match="fast_path needs a CUDA device"):
+        SegmentationEngine("swiftnet_rn18", checkpoint="random", device="cpu", fast_path=True)
+    assert not SegmentationEngine("swiftnet_rn18", checkpoint="random", device="cpu").fast_path
