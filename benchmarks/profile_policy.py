@@ -50,6 +50,10 @@ def main():
         t_complexity = time_fn(lambda: seg.policy.complexity(x), 100)
         t_normalize = time_fn(lambda: normalize(frames, torch.float16).contiguous(memory_format=torch.channels_last), 100)
         t_layout = time_fn(lambda: BlockLayout.from_grid(seg._grid, 128, k, seg._complexity), 100)
+    lagged = GraphedSegmenter(fast, 1, 1024, 2048, tau=args.tau, segblocks=sb, lagged=True)
+    t_lagged = time_fn(lambda: lagged.run(frames), 100)
+    print(f"lagged run() {t_lagged:.3f} ms with {int(lagged.grid.sum())} high-res blocks "
+          f"(count + one bucket of headroom)")
     print(f"run() {t_run:.3f} ms | policy graph {t_policy:.3f} | bucket graph {t_bucket:.3f} | "
           f"fixed-layout graph (same blocks) {t_fixed:.3f} | eager: complexity {t_complexity:.3f}, "
           f"normalize {t_normalize:.3f}, layout {t_layout:.3f}")

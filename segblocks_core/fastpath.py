@@ -9,11 +9,18 @@ dependent, so the layout is built for a fixed *capacity* per bucket
 and every bucket's frame is captured as its own graph. The threshold tau lives in a device
 tensor, so ``ros2 param set`` changes it without re-capturing anything.
 
-Choosing the bucket: with conditional graph nodes (torch builds that expose
-``CUDAGraph.begin_capture_to_if_node``) one graph holds every bucket in an IF node and the
-device enables exactly one: no host synchronisation at all. torch 2.11 does not expose
-them; there a small policy graph runs first and the host reads the 8-byte high-res count
-(one synchronisation per frame, before the network graph is launched).
+Choosing the bucket, three ways:
+
+* conditional graph nodes (torch builds that expose ``CUDAGraph.begin_capture_to_if_node``):
+  one graph holds every bucket in an IF node and the device enables exactly one: no host
+  synchronisation at all;
+* exact (default where those are missing, e.g. torch 2.11): a small policy graph runs
+  first and the host reads the 8-byte high-res count, one synchronisation per frame before
+  the network graph is launched;
+* lagged (``lagged=True``): the bucket comes from the previous frame's count, read back
+  asynchronously, so no frame ever waits for the host. A frame that needs more high-res
+  blocks than its bucket runs the least complex of them at low resolution; one bucket of
+  headroom makes that rare on a camera stream, where consecutive frames are alike.
 
 Network preparation for inference: BatchNorm folded into the preceding convolutions,
 fp16 weights, channels_last memory format (tensor cores).
@@ -85,6 +92,8 @@ class GraphedSegmenter:
         sync_free: bucket choice inside the graph (conditional nodes). False: the bucket
             is chosen on the host after reading the count (one sync per frame). None
             (default): sync-free where the torch build supports it.
+        lagged: pick each frame's bucket from the previous frame's high-res count (no host
+            synchronisation; see the module docstring). The first frame runs all high-res.
         concurrent: run each convolution's low-res half on a second stream, in parallel
             with the high-res half (two branches of the graph; see
             :func:`segblocks_core.executor.concurrent_lowres`).
@@ -96,7 +105,7 @@ class GraphedSegmenter:
 
     def __init__(self, net: nn.Module, batch: int, height: int, width: int, block_size: int = 128,
                  tau: float = 0.3, num_buckets: int = 16, dense: bool = False, sync_free: Optional[bool] = None,
-                 segblocks: Optional[SegBlocks] = None, concurrent: bool = True):
+                 segblocks: Optional[SegBlocks] = None, concurrent: bool = True, lagged: bool = False):
         param = next(net.parameters())
         if param.device.type != "cuda":
             raise ValueError("GraphedSegmenter needs a network on a CUDA device")
@@ -104,8 +113,11 @@ class GraphedSegmenter:
         self.net = net
         self.dense = dense
         if sync_free is None:
-            sync_free = conditional_graphs_supported()
+            sync_free = conditional_graphs_supported() and not lagged
         self.sync_free = sync_free and not dense
+        if lagged and self.sync_free:
+            raise ValueError("lagged=True and sync_free=True are two different bucket choices; pick one")
+        self.lagged = lagged and not dense
         if self.sync_free and not conditional_graphs_supported():
             raise RuntimeError("this torch build cannot capture conditional CUDA graph nodes; "
                                "use sync_free=False")
@@ -127,6 +139,8 @@ class GraphedSegmenter:
         self._graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self._count_host = torch.zeros((), dtype=torch.int64).pin_memory()
         self._count_ready = torch.cuda.Event()
+        self._count_pending = False             # lagged mode: a count read-back is in flight
+        self._capacity = self.total_blocks      # lagged mode: the next frame's bucket
         self._capture()
 
     # -- graph bodies --------------------------------------------------------------------
@@ -219,6 +233,8 @@ class GraphedSegmenter:
         self.images.copy_(images, non_blocking=True)
         if -1 in self._graphs:
             self._graphs[-1].replay()
+        elif self.lagged:
+            self._run_lagged()
         else:
             self._policy_graph.replay()
             self._count_host.copy_(self.count, non_blocking=True)
@@ -226,3 +242,14 @@ class GraphedSegmenter:
             self._count_ready.synchronize()         # the one host sync of this mode
             self._graphs[self._bucket_capacity(int(self._count_host))].replay()
         return self.labels, self.grid
+
+    def _run_lagged(self) -> None:
+        if self._count_pending and self._count_ready.query():  # a finished read-back: no wait
+            self._capacity = self._bucket_capacity(int(self._count_host) + self.step)
+            self._count_pending = False
+        self._policy_graph.replay()
+        self._graphs[self._capacity].replay()
+        if not self._count_pending:
+            self._count_host.copy_(self.count, non_blocking=True)
+            self._count_ready.record()
+            self._count_pending = True

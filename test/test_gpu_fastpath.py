@@ -163,3 +163,45 @@ def test_engine_uses_graphs_on_cuda_fp16():
     # a frame size that is not a multiple of the block size
     odd = fast.infer(frames(1, 200, 300).numpy(), tau=0.3)
     assert odd.labels.shape == (1, 200, 300)
+
+
+@cuda
+def test_lagged_buckets_never_sync_and_follow_the_stream(nets):
+    """lagged=True: the bucket comes from the previous frame's count, read back without
+    waiting, so steady-state frames perform no host synchronisation (on any torch build)."""
+    from segblocks_core.fastpath import GraphedSegmenter
+    net, fast = nets
+    seg = GraphedSegmenter(fast, 1, 256, 512, tau=0.3, num_buckets=8, lagged=True)
+    textured = frames(1, seed=5).cuda()
+    flat = torch.full_like(textured, 90)
+    seg.run(textured)
+    torch.cuda.synchronize()
+    assert seg.grid.all(), "the first frame has no previous count: every block high-res"
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            seg.run(textured)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.synchronize()
+    policy_grid = seg.policy(normalize(textured), 0.3)
+    need = int(policy_grid.sum())
+    assert 0 < need < seg.total_blocks
+    # steady state: this stream's own count plus one bucket of headroom
+    assert int(seg.grid.sum()) == seg._bucket_capacity(need + seg.step)
+    assert (seg.grid | ~policy_grid).all()
+    with torch.inference_mode():
+        ref = SegBlocks(net)(normalize(textured), seg.grid.clone()).argmax(1)
+    assert (seg.labels == ref).float().mean().item() >= 0.99
+    # a flat frame shrinks the next bucket; a textured frame right after it runs with that
+    # small bucket: its most complex blocks high-res, the rest demoted; then it catches up
+    seg.run(flat)
+    torch.cuda.synchronize()
+    seg.run(textured)
+    torch.cuda.synchronize()
+    small = seg._bucket_capacity(0 + seg.step)
+    assert small < need and int(seg.grid.sum()) == small
+    assert (policy_grid | ~seg.grid).all(), "only blocks above tau are kept high-res"
+    seg.run(textured)
+    torch.cuda.synchronize()
+    assert (seg.grid | ~policy_grid).all()
