@@ -215,9 +215,7 @@ def argmax_labels(logits: Tensor) -> Tensor:
     """Class ids (uint8) of dense logits ``[N, C, H, W]``."""
     if not isinstance(logits, Tensor) or logits.dim() != 4:
         raise ValueError("labels() needs a network whose output is one logits tensor [N, C, H, W]")
-    if logits.shape[1] > 256:
-        raise ValueError(f"labels are uint8: at most 256 classes, the network outputs {logits.shape[1]}")
-    return logits.argmax(1).to(torch.uint8)
+    return ops.argmax_labels(logits)
 
 
 def interpolate_labels(x: Tensor, size=None, scale_factor=None, mode: str = "nearest",
@@ -227,7 +225,7 @@ def interpolate_labels(x: Tensor, size=None, scale_factor=None, mode: str = "nea
     if mode == "bilinear" and not align_corners and size is not None and scale_factor is None \
             and not kwargs.get("antialias", False):
         (h, w), (oh, ow) = x.shape[-2:], _two(size)
-        if h and w and oh % h == 0 and ow % w == 0 and oh // h == ow // w and x.shape[1] <= 256:
+        if h and w and oh % h == 0 and ow % w == 0 and oh // h == ow // w:
             return ops.upsample_argmax_dense(x, oh // h)
     return argmax_labels(F.interpolate(x, size, scale_factor, mode, align_corners, **kwargs))
 

@@ -21,7 +21,7 @@ from ..layout import BlockLayout, BlockTensor
 from . import _reference
 
 __all__ = [
-    "split", "combine", "block_pad", "upsample_argmax", "upsample_argmax_dense", "backend",
+    "split", "combine", "block_pad", "upsample_argmax", "upsample_argmax_dense", "argmax_labels", "backend",
     "use_backend", "has_native", "BUILD_HINT", "split_tensor", "combine_tensor",
     "block_pad_tensor", "upsample_argmax_tensor",
 ]
@@ -253,12 +253,23 @@ def block_pad(blocks: BlockTensor, padding: int, mode: str = "constant",
                             layout.block_map, padding, mode, float(value))
 
 
+def _check_classes(channels: int) -> None:
+    if not 1 <= channels <= 256:
+        raise ValueError(f"labels are uint8, so the logits need 1 to 256 channels, got {channels}")
+
+
 def _check_head(channels: int, factor) -> int:
     if int(factor) != factor or factor < 1:
         raise ValueError(f"factor must be an integer >= 1, got {factor}")
-    if not 1 <= channels <= 256:
-        raise ValueError(f"labels are uint8, so the logits need 1 to 256 channels, got {channels}")
+    _check_classes(channels)
     return int(factor)
+
+
+def argmax_labels(logits: Tensor) -> Tensor:
+    """Class ids ``[N, H, W]`` (uint8) of logits ``[N, C, H, W]`` already at full size."""
+    _check_feature_map(logits, "logits")
+    _check_classes(logits.shape[1])
+    return logits.argmax(1).to(torch.uint8)
 
 
 def upsample_argmax(blocks: BlockTensor, factor: int) -> Tensor:
