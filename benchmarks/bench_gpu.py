@@ -101,6 +101,9 @@ def main():
     ap.add_argument("--batches", default="1,4")
     ap.add_argument("--taus", default="0.2,0.3,0.5")
     ap.add_argument("--quick", action="store_true", help="fewer configurations (smoke test)")
+    ap.add_argument("--fuse-epilogue", action="store_true",
+                    help="prepare the network with fused conv epilogues (static and SegBlocks "
+                         "alike); writes fused-epilogue-gpu-<gpu>-<date>.json")
     args = ap.parse_args()
     dev = torch.device("cuda")
     torch.backends.cudnn.benchmark = True
@@ -114,7 +117,7 @@ def main():
         torch.manual_seed(0)
         net = randomize_bn(build_model(model, 19).eval())
         net32 = net.to(dev)
-        fast = prepare_network(net, torch.float16, dev)
+        fast = prepare_network(net, torch.float16, dev, fuse_epilogue=args.fuse_epilogue)
         sb = SegBlocks(fast)
         for batch in [int(b) for b in args.batches.split(",")]:
             if args.quick and (batch > 1 and model != "swiftnet_rn18"):
@@ -178,11 +181,12 @@ def main():
             torch.cuda.empty_cache()
 
     result = {"gpu": gpu, "torch": torch.__version__, "cuda": torch.version.cuda,
-              "height": h, "width": w, "rows": rows}
+              "height": h, "width": w, "fuse_epilogue": args.fuse_epilogue, "rows": rows}
     slug = re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")
     date = datetime.date.today().isoformat()
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"gpu-{slug}-{date}.json")
+    prefix = "fused-epilogue-" if args.fuse_epilogue else ""
+    path = os.path.join(args.out, f"{prefix}gpu-{slug}-{date}.json")
     with open(path, "w") as f:
         json.dump(result, f, indent=1)
     print_ratios(rows)

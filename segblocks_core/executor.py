@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import ops
+from .fused import FusedConv2d, conv_bias_relu
 from .layout import BlockLayout, BlockTensor
 
 __all__ = ["SegBlocks", "UnsupportedLayerError", "MacCount", "concurrent_lowres"]
@@ -111,30 +112,40 @@ def concurrent_lowres(stream: Optional[torch.cuda.Stream]):
         _LOWRES_STREAM.reset(token)
 
 
-def _per_resolution(fn: Callable[[Tensor], Tensor], hr: Tensor, lr: Tensor) -> tuple[Tensor, Tensor]:
-    """``(fn(hr), fn(lr))``, the low-res call on the :func:`concurrent_lowres` stream if set."""
+def _per_resolution(fn: Callable[..., Tensor], hr: tuple, lr: tuple) -> tuple[Tensor, Tensor]:
+    """``(fn(*hr), fn(*lr))``, the low-res call on the :func:`concurrent_lowres` stream if
+    set. The first argument of each is the block tensor; others may be tensors or None."""
     side = _LOWRES_STREAM.get()
-    if side is None or not lr.is_cuda or lr.numel() == 0 or hr.numel() == 0:
-        return fn(hr), fn(lr)
-    main = torch.cuda.current_stream(lr.device)
-    side.wait_stream(main)  # fork: lr is ready
+    if side is None or not lr[0].is_cuda or lr[0].numel() == 0 or hr[0].numel() == 0:
+        return fn(*hr), fn(*lr)
+    main = torch.cuda.current_stream(lr[0].device)
+    side.wait_stream(main)  # fork: the low-res inputs are ready
     with torch.cuda.stream(side):
-        out_lr = fn(lr)
-    out_hr = fn(hr)
+        out_lr = fn(*lr)
+    out_hr = fn(*hr)
     main.wait_stream(side)  # join
     # the caching allocator must not hand these blocks out again before both streams are done
-    lr.record_stream(side)
+    for t in lr:
+        if isinstance(t, Tensor):
+            t.record_stream(side)
     out_lr.record_stream(main)
     return out_hr, out_lr
 
 
-def block_conv2d(bt: BlockTensor, conv: nn.Conv2d) -> BlockTensor:
+def block_conv2d(bt: BlockTensor, conv: nn.Conv2d, residual: Optional[BlockTensor] = None) -> BlockTensor:
+    """A convolution on blocks (BlockPad, then no padding); a :class:`FusedConv2d` also
+    adds its bias, the ``residual`` blocks and the ReLU in the same call."""
     pad_h, pad_w = _two(conv.padding)
     hr, lr = _pad_crop(bt, pad_h, pad_w)
+    if isinstance(conv, FusedConv2d):
+        def fused(t: Tensor, z: Optional[Tensor]) -> Tensor:
+            return conv_bias_relu(t, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups, z)
+        z_hr, z_lr = (None, None) if residual is None else (residual.highres, residual.lowres)
+        return BlockTensor(*_per_resolution(fused, (hr, z_hr), (lr, z_lr)), bt.layout)
 
     def run(t: Tensor) -> Tensor:
         return F.conv2d(t, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
-    return BlockTensor(*_per_resolution(run, hr, lr), bt.layout)
+    return BlockTensor(*_per_resolution(run, (hr,), (lr,)), bt.layout)
 
 
 def block_batch_norm(bt: BlockTensor, bn: nn.BatchNorm2d) -> BlockTensor:
@@ -436,7 +447,7 @@ class SegBlocks(nn.Module):
         self.block_size = int(block_size)
         self.in_channels = int(in_channels)
         self._global_types = tuple(_GLOBAL_MODULES) + tuple(global_modules)
-        traced_graph = _Tracer(self._global_types).trace(net)
+        traced_graph = _Tracer(self._global_types + (FusedConv2d,)).trace(net)
         traced = fx.GraphModule(net, traced_graph)
         builder = _PlanBuilder(traced, self.block_size, self.in_channels, self._global_types)
         object.__setattr__(self, "_traced", traced)
@@ -798,7 +809,9 @@ class _PlanBuilder:
         if isinstance(module, self.global_types):
             self.emit_dense(node)
             return
-        if len(node.all_input_nodes) != 1 or node.kwargs:
+        fused_residual = isinstance(module, FusedConv2d) and module.residual
+        inputs = len(node.args) if fused_residual else len(node.all_input_nodes)
+        if inputs != 1 + fused_residual or node.kwargs:
             raise self.unsupported(what, "more than one input")
         ref = self.module_ref(node.target)
         x = self.as_block(src, what)
@@ -811,7 +824,14 @@ class _PlanBuilder:
             if isinstance(module.padding, str):
                 raise self.unsupported(what, "padding='same' (give the padding as numbers)")
             self.side(node, what)
-            self.set_block(node, self.g.call_function(block_conv2d, (x, ref)))
+            args = (x, ref)
+            if fused_residual:
+                residual = self.block_operand(node.args[1], node, what)
+                if not (isinstance(node.args[1], fx.Node) and self.natural[node.args[1]] != "host"
+                        and self.val(node.args[1]).shape == self.val(node).shape):
+                    raise self.unsupported(what, "the residual must have the convolution's output shape")
+                args = (x, ref, residual)
+            self.set_block(node, self.g.call_function(block_conv2d, args))
         elif isinstance(module, nn.BatchNorm2d):
             self.set_block(node, self.g.call_function(block_batch_norm, (x, ref)))
         elif isinstance(module, _ELEMENTWISE_MODULES):

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from .engine import normalize
 from .executor import SegBlocks, concurrent_lowres
+from .fused import fuse_conv_epilogue
 from .layout import BlockLayout
 from .policy import ComplexityPolicy
 
@@ -58,9 +59,16 @@ def fold_batchnorm(net: nn.Module) -> nn.Module:
 
 
 def prepare_network(net: nn.Module, dtype: torch.dtype = torch.float16,
-                    device: Optional[torch.device] = None) -> nn.Module:
-    """Inference copy of ``net``: BatchNorm folded, ``dtype``, channels_last, on ``device``."""
+                    device: Optional[torch.device] = None, fuse_epilogue: bool = False) -> nn.Module:
+    """Inference copy of ``net``: BatchNorm folded, ``dtype``, channels_last, on ``device``.
+
+    ``fuse_epilogue``: also turn conv -> (add ->) ReLU into :class:`segblocks_core.fused.FusedConv2d`
+    (one cuDNN call with bias, residual and ReLU where that is faster; opt-in until it has
+    been benchmarked end to end).
+    """
     folded = fold_batchnorm(net.eval())
+    if fuse_epilogue:
+        folded = fuse_conv_epilogue(folded)
     folded.to(device=device, dtype=dtype)
     return folded.to(memory_format=torch.channels_last)
 

@@ -205,3 +205,36 @@ def test_lagged_buckets_never_sync_and_follow_the_stream(nets):
     seg.run(textured)
     torch.cuda.synchronize()
     assert (seg.grid | ~policy_grid).all()
+
+
+@cuda
+def test_fused_conv_epilogue_on_cuda(nets):
+    """cuDNN's conv+bias(+residual)+ReLU against the unfused ops, and the whole fast path
+    with fused epilogues (static and SegBlocks) against the fp32 reference path."""
+    from segblocks_core import fused as fz
+    from segblocks_core.fastpath import GraphedSegmenter, prepare_network
+    net, _ = nets
+    cl = torch.channels_last
+    x = torch.randn(4, 64, 34, 34, device="cuda", dtype=torch.half).contiguous(memory_format=cl)
+    w = (torch.randn(64, 64, 3, 3, device="cuda", dtype=torch.half) * 0.05).contiguous(memory_format=cl)
+    b = torch.randn(64, device="cuda", dtype=torch.half)
+    z = torch.randn(4, 64, 32, 32, device="cuda", dtype=torch.half).contiguous(memory_format=cl)
+    with torch.inference_mode():
+        for residual in (None, z):
+            args = (x, w, b, (1, 1), (0, 0), (1, 1), 1, residual)
+            got, want = fz._fused(*args).float(), fz._unfused(*args).float()
+            assert ((got - want).norm() / want.norm()).item() < 2e-3
+    fast = prepare_network(net, torch.float16, torch.device("cuda"), fuse_epilogue=True)
+    imgs = frames(2).cuda()
+    seg = GraphedSegmenter(fast, 2, 256, 512, tau=0.5, num_buckets=8)
+    labels, grid = seg.run(imgs)
+    torch.cuda.synchronize()
+    with torch.inference_mode():
+        ref = SegBlocks(net)(normalize(imgs), grid.clone()).argmax(1)
+        dense_ref = net(normalize(imgs)).argmax(1)
+    assert (labels == ref).float().mean().item() >= 0.99
+    assert fz._CHOICE, "the warm-up run should have timed every fused shape"
+    dense = GraphedSegmenter(fast, 2, 256, 512, dense=True)
+    dense_labels, _ = dense.run(imgs)
+    torch.cuda.synchronize()
+    assert (dense_labels == dense_ref).float().mean().item() >= 0.99

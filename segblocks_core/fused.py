@@ -1,0 +1,182 @@
+"""Convolutions with their epilogue fused: ``relu(conv2d(x) + bias [+ residual])``.
+
+PyTorch runs a convolution's bias as a separate elementwise kernel after cuDNN, and the
+ReLU (and a ResNet block's residual add) as more of them: three to four passes over the
+activation that cuDNN can do in the convolution's own epilogue
+(``torch.cudnn_convolution_relu`` / ``torch.cudnn_convolution_add_relu``).
+:func:`fuse_conv_epilogue` rewrites ``conv -> relu`` and ``conv -> add -> relu`` of a traced
+inference network into :class:`FusedConv2d` modules (the static network and SegBlocks both
+run them). Whether the fused cuDNN call is faster depends on the shape (measured on the
+H100: much faster for SegBlocks' block stacks, slower for some dense maps), so the first
+call of every shape times both ways on the GPU and keeps the faster; on the CPU, under
+autograd, in fake-tensor propagation and for shapes first seen during CUDA-graph capture
+the unfused ops run. Both ways compute the same function.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Optional
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["FusedConv2d", "conv_bias_relu", "fuse_conv_epilogue"]
+
+# fused-or-not per call shape, decided by timing on first use
+_CHOICE: dict[tuple, bool] = {}
+
+
+class FusedConv2d(nn.Conv2d):
+    """``relu(conv2d(x) + bias + residual)`` (``residual`` only if built with one).
+
+    Shares its weight and bias with the convolution it was made from.
+    """
+
+    def __init__(self, conv: nn.Conv2d, residual: bool):
+        super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                         conv.padding, conv.dilation, conv.groups, conv.bias is not None,
+                         conv.padding_mode, device="meta")
+        self.weight, self.bias = conv.weight, conv.bias
+        self.residual = residual
+
+    def forward(self, x: Tensor, residual: Optional[Tensor] = None) -> Tensor:
+        return conv_bias_relu(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                              self.groups, residual)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (", + residual, relu" if self.residual else ", relu")
+
+
+def _unfused(x, weight, bias, stride, padding, dilation, groups, residual):
+    y = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+    if residual is not None:
+        y = y + residual
+    return F.relu(y, inplace=True)
+
+
+def _fused(x, weight, bias, stride, padding, dilation, groups, residual):
+    if residual is None:
+        return torch.cudnn_convolution_relu(x, weight, bias, stride, padding, dilation, groups)
+    return torch.cudnn_convolution_add_relu(x, weight, residual, 1.0, bias, stride, padding, dilation, groups)
+
+
+def _median_ms(fn, reps: int = 5) -> float:
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return sorted(times)[reps // 2]
+
+
+def _fused_is_faster(args) -> bool:
+    """Time both ways (outside CUDA-graph capture); False if cuDNN rejects the fused call."""
+    try:
+        _fused(*args)
+    except RuntimeError:
+        return False
+    _unfused(*args)
+    return _median_ms(lambda: _fused(*args)) < _median_ms(lambda: _unfused(*args))
+
+
+def _tuple2(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def conv_bias_relu(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride=1, padding=0, dilation=1,
+                   groups: int = 1, residual: Optional[Tensor] = None) -> Tensor:
+    """``relu(conv2d(x, weight, bias, ...) + residual)``; one cuDNN call where that is faster."""
+    stride, padding, dilation = _tuple2(stride), _tuple2(padding), _tuple2(dilation)
+    args = (x, weight, bias, stride, padding, dilation, groups, residual)
+    # plain CUDA tensors only: fake/functional tensors (tracing, torch.compile) and autograd
+    # take the unfused ops (the fused cuDNN ops have no derivative)
+    eligible = (type(x) is Tensor and x.is_cuda and bias is not None and torch.backends.cudnn.enabled
+                and x.dtype in (torch.float16, torch.bfloat16, torch.float32)
+                and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+                and (residual is None or (type(residual) is Tensor and residual.dtype == x.dtype)))
+    if not eligible:
+        return _unfused(*args)
+    key = (tuple(x.shape), tuple(x.stride()), x.dtype, tuple(weight.shape), stride, padding, dilation,
+           groups, None if residual is None else (tuple(residual.shape), tuple(residual.stride())))
+    choice = _CHOICE.get(key)
+    if choice is None:
+        if torch.cuda.is_current_stream_capturing():
+            return _unfused(*args)  # no timing inside a capture; the warm-up run decides
+        choice = _CHOICE[key] = _fused_is_faster(args)
+    return _fused(*args) if choice else _unfused(*args)
+
+
+# ----------------------------------------------------------------------------------------
+# the graph rewrite
+# ----------------------------------------------------------------------------------------
+
+_RELU_FUNCTIONS = (F.relu, torch.relu, torch.relu_)
+_ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
+
+
+def _is_relu(node: fx.Node, gm: fx.GraphModule) -> bool:
+    if node.op == "call_module":
+        return type(gm.get_submodule(node.target)) is nn.ReLU
+    if node.op == "call_function":
+        return node.target in _RELU_FUNCTIONS
+    return node.op == "call_method" and node.target in ("relu", "relu_")
+
+
+def _is_add(node: fx.Node) -> bool:
+    if node.kwargs or len(node.args) != 2:
+        return False
+    return ((node.op == "call_function" and node.target in _ADD_FUNCTIONS)
+            or (node.op == "call_method" and node.target in ("add", "add_")))
+
+
+def _plain_conv(node, gm: fx.GraphModule) -> Optional[nn.Conv2d]:
+    if not isinstance(node, fx.Node) or node.op != "call_module" or len(node.users) != 1:
+        return None
+    conv = gm.get_submodule(node.target)
+    if type(conv) is not nn.Conv2d or conv.bias is None or conv.padding_mode != "zeros" \
+            or isinstance(conv.padding, str) or len(node.args) != 1 or node.kwargs:
+        return None
+    return conv
+
+
+def fuse_conv_epilogue(gm: fx.GraphModule) -> fx.GraphModule:
+    """Rewrite ``relu(conv(x))`` and ``relu(conv(x) + z)`` into :class:`FusedConv2d` (in place).
+
+    Only convolutions with a bias (e.g. after :func:`segblocks_core.fastpath.fold_batchnorm`)
+    whose output feeds nothing else are fused. Returns ``gm``.
+    """
+    graph = gm.graph
+    for relu in list(graph.nodes):
+        if not _is_relu(relu, gm) or not relu.args:
+            continue
+        src, residual = relu.args[0], None
+        conv_node = src if _plain_conv(src, gm) is not None else None
+        if conv_node is None and isinstance(src, fx.Node) and _is_add(src) and len(src.users) == 1:
+            a, b = src.args
+            if _plain_conv(a, gm) is not None and isinstance(b, fx.Node):
+                conv_node, residual = a, b
+            elif _plain_conv(b, gm) is not None and isinstance(a, fx.Node):
+                conv_node, residual = b, a
+        if conv_node is None:
+            continue
+        conv = gm.get_submodule(conv_node.target)
+        fused = FusedConv2d(conv, residual=residual is not None)
+        parent, _, name = conv_node.target.rpartition(".")
+        setattr(gm.get_submodule(parent) if parent else gm, name, fused)
+        args = (conv_node.args[0],) if residual is None else (conv_node.args[0], residual)
+        with graph.inserting_before(relu):
+            new = graph.call_module(conv_node.target, args)
+        relu.replace_all_uses_with(new)
+        graph.erase_node(relu)
+        if src is not conv_node:
+            graph.erase_node(src)
+        graph.erase_node(conv_node)
+    graph.lint()
+    gm.recompile()
+    return gm

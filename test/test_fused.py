@@ -1,0 +1,109 @@
+"""Convolution epilogue fusion (segblocks_core.fused): the rewrite keeps the function.
+
+On the CPU the fused modules run the unfused ops, so every comparison here is exact; the
+cuDNN calls are checked on the GPU host (test_gpu_fastpath.py).
+"""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from conftest import randomize_batchnorm
+from segblocks_core import SegBlocks
+from segblocks_core.fastpath import fold_batchnorm, prepare_network
+from segblocks_core.fused import FusedConv2d, conv_bias_relu, fuse_conv_epilogue
+from segblocks_core.models import swiftnet_rn18
+
+
+def _fused_modules(gm):
+    return [m for m in gm.modules() if isinstance(m, FusedConv2d)]
+
+
+@pytest.fixture(scope="module")
+def folded():
+    torch.manual_seed(0)
+    return fold_batchnorm(randomize_batchnorm(swiftnet_rn18().eval()))
+
+
+def test_swiftnet_encoder_convs_are_fused_and_the_function_kept(folded):
+    fused = fuse_conv_epilogue(copy.deepcopy(folded))
+    modules = _fused_modules(fused)
+    # the stem, conv1 of every basic block (8) and conv2 + residual of every basic block (8)
+    assert len([m for m in modules if m.residual]) == 8
+    assert len(modules) >= 17
+    x = torch.randn(1, 3, 128, 256)
+    with torch.no_grad():
+        assert torch.equal(fused(x), folded(x))
+
+
+def test_segblocks_runs_fused_networks_exactly(folded):
+    fused = fuse_conv_epilogue(copy.deepcopy(folded))
+    plain, blocks = SegBlocks(folded), SegBlocks(fused)
+    x = torch.randn(2, 3, 256, 384)
+    grid = torch.rand(plain.grid_shape(x.shape), generator=torch.Generator().manual_seed(1)) > 0.5
+    with torch.no_grad():
+        assert torch.equal(blocks(x, grid), plain(x, grid))
+        torch.testing.assert_close(blocks(x, torch.ones_like(grid)), fused(x), rtol=1e-4, atol=1e-5)
+    # fused convolutions still count as convolutions
+    assert torch.equal(blocks.count_macs(x.shape).dense, plain.count_macs(x.shape).dense)
+    layout = blocks.make_layout(x, grid)
+    assert torch.equal(blocks.count_macs(x.shape, layout).effective,
+                       plain.count_macs(x.shape, layout).effective)
+
+
+class _Patterns(nn.Module):
+    """conv -> F.relu, conv -> .relu(), conv + (a later branch) -> relu, and two that must
+    stay: a conv whose output is also used elsewhere, and a conv without bias."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 3, padding=1)
+        self.b = nn.Conv2d(8, 8, 3, padding=1)
+        self.c = nn.Conv2d(8, 8, 3, padding=1)
+        self.down = nn.Conv2d(3, 8, 1)
+        self.shared = nn.Conv2d(8, 8, 1)
+        self.nobias = nn.Conv2d(8, 8, 1, bias=False)
+
+    def forward(self, x):
+        y = F.relu(self.a(x))
+        y = self.b(y).relu()
+        out = self.c(y)
+        identity = self.down(x)          # computed after the conv it is added to
+        out = torch.relu(out + identity)
+        s = self.shared(out)
+        return F.relu(s) + s + torch.relu(self.nobias(out))
+
+
+def test_fusion_patterns():
+    torch.manual_seed(0)
+    net = _Patterns().eval()
+    gm = fuse_conv_epilogue(fx.symbolic_trace(copy.deepcopy(net)))
+    fused = {name for name, m in gm.named_modules() if isinstance(m, FusedConv2d)}
+    assert fused == {"a", "b", "c"}
+    assert gm.get_submodule("c").residual and not gm.get_submodule("a").residual
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(gm(x), net(x))
+
+
+def test_conv_bias_relu_cpu_and_autograd():
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 8, 8, requires_grad=True)
+    w = torch.randn(6, 4, 3, 3, requires_grad=True)
+    b = torch.randn(6, requires_grad=True)
+    z = torch.randn(2, 6, 8, 8)
+    out = conv_bias_relu(x, w, b, 1, 1, 1, 1, z)
+    want = F.relu(F.conv2d(x, w, b, 1, 1) + z)
+    assert torch.equal(out, want)
+    out.sum().backward()
+    assert x.grad is not None and w.grad is not None and b.grad is not None
+
+
+def test_prepare_network_fusion_is_opt_in(folded):
+    torch.manual_seed(0)
+    net = randomize_batchnorm(swiftnet_rn18().eval())
+    assert not _fused_modules(prepare_network(net, torch.float32, torch.device("cpu")))
+    assert _fused_modules(prepare_network(net, torch.float32, torch.device("cpu"), fuse_epilogue=True))
