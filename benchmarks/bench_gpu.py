@@ -101,9 +101,9 @@ def main():
     ap.add_argument("--batches", default="1,4")
     ap.add_argument("--taus", default="0.2,0.3,0.5")
     ap.add_argument("--quick", action="store_true", help="fewer configurations (smoke test)")
-    ap.add_argument("--fuse-epilogue", action="store_true",
-                    help="prepare the network with fused conv epilogues (static and SegBlocks "
-                         "alike); writes fused-epilogue-gpu-<gpu>-<date>.json")
+    ap.add_argument("--no-fuse-epilogue", dest="fuse_epilogue", action="store_false",
+                    help="prepare the network without fused conv epilogues (static and SegBlocks "
+                         "alike); writes unfused-epilogue-gpu-<gpu>-<date>.json")
     args = ap.parse_args()
     dev = torch.device("cuda")
     torch.backends.cudnn.benchmark = True
@@ -185,7 +185,7 @@ def main():
     slug = re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")
     date = datetime.date.today().isoformat()
     os.makedirs(args.out, exist_ok=True)
-    prefix = "fused-epilogue-" if args.fuse_epilogue else ""
+    prefix = "" if args.fuse_epilogue else "unfused-epilogue-"
     path = os.path.join(args.out, f"{prefix}gpu-{slug}-{date}.json")
     with open(path, "w") as f:
         json.dump(result, f, indent=1)

@@ -102,8 +102,8 @@ def test_conv_bias_relu_cpu_and_autograd():
     assert x.grad is not None and w.grad is not None and b.grad is not None
 
 
-def test_prepare_network_fusion_is_opt_in(folded):
+def test_prepare_network_fuses_by_default(folded):
     torch.manual_seed(0)
     net = randomize_batchnorm(swiftnet_rn18().eval())
-    assert not _fused_modules(prepare_network(net, torch.float32, torch.device("cpu")))
-    assert _fused_modules(prepare_network(net, torch.float32, torch.device("cpu"), fuse_epilogue=True))
+    assert _fused_modules(prepare_network(net, torch.float32, torch.device("cpu")))
+    assert not _fused_modules(prepare_network(net, torch.float32, torch.device("cpu"), fuse_epilogue=False))
