@@ -213,6 +213,10 @@ class SegBlocksNode(Node):
             ("precision", "fp32", _descriptor(
                 "Network precision; fp16 needs a CUDA device.", read_only=True,
                 constraints=" | ".join(PRECISIONS))),
+            ("fast_path", True, _descriptor(
+                "On a CUDA device with fp16: run frames as CUDA graphs (BatchNorm folded, fused "
+                "convolution epilogues; graphs captured on the first frame of each size). "
+                "false: the eager executor. No effect on the CPU.", read_only=True)),
             ("block_size", 128, _descriptor(
                 "SegBlocks block side in input pixels (multiple of 64 for SwiftNet).",
                 read_only=True, int_range=(64, 1024, 64))),
@@ -276,7 +280,8 @@ class SegBlocksNode(Node):
             engine = SegmentationEngine(
                 model=self._param("model"), checkpoint=checkpoint, num_classes=num_classes,
                 device=self._param("device"), precision=self._param("precision"),
-                block_size=self._param("block_size"), class_names=names)
+                block_size=self._param("block_size"), class_names=names,
+                fast_path=None if self._param("fast_path") else False)
         except CheckpointError as exc:
             raise StartupError(f"{exc} (parameter checkpoint)") from None
         except (ValueError, TypeError) as exc:

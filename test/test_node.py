@@ -225,7 +225,7 @@ def test_parameter_descriptors(ros):
     node = ros.start_node()
     desc = {d.name: d for d in node.describe_parameters(
         ["tau", "adaptive", "overlay_alpha", "model", "checkpoint", "num_classes", "class_names",
-         "palette", "device", "precision", "block_size", "input_transport", "cameras",
+         "palette", "device", "precision", "fast_path", "block_size", "input_transport", "cameras",
          "qos_reliability", "max_image_pixels"])}
     for n, d in desc.items():
         assert d.description, n
@@ -509,3 +509,13 @@ def test_frame_accounting_30hz_with_slow_inference(ros):
     # the parameter service answered while the model ran
     assert len(service_times) >= 10
     assert max(service_times) < min(0.5, inference_s), (max(service_times), inference_s)
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_fast_path_parameter_reaches_the_engine(ros, fast_path):
+    """fast_path: true means 'where possible': on the CPU the node starts and runs eagerly
+    (asking the engine for graphs outright would stop it: no CUDA device)."""
+    node = ros.start_node(fast_path=fast_path)
+    assert node.get_parameter("fast_path").value is fast_path
+    assert node._engine.fast_path is False
+    assert Topics(ros, node).send(image_msg(flat_and_textured(), "cam"))["adaptive"] == "true"
