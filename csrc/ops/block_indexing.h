@@ -51,6 +51,19 @@ struct Strides4 {
   int64_t n, c, h, w;
 };
 
+// The same strides in a launch's index type, with the element offset they give.
+template <typename index_t>
+struct StridesT {
+  index_t n, c, h, w;
+  StridesT() = default;
+  SEGBLOCKS_HOST_DEVICE explicit StridesT(const Strides4& s)
+      : n(static_cast<index_t>(s.n)), c(static_cast<index_t>(s.c)), h(static_cast<index_t>(s.h)),
+        w(static_cast<index_t>(s.w)) {}
+  SEGBLOCKS_HOST_DEVICE index_t offset(index_t n_, index_t c_, index_t y, index_t x) const {
+    return n_ * n + c_ * c + y * h + x * w;
+  }
+};
+
 template <typename T>
 struct PlainDivider {
   using index_t = T;

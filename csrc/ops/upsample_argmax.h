@@ -23,18 +23,6 @@
 
 namespace segblocks {
 
-// Element strides of a 4-D tensor in the launch's index type.
-template <typename index_t>
-struct OffsetStrides {
-  index_t n, c, h, w;
-  SEGBLOCKS_HOST_DEVICE explicit OffsetStrides(const Strides4& s)
-      : n(static_cast<index_t>(s.n)), c(static_cast<index_t>(s.c)), h(static_cast<index_t>(s.h)),
-        w(static_cast<index_t>(s.w)) {}
-  SEGBLOCKS_HOST_DEVICE index_t offset(index_t n_, index_t c_, index_t y, index_t x) const {
-    return n_ * n + c_ * c + y * h + x * w;
-  }
-};
-
 // One axis of bilinear interpolation, align_corners=False, the way torch's upsample
 // kernels compute it: source = max(scale * (dst + 0.5) - 0.5, 0), i1 = i0 + 1 unless i0 is
 // the last row, weights (1 - l, l).
@@ -126,9 +114,9 @@ struct UpsampleArgmaxParams {
 template <typename scalar_t, typename D, typename index_t>
 SEGBLOCKS_HOST_DEVICE Corner<scalar_t, index_t> block_corner(const PadSource<index_t>& src,
                                                              const scalar_t* highres,
-                                                             const OffsetStrides<index_t>& hs,
+                                                             const StridesT<index_t>& hs,
                                                              const scalar_t* lowres,
-                                                             const OffsetStrides<index_t>& ls) {
+                                                             const StridesT<index_t>& ls) {
   // replicate mode: never kPadConstant
   if (src.kind == kPadLowres) {
     return Corner<scalar_t, index_t>{lowres + ls.offset(src.slot, 0, src.y, src.x), ls.c, 0, 0, false};
@@ -142,7 +130,7 @@ SEGBLOCKS_HOST_DEVICE void upsample_argmax_element(
     const UpsampleArgmaxParams<typename Cvt::scalar_t, typename Cvt::acc_t, D>& prm, int64_t linear) {
   using index_t = typename D::index_t;
   using scalar_t = typename Cvt::scalar_t;
-  const OffsetStrides<index_t> hs(prm.highres_strides), ls(prm.lowres_strides);
+  const StridesT<index_t> hs(prm.highres_strides), ls(prm.lowres_strides);
   const index_t e = static_cast<index_t>(linear);
   const index_t f = static_cast<index_t>(prm.factor);
   const index_t out_w = static_cast<index_t>(prm.out_width_div.divisor);
@@ -197,7 +185,7 @@ SEGBLOCKS_HOST_DEVICE void upsample_argmax_dense_element(
     int64_t linear) {
   using index_t = typename D::index_t;
   using scalar_t = typename Cvt::scalar_t;
-  const OffsetStrides<index_t> s(prm.strides);
+  const StridesT<index_t> s(prm.strides);
   const index_t e = static_cast<index_t>(linear);
   const index_t out_w = static_cast<index_t>(prm.out_width_div.divisor);
   const index_t out_h = static_cast<index_t>(prm.out_height_div.divisor);

@@ -56,18 +56,6 @@ SEGBLOCKS_HOST_DEVICE BlockElement<typename D::index_t> unravel_block_element(
   return el;
 }
 
-template <typename index_t>
-struct StridesT {
-  index_t n, c, h, w;
-  StridesT() = default;
-  SEGBLOCKS_HOST_DEVICE explicit StridesT(const Strides4& s)
-      : n(static_cast<index_t>(s.n)), c(static_cast<index_t>(s.c)), h(static_cast<index_t>(s.h)),
-        w(static_cast<index_t>(s.w)) {}
-  SEGBLOCKS_HOST_DEVICE index_t offset(index_t n_, index_t c_, index_t y, index_t x) const {
-    return n_ * n + c_ * c + y * h + x * w;
-  }
-};
-
 // Strides of the dense map [N, C, GH*b, GW*b] contiguous in NCHW or NHWC order.
 inline Strides4 contiguous_dense_strides(const BlockGrid& g, bool channels_last) {
   const int64_t c = g.channels, h = g.grid_h * g.hr_side, w = g.grid_w * g.hr_side;
