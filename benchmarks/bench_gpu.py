@@ -101,6 +101,8 @@ def main():
     ap.add_argument("--batches", default="1,4")
     ap.add_argument("--taus", default="0.2,0.3,0.5")
     ap.add_argument("--quick", action="store_true", help="fewer configurations (smoke test)")
+    ap.add_argument("--input-channels", type=int, default=4,
+                    help="pad the RGB input to this many channels (prepare_network); 3 = unpadded")
     ap.add_argument("--no-fuse-epilogue", dest="fuse_epilogue", action="store_false",
                     help="prepare the network without fused conv epilogues (static and SegBlocks "
                          "alike); writes unfused-epilogue-gpu-<gpu>-<date>.json")
@@ -117,8 +119,11 @@ def main():
         torch.manual_seed(0)
         net = randomize_bn(build_model(model, 19).eval())
         net32 = net.to(dev)
-        fast = prepare_network(net, torch.float16, dev, fuse_epilogue=args.fuse_epilogue)
-        sb = SegBlocks(fast)
+        fast = prepare_network(net, torch.float16, dev, fuse_epilogue=args.fuse_epilogue,
+                               input_channels=args.input_channels)
+        sb = SegBlocks(fast)                 # reads the input padded to sb.in_channels
+        sb_macs = SegBlocks(net32)           # MACs of the network as defined (3 input channels)
+        cin = sb.in_channels
         for batch in [int(b) for b in args.batches.split(",")]:
             if args.quick and (batch > 1 and model != "swiftnet_rn18"):
                 continue
@@ -132,17 +137,15 @@ def main():
                 print(f"{model:14s} b{batch} {mode:9s} {config:28s} {latency:8.3f} ms "
                       f"{mem:9.1f} MB {gmacs:7.1f} GMAC", flush=True)
 
-            dense_gmacs = count_macs(sb, x32[:1]).dense.item() / 1e9
+            dense_gmacs = count_macs(sb_macs, x32[:1]).dense.item() / 1e9
             with torch.inference_mode():
                 lat = time_fn(lambda: net32(x32).argmax(1), args.iters)
                 mem = peak_mb(lambda: net32(x32).argmax(1))
             row("static", "fp32 eager NCHW", "float32", lat, mem, dense_gmacs)
             with torch.inference_mode():
-                xh = normalize(frames, torch.float16).contiguous(memory_format=torch.channels_last)
+                xh = normalize(frames, torch.float16, cin)
             # the previous static best: logits upsampled to full resolution, then argmax
-            unfused = _GraphOf(lambda: fast(
-                normalize(frames, torch.float16).contiguous(memory_format=torch.channels_last)
-            ).argmax(1).to(torch.uint8))
+            unfused = _GraphOf(lambda: fast(normalize(frames, torch.float16, cin)).argmax(1).to(torch.uint8))
             lat = time_fn(unfused.replay, args.iters)
             del unfused
             with torch.inference_mode():
@@ -164,7 +167,7 @@ def main():
                 lat = time_fn(seg_fixed.replay, args.iters)
                 with torch.inference_mode():
                     mem = peak_mb(lambda: sb.labels(xh, layout=layout))
-                eff = sb.count_macs(xh.shape, layout).effective.mean().item() / 1e9
+                eff = sb_macs.count_macs(x32.shape, layout).effective.mean().item() / 1e9
                 row("segblocks", f"fixed {frac:.0%} high-res", "float16", lat, mem, eff, frac=frac)
                 del seg_fixed
             for tau in taus:
@@ -173,7 +176,7 @@ def main():
                 lat = time_fn(lambda: seg.run(frames), args.iters)
                 hr = seg.grid.float().mean().item()
                 layout = BlockLayout.from_grid(seg.grid.clone(), 128)
-                eff = sb.count_macs(xh.shape, layout).effective.mean().item() / 1e9
+                eff = sb_macs.count_macs(x32.shape, layout).effective.mean().item() / 1e9
                 with torch.inference_mode():
                     mem = peak_mb(lambda: sb.labels(xh, layout=layout))
                 row("segblocks", f"policy tau={tau} ({how})", "float16", lat, mem, eff, frac=hr, tau=tau)
@@ -181,11 +184,13 @@ def main():
             torch.cuda.empty_cache()
 
     result = {"gpu": gpu, "torch": torch.__version__, "cuda": torch.version.cuda,
-              "height": h, "width": w, "fuse_epilogue": args.fuse_epilogue, "rows": rows}
+              "height": h, "width": w, "fuse_epilogue": args.fuse_epilogue,
+              "input_channels": args.input_channels, "rows": rows}
     slug = re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")
     date = datetime.date.today().isoformat()
     os.makedirs(args.out, exist_ok=True)
-    prefix = "" if args.fuse_epilogue else "unfused-epilogue-"
+    prefix = ("" if args.fuse_epilogue else "unfused-epilogue-") + \
+        ("" if args.input_channels == 4 else f"input{args.input_channels}-")
     path = os.path.join(args.out, f"{prefix}gpu-{slug}-{date}.json")
     with open(path, "w") as f:
         json.dump(result, f, indent=1)
@@ -223,7 +228,7 @@ class _FixedLayoutGraph(_GraphOf):
         lowres_stream = torch.cuda.Stream() if concurrent else None
 
         def frame():
-            x = normalize(frames, torch.float16).contiguous(memory_format=torch.channels_last)
+            x = normalize(frames, torch.float16, sb.in_channels)
             with concurrent_lowres(lowres_stream):
                 return sb.labels(x, layout=layout)
         super().__init__(frame)

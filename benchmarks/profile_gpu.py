@@ -103,10 +103,10 @@ def main():
     frames = torch.randint(0, 256, (args.batch, args.height, args.width, 3), dtype=torch.uint8, device=dev)
     results = []
     with torch.inference_mode():
-        xh = normalize(frames, torch.float16).contiguous(memory_format=torch.channels_last)
+        xh = normalize(frames, torch.float16, sb.in_channels)
 
         def dense():
-            return fast(normalize(frames, torch.float16).contiguous(memory_format=torch.channels_last)).argmax(1)
+            return sb.labels(normalize(frames, torch.float16, sb.in_channels))
         r = profile(dense, "static fp16 NHWC folded")
         g = torch.cuda.CUDAGraph()
         s = torch.cuda.Stream()
@@ -125,8 +125,8 @@ def main():
             layout = BlockLayout.from_grid(grid.to(dev), 128)
 
             def blocks():
-                x = normalize(frames, torch.float16).contiguous(memory_format=torch.channels_last)
-                return sb(x, layout=layout).argmax(1)
+                x = normalize(frames, torch.float16, sb.in_channels)
+                return sb.labels(x, layout=layout)
             r = profile(blocks, f"segblocks {frac:.0%}")
             fixed = _FixedLayoutGraph(sb, frames, layout)
             r["graph_ms"] = time_fn(fixed.replay, 50)

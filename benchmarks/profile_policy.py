@@ -45,10 +45,10 @@ def main():
     layout = BlockLayout.from_grid(seg.grid.clone(), 128)
     fixed = _FixedLayoutGraph(sb, frames, layout)
     t_fixed = time_fn(fixed.replay, 100)
-    x = normalize(frames, torch.float16).contiguous(memory_format=torch.channels_last)
+    x = normalize(frames, torch.float16, sb.in_channels)
     with torch.inference_mode():
         t_complexity = time_fn(lambda: seg.policy.complexity(x), 100)
-        t_normalize = time_fn(lambda: normalize(frames, torch.float16).contiguous(memory_format=torch.channels_last), 100)
+        t_normalize = time_fn(lambda: normalize(frames, torch.float16, sb.in_channels), 100)
         t_layout = time_fn(lambda: BlockLayout.from_grid(seg._grid, 128, k, seg._complexity), 100)
     lagged = GraphedSegmenter(fast, 1, 1024, 2048, tau=args.tau, segblocks=sb, lagged=True)
     t_lagged = time_fn(lambda: lagged.run(frames), 100)

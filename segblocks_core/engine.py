@@ -64,20 +64,35 @@ _NORM_CONSTANTS: dict[torch.device, tuple[Tensor, Tensor]] = {}
 
 
 def _norm_constants(device: torch.device) -> tuple[Tensor, Tensor]:
-    # cached per device: creating them from Python lists is a host->device copy, which a
-    # CUDA graph capture forbids
+    """Per-channel ``(scale, shift)`` with ``x_norm = x * scale + shift``, float32 ``[3]``.
+
+    Cached per device: creating them from Python lists is a host->device copy, which a CUDA
+    graph capture forbids.
+    """
     if device not in _NORM_CONSTANTS:
-        mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) * 255
-        inv_std = 1.0 / (torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255)
-        _NORM_CONSTANTS[device] = (mean, inv_std)
+        mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float64) * 255
+        scale = 1.0 / (torch.tensor(IMAGENET_STD, dtype=torch.float64) * 255)
+        _NORM_CONSTANTS[device] = (scale.float().to(device), (-mean * scale).float().to(device))
     return _NORM_CONSTANTS[device]
 
 
-def normalize(images: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
-    """uint8 ``[N, H, W, 3]`` RGB -> normalised ``[N, 3, H, W]`` network input."""
-    mean, inv_std = _norm_constants(images.device)
-    x = images.permute(0, 3, 1, 2).float()
-    return ((x - mean) * inv_std).to(dtype)
+def normalize(images: Tensor, dtype: torch.dtype = torch.float32, channels: int = 3) -> Tensor:
+    """uint8 ``[N, H, W, 3]`` RGB -> normalised ``[N, channels, H, W]`` network input.
+
+    One fused multiply-add per element (computed in float32, stored as ``dtype``), written
+    channels_last. ``channels > 3`` appends zero channels: a network prepared with
+    ``prepare_network(input_channels=4)`` takes its RGB input padded to 4 channels (its
+    stem weights for the extra channel are zero), which cuDNN runs much faster.
+    """
+    if channels < 3:
+        raise ValueError(f"channels must be >= 3 (RGB plus optional zero channels), got {channels}")
+    scale, shift = _norm_constants(images.device)
+    n, h, w, _ = images.shape
+    out = torch.empty((n, h, w, channels), dtype=dtype, device=images.device)
+    if channels > 3:
+        out[..., 3:].zero_()
+    torch.addcmul(shift, images, scale, out=out[..., :3])
+    return out.permute(0, 3, 1, 2)
 
 
 @dataclass

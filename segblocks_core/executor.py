@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import ops
-from .fused import FusedConv2d, conv_bias_relu
+from .fused import FusedConv2d, adaptive_avg_pool2d, conv_bias_relu
 from .layout import BlockLayout, BlockTensor
 
 __all__ = ["SegBlocks", "UnsupportedLayerError", "MacCount", "concurrent_lowres"]
@@ -334,7 +334,7 @@ _ELEMENTWISE_MODULES = (
     nn.Dropout, nn.Dropout2d,
 )
 _GLOBAL_MODULES = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
-_GLOBAL_FUNCTIONS = (F.adaptive_avg_pool2d, F.adaptive_max_pool2d, torch.flatten)
+_GLOBAL_FUNCTIONS = (F.adaptive_avg_pool2d, F.adaptive_max_pool2d, torch.flatten, adaptive_avg_pool2d)
 _UNARY_METHODS = {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "clamp", "clamp_",
                   "contiguous", "float", "half", "bfloat16", "neg"}
 _BINARY_METHODS = {"add": "add", "add_": "iadd", "sub": "sub", "sub_": "isub", "mul": "mul",
@@ -354,7 +354,8 @@ _MAC_MODULES = (nn.Conv2d, nn.Linear)
 
 class _Tracer(fx.Tracer):
     def __init__(self, leaf_types: tuple[type, ...]):
-        super().__init__()
+        # the prepared networks' own functions stay calls (fused.adaptive_avg_pool2d)
+        super().__init__(autowrap_functions=(adaptive_avg_pool2d,))
         self.leaf_types = leaf_types
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
@@ -429,7 +430,9 @@ class SegBlocks(nn.Module):
         block_size: block side B in input pixels; must be a multiple of twice the
             network's total stride, so that low-res blocks stay whole pixels.
         global_modules: extra module types that need the dense map (combine before them).
-        in_channels: channels of the network input (used to analyse the network).
+        in_channels: channels of the network input (used to analyse the network); default
+            ``net.input_channels`` if set (see :func:`segblocks_core.fastpath.prepare_network`),
+            else 3.
 
     Call ``segblocks(x, grid)`` with ``grid`` a bool ``[N, ceil(H/B), ceil(W/B)]`` (True =
     high-res), or ``layout=`` a prebuilt :class:`BlockLayout` (e.g. a fixed-capacity,
@@ -437,7 +440,7 @@ class SegBlocks(nn.Module):
     """
 
     def __init__(self, net: nn.Module, block_size: int = 128,
-                 global_modules: Iterable[type] = (), in_channels: int = 3):
+                 global_modules: Iterable[type] = (), in_channels: Optional[int] = None):
         super().__init__()
         if not isinstance(net, nn.Module):
             raise TypeError(f"net must be an nn.Module, got {type(net).__name__}")
@@ -445,6 +448,8 @@ class SegBlocks(nn.Module):
             raise ValueError(f"block_size must be an even integer >= 2, got {block_size}")
         self.net = net
         self.block_size = int(block_size)
+        if in_channels is None:
+            in_channels = getattr(net, "input_channels", None) or 3
         self.in_channels = int(in_channels)
         self._global_types = tuple(_GLOBAL_MODULES) + tuple(global_modules)
         traced_graph = _Tracer(self._global_types + (FusedConv2d,)).trace(net)

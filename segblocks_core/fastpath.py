@@ -34,16 +34,17 @@ import math
 from typing import Optional
 
 import torch
+import torch.fx as fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .engine import normalize
 from .executor import SegBlocks, concurrent_lowres
-from .fused import fuse_conv_epilogue
+from .fused import fuse_conv_epilogue, use_fast_pooling
 from .layout import BlockLayout
 from .policy import ComplexityPolicy
 
-__all__ = ["fold_batchnorm", "prepare_network", "GraphedSegmenter", "conditional_graphs_supported"]
+__all__ = ["fold_batchnorm", "pad_input_channels", "prepare_network", "GraphedSegmenter", "conditional_graphs_supported"]
 
 
 def fold_batchnorm(net: nn.Module) -> nn.Module:
@@ -59,18 +60,68 @@ def fold_batchnorm(net: nn.Module) -> nn.Module:
     return fuse(net, inplace=False)
 
 
+def pad_input_channels(gm: fx.GraphModule, channels: int) -> fx.GraphModule:
+    """Make ``gm`` take its input with ``channels`` channels, the extra ones ignored (in place).
+
+    The convolution(s) reading the input directly get zero weights for the extra channels,
+    so ``gm(pad(x)) == gm(x)`` for any zero (or other) padding channels. Sets
+    ``gm.input_channels``. If the input feeds anything but convolutions (other than size
+    queries), ``gm`` is left unchanged with ``input_channels`` = its current count.
+    """
+    inputs = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    if len(inputs) != 1:
+        raise ValueError(f"pad_input_channels needs a single-input network, got {len(inputs)} inputs")
+    convs, in_channels = [], set()
+    for user in inputs[0].users:
+        if user.op == "call_method" and user.target in ("size", "dim") or \
+                user.op == "call_function" and user.target is getattr and user.args[1] == "shape":
+            continue
+        module = gm.get_submodule(user.target) if user.op == "call_module" else None
+        if not isinstance(module, nn.Conv2d) or module.groups != 1 or user.args[0] is not inputs[0]:
+            convs = []
+            break
+        convs.append(module)
+        in_channels.add(module.in_channels)
+    if not convs or len(in_channels) != 1:
+        gm.input_channels = getattr(gm, "input_channels", None) or 3
+        return gm
+    current = in_channels.pop()
+    if channels < current:
+        raise ValueError(f"cannot pad the input to {channels} channels: the network reads {current}")
+    for conv in {id(c): c for c in convs}.values():
+        w = conv.weight
+        padded = torch.zeros((w.shape[0], channels) + tuple(w.shape[2:]), dtype=w.dtype, device=w.device)
+        padded[:, :current] = w.detach()
+        conv.weight = nn.Parameter(padded, requires_grad=w.requires_grad)
+        conv.in_channels = channels
+    gm.input_channels = channels
+    return gm
+
+
 def prepare_network(net: nn.Module, dtype: torch.dtype = torch.float16,
-                    device: Optional[torch.device] = None, fuse_epilogue: bool = True) -> nn.Module:
+                    device: Optional[torch.device] = None, fuse_epilogue: bool = True,
+                    input_channels: int = 4) -> nn.Module:
     """Inference copy of ``net``: BatchNorm folded, ``dtype``, channels_last, on ``device``.
 
     ``fuse_epilogue``: also turn conv -> (add ->) ReLU into :class:`segblocks_core.fused.FusedConv2d`
     (one cuDNN call with bias, residual and ReLU where that is faster; on the H100 it took
     SwiftNet-RN18 from 2.05 to 1.60 ms dense and from 2.19 to 1.88 ms in SegBlocks at 40%
     high-res blocks, ``benchmarks/results/fused-epilogue-gpu-*.json``).
+
+    ``input_channels``: the returned network reads its RGB input padded with zero channels
+    to this many (:func:`pad_input_channels`; feed it ``normalize(images, dtype,
+    net.input_channels)``). With 4, cuDNN runs the 7x7 stem with its first-layer kernel:
+    on the H100 the stem took 148 -> 56 us on SegBlocks' blocks at 40% and 90 -> 64 us
+    dense (``benchmarks/results/conv-layout-probe-*.json``). 3 keeps the plain input.
+
+    Adaptive average pooling (SwiftNet's SPP) runs as plain average pooling where the sizes
+    divide (:func:`segblocks_core.fused.adaptive_avg_pool2d`).
     """
     folded = fold_batchnorm(net.eval())
     if fuse_epilogue:
         folded = fuse_conv_epilogue(folded)
+    pad_input_channels(folded, input_channels)
+    use_fast_pooling(folded)
     folded.to(device=device, dtype=dtype)
     return folded.to(memory_format=torch.channels_last)
 
@@ -156,10 +207,11 @@ class GraphedSegmenter:
     # -- graph bodies --------------------------------------------------------------------
 
     def _input(self) -> Tensor:
-        return normalize(self.images, self.dtype).contiguous(memory_format=torch.channels_last)
+        # channels_last, padded with zero channels to what the network reads
+        return normalize(self.images, self.dtype, self.segblocks.in_channels)
 
     def _policy(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        complexity = self.policy.complexity(x)
+        complexity = self.policy.complexity(x[:, :3])
         grid = complexity > self.tau
         self.count.copy_(grid.sum())
         return complexity, grid

@@ -23,7 +23,8 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["FusedConv2d", "conv_bias_relu", "fuse_conv_epilogue"]
+__all__ = ["FusedConv2d", "conv_bias_relu", "fuse_conv_epilogue", "adaptive_avg_pool2d",
+           "use_fast_pooling"]
 
 # fused-or-not per call shape, decided by timing on first use
 _CHOICE: dict[tuple, bool] = {}
@@ -178,5 +179,36 @@ def fuse_conv_epilogue(gm: fx.GraphModule) -> fx.GraphModule:
             graph.erase_node(src)
         graph.erase_node(conv_node)
     graph.lint()
+    gm.recompile()
+    return gm
+
+
+# ----------------------------------------------------------------------------------------
+# pooling
+# ----------------------------------------------------------------------------------------
+
+def adaptive_avg_pool2d(x: Tensor, output_size) -> Tensor:
+    """``F.adaptive_avg_pool2d``, run as a plain ``avg_pool2d`` where the output size divides
+    the input's (then every window is the same ``H/oh x W/ow`` box: the same function).
+
+    PyTorch's channels_last adaptive kernel is slow on small maps (H100: 53 us for SwiftNet's
+    ``[1, 128, 32, 64] -> 8 x 16`` SPP level, once per level per frame).
+    """
+    if isinstance(output_size, int):
+        output_size = (output_size, output_size)
+    h, w = x.shape[-2], x.shape[-1]
+    oh = h if output_size[0] is None else int(output_size[0])
+    ow = w if output_size[1] is None else int(output_size[1])
+    if oh > 0 and ow > 0 and h % oh == 0 and w % ow == 0:
+        return F.avg_pool2d(x, (h // oh, w // ow))
+    return F.adaptive_avg_pool2d(x, output_size)
+
+
+def use_fast_pooling(gm: fx.GraphModule) -> fx.GraphModule:
+    """Replace ``F.adaptive_avg_pool2d`` calls of a traced network by :func:`adaptive_avg_pool2d`
+    (in place; SegBlocks treats both as global operations). Returns ``gm``."""
+    for node in gm.graph.nodes:
+        if node.op == "call_function" and node.target is F.adaptive_avg_pool2d:
+            node.target = adaptive_avg_pool2d
     gm.recompile()
     return gm

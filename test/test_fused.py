@@ -107,3 +107,26 @@ def test_prepare_network_fuses_by_default(folded):
     net = randomize_batchnorm(swiftnet_rn18().eval())
     assert _fused_modules(prepare_network(net, torch.float32, torch.device("cpu")))
     assert not _fused_modules(prepare_network(net, torch.float32, torch.device("cpu"), fuse_epilogue=False))
+
+
+def test_fast_adaptive_pooling_is_the_same_function():
+    from segblocks_core.fused import adaptive_avg_pool2d
+    x = torch.randn(2, 5, 32, 64).contiguous(memory_format=torch.channels_last)
+    for size in [(8, 16), (4, 8), 2, (1, 1), (32, 64), (None, 16), (5, 7), (3, 64)]:
+        torch.testing.assert_close(adaptive_avg_pool2d(x, size), F.adaptive_avg_pool2d(x, size),
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_prepare_network_pools_fast_and_segblocks_keeps_pooling_global(folded):
+    from segblocks_core.fused import adaptive_avg_pool2d
+    net = folded
+    fast = prepare_network(net, torch.float32, torch.device("cpu"), input_channels=3)
+    targets = [n.target for n in fast.graph.nodes if n.op == "call_function"]
+    assert adaptive_avg_pool2d in targets and F.adaptive_avg_pool2d not in targets
+    x = torch.randn(1, 3, 256, 512)
+    sb = SegBlocks(fast)
+    # all-high-res SegBlocks equals the dense network only if SPP pooling saw the whole map
+    with torch.no_grad():
+        torch.testing.assert_close(sb(x, torch.ones(1, 2, 4, dtype=torch.bool)), fast(x),
+                                   rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(fast(x), net(x), rtol=1e-4, atol=1e-4)

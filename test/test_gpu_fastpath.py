@@ -118,8 +118,8 @@ def test_concurrent_lowres_stream_gives_identical_results(nets):
     from segblocks_core.fastpath import GraphedSegmenter
     _, fast = nets
     imgs = frames(2, seed=3).cuda()
-    x = normalize(imgs, torch.float16).contiguous(memory_format=torch.channels_last)
     sb = SegBlocks(fast)
+    x = normalize(imgs, torch.float16, sb.in_channels)
     grid = torch.rand(sb.grid_shape(x.shape), generator=torch.Generator().manual_seed(0)) > 0.5
     layout = BlockLayout.from_grid(grid.cuda(), 128)
     with torch.inference_mode():
