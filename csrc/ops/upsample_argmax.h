@@ -152,6 +152,21 @@ SEGBLOCKS_HOST_DEVICE void upsample_argmax_element(
   // output pixel (y, x) of the block is pixel (y + f, x + f) of the upsampled padded block
   const auto ty = linear_tap<typename Cvt::acc_t, index_t>(prm.scale, y + f, padded);
   const auto tx = linear_tap<typename Cvt::acc_t, index_t>(prm.scale, x + f, padded);
+  const index_t side = padded - 2;
+  const index_t channels = static_cast<index_t>(prm.channels);
+  if (ty.i0 >= 1 && ty.i1 <= side && tx.i0 >= 1 && tx.i1 <= side) {
+    // all four corners inside the block itself (all but a ~f/2-pixel frame of every block):
+    // the corners pad_source would find, without the neighbour lookups
+    const StridesT<index_t>& st = lowres ? ls : hs;
+    const index_t slot = lowres ? -1 - static_cast<index_t>(m) : static_cast<index_t>(m);
+    const scalar_t* p00 = (lowres ? prm.lowres : prm.highres) + st.offset(slot, 0, ty.i0 - 1, tx.i0 - 1);
+    const index_t dy = (ty.i1 - ty.i0) * st.h, dx = (tx.i1 - tx.i0) * st.w;
+    using C = Corner<scalar_t, index_t>;
+    prm.labels[e] = blend_argmax<Cvt>(C{p00, st.c, 0, 0, false}, C{p00 + dx, st.c, 0, 0, false},
+                                      C{p00 + dy, st.c, 0, 0, false}, C{p00 + dy + dx, st.c, 0, 0, false},
+                                      ty, tx, channels);
+    return;
+  }
   const GridCell<index_t> cell{n, r, c};
   const index_t one = 1;
   const auto corner = [&](index_t i, index_t j) {
@@ -160,7 +175,7 @@ SEGBLOCKS_HOST_DEVICE void upsample_argmax_element(
         prm.lowres, ls);
   };
   prm.labels[e] = blend_argmax<Cvt>(corner(ty.i0, tx.i0), corner(ty.i0, tx.i1), corner(ty.i1, tx.i0),
-                                    corner(ty.i1, tx.i1), ty, tx, static_cast<index_t>(prm.channels));
+                                    corner(ty.i1, tx.i1), ty, tx, channels);
 }
 
 // ---------------------------------------------------------------------------------------
