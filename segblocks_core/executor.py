@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import ops
-from .fused import FusedConv2d, adaptive_avg_pool2d, conv_bias_relu
+from .fused import BatchNormReLU, FusedConv2d, adaptive_avg_pool2d, conv_bias_relu
 from .layout import BlockLayout, BlockTensor
 
 __all__ = ["SegBlocks", "UnsupportedLayerError", "MacCount", "concurrent_lowres"]
@@ -331,7 +331,7 @@ def block_method(method: str, bt: BlockTensor, *args, **kwargs) -> BlockTensor:
 _ELEMENTWISE_MODULES = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
     nn.Mish, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Identity,
-    nn.Dropout, nn.Dropout2d,
+    nn.Dropout, nn.Dropout2d, BatchNormReLU,
 )
 _GLOBAL_MODULES = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 _GLOBAL_FUNCTIONS = (F.adaptive_avg_pool2d, F.adaptive_max_pool2d, torch.flatten, adaptive_avg_pool2d)
@@ -452,7 +452,7 @@ class SegBlocks(nn.Module):
             in_channels = getattr(net, "input_channels", None) or 3
         self.in_channels = int(in_channels)
         self._global_types = tuple(_GLOBAL_MODULES) + tuple(global_modules)
-        traced_graph = _Tracer(self._global_types + (FusedConv2d,)).trace(net)
+        traced_graph = _Tracer(self._global_types + (FusedConv2d, BatchNormReLU)).trace(net)
         traced = fx.GraphModule(net, traced_graph)
         builder = _PlanBuilder(traced, self.block_size, self.in_channels, self._global_types)
         object.__setattr__(self, "_traced", traced)

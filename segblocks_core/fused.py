@@ -23,8 +23,8 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["FusedConv2d", "conv_bias_relu", "fuse_conv_epilogue", "adaptive_avg_pool2d",
-           "use_fast_pooling"]
+__all__ = ["FusedConv2d", "conv_bias_relu", "fuse_conv_epilogue", "BatchNormReLU",
+           "fuse_batchnorm_relu", "adaptive_avg_pool2d", "use_fast_pooling"]
 
 # fused-or-not per call shape, decided by timing on first use
 _CHOICE: dict[tuple, bool] = {}
@@ -210,5 +210,66 @@ def use_fast_pooling(gm: fx.GraphModule) -> fx.GraphModule:
     for node in gm.graph.nodes:
         if node.op == "call_function" and node.target is F.adaptive_avg_pool2d:
             node.target = adaptive_avg_pool2d
+    gm.recompile()
+    return gm
+
+
+# ----------------------------------------------------------------------------------------
+# pre-activation BatchNorm + ReLU
+# ----------------------------------------------------------------------------------------
+
+class BatchNormReLU(nn.Module):
+    """``relu(x * scale + shift)``: an eval-mode BatchNorm and the ReLU after it.
+
+    Two kernels (``addcmul``, in-place ``relu_``) where PyTorch runs four for the pair
+    (per call: the inverse standard deviation, a parameter cast, the normalisation, the
+    ReLU). ``scale``/``shift`` are precomputed from the running statistics in float64 and
+    stored in the module's dtype.
+    """
+
+    def __init__(self, bn: nn.BatchNorm2d):
+        super().__init__()
+        if bn.training or not bn.track_running_stats or bn.running_var is None:
+            raise ValueError("BatchNormReLU needs an eval-mode BatchNorm with running statistics")
+        with torch.no_grad():
+            var, mean = bn.running_var.double(), bn.running_mean.double()
+            scale = torch.rsqrt(var + bn.eps)
+            if bn.weight is not None:
+                scale = scale * bn.weight.double()
+            shift = -mean * scale
+            if bn.bias is not None:
+                shift = shift + bn.bias.double()
+        dtype = bn.running_mean.dtype
+        self.register_buffer("scale", scale.to(dtype).view(-1, 1, 1))
+        self.register_buffer("shift", shift.to(dtype).view(-1, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.addcmul(self.shift, x, self.scale).relu_()
+
+
+def fuse_batchnorm_relu(gm: fx.GraphModule) -> fx.GraphModule:
+    """Rewrite eval-mode ``relu(batch_norm(x))`` into :class:`BatchNormReLU` (in place).
+
+    Only BatchNorms whose output feeds nothing but the ReLU. Returns ``gm``.
+    """
+    graph = gm.graph
+    for relu in list(graph.nodes):
+        if not _is_relu(relu, gm) or not relu.args:
+            continue
+        bn_node = relu.args[0]
+        if not isinstance(bn_node, fx.Node) or bn_node.op != "call_module" or len(bn_node.users) != 1 \
+                or len(bn_node.args) != 1 or bn_node.kwargs:
+            continue
+        bn = gm.get_submodule(bn_node.target)
+        if type(bn) is not nn.BatchNorm2d or bn.training or not bn.track_running_stats:
+            continue
+        parent, _, name = bn_node.target.rpartition(".")
+        setattr(gm.get_submodule(parent) if parent else gm, name, BatchNormReLU(bn))
+        with graph.inserting_before(relu):
+            new = graph.call_module(bn_node.target, (bn_node.args[0],))
+        relu.replace_all_uses_with(new)
+        graph.erase_node(relu)
+        graph.erase_node(bn_node)
+    graph.lint()
     gm.recompile()
     return gm

@@ -28,6 +28,7 @@ from segblocks_core.ops import _reference
 
 CHANNELS = 5  # odd and not a power of two: exercises the channel index arithmetic
 PACKED_CHANNELS = 16  # a multiple of every 16-byte pack: the packed channels_last BlockPad path
+HALFPACK_CHANNELS = 4  # 8 bytes of a 16-bit type: the half-pack path (the 4-channel network input)
 
 DTYPES = {
     "f32": torch.float32,
@@ -38,7 +39,9 @@ DTYPES = {
 LAYOUTS = ("contiguous", "channels_last", "strided_view")
 # BlockPad also runs "channels_last_packed": channels_last with PACKED_CHANNELS channels, which
 # the CUDA kernel processes in 16-byte packs of channels (the GPU fast path's case)
-BLOCK_PAD_LAYOUTS = LAYOUTS + ("channels_last_packed",)
+# and "channels_last_halfpack": HALFPACK_CHANNELS channels, 8-byte packs for 16-bit dtypes
+BLOCK_PAD_LAYOUTS = LAYOUTS + ("channels_last_packed", "channels_last_halfpack")
+CHANNELS_LAST_LAYOUTS = ("channels_last", "channels_last_packed", "channels_last_halfpack")
 PADS = (  # (padding, mode, value)
     (1, "constant", 0.0),
     (1, "replicate", 0.0),
@@ -95,13 +98,14 @@ def make_tensor(shape, dtype: torch.dtype, device, layout: str, seed: int) -> Te
         big = torch.randn((n, c + 1, h + 2, w + 3), generator=gen, dtype=torch.float64)
         return big[:, 1:, 1:h + 1, 2:w + 2].to(dtype=dtype).to(device)
     t = torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
-    if layout in ("channels_last", "channels_last_packed"):
+    if layout in CHANNELS_LAST_LAYOUTS:
         t = t.contiguous(memory_format=torch.channels_last)
     return t
 
 
 def channels_of(layout: str) -> int:
-    return PACKED_CHANNELS if layout == "channels_last_packed" else CHANNELS
+    return {"channels_last_packed": PACKED_CHANNELS,
+            "channels_last_halfpack": HALFPACK_CHANNELS}.get(layout, CHANNELS)
 
 
 def block_inputs(geometry: Geometry, dtype, device, layout: str, seed: int = 0):
@@ -123,7 +127,7 @@ def dense_input(geometry: Geometry, dtype, device, layout: str, seed: int = 0):
 
 def _check_layout(outputs, layout: str) -> None:
     """channels_last inputs give channels_last outputs (the GPU fast path keeps its layout)."""
-    if layout not in ("channels_last", "channels_last_packed"):
+    if layout not in CHANNELS_LAST_LAYOUTS:
         return
     for out in outputs:
         assert out.is_contiguous(memory_format=torch.channels_last), (

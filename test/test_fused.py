@@ -130,3 +130,39 @@ def test_prepare_network_pools_fast_and_segblocks_keeps_pooling_global(folded):
         torch.testing.assert_close(sb(x, torch.ones(1, 2, 4, dtype=torch.bool)), fast(x),
                                    rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(fast(x), net(x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_batchnorm_relu_module_equals_the_pair(affine):
+    from segblocks_core.fused import BatchNormReLU
+    torch.manual_seed(0)
+    bn = nn.BatchNorm2d(6, affine=affine).eval()
+    with torch.no_grad():
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        if affine:
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.3, 0.3)
+    x = torch.randn(2, 6, 5, 7).contiguous(memory_format=torch.channels_last)
+    out = BatchNormReLU(bn)(x)
+    torch.testing.assert_close(out, F.relu(bn(x)), rtol=1e-5, atol=1e-6)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert (out >= 0).all() and (out == 0).any()
+    with pytest.raises(ValueError, match="eval-mode BatchNorm"):
+        BatchNormReLU(nn.BatchNorm2d(6).train())
+
+
+def test_prepare_network_fuses_preactivation_batchnorm(folded):
+    from segblocks_core.fused import BatchNormReLU, fuse_batchnorm_relu
+    fused = fuse_batchnorm_relu(copy.deepcopy(folded))
+    # SwiftNet-RN18's decoder: SPP (1 + 3 levels + fuse), 3 x (bottleneck, blend), logits
+    assert len([m for m in fused.modules() if isinstance(m, BatchNormReLU)]) == 11
+    assert not [m for m in fused.modules() if isinstance(m, nn.BatchNorm2d)]
+    x = torch.randn(1, 3, 256, 512)
+    grid = torch.tensor([[[True, False, False, True], [False, True, True, False]]])
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), folded(x), rtol=1e-4, atol=1e-4)
+        # in blocks the module runs on both resolutions, like the BatchNorm and ReLU it replaces
+        torch.testing.assert_close(SegBlocks(fused)(x, grid), SegBlocks(folded)(x, grid), rtol=1e-4, atol=1e-4)
+    prepared = prepare_network(folded, torch.float32, torch.device("cpu"))
+    assert len([m for m in prepared.modules() if isinstance(m, BatchNormReLU)]) == 11

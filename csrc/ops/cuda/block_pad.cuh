@@ -16,6 +16,8 @@
 // pixel, so they take the same path and read consecutive channels.
 #pragma once
 
+#include <type_traits>
+
 #include "ops/block_indexing.h"
 #include "ops/cuda/block_copy.cuh"
 #include "ops/cuda/cuda_scalar.cuh"
@@ -181,9 +183,10 @@ SEGBLOCKS_HOST_DEVICE void block_pad_packed_element(const BlockPadParams<scalar_
 }
 
 // True if a channels_last tensor with these strides and base pointer can be read in packs
+// of `pack` elements (`bytes` bytes, the required alignment)
 // (an empty one always can: its strides are never used).
-inline bool packable(const void* data, Strides4 s, int64_t pack, bool empty = false) {
-  return empty || (reinterpret_cast<uintptr_t>(data) % 16 == 0 && s.c == 1 && s.n % pack == 0 &&
+inline bool packable(const void* data, Strides4 s, int64_t pack, int64_t bytes, bool empty = false) {
+  return empty || (reinterpret_cast<uintptr_t>(data) % bytes == 0 && s.c == 1 && s.n % pack == 0 &&
                    s.h % pack == 0 && s.w % pack == 0);
 }
 
@@ -199,22 +202,37 @@ void with_block_pad(const scalar_t* highres, Strides4 highres_strides, const sca
   if (total == 0) return;
   const scalar_t fill = from_acc<scalar_t>(static_cast<acc_type<scalar_t>>(value));
   constexpr int kPack = PackWidth<scalar_t>::value;
-  const bool packed = channels_last && g.channels % kPack == 0 &&
-                      packable(highres, highres_strides, kPack, g.num_highres == 0) &&
-                      packable(lowres, lowres_strides, kPack, g.num_lowres == 0) &&
-                      packable(highres_padded, Strides4{0, 1, 0, 0}, kPack) &&
-                      packable(lowres_padded, Strides4{0, 1, 0, 0}, kPack);
+  constexpr int kHalfPack = sizeof(scalar_t) == 2 ? kPack / 2 : kPack;
+  const auto packs = [&](int64_t pack) {
+    const int64_t bytes = pack * static_cast<int64_t>(sizeof(scalar_t));
+    return channels_last && g.channels % pack == 0 &&
+           packable(highres, highres_strides, pack, bytes, g.num_highres == 0) &&
+           packable(lowres, lowres_strides, pack, bytes, g.num_lowres == 0) &&
+           packable(highres_padded, Strides4{0, 1, 0, 0}, pack, bytes) &&
+           packable(lowres_padded, Strides4{0, 1, 0, 0}, pack, bytes);
+  };
+  const int64_t pack = packs(kPack) ? kPack : (kHalfPack != kPack && packs(kHalfPack)) ? kHalfPack : 1;
   with_layout_and_index(channels_last, index32, [&](auto layout_tag, auto divider_tag) {
     using D = decltype(divider_tag);
     using Params = BlockPadParams<scalar_t, D>;
     if constexpr (decltype(layout_tag)::value) {
-      if (packed) {
+      const auto run_packed = [&](auto width_tag) {
+        constexpr int kWidth = decltype(width_tag)::value;
         const Params prm{highres, highres_strides, lowres, lowres_strides, highres_padded,
                          lowres_padded, hr_pos, lr_pos, block_map, GridIndexer<D>(g),
-                         D(g.channels / kPack), D(hp), D(lp), padding, replicate, fill,
-                         hr_total / kPack};
-        run.template operator()<Params, &block_pad_packed_element<scalar_t, kPack, D>>(prm, total / kPack);
+                         D(g.channels / kWidth), D(hp), D(lp), padding, replicate, fill,
+                         hr_total / kWidth};
+        run.template operator()<Params, &block_pad_packed_element<scalar_t, kWidth, D>>(prm, total / kWidth);
+      };
+      if (pack == kPack) {
+        run_packed(std::integral_constant<int, kPack>{});
         return;
+      }
+      if constexpr (kHalfPack != kPack) {
+        if (pack == kHalfPack) {
+          run_packed(std::integral_constant<int, kHalfPack>{});
+          return;
+        }
       }
     }
     const Params prm{highres, highres_strides, lowres, lowres_strides, highres_padded,
