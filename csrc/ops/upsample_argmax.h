@@ -52,11 +52,13 @@ struct Corner {
   bool mean;
 };
 
-template <typename Cvt, typename scalar_t, typename index_t>
+// kMayMean = false: every corner is a plain pixel (k.mean is ignored), so the channel loop
+// carries no per-corner branch (the dense head and a block's interior pixels).
+template <typename Cvt, bool kMayMean, typename scalar_t, typename index_t>
 SEGBLOCKS_HOST_DEVICE typename Cvt::acc_t corner_value(const Corner<scalar_t, index_t>& k, index_t c) {
   using acc_t = typename Cvt::acc_t;
   const scalar_t* q = k.p + c * k.cstride;
-  if (!k.mean) return Cvt::to_acc(q[0]);
+  if (!kMayMean || !k.mean) return Cvt::to_acc(q[0]);
   const acc_t sum = Cvt::to_acc(q[0]) + Cvt::to_acc(q[k.d2]) + Cvt::to_acc(q[k.d1]) +
                     Cvt::to_acc(q[k.d1 + k.d2]);
   return Cvt::to_acc(Cvt::round(sum * static_cast<acc_t>(0.25)));
@@ -65,7 +67,7 @@ SEGBLOCKS_HOST_DEVICE typename Cvt::acc_t corner_value(const Corner<scalar_t, in
 // argmax over channels of the bilinear blend of four corners; the blended value is rounded
 // to the dtype first (the reference's upsampled logits are), ties go to the first channel
 // and NaN counts as the maximum, like torch.argmax.
-template <typename Cvt, typename scalar_t, typename index_t>
+template <typename Cvt, bool kMayMean, typename scalar_t, typename index_t>
 SEGBLOCKS_HOST_DEVICE uint8_t blend_argmax(const Corner<scalar_t, index_t>& c00,
                                            const Corner<scalar_t, index_t>& c01,
                                            const Corner<scalar_t, index_t>& c10,
@@ -77,8 +79,8 @@ SEGBLOCKS_HOST_DEVICE uint8_t blend_argmax(const Corner<scalar_t, index_t>& c00,
   acc_t best = 0;
   index_t arg = 0;
   for (index_t c = 0; c < channels; ++c) {
-    const acc_t v00 = corner_value<Cvt>(c00, c), v01 = corner_value<Cvt>(c01, c);
-    const acc_t v10 = corner_value<Cvt>(c10, c), v11 = corner_value<Cvt>(c11, c);
+    const acc_t v00 = corner_value<Cvt, kMayMean>(c00, c), v01 = corner_value<Cvt, kMayMean>(c01, c);
+    const acc_t v10 = corner_value<Cvt, kMayMean>(c10, c), v11 = corner_value<Cvt, kMayMean>(c11, c);
     const acc_t blend = ty.w0 * (tx.w0 * v00 + tx.w1 * v01) + ty.w1 * (tx.w0 * v10 + tx.w1 * v11);
     const acc_t v = Cvt::to_acc(Cvt::round(blend));
     const bool v_nan = v != v, best_nan = best != best;
@@ -162,7 +164,7 @@ SEGBLOCKS_HOST_DEVICE void upsample_argmax_element(
     const scalar_t* p00 = (lowres ? prm.lowres : prm.highres) + st.offset(slot, 0, ty.i0 - 1, tx.i0 - 1);
     const index_t dy = (ty.i1 - ty.i0) * st.h, dx = (tx.i1 - tx.i0) * st.w;
     using C = Corner<scalar_t, index_t>;
-    prm.labels[e] = blend_argmax<Cvt>(C{p00, st.c, 0, 0, false}, C{p00 + dx, st.c, 0, 0, false},
+    prm.labels[e] = blend_argmax<Cvt, false>(C{p00, st.c, 0, 0, false}, C{p00 + dx, st.c, 0, 0, false},
                                       C{p00 + dy, st.c, 0, 0, false}, C{p00 + dy + dx, st.c, 0, 0, false},
                                       ty, tx, channels);
     return;
@@ -174,7 +176,7 @@ SEGBLOCKS_HOST_DEVICE void upsample_argmax_element(
         pad_source(prm.block_map, prm.grid, cell, lowres, i, j, one, true), prm.highres, hs,
         prm.lowres, ls);
   };
-  prm.labels[e] = blend_argmax<Cvt>(corner(ty.i0, tx.i0), corner(ty.i0, tx.i1), corner(ty.i1, tx.i0),
+  prm.labels[e] = blend_argmax<Cvt, true>(corner(ty.i0, tx.i0), corner(ty.i0, tx.i1), corner(ty.i1, tx.i0),
                                     corner(ty.i1, tx.i1), ty, tx, channels);
 }
 
@@ -213,7 +215,7 @@ SEGBLOCKS_HOST_DEVICE void upsample_argmax_dense_element(
   const auto corner = [&](index_t i, index_t j) {
     return Corner<scalar_t, index_t>{prm.logits + s.offset(n, 0, i, j), s.c, 0, 0, false};
   };
-  prm.labels[e] = blend_argmax<Cvt>(corner(ty.i0, tx.i0), corner(ty.i0, tx.i1), corner(ty.i1, tx.i0),
+  prm.labels[e] = blend_argmax<Cvt, false>(corner(ty.i0, tx.i0), corner(ty.i0, tx.i1), corner(ty.i1, tx.i0),
                                     corner(ty.i1, tx.i1), ty, tx, static_cast<index_t>(prm.channels));
 }
 
