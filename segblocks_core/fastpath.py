@@ -104,11 +104,11 @@ def prepare_network(net: nn.Module, dtype: torch.dtype = torch.float16,
     """Inference copy of ``net``: BatchNorm folded, ``dtype``, channels_last, on ``device``.
 
     ``fuse_epilogue``: also turn conv -> (add ->) ReLU into :class:`segblocks_core.fused.FusedConv2d`
-    and the decoder's pre-activation BatchNorm -> ReLU into
-    :class:`segblocks_core.fused.BatchNormReLU` (precomputed scale and shift, two kernels)
     (one cuDNN call with bias, residual and ReLU where that is faster; on the H100 it took
     SwiftNet-RN18 from 2.05 to 1.60 ms dense and from 2.19 to 1.88 ms in SegBlocks at 40%
-    high-res blocks, ``benchmarks/results/fused-epilogue-gpu-*.json``).
+    high-res blocks, ``benchmarks/results/fused-epilogue-gpu-*.json``), and the decoder's
+    pre-activation BatchNorm -> ReLU into :class:`segblocks_core.fused.BatchNormReLU`
+    (precomputed scale and shift, two kernels instead of four).
 
     ``input_channels``: the returned network reads its RGB input padded with zero channels
     to this many (:func:`pad_input_channels`; feed it ``normalize(images, dtype,
