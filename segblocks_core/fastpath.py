@@ -24,7 +24,9 @@ Choosing the bucket, three ways:
 
 Network preparation for inference: BatchNorm folded into the preceding convolutions,
 convolution epilogues (bias, residual add, ReLU) fused into cuDNN calls where faster
-(:mod:`segblocks_core.fused`), fp16 weights, channels_last memory format (tensor cores).
+(:mod:`segblocks_core.fused`), pre-activation BatchNorm + ReLU as one precomputed
+multiply-add and ReLU, the RGB input padded to 4 channels (cuDNN's first-layer kernel), fp16
+weights, channels_last memory format (tensor cores).
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ H100: much faster for SegBlocks' block stacks, slower for some dense maps), so t
 call of every shape times both ways on the GPU and keeps the faster; on the CPU, under
 autograd, in fake-tensor propagation and for shapes first seen during CUDA-graph capture
 the unfused ops run. Both ways compute the same function.
+
+Also here: :class:`BatchNormReLU` (eval-mode BatchNorm + ReLU as ``addcmul`` + ``relu_``,
+:func:`fuse_batchnorm_relu`) and :func:`adaptive_avg_pool2d` (adaptive pooling as plain
+average pooling where the sizes divide, :func:`use_fast_pooling`).
 """
 
 from __future__ import annotations
