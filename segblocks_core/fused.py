@@ -150,6 +150,11 @@ def _plain_conv(node, gm: fx.GraphModule) -> Optional[nn.Conv2d]:
     return conv
 
 
+def _set_submodule(gm: fx.GraphModule, target: str, module: nn.Module) -> None:
+    parent, _, name = target.rpartition(".")
+    setattr(gm.get_submodule(parent) if parent else gm, name, module)
+
+
 def fuse_conv_epilogue(gm: fx.GraphModule) -> fx.GraphModule:
     """Rewrite ``relu(conv(x))`` and ``relu(conv(x) + z)`` into :class:`FusedConv2d` (in place).
 
@@ -172,8 +177,7 @@ def fuse_conv_epilogue(gm: fx.GraphModule) -> fx.GraphModule:
             continue
         conv = gm.get_submodule(conv_node.target)
         fused = FusedConv2d(conv, residual=residual is not None)
-        parent, _, name = conv_node.target.rpartition(".")
-        setattr(gm.get_submodule(parent) if parent else gm, name, fused)
+        _set_submodule(gm, conv_node.target, fused)
         args = (conv_node.args[0],) if residual is None else (conv_node.args[0], residual)
         with graph.inserting_before(relu):
             new = graph.call_module(conv_node.target, args)
@@ -267,8 +271,7 @@ def fuse_batchnorm_relu(gm: fx.GraphModule) -> fx.GraphModule:
         bn = gm.get_submodule(bn_node.target)
         if type(bn) is not nn.BatchNorm2d or bn.training or not bn.track_running_stats:
             continue
-        parent, _, name = bn_node.target.rpartition(".")
-        setattr(gm.get_submodule(parent) if parent else gm, name, BatchNormReLU(bn))
+        _set_submodule(gm, bn_node.target, BatchNormReLU(bn))
         with graph.inserting_before(relu):
             new = graph.call_module(bn_node.target, (bn_node.args[0],))
         relu.replace_all_uses_with(new)
