@@ -93,13 +93,15 @@ def main():
     ap.add_argument("--height", type=int, default=1024)
     ap.add_argument("--width", type=int, default=2048)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--no-units", dest="units", action="store_false",
+                    help="SegBlocks(units=False): separate high-res and low-res calls")
     args = ap.parse_args()
     torch.backends.cudnn.benchmark = True
     dev = torch.device("cuda")
     torch.manual_seed(0)
     net = randomize_bn(build_model(args.model, 19).eval())
     fast = prepare_network(net, torch.float16, dev)
-    sb = SegBlocks(fast)
+    sb = SegBlocks(fast, units=args.units)
     frames = torch.randint(0, 256, (args.batch, args.height, args.width, 3), dtype=torch.uint8, device=dev)
     results = []
     with torch.inference_mode():

@@ -203,7 +203,7 @@ class SegmentationEngine:
             from .fastpath import prepare_network
             # fold BatchNorm in float32, then cast (folding in fp16 would round twice)
             self._fast_net = prepare_network(copy.deepcopy(self.net).float(), self.dtype, self.device)
-            self._fast_segblocks = SegBlocks(self._fast_net, block_size=block_size)
+            self._fast_segblocks = SegBlocks(self._fast_net, block_size=block_size, units=True)
         log.info("%s on %s (%s%s); %s", model, self.device, precision,
                  ", CUDA-graph fast path" if self.fast_path else "", ops.backend_message())
 

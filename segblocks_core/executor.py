@@ -45,7 +45,7 @@ from . import ops
 from .fused import BatchNormReLU, FusedConv2d, adaptive_avg_pool2d, conv_bias_relu
 from .layout import BlockLayout, BlockTensor
 
-__all__ = ["SegBlocks", "UnsupportedLayerError", "MacCount", "concurrent_lowres"]
+__all__ = ["SegBlocks", "UnsupportedLayerError", "MacCount", "concurrent_lowres", "units_mode"]
 
 
 class UnsupportedLayerError(TypeError):
@@ -59,7 +59,8 @@ class UnsupportedLayerError(TypeError):
 
 def split_like(x: Tensor, layout: BlockLayout, side: int) -> BlockTensor:
     """Split a dense map whose blocks are ``side`` pixels (a dense operand meeting blocks)."""
-    return ops.split(x, layout, side)
+    bt = ops.split(x, layout, side)
+    return bt.to_quartered() if _use_units(bt) else bt
 
 
 def combine_blocks(bt: BlockTensor) -> Tensor:
@@ -89,6 +90,51 @@ def _pad_crop(bt: BlockTensor, pad_h: int, pad_w: int, mode: str = "constant",
         hr = hr[:, :, dh:hr.shape[2] - dh, dw:hr.shape[3] - dw]
         lr = lr[:, :, dh:lr.shape[2] - dh, dw:lr.shape[3] - dw]
     return hr, lr
+
+
+_UNITS: contextvars.ContextVar[bool] = contextvars.ContextVar("segblocks_units", default=False)
+
+
+@contextlib.contextmanager
+def units_mode(enabled: bool = True):
+    """Run block convolutions, pooling and elementwise ops on *units* (see
+    :meth:`BlockTensor.from_units`): below the input resolution, every high-res block is
+    processed as its four quarters, tiles of the low-res block's size, so each operation is
+    one call over both resolutions instead of two. Same values (the quarters are padded
+    with BlockPad's rules, the halo inside a block being the block itself); fewer, larger
+    kernel launches. The stem (at input resolution) and layouts with only one resolution
+    keep whole blocks."""
+    token = _UNITS.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _UNITS.reset(token)
+
+
+def _use_units(bt: BlockTensor) -> bool:
+    # below the input resolution, and only with both resolutions present: with one
+    # resolution there is one call anyway, and whole blocks have less halo than quarters
+    layout = bt.layout
+    return (_UNITS.get() and bt.block_side < layout.block_size and layout.num_highres > 0
+            and layout.num_lowres > 0)
+
+
+def _pad_units(bt: BlockTensor, pad_h: int, pad_w: int, mode: str = "constant",
+               value: float = 0.0) -> Tensor:
+    """:func:`ops.block_pad_units` with possibly different vertical/horizontal padding."""
+    p = max(pad_h, pad_w)
+    units = ops.block_pad_units(bt, p, mode, value) if p else bt.units
+    if pad_h != pad_w:
+        dh, dw = p - pad_h, p - pad_w
+        units = units[:, :, dh:units.shape[2] - dh, dw:units.shape[3] - dw]
+    return units
+
+
+def _same_form(ref: BlockTensor, other: BlockTensor) -> BlockTensor:
+    """``other`` stored like ``ref`` (quartered or not)."""
+    if ref.quartered == other.quartered:
+        return other
+    return other.to_quartered() if ref.quartered else other.to_standard()
 
 
 _LOWRES_STREAM: contextvars.ContextVar[Optional[torch.cuda.Stream]] = contextvars.ContextVar(
@@ -136,10 +182,21 @@ def block_conv2d(bt: BlockTensor, conv: nn.Conv2d, residual: Optional[BlockTenso
     """A convolution on blocks (BlockPad, then no padding); a :class:`FusedConv2d` also
     adds its bias, the ``residual`` blocks and the ReLU in the same call."""
     pad_h, pad_w = _two(conv.padding)
+    if _use_units(bt):
+        x = _pad_units(bt, pad_h, pad_w)
+        if isinstance(conv, FusedConv2d):
+            z = None if residual is None else residual.units
+            y = conv_bias_relu(x, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups, z)
+        else:
+            y = F.conv2d(x, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
+        return BlockTensor.from_units(y, bt.layout)
+    bt = bt.to_standard()
     hr, lr = _pad_crop(bt, pad_h, pad_w)
     if isinstance(conv, FusedConv2d):
         def fused(t: Tensor, z: Optional[Tensor]) -> Tensor:
             return conv_bias_relu(t, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups, z)
+        if residual is not None:
+            residual = residual.to_standard()
         z_hr, z_lr = (None, None) if residual is None else (residual.highres, residual.lowres)
         return BlockTensor(*_per_resolution(fused, (hr, z_hr), (lr, z_lr)), bt.layout)
 
@@ -155,7 +212,7 @@ def block_batch_norm(bt: BlockTensor, bn: nn.BatchNorm2d) -> BlockTensor:
         def norm(t):
             return F.batch_norm(t, bn.running_mean, bn.running_var, bn.weight, bn.bias,
                                 False, 0.0, bn.eps)
-        return BlockTensor(norm(hr), norm(lr), bt.layout)
+        return bt.map(norm)
     # joint batch statistics over both resolutions; a low-res pixel stands for four dense
     # pixels, so the statistics equal those of the combined dense map
     dims = (0, 2, 3)
@@ -175,17 +232,20 @@ def block_batch_norm(bt: BlockTensor, bn: nn.BatchNorm2d) -> BlockTensor:
     inv = torch.rsqrt(var + bn.eps)
     scale = inv if bn.weight is None else inv * bn.weight
     shift = -mean * scale if bn.bias is None else bn.bias - mean * scale
-    return BlockTensor(hr * scale.view(shape) + shift.view(shape),
-                       lr * scale.view(shape) + shift.view(shape), bt.layout)
+    return bt.map(lambda t: t * scale.view(shape) + shift.view(shape))
 
 
 def block_module(bt: BlockTensor, module: nn.Module) -> BlockTensor:
     """An elementwise module (activation, dropout, identity) on both resolutions."""
-    return BlockTensor(module(bt.highres), module(bt.lowres), bt.layout)
+    return bt.map(module)
 
 
 def block_max_pool2d(bt: BlockTensor, kernel_size, stride, padding) -> BlockTensor:
     pad_h, pad_w = _two(padding)
+    if _use_units(bt):
+        x = _pad_units(bt, pad_h, pad_w, "constant", float("-inf"))
+        return BlockTensor.from_units(F.max_pool2d(x, kernel_size, stride), bt.layout)
+    bt = bt.to_standard()
     hr, lr = _pad_crop(bt, pad_h, pad_w, "constant", float("-inf"))
     return BlockTensor(F.max_pool2d(hr, kernel_size, stride), F.max_pool2d(lr, kernel_size, stride),
                        bt.layout)
@@ -194,8 +254,12 @@ def block_max_pool2d(bt: BlockTensor, kernel_size, stride, padding) -> BlockTens
 def block_avg_pool2d(bt: BlockTensor, kernel_size, stride, padding, divisor_override) -> BlockTensor:
     # count_include_pad=True: zero halo at the image border, like the dense op
     pad_h, pad_w = _two(padding)
-    hr, lr = _pad_crop(bt, pad_h, pad_w)
     kw = dict(divisor_override=divisor_override)
+    if _use_units(bt):
+        x = _pad_units(bt, pad_h, pad_w)
+        return BlockTensor.from_units(F.avg_pool2d(x, kernel_size, stride, **kw), bt.layout)
+    bt = bt.to_standard()
+    hr, lr = _pad_crop(bt, pad_h, pad_w)
     return BlockTensor(F.avg_pool2d(hr, kernel_size, stride, **kw),
                        F.avg_pool2d(lr, kernel_size, stride, **kw), bt.layout)
 
@@ -209,11 +273,12 @@ def block_interpolate(bt: BlockTensor, factor: int, mode: str) -> BlockTensor:
     # bilinear, align_corners=False: output pixel j samples (j + 0.5) / f - 0.5, which lies
     # within half a pixel outside the block, so a 1-px halo is enough; replicating the
     # image border reproduces the dense op's clamping there.
-    hr, lr = ops.block_pad(bt, 1, "replicate")
-
     def up_crop(t):
         t = F.interpolate(t, scale_factor=factor, mode="bilinear", align_corners=False)
         return t[:, :, factor:t.shape[2] - factor, factor:t.shape[3] - factor]
+    if _use_units(bt):
+        return BlockTensor.from_units(up_crop(ops.block_pad_units(bt, 1, "replicate")), bt.layout)
+    hr, lr = ops.block_pad(bt, 1, "replicate")
     return BlockTensor(up_crop(hr), up_crop(lr), bt.layout)
 
 
@@ -277,8 +342,12 @@ def _fuse_dense_head(node: fx.Node) -> Optional[tuple]:
 
 
 def block_cat(tensors: Sequence[BlockTensor], dim: int = 1) -> BlockTensor:
+    first = tensors[0]
+    if first.quartered:
+        return BlockTensor.from_units(torch.cat([t.units for t in tensors], 1), first.layout)
+    tensors = [t.to_standard() for t in tensors]
     return BlockTensor(torch.cat([t.highres for t in tensors], 1),
-                       torch.cat([t.lowres for t in tensors], 1), tensors[0].layout)
+                       torch.cat([t.lowres for t in tensors], 1), first.layout)
 
 
 def _per_block(t: Tensor, bt: BlockTensor) -> tuple[Any, Any]:
@@ -286,7 +355,10 @@ def _per_block(t: Tensor, bt: BlockTensor) -> tuple[Any, Any]:
     if isinstance(t, Tensor) and t.dim() == 4 and t.shape[0] > 1:
         # per-image [N, C, 1, 1] values: each block takes its own image's
         per_image = bt.layout.grid_shape[1] * bt.layout.grid_shape[2]
-        return t[bt.layout.hr_pos // per_image], t[bt.layout.lr_pos // per_image]
+        hr_image = bt.layout.hr_pos // per_image
+        if bt.quartered:
+            hr_image = hr_image.repeat_interleave(4)
+        return t[hr_image], t[bt.layout.lr_pos // per_image]
     return t, t
 
 
@@ -300,12 +372,19 @@ _BINARY_OPS: dict[str, Callable] = {
 def block_binary(op: str, a, b) -> BlockTensor:
     fn = _BINARY_OPS[op]
     if isinstance(a, BlockTensor) and isinstance(b, BlockTensor):
+        b = _same_form(a, b)
+        if a.quartered:
+            return BlockTensor.from_units(fn(a.units, b.units), a.layout)
         return BlockTensor(fn(a.highres, b.highres), fn(a.lowres, b.lowres), a.layout)
     if isinstance(a, BlockTensor):
         b_hr, b_lr = _per_block(b, a)
-        return BlockTensor(fn(a.highres, b_hr), fn(a.lowres, b_lr), a.layout)
+        if a._units is not None and b_hr is b_lr:
+            return BlockTensor.from_units(fn(a.units, b), a.layout)
+        return BlockTensor(fn(a.highres, b_hr), fn(a.lowres, b_lr), a.layout, a.quartered)
     a_hr, a_lr = _per_block(a, b)
-    return BlockTensor(fn(a_hr, b.highres), fn(a_lr, b.lowres), b.layout)
+    if b._units is not None and a_hr is a_lr:
+        return BlockTensor.from_units(fn(a, b.units), b.layout)
+    return BlockTensor(fn(a_hr, b.highres), fn(a_lr, b.lowres), b.layout, b.quartered)
 
 
 _UNARY_FUNCTIONS: dict[Callable, str] = {}
@@ -320,12 +399,11 @@ for _fn in (F.relu, F.relu_, torch.relu, torch.relu_, F.relu6, F.leaky_relu, F.e
 
 def block_unary(fn_name: str, bt: BlockTensor, *args, **kwargs) -> BlockTensor:
     fn = _UNARY_BY_NAME[fn_name]
-    return BlockTensor(fn(bt.highres, *args, **kwargs), fn(bt.lowres, *args, **kwargs), bt.layout)
+    return bt.map(lambda t: fn(t, *args, **kwargs))
 
 
 def block_method(method: str, bt: BlockTensor, *args, **kwargs) -> BlockTensor:
-    return BlockTensor(getattr(bt.highres, method)(*args, **kwargs),
-                       getattr(bt.lowres, method)(*args, **kwargs), bt.layout)
+    return bt.map(lambda t: getattr(t, method)(*args, **kwargs))
 
 
 _ELEMENTWISE_MODULES = (
@@ -433,6 +511,8 @@ class SegBlocks(nn.Module):
         in_channels: channels of the network input (used to analyse the network); default
             ``net.input_channels`` if set (see :func:`segblocks_core.fastpath.prepare_network`),
             else 3.
+        units: run below the input resolution on units (:func:`units_mode`): one kernel
+            per operation for both resolutions. Same values; faster on a GPU.
 
     Call ``segblocks(x, grid)`` with ``grid`` a bool ``[N, ceil(H/B), ceil(W/B)]`` (True =
     high-res), or ``layout=`` a prebuilt :class:`BlockLayout` (e.g. a fixed-capacity,
@@ -440,7 +520,8 @@ class SegBlocks(nn.Module):
     """
 
     def __init__(self, net: nn.Module, block_size: int = 128,
-                 global_modules: Iterable[type] = (), in_channels: Optional[int] = None):
+                 global_modules: Iterable[type] = (), in_channels: Optional[int] = None,
+                 units: bool = False):
         super().__init__()
         if not isinstance(net, nn.Module):
             raise TypeError(f"net must be an nn.Module, got {type(net).__name__}")
@@ -451,6 +532,7 @@ class SegBlocks(nn.Module):
         if in_channels is None:
             in_channels = getattr(net, "input_channels", None) or 3
         self.in_channels = int(in_channels)
+        self.units = bool(units)
         self._global_types = tuple(_GLOBAL_MODULES) + tuple(global_modules)
         traced_graph = _Tracer(self._global_types + (FusedConv2d, BatchNormReLU)).trace(net)
         traced = fx.GraphModule(net, traced_graph)
@@ -518,7 +600,8 @@ class SegBlocks(nn.Module):
         layout = self._frame_layout(x, grid, layout)
         h, w = x.shape[-2:]
         x, (hp, wp) = self._pad_to_grid(x, layout)
-        out = self._plan(x, layout)
+        with units_mode(self.units):
+            out = self._plan(x, layout)
         if (hp, wp) != (h, w):
             out = _crop_outputs(out, h, w, hp, wp)
         return out
@@ -552,7 +635,8 @@ class SegBlocks(nn.Module):
         layout = self._frame_layout(x, grid, layout)
         h, w = x.shape[-2:]
         x, (hp, wp) = self._pad_to_grid(x, layout)
-        out = block_plan(x, layout)
+        with units_mode(self.units):
+            out = block_plan(x, layout)
         return out[..., :h, :w] if (hp, wp) != (h, w) else out
 
     # -- MAC counting --------------------------------------------------------------------

@@ -186,7 +186,7 @@ class GraphedSegmenter:
         if self.sync_free and not conditional_graphs_supported():
             raise RuntimeError("this torch build cannot capture conditional CUDA graph nodes; "
                                "use sync_free=False")
-        self.segblocks = segblocks or SegBlocks(net, block_size)
+        self.segblocks = segblocks or SegBlocks(net, block_size, units=True)
         self._lowres_stream = torch.cuda.Stream(self.device) if concurrent and not dense else None
         self.block_size = block_size
         self.policy = ComplexityPolicy(0.0, block_size)

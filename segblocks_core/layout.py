@@ -136,22 +136,62 @@ class BlockTensor:
     """A feature map stored as blocks: high-res blocks at full and low-res at half resolution.
 
     Attributes:
-        highres (Tensor[Nh, C, h, h]): high-res blocks in ``layout.hr_pos`` order.
+        highres (Tensor[Nh, C, h, h]): high-res blocks in ``layout.hr_pos`` order; if
+            ``quartered``, their quarters ("units") ``[4*Nh, C, h/2, h/2]``: unit
+            ``4k + 2*qy + qx`` holds rows ``qy*h/2 ...``, columns ``qx*h/2 ...`` of block k.
         lowres (Tensor[Nl, C, h/2, h/2]): low-res blocks in ``layout.lr_pos`` order.
         layout (BlockLayout): block positions, shared by all feature maps of a frame.
+        quartered (bool): high-res blocks stored as units. Then both resolutions are tiles
+            of one size and, when they are the two halves of one tensor (``units``),
+            elementwise ops and convolutions run once over both.
     """
 
-    __slots__ = ("highres", "lowres", "layout")
+    __slots__ = ("highres", "lowres", "layout", "quartered", "_units")
 
-    def __init__(self, highres: Tensor, lowres: Tensor, layout: BlockLayout):
+    def __init__(self, highres: Tensor, lowres: Tensor, layout: BlockLayout,
+                 quartered: bool = False):
         self.highres = highres
         self.lowres = lowres
         self.layout = layout
+        self.quartered = bool(quartered)
+        self._units: Optional[Tensor] = None
+
+    @classmethod
+    def from_units(cls, units: Tensor, layout: BlockLayout) -> "BlockTensor":
+        """A quartered BlockTensor whose two halves are views of ``units``
+        ``[4*Nh + Nl, C, u, u]`` (high-res units first)."""
+        nh = 4 * layout.num_highres
+        bt = cls(units[:nh], units[nh:], layout, quartered=True)
+        bt._units = units
+        return bt
+
+    @property
+    def units(self) -> Tensor:
+        """``[4*Nh + Nl, C, u, u]``: the high-res units then the low-res blocks (the tensor
+        both halves view, or a new one)."""
+        if self._units is not None:
+            return self._units
+        from .ops._reference import quarter
+        hr = self.highres if self.quartered else quarter(self.highres)
+        return torch.cat([hr, self.lowres])
+
+    def to_standard(self) -> "BlockTensor":
+        """The same blocks with whole high-res blocks ``[Nh, C, h, h]`` (a copy if quartered)."""
+        if not self.quartered:
+            return self
+        from .ops._reference import unquarter
+        return BlockTensor(unquarter(self.highres), self.lowres, self.layout)
+
+    def to_quartered(self) -> "BlockTensor":
+        """The same blocks with the high-res ones as units, both halves in one tensor."""
+        if self.quartered and self._units is not None:
+            return self
+        return BlockTensor.from_units(self.units, self.layout)
 
     @property
     def block_side(self) -> int:
         """Side of a high-res block at this feature stride."""
-        return self.highres.shape[-1]
+        return 2 * self.lowres.shape[-1] if self.quartered else self.highres.shape[-1]
 
     @property
     def stride(self) -> int:
@@ -176,11 +216,15 @@ class BlockTensor:
         return torch.Size((n, self.channels, gh * h, gw * h))
 
     def map(self, fn) -> "BlockTensor":
-        """Apply ``fn`` to both resolutions (elementwise / per-pixel operations)."""
-        return BlockTensor(fn(self.highres), fn(self.lowres), self.layout)
+        """Apply ``fn`` to both resolutions (elementwise / per-pixel operations); once, to
+        ``units``, when the halves share one tensor."""
+        if self._units is not None:
+            return BlockTensor.from_units(fn(self._units), self.layout)
+        return BlockTensor(fn(self.highres), fn(self.lowres), self.layout, self.quartered)
 
     def __repr__(self) -> str:
         return (
             f"BlockTensor(highres={tuple(self.highres.shape)}, lowres={tuple(self.lowres.shape)}, "
-            f"grid={self.layout.grid_shape}, stride={self.stride}, dtype={self.dtype})"
+            f"grid={self.layout.grid_shape}, stride={self.stride}, dtype={self.dtype}"
+            f"{', quartered' if self.quartered else ''})"
         )

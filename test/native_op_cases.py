@@ -166,6 +166,43 @@ def check_block_pad(device, dtype, layout: str, geometry: Geometry, padding: int
     _check_layout(got, layout)
 
 
+def unit_inputs(geometry: Geometry, dtype, device, layout: str, seed: int = 0):
+    """Like :func:`block_inputs`, with the high-res blocks given as units
+    ``[4*Nh, C, h/2, h/2]`` (a quartered BlockTensor's storage)."""
+    lay = geometry.layout(device)
+    u = geometry.hr_side // 2
+    c = channels_of(layout)
+    highres = make_tensor((4 * lay.num_highres, c, u, u), dtype, device, layout, seed)
+    lowres = make_tensor((lay.num_lowres, c, u, u), dtype, device, layout, seed + 1)
+    return lay, highres, lowres
+
+
+def _check_block_pad_units(quartered: bool, device, dtype, layout: str, geometry: Geometry,
+                           padding: int, mode: str, value: float) -> None:
+    inputs = unit_inputs if quartered else block_inputs
+    lay, highres, lowres = inputs(geometry, dtype, device, layout)
+    args = (lay.hr_pos, lay.lr_pos, lay.block_map, padding, mode, value, quartered)
+    got = torch.ops.segblocks.block_pad_units(highres, lowres, *args)
+    want = _reference.block_pad_units(highres, lowres, *args)
+    u = geometry.hr_side // 2 + 2 * padding
+    assert got.shape == (4 * lay.num_highres + lay.num_lowres, highres.shape[1], u, u), got.shape
+    # pure copies and 2x2 means in the reference's summation order: bitwise equal
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    # 1-px units are both NCHW and channels_last contiguous: outputs then default to NCHW
+    if not (highres.is_contiguous() and lowres.is_contiguous()):
+        _check_layout([got], layout)
+
+
+def check_block_pad_units(device, dtype, layout: str, geometry: Geometry, padding: int, mode: str,
+                          value: float) -> None:
+    _check_block_pad_units(False, device, dtype, layout, geometry, padding, mode, value)
+
+
+def check_block_pad_units_quartered(device, dtype, layout: str, geometry: Geometry, padding: int,
+                                    mode: str, value: float) -> None:
+    _check_block_pad_units(True, device, dtype, layout, geometry, padding, mode, value)
+
+
 def assert_labels_match(got: Tensor, logits: Tensor) -> None:
     """``got`` (uint8 labels) equals ``logits.argmax(1)`` wherever the top two logits are
     further apart than rounding could move them; exact ties and near-ties may differ
@@ -289,6 +326,8 @@ _CHECKS = {
     "split": check_split,
     "combine": check_combine,
     "block_pad": check_block_pad,
+    "block_pad_units": check_block_pad_units,
+    "block_pad_units_quartered": check_block_pad_units_quartered,
     "split_backward": check_split_backward,
     "combine_backward": check_combine_backward,
     "block_pad_backward": check_block_pad_backward,
@@ -411,7 +450,8 @@ def engine_fp16_errors(size: int = 256) -> tuple[float, float, float]:
 # ----------------------------------------------------------------------------------------
 
 OPS = ("split", "combine", "block_pad", "split_backward", "combine_backward", "block_pad_backward")
-HEAD_OPS = ("upsample_argmax", "upsample_argmax_dense")  # not differentiable: opcheck only
+# not differentiable (inference only): opcheck only
+HEAD_OPS = ("upsample_argmax", "upsample_argmax_dense", "block_pad_units")
 OPCHECK_SAMPLES = {
     "mixed-channels_last-f32": dict(layout="channels_last", dtype=torch.float32),
     "tiny2px-contiguous-f64": dict(geometry="tiny_2px_batch2", dtype=torch.float64, mode="constant"),
@@ -440,6 +480,7 @@ def op_samples(device, dtype=torch.float64, layout="contiguous", geometry="mixed
         "block_pad_backward": (ghr, glr, *pos, lay.block_map, padding, mode),
         "upsample_argmax": (hr.detach(), lr.detach(), *pos, lay.block_map, 4),
         "upsample_argmax_dense": (x.detach(), 4),
+        "block_pad_units": (hr.detach(), lr.detach(), *pos, lay.block_map, padding, mode, 0.0, False),
     }
 
 

@@ -107,8 +107,22 @@ def host_block_pad(lib, hr, lr, lay, p, mode, value, index32):
     _call(lib.segblocks_host_block_pad, DTYPE_CODES[hr.dtype], _ptr(hr), _i64(hr.stride()), _ptr(lr),
           _i64(lr.stride()), _ptr(hr_out), _ptr(lr_out), _ptr(lay.hr_pos), _ptr(lay.lr_pos), _ptr(bm),
           _grid(lay, b, c), ctypes.c_int64(p), int(mode == "replicate"), ctypes.c_double(value), int(cl),
-          int(index32))
+          int(index32), ctypes.c_int64(0), ctypes.c_int64(0))
     return hr_out, lr_out
+
+
+def host_block_pad_units(lib, hr, lr, lay, p, mode, value, index32, quartered):
+    """The CUDA BlockPad element code with units out (and units in if ``quartered``)."""
+    cl = _is_channels_last(hr, lr)
+    u, c = lr.shape[-1], hr.shape[1]
+    nh = 4 * lay.num_highres
+    out = _empty((nh + lay.num_lowres, c, u + 2 * p, u + 2 * p), hr, cl)
+    bm = lay.block_map.contiguous()
+    _call(lib.segblocks_host_block_pad, DTYPE_CODES[hr.dtype], _ptr(hr), _i64(hr.stride()), _ptr(lr),
+          _i64(lr.stride()), _ptr(out[:nh]), _ptr(out[nh:]), _ptr(lay.hr_pos), _ptr(lay.lr_pos), _ptr(bm),
+          _grid(lay, 2 * u, c), ctypes.c_int64(p), int(mode == "replicate"), ctypes.c_double(value), int(cl),
+          int(index32), ctypes.c_int64(u if quartered else 0), ctypes.c_int64(u))
+    return out
 
 
 def host_block_pad_backward(lib, ghr, glr, lay, p, mode, index32):
@@ -179,6 +193,22 @@ def test_block_pad_and_backward(lib, geometry, layout, dtype, index32, pad):
     # same element order and float accumulation on both sides: bitwise equal
     torch.testing.assert_close(host_block_pad_backward(lib, ghr, glr, lay, p, mode, index32), want,
                                rtol=0, atol=0)
+
+
+@COMMON
+@DTYPES
+@BLOCK_PAD_LAYOUTS
+@GEOMETRIES
+@pytest.mark.parametrize("quartered", [False, True], ids=["blocks_in", "units_in"])
+@pytest.mark.parametrize("pad", cases.PADS, ids=[f"p{p}-{m}-{v}" for p, m, v in cases.PADS])
+def test_block_pad_units(lib, geometry, layout, dtype, index32, quartered, pad):
+    p, mode, value = pad
+    inputs = cases.unit_inputs if quartered else cases.block_inputs
+    lay, hr, lr = inputs(geometry, dtype, "cpu", layout)
+    got = host_block_pad_units(lib, hr, lr, lay, p, mode, value, index32, quartered)
+    want = torch.ops.segblocks.block_pad_units(hr, lr, lay.hr_pos, lay.lr_pos, lay.block_map, p, mode,
+                                               value, quartered)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
 @COMMON

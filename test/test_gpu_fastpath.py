@@ -238,3 +238,27 @@ def test_fused_conv_epilogue_on_cuda(nets):
     dense_labels, _ = dense.run(imgs)
     torch.cuda.synchronize()
     assert (dense_labels == dense_ref).float().mean().item() >= 0.99
+
+
+@cuda
+def test_units_match_split_execution_fp16(nets):
+    """The fast path runs on units (one kernel per op for both resolutions): fp16 logits
+    match the split execution of the same prepared network, eager and CUDA-graphed."""
+    from segblocks_core.fastpath import GraphedSegmenter
+    _, fast = nets
+    imgs = frames(2, seed=5).cuda()
+    split, units = SegBlocks(fast), SegBlocks(fast, units=True)
+    x = normalize(imgs, torch.float16, split.in_channels)
+    grid = torch.rand(split.grid_shape(x.shape), generator=torch.Generator().manual_seed(1)) > 0.5
+    layout = BlockLayout.from_grid(grid.cuda(), 128)
+    with torch.inference_mode():
+        a, b = split(x, layout=layout).float(), units(x, layout=layout).float()
+    assert (a - b).abs().max().item() <= 2e-2 * a.abs().max().item()
+    assert (a.argmax(1) == b.argmax(1)).float().mean().item() >= 0.99
+    seg_split = GraphedSegmenter(fast, 2, 256, 512, tau=0.4, num_buckets=8, segblocks=split)
+    seg_units = GraphedSegmenter(fast, 2, 256, 512, tau=0.4, num_buckets=8)
+    assert seg_units.segblocks.units
+    labels_a, grid_a = (t.clone() for t in seg_split.run(imgs))
+    labels_b, grid_b = seg_units.run(imgs)
+    assert torch.equal(grid_a, grid_b)
+    assert (labels_a == labels_b).float().mean().item() >= 0.99

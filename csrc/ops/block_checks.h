@@ -242,6 +242,45 @@ inline BlockPadArgs check_block_pad_args(const at::Tensor& highres, const at::Te
                            block_map, padding, mode, /*pair_padding=*/0);
 }
 
+// block_pad_units(highres, lowres, hr_pos, lr_pos, block_map, padding, mode, value,
+//                 quartered): highres is [Nh, C, h, h] or, if quartered, its units
+// [4*Nh, C, h/2, h/2]. The grid's hr_side is h either way.
+inline BlockPadArgs check_block_pad_units_args(const at::Tensor& highres, const at::Tensor& lowres,
+                                               const at::Tensor& hr_pos, const at::Tensor& lr_pos,
+                                               const at::Tensor& block_map, int64_t padding,
+                                               c10::string_view mode, bool quartered) {
+  const char* op = "block_pad_units";
+  if (!quartered) {
+    return check_pad_op_args(op, "highres", highres, "lowres", lowres, hr_pos, lr_pos, block_map,
+                             padding, mode, /*pair_padding=*/0);
+  }
+  check_padding(op, padding);
+  const bool replicate = parse_pad_mode(op, std::string(mode));
+  check_feature_tensor(op, "highres", highres);
+  check_feature_tensor(op, "lowres", lowres);
+  check_same(op, "lowres", lowres, "highres", highres);
+  check_positions(op, "hr_pos", hr_pos, highres);
+  check_positions(op, "lr_pos", lr_pos, highres);
+  TORCH_CHECK(highres.size(2) == highres.size(3) && lowres.size(2) == lowres.size(3) &&
+                  highres.size(3) == lowres.size(3) && lowres.size(3) >= 1,
+              op, ": with quartered=True highres holds units of the low-res block side: expected "
+              "square tiles of equal size, got highres ", highres.sizes(), " and lowres ", lowres.sizes());
+  TORCH_CHECK(lowres.size(1) == highres.size(1), op, ": lowres has ", lowres.size(1),
+              " channels but highres has ", highres.size(1));
+  TORCH_CHECK(highres.size(0) == 4 * hr_pos.size(0), op, ": quartered highres has ", highres.size(0),
+              " units but hr_pos has ", hr_pos.size(0), " positions (4 units each)");
+  TORCH_CHECK(lowres.size(0) == lr_pos.size(0), op, ": lowres has ", lowres.size(0),
+              " blocks but lr_pos has ", lr_pos.size(0), " positions");
+  BlockGrid g{};
+  g.hr_side = 2 * lowres.size(3);
+  g.channels = highres.size(1);
+  g.num_highres = hr_pos.size(0);
+  g.num_lowres = lowres.size(0);
+  check_block_map(op, block_map, highres);
+  check_block_map_shape(op, block_map, g);
+  return BlockPadArgs{g, replicate};
+}
+
 // block_pad_backward(grad_highres_padded, grad_lowres_padded, hr_pos, lr_pos, block_map,
 //                    padding, mode)
 inline BlockPadArgs check_block_pad_backward_args(const at::Tensor& grad_highres_padded,

@@ -64,6 +64,23 @@ struct StridesT {
   }
 };
 
+// Element offsets of the high-res blocks, stored either whole (``[Nh, C, h, h]``, unit 0) or
+// as quarters, "units" (``[4*Nh, C, u, u]`` with u = h/2, unit u): pixel (y, x) of block k is
+// then pixel (y mod u, x mod u) of unit 4k + 2*(y >= u) + (x >= u). With units, both
+// resolutions are tiles of the same size, so one convolution runs them all.
+template <typename index_t>
+struct HrStridesT : StridesT<index_t> {
+  index_t unit;
+  HrStridesT() = default;
+  SEGBLOCKS_HOST_DEVICE HrStridesT(const Strides4& s, int64_t unit_)
+      : StridesT<index_t>(s), unit(static_cast<index_t>(unit_)) {}
+  SEGBLOCKS_HOST_DEVICE index_t offset(index_t k, index_t c, index_t y, index_t x) const {
+    if (unit == 0) return StridesT<index_t>::offset(k, c, y, x);
+    const index_t qy = y >= unit ? 1 : 0, qx = x >= unit ? 1 : 0;
+    return StridesT<index_t>::offset(4 * k + 2 * qy + qx, c, y - qy * unit, x - qx * unit);
+  }
+};
+
 template <typename T>
 struct PlainDivider {
   using index_t = T;

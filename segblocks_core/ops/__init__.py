@@ -21,9 +21,9 @@ from ..layout import BlockLayout, BlockTensor
 from . import _reference
 
 __all__ = [
-    "split", "combine", "block_pad", "upsample_argmax", "upsample_argmax_dense", "argmax_labels", "backend",
+    "split", "combine", "block_pad", "block_pad_units", "upsample_argmax", "upsample_argmax_dense", "argmax_labels", "backend",
     "use_backend", "has_native", "BUILD_HINT", "split_tensor", "combine_tensor",
-    "block_pad_tensor", "upsample_argmax_tensor",
+    "block_pad_tensor", "block_pad_units_tensor", "upsample_argmax_tensor",
 ]
 
 BUILD_HINT = (
@@ -144,6 +144,18 @@ def block_pad_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Te
     return _reference.block_pad(highres, lowres, hr_pos, lr_pos, block_map, padding, mode, value)
 
 
+def block_pad_units_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
+                           block_map: Tensor, padding: int, mode: str = "constant",
+                           value: float = 0.0, quartered: bool = False) -> Tensor:
+    # the native op has no derivative: under autograd the (differentiable) reference runs
+    grad = torch.is_grad_enabled() and (highres.requires_grad or lowres.requires_grad)
+    if not grad and _use_native(highres.device, "block_pad_units"):
+        return torch.ops.segblocks.block_pad_units(highres, lowres, hr_pos, lr_pos, block_map,
+                                                   padding, mode, value, quartered)
+    return _reference.block_pad_units(highres, lowres, hr_pos, lr_pos, block_map, padding, mode,
+                                      value, quartered)
+
+
 def upsample_argmax_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
                            block_map: Tensor, factor: int) -> Tensor:
     if _use_native(highres.device, "upsample_argmax"):
@@ -217,6 +229,7 @@ def split(x: Tensor, grid: Union[Tensor, BlockLayout], block_size: Optional[int]
 def combine(blocks: BlockTensor) -> Tensor:
     """Blocks back to a dense map ``[N, C, GH*h, GW*h]``: high-res copied, low-res
     upsampled x2 (nearest)."""
+    blocks = blocks.to_standard()
     layout = blocks.layout
     return combine_tensor(blocks.highres, blocks.lowres, layout.hr_pos, layout.lr_pos,
                           *layout.grid_shape)
@@ -246,11 +259,37 @@ def block_pad(blocks: BlockTensor, padding: int, mode: str = "constant",
         raise ValueError(f"padding must be >= 0, got {padding}")
     if mode not in _reference.PAD_MODES:
         raise ValueError(f"mode must be one of {_reference.PAD_MODES}, got {mode!r}")
+    blocks = blocks.to_standard()
     if padding == 0:
         return blocks.highres, blocks.lowres
     layout = blocks.layout
     return block_pad_tensor(blocks.highres, blocks.lowres, layout.hr_pos, layout.lr_pos,
                             layout.block_map, padding, mode, float(value))
+
+
+def block_pad_units(blocks: BlockTensor, padding: int, mode: str = "constant",
+                    value: float = 0.0) -> Tensor:
+    """BlockPad into tiles of one size, for one convolution over both resolutions.
+
+    Each high-res block is cut into its four quarters ("units", the low-res block side
+    ``h/2``), and every unit and every low-res block is padded on its own with the rules
+    of :func:`block_pad` (a unit's halo inside its own block is the block itself).
+
+    Returns:
+        ``Tensor[4*Nh + Nl, C, h/2+2p, h/2+2p]``: unit ``4k + 2*qy + qx`` of high-res block
+        ``k`` (quarter rows ``qy``, columns ``qx``), then the low-res blocks. The output of
+        a convolution over it is a quartered BlockTensor (:meth:`BlockTensor.from_units`).
+    """
+    if not isinstance(blocks, BlockTensor):
+        raise TypeError(f"blocks must be a BlockTensor, got {type(blocks).__name__}")
+    padding = int(padding)
+    if padding < 0:
+        raise ValueError(f"padding must be >= 0, got {padding}")
+    if mode not in _reference.PAD_MODES:
+        raise ValueError(f"mode must be one of {_reference.PAD_MODES}, got {mode!r}")
+    layout = blocks.layout
+    return block_pad_units_tensor(blocks.highres, blocks.lowres, layout.hr_pos, layout.lr_pos,
+                                  layout.block_map, padding, mode, float(value), blocks.quartered)
 
 
 def _check_classes(channels: int) -> None:
@@ -289,6 +328,7 @@ def upsample_argmax(blocks: BlockTensor, factor: int) -> Tensor:
     if not isinstance(blocks, BlockTensor):
         raise TypeError(f"blocks must be a BlockTensor, got {type(blocks).__name__}")
     factor = _check_head(blocks.highres.shape[1], factor)
+    blocks = blocks.to_standard()
     layout = blocks.layout
     return upsample_argmax_tensor(blocks.highres, blocks.lowres, layout.hr_pos, layout.lr_pos,
                                   layout.block_map, factor)

@@ -120,6 +120,18 @@ def _block_pad_fake(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Ten
             _empty((lr_pos.shape[0], c, lp, lp), highres, fmt))
 
 
+@torch.library.register_fake("segblocks::block_pad_units")
+def _block_pad_units_fake(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
+                          block_map: Tensor, padding: int, mode: str, value: float, quartered: bool):
+    torch._check(padding >= 0, lambda: f"block_pad_units: padding must be >= 0, got {padding}")
+    torch._check(mode in _PAD_MODES,
+                 lambda: f"block_pad_units: mode must be one of {_PAD_MODES}, got {mode!r}")
+    u = lowres.shape[-1]
+    fmt = _memory_format(highres, lowres)
+    up = u + 2 * padding
+    return _empty((4 * hr_pos.shape[0] + lr_pos.shape[0], highres.shape[1], up, up), highres, fmt)
+
+
 @torch.library.register_fake("segblocks::block_pad_backward")
 def _block_pad_backward_fake(grad_highres_padded: Tensor, grad_lowres_padded: Tensor,
                              hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor, padding: int,

@@ -19,6 +19,8 @@ Tensor-level signatures (shared with the native ops ``torch.ops.segblocks.*``):
 * ``combine(highres, lowres, hr_pos, lr_pos, grid_n, grid_h, grid_w) -> x``
 * ``block_pad(highres, lowres, hr_pos, lr_pos, block_map, padding, mode, value)
   -> (highres_padded, lowres_padded)``
+* ``block_pad_units(highres, lowres, hr_pos, lr_pos, block_map, padding, mode, value,
+  quartered) -> units_padded``
 
 ``hr_pos``/``lr_pos`` are int64 flat grid positions ``n*GH*GW + r*GW + c`` (each position
 appears in exactly one of them); ``block_map`` is the int32 ``[N, GH, GW]`` slot map of
@@ -125,6 +127,38 @@ def block_pad(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
     else:
         lr_out = lowres.new_empty((0, lowres.shape[1], h // 2 + 2 * padding, h // 2 + 2 * padding))
     return hr_out, lr_out
+
+
+def quarter(highres: Tensor) -> Tensor:
+    """High-res blocks ``[Nh, C, h, h]`` as their quarters ("units") ``[4*Nh, C, h/2, h/2]``:
+    unit ``4k + 2*qy + qx`` is rows ``qy*h/2 ...`` and columns ``qx*h/2 ...`` of block k."""
+    n, c, h, _ = highres.shape
+    u = h // 2
+    return highres.reshape(n, c, 2, u, 2, u).permute(0, 2, 4, 1, 3, 5).reshape(4 * n, c, u, u)
+
+
+def unquarter(units: Tensor) -> Tensor:
+    """Inverse of :func:`quarter`: ``[4*Nh, C, u, u]`` -> ``[Nh, C, 2u, 2u]``."""
+    n4, c, u, _ = units.shape
+    n = n4 // 4
+    return units.reshape(n, 2, 2, c, u, u).permute(0, 3, 1, 4, 2, 5).reshape(n, c, 2 * u, 2 * u)
+
+
+def block_pad_units(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
+                    block_map: Tensor, padding: int, mode: str = "constant", value: float = 0.0,
+                    quartered: bool = False) -> Tensor:
+    """BlockPad into tiles of one size: ``[4*Nh + Nl, C, h/2+2p, h/2+2p]``, each high-res
+    block's four quarters padded on their own (windows of the padded block), then the padded
+    low-res blocks. ``quartered``: ``highres`` is given as units (:func:`quarter`)."""
+    if quartered:
+        highres = unquarter(highres)
+    hr_pad, lr_pad = block_pad(highres, lowres, hr_pos, lr_pos, block_map, padding, mode, value)
+    n, c = hr_pad.shape[:2]
+    u = lowres.shape[-1]
+    w = u + 2 * padding
+    units = hr_pad.unfold(2, w, u).unfold(3, w, u)  # [Nh, C, 2, 2, w, w]
+    units = units.permute(0, 2, 3, 1, 4, 5).reshape(4 * n, c, w, w)
+    return torch.cat([units, lr_pad])
 
 
 def _upsample_blocks(blocks: Tensor, factor: int) -> Tensor:

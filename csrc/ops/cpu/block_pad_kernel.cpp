@@ -3,6 +3,9 @@
 //   block_pad(highres [Nh, C, h, h], lowres [Nl, C, h/2, h/2], hr_pos, lr_pos,
 //             block_map [N, GH, GW], padding p, mode, value)
 //       -> (highres_padded [Nh, C, h+2p, h+2p], lowres_padded [Nl, C, h/2+2p, h/2+2p])
+//   block_pad_units(highres [Nh, C, h, h] or its units [4Nh, C, h/2, h/2], lowres, hr_pos,
+//                   lr_pos, block_map, padding, mode, value, quartered)
+//       -> [4Nh + Nl, C, h/2+2p, h/2+2p]: every high-res unit padded, then every low-res block
 //   block_pad_backward(grad_highres_padded, grad_lowres_padded, hr_pos, lr_pos, block_map,
 //                      padding, mode) -> (grad_highres, grad_lowres)
 //
@@ -41,31 +44,45 @@ struct BlockView {  // one block tensor: data and strides
   }
 };
 
+// Forward. hr_unit_in != 0: highres is stored as units [4Nh, C, u, u] (HrStridesT);
+// hr_unit_out != 0: hr_out holds each high-res unit padded on its own, [4Nh, C, u+2p, u+2p]
+// (block_pad_units), the window of the padded block at the unit's offset.
 template <typename scalar_t>
 void block_pad_forward(const at::Tensor& highres, const at::Tensor& lowres, at::Tensor& hr_out,
                        at::Tensor& lr_out, const int64_t* hr_p, const int64_t* lr_p,
                        const int32_t* block_map, const BlockGrid& g, int64_t p, bool replicate,
-                       double value, bool channels_last) {
+                       double value, bool channels_last, int64_t hr_unit_in = 0,
+                       int64_t hr_unit_out = 0) {
   using acc_t = at::opmath_type<scalar_t>;
-  const BlockView<scalar_t> hr(highres), lr(lowres), hr_o(hr_out), lr_o(lr_out);
+  const BlockView<scalar_t> lr(lowres), hr_o(hr_out), lr_o(lr_out);
+  scalar_t* const hr_data = highres.data_ptr<scalar_t>();
+  const HrStridesT<int64_t> hs(strides_of(highres), hr_unit_in);
+  const Strides4& ls = lr.s;
   const CpuGridIndexer grid(g);
   const int64_t h = g.hr_side, C = g.channels;
-  const int64_t hr_rows = g.num_highres * (h + 2 * p);
+  const int64_t u = hr_unit_out;  // 0: whole blocks
+  const int64_t hr_padded = (u != 0 ? u : h) + 2 * p;
+  const int64_t hr_rows = (u != 0 ? 4 : 1) * g.num_highres * hr_padded;
   const int64_t lr_rows = g.num_lowres * (h / 2 + 2 * p);
   const scalar_t fill = static_cast<scalar_t>(value);
 
+  // pixel (y, x) of the block in `slot`, channel 0
+  auto own_pixel = [&](bool lowres_block, int64_t slot, int64_t y, int64_t x) -> const scalar_t* {
+    return lowres_block ? lr.pixel(slot, y, x) : hr_data + hs.offset(slot, 0, y, x);
+  };
   // channel c of the value at `src`
   auto fetch = [&](const PadSource<int64_t>& src, int64_t c) -> scalar_t {
     switch (src.kind) {
       case kPadHighres:
-        return hr.pixel(src.slot, src.y, src.x)[c * hr.s.c];
+        return hr_data[hs.offset(src.slot, c, src.y, src.x)];
       case kPadLowres:
-        return lr.pixel(src.slot, src.y, src.x)[c * lr.s.c];
+        return lr.pixel(src.slot, src.y, src.x)[c * ls.c];
       case kPadHighresMean: {
-        const scalar_t* q = hr.pixel(src.slot, src.y, src.x) + c * hr.s.c;
         // same summation order as avg_pool2d in the reference
-        const acc_t sum = static_cast<acc_t>(q[0]) + static_cast<acc_t>(q[hr.s.w]) +
-                          static_cast<acc_t>(q[hr.s.h]) + static_cast<acc_t>(q[hr.s.h + hr.s.w]);
+        const acc_t sum = static_cast<acc_t>(hr_data[hs.offset(src.slot, c, src.y, src.x)]) +
+                          static_cast<acc_t>(hr_data[hs.offset(src.slot, c, src.y, src.x + 1)]) +
+                          static_cast<acc_t>(hr_data[hs.offset(src.slot, c, src.y + 1, src.x)]) +
+                          static_cast<acc_t>(hr_data[hs.offset(src.slot, c, src.y + 1, src.x + 1)]);
         return static_cast<scalar_t>(sum * acc_t(0.25));
       }
       default:
@@ -73,33 +90,41 @@ void block_pad_forward(const at::Tensor& highres, const at::Tensor& lowres, at::
     }
   };
 
-  at::parallel_for(0, hr_rows + lr_rows, rows_grain(C * (h + 2 * p)), [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, hr_rows + lr_rows, rows_grain(C * hr_padded), [&](int64_t begin, int64_t end) {
     std::vector<PadSource<int64_t>> sources;  // per output row: the source of every halo pixel
     for (int64_t item = begin; item < end; ++item) {
       const bool out_lowres = item >= hr_rows;
-      const int64_t side = out_lowres ? h / 2 : h;
-      const int64_t padded = side + 2 * p;
+      const int64_t side = out_lowres ? h / 2 : h;  // the block's side
+      const int64_t padded = out_lowres ? h / 2 + 2 * p : hr_padded;  // this output's row length
       const int64_t local = out_lowres ? item - hr_rows : item;
-      const int64_t k = local / padded, i = local % padded;
+      const int64_t out_k = local / padded, out_i = local % padded;
+      // block slot, and the output row / first column in the padded block's coordinates
+      int64_t k = out_k, i = out_i, j0 = 0;
+      if (!out_lowres && u != 0) {
+        k = out_k / 4;
+        i += (out_k % 4 / 2) * u;
+        j0 = (out_k % 2) * u;
+      }
       const CpuCell cell = cell_of_position(out_lowres ? lr_p[k] : hr_p[k], grid);
-      const BlockView<scalar_t>& own = out_lowres ? lr : hr;
       const BlockView<scalar_t>& out = out_lowres ? lr_o : hr_o;
-      scalar_t* dst = out.pixel(k, i, 0);
-      // the block's own pixels fill [p, p + side) of rows p .. p + side - 1
+      const int64_t own_sc = out_lowres ? ls.c : hs.c, own_sw = out_lowres ? ls.w : hs.w;
+      // stored rows of the block are contiguous runs of pixels up to a unit's edge
+      const int64_t run_edge = (!out_lowres && hr_unit_in != 0) ? hr_unit_in : side;
+      scalar_t* dst = out.pixel(out_k, out_i, 0);
+      // the block's own pixels are columns [p, p + side) of rows p .. p + side - 1
       const bool has_interior = i >= p && i < p + side;
-      const int64_t interior_begin = has_interior ? p : padded;
-      const int64_t interior_end = has_interior ? p + side : padded;
+      const int64_t interior_begin = has_interior ? std::max<int64_t>(p, j0) - j0 : padded;
+      const int64_t interior_end = has_interior ? std::min<int64_t>(p + side, j0 + padded) - j0 : padded;
       sources.resize(padded);
       for (int64_t j = 0; j < padded; ++j) {
         if (j >= interior_begin && j < interior_end) continue;
-        sources[j] = pad_source(block_map, grid, cell, out_lowres, i, j, p, replicate);
+        sources[j] = pad_source(block_map, grid, cell, out_lowres, i, j0 + j, p, replicate);
       }
-      const scalar_t* own_row = has_interior ? own.pixel(k, i - p, 0) : nullptr;
       if (channels_last) {
         for (int64_t j = 0; j < padded; ++j) {
           scalar_t* d = dst + j * out.s.w;
           if (j >= interior_begin && j < interior_end) {
-            copy_strided(d, out.s.c, own_row + (j - p) * own.s.w, own.s.c, C);
+            copy_strided(d, out.s.c, own_pixel(out_lowres, k, i - p, j0 + j - p), own_sc, C);
           } else {
             for (int64_t c = 0; c < C; ++c) d[c * out.s.c] = fetch(sources[j], c);
           }
@@ -108,8 +133,11 @@ void block_pad_forward(const at::Tensor& highres, const at::Tensor& lowres, at::
         for (int64_t c = 0; c < C; ++c) {
           scalar_t* d = dst + c * out.s.c;
           for (int64_t j = 0; j < interior_begin; ++j) d[j * out.s.w] = fetch(sources[j], c);
-          if (has_interior) {
-            copy_strided(d + p * out.s.w, out.s.w, own_row + c * own.s.c, own.s.w, side);
+          for (int64_t j = interior_begin; j < interior_end;) {
+            const int64_t x = j0 + j - p;
+            const int64_t run = std::min<int64_t>(interior_end - j, (x < run_edge ? run_edge : side) - x);
+            copy_strided(d + j * out.s.w, out.s.w, own_pixel(out_lowres, k, i - p, x) + c * own_sc, own_sw, run);
+            j += run;
           }
           for (int64_t j = interior_end; j < padded; ++j) d[j * out.s.w] = fetch(sources[j], c);
         }
@@ -187,6 +215,31 @@ std::tuple<at::Tensor, at::Tensor> block_pad_kernel(const at::Tensor& highres, c
   return {hr_out, lr_out};
 }
 
+at::Tensor block_pad_units_kernel(const at::Tensor& highres, const at::Tensor& lowres,
+                                  const at::Tensor& hr_pos, const at::Tensor& lr_pos,
+                                  const at::Tensor& block_map, int64_t padding, c10::string_view mode,
+                                  double value, bool quartered) {
+  const BlockPadArgs checked = check_block_pad_units_args(highres, lowres, hr_pos, lr_pos, block_map,
+                                                          padding, mode, quartered);
+  const BlockGrid& g = checked.grid;
+  check_layout_values_cpu("block_pad_units", hr_pos, lr_pos, &block_map, g);
+  const at::MemoryFormat format = output_memory_format({highres, lowres});
+  const int64_t u = g.hr_side / 2, up = u + 2 * padding;
+  at::Tensor out = at::empty({4 * g.num_highres + g.num_lowres, g.channels, up, up},
+                             highres.options().memory_format(format));
+  if (out.numel() == 0) return out;
+  at::Tensor hr_out = out.narrow(0, 0, 4 * g.num_highres);
+  at::Tensor lr_out = out.narrow(0, 4 * g.num_highres, g.num_lowres);
+  const at::Tensor hr_p = hr_pos.contiguous(), lr_p = lr_pos.contiguous(), bm = block_map.contiguous();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, highres.scalar_type(), "segblocks_block_pad_units_cpu", [&] {
+    block_pad_forward<scalar_t>(highres, lowres, hr_out, lr_out, hr_p.data_ptr<int64_t>(),
+                                lr_p.data_ptr<int64_t>(), bm.data_ptr<int32_t>(), g, padding,
+                                checked.replicate, value, format == at::MemoryFormat::ChannelsLast,
+                                quartered ? u : 0, u);
+  });
+  return out;
+}
+
 std::tuple<at::Tensor, at::Tensor> block_pad_backward_kernel(
     const at::Tensor& grad_highres_padded, const at::Tensor& grad_lowres_padded,
     const at::Tensor& hr_pos, const at::Tensor& lr_pos, const at::Tensor& block_map,
@@ -217,6 +270,7 @@ std::tuple<at::Tensor, at::Tensor> block_pad_backward_kernel(
 
 TORCH_LIBRARY_IMPL(segblocks, CPU, m) {
   m.impl("block_pad", &block_pad_kernel);
+  m.impl("block_pad_units", &block_pad_units_kernel);
   m.impl("block_pad_backward", &block_pad_backward_kernel);
 }
 

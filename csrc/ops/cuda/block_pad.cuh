@@ -31,19 +31,21 @@ struct BlockPadParams {
   Strides4 highres_strides;
   const scalar_t* lowres;
   Strides4 lowres_strides;
-  scalar_t* highres_padded;  // [Nh, C, h+2p, h+2p], contiguous in the output order
+  scalar_t* highres_padded;  // [Nh, C, h+2p, h+2p] (units: [4Nh, C, h/2+2p, h/2+2p]), contiguous
   scalar_t* lowres_padded;   // [Nl, C, h/2+2p, h/2+2p], same order
   const int64_t* hr_pos;
   const int64_t* lr_pos;
   const int32_t* block_map;
   GridIndexer<D> grid;
   D channels_div;
-  D hr_padded_div;  // divides by h + 2p
+  D hr_padded_div;  // divides by h + 2p (units: h/2 + 2p)
   D lr_padded_div;  // divides by h/2 + 2p
   int64_t padding;
   bool replicate;
   scalar_t fill;
   int64_t hr_total;  // elements of highres_padded; the following ones are lowres_padded's
+  int64_t hr_unit_in;   // 0: highres is [Nh, C, h, h]; h/2: it is stored as units (HrStridesT)
+  int64_t hr_unit_out;  // 0: pad whole high-res blocks; h/2: pad each unit (quarter) of them
 };
 
 // Where element (or pack) `linear` of the two padded outputs lies.
@@ -65,6 +67,13 @@ SEGBLOCKS_HOST_DEVICE PaddedPixel<typename D::index_t> locate_padded(const Block
   px.e = static_cast<index_t>(px.out_lowres ? linear - prm.hr_total : linear);
   px.el = unravel_block_element<kChannelsLast>(px.e, prm.channels_div,
                                                px.out_lowres ? prm.lr_padded_div : prm.hr_padded_div);
+  if (!px.out_lowres && prm.hr_unit_out != 0) {
+    // padded unit 4k + q is the window of block k's padded block at the quarter's offset
+    const index_t u = static_cast<index_t>(prm.hr_unit_out), q = px.el.k & 3;
+    px.el.k >>= 2;
+    px.el.i += (q >> 1) * u;
+    px.el.j += (q & 1) * u;
+  }
   const index_t p = static_cast<index_t>(prm.padding), side = prm.grid.side(px.out_lowres);
   px.y = px.el.i - p;
   px.x = px.el.j - p;
@@ -87,7 +96,8 @@ template <typename scalar_t, bool kChannelsLast, typename D>
 SEGBLOCKS_HOST_DEVICE void block_pad_element(const BlockPadParams<scalar_t, D>& prm, int64_t linear) {
   using index_t = typename D::index_t;
   using acc_t = acc_type<scalar_t>;
-  const StridesT<index_t> hs(prm.highres_strides), ls(prm.lowres_strides);
+  const HrStridesT<index_t> hs(prm.highres_strides, prm.hr_unit_in);
+  const StridesT<index_t> ls(prm.lowres_strides);
   const auto px = locate_padded<kChannelsLast>(prm, linear);
   const bool out_lowres = px.out_lowres;
   const auto& el = px.el;
@@ -105,9 +115,12 @@ SEGBLOCKS_HOST_DEVICE void block_pad_element(const BlockPadParams<scalar_t, D>& 
         v = prm.lowres[ls.offset(src.slot, el.c, src.y, src.x)];
         break;
       case kPadHighresMean: {
-        const scalar_t* q = prm.highres + hs.offset(src.slot, el.c, src.y, src.x);
+        const scalar_t* q = prm.highres;
         // same summation order as avg_pool2d in the reference
-        const acc_t sum = to_acc(q[0]) + to_acc(q[hs.w]) + to_acc(q[hs.h]) + to_acc(q[hs.h + hs.w]);
+        const acc_t sum = to_acc(q[hs.offset(src.slot, el.c, src.y, src.x)]) +
+                          to_acc(q[hs.offset(src.slot, el.c, src.y, src.x + 1)]) +
+                          to_acc(q[hs.offset(src.slot, el.c, src.y + 1, src.x)]) +
+                          to_acc(q[hs.offset(src.slot, el.c, src.y + 1, src.x + 1)]);
         v = from_acc<scalar_t>(sum * acc_t(0.25));
         break;
       }
@@ -146,7 +159,8 @@ SEGBLOCKS_HOST_DEVICE void block_pad_packed_element(const BlockPadParams<scalar_
   using index_t = typename D::index_t;
   using acc_t = acc_type<scalar_t>;
   using P = Pack<scalar_t, kPack>;
-  const StridesT<index_t> hs(prm.highres_strides), ls(prm.lowres_strides);
+  const HrStridesT<index_t> hs(prm.highres_strides, prm.hr_unit_in);
+  const StridesT<index_t> ls(prm.lowres_strides);
   const auto px = locate_padded<true>(prm, linear);
   const bool out_lowres = px.out_lowres;
   const index_t c = px.el.c * kPack;
@@ -164,9 +178,11 @@ SEGBLOCKS_HOST_DEVICE void block_pad_packed_element(const BlockPadParams<scalar_
         v = load_pack<scalar_t, kPack>(prm.lowres + ls.offset(src.slot, c, src.y, src.x));
         break;
       case kPadHighresMean: {
-        const scalar_t* q = prm.highres + hs.offset(src.slot, c, src.y, src.x);
-        const P a = load_pack<scalar_t, kPack>(q), b = load_pack<scalar_t, kPack>(q + hs.w);
-        const P d = load_pack<scalar_t, kPack>(q + hs.h), f = load_pack<scalar_t, kPack>(q + hs.h + hs.w);
+        const scalar_t* q = prm.highres;
+        const P a = load_pack<scalar_t, kPack>(q + hs.offset(src.slot, c, src.y, src.x));
+        const P b = load_pack<scalar_t, kPack>(q + hs.offset(src.slot, c, src.y, src.x + 1));
+        const P d = load_pack<scalar_t, kPack>(q + hs.offset(src.slot, c, src.y + 1, src.x));
+        const P f = load_pack<scalar_t, kPack>(q + hs.offset(src.slot, c, src.y + 1, src.x + 1));
 #pragma unroll
         for (int l = 0; l < kPack; ++l) {
           const acc_t sum = to_acc(a.v[l]) + to_acc(b.v[l]) + to_acc(d.v[l]) + to_acc(f.v[l]);
@@ -195,9 +211,12 @@ void with_block_pad(const scalar_t* highres, Strides4 highres_strides, const sca
                     Strides4 lowres_strides, scalar_t* highres_padded, scalar_t* lowres_padded,
                     const int64_t* hr_pos, const int64_t* lr_pos, const int32_t* block_map,
                     const BlockGrid& g, int64_t padding, bool replicate, double value,
-                    bool channels_last, bool index32, Run&& run) {
-  const int64_t hp = g.hr_side + 2 * padding, lp = g.hr_side / 2 + 2 * padding;
-  const int64_t hr_total = g.num_highres * g.channels * hp * hp;
+                    bool channels_last, bool index32, int64_t hr_unit_in, int64_t hr_unit_out,
+                    Run&& run) {
+  // with units out, the high-res output is 4 Nh padded quarters of side h/2 + 2p
+  const int64_t lp = g.hr_side / 2 + 2 * padding;
+  const int64_t hp = hr_unit_out != 0 ? lp : g.hr_side + 2 * padding;
+  const int64_t hr_total = (hr_unit_out != 0 ? 4 : 1) * g.num_highres * g.channels * hp * hp;
   const int64_t total = hr_total + g.num_lowres * g.channels * lp * lp;
   if (total == 0) return;
   const scalar_t fill = from_acc<scalar_t>(static_cast<acc_type<scalar_t>>(value));
@@ -221,7 +240,7 @@ void with_block_pad(const scalar_t* highres, Strides4 highres_strides, const sca
         const Params prm{highres, highres_strides, lowres, lowres_strides, highres_padded,
                          lowres_padded, hr_pos, lr_pos, block_map, GridIndexer<D>(g),
                          D(g.channels / kWidth), D(hp), D(lp), padding, replicate, fill,
-                         hr_total / kWidth};
+                         hr_total / kWidth, hr_unit_in, hr_unit_out};
         run.template operator()<Params, &block_pad_packed_element<scalar_t, kWidth, D>>(prm, total / kWidth);
       };
       if (pack == kPack) {
@@ -237,7 +256,7 @@ void with_block_pad(const scalar_t* highres, Strides4 highres_strides, const sca
     }
     const Params prm{highres, highres_strides, lowres, lowres_strides, highres_padded,
                      lowres_padded, hr_pos, lr_pos, block_map, GridIndexer<D>(g), D(g.channels),
-                     D(hp), D(lp), padding, replicate, fill, hr_total};
+                     D(hp), D(lp), padding, replicate, fill, hr_total, hr_unit_in, hr_unit_out};
     run.template operator()<Params, &block_pad_element<scalar_t, decltype(layout_tag)::value, D>>(
         prm, total);
   });

@@ -37,9 +37,40 @@ std::tuple<at::Tensor, at::Tensor> block_pad_cuda(const at::Tensor& highres, con
         cuda_data<scalar_t>(highres), strides_of(highres), cuda_data<scalar_t>(lowres), strides_of(lowres),
         cuda_mutable_data<scalar_t>(hr_out), cuda_mutable_data<scalar_t>(lr_out),
         hr_p.const_data_ptr<int64_t>(), lr_p.const_data_ptr<int64_t>(), bm.const_data_ptr<int32_t>(), g,
-        padding, replicate, value, format == at::MemoryFormat::ChannelsLast, index32, stream));
+        padding, replicate, value, format == at::MemoryFormat::ChannelsLast, index32, 0, 0, stream));
   });
   return {hr_out, lr_out};
+}
+
+at::Tensor block_pad_units_cuda(const at::Tensor& highres, const at::Tensor& lowres,
+                                const at::Tensor& hr_pos, const at::Tensor& lr_pos,
+                                const at::Tensor& block_map, int64_t padding, c10::string_view mode,
+                                double value, bool quartered) {
+  const char* op = "block_pad_units";
+  const BlockPadArgs checked = check_block_pad_units_args(highres, lowres, hr_pos, lr_pos, block_map,
+                                                          padding, mode, quartered);
+  const BlockGrid& g = checked.grid;
+  check_cuda_tensor(op, "highres", highres);
+  const c10::cuda::CUDAGuard device_guard(highres.device());
+  const at::MemoryFormat format = output_memory_format({highres, lowres});
+  const int64_t u = g.hr_side / 2, up = u + 2 * padding;
+  at::Tensor out = at::empty({4 * g.num_highres + g.num_lowres, g.channels, up, up},
+                             highres.options().memory_format(format));
+  if (out.numel() == 0) return out;
+  at::Tensor hr_out = out.narrow(0, 0, 4 * g.num_highres);
+  at::Tensor lr_out = out.narrow(0, 4 * g.num_highres, g.num_lowres);
+  const at::Tensor hr_p = hr_pos.contiguous(), lr_p = lr_pos.contiguous(), bm = block_map.contiguous();
+  const bool index32 = fits_index32({highres, lowres, out}, g);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, highres.scalar_type(), "segblocks_block_pad_units_cuda", [&] {
+    C10_CUDA_CHECK(launch_block_pad(
+        cuda_data<scalar_t>(highres), strides_of(highres), cuda_data<scalar_t>(lowres), strides_of(lowres),
+        cuda_mutable_data<scalar_t>(hr_out), cuda_mutable_data<scalar_t>(lr_out),
+        hr_p.const_data_ptr<int64_t>(), lr_p.const_data_ptr<int64_t>(), bm.const_data_ptr<int32_t>(), g,
+        padding, checked.replicate, value, format == at::MemoryFormat::ChannelsLast, index32,
+        quartered ? u : 0, u, stream));
+  });
+  return out;
 }
 
 std::tuple<at::Tensor, at::Tensor> block_pad_backward_cuda(
@@ -78,6 +109,7 @@ std::tuple<at::Tensor, at::Tensor> block_pad_backward_cuda(
 
 TORCH_LIBRARY_IMPL(segblocks, CUDA, m) {
   m.impl("block_pad", &block_pad_cuda);
+  m.impl("block_pad_units", &block_pad_units_cuda);
   m.impl("block_pad_backward", &block_pad_backward_cuda);
 }
 

@@ -1,0 +1,209 @@
+"""Units: high-res blocks stored as their four quarters, one kernel per op for both resolutions.
+
+``SegBlocks(net, units=True)`` must compute exactly what ``units=False`` computes (the same
+BlockPad rules; only the storage and the number of launches change), and an all-high-res
+grid must still give the dense network. The native ``block_pad_units`` kernel itself is
+tested against the reference in ``test_native_ops.py`` (CPU, CUDA) and
+``test_cuda_kernels_host.py`` (the CUDA element code on the CPU).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from conftest import max_rel_diff, randomize_batchnorm
+from segblocks_core import SegBlocks, ops
+from segblocks_core.executor import units_mode
+from segblocks_core.fastpath import prepare_network
+from segblocks_core.layout import BlockLayout, BlockTensor
+from segblocks_core.models import resnet18, swiftnet_rn18, swiftnet_rn50
+from segblocks_core.ops import _reference
+
+TOL = 1e-4
+
+
+def _net(builder, seed=0):
+    torch.manual_seed(seed)
+    return randomize_batchnorm(builder().eval(), seed)
+
+
+def _mixed_grid(shape, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    grid = torch.rand(shape, generator=gen) > 0.5
+    grid.view(-1)[0], grid.view(-1)[-1] = True, False
+    return grid
+
+
+# -- storage ----------------------------------------------------------------------------
+
+
+def test_quarter_layout_and_round_trip():
+    hr = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).view(2, 3, 4, 4)
+    units = _reference.quarter(hr)
+    assert units.shape == (8, 3, 2, 2)
+    # unit 4k + 2*qy + qx is the (qy, qx) quarter of block k
+    for k in range(2):
+        for q in range(4):
+            qy, qx = divmod(q, 2)
+            assert torch.equal(units[4 * k + q], hr[k, :, 2 * qy:2 * qy + 2, 2 * qx:2 * qx + 2])
+    assert torch.equal(_reference.unquarter(units), hr)
+
+
+def test_block_tensor_units_views_and_conversions():
+    lay = BlockLayout.from_grid(_mixed_grid((1, 2, 3)), 8)
+    hr, lr = torch.randn(lay.num_highres, 5, 8, 8), torch.randn(lay.num_lowres, 5, 4, 4)
+    bt = BlockTensor(hr, lr, lay)
+    q = bt.to_quartered()
+    assert q.quartered and q.block_side == 8 and q.dense_shape() == bt.dense_shape()
+    assert q.units.shape == (4 * lay.num_highres + lay.num_lowres, 5, 4, 4)
+    # both halves are views of the units tensor
+    assert q.highres.data_ptr() == q.units.data_ptr()
+    assert q.lowres.data_ptr() == q.units[4 * lay.num_highres:].data_ptr()
+    back = q.to_standard()
+    assert not back.quartered and torch.equal(back.highres, hr) and torch.equal(back.lowres, lr)
+    assert torch.equal(ops.combine(q), ops.combine(bt))
+
+
+def test_map_runs_once_over_units():
+    lay = BlockLayout.from_grid(_mixed_grid((1, 2, 2)), 8)
+    bt = BlockTensor(torch.randn(lay.num_highres, 3, 8, 8), torch.randn(lay.num_lowres, 3, 4, 4), lay)
+    calls = []
+
+    def fn(t):
+        calls.append(t.shape[0])
+        return t * 2
+    out = bt.to_quartered().map(fn)
+    assert calls == [4 * lay.num_highres + lay.num_lowres]
+    assert torch.equal(ops.combine(out), 2 * ops.combine(bt))
+
+
+def test_block_pad_units_are_windows_of_padded_blocks():
+    lay = BlockLayout.from_grid(_mixed_grid((2, 2, 3), seed=3), 8)
+    bt = BlockTensor(torch.randn(lay.num_highres, 4, 8, 8), torch.randn(lay.num_lowres, 4, 4, 4), lay)
+    for p in (1, 3):
+        hr_pad, lr_pad = ops.block_pad(bt, p)
+        for blocks in (bt, bt.to_quartered()):
+            units = ops.block_pad_units(blocks, p)
+            for k in range(lay.num_highres):
+                for q in range(4):
+                    qy, qx = divmod(q, 2)
+                    assert torch.equal(units[4 * k + q], hr_pad[k, :, 4 * qy:4 * qy + 4 + 2 * p,
+                                                                 4 * qx:4 * qx + 4 + 2 * p])
+            assert torch.equal(units[4 * lay.num_highres:], lr_pad)
+
+
+def test_block_pad_units_rejects_bad_input():
+    lay = BlockLayout.from_grid(_mixed_grid((1, 2, 2)), 8)
+    bt = BlockTensor(torch.randn(lay.num_highres, 3, 8, 8), torch.randn(lay.num_lowres, 3, 4, 4), lay)
+    with pytest.raises(ValueError, match="padding"):
+        ops.block_pad_units(bt, -1)
+    with pytest.raises(ValueError, match="mode"):
+        ops.block_pad_units(bt, 1, "reflect")
+    with pytest.raises(TypeError, match="BlockTensor"):
+        ops.block_pad_units(bt.highres, 1)
+    # quartered storage whose tile size does not match the low-res blocks
+    wrong = BlockTensor(torch.randn(4 * lay.num_highres, 3, 3, 3), bt.lowres, lay, quartered=True)
+    with pytest.raises(RuntimeError, match="units"):
+        ops.block_pad_units_tensor(wrong.highres, wrong.lowres, lay.hr_pos, lay.lr_pos, lay.block_map,
+                                   1, "constant", 0.0, True)
+
+
+# -- whole networks ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("builder,shape", [
+    (swiftnet_rn18, (2, 3, 256, 384)),
+    (swiftnet_rn50, (1, 3, 256, 256)),
+    (resnet18, (2, 3, 256, 256)),
+])
+@torch.no_grad()
+def test_units_equal_split_execution(builder, shape):
+    net = _net(builder)
+    x = torch.randn(shape)
+    grid = _mixed_grid((shape[0], shape[2] // 128, shape[3] // 128), seed=1)
+    split = SegBlocks(net)(x, grid)
+    units = SegBlocks(net, units=True)(x, grid)
+    assert max_rel_diff(units, split) <= TOL
+    all_hr = torch.ones_like(grid)
+    assert max_rel_diff(SegBlocks(net, units=True)(x, all_hr), net(x)) <= TOL
+
+
+@torch.no_grad()
+def test_units_labels_and_prepared_network():
+    """The fast path's network (folded BN, fused epilogues, 4-channel stem) on units."""
+    net = _net(swiftnet_rn18)
+    fast = prepare_network(net, torch.float32, torch.device("cpu"))
+    x = torch.randn(1, 3, 256, 384)
+    x4 = F.pad(x, (0, 0, 0, 0, 0, 1))
+    grid = _mixed_grid((1, 2, 3), seed=2)
+    want = SegBlocks(net)(x, grid)
+    logits = SegBlocks(fast, units=True)(x4, grid)
+    assert max_rel_diff(logits, want) <= 1e-3
+    labels = SegBlocks(fast, units=True).labels(x4, grid)
+    agree = (labels.long() == want.argmax(1)).float().mean().item()
+    assert agree > 0.999
+
+
+class SqueezeExcite(nn.Module):
+    """Per-image channel weights ([N, C, 1, 1], a global op) multiplying block features."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.fc = nn.Conv2d(c, c, 1)
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.fc(F.adaptive_avg_pool2d(x, 1)))
+
+
+class NetWithSE(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.se = SqueezeExcite(8)
+        self.pool = nn.MaxPool2d(3, 2, 1)
+        self.out = nn.Conv2d(16, 4, 3, padding=1)
+
+    def forward(self, x):
+        y = self.se(self.pool(F.relu(self.stem(x))))  # pooled: on units already
+        return self.out(torch.cat([y, y * -0.5], 1) + 1.0)
+
+
+@torch.no_grad()
+def test_units_per_image_operands_pooling_and_cat():
+    torch.manual_seed(0)
+    net = NetWithSE().eval()
+    x = torch.randn(2, 3, 64, 96)
+    grid = _mixed_grid((2, 2, 3), seed=4)
+    split = SegBlocks(net, block_size=32)(x, grid)
+    units = SegBlocks(net, block_size=32, units=True)(x, grid)
+    assert max_rel_diff(units, split) <= TOL
+    # the images of the batch take their own SE weights: swapping them swaps the outputs
+    swapped = SegBlocks(net, block_size=32, units=True)(x.flip(0), grid.flip(0))
+    assert max_rel_diff(swapped, units.flip(0)) <= TOL
+
+
+def test_units_training_gradients_match_split():
+    """Under autograd the differentiable reference BlockPad runs; gradients agree."""
+    grads = []
+    x = torch.randn(1, 3, 128, 256, dtype=torch.float64)
+    grid = torch.tensor([[[True, False]]])
+    for units in (False, True):
+        net = _net(resnet18).double()
+        out = SegBlocks(net, units=units)(x, grid)
+        out.square().mean().backward()
+        grads.append(net.layer2[0].conv1.weight.grad.clone())
+    torch.testing.assert_close(grads[1], grads[0])
+
+
+def test_units_mode_context_only_changes_storage():
+    lay = BlockLayout.from_grid(_mixed_grid((1, 2, 2)), 8)
+    bt = BlockTensor(torch.randn(lay.num_highres, 3, 4, 4), torch.randn(lay.num_lowres, 3, 2, 2), lay)
+    from segblocks_core.executor import block_max_pool2d
+    with units_mode(True):
+        a = block_max_pool2d(bt, 3, 2, 1)
+    b = block_max_pool2d(bt, 3, 2, 1)
+    assert a.quartered and not b.quartered
+    assert torch.equal(ops.combine(a), ops.combine(b))
