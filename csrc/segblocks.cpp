@@ -40,6 +40,10 @@ TORCH_LIBRARY(segblocks, m) {
       "upsample_argmax(Tensor highres, Tensor lowres, Tensor hr_pos, Tensor lr_pos, "
       "Tensor block_map, int factor) -> Tensor");
   m.def("upsample_argmax_dense(Tensor logits, int factor) -> Tensor");
+  // the same head from block_pad_units' tiles (padding 1, replicate): no neighbour lookups
+  m.def(
+      "upsample_argmax_units(Tensor units_padded, Tensor hr_pos, Tensor lr_pos, Tensor block_map, "
+      "int factor) -> Tensor");
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {

@@ -118,6 +118,16 @@ int segblocks_host_upsample_argmax(int dtype, const void* highres, const int64_t
   });
 }
 
+int segblocks_host_upsample_argmax_units(int dtype, const void* units, const int64_t* strides,
+                                         uint8_t* labels, const int64_t* hr_pos, const int64_t* lr_pos,
+                                         const int64_t* grid, int64_t factor, int index32) {
+  return with_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    with_upsample_argmax_units(static_cast<const T*>(units), strides_from(strides), labels, hr_pos, lr_pos,
+                               grid_from(grid), factor, index32 != 0, RunOnHost{});
+  });
+}
+
 int segblocks_host_upsample_argmax_dense(int dtype, const void* logits, const int64_t* strides,
                                          uint8_t* labels, int64_t n, int64_t channels, int64_t h,
                                          int64_t w, int64_t factor, int index32) {

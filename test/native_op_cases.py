@@ -225,6 +225,18 @@ def check_upsample_argmax(device, dtype, layout: str, geometry: Geometry, factor
     assert_labels_match(got, _reference.upsample_logits(highres, lowres, *args))
 
 
+def check_upsample_argmax_units(device, dtype, layout: str, geometry: Geometry, factor: int) -> None:
+    lay, highres, lowres = block_inputs(geometry, dtype, device, layout)
+    args = (lay.hr_pos, lay.lr_pos, lay.block_map)
+    units = _reference.block_pad_units(highres, lowres, *args, 1, "replicate")
+    if layout in CHANNELS_LAST_LAYOUTS:
+        units = units.contiguous(memory_format=torch.channels_last)
+    got = torch.ops.segblocks.upsample_argmax_units(units, *args, factor)
+    # the labels of the blocks the tiles came from (tile-local bilinear taps: equal values
+    # for power-of-two factors, 1-ulp weight differences otherwise, hence near-ties)
+    assert_labels_match(got, _reference.upsample_logits(highres, lowres, *args, factor))
+
+
 def check_upsample_argmax_dense(device, dtype, layout: str, geometry: Geometry, factor: int) -> None:
     _, x = dense_input(geometry, dtype, device, layout)
     got = torch.ops.segblocks.upsample_argmax_dense(x, factor)
@@ -332,6 +344,7 @@ _CHECKS = {
     "combine_backward": check_combine_backward,
     "block_pad_backward": check_block_pad_backward,
     "upsample_argmax": check_upsample_argmax,
+    "upsample_argmax_units": check_upsample_argmax_units,
     "upsample_argmax_dense": check_upsample_argmax_dense,
 }
 HEAD_FACTORS = (1, 3, 4)  # 4: SwiftNet's final upsampling; 3: a factor that is not a power of two
@@ -451,7 +464,7 @@ def engine_fp16_errors(size: int = 256) -> tuple[float, float, float]:
 
 OPS = ("split", "combine", "block_pad", "split_backward", "combine_backward", "block_pad_backward")
 # not differentiable (inference only): opcheck only
-HEAD_OPS = ("upsample_argmax", "upsample_argmax_dense", "block_pad_units")
+HEAD_OPS = ("upsample_argmax", "upsample_argmax_dense", "upsample_argmax_units", "block_pad_units")
 OPCHECK_SAMPLES = {
     "mixed-channels_last-f32": dict(layout="channels_last", dtype=torch.float32),
     "tiny2px-contiguous-f64": dict(geometry="tiny_2px_batch2", dtype=torch.float64, mode="constant"),
@@ -481,6 +494,8 @@ def op_samples(device, dtype=torch.float64, layout="contiguous", geometry="mixed
         "upsample_argmax": (hr.detach(), lr.detach(), *pos, lay.block_map, 4),
         "upsample_argmax_dense": (x.detach(), 4),
         "block_pad_units": (hr.detach(), lr.detach(), *pos, lay.block_map, padding, mode, 0.0, False),
+        "upsample_argmax_units": (_reference.block_pad_units(hr.detach(), lr.detach(), *pos, lay.block_map, 1,
+                                                             "replicate"), *pos, lay.block_map, 4),
     }
 
 

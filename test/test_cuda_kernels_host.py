@@ -197,6 +197,25 @@ def test_block_pad_and_backward(lib, geometry, layout, dtype, index32, pad):
 
 @COMMON
 @DTYPES
+@LAYOUTS
+@GEOMETRIES
+@pytest.mark.parametrize("factor", cases.HEAD_FACTORS)
+def test_upsample_argmax_units(lib, geometry, layout, dtype, index32, factor):
+    """The CUDA element code of the lookup-free head: bitwise the native CPU op's labels."""
+    lay, hr, lr = cases.block_inputs(geometry, dtype, "cpu", layout)
+    args = (lay.hr_pos, lay.lr_pos, lay.block_map)
+    units = torch.ops.segblocks.block_pad_units(hr, lr, *args, 1, "replicate", 0.0, False)
+    b = geometry.hr_side
+    n, gh, gw = lay.grid_shape
+    got = torch.full((n, gh * b * factor, gw * b * factor), 255, dtype=torch.uint8)
+    _call(lib.segblocks_host_upsample_argmax_units, DTYPE_CODES[dtype], _ptr(units), _i64(units.stride()),
+          _ptr(got), _ptr(lay.hr_pos), _ptr(lay.lr_pos), _grid(lay, b, hr.shape[1]), ctypes.c_int64(factor),
+          int(index32))
+    assert torch.equal(got, torch.ops.segblocks.upsample_argmax_units(units, *args, factor))
+
+
+@COMMON
+@DTYPES
 @BLOCK_PAD_LAYOUTS
 @GEOMETRIES
 @pytest.mark.parametrize("quartered", [False, True], ids=["blocks_in", "units_in"])

@@ -9,6 +9,9 @@
 //   crop f px; combine: low-res blocks nearest-upsampled x2), value for value: every
 //   intermediate the reference rounds to the tensor dtype is rounded here too.
 //
+//   upsample_argmax_units(units_padded, hr_pos, lr_pos, block_map, f): the same labels from
+//   block_pad_units' padded tiles (below).
+//
 //   upsample_argmax_dense(logits [N, C, h, w], f) -> labels [N, h*f, w*f] uint8
 //   equals  argmax(F.interpolate(logits, size=(h*f, w*f), mode="bilinear"), dim=1).
 //
@@ -178,6 +181,73 @@ SEGBLOCKS_HOST_DEVICE void upsample_argmax_element(
   };
   prm.labels[e] = blend_argmax<Cvt, true>(corner(ty.i0, tx.i0), corner(ty.i0, tx.i1), corner(ty.i1, tx.i0),
                                     corner(ty.i1, tx.i1), ty, tx, channels);
+}
+
+// ---------------------------------------------------------------------------------------
+// units: the logits BlockPad-ed (1 px, replicate) into tiles of one size
+// ---------------------------------------------------------------------------------------
+//
+//   upsample_argmax_units(units_padded [4Nh + Nl, C, u+2, u+2], hr_pos, lr_pos, block_map, f)
+//       -> labels [N, GH*2u*f, GW*2u*f]   (block_pad_units' output, u = low-res block side)
+//   equals upsample_argmax(highres, lowres, ...) of the blocks that were padded: every tile
+//   carries its own 1-px halo, so each output reads its four corners from its own tile with
+//   no neighbour lookup, and a low-res value is computed once for the 2x2 output pixels
+//   that combine's nearest upsampling gives it.
+
+template <typename scalar_t, typename acc_t, typename D>
+struct UpsampleArgmaxUnitsParams {
+  const scalar_t* units;  // [4Nh + Nl, C, u+2, u+2]
+  Strides4 strides;
+  uint8_t* labels;  // [N, GH*2u*f, GW*2u*f], contiguous
+  const int64_t* hr_pos;
+  const int64_t* lr_pos;
+  GridIndexer<D> grid;  // hr_side = 2u
+  D tile_div;           // divides by (u*f)^2, the values of one tile
+  D row_div;            // divides by u*f
+  int64_t num_hr_units;  // 4 Nh
+  int64_t factor;
+  int64_t channels;
+  acc_t scale;  // 1 / f
+};
+
+template <typename Cvt, typename D>
+SEGBLOCKS_HOST_DEVICE void upsample_argmax_units_element(
+    const UpsampleArgmaxUnitsParams<typename Cvt::scalar_t, typename Cvt::acc_t, D>& prm, int64_t linear) {
+  using index_t = typename D::index_t;
+  using scalar_t = typename Cvt::scalar_t;
+  using C = Corner<scalar_t, index_t>;
+  const StridesT<index_t> s(prm.strides);
+  const index_t e = static_cast<index_t>(linear);
+  const index_t uf = static_cast<index_t>(prm.row_div.divisor);
+  const index_t t = prm.tile_div.div(e);
+  const index_t rem = e - t * uf * uf;
+  const index_t oy = prm.row_div.div(rem), ox = rem - oy * uf;
+  const index_t f = static_cast<index_t>(prm.factor);
+  const index_t u = prm.grid.hr_side / 2;
+  // value (oy, ox) of the tile is pixel (oy + f, ox + f) of the upsampled padded tile
+  const auto ty = linear_tap<typename Cvt::acc_t, index_t>(prm.scale, oy + f, u + 2);
+  const auto tx = linear_tap<typename Cvt::acc_t, index_t>(prm.scale, ox + f, u + 2);
+  const scalar_t* p = prm.units + s.offset(t, 0, 0, 0);
+  const index_t r0 = ty.i0 * s.h, r1 = ty.i1 * s.h, c0 = tx.i0 * s.w, c1 = tx.i1 * s.w;
+  const uint8_t label = blend_argmax<Cvt, false>(C{p + r0 + c0, s.c, 0, 0, false}, C{p + r0 + c1, s.c, 0, 0, false},
+                                                 C{p + r1 + c0, s.c, 0, 0, false}, C{p + r1 + c1, s.c, 0, 0, false},
+                                                 ty, tx, static_cast<index_t>(prm.channels));
+  const bool lowres = t >= static_cast<index_t>(prm.num_hr_units);
+  const index_t k = lowres ? t - static_cast<index_t>(prm.num_hr_units) : t / 4;
+  const auto cell = cell_of_position(static_cast<index_t>(lowres ? prm.lr_pos[k] : prm.hr_pos[k]), prm.grid);
+  const index_t bf = 2 * uf;  // a block's side in the label map
+  const index_t out_w = prm.grid.grid_w * bf;
+  uint8_t* block = prm.labels + ((cell.n * prm.grid.grid_h + cell.r) * bf) * out_w + cell.c * bf;
+  if (!lowres) {
+    const index_t q = t - 4 * k;
+    block[((q >> 1) * uf + oy) * out_w + (q & 1) * uf + ox] = label;
+  } else {  // combine upsamples the low-res block's output x2 (nearest)
+    uint8_t* o = block + (2 * oy) * out_w + 2 * ox;
+    o[0] = label;
+    o[1] = label;
+    o[out_w] = label;
+    o[out_w + 1] = label;
+  }
 }
 
 // ---------------------------------------------------------------------------------------

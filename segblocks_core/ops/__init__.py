@@ -23,7 +23,7 @@ from . import _reference
 __all__ = [
     "split", "combine", "block_pad", "block_pad_units", "upsample_argmax", "upsample_argmax_dense", "argmax_labels", "backend",
     "use_backend", "has_native", "BUILD_HINT", "split_tensor", "combine_tensor",
-    "block_pad_tensor", "block_pad_units_tensor", "upsample_argmax_tensor",
+    "block_pad_tensor", "block_pad_units_tensor", "upsample_argmax_tensor", "upsample_argmax_units_tensor",
 ]
 
 BUILD_HINT = (
@@ -161,6 +161,13 @@ def upsample_argmax_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_p
     if _use_native(highres.device, "upsample_argmax"):
         return torch.ops.segblocks.upsample_argmax(highres, lowres, hr_pos, lr_pos, block_map, factor)
     return _reference.upsample_argmax(highres, lowres, hr_pos, lr_pos, block_map, factor)
+
+
+def upsample_argmax_units_tensor(units_padded: Tensor, hr_pos: Tensor, lr_pos: Tensor,
+                                 block_map: Tensor, factor: int) -> Tensor:
+    if _use_native(units_padded.device, "upsample_argmax_units"):
+        return torch.ops.segblocks.upsample_argmax_units(units_padded, hr_pos, lr_pos, block_map, factor)
+    return _reference.upsample_argmax_units(units_padded, hr_pos, lr_pos, block_map, factor)
 
 
 # ----------------------------------------------------------------------------------------
@@ -328,8 +335,10 @@ def upsample_argmax(blocks: BlockTensor, factor: int) -> Tensor:
     if not isinstance(blocks, BlockTensor):
         raise TypeError(f"blocks must be a BlockTensor, got {type(blocks).__name__}")
     factor = _check_head(blocks.highres.shape[1], factor)
-    blocks = blocks.to_standard()
     layout = blocks.layout
+    if blocks.quartered:  # tiles of one size: pad them, then the lookup-free head
+        units = block_pad_units(blocks, 1, "replicate")
+        return upsample_argmax_units_tensor(units, layout.hr_pos, layout.lr_pos, layout.block_map, factor)
     return upsample_argmax_tensor(blocks.highres, blocks.lowres, layout.hr_pos, layout.lr_pos,
                                   layout.block_map, factor)
 

@@ -132,6 +132,15 @@ def _block_pad_units_fake(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_po
     return _empty((4 * hr_pos.shape[0] + lr_pos.shape[0], highres.shape[1], up, up), highres, fmt)
 
 
+@torch.library.register_fake("segblocks::upsample_argmax_units")
+def _upsample_argmax_units_fake(units_padded: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor,
+                                factor: int):
+    torch._check(factor >= 1, lambda: f"upsample_argmax_units: factor must be >= 1, got {factor}")
+    bf = 2 * (units_padded.shape[-1] - 2) * factor
+    n, gh, gw = block_map.shape
+    return units_padded.new_empty((n, gh * bf, gw * bf), dtype=torch.uint8)
+
+
 @torch.library.register_fake("segblocks::block_pad_backward")
 def _block_pad_backward_fake(grad_highres_padded: Tensor, grad_lowres_padded: Tensor,
                              hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor, padding: int,

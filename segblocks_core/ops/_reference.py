@@ -190,6 +190,24 @@ def upsample_argmax(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Ten
     return _labels(upsample_logits(highres, lowres, hr_pos, lr_pos, block_map, factor))
 
 
+def upsample_logits_units(units_padded: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor,
+                          factor: int) -> Tensor:
+    """Dense logits of :func:`block_pad_units` tiles (padding 1, replicate) upsampled x
+    ``factor``: each tile upsampled and cropped on its own, the high-res units reassembled
+    into blocks, then combined."""
+    grid_n, grid_h, grid_w = block_map.shape
+    nh = 4 * hr_pos.shape[0]
+    up = _upsample_blocks(units_padded, factor)
+    return combine(unquarter(up[:nh]), up[nh:], hr_pos, lr_pos, grid_n, grid_h, grid_w)
+
+
+def upsample_argmax_units(units_padded: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor,
+                          factor: int) -> Tensor:
+    """Class labels (uint8) of :func:`upsample_logits_units`: equal to
+    :func:`upsample_argmax` of the blocks the tiles were padded from."""
+    return _labels(upsample_logits_units(units_padded, hr_pos, lr_pos, block_map, factor))
+
+
 def upsample_logits_dense(logits: Tensor, factor: int) -> Tensor:
     h, w = logits.shape[-2:]
     return F.interpolate(logits, size=(h * factor, w * factor), mode="bilinear", align_corners=False)

@@ -55,6 +55,27 @@ at::Tensor upsample_argmax_kernel(const at::Tensor& highres, const at::Tensor& l
   return labels;
 }
 
+at::Tensor upsample_argmax_units_kernel(const at::Tensor& units, const at::Tensor& hr_pos,
+                                        const at::Tensor& lr_pos, const at::Tensor& block_map, int64_t factor) {
+  const char* op = "upsample_argmax_units";
+  const BlockGrid g = check_upsample_argmax_units_args(op, units, hr_pos, lr_pos, block_map, factor);
+  check_layout_values_cpu(op, hr_pos, lr_pos, &block_map, g);
+  const int64_t bf = g.hr_side * factor, uf = g.hr_side / 2 * factor;
+  at::Tensor labels = at::empty({g.grid_n, g.grid_h * bf, g.grid_w * bf}, units.options().dtype(at::kByte));
+  if (labels.numel() == 0) return labels;
+  const at::Tensor hr_p = hr_pos.contiguous(), lr_p = lr_pos.contiguous();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, units.scalar_type(), "segblocks_upsample_argmax_units_cpu", [&] {
+    using Cvt = CpuCvt<scalar_t>;
+    using acc_t = typename Cvt::acc_t;
+    const UpsampleArgmaxUnitsParams<scalar_t, acc_t, Div> prm{
+        units.const_data_ptr<scalar_t>(), strides_of(units), labels.mutable_data_ptr<uint8_t>(),
+        hr_p.const_data_ptr<int64_t>(), lr_p.const_data_ptr<int64_t>(), GridIndexer<Div>(g), Div(uf * uf),
+        Div(uf), 4 * g.num_highres, factor, g.channels, static_cast<acc_t>(1.0 / static_cast<double>(factor))};
+    for_each_pixel(units.size(0) * uf * uf, prm, &upsample_argmax_units_element<Cvt, Div>);
+  });
+  return labels;
+}
+
 at::Tensor upsample_argmax_dense_kernel(const at::Tensor& logits, int64_t factor) {
   check_upsample_argmax_dense_args("upsample_argmax_dense", logits, factor);
   const int64_t n = logits.size(0), h = logits.size(2), w = logits.size(3);
@@ -78,6 +99,7 @@ at::Tensor upsample_argmax_dense_kernel(const at::Tensor& logits, int64_t factor
 TORCH_LIBRARY_IMPL(segblocks, CPU, m) {
   m.impl("upsample_argmax", &upsample_argmax_kernel);
   m.impl("upsample_argmax_dense", &upsample_argmax_dense_kernel);
+  m.impl("upsample_argmax_units", &upsample_argmax_units_kernel);
 }
 
 }  // namespace cpu

@@ -74,6 +74,13 @@ cudaError_t launch_block_pad_backward(const scalar_t* grad_highres_padded,
                                       const BlockGrid& grid, int64_t padding, bool replicate,
                                       bool channels_last, bool index32, cudaStream_t stream);
 
+// upsample_argmax_units: the same labels from block_pad_units' padded tiles (padding 1).
+template <typename scalar_t>
+cudaError_t launch_upsample_argmax_units(const scalar_t* units, Strides4 strides, uint8_t* labels,
+                                         const int64_t* hr_pos, const int64_t* lr_pos,
+                                         const BlockGrid& grid, int64_t factor, bool index32,
+                                         cudaStream_t stream);
+
 // upsample_argmax: labels [N, GH*b*f, GW*b*f] uint8 = argmax over channels of the block
 // logits upsampled x f (bilinear, BlockPad halo), without materialising the upsampled
 // logits (ops/upsample_argmax.h).

@@ -39,6 +39,24 @@ void with_upsample_argmax(const scalar_t* highres, Strides4 highres_strides, con
 }
 
 template <typename scalar_t, typename Run>
+void with_upsample_argmax_units(const scalar_t* units, Strides4 strides, uint8_t* labels,
+                                const int64_t* hr_pos, const int64_t* lr_pos, const BlockGrid& g,
+                                int64_t factor, bool index32, Run&& run) {
+  const int64_t uf = g.hr_side / 2 * factor;
+  const int64_t total = (4 * g.num_highres + g.num_lowres) * uf * uf;
+  if (total == 0) return;
+  using acc_t = acc_type<scalar_t>;
+  with_layout_and_index(false, index32, [&](auto, auto divider_tag) {
+    using D = decltype(divider_tag);
+    using Params = UpsampleArgmaxUnitsParams<scalar_t, acc_t, D>;
+    const Params prm{units, strides, labels, hr_pos, lr_pos, GridIndexer<D>(g), D(uf * uf), D(uf),
+                     4 * g.num_highres, factor, g.channels,
+                     static_cast<acc_t>(1.0 / static_cast<double>(factor))};
+    run.template operator()<Params, &upsample_argmax_units_element<CudaCvt<scalar_t>, D>>(prm, total);
+  });
+}
+
+template <typename scalar_t, typename Run>
 void with_upsample_argmax_dense(const scalar_t* logits, Strides4 strides, uint8_t* labels, int64_t n,
                                 int64_t channels, int64_t h, int64_t w, int64_t factor, bool index32,
                                 Run&& run) {

@@ -18,6 +18,16 @@ cudaError_t launch_upsample_argmax(const scalar_t* highres, Strides4 highres_str
 }
 
 template <typename scalar_t>
+cudaError_t launch_upsample_argmax_units(const scalar_t* units, Strides4 strides, uint8_t* labels,
+                                         const int64_t* hr_pos, const int64_t* lr_pos,
+                                         const BlockGrid& grid, int64_t factor, bool index32,
+                                         cudaStream_t stream) {
+  with_upsample_argmax_units(units, strides, labels, hr_pos, lr_pos, grid, factor, index32,
+                             LaunchOnStream{stream});
+  return cudaGetLastError();
+}
+
+template <typename scalar_t>
 cudaError_t launch_upsample_argmax_dense(const scalar_t* logits, Strides4 strides, uint8_t* labels,
                                          int64_t n, int64_t channels, int64_t h, int64_t w,
                                          int64_t factor, bool index32, cudaStream_t stream) {
@@ -32,7 +42,10 @@ cudaError_t launch_upsample_argmax_dense(const scalar_t* logits, Strides4 stride
                                                  cudaStream_t);                                    \
   template cudaError_t launch_upsample_argmax_dense<T>(const T*, Strides4, uint8_t*, int64_t,      \
                                                        int64_t, int64_t, int64_t, int64_t, bool,   \
-                                                       cudaStream_t);
+                                                       cudaStream_t);    \
+  template cudaError_t launch_upsample_argmax_units<T>(const T*, Strides4, uint8_t*, const int64_t*, \
+                                                       const int64_t*, const BlockGrid&, int64_t,  \
+                                                       bool, cudaStream_t);
 
 SEGBLOCKS_INSTANTIATE_UPSAMPLE_ARGMAX(float)
 SEGBLOCKS_INSTANTIATE_UPSAMPLE_ARGMAX(double)

@@ -34,6 +34,26 @@ at::Tensor upsample_argmax_cuda(const at::Tensor& highres, const at::Tensor& low
   return labels;
 }
 
+at::Tensor upsample_argmax_units_cuda(const at::Tensor& units, const at::Tensor& hr_pos,
+                                      const at::Tensor& lr_pos, const at::Tensor& block_map, int64_t factor) {
+  const char* op = "upsample_argmax_units";
+  const BlockGrid g = check_upsample_argmax_units_args(op, units, hr_pos, lr_pos, block_map, factor);
+  check_cuda_tensor(op, "units_padded", units);
+  const c10::cuda::CUDAGuard device_guard(units.device());
+  const int64_t bf = g.hr_side * factor;
+  at::Tensor labels = at::empty({g.grid_n, g.grid_h * bf, g.grid_w * bf}, units.options().dtype(at::kByte));
+  if (labels.numel() == 0) return labels;
+  const at::Tensor hr_p = hr_pos.contiguous(), lr_p = lr_pos.contiguous();
+  const bool index32 = fits_index32({units, labels}, g);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, units.scalar_type(), "segblocks_upsample_argmax_units_cuda", [&] {
+    C10_CUDA_CHECK(launch_upsample_argmax_units(cuda_data<scalar_t>(units), strides_of(units),
+                                                labels.mutable_data_ptr<uint8_t>(), hr_p.const_data_ptr<int64_t>(),
+                                                lr_p.const_data_ptr<int64_t>(), g, factor, index32, stream));
+  });
+  return labels;
+}
+
 at::Tensor upsample_argmax_dense_cuda(const at::Tensor& logits, int64_t factor) {
   const char* op = "upsample_argmax_dense";
   check_upsample_argmax_dense_args(op, logits, factor);
@@ -58,6 +78,7 @@ at::Tensor upsample_argmax_dense_cuda(const at::Tensor& logits, int64_t factor) 
 TORCH_LIBRARY_IMPL(segblocks, CUDA, m) {
   m.impl("upsample_argmax", &upsample_argmax_cuda);
   m.impl("upsample_argmax_dense", &upsample_argmax_dense_cuda);
+  m.impl("upsample_argmax_units", &upsample_argmax_units_cuda);
 }
 
 }  // namespace cuda
