@@ -18,11 +18,14 @@ TORCH_LIBRARY(segblocks, m) {
       "int padding, str mode, float value) -> (Tensor, Tensor)");
   // BlockPad into equal-size tiles: each high-res block as four padded quarters ("units"),
   // then the padded low-res blocks, in one tensor [4Nh + Nl, C, h/2+2p, h/2+2p] that one
-  // convolution runs on; `quartered`: highres is itself stored as units [4Nh, C, h/2, h/2].
+  // convolution runs on; `quartered`: highres is itself stored as units [4Nh, C, h/2, h/2];
+  // pre_scale/pre_shift ([C], the input's dtype): every value read is first
+  // relu(x * pre_scale + pre_shift) (an eval BatchNorm + ReLU before the convolution).
   // Inference only (no derivative registered).
   m.def(
       "block_pad_units(Tensor highres, Tensor lowres, Tensor hr_pos, Tensor lr_pos, "
-      "Tensor block_map, int padding, str mode, float value, bool quartered) -> Tensor");
+      "Tensor block_map, int padding, str mode, float value, bool quartered, "
+      "Tensor? pre_scale=None, Tensor? pre_shift=None) -> Tensor");
   // backward partners (each is the adjoint of its forward: split <-> combine-like,
   // block_pad <-> gather-accumulate)
   m.def(

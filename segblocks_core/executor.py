@@ -120,10 +120,14 @@ def _use_units(bt: BlockTensor) -> bool:
 
 
 def _pad_units(bt: BlockTensor, pad_h: int, pad_w: int, mode: str = "constant",
-               value: float = 0.0) -> Tensor:
-    """:func:`ops.block_pad_units` with possibly different vertical/horizontal padding."""
+               value: float = 0.0, pre: Optional[BatchNormReLU] = None) -> Tensor:
+    """:func:`ops.block_pad_units` with possibly different vertical/horizontal padding;
+    ``pre`` (a BatchNormReLU) is applied to the blocks in the same pass."""
     p = max(pad_h, pad_w)
-    units = ops.block_pad_units(bt, p, mode, value) if p else bt.units
+    if p == 0:
+        units = bt.units if pre is None else pre(bt.units)
+    else:
+        units = ops.block_pad_units(bt, p, mode, value, None if pre is None else (pre.scale, pre.shift))
     if pad_h != pad_w:
         dh, dw = p - pad_h, p - pad_w
         units = units[:, :, dh:units.shape[2] - dh, dw:units.shape[3] - dw]
@@ -178,12 +182,15 @@ def _per_resolution(fn: Callable[..., Tensor], hr: tuple, lr: tuple) -> tuple[Te
     return out_hr, out_lr
 
 
-def block_conv2d(bt: BlockTensor, conv: nn.Conv2d, residual: Optional[BlockTensor] = None) -> BlockTensor:
+def block_conv2d(bt: BlockTensor, conv: nn.Conv2d, residual: Optional[BlockTensor] = None,
+                 pre: Optional[BatchNormReLU] = None) -> BlockTensor:
     """A convolution on blocks (BlockPad, then no padding); a :class:`FusedConv2d` also
-    adds its bias, the ``residual`` blocks and the ReLU in the same call."""
+    adds its bias, the ``residual`` blocks and the ReLU in the same call. ``pre``: a
+    :class:`BatchNormReLU` whose only user is this convolution, applied first (on units,
+    inside BlockPad: its output is never written)."""
     pad_h, pad_w = _two(conv.padding)
     if _use_units(bt):
-        x = _pad_units(bt, pad_h, pad_w)
+        x = _pad_units(bt, pad_h, pad_w, pre=pre)
         if isinstance(conv, FusedConv2d):
             z = None if residual is None else residual.units
             y = conv_bias_relu(x, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups, z)
@@ -191,6 +198,8 @@ def block_conv2d(bt: BlockTensor, conv: nn.Conv2d, residual: Optional[BlockTenso
             y = F.conv2d(x, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
         return BlockTensor.from_units(y, bt.layout)
     bt = bt.to_standard()
+    if pre is not None:
+        bt = bt.map(pre)
     hr, lr = _pad_crop(bt, pad_h, pad_w)
     if isinstance(conv, FusedConv2d):
         def fused(t: Tensor, z: Optional[Tensor]) -> Tensor:
@@ -823,12 +832,32 @@ class _PlanBuilder:
         self.layout_new = self.g.placeholder("layout")
         for node in self.src.graph.nodes:
             self.translate(node)
+        self.fuse_conv_prologues()
         plan = fx.GraphModule(self.src, self.g, class_name="SegBlocksPlan")
         plan.graph.eliminate_dead_code()
         plan.graph.lint()
         plan.recompile()
         plan.meta_block_nodes = self.block_nodes
         return plan
+
+    def fuse_conv_prologues(self) -> None:
+        """``block_conv2d(block_module(x, BatchNormReLU))`` -> ``block_conv2d(x, pre=...)``
+        where the BatchNormReLU's output feeds only the padded convolution: on units its
+        scale, shift and ReLU are applied inside BlockPad, one pass over the map fewer."""
+        for node in list(self.g.nodes):
+            if node.op != "call_function" or node.target is not block_conv2d or "pre" in node.kwargs:
+                continue
+            src = node.args[0]
+            if not (isinstance(src, fx.Node) and src.op == "call_function" and src.target is block_module
+                    and len(src.users) == 1 and src.args[1].op == "get_attr"):
+                continue
+            module = self.src.get_submodule(src.args[1].target)
+            conv = self.src.get_submodule(node.args[1].target)
+            if not isinstance(module, BatchNormReLU) or max(_two(conv.padding)) == 0:
+                continue
+            node.args = (src.args[0],) + tuple(node.args[1:])
+            node.kwargs = {**node.kwargs, "pre": src.args[1]}
+            self.g.erase_node(src)
 
     def translate(self, node: fx.Node) -> None:
         if node.op == "placeholder":

@@ -76,14 +76,16 @@ int segblocks_host_block_pad(int dtype, const void* highres, const int64_t* high
                              void* lowres_padded, const int64_t* hr_pos, const int64_t* lr_pos,
                              const int32_t* block_map, const int64_t* grid, int64_t padding,
                              int replicate, double value, int channels_last, int index32,
-                             int64_t hr_unit_in, int64_t hr_unit_out) {
+                             int64_t hr_unit_in, int64_t hr_unit_out, const void* pre_scale,
+                             const void* pre_shift) {
   return with_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     with_block_pad(static_cast<const T*>(highres), strides_from(highres_strides),
                    static_cast<const T*>(lowres), strides_from(lowres_strides),
                    static_cast<T*>(highres_padded), static_cast<T*>(lowres_padded), hr_pos, lr_pos,
                    block_map, grid_from(grid), padding, replicate != 0, value, channels_last != 0,
-                   index32 != 0, hr_unit_in, hr_unit_out, RunOnHost{});
+                   index32 != 0, hr_unit_in, hr_unit_out, static_cast<const T*>(pre_scale),
+                   static_cast<const T*>(pre_shift), RunOnHost{});
   });
 }
 

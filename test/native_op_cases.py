@@ -177,17 +177,30 @@ def unit_inputs(geometry: Geometry, dtype, device, layout: str, seed: int = 0):
     return lay, highres, lowres
 
 
+def prologue(channels: int, dtype, device, seed: int = 9) -> tuple[Tensor, Tensor]:
+    """Per-channel (scale, shift) of a BatchNorm + ReLU prologue; about half of the values
+    it sees end up clamped to 0."""
+    gen = torch.Generator().manual_seed(seed)
+    scale = torch.rand(channels, generator=gen, dtype=torch.float64) * 2 - 0.5
+    shift = torch.randn(channels, generator=gen, dtype=torch.float64) * 0.5
+    return scale.to(dtype=dtype, device=device), shift.to(dtype=dtype, device=device)
+
+
 def _check_block_pad_units(quartered: bool, device, dtype, layout: str, geometry: Geometry,
-                           padding: int, mode: str, value: float) -> None:
+                           padding: int, mode: str, value: float, pre: bool = False) -> None:
     inputs = unit_inputs if quartered else block_inputs
     lay, highres, lowres = inputs(geometry, dtype, device, layout)
     args = (lay.hr_pos, lay.lr_pos, lay.block_map, padding, mode, value, quartered)
+    if pre:
+        args = args + prologue(highres.shape[1], dtype, device)
     got = torch.ops.segblocks.block_pad_units(highres, lowres, *args)
     want = _reference.block_pad_units(highres, lowres, *args)
     u = geometry.hr_side // 2 + 2 * padding
     assert got.shape == (4 * lay.num_highres + lay.num_lowres, highres.shape[1], u, u), got.shape
-    # pure copies and 2x2 means in the reference's summation order: bitwise equal
-    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    if pre:  # relu(x * scale + shift) first: one rounding, FMA contraction may differ by an ulp
+        torch.testing.assert_close(got, want)
+    else:  # pure copies and 2x2 means in the reference's summation order: bitwise equal
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
     # 1-px units are both NCHW and channels_last contiguous: outputs then default to NCHW
     if not (highres.is_contiguous() and lowres.is_contiguous()):
         _check_layout([got], layout)
@@ -201,6 +214,11 @@ def check_block_pad_units(device, dtype, layout: str, geometry: Geometry, paddin
 def check_block_pad_units_quartered(device, dtype, layout: str, geometry: Geometry, padding: int,
                                     mode: str, value: float) -> None:
     _check_block_pad_units(True, device, dtype, layout, geometry, padding, mode, value)
+
+
+def check_block_pad_units_prologue(device, dtype, layout: str, geometry: Geometry, padding: int,
+                                   mode: str, value: float) -> None:
+    _check_block_pad_units(True, device, dtype, layout, geometry, padding, mode, value, pre=True)
 
 
 def assert_labels_match(got: Tensor, logits: Tensor) -> None:
@@ -340,6 +358,7 @@ _CHECKS = {
     "block_pad": check_block_pad,
     "block_pad_units": check_block_pad_units,
     "block_pad_units_quartered": check_block_pad_units_quartered,
+    "block_pad_units_prologue": check_block_pad_units_prologue,
     "split_backward": check_split_backward,
     "combine_backward": check_combine_backward,
     "block_pad_backward": check_block_pad_backward,

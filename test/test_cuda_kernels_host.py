@@ -107,12 +107,13 @@ def host_block_pad(lib, hr, lr, lay, p, mode, value, index32):
     _call(lib.segblocks_host_block_pad, DTYPE_CODES[hr.dtype], _ptr(hr), _i64(hr.stride()), _ptr(lr),
           _i64(lr.stride()), _ptr(hr_out), _ptr(lr_out), _ptr(lay.hr_pos), _ptr(lay.lr_pos), _ptr(bm),
           _grid(lay, b, c), ctypes.c_int64(p), int(mode == "replicate"), ctypes.c_double(value), int(cl),
-          int(index32), ctypes.c_int64(0), ctypes.c_int64(0))
+          int(index32), ctypes.c_int64(0), ctypes.c_int64(0), None, None)
     return hr_out, lr_out
 
 
-def host_block_pad_units(lib, hr, lr, lay, p, mode, value, index32, quartered):
-    """The CUDA BlockPad element code with units out (and units in if ``quartered``)."""
+def host_block_pad_units(lib, hr, lr, lay, p, mode, value, index32, quartered, pre=None):
+    """The CUDA BlockPad element code with units out (and units in if ``quartered``;
+    ``pre=(scale, shift)``: the BatchNorm + ReLU prologue)."""
     cl = _is_channels_last(hr, lr)
     u, c = lr.shape[-1], hr.shape[1]
     nh = 4 * lay.num_highres
@@ -121,7 +122,8 @@ def host_block_pad_units(lib, hr, lr, lay, p, mode, value, index32, quartered):
     _call(lib.segblocks_host_block_pad, DTYPE_CODES[hr.dtype], _ptr(hr), _i64(hr.stride()), _ptr(lr),
           _i64(lr.stride()), _ptr(out[:nh]), _ptr(out[nh:]), _ptr(lay.hr_pos), _ptr(lay.lr_pos), _ptr(bm),
           _grid(lay, 2 * u, c), ctypes.c_int64(p), int(mode == "replicate"), ctypes.c_double(value), int(cl),
-          int(index32), ctypes.c_int64(u if quartered else 0), ctypes.c_int64(u))
+          int(index32), ctypes.c_int64(u if quartered else 0), ctypes.c_int64(u),
+          None if pre is None else _ptr(pre[0]), None if pre is None else _ptr(pre[1]))
     return out
 
 
@@ -218,16 +220,21 @@ def test_upsample_argmax_units(lib, geometry, layout, dtype, index32, factor):
 @DTYPES
 @BLOCK_PAD_LAYOUTS
 @GEOMETRIES
-@pytest.mark.parametrize("quartered", [False, True], ids=["blocks_in", "units_in"])
+@pytest.mark.parametrize("variant", ["blocks_in", "units_in", "units_in_pre"])
 @pytest.mark.parametrize("pad", cases.PADS, ids=[f"p{p}-{m}-{v}" for p, m, v in cases.PADS])
-def test_block_pad_units(lib, geometry, layout, dtype, index32, quartered, pad):
+def test_block_pad_units(lib, geometry, layout, dtype, index32, variant, pad):
     p, mode, value = pad
+    quartered = variant != "blocks_in"
     inputs = cases.unit_inputs if quartered else cases.block_inputs
     lay, hr, lr = inputs(geometry, dtype, "cpu", layout)
-    got = host_block_pad_units(lib, hr, lr, lay, p, mode, value, index32, quartered)
+    pre = cases.prologue(hr.shape[1], dtype, "cpu") if variant.endswith("_pre") else None
+    got = host_block_pad_units(lib, hr, lr, lay, p, mode, value, index32, quartered, pre)
     want = torch.ops.segblocks.block_pad_units(hr, lr, lay.hr_pos, lay.lr_pos, lay.block_map, p, mode,
-                                               value, quartered)
-    torch.testing.assert_close(got, want, rtol=0, atol=0)
+                                               value, quartered, *(pre or (None, None)))
+    if pre is None:
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    else:  # the prologue's multiply-add may be contracted into an FMA on one side
+        torch.testing.assert_close(got, want)
 
 
 @COMMON

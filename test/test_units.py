@@ -142,6 +142,11 @@ def test_units_labels_and_prepared_network():
     want = SegBlocks(net)(x, grid)
     logits = SegBlocks(fast, units=True)(x4, grid)
     assert max_rel_diff(logits, want) <= 1e-3
+    # the decoder's three pre-activation blend convolutions take their BatchNorm + ReLU
+    # inside BlockPad (the plan drops those three elementwise passes)
+    plan = SegBlocks(fast, units=True).plan
+    fused = [n for n in plan.graph.nodes if n.op == "call_function" and "pre" in n.kwargs]
+    assert len(fused) == 3
     labels = SegBlocks(fast, units=True).labels(x4, grid)
     agree = (labels.long() == want.argmax(1)).float().mean().item()
     assert agree > 0.999

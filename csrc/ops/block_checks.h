@@ -245,11 +245,30 @@ inline BlockPadArgs check_block_pad_args(const at::Tensor& highres, const at::Te
 // block_pad_units(highres, lowres, hr_pos, lr_pos, block_map, padding, mode, value,
 //                 quartered): highres is [Nh, C, h, h] or, if quartered, its units
 // [4*Nh, C, h/2, h/2]. The grid's hr_side is h either way.
+inline void check_prologue(const char* op, const at::Tensor& like,
+                           const std::optional<at::Tensor>& pre_scale,
+                           const std::optional<at::Tensor>& pre_shift) {
+  TORCH_CHECK(pre_scale.has_value() == pre_shift.has_value(), op,
+              ": pre_scale and pre_shift must be given together");
+  if (!pre_scale.has_value()) return;
+  const char* names[2] = {"pre_scale", "pre_shift"};
+  const at::Tensor* ts[2] = {&*pre_scale, &*pre_shift};
+  for (int i = 0; i < 2; ++i) {
+    const at::Tensor& t = *ts[i];
+    TORCH_CHECK(t.dim() == 1 && t.size(0) == like.size(1), op, ": ", names[i], " must have shape [",
+                like.size(1), "] (one value per channel), got ", t.sizes());
+    check_same(op, names[i], t, "highres", like);
+  }
+}
+
 inline BlockPadArgs check_block_pad_units_args(const at::Tensor& highres, const at::Tensor& lowres,
                                                const at::Tensor& hr_pos, const at::Tensor& lr_pos,
                                                const at::Tensor& block_map, int64_t padding,
-                                               c10::string_view mode, bool quartered) {
+                                               c10::string_view mode, bool quartered,
+                                               const std::optional<at::Tensor>& pre_scale,
+                                               const std::optional<at::Tensor>& pre_shift) {
   const char* op = "block_pad_units";
+  if (highres.defined() && highres.dim() == 4) check_prologue(op, highres, pre_scale, pre_shift);
   if (!quartered) {
     return check_pad_op_args(op, "highres", highres, "lowres", lowres, hr_pos, lr_pos, block_map,
                              padding, mode, /*pair_padding=*/0);

@@ -146,14 +146,17 @@ def block_pad_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Te
 
 def block_pad_units_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
                            block_map: Tensor, padding: int, mode: str = "constant",
-                           value: float = 0.0, quartered: bool = False) -> Tensor:
+                           value: float = 0.0, quartered: bool = False,
+                           pre_scale: Optional[Tensor] = None,
+                           pre_shift: Optional[Tensor] = None) -> Tensor:
     # the native op has no derivative: under autograd the (differentiable) reference runs
-    grad = torch.is_grad_enabled() and (highres.requires_grad or lowres.requires_grad)
+    grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (highres, lowres, pre_scale, pre_shift))
     if not grad and _use_native(highres.device, "block_pad_units"):
         return torch.ops.segblocks.block_pad_units(highres, lowres, hr_pos, lr_pos, block_map,
-                                                   padding, mode, value, quartered)
+                                                   padding, mode, value, quartered, pre_scale, pre_shift)
     return _reference.block_pad_units(highres, lowres, hr_pos, lr_pos, block_map, padding, mode,
-                                      value, quartered)
+                                      value, quartered, pre_scale, pre_shift)
 
 
 def upsample_argmax_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
@@ -275,12 +278,15 @@ def block_pad(blocks: BlockTensor, padding: int, mode: str = "constant",
 
 
 def block_pad_units(blocks: BlockTensor, padding: int, mode: str = "constant",
-                    value: float = 0.0) -> Tensor:
+                    value: float = 0.0, pre: Optional[tuple[Tensor, Tensor]] = None) -> Tensor:
     """BlockPad into tiles of one size, for one convolution over both resolutions.
 
     Each high-res block is cut into its four quarters ("units", the low-res block side
     ``h/2``), and every unit and every low-res block is padded on its own with the rules
     of :func:`block_pad` (a unit's halo inside its own block is the block itself).
+
+    ``pre=(scale, shift)`` (``[C]`` each): pad ``relu(blocks * scale + shift)`` instead,
+    without writing it (an eval BatchNorm + ReLU before a convolution, in the same pass).
 
     Returns:
         ``Tensor[4*Nh + Nl, C, h/2+2p, h/2+2p]``: unit ``4k + 2*qy + qx`` of high-res block
@@ -295,8 +301,10 @@ def block_pad_units(blocks: BlockTensor, padding: int, mode: str = "constant",
     if mode not in _reference.PAD_MODES:
         raise ValueError(f"mode must be one of {_reference.PAD_MODES}, got {mode!r}")
     layout = blocks.layout
+    scale, shift = (None, None) if pre is None else (pre[0].reshape(-1), pre[1].reshape(-1))
     return block_pad_units_tensor(blocks.highres, blocks.lowres, layout.hr_pos, layout.lr_pos,
-                                  layout.block_map, padding, mode, float(value), blocks.quartered)
+                                  layout.block_map, padding, mode, float(value), blocks.quartered,
+                                  scale, shift)
 
 
 def _check_classes(channels: int) -> None:

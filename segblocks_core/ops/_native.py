@@ -25,6 +25,8 @@ channels_last if any feature input is unambiguously channels_last, NCHW otherwis
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import Tensor
 
@@ -122,7 +124,8 @@ def _block_pad_fake(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Ten
 
 @torch.library.register_fake("segblocks::block_pad_units")
 def _block_pad_units_fake(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
-                          block_map: Tensor, padding: int, mode: str, value: float, quartered: bool):
+                          block_map: Tensor, padding: int, mode: str, value: float, quartered: bool,
+                          pre_scale: Optional[Tensor] = None, pre_shift: Optional[Tensor] = None):
     torch._check(padding >= 0, lambda: f"block_pad_units: padding must be >= 0, got {padding}")
     torch._check(mode in _PAD_MODES,
                  lambda: f"block_pad_units: mode must be one of {_PAD_MODES}, got {mode!r}")

@@ -20,7 +20,7 @@ Tensor-level signatures (shared with the native ops ``torch.ops.segblocks.*``):
 * ``block_pad(highres, lowres, hr_pos, lr_pos, block_map, padding, mode, value)
   -> (highres_padded, lowres_padded)``
 * ``block_pad_units(highres, lowres, hr_pos, lr_pos, block_map, padding, mode, value,
-  quartered) -> units_padded``
+  quartered, pre_scale=None, pre_shift=None) -> units_padded``
 
 ``hr_pos``/``lr_pos`` are int64 flat grid positions ``n*GH*GW + r*GW + c`` (each position
 appears in exactly one of them); ``block_map`` is the int32 ``[N, GH, GW]`` slot map of
@@ -28,6 +28,8 @@ appears in exactly one of them); ``block_map`` is the int32 ``[N, GH, GW]`` slot
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -146,10 +148,16 @@ def unquarter(units: Tensor) -> Tensor:
 
 def block_pad_units(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
                     block_map: Tensor, padding: int, mode: str = "constant", value: float = 0.0,
-                    quartered: bool = False) -> Tensor:
+                    quartered: bool = False, pre_scale: Optional[Tensor] = None,
+                    pre_shift: Optional[Tensor] = None) -> Tensor:
     """BlockPad into tiles of one size: ``[4*Nh + Nl, C, h/2+2p, h/2+2p]``, each high-res
     block's four quarters padded on their own (windows of the padded block), then the padded
-    low-res blocks. ``quartered``: ``highres`` is given as units (:func:`quarter`)."""
+    low-res blocks. ``quartered``: ``highres`` is given as units (:func:`quarter`).
+    ``pre_scale``/``pre_shift`` ``[C]``: the blocks are ``relu(x * scale + shift)`` first."""
+    if pre_scale is not None:
+        def pre(t):
+            return torch.addcmul(pre_shift.view(-1, 1, 1), t, pre_scale.view(-1, 1, 1)).relu_()
+        highres, lowres = pre(highres), pre(lowres)
     if quartered:
         highres = unquarter(highres)
     hr_pad, lr_pad = block_pad(highres, lowres, hr_pos, lr_pos, block_map, padding, mode, value)

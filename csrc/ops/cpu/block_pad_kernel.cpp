@@ -46,13 +46,15 @@ struct BlockView {  // one block tensor: data and strides
 
 // Forward. hr_unit_in != 0: highres is stored as units [4Nh, C, u, u] (HrStridesT);
 // hr_unit_out != 0: hr_out holds each high-res unit padded on its own, [4Nh, C, u+2p, u+2p]
-// (block_pad_units), the window of the padded block at the unit's offset.
+// (block_pad_units), the window of the padded block at the unit's offset. pre_scale /
+// pre_shift (or nullptr): every value read is relu(x * scale + shift) first.
 template <typename scalar_t>
 void block_pad_forward(const at::Tensor& highres, const at::Tensor& lowres, at::Tensor& hr_out,
                        at::Tensor& lr_out, const int64_t* hr_p, const int64_t* lr_p,
                        const int32_t* block_map, const BlockGrid& g, int64_t p, bool replicate,
                        double value, bool channels_last, int64_t hr_unit_in = 0,
-                       int64_t hr_unit_out = 0) {
+                       int64_t hr_unit_out = 0, const scalar_t* pre_scale = nullptr,
+                       const scalar_t* pre_shift = nullptr) {
   using acc_t = at::opmath_type<scalar_t>;
   const BlockView<scalar_t> lr(lowres), hr_o(hr_out), lr_o(lr_out);
   scalar_t* const hr_data = highres.data_ptr<scalar_t>();
@@ -70,19 +72,26 @@ void block_pad_forward(const at::Tensor& highres, const at::Tensor& lowres, at::
   auto own_pixel = [&](bool lowres_block, int64_t slot, int64_t y, int64_t x) -> const scalar_t* {
     return lowres_block ? lr.pixel(slot, y, x) : hr_data + hs.offset(slot, 0, y, x);
   };
+  const bool pre = pre_scale != nullptr;
+  // the prologue on channel c (rounded to the dtype as addcmul + relu_ leave it)
+  auto op = [&](scalar_t x, int64_t c) -> scalar_t {
+    if (!pre) return x;
+    const acc_t a = static_cast<acc_t>(pre_shift[c]) + static_cast<acc_t>(x) * static_cast<acc_t>(pre_scale[c]);
+    return static_cast<scalar_t>(a < acc_t(0) ? acc_t(0) : a);
+  };
   // channel c of the value at `src`
   auto fetch = [&](const PadSource<int64_t>& src, int64_t c) -> scalar_t {
     switch (src.kind) {
       case kPadHighres:
-        return hr_data[hs.offset(src.slot, c, src.y, src.x)];
+        return op(hr_data[hs.offset(src.slot, c, src.y, src.x)], c);
       case kPadLowres:
-        return lr.pixel(src.slot, src.y, src.x)[c * ls.c];
+        return op(lr.pixel(src.slot, src.y, src.x)[c * ls.c], c);
       case kPadHighresMean: {
         // same summation order as avg_pool2d in the reference
-        const acc_t sum = static_cast<acc_t>(hr_data[hs.offset(src.slot, c, src.y, src.x)]) +
-                          static_cast<acc_t>(hr_data[hs.offset(src.slot, c, src.y, src.x + 1)]) +
-                          static_cast<acc_t>(hr_data[hs.offset(src.slot, c, src.y + 1, src.x)]) +
-                          static_cast<acc_t>(hr_data[hs.offset(src.slot, c, src.y + 1, src.x + 1)]);
+        const acc_t sum = static_cast<acc_t>(op(hr_data[hs.offset(src.slot, c, src.y, src.x)], c)) +
+                          static_cast<acc_t>(op(hr_data[hs.offset(src.slot, c, src.y, src.x + 1)], c)) +
+                          static_cast<acc_t>(op(hr_data[hs.offset(src.slot, c, src.y + 1, src.x)], c)) +
+                          static_cast<acc_t>(op(hr_data[hs.offset(src.slot, c, src.y + 1, src.x + 1)], c));
         return static_cast<scalar_t>(sum * acc_t(0.25));
       }
       default:
@@ -124,7 +133,12 @@ void block_pad_forward(const at::Tensor& highres, const at::Tensor& lowres, at::
         for (int64_t j = 0; j < padded; ++j) {
           scalar_t* d = dst + j * out.s.w;
           if (j >= interior_begin && j < interior_end) {
-            copy_strided(d, out.s.c, own_pixel(out_lowres, k, i - p, j0 + j - p), own_sc, C);
+            const scalar_t* src = own_pixel(out_lowres, k, i - p, j0 + j - p);
+            if (pre) {
+              for (int64_t c = 0; c < C; ++c) d[c * out.s.c] = op(src[c * own_sc], c);
+            } else {
+              copy_strided(d, out.s.c, src, own_sc, C);
+            }
           } else {
             for (int64_t c = 0; c < C; ++c) d[c * out.s.c] = fetch(sources[j], c);
           }
@@ -136,7 +150,12 @@ void block_pad_forward(const at::Tensor& highres, const at::Tensor& lowres, at::
           for (int64_t j = interior_begin; j < interior_end;) {
             const int64_t x = j0 + j - p;
             const int64_t run = std::min<int64_t>(interior_end - j, (x < run_edge ? run_edge : side) - x);
-            copy_strided(d + j * out.s.w, out.s.w, own_pixel(out_lowres, k, i - p, x) + c * own_sc, own_sw, run);
+            const scalar_t* src = own_pixel(out_lowres, k, i - p, x) + c * own_sc;
+            if (pre) {
+              for (int64_t r = 0; r < run; ++r) d[(j + r) * out.s.w] = op(src[r * own_sw], c);
+            } else {
+              copy_strided(d + j * out.s.w, out.s.w, src, own_sw, run);
+            }
             j += run;
           }
           for (int64_t j = interior_end; j < padded; ++j) d[j * out.s.w] = fetch(sources[j], c);
@@ -218,9 +237,10 @@ std::tuple<at::Tensor, at::Tensor> block_pad_kernel(const at::Tensor& highres, c
 at::Tensor block_pad_units_kernel(const at::Tensor& highres, const at::Tensor& lowres,
                                   const at::Tensor& hr_pos, const at::Tensor& lr_pos,
                                   const at::Tensor& block_map, int64_t padding, c10::string_view mode,
-                                  double value, bool quartered) {
+                                  double value, bool quartered, const std::optional<at::Tensor>& pre_scale,
+                                  const std::optional<at::Tensor>& pre_shift) {
   const BlockPadArgs checked = check_block_pad_units_args(highres, lowres, hr_pos, lr_pos, block_map,
-                                                          padding, mode, quartered);
+                                                          padding, mode, quartered, pre_scale, pre_shift);
   const BlockGrid& g = checked.grid;
   check_layout_values_cpu("block_pad_units", hr_pos, lr_pos, &block_map, g);
   const at::MemoryFormat format = output_memory_format({highres, lowres});
@@ -231,11 +251,15 @@ at::Tensor block_pad_units_kernel(const at::Tensor& highres, const at::Tensor& l
   at::Tensor hr_out = out.narrow(0, 0, 4 * g.num_highres);
   at::Tensor lr_out = out.narrow(0, 4 * g.num_highres, g.num_lowres);
   const at::Tensor hr_p = hr_pos.contiguous(), lr_p = lr_pos.contiguous(), bm = block_map.contiguous();
+  const bool pre = pre_scale.has_value();
+  const at::Tensor scale = pre ? pre_scale->contiguous() : at::Tensor();
+  const at::Tensor shift = pre ? pre_shift->contiguous() : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, highres.scalar_type(), "segblocks_block_pad_units_cpu", [&] {
     block_pad_forward<scalar_t>(highres, lowres, hr_out, lr_out, hr_p.data_ptr<int64_t>(),
                                 lr_p.data_ptr<int64_t>(), bm.data_ptr<int32_t>(), g, padding,
                                 checked.replicate, value, format == at::MemoryFormat::ChannelsLast,
-                                quartered ? u : 0, u);
+                                quartered ? u : 0, u, pre ? scale.data_ptr<scalar_t>() : nullptr,
+                                pre ? shift.data_ptr<scalar_t>() : nullptr);
   });
   return out;
 }

@@ -52,7 +52,8 @@ cudaError_t launch_combine_backward(const scalar_t* grad, Strides4 grad_strides,
 
 // block_pad: padded copies of every block, halos read from the neighbours. hr_unit_in /
 // hr_unit_out (0 or h/2): the high-res input is stored as units / each high-res unit is
-// padded on its own (block_pad_units; HrStridesT in ops/block_indexing.h).
+// padded on its own (block_pad_units; HrStridesT in ops/block_indexing.h). pre_scale /
+// pre_shift (per channel, or nullptr): relu(x * scale + shift) applied to every value read.
 template <typename scalar_t>
 cudaError_t launch_block_pad(const scalar_t* highres, Strides4 highres_strides,
                              const scalar_t* lowres, Strides4 lowres_strides,
@@ -60,7 +61,8 @@ cudaError_t launch_block_pad(const scalar_t* highres, Strides4 highres_strides,
                              const int64_t* hr_pos, const int64_t* lr_pos, const int32_t* block_map,
                              const BlockGrid& grid, int64_t padding, bool replicate, double value,
                              bool channels_last, bool index32, int64_t hr_unit_in,
-                             int64_t hr_unit_out, cudaStream_t stream);
+                             int64_t hr_unit_out, const scalar_t* pre_scale, const scalar_t* pre_shift,
+                             cudaStream_t stream);
 
 // block_pad_backward: gradient of each block pixel gathered from every padded pixel that
 // read it (deterministic: one thread per output element, fixed summation order).

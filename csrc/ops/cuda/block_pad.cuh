@@ -46,7 +46,20 @@ struct BlockPadParams {
   int64_t hr_total;  // elements of highres_padded; the following ones are lowres_padded's
   int64_t hr_unit_in;   // 0: highres is [Nh, C, h, h]; h/2: it is stored as units (HrStridesT)
   int64_t hr_unit_out;  // 0: pad whole high-res blocks; h/2: pad each unit (quarter) of them
+  // optional prologue, per channel: every value read is relu(value * pre_scale + pre_shift)
+  // first (an eval BatchNorm + ReLU before the convolution); nullptr: none
+  const scalar_t* pre_scale;
+  const scalar_t* pre_shift;
 };
+
+// The prologue on one value of channel c (rounded to the dtype, as addcmul + relu_ would
+// leave it; NaN stays NaN like torch.relu).
+template <typename scalar_t, typename index_t>
+SEGBLOCKS_HOST_DEVICE scalar_t pre_op(const scalar_t* scale, const scalar_t* shift, index_t c, scalar_t v) {
+  using acc_t = acc_type<scalar_t>;
+  const acc_t a = to_acc(shift[c]) + to_acc(v) * to_acc(scale[c]);
+  return from_acc<scalar_t>(a < acc_t(0) ? acc_t(0) : a);
+}
 
 // Where element (or pack) `linear` of the two padded outputs lies.
 template <typename index_t>
@@ -101,26 +114,28 @@ SEGBLOCKS_HOST_DEVICE void block_pad_element(const BlockPadParams<scalar_t, D>& 
   const auto px = locate_padded<kChannelsLast>(prm, linear);
   const bool out_lowres = px.out_lowres;
   const auto& el = px.el;
+  const bool pre = prm.pre_scale != nullptr;
+  const auto op = [&](scalar_t x) { return pre ? pre_op(prm.pre_scale, prm.pre_shift, el.c, x) : x; };
   scalar_t v;
   if (px.interior) {  // the block itself
-    v = out_lowres ? prm.lowres[ls.offset(el.k, el.c, px.y, px.x)]
-                   : prm.highres[hs.offset(el.k, el.c, px.y, px.x)];
+    v = op(out_lowres ? prm.lowres[ls.offset(el.k, el.c, px.y, px.x)]
+                      : prm.highres[hs.offset(el.k, el.c, px.y, px.x)]);
   } else {
     const auto src = halo_source(prm, px);
     switch (src.kind) {
       case kPadHighres:
-        v = prm.highres[hs.offset(src.slot, el.c, src.y, src.x)];
+        v = op(prm.highres[hs.offset(src.slot, el.c, src.y, src.x)]);
         break;
       case kPadLowres:
-        v = prm.lowres[ls.offset(src.slot, el.c, src.y, src.x)];
+        v = op(prm.lowres[ls.offset(src.slot, el.c, src.y, src.x)]);
         break;
       case kPadHighresMean: {
         const scalar_t* q = prm.highres;
         // same summation order as avg_pool2d in the reference
-        const acc_t sum = to_acc(q[hs.offset(src.slot, el.c, src.y, src.x)]) +
-                          to_acc(q[hs.offset(src.slot, el.c, src.y, src.x + 1)]) +
-                          to_acc(q[hs.offset(src.slot, el.c, src.y + 1, src.x)]) +
-                          to_acc(q[hs.offset(src.slot, el.c, src.y + 1, src.x + 1)]);
+        const acc_t sum = to_acc(op(q[hs.offset(src.slot, el.c, src.y, src.x)])) +
+                          to_acc(op(q[hs.offset(src.slot, el.c, src.y, src.x + 1)])) +
+                          to_acc(op(q[hs.offset(src.slot, el.c, src.y + 1, src.x)])) +
+                          to_acc(op(q[hs.offset(src.slot, el.c, src.y + 1, src.x + 1)]));
         v = from_acc<scalar_t>(sum * acc_t(0.25));
         break;
       }
@@ -164,25 +179,34 @@ SEGBLOCKS_HOST_DEVICE void block_pad_packed_element(const BlockPadParams<scalar_
   const auto px = locate_padded<true>(prm, linear);
   const bool out_lowres = px.out_lowres;
   const index_t c = px.el.c * kPack;
+  const bool pre = prm.pre_scale != nullptr;
+  const auto load = [&](const scalar_t* p) {  // a pack, with the prologue applied
+    P x = load_pack<scalar_t, kPack>(p);
+    if (pre) {
+#pragma unroll
+      for (int l = 0; l < kPack; ++l) x.v[l] = pre_op(prm.pre_scale, prm.pre_shift, c + l, x.v[l]);
+    }
+    return x;
+  };
   P v;
   if (px.interior) {
-    v = out_lowres ? load_pack<scalar_t, kPack>(prm.lowres + ls.offset(px.el.k, c, px.y, px.x))
-                   : load_pack<scalar_t, kPack>(prm.highres + hs.offset(px.el.k, c, px.y, px.x));
+    v = out_lowres ? load(prm.lowres + ls.offset(px.el.k, c, px.y, px.x))
+                   : load(prm.highres + hs.offset(px.el.k, c, px.y, px.x));
   } else {
     const auto src = halo_source(prm, px);
     switch (src.kind) {
       case kPadHighres:
-        v = load_pack<scalar_t, kPack>(prm.highres + hs.offset(src.slot, c, src.y, src.x));
+        v = load(prm.highres + hs.offset(src.slot, c, src.y, src.x));
         break;
       case kPadLowres:
-        v = load_pack<scalar_t, kPack>(prm.lowres + ls.offset(src.slot, c, src.y, src.x));
+        v = load(prm.lowres + ls.offset(src.slot, c, src.y, src.x));
         break;
       case kPadHighresMean: {
         const scalar_t* q = prm.highres;
-        const P a = load_pack<scalar_t, kPack>(q + hs.offset(src.slot, c, src.y, src.x));
-        const P b = load_pack<scalar_t, kPack>(q + hs.offset(src.slot, c, src.y, src.x + 1));
-        const P d = load_pack<scalar_t, kPack>(q + hs.offset(src.slot, c, src.y + 1, src.x));
-        const P f = load_pack<scalar_t, kPack>(q + hs.offset(src.slot, c, src.y + 1, src.x + 1));
+        const P a = load(q + hs.offset(src.slot, c, src.y, src.x));
+        const P b = load(q + hs.offset(src.slot, c, src.y, src.x + 1));
+        const P d = load(q + hs.offset(src.slot, c, src.y + 1, src.x));
+        const P f = load(q + hs.offset(src.slot, c, src.y + 1, src.x + 1));
 #pragma unroll
         for (int l = 0; l < kPack; ++l) {
           const acc_t sum = to_acc(a.v[l]) + to_acc(b.v[l]) + to_acc(d.v[l]) + to_acc(f.v[l]);
@@ -212,7 +236,7 @@ void with_block_pad(const scalar_t* highres, Strides4 highres_strides, const sca
                     const int64_t* hr_pos, const int64_t* lr_pos, const int32_t* block_map,
                     const BlockGrid& g, int64_t padding, bool replicate, double value,
                     bool channels_last, bool index32, int64_t hr_unit_in, int64_t hr_unit_out,
-                    Run&& run) {
+                    const scalar_t* pre_scale, const scalar_t* pre_shift, Run&& run) {
   // with units out, the high-res output is 4 Nh padded quarters of side h/2 + 2p
   const int64_t lp = g.hr_side / 2 + 2 * padding;
   const int64_t hp = hr_unit_out != 0 ? lp : g.hr_side + 2 * padding;
@@ -240,7 +264,7 @@ void with_block_pad(const scalar_t* highres, Strides4 highres_strides, const sca
         const Params prm{highres, highres_strides, lowres, lowres_strides, highres_padded,
                          lowres_padded, hr_pos, lr_pos, block_map, GridIndexer<D>(g),
                          D(g.channels / kWidth), D(hp), D(lp), padding, replicate, fill,
-                         hr_total / kWidth, hr_unit_in, hr_unit_out};
+                         hr_total / kWidth, hr_unit_in, hr_unit_out, pre_scale, pre_shift};
         run.template operator()<Params, &block_pad_packed_element<scalar_t, kWidth, D>>(prm, total / kWidth);
       };
       if (pack == kPack) {
@@ -256,7 +280,8 @@ void with_block_pad(const scalar_t* highres, Strides4 highres_strides, const sca
     }
     const Params prm{highres, highres_strides, lowres, lowres_strides, highres_padded,
                      lowres_padded, hr_pos, lr_pos, block_map, GridIndexer<D>(g), D(g.channels),
-                     D(hp), D(lp), padding, replicate, fill, hr_total, hr_unit_in, hr_unit_out};
+                     D(hp), D(lp), padding, replicate, fill, hr_total, hr_unit_in, hr_unit_out,
+                     pre_scale, pre_shift};
     run.template operator()<Params, &block_pad_element<scalar_t, decltype(layout_tag)::value, D>>(
         prm, total);
   });

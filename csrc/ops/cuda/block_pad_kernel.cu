@@ -14,10 +14,11 @@ cudaError_t launch_block_pad(const scalar_t* highres, Strides4 highres_strides,
                              const int64_t* hr_pos, const int64_t* lr_pos, const int32_t* block_map,
                              const BlockGrid& grid, int64_t padding, bool replicate, double value,
                              bool channels_last, bool index32, int64_t hr_unit_in,
-                             int64_t hr_unit_out, cudaStream_t stream) {
+                             int64_t hr_unit_out, const scalar_t* pre_scale, const scalar_t* pre_shift,
+                             cudaStream_t stream) {
   with_block_pad(highres, highres_strides, lowres, lowres_strides, highres_padded, lowres_padded,
                  hr_pos, lr_pos, block_map, grid, padding, replicate, value, channels_last, index32,
-                 hr_unit_in, hr_unit_out, LaunchOnStream{stream});
+                 hr_unit_in, hr_unit_out, pre_scale, pre_shift, LaunchOnStream{stream});
   return cudaGetLastError();
 }
 
@@ -41,7 +42,7 @@ cudaError_t launch_block_pad_backward(const scalar_t* grad_highres_padded,
   template cudaError_t launch_block_pad<T>(const T*, Strides4, const T*, Strides4, T*, T*,        \
                                            const int64_t*, const int64_t*, const int32_t*,        \
                                            const BlockGrid&, int64_t, bool, double, bool, bool,   \
-                                           int64_t, int64_t, cudaStream_t);                       \
+                                           int64_t, int64_t, const T*, const T*, cudaStream_t);   \
   template cudaError_t launch_block_pad_backward<T>(const T*, Strides4, const T*, Strides4, T*,   \
                                                     T*, const int64_t*, const int64_t*,           \
                                                     const int32_t*, const BlockGrid&, int64_t,    \

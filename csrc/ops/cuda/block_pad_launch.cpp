@@ -37,7 +37,8 @@ std::tuple<at::Tensor, at::Tensor> block_pad_cuda(const at::Tensor& highres, con
         cuda_data<scalar_t>(highres), strides_of(highres), cuda_data<scalar_t>(lowres), strides_of(lowres),
         cuda_mutable_data<scalar_t>(hr_out), cuda_mutable_data<scalar_t>(lr_out),
         hr_p.const_data_ptr<int64_t>(), lr_p.const_data_ptr<int64_t>(), bm.const_data_ptr<int32_t>(), g,
-        padding, replicate, value, format == at::MemoryFormat::ChannelsLast, index32, 0, 0, stream));
+        padding, replicate, value, format == at::MemoryFormat::ChannelsLast, index32, 0, 0, nullptr, nullptr,
+        stream));
   });
   return {hr_out, lr_out};
 }
@@ -45,10 +46,11 @@ std::tuple<at::Tensor, at::Tensor> block_pad_cuda(const at::Tensor& highres, con
 at::Tensor block_pad_units_cuda(const at::Tensor& highres, const at::Tensor& lowres,
                                 const at::Tensor& hr_pos, const at::Tensor& lr_pos,
                                 const at::Tensor& block_map, int64_t padding, c10::string_view mode,
-                                double value, bool quartered) {
+                                double value, bool quartered, const std::optional<at::Tensor>& pre_scale,
+                                const std::optional<at::Tensor>& pre_shift) {
   const char* op = "block_pad_units";
   const BlockPadArgs checked = check_block_pad_units_args(highres, lowres, hr_pos, lr_pos, block_map,
-                                                          padding, mode, quartered);
+                                                          padding, mode, quartered, pre_scale, pre_shift);
   const BlockGrid& g = checked.grid;
   check_cuda_tensor(op, "highres", highres);
   const c10::cuda::CUDAGuard device_guard(highres.device());
@@ -62,13 +64,17 @@ at::Tensor block_pad_units_cuda(const at::Tensor& highres, const at::Tensor& low
   const at::Tensor hr_p = hr_pos.contiguous(), lr_p = lr_pos.contiguous(), bm = block_map.contiguous();
   const bool index32 = fits_index32({highres, lowres, out}, g);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const bool pre = pre_scale.has_value();
+  const at::Tensor scale = pre ? pre_scale->contiguous() : at::Tensor();
+  const at::Tensor shift = pre ? pre_shift->contiguous() : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, highres.scalar_type(), "segblocks_block_pad_units_cuda", [&] {
     C10_CUDA_CHECK(launch_block_pad(
         cuda_data<scalar_t>(highres), strides_of(highres), cuda_data<scalar_t>(lowres), strides_of(lowres),
         cuda_mutable_data<scalar_t>(hr_out), cuda_mutable_data<scalar_t>(lr_out),
         hr_p.const_data_ptr<int64_t>(), lr_p.const_data_ptr<int64_t>(), bm.const_data_ptr<int32_t>(), g,
         padding, checked.replicate, value, format == at::MemoryFormat::ChannelsLast, index32,
-        quartered ? u : 0, u, stream));
+        quartered ? u : 0, u, pre ? cuda_data<scalar_t>(scale) : nullptr,
+        pre ? cuda_data<scalar_t>(shift) : nullptr, stream));
   });
   return out;
 }
