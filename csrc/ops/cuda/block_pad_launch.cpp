@@ -37,8 +37,9 @@ std::tuple<at::Tensor, at::Tensor> block_pad_cuda(const at::Tensor& highres, con
         cuda_data<scalar_t>(highres), strides_of(highres), cuda_data<scalar_t>(lowres), strides_of(lowres),
         cuda_mutable_data<scalar_t>(hr_out), cuda_mutable_data<scalar_t>(lr_out),
         hr_p.const_data_ptr<int64_t>(), lr_p.const_data_ptr<int64_t>(), bm.const_data_ptr<int32_t>(), g,
-        padding, replicate, value, format == at::MemoryFormat::ChannelsLast, index32, 0, 0, nullptr, nullptr,
-        stream));
+        padding, replicate, value, format == at::MemoryFormat::ChannelsLast, index32, 0, 0,
+        static_cast<const typename CudaScalar<scalar_t>::type*>(nullptr),
+        static_cast<const typename CudaScalar<scalar_t>::type*>(nullptr), stream));
   });
   return {hr_out, lr_out};
 }
