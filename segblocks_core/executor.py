@@ -20,6 +20,12 @@ How each operation runs on blocks:
   dense map (combine first); their dense outputs are split again where they meet blocks.
 * shape queries on block values return the dense shape.
 
+With ``units=True`` (:func:`units_mode`, the GPU fast path) high-res blocks below the input
+resolution are stored as their four quarters, tiles of the low-res block's size, and each
+of the operations above runs once over both resolutions (``ops.block_pad_units``, one
+convolution / pooling / elementwise call on the tile tensor); a BatchNorm + ReLU feeding
+only a padded convolution is applied inside that BlockPad.
+
 Anything else that receives a block value raises :class:`UnsupportedLayerError` naming
 the layer. Inputs whose size is not a multiple of the block size are zero-padded
 bottom/right and spatial outputs cropped back.
