@@ -10,13 +10,15 @@ CUDA_ARCHS  ?= 87 89 90
 PY          := $(VENV)/bin/python
 PIP         := $(PY) -m pip --disable-pip-version-check -q
 CU_SOURCES  := $(wildcard csrc/ops/cuda/*.cu)
+LAUNCH_SOURCES := $(wildcard csrc/ops/cuda/*_launch.cpp)
+CXX         ?= g++
 # the defines torch's extension build passes to nvcc (half/bfloat16 only through intrinsics)
 CU_DEFINES  := -D__CUDA_NO_HALF_OPERATORS__ -D__CUDA_NO_HALF_CONVERSIONS__ \
                -D__CUDA_NO_BFLOAT16_CONVERSIONS__ -D__CUDA_NO_HALF2_OPERATORS__
 BUILD_DIR   := build/cuda-check
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: test venv install cuda-check pytest demo bench-cpu clean
+.PHONY: test venv install cuda-check cuda-launcher-check pytest demo bench-cpu clean
 
 test:
 	rm -rf $(VENV)
@@ -43,6 +45,18 @@ cuda-check:
 	  $(NVCC) -std=c++17 -O2 -Icsrc $(CU_DEFINES) -gencode arch=compute_$$a,code=sm_$$a -c $$f \
 	    -o $(BUILD_DIR)/$$(basename $$f .cu)_sm$$a.o || exit 1; \
 	done; done
+	@$(MAKE) --no-print-directory cuda-launcher-check
+
+# The torch-facing CUDA launchers (*_launch.cpp) need torch's CUDA headers, which the CPU
+# wheel lacks: type-check them with g++ -fsyntax-only against stand-ins for c10/cuda
+# (test/cuda_launcher_stubs) and nvcc's CUDA runtime headers.
+cuda-launcher-check:
+	@test -x $(PY) || { echo "cuda-launcher-check: needs $(PY) with torch (make venv)"; exit 1; }
+	@inc=$$($(NVCC) -v --dryrun -x cu -c /dev/null -o /dev/null 2>&1 | sed -n 's/.*INCLUDES="\([^"]*\)".*/\1/p' | head -1); \
+	tinc=$$($(PY) -c "import torch.utils.cpp_extension as c; print(' '.join('-I' + p for p in c.include_paths()))"); \
+	for f in $(LAUNCH_SOURCES); do echo "g++ -fsyntax-only $$f"; \
+	  $(CXX) -std=c++20 -fsyntax-only -Icsrc -Itest/cuda_launcher_stubs $$tinc $$inc $$f || exit 1; \
+	done
 
 pytest:
 	$(PY) -m pytest -q test

@@ -109,6 +109,9 @@ def main():
     ap.add_argument("--no-units", dest="units", action="store_false",
                     help="SegBlocks with separate high-res and low-res calls per operation instead "
                          "of units (SegBlocks(units=False)); writes split-gpu-<gpu>-<date>.json")
+    ap.add_argument("--no-fast-max-pool", dest="fast_max_pool", action="store_false",
+                    help="PyTorch's max pooling (with int64 indices) on both sides instead of the "
+                         "native one; writes torch-maxpool-gpu-<gpu>-<date>.json")
     args = ap.parse_args()
     dev = torch.device("cuda")
     torch.backends.cudnn.benchmark = True
@@ -123,7 +126,7 @@ def main():
         net = randomize_bn(build_model(model, 19).eval())
         net32 = net.to(dev)
         fast = prepare_network(net, torch.float16, dev, fuse_epilogue=args.fuse_epilogue,
-                               input_channels=args.input_channels)
+                               input_channels=args.input_channels, fast_max_pool=args.fast_max_pool)
         sb = SegBlocks(fast, units=args.units)  # reads the input padded to sb.in_channels
         sb_macs = SegBlocks(net32)           # MACs of the network as defined (3 input channels)
         cin = sb.in_channels
@@ -188,11 +191,13 @@ def main():
 
     result = {"gpu": gpu, "torch": torch.__version__, "cuda": torch.version.cuda,
               "height": h, "width": w, "fuse_epilogue": args.fuse_epilogue,
-              "input_channels": args.input_channels, "units": args.units, "rows": rows}
+              "input_channels": args.input_channels, "units": args.units,
+              "fast_max_pool": args.fast_max_pool, "rows": rows}
     slug = re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")
     date = datetime.date.today().isoformat()
     os.makedirs(args.out, exist_ok=True)
-    prefix = ("" if args.units else "split-") + ("" if args.fuse_epilogue else "unfused-epilogue-") + \
+    prefix = ("" if args.units else "split-") + ("" if args.fast_max_pool else "torch-maxpool-") + \
+        ("" if args.fuse_epilogue else "unfused-epilogue-") + \
         ("" if args.input_channels == 4 else f"input{args.input_channels}-")
     path = os.path.join(args.out, f"{prefix}gpu-{slug}-{date}.json")
     with open(path, "w") as f:

@@ -43,6 +43,12 @@ TORCH_LIBRARY(segblocks, m) {
       "upsample_argmax(Tensor highres, Tensor lowres, Tensor hr_pos, Tensor lr_pos, "
       "Tensor block_map, int factor) -> Tensor");
   m.def("upsample_argmax_dense(Tensor logits, int factor) -> Tensor");
+  // max pooling without indices (ops/max_pool.h): on units fused with BlockPad (-inf
+  // border), and dense; inference only
+  m.def(
+      "max_pool_units(Tensor highres, Tensor lowres, Tensor hr_pos, Tensor lr_pos, Tensor block_map, "
+      "int kernel, int stride, int padding, bool quartered) -> Tensor");
+  m.def("max_pool_dense(Tensor x, int kernel, int stride, int padding) -> Tensor");
   // the same head from block_pad_units' tiles (padding 1, replicate): no neighbour lookups
   m.def(
       "upsample_argmax_units(Tensor units_padded, Tensor hr_pos, Tensor lr_pos, Tensor block_map, "

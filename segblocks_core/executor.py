@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import ops
-from .fused import BatchNormReLU, FusedConv2d, adaptive_avg_pool2d, conv_bias_relu
+from .fused import BatchNormReLU, FusedConv2d, MaxPool2d, adaptive_avg_pool2d, conv_bias_relu
 from .layout import BlockLayout, BlockTensor
 
 __all__ = ["SegBlocks", "UnsupportedLayerError", "MacCount", "concurrent_lowres", "units_mode"]
@@ -258,6 +258,9 @@ def block_module(bt: BlockTensor, module: nn.Module) -> BlockTensor:
 def block_max_pool2d(bt: BlockTensor, kernel_size, stride, padding) -> BlockTensor:
     pad_h, pad_w = _two(padding)
     if _use_units(bt):
+        (kh, kw), (sh, sw) = _two(kernel_size), _two(stride)
+        if kh == kw and sh == sw and pad_h == pad_w:  # one kernel: BlockPad and pooling, no indices
+            return BlockTensor.from_units(ops.max_pool_units(bt, kh, sh, pad_h), bt.layout)
         x = _pad_units(bt, pad_h, pad_w, "constant", float("-inf"))
         return BlockTensor.from_units(F.max_pool2d(x, kernel_size, stride), bt.layout)
     bt = bt.to_standard()
@@ -549,7 +552,7 @@ class SegBlocks(nn.Module):
         self.in_channels = int(in_channels)
         self.units = bool(units)
         self._global_types = tuple(_GLOBAL_MODULES) + tuple(global_modules)
-        traced_graph = _Tracer(self._global_types + (FusedConv2d, BatchNormReLU)).trace(net)
+        traced_graph = _Tracer(self._global_types + (FusedConv2d, BatchNormReLU, MaxPool2d)).trace(net)
         traced = fx.GraphModule(net, traced_graph)
         builder = _PlanBuilder(traced, self.block_size, self.in_channels, self._global_types)
         object.__setattr__(self, "_traced", traced)

@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["FusedConv2d", "conv_bias_relu", "fuse_conv_epilogue", "BatchNormReLU",
-           "fuse_batchnorm_relu", "adaptive_avg_pool2d", "use_fast_pooling"]
+           "fuse_batchnorm_relu", "adaptive_avg_pool2d", "use_fast_pooling", "MaxPool2d",
+           "use_fast_max_pooling"]
 
 # fused-or-not per call shape, decided by timing on first use
 _CHOICE: dict[tuple, bool] = {}
@@ -219,6 +220,38 @@ def use_fast_pooling(gm: fx.GraphModule) -> fx.GraphModule:
         if node.op == "call_function" and node.target is F.adaptive_avg_pool2d:
             node.target = adaptive_avg_pool2d
     gm.recompile()
+    return gm
+
+
+class MaxPool2d(nn.MaxPool2d):
+    """``nn.MaxPool2d`` without indices on CUDA (:func:`segblocks_core.ops.max_pool_dense`).
+
+    PyTorch's CUDA max pooling always writes int64 indices beside its output (for
+    SwiftNet's stem pooling at 2048x1024, 67 MB, more than the output itself); inference
+    needs none. Elsewhere (CPU, autograd, fake tensors) it is ``nn.MaxPool2d``. In SegBlocks
+    it is a max pooling like any other (on units: :func:`segblocks_core.ops.max_pool_units`).
+    """
+
+    def __init__(self, pool: nn.MaxPool2d):
+        super().__init__(pool.kernel_size, pool.stride, pool.padding, pool.dilation,
+                         pool.return_indices, pool.ceil_mode)
+
+    def forward(self, x: Tensor) -> Tensor:
+        from . import ops
+        k, s, p = (_tuple2(v) for v in (self.kernel_size, self.stride, self.padding))
+        if (type(x) is Tensor and x.is_cuda and x.dim() == 4 and k[0] == k[1] and s[0] == s[1]
+                and p[0] == p[1] and _tuple2(self.dilation) == (1, 1) and not self.ceil_mode
+                and not self.return_indices and not (torch.is_grad_enabled() and x.requires_grad)):
+            return ops.max_pool_dense(x, k[0], s[0], p[0])
+        return super().forward(x)
+
+
+def use_fast_max_pooling(gm: nn.Module) -> nn.Module:
+    """Replace every ``nn.MaxPool2d`` submodule of ``gm`` by :class:`MaxPool2d` (in place;
+    same function, no indices on CUDA). Returns ``gm``."""
+    for name, module in list(gm.named_modules()):
+        if type(module) is nn.MaxPool2d:
+            _set_submodule(gm, name, MaxPool2d(module))
     return gm
 
 

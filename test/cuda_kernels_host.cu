@@ -11,6 +11,7 @@
 
 #include "ops/cuda/block_copy.cuh"
 #include "ops/cuda/block_pad.cuh"
+#include "ops/cuda/max_pool.cuh"
 #include "ops/cuda/upsample_argmax.cuh"
 
 namespace {
@@ -127,6 +128,30 @@ int segblocks_host_upsample_argmax_units(int dtype, const void* units, const int
     using T = decltype(tag);
     with_upsample_argmax_units(static_cast<const T*>(units), strides_from(strides), labels, hr_pos, lr_pos,
                                grid_from(grid), factor, index32 != 0, RunOnHost{});
+  });
+}
+
+int segblocks_host_max_pool_units(int dtype, const void* highres, const int64_t* highres_strides,
+                                  const void* lowres, const int64_t* lowres_strides, void* out,
+                                  const int64_t* hr_pos, const int64_t* lr_pos, const int32_t* block_map,
+                                  const int64_t* grid, int64_t kernel, int64_t stride, int64_t padding,
+                                  int quartered, int channels_last, int index32) {
+  return with_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    with_max_pool_units(static_cast<const T*>(highres), strides_from(highres_strides),
+                        static_cast<const T*>(lowres), strides_from(lowres_strides), static_cast<T*>(out), hr_pos,
+                        lr_pos, block_map, grid_from(grid), kernel, stride, padding, quartered != 0,
+                        channels_last != 0, index32 != 0, RunOnHost{});
+  });
+}
+
+int segblocks_host_max_pool_dense(int dtype, const void* x, const int64_t* strides, void* out, int64_t n,
+                                  int64_t channels, int64_t h, int64_t w, int64_t kernel, int64_t stride,
+                                  int64_t padding, int channels_last, int index32) {
+  return with_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    with_max_pool_dense(static_cast<const T*>(x), strides_from(strides), static_cast<T*>(out), n, channels, h, w,
+                        kernel, stride, padding, channels_last != 0, index32 != 0, RunOnHost{});
   });
 }
 

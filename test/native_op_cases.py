@@ -221,6 +221,39 @@ def check_block_pad_units_prologue(device, dtype, layout: str, geometry: Geometr
     _check_block_pad_units(True, device, dtype, layout, geometry, padding, mode, value, pre=True)
 
 
+POOLS = ((3, 2, 1), (3, 1, 1), (2, 2, 0), (5, 1, 2))  # (kernel, stride, padding); SwiftNet's stem: 3, 2, 1
+
+
+def check_max_pool_units(device, dtype, layout: str, geometry: Geometry, quartered: bool = False) -> None:
+    """Max pooling fused with BlockPad (-inf border) equals pooling the padded tiles."""
+    inputs = unit_inputs if quartered else block_inputs
+    lay, highres, lowres = inputs(geometry, dtype, device, layout)
+    args = (lay.hr_pos, lay.lr_pos, lay.block_map)
+    u = geometry.hr_side // 2
+    for k, s, p in POOLS:
+        if u + 2 * p < k:
+            continue
+        got = torch.ops.segblocks.max_pool_units(highres, lowres, *args, k, s, p, quartered)
+        want = _reference.max_pool_units(highres, lowres, *args, k, s, p, quartered)
+        torch.testing.assert_close(got, want, rtol=0, atol=0)  # a maximum of the same values
+        if not (highres.is_contiguous() and lowres.is_contiguous()):
+            _check_layout([got], layout)
+
+
+def check_max_pool_units_quartered(device, dtype, layout: str, geometry: Geometry) -> None:
+    check_max_pool_units(device, dtype, layout, geometry, quartered=True)
+
+
+def check_max_pool_dense(device, dtype, layout: str, geometry: Geometry) -> None:
+    _, x = dense_input(geometry, dtype, device, layout)
+    x = x.clone()
+    x[:, ::2, ::3, ::5] = float("nan")  # NaN wins, as in torch
+    for k, s, p in POOLS:
+        got = torch.ops.segblocks.max_pool_dense(x, k, s, p)
+        torch.testing.assert_close(got, _reference.max_pool_dense(x, k, s, p), rtol=0, atol=0, equal_nan=True)
+        _check_layout([got], layout)
+
+
 def assert_labels_match(got: Tensor, logits: Tensor) -> None:
     """``got`` (uint8 labels) equals ``logits.argmax(1)`` wherever the top two logits are
     further apart than rounding could move them; exact ties and near-ties may differ
@@ -364,6 +397,9 @@ _CHECKS = {
     "block_pad_backward": check_block_pad_backward,
     "upsample_argmax": check_upsample_argmax,
     "upsample_argmax_units": check_upsample_argmax_units,
+    "max_pool_units": check_max_pool_units,
+    "max_pool_units_quartered": check_max_pool_units_quartered,
+    "max_pool_dense": check_max_pool_dense,
     "upsample_argmax_dense": check_upsample_argmax_dense,
 }
 HEAD_FACTORS = (1, 3, 4)  # 4: SwiftNet's final upsampling; 3: a factor that is not a power of two
@@ -483,7 +519,8 @@ def engine_fp16_errors(size: int = 256) -> tuple[float, float, float]:
 
 OPS = ("split", "combine", "block_pad", "split_backward", "combine_backward", "block_pad_backward")
 # not differentiable (inference only): opcheck only
-HEAD_OPS = ("upsample_argmax", "upsample_argmax_dense", "upsample_argmax_units", "block_pad_units")
+HEAD_OPS = ("upsample_argmax", "upsample_argmax_dense", "upsample_argmax_units", "block_pad_units",
+            "max_pool_units", "max_pool_dense")
 OPCHECK_SAMPLES = {
     "mixed-channels_last-f32": dict(layout="channels_last", dtype=torch.float32),
     "tiny2px-contiguous-f64": dict(geometry="tiny_2px_batch2", dtype=torch.float64, mode="constant"),
@@ -515,6 +552,8 @@ def op_samples(device, dtype=torch.float64, layout="contiguous", geometry="mixed
         "block_pad_units": (hr.detach(), lr.detach(), *pos, lay.block_map, padding, mode, 0.0, False),
         "upsample_argmax_units": (_reference.block_pad_units(hr.detach(), lr.detach(), *pos, lay.block_map, 1,
                                                              "replicate"), *pos, lay.block_map, 4),
+        "max_pool_units": (hr.detach(), lr.detach(), *pos, lay.block_map, 3, 2, 1, False),
+        "max_pool_dense": (x.detach(), 3, 2, 1),
     }
 
 

@@ -201,6 +201,39 @@ def test_block_pad_and_backward(lib, geometry, layout, dtype, index32, pad):
 @DTYPES
 @LAYOUTS
 @GEOMETRIES
+@pytest.mark.parametrize("quartered", [False, True], ids=["blocks_in", "units_in"])
+def test_max_pool_units_and_dense(lib, geometry, layout, dtype, index32, quartered):
+    """The CUDA element code of max pooling without indices: bitwise the native CPU ops."""
+    inputs = cases.unit_inputs if quartered else cases.block_inputs
+    lay, hr, lr = inputs(geometry, dtype, "cpu", layout)
+    _, x = cases.dense_input(geometry, dtype, "cpu", layout)
+    cl = _is_channels_last(hr, lr)
+    u, c = lr.shape[-1], hr.shape[1]
+    bm = lay.block_map.contiguous()
+    for k, s, p in cases.POOLS:
+        if u + 2 * p >= k:
+            uo = (u + 2 * p - k) // s + 1
+            got = _empty((4 * lay.num_highres + lay.num_lowres, c, uo, uo), hr, cl)
+            _call(lib.segblocks_host_max_pool_units, DTYPE_CODES[dtype], _ptr(hr), _i64(hr.stride()), _ptr(lr),
+                  _i64(lr.stride()), _ptr(got), _ptr(lay.hr_pos), _ptr(lay.lr_pos), _ptr(bm),
+                  _grid(lay, 2 * u, c), ctypes.c_int64(k), ctypes.c_int64(s), ctypes.c_int64(p), int(quartered),
+                  int(cl), int(index32))
+            want = torch.ops.segblocks.max_pool_units(hr, lr, lay.hr_pos, lay.lr_pos, lay.block_map, k, s, p,
+                                                      quartered)
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+        xcl = _is_channels_last(x)
+        n, cx, h, w = x.shape
+        dense = _empty((n, cx, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1), x, xcl)
+        _call(lib.segblocks_host_max_pool_dense, DTYPE_CODES[dtype], _ptr(x), _i64(x.stride()), _ptr(dense),
+              ctypes.c_int64(n), ctypes.c_int64(cx), ctypes.c_int64(h), ctypes.c_int64(w), ctypes.c_int64(k),
+              ctypes.c_int64(s), ctypes.c_int64(p), int(xcl), int(index32))
+        torch.testing.assert_close(dense, torch.ops.segblocks.max_pool_dense(x, k, s, p), rtol=0, atol=0)
+
+
+@COMMON
+@DTYPES
+@LAYOUTS
+@GEOMETRIES
 @pytest.mark.parametrize("factor", cases.HEAD_FACTORS)
 def test_upsample_argmax_units(lib, geometry, layout, dtype, index32, factor):
     """The CUDA element code of the lookup-free head: bitwise the native CPU op's labels."""

@@ -166,3 +166,37 @@ def test_prepare_network_fuses_preactivation_batchnorm(folded):
         torch.testing.assert_close(SegBlocks(fused)(x, grid), SegBlocks(folded)(x, grid), rtol=1e-4, atol=1e-4)
     prepared = prepare_network(folded, torch.float32, torch.device("cpu"))
     assert len([m for m in prepared.modules() if isinstance(m, BatchNormReLU)]) == 11
+
+
+def test_fast_max_pooling_replaces_modules_and_keeps_the_function():
+    from segblocks_core.fastpath import prepare_network
+    from segblocks_core.fused import MaxPool2d, use_fast_max_pooling
+    from segblocks_core.models import swiftnet_rn18
+    torch.manual_seed(0)
+    net = swiftnet_rn18().eval()
+    fast = prepare_network(net, torch.float32, torch.device("cpu"))
+    pools = [m for m in fast.modules() if isinstance(m, nn.MaxPool2d)]
+    assert pools and all(type(m) is MaxPool2d for m in pools)
+    plain = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(3, 2, 1))
+    x = torch.randn(2, 3, 20, 30)
+    want = plain(x)
+    use_fast_max_pooling(plain)
+    assert type(plain[1]) is MaxPool2d
+    torch.testing.assert_close(plain(x), want, rtol=0, atol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_fast_max_pooling_on_cuda_writes_no_indices():
+    from segblocks_core.fused import MaxPool2d
+    x = torch.randn(1, 64, 256, 512, device="cuda", dtype=torch.half).contiguous(memory_format=torch.channels_last)
+    pool = MaxPool2d(nn.MaxPool2d(3, 2, 1))
+    want = F.max_pool2d(x, 3, 2, 1)
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    with torch.inference_mode():
+        got = pool(x)
+    torch.cuda.synchronize()
+    assert torch.equal(got, want) and got.is_contiguous(memory_format=torch.channels_last)
+    # the output only (PyTorch's kernel also allocates int64 indices: 4x the fp16 output)
+    assert torch.cuda.max_memory_allocated() - base <= 1.1 * got.numel() * got.element_size()

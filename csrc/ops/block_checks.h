@@ -300,6 +300,37 @@ inline BlockPadArgs check_block_pad_units_args(const at::Tensor& highres, const 
   return BlockPadArgs{g, replicate};
 }
 
+inline void check_pool_window(const char* op, int64_t kernel, int64_t stride, int64_t padding) {
+  TORCH_CHECK(kernel >= 1 && stride >= 1, op, ": kernel and stride must be >= 1, got ", kernel, " and ",
+              stride);
+  TORCH_CHECK(padding >= 0 && 2 * padding <= kernel, op,
+              ": padding must be between 0 and half the kernel size, got ", padding, " for kernel ", kernel);
+}
+
+// max_pool_units(highres, lowres, hr_pos, lr_pos, block_map, kernel, stride, padding,
+//                quartered): the block inputs of block_pad_units and a pooling window.
+inline BlockPadArgs check_max_pool_units_args(const at::Tensor& highres, const at::Tensor& lowres,
+                                              const at::Tensor& hr_pos, const at::Tensor& lr_pos,
+                                              const at::Tensor& block_map, int64_t kernel, int64_t stride,
+                                              int64_t padding, bool quartered) {
+  const char* op = "max_pool_units";
+  check_pool_window(op, kernel, stride, padding);
+  const BlockPadArgs a = check_block_pad_units_args(highres, lowres, hr_pos, lr_pos, block_map, padding,
+                                                    "constant", quartered, std::nullopt, std::nullopt);
+  const int64_t u = a.grid.hr_side / 2;
+  TORCH_CHECK(u + 2 * padding >= kernel, op, ": the window (kernel ", kernel, ", padding ", padding,
+              ") is larger than units of side ", u, " with their halo");
+  return a;
+}
+
+inline void check_max_pool_dense_args(const char* op, const at::Tensor& x, int64_t kernel, int64_t stride,
+                                      int64_t padding) {
+  check_feature_tensor(op, "x", x);
+  check_pool_window(op, kernel, stride, padding);
+  TORCH_CHECK(x.size(2) + 2 * padding >= kernel && x.size(3) + 2 * padding >= kernel, op,
+              ": input of shape ", x.sizes(), " is smaller than the window");
+}
+
 // block_pad_backward(grad_highres_padded, grad_lowres_padded, hr_pos, lr_pos, block_map,
 //                    padding, mode)
 inline BlockPadArgs check_block_pad_backward_args(const at::Tensor& grad_highres_padded,

@@ -21,9 +21,11 @@ from ..layout import BlockLayout, BlockTensor
 from . import _reference
 
 __all__ = [
-    "split", "combine", "block_pad", "block_pad_units", "upsample_argmax", "upsample_argmax_dense", "argmax_labels", "backend",
+    "split", "combine", "block_pad", "block_pad_units", "max_pool_units", "max_pool_dense",
+    "upsample_argmax", "upsample_argmax_dense", "argmax_labels", "backend",
     "use_backend", "has_native", "BUILD_HINT", "split_tensor", "combine_tensor",
     "block_pad_tensor", "block_pad_units_tensor", "upsample_argmax_tensor", "upsample_argmax_units_tensor",
+    "max_pool_units_tensor",
 ]
 
 BUILD_HINT = (
@@ -164,6 +166,38 @@ def upsample_argmax_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_p
     if _use_native(highres.device, "upsample_argmax"):
         return torch.ops.segblocks.upsample_argmax(highres, lowres, hr_pos, lr_pos, block_map, factor)
     return _reference.upsample_argmax(highres, lowres, hr_pos, lr_pos, block_map, factor)
+
+
+def max_pool_units_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
+                          block_map: Tensor, kernel: int, stride: int, padding: int,
+                          quartered: bool = False) -> Tensor:
+    grad = torch.is_grad_enabled() and (highres.requires_grad or lowres.requires_grad)
+    if not grad and _use_native(highres.device, "max_pool_units"):
+        return torch.ops.segblocks.max_pool_units(highres, lowres, hr_pos, lr_pos, block_map, kernel,
+                                                  stride, padding, quartered)
+    return _reference.max_pool_units(highres, lowres, hr_pos, lr_pos, block_map, kernel, stride,
+                                     padding, quartered)
+
+
+def max_pool_units(blocks: BlockTensor, kernel: int, stride: int, padding: int) -> Tensor:
+    """Max pooling of :func:`block_pad_units` tiles with a -inf border, without writing
+    them: ``F.max_pool2d(block_pad_units(blocks, padding, "constant", -inf), kernel,
+    stride)`` as ``Tensor[4*Nh + Nl, C, uo, uo]``. No indices are written."""
+    if not isinstance(blocks, BlockTensor):
+        raise TypeError(f"blocks must be a BlockTensor, got {type(blocks).__name__}")
+    layout = blocks.layout
+    return max_pool_units_tensor(blocks.highres, blocks.lowres, layout.hr_pos, layout.lr_pos,
+                                 layout.block_map, int(kernel), int(stride), int(padding),
+                                 blocks.quartered)
+
+
+def max_pool_dense(x: Tensor, kernel: int, stride: int, padding: int) -> Tensor:
+    """``F.max_pool2d(x, kernel, stride, padding)`` without the int64 indices PyTorch's CUDA
+    kernel always writes (the native kernel where available, on a tensor without grad)."""
+    _check_feature_map(x)
+    if not (torch.is_grad_enabled() and x.requires_grad) and _use_native(x.device, "max_pool_dense"):
+        return torch.ops.segblocks.max_pool_dense(x, int(kernel), int(stride), int(padding))
+    return _reference.max_pool_dense(x, kernel, stride, padding)
 
 
 def upsample_argmax_units_tensor(units_padded: Tensor, hr_pos: Tensor, lr_pos: Tensor,

@@ -144,6 +144,22 @@ def _upsample_argmax_units_fake(units_padded: Tensor, hr_pos: Tensor, lr_pos: Te
     return units_padded.new_empty((n, gh * bf, gw * bf), dtype=torch.uint8)
 
 
+@torch.library.register_fake("segblocks::max_pool_units")
+def _max_pool_units_fake(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor,
+                         kernel: int, stride: int, padding: int, quartered: bool):
+    u = lowres.shape[-1]
+    uo = (u + 2 * padding - kernel) // stride + 1
+    return _empty((4 * hr_pos.shape[0] + lr_pos.shape[0], highres.shape[1], uo, uo), highres,
+                  _memory_format(highres, lowres))
+
+
+@torch.library.register_fake("segblocks::max_pool_dense")
+def _max_pool_dense_fake(x: Tensor, kernel: int, stride: int, padding: int):
+    ho = (x.shape[2] + 2 * padding - kernel) // stride + 1
+    wo = (x.shape[3] + 2 * padding - kernel) // stride + 1
+    return _empty((x.shape[0], x.shape[1], ho, wo), x, _memory_format(x))
+
+
 @torch.library.register_fake("segblocks::block_pad_backward")
 def _block_pad_backward_fake(grad_highres_padded: Tensor, grad_lowres_padded: Tensor,
                              hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor, padding: int,

@@ -169,6 +169,18 @@ def block_pad_units(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Ten
     return torch.cat([units, lr_pad])
 
 
+def max_pool_units(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor,
+                   kernel: int, stride: int, padding: int, quartered: bool = False) -> Tensor:
+    """Max pooling of :func:`block_pad_units` tiles (-inf border): ``[4*Nh + Nl, C, uo, uo]``."""
+    units = block_pad_units(highres, lowres, hr_pos, lr_pos, block_map, padding, "constant",
+                            float("-inf"), quartered)
+    return F.max_pool2d(units, kernel, stride)
+
+
+def max_pool_dense(x: Tensor, kernel: int, stride: int, padding: int) -> Tensor:
+    return F.max_pool2d(x, kernel, stride, padding)
+
+
 def _upsample_blocks(blocks: Tensor, factor: int) -> Tensor:
     """Bilinear x ``factor`` of BlockPad-ed (1 px, replicate) blocks, cropped back."""
     up = F.interpolate(blocks, scale_factor=factor, mode="bilinear", align_corners=False)

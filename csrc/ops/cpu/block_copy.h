@@ -18,6 +18,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <limits>
 
 #include "ops/block_indexing.h"
 
@@ -26,6 +27,27 @@ namespace cpu {
 
 using CpuGridIndexer = GridIndexer<PlainDivider<int64_t>>;
 using CpuCell = GridCell<int64_t>;
+using Div = PlainDivider<int64_t>;
+
+// Scalar conversions for the shared element functions (ops/upsample_argmax.h,
+// ops/max_pool.h); the CUDA twin is CudaCvt.
+template <typename T>
+struct CpuCvt {
+  using scalar_t = T;
+  using acc_t = at::opmath_type<T>;
+  static acc_t to_acc(T v) { return static_cast<acc_t>(v); }
+  static T round(acc_t v) { return static_cast<T>(v); }
+  static acc_t infinity() { return std::numeric_limits<acc_t>::infinity(); }
+};
+
+// Runs element(prm, e) for e in [0, total) in parallel (~1k elements per task: each
+// element reads a window of values).
+template <typename Params, typename Element>
+void for_each_pixel(int64_t total, const Params& prm, Element element) {
+  at::parallel_for(0, total, 1024, [&](int64_t begin, int64_t end) {
+    for (int64_t e = begin; e < end; ++e) element(prm, e);
+  });
+}
 
 // Work items of a block loop are (block, row) pairs; aim for ~32k elements per task.
 inline int64_t rows_grain(int64_t elements_per_row) {

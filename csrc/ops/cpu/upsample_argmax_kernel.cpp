@@ -7,6 +7,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "ops/cpu/block_copy.h"
 #include "ops/head_checks.h"
 #include "ops/upsample_argmax.h"
 
@@ -14,23 +15,6 @@ namespace segblocks {
 namespace cpu {
 namespace {
 
-template <typename T>
-struct CpuCvt {
-  using scalar_t = T;
-  using acc_t = at::opmath_type<T>;
-  static acc_t to_acc(T v) { return static_cast<acc_t>(v); }
-  static T round(acc_t v) { return static_cast<T>(v); }
-};
-
-using Div = PlainDivider<int64_t>;
-
-template <typename Params, typename Element>
-void for_each_pixel(int64_t total, const Params& prm, Element element) {
-  // each pixel reads 4 x channels values: ~1k pixels per task
-  at::parallel_for(0, total, 1024, [&](int64_t begin, int64_t end) {
-    for (int64_t e = begin; e < end; ++e) element(prm, e);
-  });
-}
 
 at::Tensor upsample_argmax_kernel(const at::Tensor& highres, const at::Tensor& lowres,
                                   const at::Tensor& hr_pos, const at::Tensor& lr_pos,

@@ -24,38 +24,6 @@
 namespace segblocks {
 namespace cuda {
 
-template <typename index_t>
-struct BlockElement {
-  index_t k, c, i, j;  // block, channel, row, column
-};
-
-// Element `e` of a stack of blocks [K, C, side, side] stored contiguously in NCHW order or,
-// with kChannelsLast, NHWC order.
-template <bool kChannelsLast, typename D>
-SEGBLOCKS_HOST_DEVICE BlockElement<typename D::index_t> unravel_block_element(
-    typename D::index_t e, const D& channels_div, const D& side_div) {
-  using index_t = typename D::index_t;
-  const index_t channels = static_cast<index_t>(channels_div.divisor);
-  const index_t side = static_cast<index_t>(side_div.divisor);
-  BlockElement<index_t> el;
-  if (kChannelsLast) {
-    const index_t pixel = channels_div.div(e);
-    el.c = e - pixel * channels;
-    const index_t row = side_div.div(pixel);
-    el.j = pixel - row * side;
-    el.k = side_div.div(row);
-    el.i = row - el.k * side;
-  } else {
-    const index_t row = side_div.div(e);
-    el.j = e - row * side;
-    const index_t plane = side_div.div(row);
-    el.i = row - plane * side;
-    el.k = channels_div.div(plane);
-    el.c = plane - el.k * channels;
-  }
-  return el;
-}
-
 // Strides of the dense map [N, C, GH*b, GW*b] contiguous in NCHW or NHWC order.
 inline Strides4 contiguous_dense_strides(const BlockGrid& g, bool channels_last) {
   const int64_t c = g.channels, h = g.grid_h * g.hr_side, w = g.grid_w * g.hr_side;

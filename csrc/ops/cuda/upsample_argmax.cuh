@@ -4,6 +4,8 @@
 // on the CPU.
 #pragma once
 
+#include <cmath>
+
 #include "ops/cuda/block_copy.cuh"
 #include "ops/cuda/cuda_scalar.cuh"
 #include "ops/upsample_argmax.h"
@@ -17,6 +19,7 @@ struct CudaCvt {
   using acc_t = acc_type<T>;
   __host__ __device__ __forceinline__ static acc_t to_acc(T v) { return cuda::to_acc(v); }
   __host__ __device__ __forceinline__ static T round(acc_t v) { return from_acc<T>(v); }
+  __host__ __device__ __forceinline__ static acc_t infinity() { return static_cast<acc_t>(INFINITY); }
 };
 
 template <typename scalar_t, typename Run>

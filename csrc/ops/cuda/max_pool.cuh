@@ -1,0 +1,50 @@
+// Max pooling without indices on the GPU: Params for the element functions of
+// ops/max_pool.h (one thread per output element, grid-stride loop; consecutive threads
+// take consecutive channels in channels_last). The launchers are in max_pool_kernel.cu;
+// test/cuda_kernels_host.cu runs the same element functions on the CPU.
+#pragma once
+
+#include "ops/cuda/block_copy.cuh"
+#include "ops/cuda/upsample_argmax.cuh"  // CudaCvt
+#include "ops/max_pool.h"
+
+namespace segblocks {
+namespace cuda {
+
+template <typename scalar_t, typename Run>
+void with_max_pool_units(const scalar_t* highres, Strides4 highres_strides, const scalar_t* lowres,
+                         Strides4 lowres_strides, scalar_t* out, const int64_t* hr_pos, const int64_t* lr_pos,
+                         const int32_t* block_map, const BlockGrid& g, int64_t kernel, int64_t stride,
+                         int64_t padding, bool quartered, bool channels_last, bool index32, Run&& run) {
+  const int64_t uo = (g.hr_side / 2 + 2 * padding - kernel) / stride + 1;
+  const int64_t total = (4 * g.num_highres + g.num_lowres) * g.channels * uo * uo;
+  if (total == 0) return;
+  with_layout_and_index(channels_last, index32, [&](auto layout_tag, auto divider_tag) {
+    using D = decltype(divider_tag);
+    using Params = MaxPoolUnitsParams<scalar_t, D>;
+    const Params prm{highres, highres_strides, quartered ? g.hr_side / 2 : 0, lowres, lowres_strides, out,
+                     hr_pos, lr_pos, block_map, GridIndexer<D>(g), D(g.channels), D(uo), 4 * g.num_highres,
+                     kernel, stride, padding};
+    run.template operator()<Params, &max_pool_units_element<CudaCvt<scalar_t>, decltype(layout_tag)::value, D>>(
+        prm, total);
+  });
+}
+
+template <typename scalar_t, typename Run>
+void with_max_pool_dense(const scalar_t* x, Strides4 strides, scalar_t* out, int64_t n, int64_t channels,
+                         int64_t h, int64_t w, int64_t kernel, int64_t stride, int64_t padding,
+                         bool channels_last, bool index32, Run&& run) {
+  const int64_t ho = (h + 2 * padding - kernel) / stride + 1, wo = (w + 2 * padding - kernel) / stride + 1;
+  const int64_t total = n * channels * ho * wo;
+  if (total == 0) return;
+  with_layout_and_index(channels_last, index32, [&](auto layout_tag, auto divider_tag) {
+    using D = decltype(divider_tag);
+    using Params = MaxPoolDenseParams<scalar_t, D>;
+    const Params prm{x, strides, out, D(channels), D(wo), D(ho), h, w, kernel, stride, padding};
+    run.template operator()<Params, &max_pool_dense_element<CudaCvt<scalar_t>, decltype(layout_tag)::value, D>>(
+        prm, total);
+  });
+}
+
+}  // namespace cuda
+}  // namespace segblocks

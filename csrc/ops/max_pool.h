@@ -1,0 +1,154 @@
+// Max pooling without indices, fused with BlockPad on units, and its dense twin.
+//
+//   max_pool_units(highres, lowres, hr_pos, lr_pos, block_map, k, s, p, quartered)
+//       -> [4Nh + Nl, C, uo, uo],  uo = (h/2 + 2p - k) / s + 1
+//   equals  F.max_pool2d(block_pad_units(highres, lowres, ..., p, "constant", -inf,
+//                                        quartered), k, s)
+//   without writing the padded tiles: each output reads its k x k window through BlockPad's
+//   rules (pad_source in block_indexing.h), so a halo pixel is looked up, never stored.
+//
+//   max_pool_dense(x [N, C, H, W], k, s, p) -> [N, C, Ho, Wo] = F.max_pool2d(x, k, s, p)
+//
+// PyTorch's CUDA max pooling always writes int64 indices next to its output (8 bytes per
+// output value: for SwiftNet's stem pooling, more memory than the output itself); these
+// do not. NaN propagates as in torch (a NaN in the window is the maximum).
+//
+// Torch-free and CUDA-free (like upsample_argmax.h): the CPU kernels and the CUDA kernels
+// run these element functions, with the conversions supplied by `Cvt`.
+#pragma once
+
+#include <cstdint>
+
+#include "ops/block_indexing.h"
+
+namespace segblocks {
+
+template <typename acc_t>
+SEGBLOCKS_HOST_DEVICE void max_update(acc_t& best, acc_t v) {
+  if (v > best || v != v) best = v;
+}
+
+template <typename scalar_t, typename D>
+struct MaxPoolUnitsParams {
+  const scalar_t* highres;
+  Strides4 highres_strides;
+  int64_t hr_unit_in;  // 0: highres is [Nh, C, h, h]; h/2: it is stored as units
+  const scalar_t* lowres;
+  Strides4 lowres_strides;
+  scalar_t* out;  // [4Nh + Nl, C, uo, uo], contiguous in NCHW or NHWC order
+  const int64_t* hr_pos;
+  const int64_t* lr_pos;
+  const int32_t* block_map;
+  GridIndexer<D> grid;
+  D channels_div;
+  D out_side_div;  // divides by uo
+  int64_t num_hr_units;  // 4 Nh
+  int64_t kernel, stride, padding;
+};
+
+template <typename Cvt, bool kChannelsLast, typename D>
+SEGBLOCKS_HOST_DEVICE void max_pool_units_element(
+    const MaxPoolUnitsParams<typename Cvt::scalar_t, D>& prm, int64_t linear) {
+  using index_t = typename D::index_t;
+  using acc_t = typename Cvt::acc_t;
+  const HrStridesT<index_t> hs(prm.highres_strides, prm.hr_unit_in);
+  const StridesT<index_t> ls(prm.lowres_strides);
+  const index_t e = static_cast<index_t>(linear);
+  const auto el = unravel_block_element<kChannelsLast>(e, prm.channels_div, prm.out_side_div);
+  const bool lowres = el.k >= static_cast<index_t>(prm.num_hr_units);
+  const index_t k = lowres ? el.k - static_cast<index_t>(prm.num_hr_units) : el.k / 4;
+  const index_t u = prm.grid.hr_side / 2;
+  // the unit's window of its padded block starts at the quarter's offset
+  const index_t q = lowres ? 0 : el.k - 4 * k;
+  const index_t i0 = (q >> 1) * u + el.i * static_cast<index_t>(prm.stride);
+  const index_t j0 = (q & 1) * u + el.j * static_cast<index_t>(prm.stride);
+  const index_t p = static_cast<index_t>(prm.padding), side = prm.grid.side(lowres);
+  const auto cell = cell_of_position(static_cast<index_t>(lowres ? prm.lr_pos[k] : prm.hr_pos[k]), prm.grid);
+  const auto hr_value = [&](index_t slot, index_t y, index_t x) {
+    return Cvt::to_acc(prm.highres[hs.offset(slot, el.c, y, x)]);
+  };
+  acc_t best = -Cvt::infinity();
+  const index_t kk = static_cast<index_t>(prm.kernel);
+  for (index_t dy = 0; dy < kk; ++dy) {
+    for (index_t dx = 0; dx < kk; ++dx) {
+      const index_t i = i0 + dy, j = j0 + dx;  // padded-block coordinates
+      const index_t y = i - p, x = j - p;
+      if (y >= 0 && y < side && x >= 0 && x < side) {  // the block itself
+        max_update(best, lowres ? Cvt::to_acc(prm.lowres[ls.offset(k, el.c, y, x)]) : hr_value(k, y, x));
+        continue;
+      }
+      const auto src = pad_source(prm.block_map, prm.grid, cell, lowres, i, j, p, false);
+      switch (src.kind) {
+        case kPadHighres:
+          max_update(best, hr_value(src.slot, src.y, src.x));
+          break;
+        case kPadLowres:
+          max_update(best, Cvt::to_acc(prm.lowres[ls.offset(src.slot, el.c, src.y, src.x)]));
+          break;
+        case kPadHighresMean: {
+          // BlockPad's 2x2 mean, rounded to the dtype as its output would be
+          const acc_t sum = hr_value(src.slot, src.y, src.x) + hr_value(src.slot, src.y, src.x + 1) +
+                            hr_value(src.slot, src.y + 1, src.x) + hr_value(src.slot, src.y + 1, src.x + 1);
+          max_update(best, Cvt::to_acc(Cvt::round(sum * static_cast<acc_t>(0.25))));
+          break;
+        }
+        default:  // image border: -inf, never the maximum
+          break;
+      }
+    }
+  }
+  prm.out[e] = Cvt::round(best);
+}
+
+template <typename scalar_t, typename D>
+struct MaxPoolDenseParams {
+  const scalar_t* x;
+  Strides4 strides;
+  scalar_t* out;  // [N, C, Ho, Wo], contiguous in NCHW or NHWC order
+  D channels_div, out_w_div, out_h_div;
+  int64_t in_h, in_w;
+  int64_t kernel, stride, padding;
+};
+
+template <typename Cvt, bool kChannelsLast, typename D>
+SEGBLOCKS_HOST_DEVICE void max_pool_dense_element(const MaxPoolDenseParams<typename Cvt::scalar_t, D>& prm,
+                                                  int64_t linear) {
+  using index_t = typename D::index_t;
+  using acc_t = typename Cvt::acc_t;
+  const StridesT<index_t> s(prm.strides);
+  const index_t e = static_cast<index_t>(linear);
+  const index_t C = static_cast<index_t>(prm.channels_div.divisor);
+  const index_t W = static_cast<index_t>(prm.out_w_div.divisor), H = static_cast<index_t>(prm.out_h_div.divisor);
+  index_t n, c, oy, ox;
+  if (kChannelsLast) {
+    const index_t pixel = prm.channels_div.div(e);
+    c = e - pixel * C;
+    const index_t row = prm.out_w_div.div(pixel);
+    ox = pixel - row * W;
+    n = prm.out_h_div.div(row);
+    oy = row - n * H;
+  } else {
+    const index_t row = prm.out_w_div.div(e);
+    ox = e - row * W;
+    const index_t plane = prm.out_h_div.div(row);
+    oy = row - plane * H;
+    n = prm.channels_div.div(plane);
+    c = plane - n * C;
+  }
+  const index_t st = static_cast<index_t>(prm.stride), p = static_cast<index_t>(prm.padding);
+  const index_t kk = static_cast<index_t>(prm.kernel);
+  const index_t ih = static_cast<index_t>(prm.in_h), iw = static_cast<index_t>(prm.in_w);
+  acc_t best = -Cvt::infinity();
+  for (index_t dy = 0; dy < kk; ++dy) {
+    const index_t y = oy * st - p + dy;
+    if (y < 0 || y >= ih) continue;
+    for (index_t dx = 0; dx < kk; ++dx) {
+      const index_t x = ox * st - p + dx;
+      if (x < 0 || x >= iw) continue;
+      max_update(best, Cvt::to_acc(prm.x[s.offset(n, c, y, x)]));
+    }
+  }
+  prm.out[e] = Cvt::round(best);
+}
+
+}  // namespace segblocks
