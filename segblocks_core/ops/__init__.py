@@ -279,6 +279,17 @@ def combine(blocks: BlockTensor) -> Tensor:
                           *layout.grid_shape)
 
 
+def _check_pad_args(blocks: BlockTensor, padding: int, mode: str) -> int:
+    if not isinstance(blocks, BlockTensor):
+        raise TypeError(f"blocks must be a BlockTensor, got {type(blocks).__name__}")
+    padding = int(padding)
+    if padding < 0:
+        raise ValueError(f"padding must be >= 0, got {padding}")
+    if mode not in _reference.PAD_MODES:
+        raise ValueError(f"mode must be one of {_reference.PAD_MODES}, got {mode!r}")
+    return padding
+
+
 def block_pad(blocks: BlockTensor, padding: int, mode: str = "constant",
               value: float = 0.0) -> tuple[Tensor, Tensor]:
     """BlockPad (DESIGN.md section 3): pad each block with pixels of its neighbours.
@@ -296,13 +307,7 @@ def block_pad(blocks: BlockTensor, padding: int, mode: str = "constant",
     Returns:
         ``(highres [Nh, C, h+2p, h+2p], lowres [Nl, C, h/2+2p, h/2+2p])``.
     """
-    if not isinstance(blocks, BlockTensor):
-        raise TypeError(f"blocks must be a BlockTensor, got {type(blocks).__name__}")
-    padding = int(padding)
-    if padding < 0:
-        raise ValueError(f"padding must be >= 0, got {padding}")
-    if mode not in _reference.PAD_MODES:
-        raise ValueError(f"mode must be one of {_reference.PAD_MODES}, got {mode!r}")
+    padding = _check_pad_args(blocks, padding, mode)
     blocks = blocks.to_standard()
     if padding == 0:
         return blocks.highres, blocks.lowres
@@ -327,13 +332,7 @@ def block_pad_units(blocks: BlockTensor, padding: int, mode: str = "constant",
         ``k`` (quarter rows ``qy``, columns ``qx``), then the low-res blocks. The output of
         a convolution over it is a quartered BlockTensor (:meth:`BlockTensor.from_units`).
     """
-    if not isinstance(blocks, BlockTensor):
-        raise TypeError(f"blocks must be a BlockTensor, got {type(blocks).__name__}")
-    padding = int(padding)
-    if padding < 0:
-        raise ValueError(f"padding must be >= 0, got {padding}")
-    if mode not in _reference.PAD_MODES:
-        raise ValueError(f"mode must be one of {_reference.PAD_MODES}, got {mode!r}")
+    padding = _check_pad_args(blocks, padding, mode)
     layout = blocks.layout
     scale, shift = (None, None) if pre is None else (pre[0].reshape(-1), pre[1].reshape(-1))
     return block_pad_units_tensor(blocks.highres, blocks.lowres, layout.hr_pos, layout.lr_pos,
