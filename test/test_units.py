@@ -50,6 +50,12 @@ def test_quarter_layout_and_round_trip():
             qy, qx = divmod(q, 2)
             assert torch.equal(units[4 * k + q], hr[k, :, 2 * qy:2 * qy + 2, 2 * qx:2 * qx + 2])
     assert torch.equal(_reference.unquarter(units), hr)
+    # channels_last stays channels_last (the GPU fast path's layout), same values
+    cl = hr.contiguous(memory_format=torch.channels_last)
+    units_cl = _reference.quarter(cl)
+    assert torch.equal(units_cl, units) and units_cl.is_contiguous(memory_format=torch.channels_last)
+    back = _reference.unquarter(units_cl)
+    assert torch.equal(back, hr) and back.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_block_tensor_units_views_and_conversions():

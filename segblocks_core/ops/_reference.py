@@ -131,11 +131,19 @@ def block_pad(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
     return hr_out, lr_out
 
 
+def _channels_last(t: Tensor) -> bool:  # the native ops' output memory format rule
+    return t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+
+
 def quarter(highres: Tensor) -> Tensor:
     """High-res blocks ``[Nh, C, h, h]`` as their quarters ("units") ``[4*Nh, C, h/2, h/2]``:
-    unit ``4k + 2*qy + qx`` is rows ``qy*h/2 ...`` and columns ``qx*h/2 ...`` of block k."""
+    unit ``4k + 2*qy + qx`` is rows ``qy*h/2 ...`` and columns ``qx*h/2 ...`` of block k.
+    One copy; channels_last stays channels_last."""
     n, c, h, _ = highres.shape
     u = h // 2
+    if _channels_last(highres):
+        t = highres.permute(0, 2, 3, 1).reshape(n, 2, u, 2, u, c).permute(0, 1, 3, 2, 4, 5)
+        return t.reshape(4 * n, u, u, c).permute(0, 3, 1, 2)
     return highres.reshape(n, c, 2, u, 2, u).permute(0, 2, 4, 1, 3, 5).reshape(4 * n, c, u, u)
 
 
@@ -143,6 +151,9 @@ def unquarter(units: Tensor) -> Tensor:
     """Inverse of :func:`quarter`: ``[4*Nh, C, u, u]`` -> ``[Nh, C, 2u, 2u]``."""
     n4, c, u, _ = units.shape
     n = n4 // 4
+    if _channels_last(units):
+        t = units.permute(0, 2, 3, 1).reshape(n, 2, 2, u, u, c).permute(0, 1, 3, 2, 4, 5)
+        return t.reshape(n, 2 * u, 2 * u, c).permute(0, 3, 1, 2)
     return units.reshape(n, 2, 2, c, u, u).permute(0, 3, 1, 4, 2, 5).reshape(n, c, 2 * u, 2 * u)
 
 
