@@ -354,7 +354,10 @@ def replay_bag(bag, image_topic: str, output_topic: Optional[str] = None, rate: 
             if not _wait(lambda: pub.get_subscription_count() > 0, wait_for_subscriber_s, halted):
                 log(f"{PROG}: warning: no subscriber on {pub.topic_name} after "
                     f"{wait_for_subscriber_s:g} s; playing anyway")
-            if sub is not None and not _wait(lambda: node.count_publishers(sub.topic_name) > 0,
+            # matched to this subscription, not merely seen in the graph: discovery announces
+            # the publisher before the endpoints match, and a stats message sent in between
+            # (the first frame's) would be lost
+            if sub is not None and not _wait(lambda: sub.get_publisher_count() > 0,
                                              wait_for_subscriber_s, halted):
                 log(f"{PROG}: warning: nothing publishes {sub.topic_name}; latencies will be empty")
         first_publish = last_publish = None
