@@ -86,16 +86,20 @@ def _two(x) -> tuple[int, int]:
     return (x, x) if isinstance(x, int) else (int(x[0]), int(x[1]))
 
 
+def _trim(t: Tensor, pad_h: int, pad_w: int) -> Tensor:
+    """Tiles padded by ``max(pad_h, pad_w)`` cut to ``pad_h`` rows / ``pad_w`` columns."""
+    if pad_h == pad_w:
+        return t
+    p = max(pad_h, pad_w)
+    dh, dw = p - pad_h, p - pad_w
+    return t[:, :, dh:t.shape[2] - dh, dw:t.shape[3] - dw]
+
+
 def _pad_crop(bt: BlockTensor, pad_h: int, pad_w: int, mode: str = "constant",
               value: float = 0.0) -> tuple[Tensor, Tensor]:
     """BlockPad with possibly different vertical/horizontal padding."""
-    p = max(pad_h, pad_w)
-    hr, lr = ops.block_pad(bt, p, mode, value)
-    if pad_h != pad_w:
-        dh, dw = p - pad_h, p - pad_w
-        hr = hr[:, :, dh:hr.shape[2] - dh, dw:hr.shape[3] - dw]
-        lr = lr[:, :, dh:lr.shape[2] - dh, dw:lr.shape[3] - dw]
-    return hr, lr
+    hr, lr = ops.block_pad(bt, max(pad_h, pad_w), mode, value)
+    return _trim(hr, pad_h, pad_w), _trim(lr, pad_h, pad_w)
 
 
 _UNITS: contextvars.ContextVar[bool] = contextvars.ContextVar("segblocks_units", default=False)
@@ -134,10 +138,7 @@ def _pad_units(bt: BlockTensor, pad_h: int, pad_w: int, mode: str = "constant",
         units = bt.units if pre is None else pre(bt.units)
     else:
         units = ops.block_pad_units(bt, p, mode, value, None if pre is None else (pre.scale, pre.shift))
-    if pad_h != pad_w:
-        dh, dw = p - pad_h, p - pad_w
-        units = units[:, :, dh:units.shape[2] - dh, dw:units.shape[3] - dw]
-    return units
+    return _trim(units, pad_h, pad_w)
 
 
 def _same_form(ref: BlockTensor, other: BlockTensor) -> BlockTensor:

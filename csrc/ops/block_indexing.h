@@ -143,31 +143,39 @@ struct BlockElement {
   index_t k, c, i, j;  // block, channel, row, column
 };
 
-// Element `e` of a stack of blocks [K, C, side, side] stored contiguously in NCHW order or,
-// with kChannelsLast, NHWC order.
+// Element `e` of a tensor [K, C, H, W] stored contiguously in NCHW order or, with
+// kChannelsLast, NHWC order: (k, c, i, j).
 template <bool kChannelsLast, typename D>
-SEGBLOCKS_HOST_DEVICE BlockElement<typename D::index_t> unravel_block_element(
-    typename D::index_t e, const D& channels_div, const D& side_div) {
+SEGBLOCKS_HOST_DEVICE BlockElement<typename D::index_t> unravel_element(
+    typename D::index_t e, const D& channels_div, const D& height_div, const D& width_div) {
   using index_t = typename D::index_t;
   const index_t channels = static_cast<index_t>(channels_div.divisor);
-  const index_t side = static_cast<index_t>(side_div.divisor);
+  const index_t height = static_cast<index_t>(height_div.divisor);
+  const index_t width = static_cast<index_t>(width_div.divisor);
   BlockElement<index_t> el;
   if (kChannelsLast) {
     const index_t pixel = channels_div.div(e);
     el.c = e - pixel * channels;
-    const index_t row = side_div.div(pixel);
-    el.j = pixel - row * side;
-    el.k = side_div.div(row);
-    el.i = row - el.k * side;
+    const index_t row = width_div.div(pixel);
+    el.j = pixel - row * width;
+    el.k = height_div.div(row);
+    el.i = row - el.k * height;
   } else {
-    const index_t row = side_div.div(e);
-    el.j = e - row * side;
-    const index_t plane = side_div.div(row);
-    el.i = row - plane * side;
+    const index_t row = width_div.div(e);
+    el.j = e - row * width;
+    const index_t plane = height_div.div(row);
+    el.i = row - plane * height;
     el.k = channels_div.div(plane);
     el.c = plane - el.k * channels;
   }
   return el;
+}
+
+// The same for a stack of square blocks [K, C, side, side].
+template <bool kChannelsLast, typename D>
+SEGBLOCKS_HOST_DEVICE BlockElement<typename D::index_t> unravel_block_element(
+    typename D::index_t e, const D& channels_div, const D& side_div) {
+  return unravel_element<kChannelsLast>(e, channels_div, side_div, side_div);
 }
 
 template <typename index_t>

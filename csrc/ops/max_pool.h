@@ -117,24 +117,8 @@ SEGBLOCKS_HOST_DEVICE void max_pool_dense_element(const MaxPoolDenseParams<typen
   using acc_t = typename Cvt::acc_t;
   const StridesT<index_t> s(prm.strides);
   const index_t e = static_cast<index_t>(linear);
-  const index_t C = static_cast<index_t>(prm.channels_div.divisor);
-  const index_t W = static_cast<index_t>(prm.out_w_div.divisor), H = static_cast<index_t>(prm.out_h_div.divisor);
-  index_t n, c, oy, ox;
-  if (kChannelsLast) {
-    const index_t pixel = prm.channels_div.div(e);
-    c = e - pixel * C;
-    const index_t row = prm.out_w_div.div(pixel);
-    ox = pixel - row * W;
-    n = prm.out_h_div.div(row);
-    oy = row - n * H;
-  } else {
-    const index_t row = prm.out_w_div.div(e);
-    ox = e - row * W;
-    const index_t plane = prm.out_h_div.div(row);
-    oy = row - plane * H;
-    n = prm.channels_div.div(plane);
-    c = plane - n * C;
-  }
+  const auto el = unravel_element<kChannelsLast>(e, prm.channels_div, prm.out_h_div, prm.out_w_div);
+  const index_t n = el.k, c = el.c, oy = el.i, ox = el.j;
   const index_t st = static_cast<index_t>(prm.stride), p = static_cast<index_t>(prm.padding);
   const index_t kk = static_cast<index_t>(prm.kernel);
   const index_t ih = static_cast<index_t>(prm.in_h), iw = static_cast<index_t>(prm.in_w);
