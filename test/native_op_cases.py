@@ -37,8 +37,8 @@ DTYPES = {
     "f64": torch.float64,
 }
 LAYOUTS = ("contiguous", "channels_last", "strided_view")
-# BlockPad also runs "channels_last_packed": channels_last with PACKED_CHANNELS channels, which
-# the CUDA kernel processes in 16-byte packs of channels (the GPU fast path's case)
+# BlockPad and max pooling also run "channels_last_packed": channels_last with PACKED_CHANNELS
+# channels, which the CUDA kernels process in 16-byte packs of channels (the GPU fast path's case)
 # and "channels_last_halfpack": HALFPACK_CHANNELS channels, 8-byte packs for 16-bit dtypes
 BLOCK_PAD_LAYOUTS = LAYOUTS + ("channels_last_packed", "channels_last_halfpack")
 CHANNELS_LAST_LAYOUTS = ("channels_last", "channels_last_packed", "channels_last_halfpack")
@@ -120,8 +120,8 @@ def block_inputs(geometry: Geometry, dtype, device, layout: str, seed: int = 0):
 def dense_input(geometry: Geometry, dtype, device, layout: str, seed: int = 0):
     lay = geometry.layout(device)
     h = geometry.hr_side
-    x = make_tensor((geometry.n, CHANNELS, geometry.grid_h * h, geometry.grid_w * h), dtype, device,
-                    layout, seed)
+    x = make_tensor((geometry.n, channels_of(layout), geometry.grid_h * h, geometry.grid_w * h), dtype,
+                    device, layout, seed)
     return lay, x
 
 
@@ -408,7 +408,8 @@ HEAD_FACTORS = (1, 3, 4)  # 4: SwiftNet's final upsampling; 3: a factor that is 
 def parity_cases() -> Iterator[Case]:
     """Every op x dtype x layout x geometry (x padding/mode/value for BlockPad)."""
     for op in _CHECKS:
-        layouts = BLOCK_PAD_LAYOUTS if op.startswith("block_pad") else LAYOUTS
+        # BlockPad and max pooling have packed channels_last kernels
+        layouts = BLOCK_PAD_LAYOUTS if op.startswith(("block_pad", "max_pool")) else LAYOUTS
         for dtype, layout, geometry in itertools.product(DTYPES, layouts, GEOMETRIES):
             if op.startswith("block_pad"):
                 for pad in PADS:

@@ -199,7 +199,7 @@ def test_block_pad_and_backward(lib, geometry, layout, dtype, index32, pad):
 
 @COMMON
 @DTYPES
-@LAYOUTS
+@BLOCK_PAD_LAYOUTS
 @GEOMETRIES
 @pytest.mark.parametrize("quartered", [False, True], ids=["blocks_in", "units_in"])
 def test_max_pool_units_and_dense(lib, geometry, layout, dtype, index32, quartered):

@@ -25,11 +25,14 @@
 #pragma once
 
 #include <cstdint>
+#include <cstddef>
 
 #if defined(__CUDACC__)
 #define SEGBLOCKS_HOST_DEVICE __host__ __device__ __forceinline__
+#define SEGBLOCKS_UNROLL _Pragma("unroll")
 #else
 #define SEGBLOCKS_HOST_DEVICE inline
+#define SEGBLOCKS_UNROLL
 #endif
 
 namespace segblocks {
@@ -50,6 +53,40 @@ struct BlockGrid {
 struct Strides4 {
   int64_t n, c, h, w;
 };
+
+// A pack of kPack consecutive channels of one channels_last pixel, loaded and stored as one
+// aligned access (16 bytes: 8 half/bfloat16, 4 float, 2 double; a 128-bit access on the GPU).
+template <typename scalar_t, int kPack>
+struct alignas(sizeof(scalar_t) * kPack) Pack {
+  scalar_t v[kPack];
+};
+
+template <typename scalar_t, int kPack>
+SEGBLOCKS_HOST_DEVICE Pack<scalar_t, kPack> load_pack(const scalar_t* p) {
+  return *reinterpret_cast<const Pack<scalar_t, kPack>*>(p);
+}
+
+// The pack width of 16 bytes, and the half pack (8 bytes) for 2-byte types.
+template <typename scalar_t>
+struct PackWidth {
+  static constexpr int value = 16 / sizeof(scalar_t);
+  static constexpr int half = sizeof(scalar_t) == 2 ? value / 2 : value;
+};
+
+// True if a channels_last tensor with these strides and base pointer can be read in packs
+// of `pack` elements (`bytes` bytes, the required alignment)
+// (an empty one always can: its strides are never used).
+// One tensor a packed kernel reads or writes (for the pack choice).
+struct PackCheck {
+  const void* data;
+  Strides4 strides;
+  bool empty;
+};
+
+inline bool packable(const void* data, Strides4 s, int64_t pack, int64_t bytes, bool empty = false) {
+  return empty || (reinterpret_cast<uintptr_t>(data) % bytes == 0 && s.c == 1 && s.n % pack == 0 &&
+                   s.h % pack == 0 && s.w % pack == 0);
+}
 
 // The same strides in a launch's index type, with the element offset they give.
 template <typename index_t>

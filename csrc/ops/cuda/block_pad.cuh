@@ -152,21 +152,7 @@ SEGBLOCKS_HOST_DEVICE void block_pad_element(const BlockPadParams<scalar_t, D>& 
 // channel. Used when the channel count is a multiple of the pack and every tensor is
 // channels_last with 16-byte aligned pixels; the values (and the order of the 2x2 mean's
 // additions) are those of block_pad_element.
-template <typename scalar_t>
-struct PackWidth {
-  static constexpr int value = 16 / sizeof(scalar_t);
-};
-
-template <typename scalar_t, int kPack>
-struct alignas(sizeof(scalar_t) * kPack) Pack {
-  scalar_t v[kPack];
-};
-
-template <typename scalar_t, int kPack>
-SEGBLOCKS_HOST_DEVICE Pack<scalar_t, kPack> load_pack(const scalar_t* p) {
-  return *reinterpret_cast<const Pack<scalar_t, kPack>*>(p);
-}
-
+// (Pack, load_pack, PackWidth: ops/block_indexing.h)
 template <typename scalar_t, int kPack, typename D>
 SEGBLOCKS_HOST_DEVICE void block_pad_packed_element(const BlockPadParams<scalar_t, D>& prm,
                                                     int64_t linear) {
@@ -222,14 +208,6 @@ SEGBLOCKS_HOST_DEVICE void block_pad_packed_element(const BlockPadParams<scalar_
   reinterpret_cast<P*>(out_lowres ? prm.lowres_padded : prm.highres_padded)[px.e] = v;
 }
 
-// True if a channels_last tensor with these strides and base pointer can be read in packs
-// of `pack` elements (`bytes` bytes, the required alignment)
-// (an empty one always can: its strides are never used).
-inline bool packable(const void* data, Strides4 s, int64_t pack, int64_t bytes, bool empty = false) {
-  return empty || (reinterpret_cast<uintptr_t>(data) % bytes == 0 && s.c == 1 && s.n % pack == 0 &&
-                   s.h % pack == 0 && s.w % pack == 0);
-}
-
 template <typename scalar_t, typename Run>
 void with_block_pad(const scalar_t* highres, Strides4 highres_strides, const scalar_t* lowres,
                     Strides4 lowres_strides, scalar_t* highres_padded, scalar_t* lowres_padded,
@@ -245,7 +223,7 @@ void with_block_pad(const scalar_t* highres, Strides4 highres_strides, const sca
   if (total == 0) return;
   const scalar_t fill = from_acc<scalar_t>(static_cast<acc_type<scalar_t>>(value));
   constexpr int kPack = PackWidth<scalar_t>::value;
-  constexpr int kHalfPack = sizeof(scalar_t) == 2 ? kPack / 2 : kPack;
+  constexpr int kHalfPack = PackWidth<scalar_t>::half;
   const auto packs = [&](int64_t pack) {
     const int64_t bytes = pack * static_cast<int64_t>(sizeof(scalar_t));
     return channels_last && g.channels % pack == 0 &&

@@ -1,8 +1,12 @@
 // Max pooling without indices on the GPU: Params for the element functions of
-// ops/max_pool.h (one thread per output element, grid-stride loop; consecutive threads
-// take consecutive channels in channels_last). The launchers are in max_pool_kernel.cu;
-// test/cuda_kernels_host.cu runs the same element functions on the CPU.
+// ops/max_pool.h (one thread per output element, or per pack of 16 bytes of channels in
+// channels_last; grid-stride loop; consecutive threads take consecutive channels). The
+// launchers are in max_pool_kernel.cu; test/cuda_kernels_host.cu runs the same element
+// functions on the CPU.
 #pragma once
+
+#include <initializer_list>
+#include <type_traits>
 
 #include "ops/cuda/block_copy.cuh"
 #include "ops/cuda/upsample_argmax.cuh"  // CudaCvt
@@ -10,6 +14,27 @@
 
 namespace segblocks {
 namespace cuda {
+
+// Calls f(pack width tag) with the widest channel pack every tensor allows: 16 bytes, 8
+// bytes (16-bit types), else 1 (one thread per element, any layout).
+template <typename scalar_t, typename F>
+void with_channel_pack(bool channels_last, int64_t channels, std::initializer_list<PackCheck> tensors, F&& f) {
+  constexpr int kPack = PackWidth<scalar_t>::value, kHalf = PackWidth<scalar_t>::half;
+  const auto fits = [&](int64_t pack) {
+    if (!channels_last || channels % pack != 0) return false;
+    for (const PackCheck& t : tensors) {
+      if (!packable(t.data, t.strides, pack, pack * static_cast<int64_t>(sizeof(scalar_t)), t.empty)) return false;
+    }
+    return true;
+  };
+  if (fits(kPack)) {
+    f(std::integral_constant<int, kPack>{});
+  } else if (kHalf != kPack && fits(kHalf)) {
+    f(std::integral_constant<int, kHalf>{});
+  } else {
+    f(std::integral_constant<int, 1>{});
+  }
+}
 
 template <typename scalar_t, typename Run>
 void with_max_pool_units(const scalar_t* highres, Strides4 highres_strides, const scalar_t* lowres,
@@ -19,14 +44,23 @@ void with_max_pool_units(const scalar_t* highres, Strides4 highres_strides, cons
   const int64_t uo = (g.hr_side / 2 + 2 * padding - kernel) / stride + 1;
   const int64_t total = (4 * g.num_highres + g.num_lowres) * g.channels * uo * uo;
   if (total == 0) return;
-  with_layout_and_index(channels_last, index32, [&](auto layout_tag, auto divider_tag) {
-    using D = decltype(divider_tag);
-    using Params = MaxPoolUnitsParams<scalar_t, D>;
-    const Params prm{highres, highres_strides, quartered ? g.hr_side / 2 : 0, lowres, lowres_strides, out,
-                     hr_pos, lr_pos, block_map, GridIndexer<D>(g), D(g.channels), D(uo), 4 * g.num_highres,
-                     kernel, stride, padding};
-    run.template operator()<Params, &max_pool_units_element<CudaCvt<scalar_t>, decltype(layout_tag)::value, D>>(
-        prm, total);
+  const std::initializer_list<PackCheck> tensors{{highres, highres_strides, g.num_highres == 0},
+                                                 {lowres, lowres_strides, g.num_lowres == 0},
+                                                 {out, Strides4{0, 1, 0, 0}, false}};
+  with_channel_pack<scalar_t>(channels_last, g.channels, tensors, [&](auto pack_tag) {
+    constexpr int kPack = decltype(pack_tag)::value;
+    with_layout_and_index(channels_last, index32, [&](auto layout_tag, auto divider_tag) {
+      constexpr bool kChannelsLast = decltype(layout_tag)::value;
+      if constexpr (kPack == 1 || kChannelsLast) {
+        using D = decltype(divider_tag);
+        using Params = MaxPoolUnitsParams<scalar_t, D>;
+        const Params prm{highres, highres_strides, quartered ? g.hr_side / 2 : 0, lowres, lowres_strides, out,
+                         hr_pos, lr_pos, block_map, GridIndexer<D>(g), D(g.channels / kPack), D(uo),
+                         4 * g.num_highres, kernel, stride, padding};
+        run.template operator()<Params, &max_pool_units_element<CudaCvt<scalar_t>, kChannelsLast, D, kPack>>(
+            prm, total / kPack);
+      }
+    });
   });
 }
 
@@ -37,12 +71,19 @@ void with_max_pool_dense(const scalar_t* x, Strides4 strides, scalar_t* out, int
   const int64_t ho = (h + 2 * padding - kernel) / stride + 1, wo = (w + 2 * padding - kernel) / stride + 1;
   const int64_t total = n * channels * ho * wo;
   if (total == 0) return;
-  with_layout_and_index(channels_last, index32, [&](auto layout_tag, auto divider_tag) {
-    using D = decltype(divider_tag);
-    using Params = MaxPoolDenseParams<scalar_t, D>;
-    const Params prm{x, strides, out, D(channels), D(wo), D(ho), h, w, kernel, stride, padding};
-    run.template operator()<Params, &max_pool_dense_element<CudaCvt<scalar_t>, decltype(layout_tag)::value, D>>(
-        prm, total);
+  const std::initializer_list<PackCheck> tensors{{x, strides, false}, {out, Strides4{0, 1, 0, 0}, false}};
+  with_channel_pack<scalar_t>(channels_last, channels, tensors, [&](auto pack_tag) {
+    constexpr int kPack = decltype(pack_tag)::value;
+    with_layout_and_index(channels_last, index32, [&](auto layout_tag, auto divider_tag) {
+      constexpr bool kChannelsLast = decltype(layout_tag)::value;
+      if constexpr (kPack == 1 || kChannelsLast) {
+        using D = decltype(divider_tag);
+        using Params = MaxPoolDenseParams<scalar_t, D>;
+        const Params prm{x, strides, out, D(channels / kPack), D(wo), D(ho), h, w, kernel, stride, padding};
+        run.template operator()<Params, &max_pool_dense_element<CudaCvt<scalar_t>, kChannelsLast, D, kPack>>(
+            prm, total / kPack);
+      }
+    });
   });
 }
 
