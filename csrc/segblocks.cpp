@@ -49,6 +49,12 @@ TORCH_LIBRARY(segblocks, m) {
       "max_pool_units(Tensor highres, Tensor lowres, Tensor hr_pos, Tensor lr_pos, Tensor block_map, "
       "int kernel, int stride, int padding, bool quartered) -> Tensor");
   m.def("max_pool_dense(Tensor x, int kernel, int stride, int padding) -> Tensor");
+  // SwiftNet's decoder step, bilinear x2 (+ skip) (ops/upsample2x.h): on units fused with
+  // BlockPad (1 px, replicate), and dense; inference only
+  m.def(
+      "upsample2x_units(Tensor highres, Tensor lowres, Tensor hr_pos, Tensor lr_pos, Tensor block_map, "
+      "bool quartered, Tensor? skip=None) -> Tensor");
+  m.def("upsample2x_dense(Tensor x, Tensor? skip=None) -> Tensor");
   // the same head from block_pad_units' tiles (padding 1, replicate): no neighbour lookups
   m.def(
       "upsample_argmax_units(Tensor units_padded, Tensor hr_pos, Tensor lr_pos, Tensor block_map, "

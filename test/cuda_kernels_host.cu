@@ -12,6 +12,7 @@
 #include "ops/cuda/block_copy.cuh"
 #include "ops/cuda/block_pad.cuh"
 #include "ops/cuda/max_pool.cuh"
+#include "ops/cuda/upsample2x.cuh"
 #include "ops/cuda/upsample_argmax.cuh"
 
 namespace {
@@ -152,6 +153,31 @@ int segblocks_host_max_pool_dense(int dtype, const void* x, const int64_t* strid
     using T = decltype(tag);
     with_max_pool_dense(static_cast<const T*>(x), strides_from(strides), static_cast<T*>(out), n, channels, h, w,
                         kernel, stride, padding, channels_last != 0, index32 != 0, RunOnHost{});
+  });
+}
+
+int segblocks_host_upsample2x_units(int dtype, const void* highres, const int64_t* highres_strides,
+                                    const void* lowres, const int64_t* lowres_strides, const void* skip,
+                                    const int64_t* skip_strides, void* out, const int64_t* hr_pos,
+                                    const int64_t* lr_pos, const int32_t* block_map, const int64_t* grid,
+                                    int quartered, int channels_last, int index32) {
+  return with_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    with_upsample2x_units(static_cast<const T*>(highres), strides_from(highres_strides),
+                          static_cast<const T*>(lowres), strides_from(lowres_strides), static_cast<const T*>(skip),
+                          strides_from(skip_strides), static_cast<T*>(out), hr_pos, lr_pos, block_map,
+                          grid_from(grid), quartered != 0, channels_last != 0, index32 != 0, RunOnHost{});
+  });
+}
+
+int segblocks_host_upsample2x_dense(int dtype, const void* x, const int64_t* strides, const void* skip,
+                                    const int64_t* skip_strides, void* out, int64_t n, int64_t channels, int64_t h,
+                                    int64_t w, int channels_last, int index32) {
+  return with_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    with_upsample2x_dense(static_cast<const T*>(x), strides_from(strides), static_cast<const T*>(skip),
+                          strides_from(skip_strides), static_cast<T*>(out), n, channels, h, w, channels_last != 0,
+                          index32 != 0, RunOnHost{});
   });
 }
 

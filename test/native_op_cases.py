@@ -37,9 +37,9 @@ DTYPES = {
     "f64": torch.float64,
 }
 LAYOUTS = ("contiguous", "channels_last", "strided_view")
-# BlockPad and max pooling also run "channels_last_packed": channels_last with PACKED_CHANNELS
-# channels, which the CUDA kernels process in 16-byte packs of channels (the GPU fast path's case)
-# and "channels_last_halfpack": HALFPACK_CHANNELS channels, 8-byte packs for 16-bit dtypes
+# BlockPad, max pooling and upsample2x also run "channels_last_packed": channels_last with
+# PACKED_CHANNELS channels, which the CUDA kernels process in 16-byte packs of channels (the
+# GPU fast path's case) and "channels_last_halfpack": HALFPACK_CHANNELS channels, 8-byte packs for 16-bit dtypes
 BLOCK_PAD_LAYOUTS = LAYOUTS + ("channels_last_packed", "channels_last_halfpack")
 CHANNELS_LAST_LAYOUTS = ("channels_last", "channels_last_packed", "channels_last_halfpack")
 PADS = (  # (padding, mode, value)
@@ -254,6 +254,36 @@ def check_max_pool_dense(device, dtype, layout: str, geometry: Geometry) -> None
         _check_layout([got], layout)
 
 
+def check_upsample2x_units(device, dtype, layout: str, geometry: Geometry, quartered: bool = False) -> None:
+    """Bilinear x2 (+ skip) fused with BlockPad equals upsampling the padded tiles."""
+    inputs = unit_inputs if quartered else block_inputs
+    lay, highres, lowres = inputs(geometry, dtype, device, layout)
+    args = (lay.hr_pos, lay.lr_pos, lay.block_map)
+    h = geometry.hr_side
+    skip = make_tensor((4 * lay.num_highres + lay.num_lowres, highres.shape[1], h, h), dtype, device, layout, 7)
+    for sk in (None, skip):
+        got = torch.ops.segblocks.upsample2x_units(highres, lowres, *args, quartered, sk)
+        want = _reference.upsample2x_units(highres, lowres, *args, quartered, sk)
+        # the same four taps and weights; the kernel may contract the blend into FMAs
+        torch.testing.assert_close(got, want)
+        if not (highres.is_contiguous() and lowres.is_contiguous()):
+            _check_layout([got], layout)
+
+
+def check_upsample2x_units_quartered(device, dtype, layout: str, geometry: Geometry) -> None:
+    check_upsample2x_units(device, dtype, layout, geometry, quartered=True)
+
+
+def check_upsample2x_dense(device, dtype, layout: str, geometry: Geometry) -> None:
+    _, x = dense_input(geometry, dtype, device, layout)
+    n, c, h, w = x.shape
+    skip = make_tensor((n, c, 2 * h, 2 * w), dtype, device, layout, 8)
+    for sk in (None, skip):
+        got = torch.ops.segblocks.upsample2x_dense(x, sk)
+        torch.testing.assert_close(got, _reference.upsample2x_dense(x, sk))
+        _check_layout([got], layout)
+
+
 def assert_labels_match(got: Tensor, logits: Tensor) -> None:
     """``got`` (uint8 labels) equals ``logits.argmax(1)`` wherever the top two logits are
     further apart than rounding could move them; exact ties and near-ties may differ
@@ -401,6 +431,9 @@ _CHECKS = {
     "max_pool_units_quartered": check_max_pool_units_quartered,
     "max_pool_dense": check_max_pool_dense,
     "upsample_argmax_dense": check_upsample_argmax_dense,
+    "upsample2x_units": check_upsample2x_units,
+    "upsample2x_units_quartered": check_upsample2x_units_quartered,
+    "upsample2x_dense": check_upsample2x_dense,
 }
 HEAD_FACTORS = (1, 3, 4)  # 4: SwiftNet's final upsampling; 3: a factor that is not a power of two
 
@@ -409,7 +442,7 @@ def parity_cases() -> Iterator[Case]:
     """Every op x dtype x layout x geometry (x padding/mode/value for BlockPad)."""
     for op in _CHECKS:
         # BlockPad and max pooling have packed channels_last kernels
-        layouts = BLOCK_PAD_LAYOUTS if op.startswith(("block_pad", "max_pool")) else LAYOUTS
+        layouts = BLOCK_PAD_LAYOUTS if op.startswith(("block_pad", "max_pool", "upsample2x")) else LAYOUTS
         for dtype, layout, geometry in itertools.product(DTYPES, layouts, GEOMETRIES):
             if op.startswith("block_pad"):
                 for pad in PADS:
@@ -521,7 +554,7 @@ def engine_fp16_errors(size: int = 256) -> tuple[float, float, float]:
 OPS = ("split", "combine", "block_pad", "split_backward", "combine_backward", "block_pad_backward")
 # not differentiable (inference only): opcheck only
 HEAD_OPS = ("upsample_argmax", "upsample_argmax_dense", "upsample_argmax_units", "block_pad_units",
-            "max_pool_units", "max_pool_dense")
+            "max_pool_units", "max_pool_dense", "upsample2x_units", "upsample2x_dense")
 OPCHECK_SAMPLES = {
     "mixed-channels_last-f32": dict(layout="channels_last", dtype=torch.float32),
     "tiny2px-contiguous-f64": dict(geometry="tiny_2px_batch2", dtype=torch.float64, mode="constant"),
@@ -555,6 +588,11 @@ def op_samples(device, dtype=torch.float64, layout="contiguous", geometry="mixed
                                                              "replicate"), *pos, lay.block_map, 4),
         "max_pool_units": (hr.detach(), lr.detach(), *pos, lay.block_map, 3, 2, 1, False),
         "max_pool_dense": (x.detach(), 3, 2, 1),
+        "upsample2x_units": (hr.detach(), lr.detach(), *pos, lay.block_map, False,
+                             make_tensor((4 * lay.num_highres + lay.num_lowres, hr.shape[1], b, b), dtype, device,
+                                         layout, 9)),
+        "upsample2x_dense": (x.detach(), make_tensor((x.shape[0], x.shape[1], 2 * x.shape[2], 2 * x.shape[3]),
+                                                     dtype, device, layout, 10)),
     }
 
 

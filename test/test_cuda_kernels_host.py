@@ -232,6 +232,39 @@ def test_max_pool_units_and_dense(lib, geometry, layout, dtype, index32, quarter
 
 @COMMON
 @DTYPES
+@BLOCK_PAD_LAYOUTS
+@GEOMETRIES
+@pytest.mark.parametrize("quartered", [False, True], ids=["blocks_in", "units_in"])
+def test_upsample2x_units_and_dense(lib, geometry, layout, dtype, index32, quartered):
+    """The CUDA element code of bilinear x2 (+ skip): bitwise the native CPU ops."""
+    inputs = cases.unit_inputs if quartered else cases.block_inputs
+    lay, hr, lr = inputs(geometry, dtype, "cpu", layout)
+    cl = _is_channels_last(hr, lr)
+    h, c = 2 * lr.shape[-1], hr.shape[1]
+    bm = lay.block_map.contiguous()
+    shape = (4 * lay.num_highres + lay.num_lowres, c, h, h)
+    skip = cases.make_tensor(shape, dtype, "cpu", layout, 31)
+    for sk in (None, skip):
+        got = _empty(shape, hr, cl)
+        _call(lib.segblocks_host_upsample2x_units, DTYPE_CODES[dtype], _ptr(hr), _i64(hr.stride()), _ptr(lr),
+              _i64(lr.stride()), None if sk is None else _ptr(sk), _i64(skip.stride()), _ptr(got), _ptr(lay.hr_pos),
+              _ptr(lay.lr_pos), _ptr(bm), _grid(lay, h, c), int(quartered), int(cl), int(index32))
+        want = torch.ops.segblocks.upsample2x_units(hr, lr, lay.hr_pos, lay.lr_pos, lay.block_map, quartered, sk)
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    _, x = cases.dense_input(geometry, dtype, "cpu", layout)
+    xcl = _is_channels_last(x)
+    n, cx, xh, xw = x.shape
+    dense_skip = cases.make_tensor((n, cx, 2 * xh, 2 * xw), dtype, "cpu", layout, 32)
+    for sk in (None, dense_skip):
+        dense = _empty((n, cx, 2 * xh, 2 * xw), x, xcl)
+        _call(lib.segblocks_host_upsample2x_dense, DTYPE_CODES[dtype], _ptr(x), _i64(x.stride()),
+              None if sk is None else _ptr(sk), _i64(dense_skip.stride()), _ptr(dense), ctypes.c_int64(n),
+              ctypes.c_int64(cx), ctypes.c_int64(xh), ctypes.c_int64(xw), int(xcl), int(index32))
+        torch.testing.assert_close(dense, torch.ops.segblocks.upsample2x_dense(x, sk), rtol=0, atol=0)
+
+
+@COMMON
+@DTYPES
 @LAYOUTS
 @GEOMETRIES
 @pytest.mark.parametrize("factor", cases.HEAD_FACTORS)

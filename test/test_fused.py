@@ -197,6 +197,9 @@ def test_fast_max_pooling_on_cuda_writes_no_indices():
     with torch.inference_mode():
         got = pool(x)
     torch.cuda.synchronize()
-    assert torch.equal(got, want) and got.is_contiguous(memory_format=torch.channels_last)
+    assert got.is_contiguous(memory_format=torch.channels_last), got.stride()
+    mismatch = (got != want).sum().item()
+    assert mismatch == 0, f"{mismatch} of {got.numel()} values differ from F.max_pool2d"
     # the output only (PyTorch's kernel also allocates int64 indices: 4x the fp16 output)
-    assert torch.cuda.max_memory_allocated() - base <= 1.1 * got.numel() * got.element_size()
+    extra = torch.cuda.max_memory_allocated() - base
+    assert extra <= 1.1 * got.numel() * got.element_size(), (extra, got.numel() * got.element_size())

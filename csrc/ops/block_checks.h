@@ -331,6 +331,36 @@ inline void check_max_pool_dense_args(const char* op, const at::Tensor& x, int64
               ": input of shape ", x.sizes(), " is smaller than the window");
 }
 
+// The optional skip of upsample2x_*: a feature map of the output's shape, dtype and device.
+inline void check_upsample_skip(const char* op, const std::optional<at::Tensor>& skip, const at::Tensor& like,
+                                at::IntArrayRef out_shape) {
+  if (!skip.has_value()) return;
+  check_feature_tensor(op, "skip", *skip);
+  check_same(op, "skip", *skip, "the input", like);
+  TORCH_CHECK(skip->sizes() == out_shape, op, ": skip must have the output's shape ", out_shape, ", got ",
+              skip->sizes());
+}
+
+// upsample2x_units(highres, lowres, hr_pos, lr_pos, block_map, quartered, skip): the input
+// is checked like block_pad_units' (padding 1, replicate); returns the output shape
+inline BlockPadArgs check_upsample2x_units_args(const at::Tensor& highres, const at::Tensor& lowres,
+                                                const at::Tensor& hr_pos, const at::Tensor& lr_pos,
+                                                const at::Tensor& block_map, bool quartered,
+                                                const std::optional<at::Tensor>& skip) {
+  const BlockPadArgs a = check_block_pad_units_args(highres, lowres, hr_pos, lr_pos, block_map, 1, "replicate",
+                                                    quartered, std::nullopt, std::nullopt);
+  const BlockGrid& g = a.grid;
+  check_upsample_skip("upsample2x_units", skip, highres,
+                      {4 * g.num_highres + g.num_lowres, g.channels, g.hr_side, g.hr_side});
+  return a;
+}
+
+inline void check_upsample2x_dense_args(const at::Tensor& x, const std::optional<at::Tensor>& skip) {
+  const char* op = "upsample2x_dense";
+  check_feature_tensor(op, "x", x);
+  check_upsample_skip(op, skip, x, {x.size(0), x.size(1), 2 * x.size(2), 2 * x.size(3)});
+}
+
 // block_pad_backward(grad_highres_padded, grad_lowres_padded, hr_pos, lr_pos, block_map,
 //                    padding, mode)
 inline BlockPadArgs check_block_pad_backward_args(const at::Tensor& grad_highres_padded,

@@ -25,7 +25,7 @@ __all__ = [
     "upsample_argmax", "upsample_argmax_dense", "argmax_labels", "backend",
     "use_backend", "has_native", "BUILD_HINT", "split_tensor", "combine_tensor",
     "block_pad_tensor", "block_pad_units_tensor", "upsample_argmax_tensor", "upsample_argmax_units_tensor",
-    "max_pool_units_tensor",
+    "max_pool_units_tensor", "upsample2x_units", "upsample2x_dense", "upsample2x_units_tensor",
 ]
 
 BUILD_HINT = (
@@ -198,6 +198,48 @@ def max_pool_dense(x: Tensor, kernel: int, stride: int, padding: int) -> Tensor:
     if not (torch.is_grad_enabled() and x.requires_grad) and _use_native(x.device, "max_pool_dense"):
         return torch.ops.segblocks.max_pool_dense(x, int(kernel), int(stride), int(padding))
     return _reference.max_pool_dense(x, kernel, stride, padding)
+
+
+def _no_grad(*tensors: Optional[Tensor]) -> bool:
+    return not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors))
+
+
+def upsample2x_units_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
+                            block_map: Tensor, quartered: bool = False, skip: Optional[Tensor] = None) -> Tensor:
+    if _no_grad(highres, lowres, skip) and _use_native(highres.device, "upsample2x_units"):
+        return torch.ops.segblocks.upsample2x_units(highres, lowres, hr_pos, lr_pos, block_map, quartered, skip)
+    return _reference.upsample2x_units(highres, lowres, hr_pos, lr_pos, block_map, quartered, skip)
+
+
+def upsample2x_units(blocks: BlockTensor, skip: Optional[BlockTensor] = None) -> BlockTensor:
+    """Bilinear x2 upsampling (``align_corners=False``) of a BlockTensor, plus ``skip``:
+    SwiftNet's decoder step ``interpolate(x, scale_factor=2) + skip`` in one pass.
+
+    The result is in units (quartered, one stride finer): the same values as upsampling
+    each unit's :func:`block_pad_units` tile (1 px, replicate) and cropping, but the tiles
+    are never written and no halo output is computed. ``skip`` (a BlockTensor on the same
+    layout at the output's block side) is added to the rounded upsampled values.
+    """
+    if not isinstance(blocks, BlockTensor):
+        raise TypeError(f"blocks must be a BlockTensor, got {type(blocks).__name__}")
+    layout = blocks.layout
+    skip_units = None
+    if skip is not None:
+        if not isinstance(skip, BlockTensor) or skip.layout is not layout:
+            raise ValueError("skip must be a BlockTensor on the same layout as blocks")
+        skip_units = skip.units
+    out = upsample2x_units_tensor(blocks.highres, blocks.lowres, layout.hr_pos, layout.lr_pos,
+                                  layout.block_map, blocks.quartered, skip_units)
+    return BlockTensor.from_units(out, layout)
+
+
+def upsample2x_dense(x: Tensor, skip: Optional[Tensor] = None) -> Tensor:
+    """``F.interpolate(x, scale_factor=2, mode="bilinear") + skip`` in one pass (the native
+    kernel where available, on tensors without grad)."""
+    _check_feature_map(x)
+    if _no_grad(x, skip) and _use_native(x.device, "upsample2x_dense"):
+        return torch.ops.segblocks.upsample2x_dense(x, skip)
+    return _reference.upsample2x_dense(x, skip)
 
 
 def upsample_argmax_units_tensor(units_padded: Tensor, hr_pos: Tensor, lr_pos: Tensor,

@@ -160,6 +160,22 @@ def _max_pool_dense_fake(x: Tensor, kernel: int, stride: int, padding: int):
     return _empty((x.shape[0], x.shape[1], ho, wo), x, _memory_format(x))
 
 
+def _upsample2x_units_fake(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor,
+                           quartered: bool, skip: Optional[Tensor] = None):
+    h = 2 * lowres.shape[-1]
+    return _empty((4 * hr_pos.shape[0] + lr_pos.shape[0], highres.shape[1], h, h), highres,
+                  _memory_format(highres, lowres))
+
+
+def _upsample2x_dense_fake(x: Tensor, skip: Optional[Tensor] = None):
+    return _empty((x.shape[0], x.shape[1], 2 * x.shape[2], 2 * x.shape[3]), x, _memory_format(x))
+
+
+if hasattr(torch.ops.segblocks, "upsample2x_units"):  # an extension built before the op lacks it
+    torch.library.register_fake("segblocks::upsample2x_units")(_upsample2x_units_fake)
+    torch.library.register_fake("segblocks::upsample2x_dense")(_upsample2x_dense_fake)
+
+
 @torch.library.register_fake("segblocks::block_pad_backward")
 def _block_pad_backward_fake(grad_highres_padded: Tensor, grad_lowres_padded: Tensor,
                              hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor, padding: int,

@@ -198,6 +198,20 @@ def _upsample_blocks(blocks: Tensor, factor: int) -> Tensor:
     return up[:, :, factor:up.shape[2] - factor, factor:up.shape[3] - factor]
 
 
+def upsample2x_units(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor,
+                     quartered: bool = False, skip: Optional[Tensor] = None) -> Tensor:
+    """Bilinear x2 of :func:`block_pad_units` tiles (1 px, replicate), cropped back:
+    ``[4*Nh + Nl, C, h, h]``, the units one stride finer; plus ``skip`` if given."""
+    units = block_pad_units(highres, lowres, hr_pos, lr_pos, block_map, 1, "replicate", 0.0, quartered)
+    up = _upsample_blocks(units, 2)
+    return up if skip is None else up + skip
+
+
+def upsample2x_dense(x: Tensor, skip: Optional[Tensor] = None) -> Tensor:
+    up = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    return up if skip is None else up + skip
+
+
 def _labels(logits: Tensor) -> Tensor:
     if not 1 <= logits.shape[1] <= 256:
         raise ValueError(f"labels are uint8, so the logits need 1 to 256 channels, got {logits.shape[1]}")

@@ -16,6 +16,7 @@
 // test/cuda_kernels_host.cu) on machines without a GPU.
 #pragma once
 
+#include <initializer_list>
 #include <type_traits>
 
 #include "ops/block_indexing.h"
@@ -40,6 +41,27 @@ void with_layout_and_index(bool channels_last, bool index32, F&& f) {
   } else {
     if (channels_last) f(std::true_type{}, PlainDivider<int64_t>{});
     else f(std::false_type{}, PlainDivider<int64_t>{});
+  }
+}
+
+// Calls f(pack width tag) with the widest channel pack every tensor allows: 16 bytes, 8
+// bytes (16-bit types), else 1 (one thread per element, any layout).
+template <typename scalar_t, typename F>
+void with_channel_pack(bool channels_last, int64_t channels, std::initializer_list<PackCheck> tensors, F&& f) {
+  constexpr int kPack = PackWidth<scalar_t>::value, kHalf = PackWidth<scalar_t>::half;
+  const auto fits = [&](int64_t pack) {
+    if (!channels_last || channels % pack != 0) return false;
+    for (const PackCheck& t : tensors) {
+      if (!packable(t.data, t.strides, pack, pack * static_cast<int64_t>(sizeof(scalar_t)), t.empty)) return false;
+    }
+    return true;
+  };
+  if (fits(kPack)) {
+    f(std::integral_constant<int, kPack>{});
+  } else if (kHalf != kPack && fits(kHalf)) {
+    f(std::integral_constant<int, kHalf>{});
+  } else {
+    f(std::integral_constant<int, 1>{});
   }
 }
 

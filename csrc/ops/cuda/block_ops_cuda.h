@@ -90,6 +90,20 @@ cudaError_t launch_max_pool_dense(const scalar_t* x, Strides4 strides, scalar_t*
                                   int64_t channels, int64_t h, int64_t w, int64_t kernel, int64_t stride,
                                   int64_t padding, bool channels_last, bool index32, cudaStream_t stream);
 
+// upsample2x_units / upsample2x_dense: bilinear x2 (+ skip, nullptr: none) (ops/upsample2x.h);
+// on units the 1-px replicate halo is read through BlockPad's rules, no padded copy is written.
+template <typename scalar_t>
+cudaError_t launch_upsample2x_units(const scalar_t* highres, Strides4 highres_strides, const scalar_t* lowres,
+                                    Strides4 lowres_strides, const scalar_t* skip, Strides4 skip_strides,
+                                    scalar_t* out, const int64_t* hr_pos, const int64_t* lr_pos,
+                                    const int32_t* block_map, const BlockGrid& grid, bool quartered,
+                                    bool channels_last, bool index32, cudaStream_t stream);
+
+template <typename scalar_t>
+cudaError_t launch_upsample2x_dense(const scalar_t* x, Strides4 strides, const scalar_t* skip,
+                                    Strides4 skip_strides, scalar_t* out, int64_t n, int64_t channels, int64_t h,
+                                    int64_t w, bool channels_last, bool index32, cudaStream_t stream);
+
 // upsample_argmax_units: the same labels from block_pad_units' padded tiles (padding 1).
 template <typename scalar_t>
 cudaError_t launch_upsample_argmax_units(const scalar_t* units, Strides4 strides, uint8_t* labels,

@@ -6,7 +6,6 @@
 #pragma once
 
 #include <initializer_list>
-#include <type_traits>
 
 #include "ops/cuda/block_copy.cuh"
 #include "ops/cuda/upsample_argmax.cuh"  // CudaCvt
@@ -14,27 +13,6 @@
 
 namespace segblocks {
 namespace cuda {
-
-// Calls f(pack width tag) with the widest channel pack every tensor allows: 16 bytes, 8
-// bytes (16-bit types), else 1 (one thread per element, any layout).
-template <typename scalar_t, typename F>
-void with_channel_pack(bool channels_last, int64_t channels, std::initializer_list<PackCheck> tensors, F&& f) {
-  constexpr int kPack = PackWidth<scalar_t>::value, kHalf = PackWidth<scalar_t>::half;
-  const auto fits = [&](int64_t pack) {
-    if (!channels_last || channels % pack != 0) return false;
-    for (const PackCheck& t : tensors) {
-      if (!packable(t.data, t.strides, pack, pack * static_cast<int64_t>(sizeof(scalar_t)), t.empty)) return false;
-    }
-    return true;
-  };
-  if (fits(kPack)) {
-    f(std::integral_constant<int, kPack>{});
-  } else if (kHalf != kPack && fits(kHalf)) {
-    f(std::integral_constant<int, kHalf>{});
-  } else {
-    f(std::integral_constant<int, 1>{});
-  }
-}
 
 template <typename scalar_t, typename Run>
 void with_max_pool_units(const scalar_t* highres, Strides4 highres_strides, const scalar_t* lowres,

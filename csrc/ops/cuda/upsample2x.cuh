@@ -1,0 +1,69 @@
+// Bilinear x2 (+ skip) on the GPU: Params for the element functions of ops/upsample2x.h
+// (one thread per output element, or per 16-byte pack of channels in channels_last;
+// grid-stride loop). The launchers are in upsample2x_kernel.cu; test/cuda_kernels_host.cu
+// runs the same element functions on the CPU.
+#pragma once
+
+#include <initializer_list>
+
+#include "ops/cuda/block_copy.cuh"
+#include "ops/cuda/upsample_argmax.cuh"  // CudaCvt
+#include "ops/upsample2x.h"
+
+namespace segblocks {
+namespace cuda {
+
+template <typename scalar_t, typename Run>
+void with_upsample2x_units(const scalar_t* highres, Strides4 highres_strides, const scalar_t* lowres,
+                           Strides4 lowres_strides, const scalar_t* skip, Strides4 skip_strides, scalar_t* out,
+                           const int64_t* hr_pos, const int64_t* lr_pos, const int32_t* block_map,
+                           const BlockGrid& g, bool quartered, bool channels_last, bool index32, Run&& run) {
+  const int64_t side = g.hr_side;  // the output units: u = h/2 upsampled x2
+  const int64_t total = (4 * g.num_highres + g.num_lowres) * g.channels * side * side;
+  if (total == 0) return;
+  const std::initializer_list<PackCheck> tensors{{highres, highres_strides, g.num_highres == 0},
+                                                 {lowres, lowres_strides, g.num_lowres == 0},
+                                                 {skip, skip_strides, skip == nullptr},
+                                                 {out, Strides4{0, 1, 0, 0}, false}};
+  with_channel_pack<scalar_t>(channels_last, g.channels, tensors, [&](auto pack_tag) {
+    constexpr int kPack = decltype(pack_tag)::value;
+    with_layout_and_index(channels_last, index32, [&](auto layout_tag, auto divider_tag) {
+      constexpr bool kChannelsLast = decltype(layout_tag)::value;
+      if constexpr (kPack == 1 || kChannelsLast) {
+        using D = decltype(divider_tag);
+        using Params = Upsample2xUnitsParams<scalar_t, D>;
+        const Params prm{highres, highres_strides, quartered ? g.hr_side / 2 : 0, lowres, lowres_strides,
+                         skip, skip_strides, out, hr_pos, lr_pos, block_map, GridIndexer<D>(g),
+                         D(g.channels / kPack), D(side), 4 * g.num_highres};
+        run.template operator()<Params, &upsample2x_units_element<CudaCvt<scalar_t>, kChannelsLast, D, kPack>>(
+            prm, total / kPack);
+      }
+    });
+  });
+}
+
+template <typename scalar_t, typename Run>
+void with_upsample2x_dense(const scalar_t* x, Strides4 strides, const scalar_t* skip, Strides4 skip_strides,
+                           scalar_t* out, int64_t n, int64_t channels, int64_t h, int64_t w, bool channels_last,
+                           bool index32, Run&& run) {
+  const int64_t total = n * channels * 4 * h * w;
+  if (total == 0) return;
+  const std::initializer_list<PackCheck> tensors{
+      {x, strides, false}, {skip, skip_strides, skip == nullptr}, {out, Strides4{0, 1, 0, 0}, false}};
+  with_channel_pack<scalar_t>(channels_last, channels, tensors, [&](auto pack_tag) {
+    constexpr int kPack = decltype(pack_tag)::value;
+    with_layout_and_index(channels_last, index32, [&](auto layout_tag, auto divider_tag) {
+      constexpr bool kChannelsLast = decltype(layout_tag)::value;
+      if constexpr (kPack == 1 || kChannelsLast) {
+        using D = decltype(divider_tag);
+        using Params = Upsample2xDenseParams<scalar_t, D>;
+        const Params prm{x, strides, skip, skip_strides, out, D(channels / kPack), D(2 * w), D(2 * h), h, w};
+        run.template operator()<Params, &upsample2x_dense_element<CudaCvt<scalar_t>, kChannelsLast, D, kPack>>(
+            prm, total / kPack);
+      }
+    });
+  });
+}
+
+}  // namespace cuda
+}  // namespace segblocks

@@ -1,0 +1,151 @@
+// Bilinear x2 upsampling (align_corners=False) with an optional skip added, on units
+// (fused with BlockPad) and dense: SwiftNet's decoder step `interpolate(x, 2 * size) + skip`.
+//
+//   upsample2x_units(highres, lowres, hr_pos, lr_pos, block_map, quartered, skip)
+//       -> [4Nh + Nl, C, 2u, 2u]  (u = h/2: the units one stride finer)
+//   equals  crop2(F.interpolate(block_pad_units(highres, lowres, ..., 1, "replicate",
+//                                               quartered), scale_factor=2)) (+ skip)
+//   without writing the padded tiles (UnitWindow looks the 1-px halo up) and without
+//   computing the halo outputs the crop would drop.
+//
+//   upsample2x_dense(x [N, C, H, W], skip) -> [N, C, 2H, 2W]
+//       = F.interpolate(x, scale_factor=2, mode="bilinear") (+ skip)
+//
+// Each output is PyTorch's formula: source index 0.5 * (o + 0.5) - 0.5 (clamped at 0),
+// h0 * (w0 * x00 + w1 * x01) + h1 * (w0 * x10 + w1 * x11) in acc_t, rounded to the dtype;
+// with a skip, that rounded value plus the skip, rounded again (as `up + skip` would be).
+// On the GPU, channels_last maps with a channel count that fills 16-byte packs run one
+// thread per output pixel and pack.
+//
+// Torch-free and CUDA-free: the CPU and CUDA kernels run these element functions.
+#pragma once
+
+#include <cstdint>
+
+#include "ops/block_indexing.h"
+#include "ops/unit_window.h"
+
+namespace segblocks {
+
+// Taps and weights of output index `o` along one axis of an input of `size` pixels
+// (PyTorch's area_pixel_compute_source_index with scale 1/2, align_corners=False).
+template <typename acc_t, typename index_t>
+struct Taps {
+  index_t i0, i1;
+  acc_t w0, w1;
+};
+
+template <typename acc_t, typename index_t>
+SEGBLOCKS_HOST_DEVICE Taps<acc_t, index_t> bilinear2x_taps(index_t o, index_t size) {
+  const acc_t half = static_cast<acc_t>(0.5);
+  acc_t src = half * (static_cast<acc_t>(o) + half) - half;
+  if (src < static_cast<acc_t>(0)) src = static_cast<acc_t>(0);
+  Taps<acc_t, index_t> t;
+  t.i0 = static_cast<index_t>(src);
+  t.i1 = t.i0 < size - 1 ? t.i0 + 1 : t.i0;
+  t.w1 = src - static_cast<acc_t>(t.i0);
+  t.w0 = static_cast<acc_t>(1) - t.w1;
+  return t;
+}
+
+// h0 * (w0 * a + w1 * b) + h1 * (w0 * c + w1 * d) per lane, rounded to the dtype; plus the
+// skip (rounded again) when given.
+template <typename Cvt, int kPack, typename index_t>
+SEGBLOCKS_HOST_DEVICE void blend_store(const AccPack<Cvt, kPack>& a, const AccPack<Cvt, kPack>& b,
+                                       const AccPack<Cvt, kPack>& c, const AccPack<Cvt, kPack>& d,
+                                       const Taps<typename Cvt::acc_t, index_t>& ty,
+                                       const Taps<typename Cvt::acc_t, index_t>& tx,
+                                       const typename Cvt::scalar_t* skip, typename Cvt::scalar_t* out) {
+  using acc_t = typename Cvt::acc_t;
+  AccPack<Cvt, kPack> r;
+  SEGBLOCKS_UNROLL
+  for (int l = 0; l < kPack; ++l) {
+    const acc_t v = ty.w0 * (tx.w0 * a.v[l] + tx.w1 * b.v[l]) + ty.w1 * (tx.w0 * c.v[l] + tx.w1 * d.v[l]);
+    r.v[l] = Cvt::to_acc(Cvt::round(v));
+  }
+  if (skip != nullptr) {
+    AccPack<Cvt, kPack> s;
+    s.load(skip);
+    SEGBLOCKS_UNROLL
+    for (int l = 0; l < kPack; ++l) r.v[l] = r.v[l] + s.v[l];
+  }
+  r.store(out);
+}
+
+template <typename scalar_t, typename D>
+struct Upsample2xUnitsParams {
+  const scalar_t* highres;
+  Strides4 highres_strides;
+  int64_t hr_unit_in;  // 0: highres is [Nh, C, h, h]; h/2: it is stored as units
+  const scalar_t* lowres;
+  Strides4 lowres_strides;
+  const scalar_t* skip;  // [4Nh + Nl, C, 2u, 2u] or nullptr
+  Strides4 skip_strides;
+  scalar_t* out;  // [4Nh + Nl, C, 2u, 2u], contiguous in NCHW or NHWC order
+  const int64_t* hr_pos;
+  const int64_t* lr_pos;
+  const int32_t* block_map;
+  GridIndexer<D> grid;
+  D channels_div;  // divides by C / kPack
+  D out_side_div;  // divides by 2u
+  int64_t num_hr_units;  // 4 Nh
+};
+
+template <typename Cvt, bool kChannelsLast, typename D, int kPack = 1>
+SEGBLOCKS_HOST_DEVICE void upsample2x_units_element(const Upsample2xUnitsParams<typename Cvt::scalar_t, D>& prm,
+                                                    int64_t linear) {
+  static_assert(kPack == 1 || kChannelsLast, "channel packs are channels_last");
+  using index_t = typename D::index_t;
+  using acc_t = typename Cvt::acc_t;
+  const index_t e = static_cast<index_t>(linear);
+  const auto el = unravel_block_element<kChannelsLast>(e, prm.channels_div, prm.out_side_div);
+  const index_t ch = el.c * kPack;
+  const UnitWindow<Cvt, kPack, D> win(prm.highres, prm.highres_strides, prm.hr_unit_in, prm.lowres,
+                                      prm.lowres_strides, prm.hr_pos, prm.lr_pos, prm.block_map, prm.grid,
+                                      prm.num_hr_units, el.k, ch, 1, true);
+  // output (i, j) is output (i + 2, j + 2) of the padded tile's (u + 2 px) upsampling
+  const index_t tile = prm.grid.hr_side / 2 + 2;
+  const auto ty = bilinear2x_taps<acc_t>(el.i + 2, tile), tx = bilinear2x_taps<acc_t>(el.j + 2, tile);
+  AccPack<Cvt, kPack> a, b, c, d;  // replicate mode: every tile pixel has a source
+  win.read(ty.i0, tx.i0, a);
+  win.read(ty.i0, tx.i1, b);
+  win.read(ty.i1, tx.i0, c);
+  win.read(ty.i1, tx.i1, d);
+  const StridesT<index_t> ss(prm.skip_strides);
+  const typename Cvt::scalar_t* skip = prm.skip == nullptr ? nullptr : prm.skip + ss.offset(el.k, ch, el.i, el.j);
+  blend_store<Cvt, kPack, index_t>(a, b, c, d, ty, tx, skip, prm.out + static_cast<int64_t>(e) * kPack);
+}
+
+template <typename scalar_t, typename D>
+struct Upsample2xDenseParams {
+  const scalar_t* x;
+  Strides4 strides;
+  const scalar_t* skip;  // [N, C, 2H, 2W] or nullptr
+  Strides4 skip_strides;
+  scalar_t* out;  // [N, C, 2H, 2W], contiguous in NCHW or NHWC order
+  D channels_div, out_w_div, out_h_div;  // channels_div divides by C / kPack
+  int64_t in_h, in_w;
+};
+
+template <typename Cvt, bool kChannelsLast, typename D, int kPack = 1>
+SEGBLOCKS_HOST_DEVICE void upsample2x_dense_element(const Upsample2xDenseParams<typename Cvt::scalar_t, D>& prm,
+                                                    int64_t linear) {
+  static_assert(kPack == 1 || kChannelsLast, "channel packs are channels_last");
+  using index_t = typename D::index_t;
+  using acc_t = typename Cvt::acc_t;
+  const StridesT<index_t> s(prm.strides), ss(prm.skip_strides);
+  const index_t e = static_cast<index_t>(linear);
+  const auto el = unravel_element<kChannelsLast>(e, prm.channels_div, prm.out_h_div, prm.out_w_div);
+  const index_t n = el.k, ch = el.c * kPack;
+  const auto ty = bilinear2x_taps<acc_t>(el.i, static_cast<index_t>(prm.in_h));
+  const auto tx = bilinear2x_taps<acc_t>(el.j, static_cast<index_t>(prm.in_w));
+  AccPack<Cvt, kPack> a, b, c, d;
+  a.load(prm.x + s.offset(n, ch, ty.i0, tx.i0));
+  b.load(prm.x + s.offset(n, ch, ty.i0, tx.i1));
+  c.load(prm.x + s.offset(n, ch, ty.i1, tx.i0));
+  d.load(prm.x + s.offset(n, ch, ty.i1, tx.i1));
+  const typename Cvt::scalar_t* skip = prm.skip == nullptr ? nullptr : prm.skip + ss.offset(n, ch, el.i, el.j);
+  blend_store<Cvt, kPack, index_t>(a, b, c, d, ty, tx, skip, prm.out + static_cast<int64_t>(e) * kPack);
+}
+
+}  // namespace segblocks
