@@ -33,6 +33,7 @@ from segblocks_core import SegBlocks, count_macs  # noqa: E402
 from segblocks_core.engine import normalize  # noqa: E402
 from segblocks_core.executor import concurrent_lowres  # noqa: E402
 from segblocks_core.fastpath import GraphedSegmenter, prepare_network  # noqa: E402
+from segblocks_core.fused import fast_upsampling  # noqa: E402
 from segblocks_core.layout import BlockLayout  # noqa: E402
 from segblocks_core.models import build_model  # noqa: E402
 
@@ -112,7 +113,16 @@ def main():
     ap.add_argument("--no-fast-max-pool", dest="fast_max_pool", action="store_false",
                     help="PyTorch's max pooling (with int64 indices) on both sides instead of the "
                          "native one; writes torch-maxpool-gpu-<gpu>-<date>.json")
+    ap.add_argument("--no-fast-upsample", dest="fast_upsample", action="store_false",
+                    help="PyTorch's bilinear upsampling and a separate skip add in the decoder on "
+                         "both sides instead of the native one-pass kernels; writes "
+                         "torch-upsample-gpu-<gpu>-<date>.json")
     args = ap.parse_args()
+    with fast_upsampling(args.fast_upsample):  # read at capture: the graphs keep it
+        run(args)
+
+
+def run(args) -> None:
     dev = torch.device("cuda")
     torch.backends.cudnn.benchmark = True
     h, w = args.height, args.width
@@ -192,11 +202,12 @@ def main():
     result = {"gpu": gpu, "torch": torch.__version__, "cuda": torch.version.cuda,
               "height": h, "width": w, "fuse_epilogue": args.fuse_epilogue,
               "input_channels": args.input_channels, "units": args.units,
-              "fast_max_pool": args.fast_max_pool, "rows": rows}
+              "fast_max_pool": args.fast_max_pool, "fast_upsample": args.fast_upsample, "rows": rows}
     slug = re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")
     date = datetime.date.today().isoformat()
     os.makedirs(args.out, exist_ok=True)
     prefix = ("" if args.units else "split-") + ("" if args.fast_max_pool else "torch-maxpool-") + \
+        ("" if args.fast_upsample else "torch-upsample-") + \
         ("" if args.fuse_epilogue else "unfused-epilogue-") + \
         ("" if args.input_channels == 4 else f"input{args.input_channels}-")
     path = os.path.join(args.out, f"{prefix}gpu-{slug}-{date}.json")

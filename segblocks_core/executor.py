@@ -48,7 +48,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import ops
-from .fused import BatchNormReLU, FusedConv2d, MaxPool2d, adaptive_avg_pool2d, conv_bias_relu
+from .fused import (BatchNormReLU, FusedConv2d, MaxPool2d, adaptive_avg_pool2d, conv_bias_relu,
+                    fast_upsampling_enabled, upsample_add)
 from .layout import BlockLayout, BlockTensor
 
 __all__ = ["SegBlocks", "UnsupportedLayerError", "MacCount", "concurrent_lowres", "units_mode"]
@@ -283,22 +284,31 @@ def block_avg_pool2d(bt: BlockTensor, kernel_size, stride, padding, divisor_over
                        F.avg_pool2d(lr, kernel_size, stride, **kw), bt.layout)
 
 
-def block_interpolate(bt: BlockTensor, factor: int, mode: str) -> BlockTensor:
-    """Upsample by an integer factor, exactly as the dense op would."""
+def block_interpolate(bt: BlockTensor, factor: int, mode: str,
+                      add: Optional[BlockTensor] = None) -> BlockTensor:
+    """Upsample by an integer factor, exactly as the dense op would; plus ``add`` (a
+    BlockTensor at the output's stride) if given, as ``upsampled + add`` would be."""
+    if (mode == "bilinear" and factor == 2 and _use_units(bt) and fast_upsampling_enabled()
+            and 2 * bt.block_side < bt.layout.block_size and (add is None or isinstance(add, BlockTensor))):
+        # units in and out: one pass, halo looked up, skip added (ops.upsample2x_units)
+        return ops.upsample2x_units(bt, add)
     if mode == "nearest":
         def up(t):
             return F.interpolate(t, scale_factor=factor, mode="nearest")
-        return bt.map(up)
-    # bilinear, align_corners=False: output pixel j samples (j + 0.5) / f - 0.5, which lies
-    # within half a pixel outside the block, so a 1-px halo is enough; replicating the
-    # image border reproduces the dense op's clamping there.
-    def up_crop(t):
-        t = F.interpolate(t, scale_factor=factor, mode="bilinear", align_corners=False)
-        return t[:, :, factor:t.shape[2] - factor, factor:t.shape[3] - factor]
-    if _use_units(bt):
-        return BlockTensor.from_units(up_crop(ops.block_pad_units(bt, 1, "replicate")), bt.layout)
-    hr, lr = ops.block_pad(bt, 1, "replicate")
-    return BlockTensor(up_crop(hr), up_crop(lr), bt.layout)
+        out = bt.map(up)
+    else:
+        # bilinear, align_corners=False: output pixel j samples (j + 0.5) / f - 0.5, which
+        # lies within half a pixel outside the block, so a 1-px halo is enough; replicating
+        # the image border reproduces the dense op's clamping there.
+        def up_crop(t):
+            t = F.interpolate(t, scale_factor=factor, mode="bilinear", align_corners=False)
+            return t[:, :, factor:t.shape[2] - factor, factor:t.shape[3] - factor]
+        if _use_units(bt):
+            out = BlockTensor.from_units(up_crop(ops.block_pad_units(bt, 1, "replicate")), bt.layout)
+        else:
+            hr, lr = ops.block_pad(bt, 1, "replicate")
+            out = BlockTensor(up_crop(hr), up_crop(lr), bt.layout)
+    return out if add is None else block_binary("add", out, add)
 
 
 def block_upsample_argmax(bt: BlockTensor, factor: int) -> Tensor:
@@ -452,7 +462,7 @@ _MAC_MODULES = (nn.Conv2d, nn.Linear)
 class _Tracer(fx.Tracer):
     def __init__(self, leaf_types: tuple[type, ...]):
         # the prepared networks' own functions stay calls (fused.adaptive_avg_pool2d)
-        super().__init__(autowrap_functions=(adaptive_avg_pool2d,))
+        super().__init__(autowrap_functions=(adaptive_avg_pool2d, upsample_add))
         self.leaf_types = leaf_types
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
@@ -843,6 +853,7 @@ class _PlanBuilder:
         for node in self.src.graph.nodes:
             self.translate(node)
         self.fuse_conv_prologues()
+        self.fuse_upsample_add()
         plan = fx.GraphModule(self.src, self.g, class_name="SegBlocksPlan")
         plan.graph.eliminate_dead_code()
         plan.graph.lint()
@@ -868,6 +879,29 @@ class _PlanBuilder:
             node.args = (src.args[0],) + tuple(node.args[1:])
             node.kwargs = {**node.kwargs, "pre": src.args[1]}
             self.g.erase_node(src)
+
+    def fuse_upsample_add(self) -> None:
+        """``block_binary("add", block_interpolate(x, f, m), y)`` (either order) ->
+        ``block_interpolate(x, f, m, add=y)`` where the upsampled map feeds only the add and
+        ``y`` is a block value: SwiftNet's decoder ``upsample(x) + skip`` becomes one pass on
+        units (:func:`segblocks_core.ops.upsample2x_units`), without the upsampled map."""
+        block_values = set(self.block.values())
+        order = {n: i for i, n in enumerate(self.g.nodes)}
+        for node in list(self.g.nodes):
+            if node.op != "call_function" or node.target is not block_binary or node.args[0] != "add":
+                continue
+            _, a, b = node.args
+            for up, other in ((a, b), (b, a)):
+                if (isinstance(up, fx.Node) and up.op == "call_function" and up.target is block_interpolate
+                        and len(up.args) == 3 and not up.kwargs and len(up.users) == 1
+                        and other in block_values):
+                    if order[other] > order[up]:
+                        other.append(up)  # `up` now reads `other`: move it after (its inputs stay before)
+                        order[up] = order[other]
+                    up.kwargs = {"add": other}
+                    node.replace_all_uses_with(up)
+                    self.g.erase_node(node)
+                    break
 
     def translate(self, node: fx.Node) -> None:
         if node.op == "placeholder":
@@ -984,7 +1018,7 @@ class _PlanBuilder:
         else:
             raise self.unsupported(what)
 
-    def emit_interpolate(self, node, src, x, mode, align_corners, what) -> None:
+    def emit_interpolate(self, node, src, x, mode, align_corners, what, add=None) -> None:
         s_in, s_out = self.stride(src), self.stride(node)
         if s_in is None or s_out is None:
             raise self.unsupported(what, "its output does not stay on the block grid")
@@ -994,7 +1028,8 @@ class _PlanBuilder:
         if mode not in ("bilinear", "nearest") or (mode == "bilinear" and align_corners):
             raise self.unsupported(what, f"mode={mode!r}, align_corners={align_corners}")
         self.side(node, what)
-        self.set_block(node, self.g.call_function(block_interpolate, (x, int(factor), mode)))
+        kwargs = {} if add is None else {"add": add}
+        self.set_block(node, self.g.call_function(block_interpolate, (x, int(factor), mode), kwargs))
 
     def block_operand(self, operand, like: fx.Node, what: str):
         """An operand of a binary op whose other side is a block value."""
@@ -1040,6 +1075,10 @@ class _PlanBuilder:
             like = next(t for t in tensors if self.natural.get(t) == "block")
             parts = [self.block_operand(t, like, what) for t in tensors]
             self.set_block(node, self.g.call_function(block_cat, (parts,)))
+        elif fn is upsample_add:  # fused.upsample_add(x, size, skip): interpolate, then add
+            src, _, skip = node.args
+            add = self.block_operand(skip, node, what)
+            self.emit_interpolate(node, src, self.as_block(src, what), "bilinear", False, what, add=add)
         elif fn is F.interpolate:
             mode = node.kwargs.get("mode", node.args[3] if len(node.args) > 3 else "nearest")
             align = node.kwargs.get("align_corners", node.args[4] if len(node.args) > 4 else None)

@@ -42,7 +42,8 @@ from torch import Tensor, nn
 
 from .engine import normalize
 from .executor import SegBlocks, concurrent_lowres
-from .fused import fuse_batchnorm_relu, fuse_conv_epilogue, use_fast_max_pooling, use_fast_pooling
+from .fused import (fuse_batchnorm_relu, fuse_conv_epilogue, fuse_upsample_add, use_fast_max_pooling,
+                    use_fast_pooling)
 from .layout import BlockLayout
 from .policy import ComplexityPolicy
 
@@ -102,7 +103,8 @@ def pad_input_channels(gm: fx.GraphModule, channels: int) -> fx.GraphModule:
 
 def prepare_network(net: nn.Module, dtype: torch.dtype = torch.float16,
                     device: Optional[torch.device] = None, fuse_epilogue: bool = True,
-                    input_channels: int = 4, fast_max_pool: bool = True) -> nn.Module:
+                    input_channels: int = 4, fast_max_pool: bool = True,
+                    fast_upsample: bool = True) -> nn.Module:
     """Inference copy of ``net``: BatchNorm folded, ``dtype``, channels_last, on ``device``.
 
     ``fuse_epilogue``: also turn conv -> (add ->) ReLU into :class:`segblocks_core.fused.FusedConv2d`
@@ -121,7 +123,9 @@ def prepare_network(net: nn.Module, dtype: torch.dtype = torch.float16,
     Adaptive average pooling (SwiftNet's SPP) runs as plain average pooling where the sizes
     divide (:func:`segblocks_core.fused.adaptive_avg_pool2d`). ``fast_max_pool``: max pooling
     without PyTorch's int64 indices on CUDA (:class:`segblocks_core.fused.MaxPool2d`; in
-    SegBlocks on units, fused with BlockPad).
+    SegBlocks on units, fused with BlockPad). ``fast_upsample``: the decoder's bilinear
+    upsampling + skip add as one call (:func:`segblocks_core.fused.upsample_add`: one native
+    pass on CUDA; in SegBlocks on units, :func:`segblocks_core.ops.upsample2x_units`).
     """
     folded = fold_batchnorm(net.eval())
     if fuse_epilogue:
@@ -130,6 +134,8 @@ def prepare_network(net: nn.Module, dtype: torch.dtype = torch.float16,
     use_fast_pooling(folded)
     if fast_max_pool:
         use_fast_max_pooling(folded)
+    if fast_upsample:
+        fuse_upsample_add(folded)
     folded.to(device=device, dtype=dtype)
     return folded.to(memory_format=torch.channels_last)
 

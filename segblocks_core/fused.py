@@ -19,6 +19,8 @@ average pooling where the sizes divide, :func:`use_fast_pooling`).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import operator
 from typing import Optional
 
@@ -219,6 +221,87 @@ def use_fast_pooling(gm: fx.GraphModule) -> fx.GraphModule:
     for node in gm.graph.nodes:
         if node.op == "call_function" and node.target is F.adaptive_avg_pool2d:
             node.target = adaptive_avg_pool2d
+    gm.recompile()
+    return gm
+
+
+# ----------------------------------------------------------------------------------------
+# decoder: bilinear upsampling + skip
+# ----------------------------------------------------------------------------------------
+
+_FAST_UPSAMPLING: contextvars.ContextVar[bool] = contextvars.ContextVar("segblocks_fast_upsampling",
+                                                                      default=True)
+
+
+@contextlib.contextmanager
+def fast_upsampling(enabled: bool = True):
+    """Switch the native bilinear x2 kernels (:func:`upsample_add` dense, and SegBlocks'
+    ``block_interpolate`` on units) on or off; off runs PyTorch's ``F.interpolate`` and a
+    separate add (the A/B of ``benchmarks/bench_gpu.py --no-fast-upsample``). Read when the
+    ops run, so a CUDA graph keeps what was active at capture."""
+    token = _FAST_UPSAMPLING.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _FAST_UPSAMPLING.reset(token)
+
+
+def fast_upsampling_enabled() -> bool:
+    return _FAST_UPSAMPLING.get()
+
+
+def upsample_add(x: Tensor, size, skip: Tensor) -> Tensor:
+    """``F.interpolate(x, size, mode="bilinear", align_corners=False) + skip`` (SwiftNet's
+    decoder step). On CUDA, without grad, where ``size`` doubles ``x``: one pass
+    (:func:`segblocks_core.ops.upsample2x_dense`), without the upsampled map; PyTorch's
+    channels_last bilinear kernel took 157 us on the H100 for SwiftNet's largest step
+    (``[1, 128, 128, 256]`` -> 256 x 512, fp16), about a tenth of its memory bandwidth.
+    In SegBlocks the same step runs on units (:func:`segblocks_core.ops.upsample2x_units`).
+    """
+    from . import ops
+    if (_FAST_UPSAMPLING.get() and type(x) is Tensor and type(skip) is Tensor and x.is_cuda and x.dim() == 4
+            and tuple(int(v) for v in size) == (2 * x.shape[2], 2 * x.shape[3])
+            and skip.shape == (x.shape[0], x.shape[1], 2 * x.shape[2], 2 * x.shape[3])
+            and skip.dtype == x.dtype and skip.device == x.device
+            and not (torch.is_grad_enabled() and (x.requires_grad or skip.requires_grad))):
+        return ops.upsample2x_dense(x, skip)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False) + skip
+
+
+def _bilinear_size(node: fx.Node):
+    """The ``size`` of an ``F.interpolate(x, size, mode="bilinear", align_corners=False)``
+    call node (no scale factor, no antialias), else None."""
+    if node.op != "call_function" or node.target is not F.interpolate:
+        return None
+    names = ("input", "size", "scale_factor", "mode", "align_corners", "recompute_scale_factor", "antialias")
+    kw = dict(zip(names, node.args))
+    kw.update(node.kwargs)
+    if (kw.get("mode") != "bilinear" or kw.get("align_corners") not in (None, False)
+            or kw.get("scale_factor") is not None or kw.get("antialias") or kw.get("size") is None):
+        return None
+    return kw["size"]
+
+
+def fuse_upsample_add(gm: fx.GraphModule) -> fx.GraphModule:
+    """Replace ``F.interpolate(x, size, mode="bilinear") + y`` (either order, the upsampled
+    map used only by the add) by :func:`upsample_add` (in place). Returns ``gm``."""
+    for node in list(gm.graph.nodes):
+        out_of_place = ((node.op == "call_function" and node.target in (operator.add, torch.add))
+                        or (node.op == "call_method" and node.target == "add"))
+        if not (out_of_place and _is_add(node)):
+            continue
+        for up, other in (node.args, reversed(node.args)):
+            size = _bilinear_size(up) if isinstance(up, fx.Node) else None
+            if size is None or len(up.users) != 1 or not isinstance(other, fx.Node):
+                continue
+            x = up.args[0] if up.args else up.kwargs["input"]
+            with gm.graph.inserting_after(node):  # after both operands, before every user
+                fused = gm.graph.call_function(upsample_add, (x, size, other))
+            node.replace_all_uses_with(fused)
+            gm.graph.erase_node(node)
+            gm.graph.erase_node(up)
+            break
+    gm.graph.lint()
     gm.recompile()
     return gm
 

@@ -203,3 +203,51 @@ def test_fast_max_pooling_on_cuda_writes_no_indices():
     # the output only (PyTorch's kernel also allocates int64 indices: 4x the fp16 output)
     extra = torch.cuda.max_memory_allocated() - base
     assert extra <= 1.1 * got.numel() * got.element_size(), (extra, got.numel() * got.element_size())
+
+
+class _Decoder(nn.Module):
+    """Upsample + skip in both operand orders, an in-place add and an upsampling with two
+    users (neither may be fused)."""
+
+    def forward(self, x, skip):
+        a = F.interpolate(x, size=skip.shape[2:], mode="bilinear", align_corners=False) + skip
+        b = skip + F.interpolate(x, size=skip.shape[2:], mode="bilinear", align_corners=False)
+        twice = F.interpolate(x, size=skip.shape[2:], mode="bilinear", align_corners=False)
+        c = twice + skip + twice
+        d = skip.clone().add_(F.interpolate(x, size=skip.shape[2:], mode="bilinear", align_corners=False))
+        e = F.interpolate(x, size=skip.shape[2:], mode="bilinear", align_corners=True) + skip
+        return a, b, c, d, e
+
+
+def test_fuse_upsample_add_rewrites_only_out_of_place_single_use_adds():
+    from segblocks_core.fused import fuse_upsample_add, upsample_add
+    gm = fx.symbolic_trace(_Decoder())
+    x, skip = torch.randn(2, 3, 5, 7), torch.randn(2, 3, 10, 14)
+    want = gm(x, skip)
+    fuse_upsample_add(gm)
+    assert sum(n.target is upsample_add for n in gm.graph.nodes) == 2  # a and b
+    assert sum(n.target is F.interpolate for n in gm.graph.nodes) == 3  # twice, d's, e's
+    for got, ref in zip(gm(x, skip), want):
+        torch.testing.assert_close(got, ref, rtol=0, atol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_upsample_add_on_cuda_is_one_pass():
+    from segblocks_core.fused import fast_upsampling, upsample_add
+    x = torch.randn(1, 128, 64, 128, device="cuda", dtype=torch.half).contiguous(memory_format=torch.channels_last)
+    skip = torch.randn(1, 128, 128, 256, device="cuda", dtype=torch.half).contiguous(
+        memory_format=torch.channels_last)
+    want = F.interpolate(x, size=(128, 256), mode="bilinear", align_corners=False) + skip
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    with torch.inference_mode():
+        got = upsample_add(x, (128, 256), skip)
+    torch.cuda.synchronize()
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got, want)
+    # the output only: no upsampled intermediate
+    extra = torch.cuda.max_memory_allocated() - base
+    assert extra <= 1.1 * got.numel() * got.element_size(), extra
+    with torch.inference_mode(), fast_upsampling(False):
+        torch.testing.assert_close(upsample_add(x, (128, 256), skip), want, rtol=0, atol=0)

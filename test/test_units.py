@@ -153,6 +153,9 @@ def test_units_labels_and_prepared_network():
     plan = SegBlocks(fast, units=True).plan
     fused = [n for n in plan.graph.nodes if n.op == "call_function" and "pre" in n.kwargs]
     assert len(fused) == 3
+    # and their inputs, upsample(x) + skip, are one pass each (ops.upsample2x_units)
+    up_add = [n for n in plan.graph.nodes if n.op == "call_function" and "add" in n.kwargs]
+    assert len(up_add) == 3
     labels = SegBlocks(fast, units=True).labels(x4, grid)
     agree = (labels.long() == want.argmax(1)).float().mean().item()
     assert agree > 0.999
@@ -194,6 +197,64 @@ def test_units_per_image_operands_pooling_and_cat():
     # the images of the batch take their own SE weights: swapping them swaps the outputs
     swapped = SegBlocks(net, block_size=32, units=True)(x.flip(0), grid.flip(0))
     assert max_rel_diff(swapped, units.flip(0)) <= TOL
+
+
+class SkipAfterUpsample(nn.Module):
+    """A decoder step whose skip is computed *after* the upsampling (the fused op must still
+    run after both), plus an upsampling whose output has another user (not fused)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.down = nn.Conv2d(8, 8, 3, stride=2, padding=1)
+        self.lateral = nn.Conv2d(8, 8, 1)
+        self.out = nn.Conv2d(8, 8, 3, padding=1)
+
+    def forward(self, x):
+        a = F.relu(self.stem(x))
+        b = F.relu(self.down(a))
+        up = F.interpolate(b, scale_factor=2, mode="bilinear", align_corners=False)
+        skip = self.lateral(a)
+        y = up + skip  # fused (upsampling first)
+        z = skip + F.interpolate(b, scale_factor=2, mode="bilinear", align_corners=False)  # fused (second)
+        up2 = F.interpolate(b, scale_factor=2, mode="bilinear", align_corners=False)
+        return self.out(y + z + up2) + up2  # up2 has two users: not fused
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("backend", ["native", "reference"])
+def test_units_upsample_add_is_fused_and_exact(backend):
+    torch.manual_seed(0)
+    net = SkipAfterUpsample().eval()
+    x = torch.randn(2, 3, 64, 96)
+    grid = _mixed_grid((2, 2, 3), seed=5)
+    split = SegBlocks(net, block_size=32)(x, grid)
+    sb = SegBlocks(net, block_size=32, units=True)
+    fused = [n for n in sb.plan.graph.nodes if n.op == "call_function" and "add" in n.kwargs]
+    assert len(fused) == 2  # `up + skip` and `skip + up(b)`; up2 has two users and stays
+    with ops.use_backend(backend):
+        units = sb(x, grid)
+    assert max_rel_diff(units, split) <= TOL
+    assert max_rel_diff(SegBlocks(net, block_size=32, units=True)(x, torch.ones_like(grid)), net(x)) <= TOL
+
+
+def test_upsample2x_units_op_rejects_bad_input():
+    lay = BlockLayout.from_grid(_mixed_grid((1, 2, 2)), 8)
+    bt = BlockTensor(torch.randn(lay.num_highres, 3, 4, 4), torch.randn(lay.num_lowres, 3, 2, 2), lay)
+    with pytest.raises(TypeError, match="BlockTensor"):
+        ops.upsample2x_units(bt.highres)
+    other = BlockLayout.from_grid(_mixed_grid((1, 2, 2), seed=3), 8)
+    skip_elsewhere = BlockTensor(torch.randn(other.num_highres, 3, 8, 8), torch.randn(other.num_lowres, 3, 4, 4),
+                                 other)
+    with pytest.raises(ValueError, match="same layout"):
+        ops.upsample2x_units(bt, skip_elsewhere)
+    wrong_side = BlockTensor(torch.randn(lay.num_highres, 3, 4, 4), torch.randn(lay.num_lowres, 3, 2, 2), lay)
+    with pytest.raises(RuntimeError, match="skip must have the output's shape"):
+        ops.upsample2x_units(bt, wrong_side)
+    out = ops.upsample2x_units(bt, BlockTensor(torch.zeros(lay.num_highres, 3, 8, 8),
+                                               torch.zeros(lay.num_lowres, 3, 4, 4), lay))
+    assert out.quartered and out.block_side == 8
+    torch.testing.assert_close(out.units, ops.upsample2x_units(bt).units)
 
 
 def test_units_training_gradients_match_split():
