@@ -137,7 +137,9 @@ def run(args) -> None:
         net32 = net.to(dev)
         fast = prepare_network(net, torch.float16, dev, fuse_epilogue=args.fuse_epilogue,
                                input_channels=args.input_channels, fast_max_pool=args.fast_max_pool)
-        sb = SegBlocks(fast, units=args.units)  # reads the input padded to sb.in_channels
+        # reads the input padded to sb.in_channels; an all-high-res layout runs the dense network
+        sb = SegBlocks(fast, units=args.units, dense_when_all_highres=True)
+        sb_blocks = SegBlocks(fast, units=args.units)  # all-high-res in blocks: the machinery's overhead
         sb_macs = SegBlocks(net32)           # MACs of the network as defined (3 input channels)
         cin = sb.in_channels
         for batch in [int(b) for b in args.batches.split(",")]:
@@ -186,9 +188,20 @@ def run(args) -> None:
                 eff = sb_macs.count_macs(x32.shape, layout).effective.mean().item() / 1e9
                 row("segblocks", f"fixed {frac:.0%} high-res", "float16", lat, mem, eff, frac=frac)
                 del seg_fixed
+            grid, _ = fixed_grid(n, gh, gw, 1.0)
+            layout = BlockLayout.from_grid(grid.to(dev), 128)
+            seg_fixed = _FixedLayoutGraph(sb_blocks, frames, layout)
+            lat = time_fn(seg_fixed.replay, args.iters)
+            with torch.inference_mode():
+                mem = peak_mb(lambda: sb_blocks.labels(xh, layout=layout))
+            eff = sb_macs.count_macs(x32.shape, layout).effective.mean().item() / 1e9
+            row("segblocks", "fixed 100% high-res, in blocks", "float16", lat, mem, eff, frac=1.0)
+            del seg_fixed
             for tau in taus:
                 seg = GraphedSegmenter(fast, batch, h, w, tau=tau, segblocks=sb)
                 how = "sync-free" if seg.sync_free else "host bucket"
+                if seg.dense_above is not None:
+                    how += f", dense above {seg.dense_above:.0%}"
                 lat = time_fn(lambda: seg.run(frames), args.iters)
                 hr = seg.grid.float().mean().item()
                 layout = BlockLayout.from_grid(seg.grid.clone(), 128)

@@ -152,6 +152,10 @@ class SegmentationEngine:
         fast_path: run frames as CUDA graphs (:mod:`segblocks_core.fastpath`: BatchNorm
             folded, channels_last, one graph set per batch size and image size, captured on
             the first frame of that size). ``None`` (default): on for CUDA with fp16.
+        dense_above: fast path only: a frame whose high-res fraction exceeds this runs all
+            blocks at high resolution, as the dense network (no slower than the static
+            network). ``"auto"`` (default): the crossover measured when the graphs are
+            captured; see :class:`segblocks_core.fastpath.GraphedSegmenter`. None: never.
     """
 
     #: image sizes whose CUDA graphs are kept (least recently used ones are dropped)
@@ -160,7 +164,7 @@ class SegmentationEngine:
     def __init__(self, model: str = "swiftnet_rn18", checkpoint: Optional[str] = None,
                  num_classes: int = 19, device: str = "auto", precision: str = "fp32",
                  block_size: int = 128, class_names: Optional[Sequence[str]] = None,
-                 fast_path: Optional[bool] = None):
+                 fast_path: Optional[bool] = None, dense_above: Union[float, str, None] = "auto"):
         self.device = resolve_device(device)
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
@@ -203,7 +207,11 @@ class SegmentationEngine:
             from .fastpath import prepare_network
             # fold BatchNorm in float32, then cast (folding in fp16 would round twice)
             self._fast_net = prepare_network(copy.deepcopy(self.net).float(), self.dtype, self.device)
-            self._fast_segblocks = SegBlocks(self._fast_net, block_size=block_size, units=True)
+            self._fast_segblocks = SegBlocks(self._fast_net, block_size=block_size, units=True,
+                                             dense_when_all_highres=True)
+        from .fastpath import check_dense_above
+        check_dense_above(dense_above)
+        self.dense_above = dense_above
         log.info("%s on %s (%s%s); %s", model, self.device, precision,
                  ", CUDA-graph fast path" if self.fast_path else "", ops.backend_message())
 
@@ -327,7 +335,8 @@ class SegmentationEngine:
             log.info("capturing CUDA graphs for %d x %dx%d frames (%s; first frame of this size "
                      "only)", n, w, h, "SegBlocks" if adaptive else "dense")
             segmenter = GraphedSegmenter(self._fast_net, n, h, w, self.block_size,
-                                         dense=not adaptive, segblocks=self._fast_segblocks)
+                                         dense=not adaptive, segblocks=self._fast_segblocks,
+                                         dense_above=self.dense_above)
             self._graphs[key] = segmenter
             while len(self._graphs) > self.MAX_GRAPH_SHAPES:
                 self._graphs.popitem(last=False)

@@ -542,6 +542,12 @@ class SegBlocks(nn.Module):
             else 3.
         units: run below the input resolution on units (:func:`units_mode`): one kernel
             per operation for both resolutions. Same values; faster on a GPU.
+        dense_when_all_highres: in eval mode, a layout without low-res blocks runs the dense
+            network (on the input padded to whole blocks): with every block at high
+            resolution, BlockPad reads each block's true neighbourhood, so the blocks compute
+            the dense network's values; running it densely skips the block machinery (equal up
+            to floating-point rounding; ``test_executor.py`` checks it). Off by default, so
+            that an all-high-res grid exercises the blocks; the GPU fast path turns it on.
 
     Call ``segblocks(x, grid)`` with ``grid`` a bool ``[N, ceil(H/B), ceil(W/B)]`` (True =
     high-res), or ``layout=`` a prebuilt :class:`BlockLayout` (e.g. a fixed-capacity,
@@ -550,7 +556,7 @@ class SegBlocks(nn.Module):
 
     def __init__(self, net: nn.Module, block_size: int = 128,
                  global_modules: Iterable[type] = (), in_channels: Optional[int] = None,
-                 units: bool = False):
+                 units: bool = False, dense_when_all_highres: bool = False):
         super().__init__()
         if not isinstance(net, nn.Module):
             raise TypeError(f"net must be an nn.Module, got {type(net).__name__}")
@@ -562,6 +568,7 @@ class SegBlocks(nn.Module):
             in_channels = getattr(net, "input_channels", None) or 3
         self.in_channels = int(in_channels)
         self.units = bool(units)
+        self.dense_when_all_highres = bool(dense_when_all_highres)
         self._global_types = tuple(_GLOBAL_MODULES) + tuple(global_modules)
         traced_graph = _Tracer(self._global_types + (FusedConv2d, BatchNormReLU, MaxPool2d)).trace(net)
         traced = fx.GraphModule(net, traced_graph)
@@ -629,8 +636,11 @@ class SegBlocks(nn.Module):
         layout = self._frame_layout(x, grid, layout)
         h, w = x.shape[-2:]
         x, (hp, wp) = self._pad_to_grid(x, layout)
-        with units_mode(self.units):
-            out = self._plan(x, layout)
+        if self._runs_dense(layout):
+            out = self.net(x)
+        else:
+            with units_mode(self.units):
+                out = self._plan(x, layout)
         if (hp, wp) != (h, w):
             out = _crop_outputs(out, h, w, hp, wp)
         return out
@@ -664,9 +674,16 @@ class SegBlocks(nn.Module):
         layout = self._frame_layout(x, grid, layout)
         h, w = x.shape[-2:]
         x, (hp, wp) = self._pad_to_grid(x, layout)
-        with units_mode(self.units):
-            out = block_plan(x, layout)
+        if self._runs_dense(layout):
+            out = dense_plan(x)
+        else:
+            with units_mode(self.units):
+                out = block_plan(x, layout)
         return out[..., :h, :w] if (hp, wp) != (h, w) else out
+
+    def _runs_dense(self, layout: BlockLayout) -> bool:
+        """``layout`` has no low-res block and the dense network may stand in (eval mode)."""
+        return self.dense_when_all_highres and layout.num_lowres == 0 and not self.net.training
 
     # -- MAC counting --------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 import torch.fx as fx
@@ -47,7 +47,8 @@ from .fused import (fuse_batchnorm_relu, fuse_conv_epilogue, fuse_upsample_add, 
 from .layout import BlockLayout
 from .policy import ComplexityPolicy
 
-__all__ = ["fold_batchnorm", "pad_input_channels", "prepare_network", "GraphedSegmenter", "conditional_graphs_supported"]
+__all__ = ["fold_batchnorm", "pad_input_channels", "prepare_network", "GraphedSegmenter", "bucket_capacity",
+           "conditional_graphs_supported"]
 
 
 def fold_batchnorm(net: nn.Module) -> nn.Module:
@@ -155,6 +156,26 @@ def _if_node(pred: Tensor):
         graph.end_capture_to_conditional_node()
 
 
+def check_dense_above(dense_above) -> None:
+    if dense_above is None or dense_above == "auto":
+        return
+    if isinstance(dense_above, str) or not 0.0 <= float(dense_above) <= 1.0:
+        raise ValueError(f"dense_above must be a fraction in [0, 1], 'auto' or None, got {dense_above!r}")
+
+
+def bucket_capacity(count, step: int, total: int, dense_above: Optional[float] = None):
+    """High-res capacity of the bucket for ``count`` high-res blocks (host int or device
+    tensor): ``count`` rounded up to a multiple of ``step`` (the most complex low-res blocks
+    are promoted), at most ``total``. With ``dense_above``, a capacity above that fraction
+    of ``total`` becomes ``total``: every block high-res, which the fast path runs as the
+    dense network, no slower than the static one and at least as accurate as the grid."""
+    k = (count + step - 1) // step * step
+    limit = total if dense_above is None else dense_above * total
+    if isinstance(k, Tensor):
+        return torch.where(k > limit, torch.full_like(k, total), k).clamp(max=total)
+    return total if k > limit else min(k, total)
+
+
 class GraphedSegmenter:
     """Frame-in, labels-out CUDA graph for a fixed batch size and image size.
 
@@ -172,6 +193,14 @@ class GraphedSegmenter:
         concurrent: run each convolution's low-res half on a second stream, in parallel
             with the high-res half (two branches of the graph; see
             :func:`segblocks_core.executor.concurrent_lowres`).
+        dense_above: frames whose high-res fraction (after bucketing) exceeds this run every
+            block at high resolution, as the dense network (:func:`bucket_capacity`; the
+            SegBlocks built here has ``dense_when_all_highres=True``): past some fraction
+            the block machinery is slower than the dense network, and then all-high-res is
+            both faster and at least as accurate. ``"auto"`` (default): measured at capture,
+            the smallest bucket whose graph replays no faster than the all-high-res one and
+            every larger bucket are promoted (with conditional nodes, where buckets are not
+            separate graphs: 0.5). A float in [0, 1]: that fraction. None: never.
 
     Call :meth:`run` with a uint8 ``[N, H, W, 3]`` tensor (pinned host memory or device);
     it returns device tensors ``labels [N, H, W] uint8`` and ``grid [N, GH, GW] bool`` that
@@ -180,7 +209,8 @@ class GraphedSegmenter:
 
     def __init__(self, net: nn.Module, batch: int, height: int, width: int, block_size: int = 128,
                  tau: float = 0.3, num_buckets: int = 16, dense: bool = False, sync_free: Optional[bool] = None,
-                 segblocks: Optional[SegBlocks] = None, concurrent: bool = True, lagged: bool = False):
+                 segblocks: Optional[SegBlocks] = None, concurrent: bool = True, lagged: bool = False,
+                 dense_above: Union[float, str, None] = "auto"):
         param = next(net.parameters())
         if param.device.type != "cuda":
             raise ValueError("GraphedSegmenter needs a network on a CUDA device")
@@ -196,15 +226,20 @@ class GraphedSegmenter:
         if self.sync_free and not conditional_graphs_supported():
             raise RuntimeError("this torch build cannot capture conditional CUDA graph nodes; "
                                "use sync_free=False")
-        self.segblocks = segblocks or SegBlocks(net, block_size, units=True)
+        check_dense_above(dense_above)
+        self._auto_dense = dense_above == "auto"
+        # until measured (auto): never promote; the capacities are the plain buckets
+        self.dense_above: Optional[float] = None if self._auto_dense else dense_above
+        self.bucket_ms: dict[int, float] = {}  # auto: median replay time of each bucket graph
+        self.segblocks = segblocks or SegBlocks(net, block_size, units=True, dense_when_all_highres=True)
         self._lowres_stream = torch.cuda.Stream(self.device) if concurrent and not dense else None
         self.block_size = block_size
         self.policy = ComplexityPolicy(0.0, block_size)
         n, gh, gw = self.segblocks.grid_shape((batch, 3, height, width))
         self.total_blocks = n * gh * gw
         step = math.ceil(self.total_blocks / num_buckets)
-        self.capacities = sorted({min(self.total_blocks, j * step) for j in range(num_buckets + 1)})
         self.step = step
+        self.capacities = sorted({self._bucket_capacity(j * step) for j in range(num_buckets + 1)})
         dev = self.device
         self.images = torch.zeros((batch, height, width, 3), dtype=torch.uint8, device=dev)
         self.tau = torch.tensor(float(tau), device=dev)
@@ -243,8 +278,7 @@ class GraphedSegmenter:
 
     def _bucket_capacity(self, count):
         """Capacity of the bucket for ``count`` high-res blocks (host int or device tensor)."""
-        k = (count + self.step - 1) // self.step * self.step
-        return k.clamp(max=self.total_blocks) if isinstance(k, Tensor) else min(k, self.total_blocks)
+        return bucket_capacity(count, self.step, self.total_blocks, self.dense_above)
 
     # -- capture -------------------------------------------------------------------------
 
@@ -289,6 +323,28 @@ class GraphedSegmenter:
             for k in self.capacities:
                 self._graphs[k] = self._capture_one(
                     lambda k=k: self._body(self._x, self._complexity, self._grid, k), pool)
+        if self._auto_dense and not self.dense:
+            self.dense_above = 0.5 if self.sync_free else self._measure_dense_above()
+
+    def _measure_dense_above(self, reps: int = 5) -> Optional[float]:
+        """Replay every bucket graph ``reps`` times; return the fraction above which buckets
+        are promoted to all-high-res: just below the smallest capacity whose median replay
+        is no faster than the all-high-res graph's (None if there is none)."""
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        for k in self.capacities:
+            times = []
+            for _ in range(reps):
+                start.record()
+                self._graphs[k].replay()
+                end.record()
+                end.synchronize()
+                times.append(start.elapsed_time(end))
+            self.bucket_ms[k] = sorted(times)[reps // 2]
+        full = self.bucket_ms[self.total_blocks]
+        slower = [k for k in self.capacities if k < self.total_blocks and self.bucket_ms[k] >= full]
+        if not slower:
+            return None
+        return (min(slower) - 0.5) / self.total_blocks
 
     def _capture_one(self, fn, pool) -> torch.cuda.CUDAGraph:
         graph = torch.cuda.CUDAGraph()

@@ -66,6 +66,48 @@ def test_input_not_multiple_of_block_size_is_padded_and_cropped():
     assert max_rel_diff(out, dense) <= TOL
 
 
+@torch.no_grad()
+def test_dense_when_all_highres_runs_the_dense_network_only_for_all_highres_layouts():
+    net = eval_net(swiftnet_rn18)
+    x = torch.randn(1, 3, 270, 480)  # not a multiple of the block size: padded, then cropped
+    sb = SegBlocks(net, dense_when_all_highres=True)
+    blocks = SegBlocks(net)
+    grid = all_hr(1, 270, 480)
+    want = blocks(x, grid)
+    want_labels = blocks.labels(x, grid)
+
+    def no_plan(*args, **kwargs):
+        raise AssertionError("the block plan ran")
+    sb.labels(x, grid)  # builds the labels plans
+    real = sb._plan, sb._labels_plans
+    object.__setattr__(sb, "_plan", no_plan)  # from here any use of a block plan fails
+    sb._labels_plans = (real[1][0], no_plan)
+    out = sb(x, grid)
+    assert out.shape == want.shape and max_rel_diff(out, want) <= TOL
+    padded = F.pad(x, (0, 512 - 480, 0, 384 - 270))
+    torch.testing.assert_close(out, net(padded)[..., :270, :480], rtol=0, atol=0)
+    labels = sb.labels(x, grid)
+    assert labels.shape == want_labels.shape and (labels == want_labels).float().mean() > 0.999
+    # one low-res block: the blocks run
+    mixed = grid.clone()
+    mixed[0, 0, 0] = False
+    for fn in (sb, sb.labels):
+        with pytest.raises(AssertionError, match="block plan ran"):
+            fn(x, mixed)
+    object.__setattr__(sb, "_plan", real[0])
+    sb._labels_plans = real[1]
+    torch.testing.assert_close(sb(x, mixed), blocks(x, mixed), rtol=0, atol=0)
+
+
+def test_dense_when_all_highres_keeps_blocks_in_training():
+    net = swiftnet_rn18().train()
+    sb = SegBlocks(net, dense_when_all_highres=True)
+    layout = sb.make_layout(torch.zeros(1, 3, 128, 256), all_hr(1, 128, 256))
+    assert not sb._runs_dense(layout)
+    net.eval()
+    assert sb._runs_dense(layout)
+
+
 def resnet_trunk(net):
     return nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool,
                          net.layer1, net.layer2, net.layer3, net.layer4)

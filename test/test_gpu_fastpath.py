@@ -38,6 +38,45 @@ def conditional_nodes():
     return conditional_graphs_supported()
 
 
+def test_bucket_capacity_rounds_up_and_promotes_above_dense_above():
+    from segblocks_core.fastpath import bucket_capacity
+    step, total = 8, 64
+    assert [bucket_capacity(c, step, total) for c in (0, 1, 8, 9, 33, 63, 64)] == [0, 8, 8, 16, 40, 64, 64]
+    # above half of the blocks: all of them (the dense network)
+    assert [bucket_capacity(c, step, total, 0.5) for c in (0, 9, 25, 32, 33, 40)] == [0, 16, 32, 32, 64, 64]
+    assert bucket_capacity(1, step, total, 0.0) == total and bucket_capacity(0, step, total, 0.0) == 0
+    counts = torch.arange(total + 1)
+    for dense_above in (None, 0.5, 0.3):
+        want = [bucket_capacity(int(c), step, total, dense_above) for c in counts]
+        assert bucket_capacity(counts, step, total, dense_above).tolist() == want
+
+
+def test_dense_above_is_checked():
+    from segblocks_core.fastpath import check_dense_above
+    for ok in (None, "auto", 0.0, 0.5, 1):
+        check_dense_above(ok)
+    for bad in (-0.1, 1.5, "always"):
+        with pytest.raises(ValueError, match="dense_above"):
+            check_dense_above(bad)
+
+
+@cuda
+def test_auto_dense_above_promotes_only_buckets_no_faster_than_all_highres(nets):
+    from segblocks_core.fastpath import GraphedSegmenter
+    _, fast = nets
+    seg = GraphedSegmenter(fast, 1, 256, 512, tau=0.3, num_buckets=8, sync_free=False)
+    assert set(seg.bucket_ms) == set(seg.capacities)
+    full = seg.bucket_ms[seg.total_blocks]
+    kept = [k for k in seg.capacities if seg._bucket_capacity(k) == k < seg.total_blocks]
+    promoted = [k for k in seg.capacities if seg._bucket_capacity(k) == seg.total_blocks > k]
+    assert all(seg.bucket_ms[k] < full for k in kept), seg.bucket_ms
+    assert all(p > k for p in promoted for k in kept)  # a threshold: the largest buckets
+    if promoted:
+        assert seg.bucket_ms[min(promoted)] >= full, seg.bucket_ms
+    else:
+        assert seg.dense_above is None
+
+
 @cuda
 @pytest.mark.parametrize("sync_free", [True, False])
 def test_graphed_segmenter_matches_reference_path(nets, sync_free):
@@ -53,8 +92,9 @@ def test_graphed_segmenter_matches_reference_path(nets, sync_free):
     x = normalize(imgs)
     policy_grid = seg.policy(x, 0.5)
     assert (grid | ~policy_grid).all()
-    count = int(grid.sum())
-    assert count in seg.capacities and count - int(policy_grid.sum()) < seg.step
+    count, need = int(grid.sum()), int(policy_grid.sum())
+    assert count in seg.capacities and count == seg._bucket_capacity(need)
+    assert count - need < seg.step or count == seg.total_blocks  # rounded up, or all (dense)
     # fp32 reference ops on the same layout (fp16 tolerance: >= 99% equal class ids)
     with torch.inference_mode():
         ref = SegBlocks(net)(x, grid).argmax(1)
