@@ -55,6 +55,8 @@ TORCH_LIBRARY(segblocks, m) {
       "upsample2x_units(Tensor highres, Tensor lowres, Tensor hr_pos, Tensor lr_pos, Tensor block_map, "
       "bool quartered, Tensor? skip=None) -> Tensor");
   m.def("upsample2x_dense(Tensor x, Tensor? skip=None) -> Tensor");
+  // the complexity policy's per-cell texture (ops/complexity.h), float32 [N, H/f, W/f]
+  m.def("cell_complexity(Tensor x, int channels, int factor, float floor) -> Tensor");
   // the same head from block_pad_units' tiles (padding 1, replicate): no neighbour lookups
   m.def(
       "upsample_argmax_units(Tensor units_padded, Tensor hr_pos, Tensor lr_pos, Tensor block_map, "

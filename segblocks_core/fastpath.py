@@ -315,7 +315,7 @@ class GraphedSegmenter:
             self._complexity, self._grid = self._policy(self._x)
 
             def policy():
-                self._x.copy_(self._input())
+                normalize(self.images, self.dtype, self.segblocks.in_channels, out=self._x)
                 complexity, grid = self._policy(self._x)
                 self._complexity.copy_(complexity)
                 self._grid.copy_(grid)

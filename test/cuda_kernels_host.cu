@@ -11,6 +11,7 @@
 
 #include "ops/cuda/block_copy.cuh"
 #include "ops/cuda/block_pad.cuh"
+#include "ops/cuda/complexity.cuh"
 #include "ops/cuda/max_pool.cuh"
 #include "ops/cuda/upsample2x.cuh"
 #include "ops/cuda/upsample_argmax.cuh"
@@ -178,6 +179,16 @@ int segblocks_host_upsample2x_dense(int dtype, const void* x, const int64_t* str
     with_upsample2x_dense(static_cast<const T*>(x), strides_from(strides), static_cast<const T*>(skip),
                           strides_from(skip_strides), static_cast<T*>(out), n, channels, h, w, channels_last != 0,
                           index32 != 0, RunOnHost{});
+  });
+}
+
+int segblocks_host_cell_complexity(int dtype, const void* x, const int64_t* strides, float* out, int64_t n,
+                                   int64_t h, int64_t w, int64_t channels, int64_t factor, float floor,
+                                   int index32) {
+  return with_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    with_cell_complexity(static_cast<const T*>(x), strides_from(strides), out, n, h, w, channels, factor, floor,
+                         index32 != 0, RunOnHost{});
   });
 }
 

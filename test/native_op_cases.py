@@ -284,6 +284,30 @@ def check_upsample2x_dense(device, dtype, layout: str, geometry: Geometry) -> No
         _check_layout([got], layout)
 
 
+def complexity_input(geometry: Geometry, dtype, device, layout: str) -> tuple[Tensor, int]:
+    """A dense map with textured, flat and nearly flat (below the floor) cells, and the
+    cell size that divides it (4, the policy's, where possible)."""
+    _, x = dense_input(geometry, dtype, device, layout)
+    x = x.clone()
+    h, w = x.shape[-2:]
+    factor = 4 if h % 4 == 0 and w % 4 == 0 else 2
+    x[..., :factor, :] = 0.25                   # a flat row of cells
+    x[..., -factor:, :factor] = -1.0            # nearly flat: deviations below the floor (fp32/64)
+    x[..., -factor:, 0] = -1.0 + 5e-5
+    return x, factor
+
+
+def check_cell_complexity(device, dtype, layout: str, geometry: Geometry) -> None:
+    x, factor = complexity_input(geometry, dtype, device, layout)
+    for channels in (1, x.shape[1]):
+        got = torch.ops.segblocks.cell_complexity(x, channels, factor, 1e-4)
+        want = _reference.cell_complexity(x, channels, factor, 1e-4)
+        assert got.dtype == torch.float32 and got.is_contiguous()
+        # float32 sums of the same values (the 16-pixel mean may differ by an ulp)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+        assert (got[:, 0] == 0).all(), "flat cells have no texture"
+
+
 def assert_labels_match(got: Tensor, logits: Tensor) -> None:
     """``got`` (uint8 labels) equals ``logits.argmax(1)`` wherever the top two logits are
     further apart than rounding could move them; exact ties and near-ties may differ
@@ -434,6 +458,7 @@ _CHECKS = {
     "upsample2x_units": check_upsample2x_units,
     "upsample2x_units_quartered": check_upsample2x_units_quartered,
     "upsample2x_dense": check_upsample2x_dense,
+    "cell_complexity": check_cell_complexity,
 }
 HEAD_FACTORS = (1, 3, 4)  # 4: SwiftNet's final upsampling; 3: a factor that is not a power of two
 
@@ -554,7 +579,7 @@ def engine_fp16_errors(size: int = 256) -> tuple[float, float, float]:
 OPS = ("split", "combine", "block_pad", "split_backward", "combine_backward", "block_pad_backward")
 # not differentiable (inference only): opcheck only
 HEAD_OPS = ("upsample_argmax", "upsample_argmax_dense", "upsample_argmax_units", "block_pad_units",
-            "max_pool_units", "max_pool_dense", "upsample2x_units", "upsample2x_dense")
+            "max_pool_units", "max_pool_dense", "upsample2x_units", "upsample2x_dense", "cell_complexity")
 OPCHECK_SAMPLES = {
     "mixed-channels_last-f32": dict(layout="channels_last", dtype=torch.float32),
     "tiny2px-contiguous-f64": dict(geometry="tiny_2px_batch2", dtype=torch.float64, mode="constant"),
@@ -593,6 +618,7 @@ def op_samples(device, dtype=torch.float64, layout="contiguous", geometry="mixed
                                          layout, 9)),
         "upsample2x_dense": (x.detach(), make_tensor((x.shape[0], x.shape[1], 2 * x.shape[2], 2 * x.shape[3]),
                                                      dtype, device, layout, 10)),
+        "cell_complexity": (x.detach(), x.shape[1], 2, 1e-4),
     }
 
 

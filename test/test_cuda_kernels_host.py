@@ -232,6 +232,23 @@ def test_max_pool_units_and_dense(lib, geometry, layout, dtype, index32, quarter
 
 @COMMON
 @DTYPES
+@LAYOUTS
+@GEOMETRIES
+def test_cell_complexity(lib, geometry, layout, dtype, index32):
+    """The CUDA element code of the policy's per-cell texture: bitwise the native CPU op."""
+    x, factor = cases.complexity_input(geometry, dtype, "cpu", layout)
+    n, c, h, w = x.shape
+    for channels in (1, c):
+        got = torch.full((n, h // factor, w // factor), float("nan"))
+        _call(lib.segblocks_host_cell_complexity, DTYPE_CODES[dtype], _ptr(x), _i64(x.stride()), _ptr(got),
+              ctypes.c_int64(n), ctypes.c_int64(h), ctypes.c_int64(w), ctypes.c_int64(channels),
+              ctypes.c_int64(factor), ctypes.c_float(1e-4), int(index32))
+        torch.testing.assert_close(got, torch.ops.segblocks.cell_complexity(x, channels, factor, 1e-4), rtol=0,
+                                   atol=0)
+
+
+@COMMON
+@DTYPES
 @BLOCK_PAD_LAYOUTS
 @GEOMETRIES
 @pytest.mark.parametrize("quartered", [False, True], ids=["blocks_in", "units_in"])

@@ -49,6 +49,15 @@ def test_normalize_values_layout_and_zero_channels():
     assert torch.equal(x8[:, :3], x) and not x8[:, 3:].any()
     with pytest.raises(ValueError, match="channels must be >= 3"):
         normalize(imgs, torch.float32, 2)
+    # into a given buffer (the fast path's static input), stale values overwritten
+    buf = torch.full((2, 4, 5, 7), 7.0, dtype=torch.float16).contiguous(memory_format=torch.channels_last)
+    assert normalize(imgs, torch.float16, 4, out=buf).data_ptr() == buf.data_ptr()
+    assert torch.equal(buf, x4)
+    for bad in (torch.empty(2, 4, 5, 7, dtype=torch.float16),  # NCHW
+                torch.empty(2, 4, 5, 7).contiguous(memory_format=torch.channels_last),  # float32
+                torch.empty(2, 3, 5, 7, dtype=torch.float16).contiguous(memory_format=torch.channels_last)):
+        with pytest.raises(ValueError, match="out must be"):
+            normalize(imgs, torch.float16, 4, out=bad)
 
 
 def test_pad_input_channels_keeps_the_dense_function(net):

@@ -85,3 +85,21 @@ def test_bad_inputs():
         ComplexityPolicy("0.3")
     with pytest.raises(ValueError, match="multiple of 4"):
         ComplexityPolicy(0.3, block_size=10)
+
+
+def test_native_cell_complexity_gives_the_reference_complexity():
+    """Whole blocks take the one-pass native kernel (ops.cell_complexity); the values are the
+    reference formula's (float32 sums of the same terms), flat blocks exactly 0."""
+    from segblocks_core import ops
+    gen = torch.Generator().manual_seed(3)
+    img = (torch.rand(2, 64, 96, 3, generator=gen) * 255).to(torch.uint8)
+    img[0, :32, :32] = 128  # a flat block
+    for dtype in (torch.float32, torch.float16):
+        x = normalize(img, dtype, 4)[:, :3]
+        policy = ComplexityPolicy(0.3, block_size=32)
+        with ops.use_backend("native"):
+            got = policy.complexity(x)
+        with ops.use_backend("reference"):
+            want = policy.complexity(x)
+        assert got.shape == (2, 2, 3) and got[0, 0, 0] == 0
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)

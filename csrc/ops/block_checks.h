@@ -361,6 +361,15 @@ inline void check_upsample2x_dense_args(const at::Tensor& x, const std::optional
   check_upsample_skip(op, skip, x, {x.size(0), x.size(1), 2 * x.size(2), 2 * x.size(3)});
 }
 
+inline void check_cell_complexity_args(const at::Tensor& x, int64_t channels, int64_t factor) {
+  const char* op = "cell_complexity";
+  check_feature_tensor(op, "x", x);
+  TORCH_CHECK(channels >= 1 && channels <= x.size(1), op, ": channels must be in [1, ", x.size(1), "], got ",
+              channels);
+  TORCH_CHECK(factor >= 1 && x.size(2) % factor == 0 && x.size(3) % factor == 0, op, ": the image ",
+              x.sizes(), " must divide into cells of ", factor, " x ", factor, " pixels");
+}
+
 // block_pad_backward(grad_highres_padded, grad_lowres_padded, hr_pos, lr_pos, block_map,
 //                    padding, mode)
 inline BlockPadArgs check_block_pad_backward_args(const at::Tensor& grad_highres_padded,

@@ -26,6 +26,7 @@ __all__ = [
     "use_backend", "has_native", "BUILD_HINT", "split_tensor", "combine_tensor",
     "block_pad_tensor", "block_pad_units_tensor", "upsample_argmax_tensor", "upsample_argmax_units_tensor",
     "max_pool_units_tensor", "upsample2x_units", "upsample2x_dense", "upsample2x_units_tensor",
+    "cell_complexity",
 ]
 
 BUILD_HINT = (
@@ -240,6 +241,17 @@ def upsample2x_dense(x: Tensor, skip: Optional[Tensor] = None) -> Tensor:
     if _no_grad(x, skip) and _use_native(x.device, "upsample2x_dense"):
         return torch.ops.segblocks.upsample2x_dense(x, skip)
     return _reference.upsample2x_dense(x, skip)
+
+
+def cell_complexity(x: Tensor, channels: int, factor: int, floor: float) -> Tensor:
+    """Per-cell texture of the complexity policy (:class:`segblocks_core.policy.ComplexityPolicy`),
+    float32 ``[N, H/factor, W/factor]``: the sum over the first ``channels`` channels and the
+    cell's pixels of ``|x - cell mean|`` (values ``<= floor`` count as 0). One pass over ``x``
+    with the native kernel (no gradient)."""
+    _check_feature_map(x)
+    if _no_grad(x) and _use_native(x.device, "cell_complexity"):
+        return torch.ops.segblocks.cell_complexity(x, int(channels), int(factor), float(floor))
+    return _reference.cell_complexity(x, int(channels), int(factor), float(floor))
 
 
 def upsample_argmax_units_tensor(units_padded: Tensor, hr_pos: Tensor, lr_pos: Tensor,

@@ -176,6 +176,14 @@ if hasattr(torch.ops.segblocks, "upsample2x_units"):  # an extension built befor
     torch.library.register_fake("segblocks::upsample2x_dense")(_upsample2x_dense_fake)
 
 
+def _cell_complexity_fake(x: Tensor, channels: int, factor: int, floor: float):
+    return x.new_empty((x.shape[0], x.shape[2] // factor, x.shape[3] // factor), dtype=torch.float32)
+
+
+if hasattr(torch.ops.segblocks, "cell_complexity"):  # an extension built before the op lacks it
+    torch.library.register_fake("segblocks::cell_complexity")(_cell_complexity_fake)
+
+
 @torch.library.register_fake("segblocks::block_pad_backward")
 def _block_pad_backward_fake(grad_highres_padded: Tensor, grad_lowres_padded: Tensor,
                              hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor, padding: int,

@@ -198,6 +198,17 @@ def _upsample_blocks(blocks: Tensor, factor: int) -> Tensor:
     return up[:, :, factor:up.shape[2] - factor, factor:up.shape[3] - factor]
 
 
+def cell_complexity(x: Tensor, channels: int, factor: int, floor: float) -> Tensor:
+    """The complexity policy's per-cell texture, float32 ``[N, H/f, W/f]``: per ``f x f``
+    cell, the sum over the first ``channels`` channels and its pixels of
+    ``|x - cell mean|``, values ``<= floor`` counted as 0."""
+    x = x[:, :channels].float()
+    n, c, h, w = x.shape
+    patches = x.reshape(n, c, h // factor, factor, w // factor, factor)
+    diff = (patches - patches.mean((3, 5), keepdim=True)).abs_()
+    return F.threshold(diff, floor, 0.0).sum((1, 3, 5))
+
+
 def upsample2x_units(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor,
                      quartered: bool = False, skip: Optional[Tensor] = None) -> Tensor:
     """Bilinear x2 of :func:`block_pad_units` tiles (1 px, replicate), cropped back:

@@ -104,6 +104,12 @@ cudaError_t launch_upsample2x_dense(const scalar_t* x, Strides4 strides, const s
                                     Strides4 skip_strides, scalar_t* out, int64_t n, int64_t channels, int64_t h,
                                     int64_t w, bool channels_last, bool index32, cudaStream_t stream);
 
+// cell_complexity: the policy's per-cell texture, float32 [N, H/f, W/f] (ops/complexity.h).
+template <typename scalar_t>
+cudaError_t launch_cell_complexity(const scalar_t* x, Strides4 strides, float* out, int64_t n, int64_t h,
+                                   int64_t w, int64_t channels, int64_t factor, float floor, bool index32,
+                                   cudaStream_t stream);
+
 // upsample_argmax_units: the same labels from block_pad_units' padded tiles (padding 1).
 template <typename scalar_t>
 cudaError_t launch_upsample_argmax_units(const scalar_t* units, Strides4 strides, uint8_t* labels,
