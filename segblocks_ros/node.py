@@ -75,6 +75,20 @@ _REJECT_LOG_PERIOD_S = 5.0
 _HEALTH_PERIOD_S = 1.0
 
 
+def parse_dense_above(text: str):
+    """The dense_above parameter: 'auto', 'off' (None) or a fraction in [0, 1]."""
+    value = str(text).strip().lower()
+    if value in ("auto", "off"):
+        return None if value == "off" else "auto"
+    try:
+        fraction = float(value)
+    except ValueError:
+        fraction = float("nan")
+    if not 0.0 <= fraction <= 1.0:
+        raise StartupError(f"parameter 'dense_above' must be auto, off or a fraction in [0, 1], got {text!r}")
+    return fraction
+
+
 class StartupError(RuntimeError):
     """The node cannot start (bad parameter, checkpoint or device); the message says why
     and what to change."""
@@ -217,6 +231,12 @@ class SegBlocksNode(Node):
                 "On a CUDA device with fp16: run frames as CUDA graphs (BatchNorm folded, fused "
                 "convolution epilogues; graphs captured on the first frame of each size). "
                 "false: the eager executor. No effect on the CPU.", read_only=True)),
+            ("dense_above", "auto", _descriptor(
+                "Fast path: frames whose high-res fraction (after bucketing) exceeds this run "
+                "every block at high resolution, as the dense network (faster there, and at "
+                "least as accurate). auto: the crossover measured when the graphs are captured; "
+                "a fraction such as 0.6; off: never.", read_only=True,
+                constraints="auto | off | 0.0 .. 1.0")),
             ("block_size", 128, _descriptor(
                 "SegBlocks block side in input pixels (multiple of 64 for SwiftNet).",
                 read_only=True, int_range=(64, 1024, 64))),
@@ -276,12 +296,13 @@ class SegBlocksNode(Node):
             raise StartupError(f"class_names has {len(names)} entries but num_classes is "
                                f"{num_classes}; give one name per class")
         checkpoint = self._param("checkpoint")
+        dense_above = parse_dense_above(self._param("dense_above"))
         try:
             engine = SegmentationEngine(
                 model=self._param("model"), checkpoint=checkpoint, num_classes=num_classes,
                 device=self._param("device"), precision=self._param("precision"),
                 block_size=self._param("block_size"), class_names=names,
-                fast_path=None if self._param("fast_path") else False)
+                fast_path=None if self._param("fast_path") else False, dense_above=dense_above)
         except CheckpointError as exc:
             raise StartupError(f"{exc} (parameter checkpoint)") from None
         except (ValueError, TypeError) as exc:

@@ -225,7 +225,7 @@ def test_parameter_descriptors(ros):
     node = ros.start_node()
     desc = {d.name: d for d in node.describe_parameters(
         ["tau", "adaptive", "overlay_alpha", "model", "checkpoint", "num_classes", "class_names",
-         "palette", "device", "precision", "fast_path", "block_size", "input_transport", "cameras",
+         "palette", "device", "precision", "fast_path", "dense_above", "block_size", "input_transport", "cameras",
          "qos_reliability", "max_image_pixels"])}
     for n, d in desc.items():
         assert d.description, n
@@ -246,6 +246,7 @@ def test_parameter_descriptors(ros):
     ({"cameras": ["front", "front"]}, "unique"),
     ({"class_names": ["a", "b"]}, "class_names has 2 entries"),
     ({"palette": [1, 2]}, "palette"),
+    ({"dense_above": "sometimes"}, "dense_above"),
 ])
 def test_start_up_errors_say_what_to_do(ros, params, needle):
     with pytest.raises(StartupError) as info:
@@ -509,6 +510,17 @@ def test_frame_accounting_30hz_with_slow_inference(ros):
     # the parameter service answered while the model ran
     assert len(service_times) >= 10
     assert max(service_times) < min(0.5, inference_s), (max(service_times), inference_s)
+
+
+def test_dense_above_parameter_is_parsed_and_reaches_the_engine(ros):
+    from segblocks_ros.node import StartupError, parse_dense_above
+    assert parse_dense_above("auto") == "auto" and parse_dense_above(" OFF ") is None
+    assert parse_dense_above("0.6") == 0.6 and parse_dense_above("1") == 1.0
+    for bad in ("1.5", "-0.1", "nan", "sometimes", ""):
+        with pytest.raises(StartupError, match="dense_above"):
+            parse_dense_above(bad)
+    node = ros.start_node(dense_above="0.7")
+    assert node._engine.dense_above == 0.7
 
 
 @pytest.mark.parametrize("fast_path", [True, False])
