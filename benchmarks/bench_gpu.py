@@ -20,7 +20,6 @@ import datetime
 import json
 import os
 import re
-import statistics
 import sys
 import time
 
@@ -34,6 +33,7 @@ from segblocks_core.engine import normalize  # noqa: E402
 from segblocks_core.executor import concurrent_lowres  # noqa: E402
 from segblocks_core.fastpath import GraphedSegmenter, prepare_network  # noqa: E402
 from segblocks_core.fused import fast_upsampling  # noqa: E402
+from segblocks_core.timing import cuda_median_ms  # noqa: E402
 from segblocks_core.layout import BlockLayout  # noqa: E402
 from segblocks_core.models import build_model  # noqa: E402
 
@@ -49,18 +49,8 @@ def randomize_bn(net, seed=0):
 
 
 def time_fn(fn, iters, warmup=10):
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(iters):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
+    """Median CUDA-event time of ``fn()`` in ms over ``iters`` calls after ``warmup``."""
+    return cuda_median_ms(fn, iters, warmup)
 
 
 def peak_mb(fn):

@@ -46,6 +46,7 @@ from .fused import (fuse_batchnorm_relu, fuse_conv_epilogue, fuse_upsample_add, 
                     use_fast_pooling)
 from .layout import BlockLayout
 from .policy import ComplexityPolicy
+from .timing import cuda_median_ms
 
 __all__ = ["fold_batchnorm", "pad_input_channels", "prepare_network", "GraphedSegmenter", "bucket_capacity",
            "conditional_graphs_supported"]
@@ -330,16 +331,8 @@ class GraphedSegmenter:
         """Replay every bucket graph ``reps`` times; return the fraction above which buckets
         are promoted to all-high-res: just below the smallest capacity whose median replay
         is no faster than the all-high-res graph's (None if there is none)."""
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         for k in self.capacities:
-            times = []
-            for _ in range(reps):
-                start.record()
-                self._graphs[k].replay()
-                end.record()
-                end.synchronize()
-                times.append(start.elapsed_time(end))
-            self.bucket_ms[k] = sorted(times)[reps // 2]
+            self.bucket_ms[k] = cuda_median_ms(self._graphs[k].replay, reps)
         full = self.bucket_ms[self.total_blocks]
         slower = [k for k in self.capacities if k < self.total_blocks and self.bucket_ms[k] >= full]
         if not slower:

@@ -29,6 +29,8 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .timing import cuda_median_ms
+
 __all__ = ["FusedConv2d", "conv_bias_relu", "fuse_conv_epilogue", "BatchNormReLU",
            "fuse_batchnorm_relu", "adaptive_avg_pool2d", "use_fast_pooling", "MaxPool2d",
            "use_fast_max_pooling"]
@@ -71,18 +73,6 @@ def _fused(x, weight, bias, stride, padding, dilation, groups, residual):
     return torch.cudnn_convolution_add_relu(x, weight, residual, 1.0, bias, stride, padding, dilation, groups)
 
 
-def _median_ms(fn, reps: int = 5) -> float:
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[reps // 2]
-
-
 def _fused_is_faster(args) -> bool:
     """Time both ways (outside CUDA-graph capture); False if cuDNN rejects the fused call."""
     try:
@@ -90,7 +80,7 @@ def _fused_is_faster(args) -> bool:
     except RuntimeError:
         return False
     _unfused(*args)
-    return _median_ms(lambda: _fused(*args)) < _median_ms(lambda: _unfused(*args))
+    return cuda_median_ms(lambda: _fused(*args)) < cuda_median_ms(lambda: _unfused(*args))
 
 
 def _tuple2(v) -> tuple[int, int]:
