@@ -167,26 +167,22 @@ def run(args) -> None:
             row("static", STATIC_BEST, "float16", lat, mem, dense_gmacs)
             del seg
             n, gh, gw = sb.grid_shape((batch, 3, h, w))
-            for frac in fractions:
-                grid, k = fixed_grid(n, gh, gw, frac)
+
+            def fixed_row(segblocks, frac, config):
+                """A fixed layout of ``frac`` high-res blocks, the frame captured for it."""
+                grid, _ = fixed_grid(n, gh, gw, frac)
                 layout = BlockLayout.from_grid(grid.to(dev), 128)
-                # fixed layout: capture the frame for exactly this grid
-                seg_fixed = _FixedLayoutGraph(sb, frames, layout)
+                seg_fixed = _FixedLayoutGraph(segblocks, frames, layout)
                 lat = time_fn(seg_fixed.replay, args.iters)
                 with torch.inference_mode():
-                    mem = peak_mb(lambda: sb.labels(xh, layout=layout))
-                eff = sb_macs.count_macs(x32.shape, layout).effective.mean().item() / 1e9
-                row("segblocks", f"fixed {frac:.0%} high-res", "float16", lat, mem, eff, frac=frac)
+                    mem = peak_mb(lambda: segblocks.labels(xh, layout=layout))
                 del seg_fixed
-            grid, _ = fixed_grid(n, gh, gw, 1.0)
-            layout = BlockLayout.from_grid(grid.to(dev), 128)
-            seg_fixed = _FixedLayoutGraph(sb_blocks, frames, layout)
-            lat = time_fn(seg_fixed.replay, args.iters)
-            with torch.inference_mode():
-                mem = peak_mb(lambda: sb_blocks.labels(xh, layout=layout))
-            eff = sb_macs.count_macs(x32.shape, layout).effective.mean().item() / 1e9
-            row("segblocks", "fixed 100% high-res, in blocks", "float16", lat, mem, eff, frac=1.0)
-            del seg_fixed
+                eff = sb_macs.count_macs(x32.shape, layout).effective.mean().item() / 1e9
+                row("segblocks", config, "float16", lat, mem, eff, frac=frac)
+
+            for frac in fractions:
+                fixed_row(sb, frac, f"fixed {frac:.0%} high-res")
+            fixed_row(sb_blocks, 1.0, "fixed 100% high-res, in blocks")
             for tau in taus:
                 seg = GraphedSegmenter(fast, batch, h, w, tau=tau, segblocks=sb)
                 how = "sync-free" if seg.sync_free else "host bucket"

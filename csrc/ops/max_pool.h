@@ -45,15 +45,8 @@ struct MaxOfPack : AccPack<Cvt, kPack> {
 
 template <typename scalar_t, typename D>
 struct MaxPoolUnitsParams {
-  const scalar_t* highres;
-  Strides4 highres_strides;
-  int64_t hr_unit_in;  // 0: highres is [Nh, C, h, h]; h/2: it is stored as units
-  const scalar_t* lowres;
-  Strides4 lowres_strides;
+  UnitsInput<scalar_t> in;
   scalar_t* out;  // [4Nh + Nl, C, uo, uo], contiguous in NCHW or NHWC order
-  const int64_t* hr_pos;
-  const int64_t* lr_pos;
-  const int32_t* block_map;
   GridIndexer<D> grid;
   D channels_div;  // divides by C / kPack
   D out_side_div;  // divides by uo
@@ -69,9 +62,7 @@ SEGBLOCKS_HOST_DEVICE void max_pool_units_element(
   using index_t = typename D::index_t;
   const index_t e = static_cast<index_t>(linear);
   const auto el = unravel_block_element<kChannelsLast>(e, prm.channels_div, prm.out_side_div);
-  const UnitWindow<Cvt, kPack, D> win(prm.highres, prm.highres_strides, prm.hr_unit_in, prm.lowres,
-                                      prm.lowres_strides, prm.hr_pos, prm.lr_pos, prm.block_map, prm.grid,
-                                      prm.num_hr_units, el.k, el.c * kPack, prm.padding, false);
+  const UnitWindow<Cvt, kPack, D> win(prm.in, prm.grid, prm.num_hr_units, el.k, el.c * kPack, prm.padding, false);
   const index_t st = static_cast<index_t>(prm.stride), kk = static_cast<index_t>(prm.kernel);
   MaxOfPack<Cvt, kPack> best;
   AccPack<Cvt, kPack> x;

@@ -53,6 +53,19 @@ struct AccPack {
   }
 };
 
+// What an op fused with BlockPad on units reads: the blocks and where they lie.
+template <typename scalar_t>
+struct UnitsInput {
+  const scalar_t* highres;
+  Strides4 highres_strides;
+  int64_t hr_unit_in;  // 0: highres is [Nh, C, h, h]; h/2: it is stored as units
+  const scalar_t* lowres;
+  Strides4 lowres_strides;
+  const int64_t* hr_pos;
+  const int64_t* lr_pos;
+  const int32_t* block_map;
+};
+
 // The padded tile of one unit (channels [ch, ch + kPack)), read through BlockPad's rules.
 template <typename Cvt, int kPack, typename D>
 struct UnitWindow {
@@ -72,16 +85,13 @@ struct UnitWindow {
   GridCell<index_t> cell;
 
   // unit `unit` of [4Nh + Nl] units, padded by `padding`
-  SEGBLOCKS_HOST_DEVICE UnitWindow(const scalar_t* highres_, Strides4 highres_strides, int64_t hr_unit_in,
-                                   const scalar_t* lowres_, Strides4 lowres_strides, const int64_t* hr_pos,
-                                   const int64_t* lr_pos, const int32_t* block_map_, const GridIndexer<D>& grid_,
-                                   int64_t num_hr_units, index_t unit, index_t ch_, int64_t padding_,
-                                   bool replicate_)
-      : highres(highres_),
-        hs(highres_strides, hr_unit_in),
-        lowres(lowres_),
-        ls(lowres_strides),
-        block_map(block_map_),
+  SEGBLOCKS_HOST_DEVICE UnitWindow(const UnitsInput<scalar_t>& in, const GridIndexer<D>& grid_, int64_t num_hr_units,
+                                   index_t unit, index_t ch_, int64_t padding_, bool replicate_)
+      : highres(in.highres),
+        hs(in.highres_strides, in.hr_unit_in),
+        lowres(in.lowres),
+        ls(in.lowres_strides),
+        block_map(in.block_map),
         grid(grid_),
         lowres_unit(unit >= static_cast<index_t>(num_hr_units)),
         k(lowres_unit ? unit - static_cast<index_t>(num_hr_units) : unit / 4),
@@ -89,7 +99,7 @@ struct UnitWindow {
         padding(static_cast<index_t>(padding_)),
         side(grid_.side(lowres_unit)),
         replicate(replicate_),
-        cell(cell_of_position(static_cast<index_t>(lowres_unit ? lr_pos[k] : hr_pos[k]), grid_)) {
+        cell(cell_of_position(static_cast<index_t>(lowres_unit ? in.lr_pos[k] : in.hr_pos[k]), grid_)) {
     const index_t u = grid_.hr_side / 2;
     const index_t q = lowres_unit ? 0 : unit - 4 * k;
     i0 = (q >> 1) * u;

@@ -74,17 +74,10 @@ SEGBLOCKS_HOST_DEVICE void blend_store(const AccPack<Cvt, kPack>& a, const AccPa
 
 template <typename scalar_t, typename D>
 struct Upsample2xUnitsParams {
-  const scalar_t* highres;
-  Strides4 highres_strides;
-  int64_t hr_unit_in;  // 0: highres is [Nh, C, h, h]; h/2: it is stored as units
-  const scalar_t* lowres;
-  Strides4 lowres_strides;
+  UnitsInput<scalar_t> in;
   const scalar_t* skip;  // [4Nh + Nl, C, 2u, 2u] or nullptr
   Strides4 skip_strides;
   scalar_t* out;  // [4Nh + Nl, C, 2u, 2u], contiguous in NCHW or NHWC order
-  const int64_t* hr_pos;
-  const int64_t* lr_pos;
-  const int32_t* block_map;
   GridIndexer<D> grid;
   D channels_div;  // divides by C / kPack
   D out_side_div;  // divides by 2u
@@ -100,9 +93,7 @@ SEGBLOCKS_HOST_DEVICE void upsample2x_units_element(const Upsample2xUnitsParams<
   const index_t e = static_cast<index_t>(linear);
   const auto el = unravel_block_element<kChannelsLast>(e, prm.channels_div, prm.out_side_div);
   const index_t ch = el.c * kPack;
-  const UnitWindow<Cvt, kPack, D> win(prm.highres, prm.highres_strides, prm.hr_unit_in, prm.lowres,
-                                      prm.lowres_strides, prm.hr_pos, prm.lr_pos, prm.block_map, prm.grid,
-                                      prm.num_hr_units, el.k, ch, 1, true);
+  const UnitWindow<Cvt, kPack, D> win(prm.in, prm.grid, prm.num_hr_units, el.k, ch, 1, true);
   // output (i, j) is output (i + 2, j + 2) of the padded tile's (u + 2 px) upsampling
   const index_t tile = prm.grid.hr_side / 2 + 2;
   const auto ty = bilinear2x_taps<acc_t>(el.i + 2, tile), tx = bilinear2x_taps<acc_t>(el.j + 2, tile);

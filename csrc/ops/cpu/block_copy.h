@@ -20,7 +20,9 @@
 #include <algorithm>
 #include <limits>
 
+#include "ops/block_checks.h"  // strides_of
 #include "ops/block_indexing.h"
+#include "ops/unit_window.h"
 
 namespace segblocks {
 namespace cpu {
@@ -39,6 +41,15 @@ struct CpuCvt {
   static T round(acc_t v) { return static_cast<T>(v); }
   static acc_t infinity() { return std::numeric_limits<acc_t>::infinity(); }
 };
+
+// The UnitsInput (ops/unit_window.h) of an op fused with BlockPad on units.
+template <typename scalar_t>
+UnitsInput<scalar_t> units_input(const at::Tensor& highres, const at::Tensor& lowres, const at::Tensor& hr_pos,
+                                 const at::Tensor& lr_pos, const at::Tensor& block_map, int64_t hr_unit_in) {
+  return UnitsInput<scalar_t>{highres.const_data_ptr<scalar_t>(), strides_of(highres), hr_unit_in,
+                              lowres.const_data_ptr<scalar_t>(), strides_of(lowres), hr_pos.const_data_ptr<int64_t>(),
+                              lr_pos.const_data_ptr<int64_t>(), block_map.const_data_ptr<int32_t>()};
+}
 
 // Runs element(prm, e) for e in [0, total) in parallel (~1k elements per task: each
 // element reads a window of values).

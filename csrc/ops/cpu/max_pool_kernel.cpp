@@ -29,10 +29,9 @@ at::Tensor max_pool_units_kernel(const at::Tensor& highres, const at::Tensor& lo
   const bool channels_last = format == at::MemoryFormat::ChannelsLast;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, highres.scalar_type(), "segblocks_max_pool_units_cpu", [&] {
     const MaxPoolUnitsParams<scalar_t, Div> prm{
-        highres.const_data_ptr<scalar_t>(), strides_of(highres), quartered ? g.hr_side / 2 : 0,
-        lowres.const_data_ptr<scalar_t>(), strides_of(lowres), out.mutable_data_ptr<scalar_t>(),
-        hr_p.const_data_ptr<int64_t>(), lr_p.const_data_ptr<int64_t>(), bm.const_data_ptr<int32_t>(),
-        GridIndexer<Div>(g), Div(g.channels), Div(uo), 4 * g.num_highres, kernel, stride, padding};
+        units_input<scalar_t>(highres, lowres, hr_p, lr_p, bm, quartered ? g.hr_side / 2 : 0),
+        out.mutable_data_ptr<scalar_t>(), GridIndexer<Div>(g), Div(g.channels), Div(uo), 4 * g.num_highres,
+        kernel, stride, padding};
     if (channels_last) {
       for_each_pixel(out.numel(), prm, &max_pool_units_element<CpuCvt<scalar_t>, true, Div>);
     } else {

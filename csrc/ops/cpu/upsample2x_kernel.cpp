@@ -37,10 +37,9 @@ at::Tensor upsample2x_units_kernel(const at::Tensor& highres, const at::Tensor& 
   const at::Tensor hr_p = hr_pos.contiguous(), lr_p = lr_pos.contiguous(), bm = block_map.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, highres.scalar_type(), "segblocks_upsample2x_units_cpu", [&] {
     const Upsample2xUnitsParams<scalar_t, Div> prm{
-        highres.const_data_ptr<scalar_t>(), strides_of(highres), quartered ? g.hr_side / 2 : 0,
-        lowres.const_data_ptr<scalar_t>(), strides_of(lowres), skip_data<scalar_t>(skip), skip_strides(skip),
-        out.mutable_data_ptr<scalar_t>(), hr_p.const_data_ptr<int64_t>(), lr_p.const_data_ptr<int64_t>(),
-        bm.const_data_ptr<int32_t>(), GridIndexer<Div>(g), Div(g.channels), Div(g.hr_side), 4 * g.num_highres};
+        units_input<scalar_t>(highres, lowres, hr_p, lr_p, bm, quartered ? g.hr_side / 2 : 0),
+        skip_data<scalar_t>(skip), skip_strides(skip), out.mutable_data_ptr<scalar_t>(), GridIndexer<Div>(g),
+        Div(g.channels), Div(g.hr_side), 4 * g.num_highres};
     if (format == at::MemoryFormat::ChannelsLast) {
       for_each_pixel(out.numel(), prm, &upsample2x_units_element<CpuCvt<scalar_t>, true, Div>);
     } else {

@@ -44,10 +44,12 @@ void with_layout_and_index(bool channels_last, bool index32, F&& f) {
   }
 }
 
-// Calls f(pack width tag) with the widest channel pack every tensor allows: 16 bytes, 8
-// bytes (16-bit types), else 1 (one thread per element, any layout).
+// Calls f(pack width tag, kChannelsLast tag, divider tag) with the widest channel pack every
+// tensor allows (16 bytes, 8 bytes for 16-bit types, else 1: one thread per element, any
+// layout) and the instantiation of with_layout_and_index; packs are channels_last only.
 template <typename scalar_t, typename F>
-void with_channel_pack(bool channels_last, int64_t channels, std::initializer_list<PackCheck> tensors, F&& f) {
+void with_pack_layout_and_index(bool channels_last, int64_t channels, std::initializer_list<PackCheck> tensors,
+                                bool index32, F&& f) {
   constexpr int kPack = PackWidth<scalar_t>::value, kHalf = PackWidth<scalar_t>::half;
   const auto fits = [&](int64_t pack) {
     if (!channels_last || channels % pack != 0) return false;
@@ -56,12 +58,20 @@ void with_channel_pack(bool channels_last, int64_t channels, std::initializer_li
     }
     return true;
   };
+  const auto run = [&](auto pack_tag) {
+    constexpr int kWidth = decltype(pack_tag)::value;
+    with_layout_and_index(channels_last, index32, [&](auto layout_tag, auto divider_tag) {
+      if constexpr (kWidth == 1 || decltype(layout_tag)::value) {
+        f(std::integral_constant<int, kWidth>{}, layout_tag, divider_tag);
+      }
+    });
+  };
   if (fits(kPack)) {
-    f(std::integral_constant<int, kPack>{});
+    run(std::integral_constant<int, kPack>{});
   } else if (kHalf != kPack && fits(kHalf)) {
-    f(std::integral_constant<int, kHalf>{});
+    run(std::integral_constant<int, kHalf>{});
   } else {
-    f(std::integral_constant<int, 1>{});
+    run(std::integral_constant<int, 1>{});
   }
 }
 

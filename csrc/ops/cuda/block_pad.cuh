@@ -16,6 +16,7 @@
 // pixel, so they take the same path and read consecutive channels.
 #pragma once
 
+#include <initializer_list>
 #include <type_traits>
 
 #include "ops/block_indexing.h"
@@ -222,46 +223,23 @@ void with_block_pad(const scalar_t* highres, Strides4 highres_strides, const sca
   const int64_t total = hr_total + g.num_lowres * g.channels * lp * lp;
   if (total == 0) return;
   const scalar_t fill = from_acc<scalar_t>(static_cast<acc_type<scalar_t>>(value));
-  constexpr int kPack = PackWidth<scalar_t>::value;
-  constexpr int kHalfPack = PackWidth<scalar_t>::half;
-  const auto packs = [&](int64_t pack) {
-    const int64_t bytes = pack * static_cast<int64_t>(sizeof(scalar_t));
-    return channels_last && g.channels % pack == 0 &&
-           packable(highres, highres_strides, pack, bytes, g.num_highres == 0) &&
-           packable(lowres, lowres_strides, pack, bytes, g.num_lowres == 0) &&
-           packable(highres_padded, Strides4{0, 1, 0, 0}, pack, bytes) &&
-           packable(lowres_padded, Strides4{0, 1, 0, 0}, pack, bytes);
-  };
-  const int64_t pack = packs(kPack) ? kPack : (kHalfPack != kPack && packs(kHalfPack)) ? kHalfPack : 1;
-  with_layout_and_index(channels_last, index32, [&](auto layout_tag, auto divider_tag) {
-    using D = decltype(divider_tag);
+  const std::initializer_list<PackCheck> tensors{{highres, highres_strides, g.num_highres == 0},
+                                                 {lowres, lowres_strides, g.num_lowres == 0},
+                                                 {highres_padded, Strides4{0, 1, 0, 0}, false},
+                                                 {lowres_padded, Strides4{0, 1, 0, 0}, false}};
+  with_pack_layout_and_index<scalar_t>(channels_last, g.channels, tensors, index32, [&](auto pack, auto layout, auto div) {
+    constexpr int kWidth = decltype(pack)::value;
+    using D = decltype(div);
     using Params = BlockPadParams<scalar_t, D>;
-    if constexpr (decltype(layout_tag)::value) {
-      const auto run_packed = [&](auto width_tag) {
-        constexpr int kWidth = decltype(width_tag)::value;
-        const Params prm{highres, highres_strides, lowres, lowres_strides, highres_padded,
-                         lowres_padded, hr_pos, lr_pos, block_map, GridIndexer<D>(g),
-                         D(g.channels / kWidth), D(hp), D(lp), padding, replicate, fill,
-                         hr_total / kWidth, hr_unit_in, hr_unit_out, pre_scale, pre_shift};
-        run.template operator()<Params, &block_pad_packed_element<scalar_t, kWidth, D>>(prm, total / kWidth);
-      };
-      if (pack == kPack) {
-        run_packed(std::integral_constant<int, kPack>{});
-        return;
-      }
-      if constexpr (kHalfPack != kPack) {
-        if (pack == kHalfPack) {
-          run_packed(std::integral_constant<int, kHalfPack>{});
-          return;
-        }
-      }
-    }
     const Params prm{highres, highres_strides, lowres, lowres_strides, highres_padded,
-                     lowres_padded, hr_pos, lr_pos, block_map, GridIndexer<D>(g), D(g.channels),
-                     D(hp), D(lp), padding, replicate, fill, hr_total, hr_unit_in, hr_unit_out,
-                     pre_scale, pre_shift};
-    run.template operator()<Params, &block_pad_element<scalar_t, decltype(layout_tag)::value, D>>(
-        prm, total);
+                     lowres_padded, hr_pos, lr_pos, block_map, GridIndexer<D>(g),
+                     D(g.channels / kWidth), D(hp), D(lp), padding, replicate, fill,
+                     hr_total / kWidth, hr_unit_in, hr_unit_out, pre_scale, pre_shift};
+    if constexpr (kWidth == 1) {
+      run.template operator()<Params, &block_pad_element<scalar_t, decltype(layout)::value, D>>(prm, total);
+    } else {
+      run.template operator()<Params, &block_pad_packed_element<scalar_t, kWidth, D>>(prm, total / kWidth);
+    }
   });
 }
 

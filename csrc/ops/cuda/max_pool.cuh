@@ -25,20 +25,15 @@ void with_max_pool_units(const scalar_t* highres, Strides4 highres_strides, cons
   const std::initializer_list<PackCheck> tensors{{highres, highres_strides, g.num_highres == 0},
                                                  {lowres, lowres_strides, g.num_lowres == 0},
                                                  {out, Strides4{0, 1, 0, 0}, false}};
-  with_channel_pack<scalar_t>(channels_last, g.channels, tensors, [&](auto pack_tag) {
-    constexpr int kPack = decltype(pack_tag)::value;
-    with_layout_and_index(channels_last, index32, [&](auto layout_tag, auto divider_tag) {
-      constexpr bool kChannelsLast = decltype(layout_tag)::value;
-      if constexpr (kPack == 1 || kChannelsLast) {
-        using D = decltype(divider_tag);
-        using Params = MaxPoolUnitsParams<scalar_t, D>;
-        const Params prm{highres, highres_strides, quartered ? g.hr_side / 2 : 0, lowres, lowres_strides, out,
-                         hr_pos, lr_pos, block_map, GridIndexer<D>(g), D(g.channels / kPack), D(uo),
-                         4 * g.num_highres, kernel, stride, padding};
-        run.template operator()<Params, &max_pool_units_element<CudaCvt<scalar_t>, kChannelsLast, D, kPack>>(
-            prm, total / kPack);
-      }
-    });
+  with_pack_layout_and_index<scalar_t>(channels_last, g.channels, tensors, index32, [&](auto pack, auto layout, auto div) {
+    constexpr int kPack = decltype(pack)::value;
+    using D = decltype(div);
+    using Params = MaxPoolUnitsParams<scalar_t, D>;
+    const Params prm{{highres, highres_strides, quartered ? g.hr_side / 2 : 0, lowres, lowres_strides, hr_pos, lr_pos,
+                      block_map},
+                     out, GridIndexer<D>(g), D(g.channels / kPack), D(uo), 4 * g.num_highres, kernel, stride, padding};
+    run.template operator()<Params, &max_pool_units_element<CudaCvt<scalar_t>, decltype(layout)::value, D, kPack>>(
+        prm, total / kPack);
   });
 }
 
@@ -50,18 +45,13 @@ void with_max_pool_dense(const scalar_t* x, Strides4 strides, scalar_t* out, int
   const int64_t total = n * channels * ho * wo;
   if (total == 0) return;
   const std::initializer_list<PackCheck> tensors{{x, strides, false}, {out, Strides4{0, 1, 0, 0}, false}};
-  with_channel_pack<scalar_t>(channels_last, channels, tensors, [&](auto pack_tag) {
-    constexpr int kPack = decltype(pack_tag)::value;
-    with_layout_and_index(channels_last, index32, [&](auto layout_tag, auto divider_tag) {
-      constexpr bool kChannelsLast = decltype(layout_tag)::value;
-      if constexpr (kPack == 1 || kChannelsLast) {
-        using D = decltype(divider_tag);
-        using Params = MaxPoolDenseParams<scalar_t, D>;
-        const Params prm{x, strides, out, D(channels / kPack), D(wo), D(ho), h, w, kernel, stride, padding};
-        run.template operator()<Params, &max_pool_dense_element<CudaCvt<scalar_t>, kChannelsLast, D, kPack>>(
-            prm, total / kPack);
-      }
-    });
+  with_pack_layout_and_index<scalar_t>(channels_last, channels, tensors, index32, [&](auto pack, auto layout, auto div) {
+    constexpr int kPack = decltype(pack)::value;
+    using D = decltype(div);
+    using Params = MaxPoolDenseParams<scalar_t, D>;
+    const Params prm{x, strides, out, D(channels / kPack), D(wo), D(ho), h, w, kernel, stride, padding};
+    run.template operator()<Params, &max_pool_dense_element<CudaCvt<scalar_t>, decltype(layout)::value, D, kPack>>(
+        prm, total / kPack);
   });
 }
 

@@ -25,20 +25,15 @@ void with_upsample2x_units(const scalar_t* highres, Strides4 highres_strides, co
                                                  {lowres, lowres_strides, g.num_lowres == 0},
                                                  {skip, skip_strides, skip == nullptr},
                                                  {out, Strides4{0, 1, 0, 0}, false}};
-  with_channel_pack<scalar_t>(channels_last, g.channels, tensors, [&](auto pack_tag) {
-    constexpr int kPack = decltype(pack_tag)::value;
-    with_layout_and_index(channels_last, index32, [&](auto layout_tag, auto divider_tag) {
-      constexpr bool kChannelsLast = decltype(layout_tag)::value;
-      if constexpr (kPack == 1 || kChannelsLast) {
-        using D = decltype(divider_tag);
-        using Params = Upsample2xUnitsParams<scalar_t, D>;
-        const Params prm{highres, highres_strides, quartered ? g.hr_side / 2 : 0, lowres, lowres_strides,
-                         skip, skip_strides, out, hr_pos, lr_pos, block_map, GridIndexer<D>(g),
-                         D(g.channels / kPack), D(side), 4 * g.num_highres};
-        run.template operator()<Params, &upsample2x_units_element<CudaCvt<scalar_t>, kChannelsLast, D, kPack>>(
-            prm, total / kPack);
-      }
-    });
+  with_pack_layout_and_index<scalar_t>(channels_last, g.channels, tensors, index32, [&](auto pack, auto layout, auto div) {
+    constexpr int kPack = decltype(pack)::value;
+    using D = decltype(div);
+    using Params = Upsample2xUnitsParams<scalar_t, D>;
+    const Params prm{{highres, highres_strides, quartered ? g.hr_side / 2 : 0, lowres, lowres_strides, hr_pos, lr_pos,
+                      block_map},
+                     skip, skip_strides, out, GridIndexer<D>(g), D(g.channels / kPack), D(side), 4 * g.num_highres};
+    run.template operator()<Params, &upsample2x_units_element<CudaCvt<scalar_t>, decltype(layout)::value, D, kPack>>(
+        prm, total / kPack);
   });
 }
 
@@ -50,18 +45,13 @@ void with_upsample2x_dense(const scalar_t* x, Strides4 strides, const scalar_t* 
   if (total == 0) return;
   const std::initializer_list<PackCheck> tensors{
       {x, strides, false}, {skip, skip_strides, skip == nullptr}, {out, Strides4{0, 1, 0, 0}, false}};
-  with_channel_pack<scalar_t>(channels_last, channels, tensors, [&](auto pack_tag) {
-    constexpr int kPack = decltype(pack_tag)::value;
-    with_layout_and_index(channels_last, index32, [&](auto layout_tag, auto divider_tag) {
-      constexpr bool kChannelsLast = decltype(layout_tag)::value;
-      if constexpr (kPack == 1 || kChannelsLast) {
-        using D = decltype(divider_tag);
-        using Params = Upsample2xDenseParams<scalar_t, D>;
-        const Params prm{x, strides, skip, skip_strides, out, D(channels / kPack), D(2 * w), D(2 * h), h, w};
-        run.template operator()<Params, &upsample2x_dense_element<CudaCvt<scalar_t>, kChannelsLast, D, kPack>>(
-            prm, total / kPack);
-      }
-    });
+  with_pack_layout_and_index<scalar_t>(channels_last, channels, tensors, index32, [&](auto pack, auto layout, auto div) {
+    constexpr int kPack = decltype(pack)::value;
+    using D = decltype(div);
+    using Params = Upsample2xDenseParams<scalar_t, D>;
+    const Params prm{x, strides, skip, skip_strides, out, D(channels / kPack), D(2 * w), D(2 * h), h, w};
+    run.template operator()<Params, &upsample2x_dense_element<CudaCvt<scalar_t>, decltype(layout)::value, D, kPack>>(
+        prm, total / kPack);
   });
 }
 
