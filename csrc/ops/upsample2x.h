@@ -24,37 +24,17 @@
 
 #include "ops/block_indexing.h"
 #include "ops/unit_window.h"
+#include "ops/upsample_argmax.h"  // linear_tap: one axis of torch's bilinear taps
 
 namespace segblocks {
-
-// Taps and weights of output index `o` along one axis of an input of `size` pixels
-// (PyTorch's area_pixel_compute_source_index with scale 1/2, align_corners=False).
-template <typename acc_t, typename index_t>
-struct Taps {
-  index_t i0, i1;
-  acc_t w0, w1;
-};
-
-template <typename acc_t, typename index_t>
-SEGBLOCKS_HOST_DEVICE Taps<acc_t, index_t> bilinear2x_taps(index_t o, index_t size) {
-  const acc_t half = static_cast<acc_t>(0.5);
-  acc_t src = half * (static_cast<acc_t>(o) + half) - half;
-  if (src < static_cast<acc_t>(0)) src = static_cast<acc_t>(0);
-  Taps<acc_t, index_t> t;
-  t.i0 = static_cast<index_t>(src);
-  t.i1 = t.i0 < size - 1 ? t.i0 + 1 : t.i0;
-  t.w1 = src - static_cast<acc_t>(t.i0);
-  t.w0 = static_cast<acc_t>(1) - t.w1;
-  return t;
-}
 
 // h0 * (w0 * a + w1 * b) + h1 * (w0 * c + w1 * d) per lane, rounded to the dtype; plus the
 // skip (rounded again) when given.
 template <typename Cvt, int kPack, typename index_t>
 SEGBLOCKS_HOST_DEVICE void blend_store(const AccPack<Cvt, kPack>& a, const AccPack<Cvt, kPack>& b,
                                        const AccPack<Cvt, kPack>& c, const AccPack<Cvt, kPack>& d,
-                                       const Taps<typename Cvt::acc_t, index_t>& ty,
-                                       const Taps<typename Cvt::acc_t, index_t>& tx,
+                                       const LinearTap<typename Cvt::acc_t, index_t>& ty,
+                                       const LinearTap<typename Cvt::acc_t, index_t>& tx,
                                        const typename Cvt::scalar_t* skip, typename Cvt::scalar_t* out) {
   using acc_t = typename Cvt::acc_t;
   AccPack<Cvt, kPack> r;
@@ -96,7 +76,8 @@ SEGBLOCKS_HOST_DEVICE void upsample2x_units_element(const Upsample2xUnitsParams<
   const UnitWindow<Cvt, kPack, D> win(prm.in, prm.grid, prm.num_hr_units, el.k, ch, 1, true);
   // output (i, j) is output (i + 2, j + 2) of the padded tile's (u + 2 px) upsampling
   const index_t tile = prm.grid.hr_side / 2 + 2;
-  const auto ty = bilinear2x_taps<acc_t>(el.i + 2, tile), tx = bilinear2x_taps<acc_t>(el.j + 2, tile);
+  const acc_t half = static_cast<acc_t>(0.5);  // the scale of a x2 upsampling
+  const auto ty = linear_tap(half, el.i + 2, tile), tx = linear_tap(half, el.j + 2, tile);
   AccPack<Cvt, kPack> a, b, c, d;  // replicate mode: every tile pixel has a source
   win.read(ty.i0, tx.i0, a);
   win.read(ty.i0, tx.i1, b);
@@ -128,8 +109,9 @@ SEGBLOCKS_HOST_DEVICE void upsample2x_dense_element(const Upsample2xDenseParams<
   const index_t e = static_cast<index_t>(linear);
   const auto el = unravel_element<kChannelsLast>(e, prm.channels_div, prm.out_h_div, prm.out_w_div);
   const index_t n = el.k, ch = el.c * kPack;
-  const auto ty = bilinear2x_taps<acc_t>(el.i, static_cast<index_t>(prm.in_h));
-  const auto tx = bilinear2x_taps<acc_t>(el.j, static_cast<index_t>(prm.in_w));
+  const acc_t half = static_cast<acc_t>(0.5);  // the scale of a x2 upsampling
+  const auto ty = linear_tap(half, el.i, static_cast<index_t>(prm.in_h));
+  const auto tx = linear_tap(half, el.j, static_cast<index_t>(prm.in_w));
   AccPack<Cvt, kPack> a, b, c, d;
   a.load(prm.x + s.offset(n, ch, ty.i0, tx.i0));
   b.load(prm.x + s.offset(n, ch, ty.i0, tx.i1));
