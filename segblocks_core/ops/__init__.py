@@ -147,15 +147,18 @@ def block_pad_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Te
     return _reference.block_pad(highres, lowres, hr_pos, lr_pos, block_map, padding, mode, value)
 
 
+def _no_grad(*tensors: Optional[Tensor]) -> bool:
+    """No autograd through these tensors: the native ops (no derivatives) may run."""
+    return not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors))
+
+
 def block_pad_units_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
                            block_map: Tensor, padding: int, mode: str = "constant",
                            value: float = 0.0, quartered: bool = False,
                            pre_scale: Optional[Tensor] = None,
                            pre_shift: Optional[Tensor] = None) -> Tensor:
     # the native op has no derivative: under autograd the (differentiable) reference runs
-    grad = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (highres, lowres, pre_scale, pre_shift))
-    if not grad and _use_native(highres.device, "block_pad_units"):
+    if _no_grad(highres, lowres, pre_scale, pre_shift) and _use_native(highres.device, "block_pad_units"):
         return torch.ops.segblocks.block_pad_units(highres, lowres, hr_pos, lr_pos, block_map,
                                                    padding, mode, value, quartered, pre_scale, pre_shift)
     return _reference.block_pad_units(highres, lowres, hr_pos, lr_pos, block_map, padding, mode,
@@ -172,8 +175,7 @@ def upsample_argmax_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_p
 def max_pool_units_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
                           block_map: Tensor, kernel: int, stride: int, padding: int,
                           quartered: bool = False) -> Tensor:
-    grad = torch.is_grad_enabled() and (highres.requires_grad or lowres.requires_grad)
-    if not grad and _use_native(highres.device, "max_pool_units"):
+    if _no_grad(highres, lowres) and _use_native(highres.device, "max_pool_units"):
         return torch.ops.segblocks.max_pool_units(highres, lowres, hr_pos, lr_pos, block_map, kernel,
                                                   stride, padding, quartered)
     return _reference.max_pool_units(highres, lowres, hr_pos, lr_pos, block_map, kernel, stride,
@@ -196,13 +198,9 @@ def max_pool_dense(x: Tensor, kernel: int, stride: int, padding: int) -> Tensor:
     """``F.max_pool2d(x, kernel, stride, padding)`` without the int64 indices PyTorch's CUDA
     kernel always writes (the native kernel where available, on a tensor without grad)."""
     _check_feature_map(x)
-    if not (torch.is_grad_enabled() and x.requires_grad) and _use_native(x.device, "max_pool_dense"):
+    if _no_grad(x) and _use_native(x.device, "max_pool_dense"):
         return torch.ops.segblocks.max_pool_dense(x, int(kernel), int(stride), int(padding))
     return _reference.max_pool_dense(x, kernel, stride, padding)
-
-
-def _no_grad(*tensors: Optional[Tensor]) -> bool:
-    return not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors))
 
 
 def upsample2x_units_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
