@@ -61,6 +61,8 @@ RELIABILITIES = ("best_effort", "reliable")
 #: Largest meaningful tau: C_b is a mean of summed |differences| of ImageNet-normalised
 #: channels, which stays below ~12.5; any tau above it runs every block at low resolution.
 TAU_MAX = 20.0
+#: Statistics messages kept for subscribers that match late (transient local).
+STATS_HISTORY_DEPTH = 5
 #: Keys of the ``segmentation/stats`` status, in order.
 STATS_KEYS = (
     "camera", "tau", "adaptive", "highres_fraction", "blocks_highres", "blocks_total",
@@ -338,6 +340,14 @@ class SegBlocksNode(Node):
         output_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
                                 reliability=ReliabilityPolicy.RELIABLE,
                                 durability=DurabilityPolicy.VOLATILE)
+        # Statistics keep their last few messages for late subscribers (transient local):
+        # a subscriber's endpoint and this publisher's match independently, so a tool that
+        # subscribes and then sends a frame (segblocks-replay-bag) would otherwise lose the
+        # answer to a frame processed before this side matched it. Volatile subscribers
+        # (ros2 topic echo, RViz) match it as well.
+        stats_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=STATS_HISTORY_DEPTH,
+                               reliability=ReliabilityPolicy.RELIABLE,
+                               durability=DurabilityPolicy.TRANSIENT_LOCAL)
         names = self._param("cameras") or [""]
         for name in names:
             cam = _Camera(name=name, prefix=f"{name}/" if name else "")
@@ -347,7 +357,7 @@ class SegBlocksNode(Node):
                 "color_mask": self.create_publisher(Image, out + "color_mask", output_qos),
                 "overlay": self.create_publisher(Image, out + "overlay", output_qos),
                 "block_map": self.create_publisher(Image, out + "block_map", output_qos),
-                "stats": self.create_publisher(DiagnosticArray, out + "stats", output_qos),
+                "stats": self.create_publisher(DiagnosticArray, out + "stats", stats_qos),
             }
             msg_type, topic = ((CompressedImage, f"{cam.prefix}image/compressed") if compressed
                                else (Image, f"{cam.prefix}image"))

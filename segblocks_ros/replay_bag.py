@@ -116,6 +116,8 @@ class ReplayResult:
         loops: passes completed (a pass cut short by a stop counts too).
         interrupted: stopped early (Ctrl-C or ``stop``).
         stats_unmatched: statistics messages whose stamp matched no pending frame.
+        stats_before_start: statistics messages that arrived before the first frame was
+            published (the node's kept history, or answers to another source's frames).
         duration_s: from the first publish to the last.
     """
 
@@ -125,6 +127,7 @@ class ReplayResult:
     loops: int = 0
     interrupted: bool = False
     stats_unmatched: int = 0
+    stats_before_start: int = 0
     duration_s: float = 0.0
 
     @property
@@ -139,7 +142,8 @@ class ReplayResult:
         out = {"published": self.published, "loops": self.loops, "interrupted": self.interrupted,
                "duration_s": self.duration_s,
                "stats_received": int(sum(f.stats_received for f in self.frames)),
-               "stats_unmatched": self.stats_unmatched}
+               "stats_unmatched": self.stats_unmatched,
+               "stats_before_start": self.stats_before_start}
         if lat.size:
             out.update(latency_ms_mean=float(lat.mean()), latency_ms_p50=float(np.percentile(lat, 50)),
                        latency_ms_p95=float(np.percentile(lat, 95)), latency_ms_max=float(lat.max()))
@@ -202,6 +206,13 @@ class _StatsMatcher:
     cannot keep up with. So once a frame is answered, every frame published before it that
     is still waiting will never be answered: it stops being outstanding (its latency stays
     empty) and the replayer does not wait for it at the end.
+
+    Messages that arrive before the first frame is published cannot answer it: they are
+    counted apart (``before_start``), e.g. the history a transient-local publisher hands a
+    new subscriber. Should that history arrive only after the first publish (its writer
+    matched this subscription late), a message with the stamp of a pending frame from an
+    earlier replay of the same bag would be taken as its answer; with the node's history of
+    5 this needs a bag whose first and last few frames share stamps.
     """
 
     def __init__(self):
@@ -209,6 +220,7 @@ class _StatsMatcher:
         self._pending: dict = collections.OrderedDict()     # (stamp, frame_id, seq) -> record
         self._seq = 0
         self.unmatched = 0
+        self.before_start = 0
 
     @property
     def outstanding(self) -> int:
@@ -226,6 +238,9 @@ class _StatsMatcher:
         frame_id = str(msg.header.frame_id)
         values = _stats_values(msg)
         with self._lock:
+            if self._seq == 0:
+                self.before_start += 1
+                return
             # with --loop a stamp comes again: the oldest waiting publish is the one answered
             key = next((k for k in self._pending if k[0] == stamp and k[1] == frame_id), None)
             if key is None:
@@ -254,6 +269,33 @@ class _StatsMatcher:
                 if remaining <= 0:
                     return
                 self._lock.wait(min(remaining, 0.1))
+
+
+def _subscribe_stats(node, topic: str, callback, wait_s: float, halted: Callable[[], bool],
+                     log: Callable[[str], None]):
+    """Subscribe to the node's statistics with the durability its publishers offer.
+
+    A subscription and a publisher match on each side independently: seeing the publisher
+    here does not mean it already sends to this subscription, and a volatile publisher
+    drops what it sends before. The node's statistics are transient local, so subscribing
+    transient local too gets the answers sent before that side matched. Volatile publishers
+    (another node) get a volatile subscription, which any publisher matches.
+    """
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.qos import DurabilityPolicy
+
+    name = node.resolve_topic_name(topic)
+    if wait_s > 0 and not _wait(lambda: node.count_publishers(name) > 0, wait_s, halted):
+        log(f"{PROG}: warning: nothing publishes {name}; latencies will be empty")
+    offered = [info.qos_profile.durability for info in node.get_publishers_info_by_topic(name)]
+    qos = _qos("reliable", 1000)
+    if offered and all(d == DurabilityPolicy.TRANSIENT_LOCAL for d in offered):
+        qos.durability = DurabilityPolicy.TRANSIENT_LOCAL
+    sub = node.create_subscription(DiagnosticArray, name, callback, qos)
+    if offered and wait_s > 0 and not _wait(lambda: sub.get_publisher_count() > 0, wait_s, halted):
+        log(f"{PROG}: warning: {name} is published but did not match this subscription "
+            f"within {wait_s:g} s; early latencies may be empty")
+    return sub
 
 
 def _wait(predicate: Callable[[], bool], timeout: float, stop: Callable[[], bool]) -> bool:
@@ -303,7 +345,6 @@ def replay_bag(bag, image_topic: str, output_topic: Optional[str] = None, rate: 
         ReplayError: zero messages on the topic, bad rate, loops or QoS.
     """
     import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.duration import Duration
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
@@ -340,10 +381,6 @@ def replay_bag(bag, image_topic: str, output_topic: Optional[str] = None, rate: 
         pub = node.create_publisher(Image if msgtype == IMAGE_TYPE else CompressedImage,
                                     output_topic or image_topic, profile)
         result.topic = pub.topic_name
-        sub = None
-        if record_stats:
-            stats_qos = _qos("reliable", 1000)
-            sub = node.create_subscription(DiagnosticArray, stats_topic, matcher, stats_qos)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         thread = threading.Thread(target=executor.spin, name="replay_executor", daemon=True)
@@ -354,12 +391,8 @@ def replay_bag(bag, image_topic: str, output_topic: Optional[str] = None, rate: 
             if not _wait(lambda: pub.get_subscription_count() > 0, wait_for_subscriber_s, halted):
                 log(f"{PROG}: warning: no subscriber on {pub.topic_name} after "
                     f"{wait_for_subscriber_s:g} s; playing anyway")
-            # matched to this subscription, not merely seen in the graph: discovery announces
-            # the publisher before the endpoints match, and a stats message sent in between
-            # (the first frame's) would be lost
-            if sub is not None and not _wait(lambda: sub.get_publisher_count() > 0,
-                                             wait_for_subscriber_s, halted):
-                log(f"{PROG}: warning: nothing publishes {sub.topic_name}; latencies will be empty")
+        if record_stats:
+            _subscribe_stats(node, stats_topic, matcher, wait_for_subscriber_s, halted, log)
         first_publish = last_publish = None
         loop = 0
         while (loops is None or loop < loops) and not halted():
@@ -406,6 +439,7 @@ def replay_bag(bag, image_topic: str, output_topic: Optional[str] = None, rate: 
         result.interrupted = True
     finally:
         result.stats_unmatched = matcher.unmatched
+        result.stats_before_start = matcher.before_start
         if executor is not None:
             executor.shutdown()
         if thread is not None:

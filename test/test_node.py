@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from PIL import Image as PILImage
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
 import segblocks_ros.node as node_module
@@ -23,7 +24,7 @@ from conftest import graded_texture
 from conftest_ros import (Inbox, flat_and_textured, image_msg, ros, stats_values,  # noqa: F401
                           wait_until)
 from segblocks_core.classes import CITYSCAPES_PALETTE
-from segblocks_ros.node import STATS_KEYS, TAU_MAX, StartupError
+from segblocks_ros.node import STATS_HISTORY_DEPTH, STATS_KEYS, TAU_MAX, StartupError
 
 REQUIRED_STATS = (
     "tau", "adaptive", "highres_fraction", "blocks_highres", "blocks_total", "gmacs_effective",
@@ -120,6 +121,42 @@ def test_mask_block_map_and_stats_carry_the_input_header(ros):
     assert int(v["frames_processed"]) >= 1 and accounting_holds(v)
     assert stats.status[0].level == DiagnosticStatus.OK
     assert stats.status[0].name == f"{node.get_fully_qualified_name()}: image"
+
+
+def test_stats_are_kept_for_subscribers_that_match_late(ros):
+    """Statistics are transient local (depth STATS_HISTORY_DEPTH): a subscription made after
+    a frame was processed still gets its statistics, which segblocks-replay-bag relies on
+    when the node's side matches its subscription late. Volatile subscribers match too and
+    get only what comes after."""
+    node = ros.start_node()
+    t = Topics(ros, node)
+    first = image_msg(flat_and_textured(64, 128), "before_any_late_subscriber", stamp_ns=1_700_000_000_000)
+    t.send(first)
+    topic = t.stats.subscription.topic_name
+    offered = [i.qos_profile.durability for i in ros.helper.get_publishers_info_by_topic(topic)]
+    assert offered == [DurabilityPolicy.TRANSIENT_LOCAL]
+
+    late_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                          reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    late = ros.inbox(DiagnosticArray, topic, late_qos)
+    assert same_header(late.frame(first.header.frame_id, timeout=10.0).header, first.header)
+    volatile = ros.inbox(DiagnosticArray, topic)
+    wait_until(lambda: volatile.subscription.get_publisher_count() > 0, 10.0, "a matched publisher")
+    second = image_msg(flat_and_textured(64, 128, seed=1), "after_both_subscribed")
+    t.send(second)
+    volatile.frame(second.header.frame_id, timeout=10.0)
+    late.frame(second.header.frame_id, timeout=10.0)
+    assert all(m.header.frame_id != first.header.frame_id for m in volatile.snapshot())
+    # the history is bounded: more frames than the depth, and a new late subscriber gets
+    # only the newest STATS_HISTORY_DEPTH
+    for i in range(STATS_HISTORY_DEPTH + 1):
+        t.send(image_msg(flat_and_textured(64, 128, seed=2 + i), f"burst_{i}"))
+    newest = ros.inbox(DiagnosticArray, topic, late_qos)
+    newest.frame(f"burst_{STATS_HISTORY_DEPTH}", timeout=10.0)
+    time.sleep(0.2)
+    assert [m.header.frame_id for m in newest.snapshot()] == [
+        f"burst_{i}" for i in range(1, STATS_HISTORY_DEPTH + 1)]
 
 
 def test_color_mask_and_overlay_only_computed_while_subscribed(ros, monkeypatch):

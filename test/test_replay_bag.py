@@ -18,6 +18,7 @@ import pytest
 pytest.importorskip("rosbags")
 
 from conftest_ros import RELIABLE, Inbox, ros, wait_until  # noqa: E402,F401
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 from segblocks_ros.bagfiles import (IMAGE_TYPE, ImageBagWriter, read_messages,  # noqa: E402
@@ -155,6 +156,57 @@ def test_record_stats_writes_one_latency_row_per_frame(ros, tmp_path, capsys):
         assert float(r["tau"]) == pytest.approx(0.3) and r["adaptive"] == "True"
         assert 0.0 <= float(r["highres_fraction"]) <= 1.0
     assert f"stats for {len(answered)} frames" in out and "latency through ROS mean" in out
+
+
+def test_node_history_is_counted_apart_and_never_answers_a_frame(ros, tmp_path):
+    """The node's statistics are transient local: its answer to a frame processed before the
+    replay reaches the replayer as history. It is not a latency of any replayed frame, and
+    it is counted (before the first publish, or as unmatched if the history arrives later)."""
+    from conftest_ros import flat_and_textured, image_msg
+
+    node = ros.start_node(qos_reliability="reliable")
+    ns = node.get_namespace()
+    stats = ros.inbox(DiagnosticArray, f"{ns}/segmentation/stats")
+    early = image_msg(flat_and_textured(H, W), "camera", stamp_ns=1_600_000_000_000_000_000)
+    ros.publisher(Image, f"{ns}/image", wait_for=node).publish(early)
+    stats.frame("camera", timeout=20.0)
+
+    bag = tmp_path / "bag"
+    info = write_synthetic_bag(bag, 3, H, W, seed=5, rate_hz=10.0, label_topic=None)
+    result = replay_bag(bag, IMG, output_topic=f"{ns}/image", rate=0.25, record_stats=True,
+                        stats_topic=f"{ns}/segmentation/stats", stats_timeout_s=20.0)
+    assert [f.stamp_ns for f in result.frames] == info.stamps
+    assert all(f.stats_received for f in result.frames), [f.as_row() for f in result.frames]
+    # a volatile subscription would not have got the history at all
+    assert result.stats_before_start + result.stats_unmatched == 1
+    assert result.summary()["stats_before_start"] == result.stats_before_start
+
+
+def test_volatile_stats_publisher_gets_a_volatile_subscription(ros, tmp_path):
+    """Another node's statistics may be volatile: a transient-local subscription would not
+    match it, so the replayer subscribes with the durability the publisher offers."""
+    ns = ros.namespace()
+    answer = ros.helper.create_publisher(DiagnosticArray, f"{ns}/segmentation/stats", RELIABLE)
+
+    def respond(msg):
+        out = DiagnosticArray()
+        out.header = msg.header
+        answer.publish(out)
+
+    responder = ros.helper.create_subscription(Image, f"{ns}/image", respond, RELIABLE)
+    try:
+        bag = tmp_path / "bag"
+        write_synthetic_bag(bag, 3, H, W, rate_hz=10.0, label_topic=None)
+        lines = []
+        result = replay_bag(bag, IMG, output_topic=f"{ns}/image", record_stats=True,
+                            stats_topic=f"{ns}/segmentation/stats", stats_timeout_s=20.0,
+                            log=lines.append)
+        assert not any("warning" in line for line in lines), lines
+        assert sum(f.stats_received for f in result.frames) >= 2, [f.as_row() for f in result.frames]
+        assert result.frames[-1].stats_received
+    finally:
+        ros.helper.destroy_subscription(responder)
+        ros.helper.destroy_publisher(answer)
 
 
 def test_record_stats_json_and_frames_without_stats(ros, tmp_path):
