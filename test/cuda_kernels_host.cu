@@ -8,10 +8,13 @@
 //
 // Built by the test with: nvcc -std=c++17 -Icsrc -shared -Xcompiler -fPIC <this file>
 #include <cstdint>
+#include <memory>
+#include <vector>
 
 #include "ops/cuda/block_copy.cuh"
 #include "ops/cuda/block_pad.cuh"
 #include "ops/cuda/complexity.cuh"
+#include "ops/cuda/conv_units.cuh"
 #include "ops/cuda/max_pool.cuh"
 #include "ops/cuda/upsample2x.cuh"
 #include "ops/cuda/upsample_argmax.cuh"
@@ -25,6 +28,46 @@ struct RunOnHost {
   template <typename Params, void (*element)(const Params&, int64_t)>
   void operator()(const Params& prm, int64_t total) const {
     for (int64_t linear = 0; linear < total; ++linear) element(prm, linear);
+  }
+};
+
+// conv3x3_units: every thread block in turn, its 128 threads one after another through each
+// phase of the kernel (gather A and B, multiply, epilogue); the tensor cores' 16x16x16
+// products are replaced by a float32 loop over the same shared-memory tiles.
+struct RunConvOnHost {
+  template <typename Cvt, typename D>
+  void operator()(const ConvUnitsParams<typename Cvt::scalar_t, D>& prm, int64_t m_tiles, int64_t n_tiles) const {
+    using scalar_t = typename Cvt::scalar_t;
+    struct alignas(32) Tile {
+      scalar_t v[kConvBM * kConvPitch];
+    };
+    const auto a = std::make_unique<Tile>(), b = std::make_unique<Tile>();
+    std::vector<float> c(kConvBM * kConvCPitch);
+    const int64_t steps = 9 * prm.cin / kConvBK;
+    for (int64_t m_tile = 0; m_tile < m_tiles; ++m_tile) {
+      std::vector<ConvRow<Cvt, D>> rows;
+      for (int t = 0; t < kConvThreads; ++t) rows.push_back(conv_units_row<Cvt, D>(prm, m_tile, t / 2));
+      for (int64_t n_tile = 0; n_tile < n_tiles; ++n_tile) {
+        std::fill(c.begin(), c.end(), 0.0f);
+        for (int64_t ks = 0; ks < steps; ++ks) {
+          const ConvStep st = conv_step(ks, prm.cin);
+          for (int t = 0; t < kConvThreads; ++t) {
+            conv_units_load_a(rows[t], st, t, a->v);
+            conv_units_load_b(prm, n_tile, st, t, b->v);
+          }
+          for (int r = 0; r < kConvBM; ++r) {
+            for (int n = 0; n < kConvBN; ++n) {
+              float sum = 0.0f;
+              for (int k = 0; k < kConvBK; ++k) {
+                sum += Cvt::to_acc(a->v[r * kConvPitch + k]) * Cvt::to_acc(b->v[n * kConvPitch + k]);
+              }
+              c[r * kConvCPitch + n] += sum;
+            }
+          }
+        }
+        for (int t = 0; t < kConvThreads; ++t) conv_units_epilogue<Cvt, D>(prm, m_tile, n_tile, c.data(), t);
+      }
+    }
   }
 };
 
@@ -189,6 +232,24 @@ int segblocks_host_cell_complexity(int dtype, const void* x, const int64_t* stri
     using T = decltype(tag);
     with_cell_complexity(static_cast<const T*>(x), strides_from(strides), out, n, h, w, channels, factor, floor,
                          index32 != 0, RunOnHost{});
+  });
+}
+
+// half (2) and bfloat16 (3) only, like the CUDA kernel
+int segblocks_host_conv3x3_units(int dtype, const void* highres, const int64_t* highres_strides, const void* lowres,
+                                 const int64_t* lowres_strides, const int64_t* hr_pos, const int64_t* lr_pos,
+                                 const int32_t* block_map, const int64_t* grid, const void* weight, const void* bias,
+                                 const void* residual, void* out, int64_t cout, int relu, int quartered,
+                                 int index32) {
+  if (dtype != 2 && dtype != 3) return 1;
+  return with_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (sizeof(T) == 2) {
+      with_conv_units(static_cast<const T*>(highres), strides_from(highres_strides), static_cast<const T*>(lowres),
+                      strides_from(lowres_strides), hr_pos, lr_pos, block_map, grid_from(grid),
+                      static_cast<const T*>(weight), static_cast<const T*>(bias), static_cast<const T*>(residual),
+                      static_cast<T*>(out), cout, relu != 0, quartered != 0, index32 != 0, RunConvOnHost{});
+    }
   });
 }
 

@@ -284,6 +284,52 @@ def check_upsample2x_dense(device, dtype, layout: str, geometry: Geometry) -> No
         _check_layout([got], layout)
 
 
+# conv3x3_units: its CUDA kernel runs half/bfloat16 channels_last tensors with input channels
+# a multiple of 32 and output channels of 64; 64 -> 128 gives two K chunks per tap and two
+# output-channel tiles. "side16" has 8x8 units, so a 64-row tile spans whole units and
+# every halo side; the small geometries give partial last tiles.
+CONV_UNITS_GEOMETRIES = GEOMETRIES + (Geometry("side16", 1, 2, 3, 16, "mixed", seed=5),)
+CONV_UNITS_DTYPES = {"f16": torch.float16, "bf16": torch.bfloat16}
+CONV_UNITS_EPILOGUES = {  # (bias, residual, relu)
+    "plain": (False, False, False),
+    "bias_relu": (True, False, True),
+    "bias_residual_relu": (True, True, True),
+}
+
+
+def conv_units_inputs(geometry: Geometry, dtype, device, quartered: bool, epilogue: str, cin: int = 64,
+                      cout: int = 128, seed: int = 0):
+    """``(layout, highres, lowres, weight, bias, residual)`` for :func:`check_conv3x3_units`;
+    the weight is scaled so outputs are O(1), the residual is in units."""
+    with_bias, with_residual, _ = CONV_UNITS_EPILOGUES[epilogue]
+    lay = geometry.layout(device)
+    h, u = geometry.hr_side, geometry.hr_side // 2
+    hr_shape = (4 * lay.num_highres, cin, u, u) if quartered else (lay.num_highres, cin, h, h)
+    highres = make_tensor(hr_shape, dtype, device, "channels_last", seed)
+    lowres = make_tensor((lay.num_lowres, cin, u, u), dtype, device, "channels_last", seed + 1)
+    weight = (make_tensor((cout, cin, 3, 3), torch.float64, device, "channels_last", seed + 2)
+              / math.sqrt(9 * cin)).to(dtype)
+    bias = make_tensor((1, cout, 1, 1), dtype, device, "contiguous", seed + 3).view(cout) if with_bias else None
+    residual = None
+    if with_residual:
+        residual = make_tensor((4 * lay.num_highres + lay.num_lowres, cout, u, u), dtype, device, "channels_last",
+                               seed + 4)
+    return lay, highres, lowres, weight, bias, residual
+
+
+def check_conv3x3_units(device, dtype, geometry: Geometry, quartered: bool, epilogue: str) -> None:
+    """The native op against the reference (BlockPad, then a float32 convolution, rounded
+    once): the kernel sums in float32 in another order, so the two may differ by one
+    rounding of the dtype (assert_close's default tolerance for it)."""
+    lay, highres, lowres, weight, bias, residual = conv_units_inputs(geometry, dtype, device, quartered, epilogue)
+    relu = CONV_UNITS_EPILOGUES[epilogue][2]
+    args = (lay.hr_pos, lay.lr_pos, lay.block_map, weight, bias, residual, relu, quartered)
+    got = torch.ops.segblocks.conv3x3_units(highres, lowres, *args)
+    want = _reference.conv3x3_units(highres, lowres, *args)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got, want)
+
+
 def complexity_input(geometry: Geometry, dtype, device, layout: str) -> tuple[Tensor, int]:
     """A dense map with textured, flat and nearly flat (below the floor) cells, and the
     cell size that divides it (4, the policy's, where possible)."""

@@ -286,6 +286,79 @@ def test_cuda_device_mismatch_raises():
 
 
 # ----------------------------------------------------------------------------------------
+# conv3x3_units: CUDA only (tensor cores); the host harness checks its code on the CPU
+# ----------------------------------------------------------------------------------------
+
+CUDA_ONLY = pytest.mark.skipif(not HAS_GPU, reason="no CUDA GPU")
+
+
+@CUDA_ONLY
+@pytest.mark.parametrize("epilogue", list(cases.CONV_UNITS_EPILOGUES))
+@pytest.mark.parametrize("quartered", [False, True], ids=["blocks_in", "units_in"])
+@pytest.mark.parametrize("geometry", cases.CONV_UNITS_GEOMETRIES, ids=[g.name for g in cases.CONV_UNITS_GEOMETRIES])
+@pytest.mark.parametrize("dtype", list(cases.CONV_UNITS_DTYPES.values()), ids=list(cases.CONV_UNITS_DTYPES))
+def test_conv3x3_units_cuda(dtype, geometry, quartered, epilogue):
+    cases.check_conv3x3_units("cuda", dtype, geometry, quartered, epilogue)
+
+
+@CUDA_ONLY
+def test_conv3x3_units_cuda_opcheck_and_graph():
+    from torch.library import opcheck
+
+    geometry = cases.GEOMETRY_BY_NAME["mixed_batch2"]
+    lay, hr, lr, w, b, z = cases.conv_units_inputs(geometry, torch.float16, "cuda", True, "bias_residual_relu")
+    args = (hr, lr, lay.hr_pos, lay.lr_pos, lay.block_map, w, b, z, True, True)
+    opcheck(torch.ops.segblocks.conv3x3_units.default, args,
+            test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
+    want = torch.ops.segblocks.conv3x3_units(*args)
+    graph = torch.cuda.CUDAGraph()
+    torch.cuda.synchronize()
+    with torch.cuda.graph(graph):
+        out = torch.ops.segblocks.conv3x3_units(*args)
+    hr.mul_(-1)
+    graph.replay()
+    torch.cuda.synchronize()
+    torch.testing.assert_close(out, _reference.conv3x3_units(*args))
+    assert not torch.equal(out, want)
+
+
+@CUDA_ONLY
+@pytest.mark.parametrize("change,pattern", [
+    (dict(dtype=torch.float32), "half and bfloat16"),
+    (dict(cin=48), "multiple of 32"),
+    (dict(cout=96), "multiple of 64"),
+    (dict(layout="contiguous"), "channels_last with 16-byte aligned"),
+])
+def test_conv3x3_units_cuda_limits_are_clear_errors(change, pattern):
+    geometry = cases.GEOMETRY_BY_NAME["mixed_batch2"]
+    dtype = change.get("dtype", torch.float16)
+    lay, hr, lr, w, b, _ = cases.conv_units_inputs(geometry, dtype, "cuda", True, "bias_relu",
+                                                   cin=change.get("cin", 64), cout=change.get("cout", 128))
+    if change.get("layout") == "contiguous":
+        hr, lr = hr.contiguous(), lr.contiguous()
+    with pytest.raises(RuntimeError, match=pattern):
+        torch.ops.segblocks.conv3x3_units(hr, lr, lay.hr_pos, lay.lr_pos, lay.block_map, w, b, None, True, True)
+
+
+def test_conv3x3_units_api_runs_the_reference_off_cuda():
+    """The op has a CUDA kernel only (tensor cores): on the CPU the BlockTensor API runs
+    the reference, with the residual taken from the units and the ReLU applied, and says
+    the kernel is not supported (the executor keeps BlockPad + convolution there)."""
+    geometry = cases.GEOMETRY_BY_NAME["mixed_batch2"]
+    lay, hr, lr, w, b, z = cases.conv_units_inputs(geometry, torch.float32, "cpu", True, "bias_residual_relu",
+                                                   cin=8, cout=16)
+    bt = segblocks_core.layout.BlockTensor(hr, lr, lay, quartered=True)
+    with use_backend("auto"):
+        out = ops.conv3x3_units(bt, w, b, segblocks_core.layout.BlockTensor.from_units(z, lay), relu=True)
+        assert not ops.conv3x3_units_supported(bt, w)
+    units = _reference.block_pad_units(hr, lr, lay.hr_pos, lay.lr_pos, lay.block_map, 1, "constant", 0.0, True)
+    torch.testing.assert_close(out.units, torch.relu(torch.nn.functional.conv2d(units, w, b) + z))
+    assert out.quartered and out.layout is lay
+    with pytest.raises(ValueError, match="residual must be a BlockTensor on the same layout"):
+        ops.conv3x3_units(bt, w, b, z)
+
+
+# ----------------------------------------------------------------------------------------
 # CUDA graphs (GPU only): the kernels launch on the current stream without host syncs
 # ----------------------------------------------------------------------------------------
 

@@ -355,6 +355,37 @@ inline BlockPadArgs check_upsample2x_units_args(const at::Tensor& highres, const
   return a;
 }
 
+// conv3x3_units(highres, lowres, hr_pos, lr_pos, block_map, weight, bias, residual, relu,
+// quartered): the input is checked like block_pad_units' (padding 1, zero border); weight
+// [Co, C, 3, 3], bias [Co] and residual [4Nh + Nl, Co, u, u] like the input (dtype, device)
+inline BlockPadArgs check_conv3x3_units_args(const at::Tensor& highres, const at::Tensor& lowres,
+                                             const at::Tensor& hr_pos, const at::Tensor& lr_pos,
+                                             const at::Tensor& block_map, const at::Tensor& weight,
+                                             const std::optional<at::Tensor>& bias,
+                                             const std::optional<at::Tensor>& residual, bool quartered) {
+  const char* op = "conv3x3_units";
+  const BlockPadArgs a = check_block_pad_units_args(highres, lowres, hr_pos, lr_pos, block_map, 1, "constant",
+                                                    quartered, std::nullopt, std::nullopt);
+  const BlockGrid& g = a.grid;
+  TORCH_CHECK(weight.dim() == 4 && weight.size(1) == g.channels && weight.size(2) == 3 && weight.size(3) == 3, op,
+              ": weight must have shape [out_channels, ", g.channels, ", 3, 3], got ", weight.sizes());
+  check_same(op, "weight", weight, "highres", highres);
+  const int64_t cout = weight.size(0);
+  if (bias.has_value()) {
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == cout, op, ": bias must have shape [", cout, "], got ",
+                bias->sizes());
+    check_same(op, "bias", *bias, "highres", highres);
+  }
+  if (residual.has_value()) {
+    const int64_t u = g.hr_side / 2;
+    const std::vector<int64_t> shape{4 * g.num_highres + g.num_lowres, cout, u, u};
+    TORCH_CHECK(residual->sizes() == at::IntArrayRef(shape), op, ": residual must have the output's shape ",
+                at::IntArrayRef(shape), ", got ", residual->sizes());
+    check_same(op, "residual", *residual, "highres", highres);
+  }
+  return a;
+}
+
 inline void check_upsample2x_dense_args(const at::Tensor& x, const std::optional<at::Tensor>& skip) {
   const char* op = "upsample2x_dense";
   check_feature_tensor(op, "x", x);

@@ -10,6 +10,7 @@ active, :func:`use_backend` forces one (tests compare the two).
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import threading
 from typing import Iterator, Optional, Union
@@ -26,7 +27,7 @@ __all__ = [
     "use_backend", "has_native", "BUILD_HINT", "split_tensor", "combine_tensor",
     "block_pad_tensor", "block_pad_units_tensor", "upsample_argmax_tensor", "upsample_argmax_units_tensor",
     "max_pool_units_tensor", "upsample2x_units", "upsample2x_dense", "upsample2x_units_tensor",
-    "cell_complexity",
+    "cell_complexity", "conv3x3_units", "conv3x3_units_tensor", "conv3x3_units_supported",
 ]
 
 BUILD_HINT = (
@@ -250,6 +251,72 @@ def cell_complexity(x: Tensor, channels: int, factor: int, floor: float) -> Tens
     if _no_grad(x) and _use_native(x.device, "cell_complexity"):
         return torch.ops.segblocks.cell_complexity(x, int(channels), int(factor), float(floor))
     return _reference.cell_complexity(x, int(channels), int(factor), float(floor))
+
+
+def conv3x3_units_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor,
+                         weight: Tensor, bias: Optional[Tensor] = None, residual: Optional[Tensor] = None,
+                         relu: bool = False, quartered: bool = False) -> Tensor:
+    if _no_grad(highres, lowres, weight, bias, residual) and _use_native(highres.device, "conv3x3_units"):
+        return torch.ops.segblocks.conv3x3_units(highres, lowres, hr_pos, lr_pos, block_map, weight, bias,
+                                                 residual, relu, quartered)
+    return _reference.conv3x3_units(highres, lowres, hr_pos, lr_pos, block_map, weight, bias, residual, relu,
+                                    quartered)
+
+
+#: The CUDA kernel's tile: input channels come in chunks of 32, output channels in tiles of 64.
+CONV_UNITS_CIN_STEP, CONV_UNITS_COUT_STEP = 32, 64
+
+
+@functools.lru_cache(maxsize=None)
+def _compute_capability(index: int) -> tuple[int, int]:
+    return torch.cuda.get_device_capability(index)
+
+
+def _packed16(t: Optional[Tensor]) -> bool:
+    """channels_last with 16-byte channel packs (what the kernel loads), or absent/empty."""
+    if t is None or t.numel() == 0:
+        return True
+    pack = 16 // t.element_size()
+    n, c, h, w = t.stride()
+    return c == 1 and n % pack == 0 and h % pack == 0 and w % pack == 0 and t.data_ptr() % 16 == 0
+
+
+def conv3x3_units_supported(blocks: BlockTensor, weight: Tensor, residual: Optional[BlockTensor] = None) -> bool:
+    """True if :func:`conv3x3_units` runs the native CUDA kernel on these operands:
+    CUDA (compute capability 8.0+), half or bfloat16, no autograd, blocks (and residual)
+    channels_last in 16-byte channel packs, a ``[Co, Ci, 3, 3]`` weight with ``Ci`` a
+    multiple of 32 and ``Co`` of 64. Host-side checks only (no device sync)."""
+    hr, lr = blocks.highres, blocks.lowres
+    return (type(hr) is Tensor and hr.is_cuda and hr.dtype in (torch.float16, torch.bfloat16)
+            and tuple(weight.shape[1:]) == (hr.shape[1], 3, 3) and weight.dtype == hr.dtype
+            and hr.shape[1] % CONV_UNITS_CIN_STEP == 0 and weight.shape[0] % CONV_UNITS_COUT_STEP == 0
+            and _no_grad(hr, lr, weight, None if residual is None else residual.units)
+            and _use_native(hr.device, "conv3x3_units")
+            and _compute_capability(hr.device.index if hr.device.index is not None else torch.cuda.current_device())[0] >= 8
+            and _packed16(hr) and _packed16(lr) and (residual is None or _packed16(residual.units)))
+
+
+def conv3x3_units(blocks: BlockTensor, weight: Tensor, bias: Optional[Tensor] = None,
+                  residual: Optional[BlockTensor] = None, relu: bool = False) -> BlockTensor:
+    """A 3x3 convolution (stride 1, padding 1) of a BlockTensor with BlockPad's zero halo,
+    ``+ bias + residual``, then ReLU if ``relu``; the result in units (quartered).
+
+    Equals ``F.conv2d(block_pad_units(blocks, 1), weight, bias) (+ residual.units)`` with
+    the sum in float32 and one rounding. On CUDA (:func:`conv3x3_units_supported`) one
+    kernel gathers each tile's halo through BlockPad's rules while it loads the GEMM
+    operands, so the padded tiles are never written; elsewhere the reference runs.
+    """
+    if not isinstance(blocks, BlockTensor):
+        raise TypeError(f"blocks must be a BlockTensor, got {type(blocks).__name__}")
+    layout = blocks.layout
+    z = None
+    if residual is not None:
+        if not isinstance(residual, BlockTensor) or residual.layout is not layout:
+            raise ValueError("residual must be a BlockTensor on the same layout as blocks")
+        z = residual.units
+    out = conv3x3_units_tensor(blocks.highres, blocks.lowres, layout.hr_pos, layout.lr_pos, layout.block_map,
+                               weight, bias, z, bool(relu), blocks.quartered)
+    return BlockTensor.from_units(out, layout)
 
 
 def upsample_argmax_units_tensor(units_padded: Tensor, hr_pos: Tensor, lr_pos: Tensor,

@@ -184,6 +184,18 @@ if hasattr(torch.ops.segblocks, "cell_complexity"):  # an extension built before
     torch.library.register_fake("segblocks::cell_complexity")(_cell_complexity_fake)
 
 
+def _conv3x3_units_fake(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor,
+                        weight: Tensor, bias: Optional[Tensor] = None, residual: Optional[Tensor] = None,
+                        relu: bool = False, quartered: bool = False):
+    u = lowres.shape[-1]
+    return _empty((4 * hr_pos.shape[0] + lr_pos.shape[0], weight.shape[0], u, u), highres,
+                  torch.channels_last)
+
+
+if hasattr(torch.ops.segblocks, "conv3x3_units"):  # an extension built before the op lacks it
+    torch.library.register_fake("segblocks::conv3x3_units")(_conv3x3_units_fake)
+
+
 @torch.library.register_fake("segblocks::block_pad_backward")
 def _block_pad_backward_fake(grad_highres_padded: Tensor, grad_lowres_padded: Tensor,
                              hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor, padding: int,

@@ -1,0 +1,169 @@
+// 3x3 convolution (stride 1) on units with BlockPad's halo read in the same pass: the tiles
+// block_pad_units would write are gathered straight into the GEMM's operand tiles.
+//
+//   conv3x3_units(highres, lowres, hr_pos, lr_pos, block_map, weight [Co, Ci, 3, 3], bias,
+//                 residual, relu, quartered) -> [4Nh + Nl, Co, u, u] (channels_last)
+//   equals  act(F.conv2d(block_pad_units(highres, lowres, ..., 1, "constant", 0, quartered),
+//                        weight, bias) + residual),  act = ReLU if relu else identity
+//   with the sum in float32 and one rounding to the dtype at the end.
+//
+// An implicit GEMM: M = units * u * u output pixels, N = Co, K = 9 * Ci, taken tap by tap
+// (ky, kx) in chunks of kConvBK input channels. A thread block computes a kConvBM x kConvBN
+// output tile; per K step its threads gather the A tile (one output pixel's input pixel at
+// the tap, kConvBK channels, read through UnitWindow: interior pixels directly, halo pixels
+// through pad_source) and the B tile (weights in channels_last order, [Co][ky][kx][Ci], so
+// K is contiguous per output channel) into shared memory, and the tensor cores multiply them.
+// The epilogue adds bias and residual, applies the ReLU and writes 16-byte packs.
+//
+// This header holds the per-thread pieces (gather, weight load, epilogue), torch-free and
+// CUDA-free; ops/cuda/conv_units_kernel.cu runs them around WMMA, and
+// test/cuda_kernels_host.cu runs the same pieces around a scalar multiply on the CPU.
+//
+// Requirements (the launcher checks them; the executor falls back to BlockPad + cuDNN
+// otherwise): half or bfloat16; every tensor channels_last and 16-byte aligned;
+// Ci % kConvBK == 0; Co % kConvBN == 0.
+#pragma once
+
+#include <cstdint>
+
+#include "ops/block_indexing.h"
+#include "ops/unit_window.h"
+
+namespace segblocks {
+
+constexpr int kConvBM = 64;        // output pixels per thread block
+constexpr int kConvBN = 64;        // output channels per thread block
+constexpr int kConvBK = 32;        // input channels per K step (of one tap)
+constexpr int kConvThreads = 128;  // 4 warps, each a 32 x 32 quarter of the output tile
+constexpr int kConvPack = 8;       // 16 bytes of half / bfloat16
+constexpr int kConvPitch = kConvBK + 8;   // smem row pitch of the A and B tiles (elements)
+constexpr int kConvCPitch = kConvBN + 4;  // smem row pitch of the float32 output tile
+// packs of one smem row each thread loads: 64 rows x 4 packs over 128 threads
+constexpr int kConvPacksPerThread = kConvBM * (kConvBK / kConvPack) / kConvThreads;
+static_assert(kConvBM == kConvBN, "one row (pixel / output channel) per pair of threads");
+static_assert(kConvPacksPerThread == 2, "each thread loads half a row");
+
+template <typename scalar_t, typename D>
+struct ConvUnitsParams {
+  UnitsInput<scalar_t> in;
+  const scalar_t* weight;    // [Co, 3, 3, Ci] contiguous (a channels_last [Co, Ci, 3, 3])
+  const scalar_t* bias;      // [Co] or null
+  const scalar_t* residual;  // [U, u, u, Co] contiguous (channels_last units) or null
+  scalar_t* out;             // [U, u, u, Co]
+  GridIndexer<D> grid;
+  D pixels_div;  // divides by u * u
+  D side_div;    // divides by u
+  int64_t num_hr_units;  // 4 Nh
+  int64_t rows;          // U * u * u (GEMM M)
+  int64_t cin, cout;
+  bool relu;
+};
+
+// The output pixel a thread gathers for, fixed for the whole K loop.
+template <typename Cvt, typename D>
+struct ConvRow {
+  using index_t = typename D::index_t;
+  UnitWindow<Cvt, kConvPack, D> win;
+  index_t oy, ox;
+  bool valid;
+};
+
+// Row `row` (0..kConvBM) of M tile `m_tile`; rows past the end read as zeros.
+template <typename Cvt, typename D>
+SEGBLOCKS_HOST_DEVICE ConvRow<Cvt, D> conv_units_row(const ConvUnitsParams<typename Cvt::scalar_t, D>& prm,
+                                                     int64_t m_tile, int row) {
+  using index_t = typename D::index_t;
+  const int64_t m = m_tile * kConvBM + row;
+  const bool valid = m < prm.rows;
+  const index_t mm = static_cast<index_t>(valid ? m : 0);
+  const index_t unit = prm.pixels_div.div(mm);
+  const index_t pixel = mm - unit * static_cast<index_t>(prm.pixels_div.divisor);
+  const index_t oy = prm.side_div.div(pixel);
+  const index_t ox = pixel - oy * static_cast<index_t>(prm.side_div.divisor);
+  return ConvRow<Cvt, D>{UnitWindow<Cvt, kConvPack, D>(prm.in, prm.grid, prm.num_hr_units, unit, 0, 1, false), oy,
+                         ox, valid};
+}
+
+// K step `ks` = tap * (Ci / kConvBK) + channel chunk.
+struct ConvStep {
+  int64_t dy, dx, c0;
+};
+
+SEGBLOCKS_HOST_DEVICE ConvStep conv_step(int64_t ks, int64_t cin) {
+  const int64_t chunks = cin / kConvBK;
+  const int64_t tap = ks / chunks;
+  return ConvStep{tap / 3, tap % 3, (ks - tap * chunks) * kConvBK};
+}
+
+// Thread `t`'s share of the A tile of K step `ks`: half of row t / 2 (its pixel's input at
+// the tap, through BlockPad's rules; zero at the image border and past the last row).
+template <typename Cvt, typename D>
+SEGBLOCKS_HOST_DEVICE void conv_units_load_a(ConvRow<Cvt, D>& r, const ConvStep& st, int t,
+                                             typename Cvt::scalar_t* a_tile) {
+  using index_t = typename D::index_t;
+  const int row = t / 2;
+  AccPack<Cvt, kConvPack> v;
+  SEGBLOCKS_UNROLL
+  for (int p = 0; p < kConvPacksPerThread; ++p) {
+    const int col = ((t & 1) * kConvPacksPerThread + p) * kConvPack;
+    r.win.ch = static_cast<index_t>(st.c0 + col);
+    if (!r.valid || !r.win.read(r.oy + static_cast<index_t>(st.dy), r.ox + static_cast<index_t>(st.dx), v)) {
+      v.fill(0);
+    }
+    v.store(a_tile + row * kConvPitch + col);
+  }
+}
+
+// Thread `t`'s share of the B tile: half of the K slice of output channel n_tile * kConvBN + t / 2.
+template <typename scalar_t, typename D>
+SEGBLOCKS_HOST_DEVICE void conv_units_load_b(const ConvUnitsParams<scalar_t, D>& prm, int64_t n_tile,
+                                             const ConvStep& st, int t, scalar_t* b_tile) {
+  const int row = t / 2;
+  const int64_t n = n_tile * kConvBN + row;
+  const int64_t k0 = (st.dy * 3 + st.dx) * prm.cin + st.c0;
+  const scalar_t* src = prm.weight + n * 9 * prm.cin + k0;
+  SEGBLOCKS_UNROLL
+  for (int p = 0; p < kConvPacksPerThread; ++p) {
+    const int col = ((t & 1) * kConvPacksPerThread + p) * kConvPack;
+    *reinterpret_cast<Pack<scalar_t, kConvPack>*>(b_tile + row * kConvPitch + col) =
+        load_pack<scalar_t, kConvPack>(src + col);
+  }
+}
+
+// Thread `t`'s share of the epilogue: packs t, t + 128, ... of the kConvBM x kConvBN float32
+// tile `c_tile` (row pitch kConvCPitch) + bias + residual, ReLU, rounded, stored.
+template <typename Cvt, typename D>
+SEGBLOCKS_HOST_DEVICE void conv_units_epilogue(const ConvUnitsParams<typename Cvt::scalar_t, D>& prm,
+                                               int64_t m_tile, int64_t n_tile, const float* c_tile, int t) {
+  constexpr int kPacksPerRow = kConvBN / kConvPack;
+  SEGBLOCKS_UNROLL
+  for (int e = t; e < kConvBM * kPacksPerRow; e += kConvThreads) {
+    const int row = e / kPacksPerRow, col = (e % kPacksPerRow) * kConvPack;
+    const int64_t m = m_tile * kConvBM + row;
+    if (m >= prm.rows) continue;
+    const int64_t n = n_tile * kConvBN + col;
+    AccPack<Cvt, kConvPack> v;
+    SEGBLOCKS_UNROLL
+    for (int l = 0; l < kConvPack; ++l) v.v[l] = c_tile[row * kConvCPitch + col + l];
+    if (prm.bias != nullptr) {
+      AccPack<Cvt, kConvPack> b;
+      b.load(prm.bias + n);
+      SEGBLOCKS_UNROLL
+      for (int l = 0; l < kConvPack; ++l) v.v[l] += b.v[l];
+    }
+    const int64_t offset = m * prm.cout + n;
+    if (prm.residual != nullptr) {
+      AccPack<Cvt, kConvPack> z;
+      z.load(prm.residual + offset);
+      SEGBLOCKS_UNROLL
+      for (int l = 0; l < kConvPack; ++l) v.v[l] += z.v[l];
+    }
+    if (prm.relu) {
+      SEGBLOCKS_UNROLL
+      for (int l = 0; l < kConvPack; ++l) v.v[l] = v.v[l] > 0 ? v.v[l] : (v.v[l] != v.v[l] ? v.v[l] : 0);
+    }
+    v.store(prm.out + offset);
+  }
+}
+
+}  // namespace segblocks

@@ -1,0 +1,52 @@
+// conv3x3_units on the GPU: the parameter builder shared by the launcher
+// (conv_units_kernel.cu, WMMA) and test/cuda_kernels_host.cu (the same per-thread pieces of
+// ops/conv_units.h around a scalar multiply on the CPU).
+#pragma once
+
+#include "ops/conv_units.h"
+#include "ops/cuda/block_copy.cuh"
+#include "ops/cuda/upsample_argmax.cuh"  // CudaCvt
+
+namespace segblocks {
+namespace cuda {
+
+// Calls run.template operator()<Cvt, D>(params, m_tiles, n_tiles) with the index type the
+// sizes allow. `weight` is [Co, 3, 3, Ci] contiguous; highres, lowres, residual and out are
+// channels_last with channels contiguous (the launcher checks packability).
+template <typename scalar_t, typename Run>
+void with_conv_units(const scalar_t* highres, Strides4 highres_strides, const scalar_t* lowres,
+                     Strides4 lowres_strides, const int64_t* hr_pos, const int64_t* lr_pos,
+                     const int32_t* block_map, const BlockGrid& g, const scalar_t* weight, const scalar_t* bias,
+                     const scalar_t* residual, scalar_t* out, int64_t cout, bool relu, bool quartered,
+                     bool index32, Run&& run) {
+  const int64_t u = g.hr_side / 2;
+  const int64_t units = 4 * g.num_highres + g.num_lowres;
+  const int64_t rows = units * u * u;
+  if (rows == 0 || cout == 0) return;
+  const auto go = [&](auto divider_tag) {
+    using D = decltype(divider_tag);
+    using Params = ConvUnitsParams<scalar_t, D>;
+    const Params prm{{highres, highres_strides, quartered ? u : 0, lowres, lowres_strides, hr_pos, lr_pos, block_map},
+                     weight,
+                     bias,
+                     residual,
+                     out,
+                     GridIndexer<D>(g),
+                     D(u * u),
+                     D(u),
+                     4 * g.num_highres,
+                     rows,
+                     g.channels,
+                     cout,
+                     relu};
+    run.template operator()<CudaCvt<scalar_t>, D>(prm, (rows + kConvBM - 1) / kConvBM, cout / kConvBN);
+  };
+  if (index32) {
+    go(FastDivider{});
+  } else {
+    go(PlainDivider<int64_t>{});
+  }
+}
+
+}  // namespace cuda
+}  // namespace segblocks

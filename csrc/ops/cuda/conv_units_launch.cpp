@@ -1,0 +1,79 @@
+// conv3x3_units on CUDA: checks, device guard, current stream, launch of the torch-free
+// kernel in conv_units_kernel.cu, and the CUDA registration. The kernel's limits (half or
+// bfloat16, channels_last 16-byte packs, Ci % 32, Co % 64, sm_80+) are errors here;
+// segblocks_core.ops.conv3x3_units_supported tells the executor beforehand.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <torch/library.h>
+
+#include "ops/block_checks.h"
+#include "ops/conv_units.h"
+#include "ops/cuda/block_ops_cuda.h"
+#include "ops/cuda/cuda_launch.h"
+
+namespace segblocks {
+namespace cuda {
+namespace {
+
+void check_packed(const char* op, const char* name, const at::Tensor& t, bool empty) {
+  const int64_t bytes = kConvPack * static_cast<int64_t>(t.element_size());
+  TORCH_CHECK(packable(t.const_data_ptr(), strides_of(t), kConvPack, bytes, empty), op, ": ", name,
+              " must be channels_last with 16-byte aligned channel packs, got strides ", t.strides());
+}
+
+at::Tensor conv3x3_units_cuda(const at::Tensor& highres, const at::Tensor& lowres, const at::Tensor& hr_pos,
+                              const at::Tensor& lr_pos, const at::Tensor& block_map, const at::Tensor& weight,
+                              const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& residual,
+                              bool relu, bool quartered) {
+  const char* op = "conv3x3_units";
+  const BlockPadArgs checked =
+      check_conv3x3_units_args(highres, lowres, hr_pos, lr_pos, block_map, weight, bias, residual, quartered);
+  const BlockGrid& g = checked.grid;
+  check_cuda_tensor(op, "highres", highres);
+  TORCH_CHECK(highres.scalar_type() == at::kHalf || highres.scalar_type() == at::kBFloat16, op,
+              ": the CUDA kernel runs half and bfloat16 (tensor cores), got ", highres.scalar_type());
+  const int64_t cout = weight.size(0);
+  TORCH_CHECK(g.channels % kConvBK == 0 && cout % kConvBN == 0, op, ": the CUDA kernel needs input channels a ",
+              "multiple of ", kConvBK, " and output channels a multiple of ", kConvBN, ", got ", g.channels, " -> ",
+              cout);
+  const c10::cuda::CUDAGuard device_guard(highres.device());
+  int major = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, highres.get_device()));
+  TORCH_CHECK(major >= 8, op, ": the CUDA kernel needs compute capability 8.0 or newer, got ", major, ".x");
+  check_packed(op, "highres", highres, g.num_highres == 0);
+  check_packed(op, "lowres", lowres, g.num_lowres == 0);
+  // [Co, 3, 3, Ci] contiguous: K is contiguous per output channel
+  const at::Tensor w = weight.contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
+  const int64_t u = g.hr_side / 2;
+  at::Tensor out = at::empty({4 * g.num_highres + g.num_lowres, cout, u, u},
+                             highres.options().memory_format(at::MemoryFormat::ChannelsLast));
+  if (out.numel() == 0) return out;
+  at::Tensor z;
+  if (residual.has_value()) {
+    z = residual->contiguous(at::MemoryFormat::ChannelsLast);
+    check_packed(op, "residual", z, false);
+  }
+  TORCH_CHECK(reinterpret_cast<uintptr_t>(w.const_data_ptr()) % 16 == 0 &&
+                  (!b.defined() || reinterpret_cast<uintptr_t>(b.const_data_ptr()) % 16 == 0),
+              op, ": weight and bias must be 16-byte aligned");
+  const at::Tensor hr_p = hr_pos.contiguous(), lr_p = lr_pos.contiguous(), bm = block_map.contiguous();
+  const bool index32 = fits_index32({highres, lowres, out}, g);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_REDUCED_FLOATING_TYPES(highres.scalar_type(), "segblocks_conv3x3_units_cuda", [&] {
+    C10_CUDA_CHECK(launch_conv3x3_units(
+        cuda_data<scalar_t>(highres), strides_of(highres), cuda_data<scalar_t>(lowres), strides_of(lowres),
+        hr_p.const_data_ptr<int64_t>(), lr_p.const_data_ptr<int64_t>(), bm.const_data_ptr<int32_t>(), g,
+        cuda_data<scalar_t>(w), b.defined() ? cuda_data<scalar_t>(b) : nullptr,
+        z.defined() ? cuda_data<scalar_t>(z) : nullptr, cuda_mutable_data<scalar_t>(out), cout, relu, quartered,
+        index32, stream));
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(segblocks, CUDA, m) { m.impl("conv3x3_units", &conv3x3_units_cuda); }
+
+}  // namespace cuda
+}  // namespace segblocks
