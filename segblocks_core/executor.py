@@ -49,7 +49,7 @@ from torch import Tensor, nn
 
 from . import ops
 from .fused import (BatchNormReLU, FusedConv2d, MaxPool2d, adaptive_avg_pool2d, conv_bias_relu,
-                    fast_upsampling_enabled, upsample_add)
+                    conv_units_mode, fast_upsampling_enabled, upsample_add, use_conv_units)
 from .layout import BlockLayout, BlockTensor
 
 __all__ = ["SegBlocks", "UnsupportedLayerError", "MacCount", "concurrent_lowres", "units_mode"]
@@ -190,6 +190,18 @@ def _per_resolution(fn: Callable[..., Tensor], hr: tuple, lr: tuple) -> tuple[Te
     return out_hr, out_lr
 
 
+def _one_pass_conv(bt: BlockTensor, conv: nn.Conv2d, residual: Optional[BlockTensor],
+                   pre: Optional[BatchNormReLU]) -> bool:
+    """The convolution could run as :func:`ops.conv3x3_units` (halo gathered in the kernel):
+    the mode is not off, 3x3, stride 1, padding 1, no dilation or groups, no prologue, and
+    the kernel supports the operands."""
+    return (conv_units_mode() != "off" and pre is None and _two(conv.kernel_size) == (3, 3)
+            and _two(conv.stride) == (1, 1) and _two(conv.padding) == (1, 1) and _two(conv.dilation) == (1, 1)
+            and conv.groups == 1 and conv.padding_mode == "zeros"
+            and (residual is None or residual.layout is bt.layout)
+            and ops.conv3x3_units_supported(bt, conv.weight, residual))
+
+
 def block_conv2d(bt: BlockTensor, conv: nn.Conv2d, residual: Optional[BlockTensor] = None,
                  pre: Optional[BatchNormReLU] = None) -> BlockTensor:
     """A convolution on blocks (BlockPad, then no padding); a :class:`FusedConv2d` also
@@ -198,13 +210,24 @@ def block_conv2d(bt: BlockTensor, conv: nn.Conv2d, residual: Optional[BlockTenso
     inside BlockPad: its output is never written)."""
     pad_h, pad_w = _two(conv.padding)
     if _use_units(bt):
-        x = _pad_units(bt, pad_h, pad_w, pre=pre)
-        if isinstance(conv, FusedConv2d):
-            z = None if residual is None else residual.units
-            y = conv_bias_relu(x, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups, z)
-        else:
-            y = F.conv2d(x, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
-        return BlockTensor.from_units(y, bt.layout)
+        def two_pass() -> Tensor:  # BlockPad writes the padded tiles, then cuDNN
+            x = _pad_units(bt, pad_h, pad_w, pre=pre)
+            if isinstance(conv, FusedConv2d):
+                z = None if residual is None else residual.units
+                return conv_bias_relu(x, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups, z)
+            return F.conv2d(x, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
+
+        if _one_pass_conv(bt, conv, residual, pre):
+            fused = isinstance(conv, FusedConv2d)
+            z = residual if fused else None
+
+            def one_pass() -> Tensor:
+                return ops.conv3x3_units(bt, conv.weight, conv.bias, z, relu=fused).units
+            key = (tuple(bt.highres.shape), tuple(bt.lowres.shape), bt.quartered, bt.highres.dtype,
+                   tuple(conv.weight.shape), fused, z is not None)
+            if use_conv_units(key, one_pass, two_pass):
+                return BlockTensor.from_units(one_pass(), bt.layout)
+        return BlockTensor.from_units(two_pass(), bt.layout)
     bt = bt.to_standard()
     if pre is not None:
         bt = bt.map(pre)

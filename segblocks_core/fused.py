@@ -33,7 +33,7 @@ from .timing import cuda_median_ms
 
 __all__ = ["FusedConv2d", "conv_bias_relu", "fuse_conv_epilogue", "BatchNormReLU",
            "fuse_batchnorm_relu", "adaptive_avg_pool2d", "use_fast_pooling", "MaxPool2d",
-           "use_fast_max_pooling"]
+           "use_fast_max_pooling", "conv_units", "conv_units_mode", "CONV_UNITS_MODES"]
 
 # fused-or-not per call shape, decided by timing on first use
 _CHOICE: dict[tuple, bool] = {}
@@ -213,6 +213,58 @@ def use_fast_pooling(gm: fx.GraphModule) -> fx.GraphModule:
             node.target = adaptive_avg_pool2d
     gm.recompile()
     return gm
+
+
+# ----------------------------------------------------------------------------------------
+# convolutions on units with the halo gathered in the kernel
+# ----------------------------------------------------------------------------------------
+
+CONV_UNITS_MODES = ("off", "auto", "always")
+_CONV_UNITS: contextvars.ContextVar[str] = contextvars.ContextVar("segblocks_conv_units", default="off")
+# per call shape: is the one-pass kernel faster than BlockPad + cuDNN? decided by timing
+_UNITS_CHOICE: dict[tuple, bool] = {}
+
+
+@contextlib.contextmanager
+def conv_units(mode: str = "auto"):
+    """How SegBlocks runs a 3x3 stride-1 convolution on units where
+    :func:`segblocks_core.ops.conv3x3_units_supported` holds:
+
+    * ``"off"`` (the default until the kernel is measured on a GPU): BlockPad writes the
+      padded tiles, then cuDNN;
+    * ``"auto"``: the first call of each shape times both ways and keeps the faster (as
+      :func:`conv_bias_relu` does; BlockPad + cuDNN for shapes first seen during capture);
+    * ``"always"``: the one-pass kernel (:func:`segblocks_core.ops.conv3x3_units`).
+
+    Read when the ops run, so a CUDA graph keeps what was active at capture.
+    """
+    if mode not in CONV_UNITS_MODES:
+        raise ValueError(f"conv_units mode must be one of {CONV_UNITS_MODES}, got {mode!r}")
+    token = _CONV_UNITS.set(mode)
+    try:
+        yield
+    finally:
+        _CONV_UNITS.reset(token)
+
+
+def conv_units_mode() -> str:
+    return _CONV_UNITS.get()
+
+
+def use_conv_units(key: tuple, one_pass, two_pass) -> bool:
+    """Whether to run ``one_pass`` (the kernel) rather than ``two_pass`` (BlockPad + cuDNN)
+    for a call of shape ``key``, under the current :func:`conv_units` mode."""
+    mode = _CONV_UNITS.get()
+    if mode != "auto":
+        return mode == "always"
+    choice = _UNITS_CHOICE.get(key)
+    if choice is None:
+        if torch.cuda.is_current_stream_capturing():
+            return False  # no timing inside a capture; the warm-up run decides
+        one_pass()
+        two_pass()
+        choice = _UNITS_CHOICE[key] = cuda_median_ms(one_pass) < cuda_median_ms(two_pass)
+    return choice
 
 
 # ----------------------------------------------------------------------------------------

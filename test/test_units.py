@@ -279,3 +279,47 @@ def test_units_mode_context_only_changes_storage():
     b = block_max_pool2d(bt, 3, 2, 1)
     assert a.quartered and not b.quartered
     assert torch.equal(ops.combine(a), ops.combine(b))
+
+
+@torch.no_grad()
+def test_one_pass_conv_units_in_the_prepared_network(monkeypatch):
+    """With :func:`fused.conv_units` on, every 3x3 stride-1 convolution on units without a
+    BatchNorm prologue runs as ``ops.conv3x3_units`` (the halo gathered in the kernel),
+    with its bias, residual and ReLU; the network's output does not change. The CUDA kernel
+    is tested against the op's reference in test_native_ops / test_cuda_kernels_host; here
+    the support check is forced true so the reference runs in its place on the CPU."""
+    from segblocks_core import executor, fused
+
+    net = _net(swiftnet_rn18)
+    fast = prepare_network(net, torch.float32, torch.device("cpu"))
+    x4 = F.pad(torch.randn(1, 3, 256, 384), (0, 0, 0, 0, 0, 1))
+    grid = _mixed_grid((1, 2, 3), seed=2)
+    want = SegBlocks(fast, units=True)(x4, grid)
+
+    calls = []
+    real = ops.conv3x3_units
+
+    def spy(blocks, weight, bias=None, residual=None, relu=False):
+        calls.append((tuple(weight.shape), residual is not None, relu))
+        return real(blocks, weight, bias, residual, relu)
+
+    monkeypatch.setattr(ops, "conv3x3_units_supported", lambda *a, **k: True)
+    monkeypatch.setattr(ops, "conv3x3_units", spy)
+    with fused.conv_units("always"):
+        got = SegBlocks(fast, units=True)(x4, grid)
+    assert max_rel_diff(got, want) <= TOL
+    # SwiftNet-RN18's 3x3 stride-1 convolutions below the input resolution: 4 in layer1 and
+    # 3 in each of layer2-4 (the first of each later stage has stride 2); the second of
+    # every block adds the residual (2 per stage); all with the ReLU. The decoder's blends
+    # have a BatchNorm prologue (inside BlockPad) and keep the two passes.
+    assert len(calls) == 13
+    assert sum(residual for _, residual, _ in calls) == 8
+    assert all(relu for _, _, relu in calls)
+    with fused.conv_units("off"):
+        calls.clear()
+        SegBlocks(fast, units=True)(x4, grid)
+    assert calls == []
+    with pytest.raises(ValueError, match="conv_units mode"):
+        with fused.conv_units("fast"):
+            pass
+    assert executor.conv_units_mode() == "off"
