@@ -32,7 +32,7 @@ from segblocks_core import SegBlocks, count_macs  # noqa: E402
 from segblocks_core.engine import normalize  # noqa: E402
 from segblocks_core.executor import concurrent_lowres  # noqa: E402
 from segblocks_core.fastpath import GraphedSegmenter, prepare_network  # noqa: E402
-from segblocks_core.fused import fast_upsampling  # noqa: E402
+from segblocks_core.fused import CONV_UNITS_MODES, conv_units, fast_upsampling  # noqa: E402
 from segblocks_core.timing import cuda_median_ms  # noqa: E402
 from segblocks_core.layout import BlockLayout  # noqa: E402
 from segblocks_core.models import build_model  # noqa: E402
@@ -107,8 +107,13 @@ def main():
                     help="PyTorch's bilinear upsampling and a separate skip add in the decoder on "
                          "both sides instead of the native one-pass kernels; writes "
                          "torch-upsample-gpu-<gpu>-<date>.json")
+    ap.add_argument("--conv-units", choices=CONV_UNITS_MODES, default="off",
+                    help="3x3 stride-1 convolutions on units as one kernel that gathers the halo "
+                         "(ops.conv3x3_units): off (BlockPad + cuDNN), auto (timed per shape) or "
+                         "always; other than off writes conv-units-<mode>-gpu-<gpu>-<date>.json")
     args = ap.parse_args()
-    with fast_upsampling(args.fast_upsample):  # read at capture: the graphs keep it
+    # read at capture: the graphs keep them
+    with fast_upsampling(args.fast_upsample), conv_units(args.conv_units):
         run(args)
 
 
@@ -201,12 +206,14 @@ def run(args) -> None:
     result = {"gpu": gpu, "torch": torch.__version__, "cuda": torch.version.cuda,
               "height": h, "width": w, "fuse_epilogue": args.fuse_epilogue,
               "input_channels": args.input_channels, "units": args.units,
-              "fast_max_pool": args.fast_max_pool, "fast_upsample": args.fast_upsample, "rows": rows}
+              "fast_max_pool": args.fast_max_pool, "fast_upsample": args.fast_upsample,
+              "conv_units": args.conv_units, "rows": rows}
     slug = re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")
     date = datetime.date.today().isoformat()
     os.makedirs(args.out, exist_ok=True)
     prefix = ("" if args.units else "split-") + ("" if args.fast_max_pool else "torch-maxpool-") + \
         ("" if args.fast_upsample else "torch-upsample-") + \
+        ("" if args.conv_units == "off" else f"conv-units-{args.conv_units}-") + \
         ("" if args.fuse_epilogue else "unfused-epilogue-") + \
         ("" if args.input_channels == 4 else f"input{args.input_channels}-")
     path = os.path.join(args.out, f"{prefix}gpu-{slug}-{date}.json")

@@ -52,8 +52,11 @@ struct RunConvOnHost {
         for (int64_t ks = 0; ks < steps; ++ks) {
           const ConvStep st = conv_step(ks, prm.cin);
           for (int t = 0; t < kConvThreads; ++t) {
-            conv_units_load_a(rows[t], st, t, a->v);
-            conv_units_load_b(prm, n_tile, st, t, b->v);
+            ConvRegs<scalar_t> ra, rb;
+            conv_units_fetch_a(rows[t], st, t, ra);
+            conv_units_fetch_b(prm, n_tile, st, t, rb);
+            conv_units_store(ra, t, a->v);
+            conv_units_store(rb, t, b->v);
           }
           for (int r = 0; r < kConvBM; ++r) {
             for (int n = 0; n < kConvBN; ++n) {

@@ -11,8 +11,9 @@
 // (ky, kx) in chunks of kConvBK input channels. A thread block computes a kConvBM x kConvBN
 // output tile; per K step its threads gather the A tile (one output pixel's input pixel at
 // the tap, kConvBK channels, read through UnitWindow: interior pixels directly, halo pixels
-// through pad_source) and the B tile (weights in channels_last order, [Co][ky][kx][Ci], so
-// K is contiguous per output channel) into shared memory, and the tensor cores multiply them.
+// through pad_source, looked up once per tap) and the B tile (weights in channels_last
+// order, [Co][ky][kx][Ci], so K is contiguous per output channel) into registers, then
+// shared memory, and the tensor cores multiply them.
 // The epilogue adds bias and residual, applies the ReLU and writes 16-byte packs.
 //
 // This header holds the per-thread pieces (gather, weight load, epilogue), torch-free and
@@ -59,13 +60,28 @@ struct ConvUnitsParams {
   bool relu;
 };
 
-// The output pixel a thread gathers for, fixed for the whole K loop.
+// K step `ks` = tap * (Ci / kConvBK) + channel chunk: taps outermost, so the source of a
+// thread's pixel at a tap is looked up once for all its channel chunks.
+struct ConvStep {
+  int64_t tap, dy, dx, c0;
+};
+
+SEGBLOCKS_HOST_DEVICE ConvStep conv_step(int64_t ks, int64_t cin) {
+  const int64_t chunks = cin / kConvBK;
+  const int64_t tap = ks / chunks;
+  return ConvStep{tap, tap / 3, tap % 3, (ks - tap * chunks) * kConvBK};
+}
+
+// The output pixel a thread gathers for (fixed for the whole K loop) and the source of its
+// input pixel at the current tap.
 template <typename Cvt, typename D>
 struct ConvRow {
   using index_t = typename D::index_t;
   UnitWindow<Cvt, kConvPack, D> win;
   index_t oy, ox;
   bool valid;
+  int64_t tap;  // the tap `src` is for (-1: none yet)
+  PadSource<index_t> src;
 };
 
 // Row `row` (0..kConvBM) of M tile `m_tile`; rows past the end read as zeros.
@@ -80,53 +96,57 @@ SEGBLOCKS_HOST_DEVICE ConvRow<Cvt, D> conv_units_row(const ConvUnitsParams<typen
   const index_t pixel = mm - unit * static_cast<index_t>(prm.pixels_div.divisor);
   const index_t oy = prm.side_div.div(pixel);
   const index_t ox = pixel - oy * static_cast<index_t>(prm.side_div.divisor);
-  return ConvRow<Cvt, D>{UnitWindow<Cvt, kConvPack, D>(prm.in, prm.grid, prm.num_hr_units, unit, 0, 1, false), oy,
-                         ox, valid};
+  return ConvRow<Cvt, D>{UnitWindow<Cvt, kConvPack, D>(prm.in, prm.grid, prm.num_hr_units, unit, 0, 1, false),
+                         oy,
+                         ox,
+                         valid,
+                         -1,
+                         PadSource<index_t>{kPadConstant, 0, 0, 0}};
 }
 
-// K step `ks` = tap * (Ci / kConvBK) + channel chunk.
-struct ConvStep {
-  int64_t dy, dx, c0;
+// What one thread loads per K step for a tile: half a row (kConvPacksPerThread packs),
+// held in registers while the previous step's tiles are multiplied.
+template <typename scalar_t>
+struct ConvRegs {
+  Pack<scalar_t, kConvPack> v[kConvPacksPerThread];
 };
 
-SEGBLOCKS_HOST_DEVICE ConvStep conv_step(int64_t ks, int64_t cin) {
-  const int64_t chunks = cin / kConvBK;
-  const int64_t tap = ks / chunks;
-  return ConvStep{tap / 3, tap % 3, (ks - tap * chunks) * kConvBK};
-}
+SEGBLOCKS_HOST_DEVICE int conv_tile_col(int t, int p) { return ((t & 1) * kConvPacksPerThread + p) * kConvPack; }
 
-// Thread `t`'s share of the A tile of K step `ks`: half of row t / 2 (its pixel's input at
+// Thread `t`'s share of the A tile of K step `st`: half of row t / 2 (its pixel's input at
 // the tap, through BlockPad's rules; zero at the image border and past the last row).
 template <typename Cvt, typename D>
-SEGBLOCKS_HOST_DEVICE void conv_units_load_a(ConvRow<Cvt, D>& r, const ConvStep& st, int t,
-                                             typename Cvt::scalar_t* a_tile) {
+SEGBLOCKS_HOST_DEVICE void conv_units_fetch_a(ConvRow<Cvt, D>& r, const ConvStep& st, int t,
+                                              ConvRegs<typename Cvt::scalar_t>& regs) {
   using index_t = typename D::index_t;
-  const int row = t / 2;
-  AccPack<Cvt, kConvPack> v;
+  if (st.tap != r.tap) {
+    r.tap = st.tap;
+    r.src = r.valid ? r.win.locate(r.oy + static_cast<index_t>(st.dy), r.ox + static_cast<index_t>(st.dx))
+                    : PadSource<index_t>{kPadConstant, 0, 0, 0};
+  }
   SEGBLOCKS_UNROLL
   for (int p = 0; p < kConvPacksPerThread; ++p) {
-    const int col = ((t & 1) * kConvPacksPerThread + p) * kConvPack;
-    r.win.ch = static_cast<index_t>(st.c0 + col);
-    if (!r.valid || !r.win.read(r.oy + static_cast<index_t>(st.dy), r.ox + static_cast<index_t>(st.dx), v)) {
-      v.fill(0);
-    }
-    v.store(a_tile + row * kConvPitch + col);
+    r.win.ch = static_cast<index_t>(st.c0 + conv_tile_col(t, p));
+    r.win.fetch_values(r.src, regs.v[p].v);
   }
 }
 
 // Thread `t`'s share of the B tile: half of the K slice of output channel n_tile * kConvBN + t / 2.
 template <typename scalar_t, typename D>
-SEGBLOCKS_HOST_DEVICE void conv_units_load_b(const ConvUnitsParams<scalar_t, D>& prm, int64_t n_tile,
-                                             const ConvStep& st, int t, scalar_t* b_tile) {
-  const int row = t / 2;
-  const int64_t n = n_tile * kConvBN + row;
-  const int64_t k0 = (st.dy * 3 + st.dx) * prm.cin + st.c0;
-  const scalar_t* src = prm.weight + n * 9 * prm.cin + k0;
+SEGBLOCKS_HOST_DEVICE void conv_units_fetch_b(const ConvUnitsParams<scalar_t, D>& prm, int64_t n_tile,
+                                              const ConvStep& st, int t, ConvRegs<scalar_t>& regs) {
+  const int64_t n = n_tile * kConvBN + t / 2;
+  const scalar_t* src = prm.weight + n * 9 * prm.cin + (st.dy * 3 + st.dx) * prm.cin + st.c0;
+  SEGBLOCKS_UNROLL
+  for (int p = 0; p < kConvPacksPerThread; ++p) regs.v[p] = load_pack<scalar_t, kConvPack>(src + conv_tile_col(t, p));
+}
+
+// Thread `t`'s registers into its half row of a tile in shared memory (row pitch kConvPitch).
+template <typename scalar_t>
+SEGBLOCKS_HOST_DEVICE void conv_units_store(const ConvRegs<scalar_t>& regs, int t, scalar_t* tile) {
   SEGBLOCKS_UNROLL
   for (int p = 0; p < kConvPacksPerThread; ++p) {
-    const int col = ((t & 1) * kConvPacksPerThread + p) * kConvPack;
-    *reinterpret_cast<Pack<scalar_t, kConvPack>*>(b_tile + row * kConvPitch + col) =
-        load_pack<scalar_t, kConvPack>(src + col);
+    *reinterpret_cast<Pack<scalar_t, kConvPack>*>(tile + (t / 2) * kConvPitch + conv_tile_col(t, p)) = regs.v[p];
   }
 }
 

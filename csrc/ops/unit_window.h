@@ -113,16 +113,19 @@ struct UnitWindow {
     return lowres + ls.offset(slot, ch, y, x);
   }
 
-  // Pixel (ti, tj) of the padded tile into `v`; false (v untouched) where it is the
-  // constant image border.
-  SEGBLOCKS_HOST_DEVICE bool read(index_t ti, index_t tj, AccPack<Cvt, kPack>& v) const {
+  // Where pixel (ti, tj) of the padded tile comes from: the unit's own block (kind
+  // kPadHighres / kPadLowres at the block's slot), a neighbour, or the constant border.
+  SEGBLOCKS_HOST_DEVICE PadSource<index_t> locate(index_t ti, index_t tj) const {
     const index_t i = i0 + ti, j = j0 + tj;  // padded-block coordinates
     const index_t y = i - padding, x = j - padding;
     if (y >= 0 && y < side && x >= 0 && x < side) {  // the block itself
-      v.load(lowres_unit ? lr_at(k, y, x) : hr_at(k, y, x));
-      return true;
+      return PadSource<index_t>{lowres_unit ? kPadLowres : kPadHighres, k, y, x};
     }
-    const auto src = pad_source(block_map, grid, cell, lowres_unit, i, j, padding, replicate);
+    return pad_source(block_map, grid, cell, lowres_unit, i, j, padding, replicate);
+  }
+
+  // Channels [ch, ch + kPack) of `src` into `v`; false (v untouched) for the constant border.
+  SEGBLOCKS_HOST_DEVICE bool fetch(const PadSource<index_t>& src, AccPack<Cvt, kPack>& v) const {
     switch (src.kind) {
       case kPadHighres:
         v.load(hr_at(src.slot, src.y, src.x));
@@ -137,6 +140,31 @@ struct UnitWindow {
       default:
         return false;
     }
+  }
+
+  // The same as stored values (what block_pad_units would write): a plain copy unless the
+  // source is a 2x2 mean; zeros for the constant border (conv3x3_units' zero padding).
+  SEGBLOCKS_HOST_DEVICE void fetch_values(const PadSource<index_t>& src, scalar_t* out) const {
+    using P = Pack<scalar_t, kPack>;
+    switch (src.kind) {
+      case kPadHighres:
+        *reinterpret_cast<P*>(out) = load_pack<scalar_t, kPack>(hr_at(src.slot, src.y, src.x));
+        return;
+      case kPadLowres:
+        *reinterpret_cast<P*>(out) = load_pack<scalar_t, kPack>(lr_at(src.slot, src.y, src.x));
+        return;
+      default: {
+        AccPack<Cvt, kPack> v;
+        if (!fetch(src, v)) v.fill(0);
+        v.store(out);
+      }
+    }
+  }
+
+  // Pixel (ti, tj) of the padded tile into `v`; false (v untouched) where it is the
+  // constant image border.
+  SEGBLOCKS_HOST_DEVICE bool read(index_t ti, index_t tj, AccPack<Cvt, kPack>& v) const {
+    return fetch(locate(ti, tj), v);
   }
 };
 

@@ -2,8 +2,9 @@
 // implicit GEMM on the tensor cores (WMMA 16x16x16, float32 accumulation) around the
 // per-thread pieces of ops/conv_units.h. One thread block per kConvBM x kConvBN output
 // tile; per K step (one tap, kConvBK input channels) its 128 threads gather the A tile
-// through BlockPad's rules and load the B tile into shared memory, then each warp multiplies
-// its 32 x 32 quarter. Instantiated for half and bfloat16.
+// through BlockPad's rules and load the B tile (into registers while the previous step's
+// tiles are multiplied, then into shared memory), and each warp multiplies its 32 x 32
+// quarter. Instantiated for half and bfloat16.
 #include <mma.h>
 
 #include "ops/cuda/block_ops_cuda.h"
@@ -43,12 +44,21 @@ __global__ void __launch_bounds__(kConvThreads)
 #pragma unroll
     for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
   }
+  // register-staged pipeline: step ks + 1's loads are in flight while step ks multiplies
   const int64_t steps = 9 * prm.cin / kConvBK;
+  ConvRegs<scalar_t> ra, rb;
+  ConvStep st = conv_step(0, prm.cin);
+  conv_units_fetch_a(row, st, t, ra);
+  conv_units_fetch_b(prm, n_tile, st, t, rb);
   for (int64_t ks = 0; ks < steps; ++ks) {
-    const ConvStep st = conv_step(ks, prm.cin);
-    conv_units_load_a(row, st, t, a_tile);
-    conv_units_load_b(prm, n_tile, st, t, b_tile);
+    conv_units_store(ra, t, a_tile);
+    conv_units_store(rb, t, b_tile);
     __syncthreads();
+    if (ks + 1 < steps) {
+      st = conv_step(ks + 1, prm.cin);
+      conv_units_fetch_a(row, st, t, ra);
+      conv_units_fetch_b(prm, n_tile, st, t, rb);
+    }
 #pragma unroll
     for (int kk = 0; kk < kConvBK; kk += 16) {
       wmma::fragment<wmma::matrix_a, 16, 16, 16, scalar_t, wmma::row_major> a[2];
