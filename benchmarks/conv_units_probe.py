@@ -1,7 +1,7 @@
 """Is the one-pass convolution on units (``ops.conv3x3_units``: the halo gathered through
 BlockPad's rules while the GEMM tiles load) faster than BlockPad + cuDNN?
 
-For every 3x3 stride-1 convolution shape of SwiftNet-RN18 below the input resolution, at
+For every 3x3 convolution shape of SwiftNet-RN18 below the input resolution, at
 2048x1024 with a seeded 40% high-res layout of 128-px blocks (batch 1 and 4), times in a
 CUDA graph of ``--reps`` calls (fp16, channels_last, cudnn.benchmark):
 
@@ -28,16 +28,19 @@ from segblocks_core.fused import conv_bias_relu
 from segblocks_core.layout import BlockLayout, BlockTensor
 from segblocks_core.ops import _reference
 
-# (name, channels, block side at the layer's stride, residual, count in RN18)
+# (name, in channels, out channels, stride, block side at the input's stride, residual, count in RN18)
 LAYERS = [
-    ("layer1 3x3", 64, BLOCK // 4, False, 2),
-    ("layer1 3x3 +res", 64, BLOCK // 4, True, 2),
-    ("layer2 3x3", 128, BLOCK // 8, False, 1),
-    ("layer2 3x3 +res", 128, BLOCK // 8, True, 2),
-    ("layer3 3x3", 256, BLOCK // 16, False, 1),
-    ("layer3 3x3 +res", 256, BLOCK // 16, True, 2),
-    ("layer4 3x3", 512, BLOCK // 32, False, 1),
-    ("layer4 3x3 +res", 512, BLOCK // 32, True, 2),
+    ("layer1 3x3", 64, 64, 1, BLOCK // 4, False, 2),
+    ("layer1 3x3 +res", 64, 64, 1, BLOCK // 4, True, 2),
+    ("layer2 3x3/2", 64, 128, 2, BLOCK // 4, False, 1),
+    ("layer2 3x3", 128, 128, 1, BLOCK // 8, False, 1),
+    ("layer2 3x3 +res", 128, 128, 1, BLOCK // 8, True, 2),
+    ("layer3 3x3/2", 128, 256, 2, BLOCK // 8, False, 1),
+    ("layer3 3x3", 256, 256, 1, BLOCK // 16, False, 1),
+    ("layer3 3x3 +res", 256, 256, 1, BLOCK // 16, True, 2),
+    ("layer4 3x3/2", 256, 512, 2, BLOCK // 16, False, 1),
+    ("layer4 3x3", 512, 512, 1, BLOCK // 32, False, 1),
+    ("layer4 3x3 +res", 512, 512, 1, BLOCK // 32, True, 2),
 ]
 
 
@@ -53,32 +56,35 @@ def probe(batch: int, fraction: float, reps: int) -> list[dict]:
     grid[scores.argsort(descending=True)[:round(fraction * grid.numel())]] = True
     grid = grid.view(batch, gh, gw).cuda()
     rows = []
-    for name, c, side, res, count in LAYERS:
+    for name, cin, cout, stride, side, res, count in LAYERS:
         lay = BlockLayout.from_grid(grid, side)
         u = side // 2
         dev = dict(device="cuda", dtype=torch.half)
-        units = cl(torch.randn(4 * lay.num_highres + lay.num_lowres, c, u, u, **dev))
+        units = cl(torch.randn(4 * lay.num_highres + lay.num_lowres, cin, u, u, **dev))
         bt = BlockTensor.from_units(units, lay)
-        w = cl(torch.randn(c, c, 3, 3, **dev) / (3 * c ** 0.5))
-        b = torch.randn(c, **dev) * 0.1
-        z = BlockTensor.from_units(cl(torch.randn_like(units)), lay) if res else None
-        dense_x = cl(torch.randn(batch, c, H * side // BLOCK, W * side // BLOCK, **dev))
-        dense_z = cl(torch.randn_like(dense_x)) if res else None
+        w = cl(torch.randn(cout, cin, 3, 3, **dev) / (3 * cin ** 0.5))
+        b = torch.randn(cout, **dev) * 0.1
+        uo = u // stride
+        z = BlockTensor.from_units(cl(torch.randn(units.shape[0], cout, uo, uo, **dev)), lay) if res else None
+        dense_x = cl(torch.randn(batch, cin, H * side // BLOCK, W * side // BLOCK, **dev))
+        dense_z = None
+        if res:
+            dense_z = cl(torch.randn(batch, cout, H * side // BLOCK // stride, W * side // BLOCK // stride, **dev))
 
         def two_pass():
             x = ops.block_pad_units(bt, 1)
-            return conv_bias_relu(x, w, b, 1, 0, 1, 1, None if z is None else z.units)
+            return conv_bias_relu(x, w, b, stride, 0, 1, 1, None if z is None else z.units)
 
         def one_pass():
-            return ops.conv3x3_units(bt, w, b, z, relu=True).units
+            return ops.conv3x3_units(bt, w, b, z, relu=True, stride=stride).units
 
         def dense():
-            return conv_bias_relu(dense_x, w, b, 1, 1, 1, 1, dense_z)
+            return conv_bias_relu(dense_x, w, b, stride, 1, 1, 1, dense_z)
 
         assert ops.conv3x3_units_supported(bt, w, z), name
         got = one_pass()
         want = _reference.conv3x3_units(bt.highres, bt.lowres, lay.hr_pos, lay.lr_pos, lay.block_map, w, b,
-                                        None if z is None else z.units, True, True)
+                                        None if z is None else z.units, True, True, stride)
         err = (got.float() - want.float()).abs().max().item()
         row = {"layer": name, "batch": batch, "highres_fraction": fraction, "count": count,
                "units": units.shape[0], "dense_ms": graph_ms(dense, reps), "two_pass_ms": graph_ms(two_pass, reps),

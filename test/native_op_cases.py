@@ -298,7 +298,7 @@ CONV_UNITS_EPILOGUES = {  # (bias, residual, relu)
 
 
 def conv_units_inputs(geometry: Geometry, dtype, device, quartered: bool, epilogue: str, cin: int = 64,
-                      cout: int = 128, seed: int = 0):
+                      cout: int = 128, seed: int = 0, stride: int = 1):
     """``(layout, highres, lowres, weight, bias, residual)`` for :func:`check_conv3x3_units`;
     the weight is scaled so outputs are O(1), the residual is in units."""
     with_bias, with_residual, _ = CONV_UNITS_EPILOGUES[epilogue]
@@ -312,18 +312,20 @@ def conv_units_inputs(geometry: Geometry, dtype, device, quartered: bool, epilog
     bias = make_tensor((1, cout, 1, 1), dtype, device, "contiguous", seed + 3).view(cout) if with_bias else None
     residual = None
     if with_residual:
-        residual = make_tensor((4 * lay.num_highres + lay.num_lowres, cout, u, u), dtype, device, "channels_last",
-                               seed + 4)
+        uo = (u - 1) // stride + 1
+        residual = make_tensor((4 * lay.num_highres + lay.num_lowres, cout, uo, uo), dtype, device,
+                               "channels_last", seed + 4)
     return lay, highres, lowres, weight, bias, residual
 
 
-def check_conv3x3_units(device, dtype, geometry: Geometry, quartered: bool, epilogue: str) -> None:
+def check_conv3x3_units(device, dtype, geometry: Geometry, quartered: bool, epilogue: str, stride: int = 1) -> None:
     """The native op against the reference (BlockPad, then a float32 convolution, rounded
     once): the kernel sums in float32 in another order, so the two may differ by one
     rounding of the dtype (assert_close's default tolerance for it)."""
-    lay, highres, lowres, weight, bias, residual = conv_units_inputs(geometry, dtype, device, quartered, epilogue)
+    lay, highres, lowres, weight, bias, residual = conv_units_inputs(geometry, dtype, device, quartered, epilogue,
+                                                                     stride=stride)
     relu = CONV_UNITS_EPILOGUES[epilogue][2]
-    args = (lay.hr_pos, lay.lr_pos, lay.block_map, weight, bias, residual, relu, quartered)
+    args = (lay.hr_pos, lay.lr_pos, lay.block_map, weight, bias, residual, relu, quartered, stride)
     got = torch.ops.segblocks.conv3x3_units(highres, lowres, *args)
     want = _reference.conv3x3_units(highres, lowres, *args)
     assert got.is_contiguous(memory_format=torch.channels_last)

@@ -297,8 +297,9 @@ CUDA_ONLY = pytest.mark.skipif(not HAS_GPU, reason="no CUDA GPU")
 @pytest.mark.parametrize("quartered", [False, True], ids=["blocks_in", "units_in"])
 @pytest.mark.parametrize("geometry", cases.CONV_UNITS_GEOMETRIES, ids=[g.name for g in cases.CONV_UNITS_GEOMETRIES])
 @pytest.mark.parametrize("dtype", list(cases.CONV_UNITS_DTYPES.values()), ids=list(cases.CONV_UNITS_DTYPES))
-def test_conv3x3_units_cuda(dtype, geometry, quartered, epilogue):
-    cases.check_conv3x3_units("cuda", dtype, geometry, quartered, epilogue)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv3x3_units_cuda(dtype, geometry, quartered, epilogue, stride):
+    cases.check_conv3x3_units("cuda", dtype, geometry, quartered, epilogue, stride)
 
 
 @CUDA_ONLY
@@ -307,7 +308,7 @@ def test_conv3x3_units_cuda_opcheck_and_graph():
 
     geometry = cases.GEOMETRY_BY_NAME["mixed_batch2"]
     lay, hr, lr, w, b, z = cases.conv_units_inputs(geometry, torch.float16, "cuda", True, "bias_residual_relu")
-    args = (hr, lr, lay.hr_pos, lay.lr_pos, lay.block_map, w, b, z, True, True)
+    args = (hr, lr, lay.hr_pos, lay.lr_pos, lay.block_map, w, b, z, True, True, 1)
     opcheck(torch.ops.segblocks.conv3x3_units.default, args,
             test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
     want = torch.ops.segblocks.conv3x3_units(*args)

@@ -299,20 +299,21 @@ def test_one_pass_conv_units_in_the_prepared_network(monkeypatch):
     calls = []
     real = ops.conv3x3_units
 
-    def spy(blocks, weight, bias=None, residual=None, relu=False):
-        calls.append((tuple(weight.shape), residual is not None, relu))
-        return real(blocks, weight, bias, residual, relu)
+    def spy(blocks, weight, bias=None, residual=None, relu=False, stride=1):
+        calls.append((stride, residual is not None, relu))
+        return real(blocks, weight, bias, residual, relu, stride)
 
     monkeypatch.setattr(ops, "conv3x3_units_supported", lambda *a, **k: True)
     monkeypatch.setattr(ops, "conv3x3_units", spy)
     with fused.conv_units("always"):
         got = SegBlocks(fast, units=True)(x4, grid)
     assert max_rel_diff(got, want) <= TOL
-    # SwiftNet-RN18's 3x3 stride-1 convolutions below the input resolution: 4 in layer1 and
-    # 3 in each of layer2-4 (the first of each later stage has stride 2); the second of
-    # every block adds the residual (2 per stage); all with the ReLU. The decoder's blends
-    # have a BatchNorm prologue (inside BlockPad) and keep the two passes.
-    assert len(calls) == 13
+    # SwiftNet-RN18's 3x3 convolutions below the input resolution: 4 in layer1 and 4 in each
+    # of layer2-4, the first of which has stride 2; the second of every block adds the
+    # residual (2 per stage); all with the ReLU. The decoder's blends have a BatchNorm
+    # prologue (inside BlockPad) and keep the two passes.
+    assert len(calls) == 16
+    assert sorted(s for s, _, _ in calls) == [1] * 13 + [2] * 3
     assert sum(residual for _, residual, _ in calls) == 8
     assert all(relu for _, _, relu in calls)
     with fused.conv_units("off"):

@@ -356,14 +356,17 @@ inline BlockPadArgs check_upsample2x_units_args(const at::Tensor& highres, const
 }
 
 // conv3x3_units(highres, lowres, hr_pos, lr_pos, block_map, weight, bias, residual, relu,
-// quartered): the input is checked like block_pad_units' (padding 1, zero border); weight
-// [Co, C, 3, 3], bias [Co] and residual [4Nh + Nl, Co, u, u] like the input (dtype, device)
+// quartered, stride): the input is checked like block_pad_units' (padding 1, zero border);
+// stride 1 or 2; weight [Co, C, 3, 3], bias [Co] and residual [4Nh + Nl, Co, uo, uo] like
+// the input (dtype, device)
 inline BlockPadArgs check_conv3x3_units_args(const at::Tensor& highres, const at::Tensor& lowres,
                                              const at::Tensor& hr_pos, const at::Tensor& lr_pos,
                                              const at::Tensor& block_map, const at::Tensor& weight,
                                              const std::optional<at::Tensor>& bias,
-                                             const std::optional<at::Tensor>& residual, bool quartered) {
+                                             const std::optional<at::Tensor>& residual, bool quartered,
+                                             int64_t stride) {
   const char* op = "conv3x3_units";
+  TORCH_CHECK(stride == 1 || stride == 2, op, ": stride must be 1 or 2, got ", stride);
   const BlockPadArgs a = check_block_pad_units_args(highres, lowres, hr_pos, lr_pos, block_map, 1, "constant",
                                                     quartered, std::nullopt, std::nullopt);
   const BlockGrid& g = a.grid;
@@ -377,8 +380,8 @@ inline BlockPadArgs check_conv3x3_units_args(const at::Tensor& highres, const at
     check_same(op, "bias", *bias, "highres", highres);
   }
   if (residual.has_value()) {
-    const int64_t u = g.hr_side / 2;
-    const std::vector<int64_t> shape{4 * g.num_highres + g.num_lowres, cout, u, u};
+    const int64_t uo = (g.hr_side / 2 - 1) / stride + 1;
+    const std::vector<int64_t> shape{4 * g.num_highres + g.num_lowres, cout, uo, uo};
     TORCH_CHECK(residual->sizes() == at::IntArrayRef(shape), op, ": residual must have the output's shape ",
                 at::IntArrayRef(shape), ", got ", residual->sizes());
     check_same(op, "residual", *residual, "highres", highres);

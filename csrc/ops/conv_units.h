@@ -1,13 +1,13 @@
-// 3x3 convolution (stride 1) on units with BlockPad's halo read in the same pass: the tiles
-// block_pad_units would write are gathered straight into the GEMM's operand tiles.
+// 3x3 convolution (stride 1 or 2) on units with BlockPad's halo read in the same pass: the
+// tiles block_pad_units would write are gathered straight into the GEMM's operand tiles.
 //
 //   conv3x3_units(highres, lowres, hr_pos, lr_pos, block_map, weight [Co, Ci, 3, 3], bias,
-//                 residual, relu, quartered) -> [4Nh + Nl, Co, u, u] (channels_last)
+//                 residual, relu, quartered, stride) -> [4Nh + Nl, Co, uo, uo] (channels_last)
 //   equals  act(F.conv2d(block_pad_units(highres, lowres, ..., 1, "constant", 0, quartered),
-//                        weight, bias) + residual),  act = ReLU if relu else identity
-//   with the sum in float32 and one rounding to the dtype at the end.
+//                        weight, bias, stride) + residual),  act = ReLU if relu else identity
+//   with the sum in float32 and one rounding to the dtype at the end; uo = (u - 1) / stride + 1.
 //
-// An implicit GEMM: M = units * u * u output pixels, N = Co, K = 9 * Ci, taken tap by tap
+// An implicit GEMM: M = units * uo * uo output pixels, N = Co, K = 9 * Ci, taken tap by tap
 // (ky, kx) in chunks of kConvBK input channels. A thread block computes a kConvBM x kConvBN
 // output tile; per K step its threads gather the A tile (one output pixel's input pixel at
 // the tap, kConvBK channels, read through UnitWindow: interior pixels directly, halo pixels
@@ -49,13 +49,14 @@ struct ConvUnitsParams {
   UnitsInput<scalar_t> in;
   const scalar_t* weight;    // [Co, 3, 3, Ci] contiguous (a channels_last [Co, Ci, 3, 3])
   const scalar_t* bias;      // [Co] or null
-  const scalar_t* residual;  // [U, u, u, Co] contiguous (channels_last units) or null
-  scalar_t* out;             // [U, u, u, Co]
+  const scalar_t* residual;  // [U, uo, uo, Co] contiguous (channels_last units) or null
+  scalar_t* out;             // [U, uo, uo, Co]
   GridIndexer<D> grid;
-  D pixels_div;  // divides by u * u
-  D side_div;    // divides by u
+  D pixels_div;  // divides by uo * uo
+  D side_div;    // divides by uo
   int64_t num_hr_units;  // 4 Nh
-  int64_t rows;          // U * u * u (GEMM M)
+  int64_t rows;          // U * uo * uo (GEMM M)
+  int64_t stride;        // 1 or 2
   int64_t cin, cout;
   bool relu;
 };
@@ -78,7 +79,7 @@ template <typename Cvt, typename D>
 struct ConvRow {
   using index_t = typename D::index_t;
   UnitWindow<Cvt, kConvPack, D> win;
-  index_t oy, ox;
+  index_t iy, ix;  // the output pixel's window origin in the padded tile (its row, column * stride)
   bool valid;
   int64_t tap;  // the tap `src` is for (-1: none yet)
   PadSource<index_t> src;
@@ -96,9 +97,10 @@ SEGBLOCKS_HOST_DEVICE ConvRow<Cvt, D> conv_units_row(const ConvUnitsParams<typen
   const index_t pixel = mm - unit * static_cast<index_t>(prm.pixels_div.divisor);
   const index_t oy = prm.side_div.div(pixel);
   const index_t ox = pixel - oy * static_cast<index_t>(prm.side_div.divisor);
+  const index_t s = static_cast<index_t>(prm.stride);
   return ConvRow<Cvt, D>{UnitWindow<Cvt, kConvPack, D>(prm.in, prm.grid, prm.num_hr_units, unit, 0, 1, false),
-                         oy,
-                         ox,
+                         oy * s,
+                         ox * s,
                          valid,
                          -1,
                          PadSource<index_t>{kPadConstant, 0, 0, 0}};
@@ -121,7 +123,7 @@ SEGBLOCKS_HOST_DEVICE void conv_units_fetch_a(ConvRow<Cvt, D>& r, const ConvStep
   using index_t = typename D::index_t;
   if (st.tap != r.tap) {
     r.tap = st.tap;
-    r.src = r.valid ? r.win.locate(r.oy + static_cast<index_t>(st.dy), r.ox + static_cast<index_t>(st.dx))
+    r.src = r.valid ? r.win.locate(r.iy + static_cast<index_t>(st.dy), r.ix + static_cast<index_t>(st.dx))
                     : PadSource<index_t>{kPadConstant, 0, 0, 0};
   }
   SEGBLOCKS_UNROLL

@@ -255,12 +255,12 @@ def cell_complexity(x: Tensor, channels: int, factor: int, floor: float) -> Tens
 
 def conv3x3_units_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor,
                          weight: Tensor, bias: Optional[Tensor] = None, residual: Optional[Tensor] = None,
-                         relu: bool = False, quartered: bool = False) -> Tensor:
+                         relu: bool = False, quartered: bool = False, stride: int = 1) -> Tensor:
     if _no_grad(highres, lowres, weight, bias, residual) and _use_native(highres.device, "conv3x3_units"):
         return torch.ops.segblocks.conv3x3_units(highres, lowres, hr_pos, lr_pos, block_map, weight, bias,
-                                                 residual, relu, quartered)
+                                                 residual, relu, quartered, stride)
     return _reference.conv3x3_units(highres, lowres, hr_pos, lr_pos, block_map, weight, bias, residual, relu,
-                                    quartered)
+                                    quartered, stride)
 
 
 #: The CUDA kernel's tile: input channels come in chunks of 32, output channels in tiles of 64.
@@ -297,11 +297,11 @@ def conv3x3_units_supported(blocks: BlockTensor, weight: Tensor, residual: Optio
 
 
 def conv3x3_units(blocks: BlockTensor, weight: Tensor, bias: Optional[Tensor] = None,
-                  residual: Optional[BlockTensor] = None, relu: bool = False) -> BlockTensor:
-    """A 3x3 convolution (stride 1, padding 1) of a BlockTensor with BlockPad's zero halo,
-    ``+ bias + residual``, then ReLU if ``relu``; the result in units (quartered).
+                  residual: Optional[BlockTensor] = None, relu: bool = False, stride: int = 1) -> BlockTensor:
+    """A 3x3 convolution (padding 1, ``stride`` 1 or 2) of a BlockTensor with BlockPad's
+    zero halo, ``+ bias + residual``, then ReLU if ``relu``; the result in units (quartered).
 
-    Equals ``F.conv2d(block_pad_units(blocks, 1), weight, bias) (+ residual.units)`` with
+    Equals ``F.conv2d(block_pad_units(blocks, 1), weight, bias, stride) (+ residual.units)`` with
     the sum in float32 and one rounding. On CUDA (:func:`conv3x3_units_supported`) one
     kernel gathers each tile's halo through BlockPad's rules while it loads the GEMM
     operands, so the padded tiles are never written; elsewhere the reference runs.
@@ -315,7 +315,7 @@ def conv3x3_units(blocks: BlockTensor, weight: Tensor, bias: Optional[Tensor] = 
             raise ValueError("residual must be a BlockTensor on the same layout as blocks")
         z = residual.units
     out = conv3x3_units_tensor(blocks.highres, blocks.lowres, layout.hr_pos, layout.lr_pos, layout.block_map,
-                               weight, bias, z, bool(relu), blocks.quartered)
+                               weight, bias, z, bool(relu), blocks.quartered, int(stride))
     return BlockTensor.from_units(out, layout)
 
 

@@ -18,10 +18,10 @@ void with_conv_units(const scalar_t* highres, Strides4 highres_strides, const sc
                      Strides4 lowres_strides, const int64_t* hr_pos, const int64_t* lr_pos,
                      const int32_t* block_map, const BlockGrid& g, const scalar_t* weight, const scalar_t* bias,
                      const scalar_t* residual, scalar_t* out, int64_t cout, bool relu, bool quartered,
-                     bool index32, Run&& run) {
-  const int64_t u = g.hr_side / 2;
+                     int64_t stride, bool index32, Run&& run) {
+  const int64_t u = g.hr_side / 2, uo = (u - 1) / stride + 1;
   const int64_t units = 4 * g.num_highres + g.num_lowres;
-  const int64_t rows = units * u * u;
+  const int64_t rows = units * uo * uo;
   if (rows == 0 || cout == 0) return;
   const auto go = [&](auto divider_tag) {
     using D = decltype(divider_tag);
@@ -32,10 +32,11 @@ void with_conv_units(const scalar_t* highres, Strides4 highres_strides, const sc
                      residual,
                      out,
                      GridIndexer<D>(g),
-                     D(u * u),
-                     D(u),
+                     D(uo * uo),
+                     D(uo),
                      4 * g.num_highres,
                      rows,
+                     stride,
                      g.channels,
                      cout,
                      relu};

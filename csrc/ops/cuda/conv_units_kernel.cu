@@ -106,16 +106,16 @@ cudaError_t launch_conv3x3_units(const scalar_t* highres, Strides4 highres_strid
                                  Strides4 lowres_strides, const int64_t* hr_pos, const int64_t* lr_pos,
                                  const int32_t* block_map, const BlockGrid& grid, const scalar_t* weight,
                                  const scalar_t* bias, const scalar_t* residual, scalar_t* out, int64_t cout,
-                                 bool relu, bool quartered, bool index32, cudaStream_t stream) {
+                                 bool relu, bool quartered, int64_t stride, bool index32, cudaStream_t stream) {
   with_conv_units(highres, highres_strides, lowres, lowres_strides, hr_pos, lr_pos, block_map, grid, weight, bias,
-                  residual, out, cout, relu, quartered, index32, LaunchConvUnits{stream});
+                  residual, out, cout, relu, quartered, stride, index32, LaunchConvUnits{stream});
   return cudaGetLastError();
 }
 
 #define SEGBLOCKS_INSTANTIATE_CONV_UNITS(T)                                                                        \
   template cudaError_t launch_conv3x3_units<T>(const T*, Strides4, const T*, Strides4, const int64_t*,           \
                                                const int64_t*, const int32_t*, const BlockGrid&, const T*, const T*, \
-                                               const T*, T*, int64_t, bool, bool, bool, cudaStream_t);
+                                               const T*, T*, int64_t, bool, bool, int64_t, bool, cudaStream_t);
 
 SEGBLOCKS_INSTANTIATE_CONV_UNITS(__half)
 SEGBLOCKS_INSTANTIATE_CONV_UNITS(__nv_bfloat16)

@@ -24,10 +24,10 @@ void check_packed(const char* op, const char* name, const at::Tensor& t, bool em
 at::Tensor conv3x3_units_cuda(const at::Tensor& highres, const at::Tensor& lowres, const at::Tensor& hr_pos,
                               const at::Tensor& lr_pos, const at::Tensor& block_map, const at::Tensor& weight,
                               const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& residual,
-                              bool relu, bool quartered) {
+                              bool relu, bool quartered, int64_t stride) {
   const char* op = "conv3x3_units";
   const BlockPadArgs checked =
-      check_conv3x3_units_args(highres, lowres, hr_pos, lr_pos, block_map, weight, bias, residual, quartered);
+      check_conv3x3_units_args(highres, lowres, hr_pos, lr_pos, block_map, weight, bias, residual, quartered, stride);
   const BlockGrid& g = checked.grid;
   check_cuda_tensor(op, "highres", highres);
   TORCH_CHECK(highres.scalar_type() == at::kHalf || highres.scalar_type() == at::kBFloat16, op,
@@ -45,8 +45,8 @@ at::Tensor conv3x3_units_cuda(const at::Tensor& highres, const at::Tensor& lowre
   // [Co, 3, 3, Ci] contiguous: K is contiguous per output channel
   const at::Tensor w = weight.contiguous(at::MemoryFormat::ChannelsLast);
   const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
-  const int64_t u = g.hr_side / 2;
-  at::Tensor out = at::empty({4 * g.num_highres + g.num_lowres, cout, u, u},
+  const int64_t uo = (g.hr_side / 2 - 1) / stride + 1;
+  at::Tensor out = at::empty({4 * g.num_highres + g.num_lowres, cout, uo, uo},
                              highres.options().memory_format(at::MemoryFormat::ChannelsLast));
   if (out.numel() == 0) return out;
   at::Tensor z;
@@ -66,7 +66,7 @@ at::Tensor conv3x3_units_cuda(const at::Tensor& highres, const at::Tensor& lowre
         hr_p.const_data_ptr<int64_t>(), lr_p.const_data_ptr<int64_t>(), bm.const_data_ptr<int32_t>(), g,
         cuda_data<scalar_t>(w), b.defined() ? cuda_data<scalar_t>(b) : nullptr,
         z.defined() ? cuda_data<scalar_t>(z) : nullptr, cuda_mutable_data<scalar_t>(out), cout, relu, quartered,
-        index32, stream));
+        stride, index32, stream));
   });
   return out;
 }
