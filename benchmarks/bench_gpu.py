@@ -108,7 +108,7 @@ def main():
                          "both sides instead of the native one-pass kernels; writes "
                          "torch-upsample-gpu-<gpu>-<date>.json")
     ap.add_argument("--conv-units", choices=CONV_UNITS_MODES, default="off",
-                    help="3x3 stride-1 convolutions on units as one kernel that gathers the halo "
+                    help="3x3 convolutions on units as one kernel that gathers the halo "
                          "(ops.conv3x3_units): off (BlockPad + cuDNN), auto (timed per shape) or "
                          "always; other than off writes conv-units-<mode>-gpu-<gpu>-<date>.json")
     args = ap.parse_args()

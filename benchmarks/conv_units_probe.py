@@ -28,19 +28,23 @@ from segblocks_core.fused import conv_bias_relu
 from segblocks_core.layout import BlockLayout, BlockTensor
 from segblocks_core.ops import _reference
 
-# (name, in channels, out channels, stride, block side at the input's stride, residual, count in RN18)
+# (name, in channels, out channels, stride, block side at the input's stride, residual,
+#  BatchNorm + ReLU prologue, count in RN18)
 LAYERS = [
-    ("layer1 3x3", 64, 64, 1, BLOCK // 4, False, 2),
-    ("layer1 3x3 +res", 64, 64, 1, BLOCK // 4, True, 2),
-    ("layer2 3x3/2", 64, 128, 2, BLOCK // 4, False, 1),
-    ("layer2 3x3", 128, 128, 1, BLOCK // 8, False, 1),
-    ("layer2 3x3 +res", 128, 128, 1, BLOCK // 8, True, 2),
-    ("layer3 3x3/2", 128, 256, 2, BLOCK // 8, False, 1),
-    ("layer3 3x3", 256, 256, 1, BLOCK // 16, False, 1),
-    ("layer3 3x3 +res", 256, 256, 1, BLOCK // 16, True, 2),
-    ("layer4 3x3/2", 256, 512, 2, BLOCK // 16, False, 1),
-    ("layer4 3x3", 512, 512, 1, BLOCK // 32, False, 1),
-    ("layer4 3x3 +res", 512, 512, 1, BLOCK // 32, True, 2),
+    ("layer1 3x3", 64, 64, 1, BLOCK // 4, False, False, 2),
+    ("layer1 3x3 +res", 64, 64, 1, BLOCK // 4, True, False, 2),
+    ("layer2 3x3/2", 64, 128, 2, BLOCK // 4, False, False, 1),
+    ("layer2 3x3", 128, 128, 1, BLOCK // 8, False, False, 1),
+    ("layer2 3x3 +res", 128, 128, 1, BLOCK // 8, True, False, 2),
+    ("layer3 3x3/2", 128, 256, 2, BLOCK // 8, False, False, 1),
+    ("layer3 3x3", 256, 256, 1, BLOCK // 16, False, False, 1),
+    ("layer3 3x3 +res", 256, 256, 1, BLOCK // 16, True, False, 2),
+    ("layer4 3x3/2", 256, 512, 2, BLOCK // 16, False, False, 1),
+    ("layer4 3x3", 512, 512, 1, BLOCK // 32, False, False, 1),
+    ("layer4 3x3 +res", 512, 512, 1, BLOCK // 32, True, False, 2),
+    ("decoder blend s16", 128, 128, 1, BLOCK // 16, False, True, 1),
+    ("decoder blend s8", 128, 128, 1, BLOCK // 8, False, True, 1),
+    ("decoder blend s4", 128, 128, 1, BLOCK // 4, False, True, 1),
 ]
 
 
@@ -56,7 +60,7 @@ def probe(batch: int, fraction: float, reps: int) -> list[dict]:
     grid[scores.argsort(descending=True)[:round(fraction * grid.numel())]] = True
     grid = grid.view(batch, gh, gw).cuda()
     rows = []
-    for name, cin, cout, stride, side, res, count in LAYERS:
+    for name, cin, cout, stride, side, res, with_pre, count in LAYERS:
         lay = BlockLayout.from_grid(grid, side)
         u = side // 2
         dev = dict(device="cuda", dtype=torch.half)
@@ -67,24 +71,28 @@ def probe(batch: int, fraction: float, reps: int) -> list[dict]:
         uo = u // stride
         z = BlockTensor.from_units(cl(torch.randn(units.shape[0], cout, uo, uo, **dev)), lay) if res else None
         dense_x = cl(torch.randn(batch, cin, H * side // BLOCK, W * side // BLOCK, **dev))
+        pre = (torch.rand(cin, **dev) + 0.5, torch.randn(cin, **dev) * 0.1) if with_pre else None
         dense_z = None
         if res:
             dense_z = cl(torch.randn(batch, cout, H * side // BLOCK // stride, W * side // BLOCK // stride, **dev))
 
         def two_pass():
-            x = ops.block_pad_units(bt, 1)
+            x = ops.block_pad_units(bt, 1, pre=pre)
             return conv_bias_relu(x, w, b, stride, 0, 1, 1, None if z is None else z.units)
 
         def one_pass():
-            return ops.conv3x3_units(bt, w, b, z, relu=True, stride=stride).units
+            return ops.conv3x3_units(bt, w, b, z, relu=True, stride=stride, pre=pre).units
 
-        def dense():
-            return conv_bias_relu(dense_x, w, b, stride, 1, 1, 1, dense_z)
+        def dense():  # the static network's prologue is a separate elementwise pass
+            x = dense_x if pre is None else torch.addcmul(pre[1].view(-1, 1, 1), dense_x,
+                                                          pre[0].view(-1, 1, 1)).relu_()
+            return conv_bias_relu(x, w, b, stride, 1, 1, 1, dense_z)
 
         assert ops.conv3x3_units_supported(bt, w, z), name
         got = one_pass()
         want = _reference.conv3x3_units(bt.highres, bt.lowres, lay.hr_pos, lay.lr_pos, lay.block_map, w, b,
-                                        None if z is None else z.units, True, True, stride)
+                                        None if z is None else z.units, True, True, stride,
+                                        *(pre if pre is not None else (None, None)))
         err = (got.float() - want.float()).abs().max().item()
         row = {"layer": name, "batch": batch, "highres_fraction": fraction, "count": count,
                "units": units.shape[0], "dense_ms": graph_ms(dense, reps), "two_pass_ms": graph_ms(two_pass, reps),

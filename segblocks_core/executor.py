@@ -193,13 +193,14 @@ def _per_resolution(fn: Callable[..., Tensor], hr: tuple, lr: tuple) -> tuple[Te
 def _one_pass_conv(bt: BlockTensor, conv: nn.Conv2d, residual: Optional[BlockTensor],
                    pre: Optional[BatchNormReLU]) -> bool:
     """The convolution could run as :func:`ops.conv3x3_units` (halo gathered in the kernel):
-    the mode is not off, 3x3, stride 1 or 2, padding 1, no dilation or groups, no prologue,
-    and the kernel supports the operands."""
-    return (conv_units_mode() != "off" and pre is None and _two(conv.kernel_size) == (3, 3)
+    the mode is not off, 3x3, stride 1 or 2, padding 1, no dilation or groups, and the kernel
+    supports the operands (the BatchNorm + ReLU prologue ``pre`` included)."""
+    return (conv_units_mode() != "off" and _two(conv.kernel_size) == (3, 3)
             and _two(conv.stride) in ((1, 1), (2, 2)) and _two(conv.padding) == (1, 1) and _two(conv.dilation) == (1, 1)
             and conv.groups == 1 and conv.padding_mode == "zeros"
             and (residual is None or residual.layout is bt.layout)
-            and ops.conv3x3_units_supported(bt, conv.weight, residual))
+            and ops.conv3x3_units_supported(bt, conv.weight, residual,
+                                            None if pre is None else (pre.scale, pre.shift)))
 
 
 def block_conv2d(bt: BlockTensor, conv: nn.Conv2d, residual: Optional[BlockTensor] = None,
@@ -222,9 +223,10 @@ def block_conv2d(bt: BlockTensor, conv: nn.Conv2d, residual: Optional[BlockTenso
             z = residual if fused else None
 
             def one_pass() -> Tensor:
-                return ops.conv3x3_units(bt, conv.weight, conv.bias, z, relu=fused, stride=_two(conv.stride)[0]).units
+                return ops.conv3x3_units(bt, conv.weight, conv.bias, z, relu=fused, stride=_two(conv.stride)[0],
+                                         pre=None if pre is None else (pre.scale, pre.shift)).units
             key = (tuple(bt.highres.shape), tuple(bt.lowres.shape), bt.quartered, bt.highres.dtype,
-                   tuple(conv.weight.shape), _two(conv.stride), fused, z is not None)
+                   tuple(conv.weight.shape), _two(conv.stride), fused, z is not None, pre is not None)
             if use_conv_units(key, one_pass, two_pass):
                 return BlockTensor.from_units(one_pass(), bt.layout)
         return BlockTensor.from_units(two_pass(), bt.layout)

@@ -227,8 +227,9 @@ _UNITS_CHOICE: dict[tuple, bool] = {}
 
 @contextlib.contextmanager
 def conv_units(mode: str = "auto"):
-    """How SegBlocks runs a 3x3 stride-1 convolution on units where
-    :func:`segblocks_core.ops.conv3x3_units_supported` holds:
+    """How SegBlocks runs a 3x3 convolution on units (stride 1 or 2, padding 1, with or
+    without a BatchNorm + ReLU prologue) where :func:`segblocks_core.ops.conv3x3_units_supported`
+    holds:
 
     * ``"off"`` (the default until the kernel is measured on a GPU): BlockPad writes the
       padded tiles, then cuDNN;

@@ -53,7 +53,7 @@ struct RunConvOnHost {
           const ConvStep st = conv_step(ks, prm.cin);
           for (int t = 0; t < kConvThreads; ++t) {
             ConvRegs<scalar_t> ra, rb;
-            conv_units_fetch_a(rows[t], st, t, ra);
+            conv_units_fetch_a(rows[t], st, t, ra, prm.pre_scale, prm.pre_shift);
             conv_units_fetch_b(prm, n_tile, st, t, rb);
             conv_units_store(ra, t, a->v);
             conv_units_store(rb, t, b->v);
@@ -243,7 +243,7 @@ int segblocks_host_conv3x3_units(int dtype, const void* highres, const int64_t* 
                                  const int64_t* lowres_strides, const int64_t* hr_pos, const int64_t* lr_pos,
                                  const int32_t* block_map, const int64_t* grid, const void* weight, const void* bias,
                                  const void* residual, void* out, int64_t cout, int relu, int quartered,
-                                 int64_t stride, int index32) {
+                                 int64_t stride, const void* pre_scale, const void* pre_shift, int index32) {
   if (dtype != 2 && dtype != 3) return 1;
   return with_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
@@ -251,8 +251,8 @@ int segblocks_host_conv3x3_units(int dtype, const void* highres, const int64_t* 
       with_conv_units(static_cast<const T*>(highres), strides_from(highres_strides), static_cast<const T*>(lowres),
                       strides_from(lowres_strides), hr_pos, lr_pos, block_map, grid_from(grid),
                       static_cast<const T*>(weight), static_cast<const T*>(bias), static_cast<const T*>(residual),
-                      static_cast<T*>(out), cout, relu != 0, quartered != 0, stride, index32 != 0,
-                      RunConvOnHost{});
+                      static_cast<T*>(out), cout, relu != 0, quartered != 0, stride, static_cast<const T*>(pre_scale),
+                      static_cast<const T*>(pre_shift), index32 != 0, RunConvOnHost{});
     }
   });
 }

@@ -290,10 +290,11 @@ def check_upsample2x_dense(device, dtype, layout: str, geometry: Geometry) -> No
 # every halo side; the small geometries give partial last tiles.
 CONV_UNITS_GEOMETRIES = GEOMETRIES + (Geometry("side16", 1, 2, 3, 16, "mixed", seed=5),)
 CONV_UNITS_DTYPES = {"f16": torch.float16, "bf16": torch.bfloat16}
-CONV_UNITS_EPILOGUES = {  # (bias, residual, relu)
-    "plain": (False, False, False),
-    "bias_relu": (True, False, True),
-    "bias_residual_relu": (True, True, True),
+CONV_UNITS_EPILOGUES = {  # (bias, residual, relu, BatchNorm + ReLU prologue)
+    "plain": (False, False, False, False),
+    "bias_relu": (True, False, True, False),
+    "bias_residual_relu": (True, True, True, False),
+    "prologue_bias": (True, False, False, True),  # SwiftNet's decoder blend: BN, ReLU, conv
 }
 
 
@@ -301,7 +302,7 @@ def conv_units_inputs(geometry: Geometry, dtype, device, quartered: bool, epilog
                       cout: int = 128, seed: int = 0, stride: int = 1):
     """``(layout, highres, lowres, weight, bias, residual)`` for :func:`check_conv3x3_units`;
     the weight is scaled so outputs are O(1), the residual is in units."""
-    with_bias, with_residual, _ = CONV_UNITS_EPILOGUES[epilogue]
+    with_bias, with_residual = CONV_UNITS_EPILOGUES[epilogue][:2]
     lay = geometry.layout(device)
     h, u = geometry.hr_side, geometry.hr_side // 2
     hr_shape = (4 * lay.num_highres, cin, u, u) if quartered else (lay.num_highres, cin, h, h)
@@ -318,6 +319,11 @@ def conv_units_inputs(geometry: Geometry, dtype, device, quartered: bool, epilog
     return lay, highres, lowres, weight, bias, residual
 
 
+def conv_units_prologue(epilogue: str, channels: int, dtype, device) -> tuple:
+    """``(pre_scale, pre_shift)`` of the case, or ``(None, None)``."""
+    return prologue(channels, dtype, device) if CONV_UNITS_EPILOGUES[epilogue][3] else (None, None)
+
+
 def check_conv3x3_units(device, dtype, geometry: Geometry, quartered: bool, epilogue: str, stride: int = 1) -> None:
     """The native op against the reference (BlockPad, then a float32 convolution, rounded
     once): the kernel sums in float32 in another order, so the two may differ by one
@@ -325,7 +331,8 @@ def check_conv3x3_units(device, dtype, geometry: Geometry, quartered: bool, epil
     lay, highres, lowres, weight, bias, residual = conv_units_inputs(geometry, dtype, device, quartered, epilogue,
                                                                      stride=stride)
     relu = CONV_UNITS_EPILOGUES[epilogue][2]
-    args = (lay.hr_pos, lay.lr_pos, lay.block_map, weight, bias, residual, relu, quartered, stride)
+    pre = conv_units_prologue(epilogue, highres.shape[1], dtype, device)
+    args = (lay.hr_pos, lay.lr_pos, lay.block_map, weight, bias, residual, relu, quartered, stride, *pre)
     got = torch.ops.segblocks.conv3x3_units(highres, lowres, *args)
     want = _reference.conv3x3_units(highres, lowres, *args)
     assert got.is_contiguous(memory_format=torch.channels_last)

@@ -361,13 +361,14 @@ def test_upsample_argmax_dense(lib, layout, dtype, index32, factor):
 @pytest.mark.parametrize("stride", [1, 2])
 def test_conv3x3_units(lib, geometry, dtype, index32, quartered, epilogue, stride):
     """The CUDA kernel's per-thread code of conv3x3_units (row setup, A gather through
-    BlockPad's rules, B load, epilogue), every thread block and thread in turn, with a
+    BlockPad's rules with the optional prologue, B load, epilogue), every thread block and thread in turn, with a
     float32 loop for the tensor-core product: against the reference (BlockPad + a float32
     convolution), to one rounding of the dtype."""
     lay, hr, lr, weight, bias, residual = cases.conv_units_inputs(geometry, dtype, "cpu", quartered, epilogue,
                                                                   stride=stride)
     relu = cases.CONV_UNITS_EPILOGUES[epilogue][2]
     u, cin, cout = lr.shape[-1], hr.shape[1], weight.shape[0]
+    pre = cases.conv_units_prologue(epilogue, cin, dtype, "cpu")
     uo = (u - 1) // stride + 1
     got = _empty((4 * lay.num_highres + lay.num_lowres, cout, uo, uo), hr, True)
     w = weight.contiguous(memory_format=torch.channels_last)
@@ -375,7 +376,7 @@ def test_conv3x3_units(lib, geometry, dtype, index32, quartered, epilogue, strid
           _i64(lr.stride()), _ptr(lay.hr_pos), _ptr(lay.lr_pos), _ptr(lay.block_map.contiguous()),
           _grid(lay, 2 * u, cin), _ptr(w), None if bias is None else _ptr(bias),
           None if residual is None else _ptr(residual), _ptr(got), ctypes.c_int64(cout), int(relu), int(quartered),
-          ctypes.c_int64(stride), int(index32))
+          ctypes.c_int64(stride), *[None if p is None else _ptr(p) for p in pre], int(index32))
     want = _reference.conv3x3_units(hr, lr, lay.hr_pos, lay.lr_pos, lay.block_map, weight, bias, residual, relu,
-                                    quartered, stride)
+                                    quartered, stride, *pre)
     torch.testing.assert_close(got, want)

@@ -283,9 +283,9 @@ def test_units_mode_context_only_changes_storage():
 
 @torch.no_grad()
 def test_one_pass_conv_units_in_the_prepared_network(monkeypatch):
-    """With :func:`fused.conv_units` on, every 3x3 stride-1 convolution on units without a
-    BatchNorm prologue runs as ``ops.conv3x3_units`` (the halo gathered in the kernel),
-    with its bias, residual and ReLU; the network's output does not change. The CUDA kernel
+    """With :func:`fused.conv_units` on, every 3x3 convolution on units runs as
+    ``ops.conv3x3_units`` (the halo gathered in the kernel), with its stride, bias,
+    residual, ReLU and BatchNorm prologue; the network's output does not change. The CUDA kernel
     is tested against the op's reference in test_native_ops / test_cuda_kernels_host; here
     the support check is forced true so the reference runs in its place on the CPU."""
     from segblocks_core import executor, fused
@@ -299,9 +299,9 @@ def test_one_pass_conv_units_in_the_prepared_network(monkeypatch):
     calls = []
     real = ops.conv3x3_units
 
-    def spy(blocks, weight, bias=None, residual=None, relu=False, stride=1):
-        calls.append((stride, residual is not None, relu))
-        return real(blocks, weight, bias, residual, relu, stride)
+    def spy(blocks, weight, bias=None, residual=None, relu=False, stride=1, pre=None):
+        calls.append((stride, residual is not None, relu, pre is not None))
+        return real(blocks, weight, bias, residual, relu, stride, pre)
 
     monkeypatch.setattr(ops, "conv3x3_units_supported", lambda *a, **k: True)
     monkeypatch.setattr(ops, "conv3x3_units", spy)
@@ -310,12 +310,14 @@ def test_one_pass_conv_units_in_the_prepared_network(monkeypatch):
     assert max_rel_diff(got, want) <= TOL
     # SwiftNet-RN18's 3x3 convolutions below the input resolution: 4 in layer1 and 4 in each
     # of layer2-4, the first of which has stride 2; the second of every block adds the
-    # residual (2 per stage); all with the ReLU. The decoder's blends have a BatchNorm
-    # prologue (inside BlockPad) and keep the two passes.
-    assert len(calls) == 16
-    assert sorted(s for s, _, _ in calls) == [1] * 13 + [2] * 3
-    assert sum(residual for _, residual, _ in calls) == 8
-    assert all(relu for _, _, relu in calls)
+    # residual (2 per stage); all of these with the ReLU. Then the decoder's three blends,
+    # BatchNorm + ReLU before the convolution (the prologue), stride 1, no residual.
+    backbone = [c for c in calls if not c[3]]
+    assert len(backbone) == 16 and len(calls) == 16 + 3
+    assert sorted(s for s, *_ in backbone) == [1] * 13 + [2] * 3
+    assert sum(residual for _, residual, *_ in backbone) == 8
+    assert all(relu for _, _, relu, _ in backbone)
+    assert [(s, residual) for s, residual, _, pre in calls if pre] == [(1, False)] * 3
     with fused.conv_units("off"):
         calls.clear()
         SegBlocks(fast, units=True)(x4, grid)

@@ -356,7 +356,8 @@ inline BlockPadArgs check_upsample2x_units_args(const at::Tensor& highres, const
 }
 
 // conv3x3_units(highres, lowres, hr_pos, lr_pos, block_map, weight, bias, residual, relu,
-// quartered, stride): the input is checked like block_pad_units' (padding 1, zero border);
+// quartered, stride, pre_scale, pre_shift): the input (and prologue) is checked like
+// block_pad_units' (padding 1, zero border);
 // stride 1 or 2; weight [Co, C, 3, 3], bias [Co] and residual [4Nh + Nl, Co, uo, uo] like
 // the input (dtype, device)
 inline BlockPadArgs check_conv3x3_units_args(const at::Tensor& highres, const at::Tensor& lowres,
@@ -364,11 +365,12 @@ inline BlockPadArgs check_conv3x3_units_args(const at::Tensor& highres, const at
                                              const at::Tensor& block_map, const at::Tensor& weight,
                                              const std::optional<at::Tensor>& bias,
                                              const std::optional<at::Tensor>& residual, bool quartered,
-                                             int64_t stride) {
+                                             int64_t stride, const std::optional<at::Tensor>& pre_scale,
+                                             const std::optional<at::Tensor>& pre_shift) {
   const char* op = "conv3x3_units";
   TORCH_CHECK(stride == 1 || stride == 2, op, ": stride must be 1 or 2, got ", stride);
   const BlockPadArgs a = check_block_pad_units_args(highres, lowres, hr_pos, lr_pos, block_map, 1, "constant",
-                                                    quartered, std::nullopt, std::nullopt);
+                                                    quartered, pre_scale, pre_shift);
   const BlockGrid& g = a.grid;
   TORCH_CHECK(weight.dim() == 4 && weight.size(1) == g.channels && weight.size(2) == 3 && weight.size(3) == 3, op,
               ": weight must have shape [out_channels, ", g.channels, ", 3, 3], got ", weight.sizes());

@@ -2,10 +2,14 @@
 // tiles block_pad_units would write are gathered straight into the GEMM's operand tiles.
 //
 //   conv3x3_units(highres, lowres, hr_pos, lr_pos, block_map, weight [Co, Ci, 3, 3], bias,
-//                 residual, relu, quartered, stride) -> [4Nh + Nl, Co, uo, uo] (channels_last)
-//   equals  act(F.conv2d(block_pad_units(highres, lowres, ..., 1, "constant", 0, quartered),
+//                 residual, relu, quartered, stride, pre_scale, pre_shift)
+//       -> [4Nh + Nl, Co, uo, uo] (channels_last)
+//   equals  act(F.conv2d(block_pad_units(highres, lowres, ..., 1, "constant", 0, quartered,
+//                                        pre_scale, pre_shift),
 //                        weight, bias, stride) + residual),  act = ReLU if relu else identity
 //   with the sum in float32 and one rounding to the dtype at the end; uo = (u - 1) / stride + 1.
+//   The optional prologue relu(x * pre_scale + pre_shift) (an eval BatchNorm + ReLU) applies
+//   to every value read, rounded to the dtype as BlockPad's output would be.
 //
 // An implicit GEMM: M = units * uo * uo output pixels, N = Co, K = 9 * Ci, taken tap by tap
 // (ky, kx) in chunks of kConvBK input channels. A thread block computes a kConvBM x kConvBN
@@ -59,6 +63,27 @@ struct ConvUnitsParams {
   int64_t stride;        // 1 or 2
   int64_t cin, cout;
   bool relu;
+  const scalar_t* pre_scale;  // [Ci] or null (no prologue), with pre_shift
+  const scalar_t* pre_shift;
+};
+
+// The prologue on a pack of channels [c, c + kConvPack): relu(x * scale + shift), rounded to
+// the dtype (as addcmul + relu_ leave it; NaN stays NaN).
+template <typename Cvt>
+struct ConvPrologue {
+  using scalar_t = typename Cvt::scalar_t;
+  using acc_t = typename Cvt::acc_t;
+  const scalar_t* scale;
+  const scalar_t* shift;
+  int64_t c;
+  SEGBLOCKS_HOST_DEVICE void operator()(Pack<scalar_t, kConvPack>& x) const {
+    const auto s = load_pack<scalar_t, kConvPack>(scale + c), b = load_pack<scalar_t, kConvPack>(shift + c);
+    SEGBLOCKS_UNROLL
+    for (int l = 0; l < kConvPack; ++l) {
+      const acc_t a = Cvt::to_acc(b.v[l]) + Cvt::to_acc(x.v[l]) * Cvt::to_acc(s.v[l]);
+      x.v[l] = Cvt::round(a < acc_t(0) ? acc_t(0) : a);
+    }
+  }
 };
 
 // K step `ks` = tap * (Ci / kConvBK) + channel chunk: taps outermost, so the source of a
@@ -119,7 +144,9 @@ SEGBLOCKS_HOST_DEVICE int conv_tile_col(int t, int p) { return ((t & 1) * kConvP
 // the tap, through BlockPad's rules; zero at the image border and past the last row).
 template <typename Cvt, typename D>
 SEGBLOCKS_HOST_DEVICE void conv_units_fetch_a(ConvRow<Cvt, D>& r, const ConvStep& st, int t,
-                                              ConvRegs<typename Cvt::scalar_t>& regs) {
+                                              ConvRegs<typename Cvt::scalar_t>& regs,
+                                              const typename Cvt::scalar_t* pre_scale = nullptr,
+                                              const typename Cvt::scalar_t* pre_shift = nullptr) {
   using index_t = typename D::index_t;
   if (st.tap != r.tap) {
     r.tap = st.tap;
@@ -128,8 +155,13 @@ SEGBLOCKS_HOST_DEVICE void conv_units_fetch_a(ConvRow<Cvt, D>& r, const ConvStep
   }
   SEGBLOCKS_UNROLL
   for (int p = 0; p < kConvPacksPerThread; ++p) {
-    r.win.ch = static_cast<index_t>(st.c0 + conv_tile_col(t, p));
-    r.win.fetch_values(r.src, regs.v[p].v);
+    const int64_t c = st.c0 + conv_tile_col(t, p);
+    r.win.ch = static_cast<index_t>(c);
+    if (pre_scale != nullptr) {
+      r.win.fetch_values(r.src, regs.v[p].v, ConvPrologue<Cvt>{pre_scale, pre_shift, c});
+    } else {
+      r.win.fetch_values(r.src, regs.v[p].v);
+    }
   }
 }
 

@@ -53,6 +53,12 @@ struct AccPack {
   }
 };
 
+// The identity on a pack (UnitWindow::fetch_values without a prologue).
+struct NoPackOp {
+  template <typename P>
+  SEGBLOCKS_HOST_DEVICE void operator()(P&) const {}
+};
+
 // What an op fused with BlockPad on units reads: the blocks and where they lie.
 template <typename scalar_t>
 struct UnitsInput {
@@ -144,20 +150,38 @@ struct UnitWindow {
 
   // The same as stored values (what block_pad_units would write): a plain copy unless the
   // source is a 2x2 mean; zeros for the constant border (conv3x3_units' zero padding).
-  SEGBLOCKS_HOST_DEVICE void fetch_values(const PadSource<index_t>& src, scalar_t* out) const {
+  // `op(pack)` transforms every pack read, before the mean (a prologue: block_pad_units'
+  // pre_scale / pre_shift); the border stays zero.
+  template <typename Op = NoPackOp>
+  SEGBLOCKS_HOST_DEVICE void fetch_values(const PadSource<index_t>& src, scalar_t* out, const Op& op = Op{}) const {
     using P = Pack<scalar_t, kPack>;
+    const auto read = [&](const scalar_t* p) {
+      P x = load_pack<scalar_t, kPack>(p);
+      op(x);
+      return x;
+    };
+    P& o = *reinterpret_cast<P*>(out);
     switch (src.kind) {
       case kPadHighres:
-        *reinterpret_cast<P*>(out) = load_pack<scalar_t, kPack>(hr_at(src.slot, src.y, src.x));
+        o = read(hr_at(src.slot, src.y, src.x));
         return;
       case kPadLowres:
-        *reinterpret_cast<P*>(out) = load_pack<scalar_t, kPack>(lr_at(src.slot, src.y, src.x));
+        o = read(lr_at(src.slot, src.y, src.x));
         return;
-      default: {
-        AccPack<Cvt, kPack> v;
-        if (!fetch(src, v)) v.fill(0);
-        v.store(out);
+      case kPadHighresMean: {
+        // BlockPad's 2x2 mean, summed row by row and rounded (as AccPack::load_mean)
+        const P a = read(hr_at(src.slot, src.y, src.x)), b = read(hr_at(src.slot, src.y, src.x + 1));
+        const P c = read(hr_at(src.slot, src.y + 1, src.x)), d = read(hr_at(src.slot, src.y + 1, src.x + 1));
+        SEGBLOCKS_UNROLL
+        for (int l = 0; l < kPack; ++l) {
+          const auto sum = Cvt::to_acc(a.v[l]) + Cvt::to_acc(b.v[l]) + Cvt::to_acc(c.v[l]) + Cvt::to_acc(d.v[l]);
+          o.v[l] = Cvt::round(sum * static_cast<typename Cvt::acc_t>(0.25));
+        }
+        return;
       }
+      default:
+        SEGBLOCKS_UNROLL
+        for (int l = 0; l < kPack; ++l) o.v[l] = Cvt::round(0);
     }
   }
 

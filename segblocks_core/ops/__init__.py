@@ -255,12 +255,14 @@ def cell_complexity(x: Tensor, channels: int, factor: int, floor: float) -> Tens
 
 def conv3x3_units_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor,
                          weight: Tensor, bias: Optional[Tensor] = None, residual: Optional[Tensor] = None,
-                         relu: bool = False, quartered: bool = False, stride: int = 1) -> Tensor:
-    if _no_grad(highres, lowres, weight, bias, residual) and _use_native(highres.device, "conv3x3_units"):
+                         relu: bool = False, quartered: bool = False, stride: int = 1,
+                         pre_scale: Optional[Tensor] = None, pre_shift: Optional[Tensor] = None) -> Tensor:
+    if (_no_grad(highres, lowres, weight, bias, residual, pre_scale, pre_shift)
+            and _use_native(highres.device, "conv3x3_units")):
         return torch.ops.segblocks.conv3x3_units(highres, lowres, hr_pos, lr_pos, block_map, weight, bias,
-                                                 residual, relu, quartered, stride)
+                                                 residual, relu, quartered, stride, pre_scale, pre_shift)
     return _reference.conv3x3_units(highres, lowres, hr_pos, lr_pos, block_map, weight, bias, residual, relu,
-                                    quartered, stride)
+                                    quartered, stride, pre_scale, pre_shift)
 
 
 #: The CUDA kernel's tile: input channels come in chunks of 32, output channels in tiles of 64.
@@ -281,12 +283,17 @@ def _packed16(t: Optional[Tensor]) -> bool:
     return c == 1 and n % pack == 0 and h % pack == 0 and w % pack == 0 and t.data_ptr() % 16 == 0
 
 
-def conv3x3_units_supported(blocks: BlockTensor, weight: Tensor, residual: Optional[BlockTensor] = None) -> bool:
+def conv3x3_units_supported(blocks: BlockTensor, weight: Tensor, residual: Optional[BlockTensor] = None,
+                            pre: Optional[tuple[Tensor, Tensor]] = None) -> bool:
     """True if :func:`conv3x3_units` runs the native CUDA kernel on these operands:
     CUDA (compute capability 8.0+), half or bfloat16, no autograd, blocks (and residual)
     channels_last in 16-byte channel packs, a ``[Co, Ci, 3, 3]`` weight with ``Ci`` a
-    multiple of 32 and ``Co`` of 64. Host-side checks only (no device sync)."""
+    multiple of 32 and ``Co`` of 64, a prologue ``pre`` of contiguous 16-byte aligned
+    ``[Ci]`` vectors. Host-side checks only (no device sync)."""
     hr, lr = blocks.highres, blocks.lowres
+    if pre is not None and not all(p.dtype == hr.dtype and p.shape == (hr.shape[1],) and p.is_contiguous()
+                                   and p.data_ptr() % 16 == 0 and not p.requires_grad for p in pre):
+        return False
     return (type(hr) is Tensor and hr.is_cuda and hr.dtype in (torch.float16, torch.bfloat16)
             and tuple(weight.shape[1:]) == (hr.shape[1], 3, 3) and weight.dtype == hr.dtype
             and hr.shape[1] % CONV_UNITS_CIN_STEP == 0 and weight.shape[0] % CONV_UNITS_COUT_STEP == 0
@@ -297,9 +304,12 @@ def conv3x3_units_supported(blocks: BlockTensor, weight: Tensor, residual: Optio
 
 
 def conv3x3_units(blocks: BlockTensor, weight: Tensor, bias: Optional[Tensor] = None,
-                  residual: Optional[BlockTensor] = None, relu: bool = False, stride: int = 1) -> BlockTensor:
+                  residual: Optional[BlockTensor] = None, relu: bool = False, stride: int = 1,
+                  pre: Optional[tuple[Tensor, Tensor]] = None) -> BlockTensor:
     """A 3x3 convolution (padding 1, ``stride`` 1 or 2) of a BlockTensor with BlockPad's
     zero halo, ``+ bias + residual``, then ReLU if ``relu``; the result in units (quartered).
+    ``pre=(scale, shift)``: every value read is ``relu(x * scale + shift)`` first (an eval
+    BatchNorm + ReLU, as in :func:`block_pad_units`).
 
     Equals ``F.conv2d(block_pad_units(blocks, 1), weight, bias, stride) (+ residual.units)`` with
     the sum in float32 and one rounding. On CUDA (:func:`conv3x3_units_supported`) one
@@ -315,7 +325,8 @@ def conv3x3_units(blocks: BlockTensor, weight: Tensor, bias: Optional[Tensor] = 
             raise ValueError("residual must be a BlockTensor on the same layout as blocks")
         z = residual.units
     out = conv3x3_units_tensor(blocks.highres, blocks.lowres, layout.hr_pos, layout.lr_pos, layout.block_map,
-                               weight, bias, z, bool(relu), blocks.quartered, int(stride))
+                               weight, bias, z, bool(relu), blocks.quartered, int(stride),
+                               *(pre if pre is not None else (None, None)))
     return BlockTensor.from_units(out, layout)
 
 

@@ -18,7 +18,8 @@ void with_conv_units(const scalar_t* highres, Strides4 highres_strides, const sc
                      Strides4 lowres_strides, const int64_t* hr_pos, const int64_t* lr_pos,
                      const int32_t* block_map, const BlockGrid& g, const scalar_t* weight, const scalar_t* bias,
                      const scalar_t* residual, scalar_t* out, int64_t cout, bool relu, bool quartered,
-                     int64_t stride, bool index32, Run&& run) {
+                     int64_t stride, const scalar_t* pre_scale, const scalar_t* pre_shift, bool index32,
+                     Run&& run) {
   const int64_t u = g.hr_side / 2, uo = (u - 1) / stride + 1;
   const int64_t units = 4 * g.num_highres + g.num_lowres;
   const int64_t rows = units * uo * uo;
@@ -39,7 +40,9 @@ void with_conv_units(const scalar_t* highres, Strides4 highres_strides, const sc
                      stride,
                      g.channels,
                      cout,
-                     relu};
+                     relu,
+                     pre_scale,
+                     pre_shift};
     run.template operator()<CudaCvt<scalar_t>, D>(prm, (rows + kConvBM - 1) / kConvBM, cout / kConvBN);
   };
   if (index32) {

@@ -48,7 +48,7 @@ __global__ void __launch_bounds__(kConvThreads)
   const int64_t steps = 9 * prm.cin / kConvBK;
   ConvRegs<scalar_t> ra, rb;
   ConvStep st = conv_step(0, prm.cin);
-  conv_units_fetch_a(row, st, t, ra);
+  conv_units_fetch_a(row, st, t, ra, prm.pre_scale, prm.pre_shift);
   conv_units_fetch_b(prm, n_tile, st, t, rb);
   for (int64_t ks = 0; ks < steps; ++ks) {
     conv_units_store(ra, t, a_tile);
@@ -56,7 +56,7 @@ __global__ void __launch_bounds__(kConvThreads)
     __syncthreads();
     if (ks + 1 < steps) {
       st = conv_step(ks + 1, prm.cin);
-      conv_units_fetch_a(row, st, t, ra);
+      conv_units_fetch_a(row, st, t, ra, prm.pre_scale, prm.pre_shift);
       conv_units_fetch_b(prm, n_tile, st, t, rb);
     }
 #pragma unroll
@@ -106,16 +106,19 @@ cudaError_t launch_conv3x3_units(const scalar_t* highres, Strides4 highres_strid
                                  Strides4 lowres_strides, const int64_t* hr_pos, const int64_t* lr_pos,
                                  const int32_t* block_map, const BlockGrid& grid, const scalar_t* weight,
                                  const scalar_t* bias, const scalar_t* residual, scalar_t* out, int64_t cout,
-                                 bool relu, bool quartered, int64_t stride, bool index32, cudaStream_t stream) {
+                                 bool relu, bool quartered, int64_t stride, const scalar_t* pre_scale,
+                                 const scalar_t* pre_shift, bool index32, cudaStream_t stream) {
   with_conv_units(highres, highres_strides, lowres, lowres_strides, hr_pos, lr_pos, block_map, grid, weight, bias,
-                  residual, out, cout, relu, quartered, stride, index32, LaunchConvUnits{stream});
+                  residual, out, cout, relu, quartered, stride, pre_scale, pre_shift, index32,
+                  LaunchConvUnits{stream});
   return cudaGetLastError();
 }
 
 #define SEGBLOCKS_INSTANTIATE_CONV_UNITS(T)                                                                        \
   template cudaError_t launch_conv3x3_units<T>(const T*, Strides4, const T*, Strides4, const int64_t*,           \
                                                const int64_t*, const int32_t*, const BlockGrid&, const T*, const T*, \
-                                               const T*, T*, int64_t, bool, bool, int64_t, bool, cudaStream_t);
+                                               const T*, T*, int64_t, bool, bool, int64_t, const T*, const T*, bool, \
+                                               cudaStream_t);
 
 SEGBLOCKS_INSTANTIATE_CONV_UNITS(__half)
 SEGBLOCKS_INSTANTIATE_CONV_UNITS(__nv_bfloat16)

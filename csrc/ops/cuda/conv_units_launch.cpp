@@ -24,10 +24,11 @@ void check_packed(const char* op, const char* name, const at::Tensor& t, bool em
 at::Tensor conv3x3_units_cuda(const at::Tensor& highres, const at::Tensor& lowres, const at::Tensor& hr_pos,
                               const at::Tensor& lr_pos, const at::Tensor& block_map, const at::Tensor& weight,
                               const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& residual,
-                              bool relu, bool quartered, int64_t stride) {
+                              bool relu, bool quartered, int64_t stride, const std::optional<at::Tensor>& pre_scale,
+                              const std::optional<at::Tensor>& pre_shift) {
   const char* op = "conv3x3_units";
-  const BlockPadArgs checked =
-      check_conv3x3_units_args(highres, lowres, hr_pos, lr_pos, block_map, weight, bias, residual, quartered, stride);
+  const BlockPadArgs checked = check_conv3x3_units_args(highres, lowres, hr_pos, lr_pos, block_map, weight, bias,
+                                                        residual, quartered, stride, pre_scale, pre_shift);
   const BlockGrid& g = checked.grid;
   check_cuda_tensor(op, "highres", highres);
   TORCH_CHECK(highres.scalar_type() == at::kHalf || highres.scalar_type() == at::kBFloat16, op,
@@ -45,6 +46,8 @@ at::Tensor conv3x3_units_cuda(const at::Tensor& highres, const at::Tensor& lowre
   // [Co, 3, 3, Ci] contiguous: K is contiguous per output channel
   const at::Tensor w = weight.contiguous(at::MemoryFormat::ChannelsLast);
   const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
+  const at::Tensor ps = pre_scale.has_value() ? pre_scale->contiguous() : at::Tensor();
+  const at::Tensor pt = pre_shift.has_value() ? pre_shift->contiguous() : at::Tensor();
   const int64_t uo = (g.hr_side / 2 - 1) / stride + 1;
   at::Tensor out = at::empty({4 * g.num_highres + g.num_lowres, cout, uo, uo},
                              highres.options().memory_format(at::MemoryFormat::ChannelsLast));
@@ -54,9 +57,10 @@ at::Tensor conv3x3_units_cuda(const at::Tensor& highres, const at::Tensor& lowre
     z = residual->contiguous(at::MemoryFormat::ChannelsLast);
     check_packed(op, "residual", z, false);
   }
-  TORCH_CHECK(reinterpret_cast<uintptr_t>(w.const_data_ptr()) % 16 == 0 &&
-                  (!b.defined() || reinterpret_cast<uintptr_t>(b.const_data_ptr()) % 16 == 0),
-              op, ": weight and bias must be 16-byte aligned");
+  for (const at::Tensor* t : {&w, &b, &ps, &pt}) {
+    TORCH_CHECK(!t->defined() || reinterpret_cast<uintptr_t>(t->const_data_ptr()) % 16 == 0, op,
+                ": weight, bias, pre_scale and pre_shift must be 16-byte aligned");
+  }
   const at::Tensor hr_p = hr_pos.contiguous(), lr_p = lr_pos.contiguous(), bm = block_map.contiguous();
   const bool index32 = fits_index32({highres, lowres, out}, g);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
@@ -66,7 +70,8 @@ at::Tensor conv3x3_units_cuda(const at::Tensor& highres, const at::Tensor& lowre
         hr_p.const_data_ptr<int64_t>(), lr_p.const_data_ptr<int64_t>(), bm.const_data_ptr<int32_t>(), g,
         cuda_data<scalar_t>(w), b.defined() ? cuda_data<scalar_t>(b) : nullptr,
         z.defined() ? cuda_data<scalar_t>(z) : nullptr, cuda_mutable_data<scalar_t>(out), cout, relu, quartered,
-        stride, index32, stream));
+        stride, ps.defined() ? cuda_data<scalar_t>(ps) : nullptr, pt.defined() ? cuda_data<scalar_t>(pt) : nullptr,
+        index32, stream));
   });
   return out;
 }
