@@ -8,6 +8,7 @@
 //
 // Built by the test with: nvcc -std=c++17 -Icsrc -shared -Xcompiler -fPIC <this file>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -52,11 +53,17 @@ struct RunConvOnHost {
         for (int64_t ks = 0; ks < steps; ++ks) {
           const ConvStep st = conv_step(ks, prm.cin);
           for (int t = 0; t < kConvThreads; ++t) {
-            ConvRegs<scalar_t> ra, rb;
-            conv_units_fetch_a(rows[t], st, t, ra, prm.pre_scale, prm.pre_shift);
-            conv_units_fetch_b(prm, n_tile, st, t, rb);
-            conv_units_store(ra, t, a->v);
-            conv_units_store(rb, t, b->v);
+            conv_units_locate(rows[t], st);
+            for (int p = 0; p < kConvPacksPerThread; ++p) {  // the GPU's cp.async: a 16-byte copy
+              scalar_t* dst = a->v + conv_tile_offset(t, p);
+              const scalar_t* src = conv_units_a_copy_source(rows[t], st, t, p, prm.pre_scale != nullptr);
+              if (src != nullptr) {
+                std::memcpy(dst, src, 16);
+              } else {
+                conv_units_a_compute(rows[t], st, t, p, prm.pre_scale, prm.pre_shift, dst);
+              }
+              std::memcpy(b->v + conv_tile_offset(t, p), conv_units_b_source(prm, n_tile, st, t, p), 16);
+            }
           }
           for (int r = 0; r < kConvBM; ++r) {
             for (int n = 0; n < kConvBN; ++n) {

@@ -16,8 +16,9 @@
 // output tile; per K step its threads gather the A tile (one output pixel's input pixel at
 // the tap, kConvBK channels, read through UnitWindow: interior pixels directly, halo pixels
 // through pad_source, looked up once per tap) and the B tile (weights in channels_last
-// order, [Co][ky][kx][Ci], so K is contiguous per output channel) into registers, then
-// shared memory, and the tensor cores multiply them.
+// order, [Co][ky][kx][Ci], so K is contiguous per output channel) into shared memory
+// (asynchronous copies where a pack is a plain copy of a pixel, a few steps ahead), and the
+// tensor cores multiply them.
 // The epilogue adds bias and residual, applies the ReLU and writes 16-byte packs.
 //
 // This header holds the per-thread pieces (gather, weight load, epilogue), torch-free and
@@ -42,6 +43,7 @@ constexpr int kConvBK = 32;        // input channels per K step (of one tap)
 constexpr int kConvThreads = 128;  // 4 warps, each a 32 x 32 quarter of the output tile
 constexpr int kConvPack = 8;       // 16 bytes of half / bfloat16
 constexpr int kConvPitch = kConvBK + 8;   // smem row pitch of the A and B tiles (elements)
+constexpr int kConvStages = 3;            // K steps in flight (shared-memory ring)
 constexpr int kConvCPitch = kConvBN + 4;  // smem row pitch of the float32 output tile
 // packs of one smem row each thread loads: 64 rows x 4 packs over 128 threads
 constexpr int kConvPacksPerThread = kConvBM * (kConvBK / kConvPack) / kConvThreads;
@@ -131,57 +133,57 @@ SEGBLOCKS_HOST_DEVICE ConvRow<Cvt, D> conv_units_row(const ConvUnitsParams<typen
                          PadSource<index_t>{kPadConstant, 0, 0, 0}};
 }
 
-// What one thread loads per K step for a tile: half a row (kConvPacksPerThread packs),
-// held in registers while the previous step's tiles are multiplied.
-template <typename scalar_t>
-struct ConvRegs {
-  Pack<scalar_t, kConvPack> v[kConvPacksPerThread];
-};
-
+// Thread `t` loads pack p (0..kConvPacksPerThread) of half a row per tile and K step: row
+// t / 2 of the tile, columns from conv_tile_col(t, p); conv_tile_offset is its place in a
+// shared-memory tile of row pitch kConvPitch.
 SEGBLOCKS_HOST_DEVICE int conv_tile_col(int t, int p) { return ((t & 1) * kConvPacksPerThread + p) * kConvPack; }
+SEGBLOCKS_HOST_DEVICE int conv_tile_offset(int t, int p) { return (t / 2) * kConvPitch + conv_tile_col(t, p); }
 
-// Thread `t`'s share of the A tile of K step `st`: half of row t / 2 (its pixel's input at
-// the tap, through BlockPad's rules; zero at the image border and past the last row).
+// Moves the row's source to K step `st`'s tap (looked up once per tap).
 template <typename Cvt, typename D>
-SEGBLOCKS_HOST_DEVICE void conv_units_fetch_a(ConvRow<Cvt, D>& r, const ConvStep& st, int t,
-                                              ConvRegs<typename Cvt::scalar_t>& regs,
-                                              const typename Cvt::scalar_t* pre_scale = nullptr,
-                                              const typename Cvt::scalar_t* pre_shift = nullptr) {
+SEGBLOCKS_HOST_DEVICE void conv_units_locate(ConvRow<Cvt, D>& r, const ConvStep& st) {
   using index_t = typename D::index_t;
-  if (st.tap != r.tap) {
-    r.tap = st.tap;
-    r.src = r.valid ? r.win.locate(r.iy + static_cast<index_t>(st.dy), r.ix + static_cast<index_t>(st.dx))
-                    : PadSource<index_t>{kPadConstant, 0, 0, 0};
-  }
-  SEGBLOCKS_UNROLL
-  for (int p = 0; p < kConvPacksPerThread; ++p) {
-    const int64_t c = st.c0 + conv_tile_col(t, p);
-    r.win.ch = static_cast<index_t>(c);
-    if (pre_scale != nullptr) {
-      r.win.fetch_values(r.src, regs.v[p].v, ConvPrologue<Cvt>{pre_scale, pre_shift, c});
-    } else {
-      r.win.fetch_values(r.src, regs.v[p].v);
-    }
+  if (st.tap == r.tap) return;
+  r.tap = st.tap;
+  r.src = r.valid ? r.win.locate(r.iy + static_cast<index_t>(st.dy), r.ix + static_cast<index_t>(st.dx))
+                  : PadSource<index_t>{kPadConstant, 0, 0, 0};
+}
+
+// Pack p of thread t's share of the A tile at step `st` (after conv_units_locate), when it
+// is a plain 16-byte copy of a block pixel (no prologue): its global address (the GPU copies
+// it asynchronously). Null when it has to be computed: conv_units_a_compute.
+template <typename Cvt, typename D>
+SEGBLOCKS_HOST_DEVICE const typename Cvt::scalar_t* conv_units_a_copy_source(ConvRow<Cvt, D>& r, const ConvStep& st,
+                                                                            int t, int p, bool prologue) {
+  using index_t = typename D::index_t;
+  if (prologue || (r.src.kind != kPadHighres && r.src.kind != kPadLowres)) return nullptr;
+  r.win.ch = static_cast<index_t>(st.c0 + conv_tile_col(t, p));
+  return r.src.kind == kPadHighres ? r.win.hr_at(r.src.slot, r.src.y, r.src.x)
+                                   : r.win.lr_at(r.src.slot, r.src.y, r.src.x);
+}
+
+// The other packs: BlockPad's 2x2 mean, the prologue, or the zero border, into `out`.
+template <typename Cvt, typename D>
+SEGBLOCKS_HOST_DEVICE void conv_units_a_compute(ConvRow<Cvt, D>& r, const ConvStep& st, int t, int p,
+                                                const typename Cvt::scalar_t* pre_scale,
+                                                const typename Cvt::scalar_t* pre_shift,
+                                                typename Cvt::scalar_t* out) {
+  using index_t = typename D::index_t;
+  const int64_t c = st.c0 + conv_tile_col(t, p);
+  r.win.ch = static_cast<index_t>(c);
+  if (pre_scale != nullptr) {
+    r.win.fetch_values(r.src, out, ConvPrologue<Cvt>{pre_scale, pre_shift, c});
+  } else {
+    r.win.fetch_values(r.src, out);
   }
 }
 
-// Thread `t`'s share of the B tile: half of the K slice of output channel n_tile * kConvBN + t / 2.
+// Pack p of thread t's share of the B tile at step `st`: output channel n_tile * kConvBN + t / 2.
 template <typename scalar_t, typename D>
-SEGBLOCKS_HOST_DEVICE void conv_units_fetch_b(const ConvUnitsParams<scalar_t, D>& prm, int64_t n_tile,
-                                              const ConvStep& st, int t, ConvRegs<scalar_t>& regs) {
+SEGBLOCKS_HOST_DEVICE const scalar_t* conv_units_b_source(const ConvUnitsParams<scalar_t, D>& prm, int64_t n_tile,
+                                                          const ConvStep& st, int t, int p) {
   const int64_t n = n_tile * kConvBN + t / 2;
-  const scalar_t* src = prm.weight + n * 9 * prm.cin + (st.dy * 3 + st.dx) * prm.cin + st.c0;
-  SEGBLOCKS_UNROLL
-  for (int p = 0; p < kConvPacksPerThread; ++p) regs.v[p] = load_pack<scalar_t, kConvPack>(src + conv_tile_col(t, p));
-}
-
-// Thread `t`'s registers into its half row of a tile in shared memory (row pitch kConvPitch).
-template <typename scalar_t>
-SEGBLOCKS_HOST_DEVICE void conv_units_store(const ConvRegs<scalar_t>& regs, int t, scalar_t* tile) {
-  SEGBLOCKS_UNROLL
-  for (int p = 0; p < kConvPacksPerThread; ++p) {
-    *reinterpret_cast<Pack<scalar_t, kConvPack>*>(tile + (t / 2) * kConvPitch + conv_tile_col(t, p)) = regs.v[p];
-  }
+  return prm.weight + n * 9 * prm.cin + (st.dy * 3 + st.dx) * prm.cin + st.c0 + conv_tile_col(t, p);
 }
 
 // Thread `t`'s share of the epilogue: packs t, t + 128, ... of the kConvBM x kConvBN float32
