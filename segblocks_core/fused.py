@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import operator
+import warnings
 from typing import Optional
 
 import torch
@@ -233,7 +234,8 @@ def conv_units(mode: str = "auto"):
 
     * ``"off"`` (the default until the kernel is measured on a GPU): BlockPad writes the
       padded tiles, then cuDNN;
-    * ``"auto"``: the first call of each shape times both ways and keeps the faster (as
+    * ``"auto"``: the first call of each shape compares both ways' outputs (a disagreement
+      keeps BlockPad + cuDNN, with a warning), then times them and keeps the faster (as
       :func:`conv_bias_relu` does; BlockPad + cuDNN for shapes first seen during capture);
     * ``"always"``: the one-pass kernel (:func:`segblocks_core.ops.conv3x3_units`).
 
@@ -262,10 +264,36 @@ def use_conv_units(key: tuple, one_pass, two_pass) -> bool:
     if choice is None:
         if torch.cuda.is_current_stream_capturing():
             return False  # no timing inside a capture; the warm-up run decides
-        one_pass()
-        two_pass()
-        choice = _UNITS_CHOICE[key] = cuda_median_ms(one_pass) < cuda_median_ms(two_pass)
+        err = output_disagreement(one_pass(), two_pass())
+        if err is not None:
+            warnings.warn(f"conv_units: the one-pass kernel disagrees with BlockPad + cuDNN for {key} ({err}); "
+                          f"running BlockPad + cuDNN for this shape", RuntimeWarning, stacklevel=2)
+            choice = False
+        else:
+            choice = cuda_median_ms(one_pass) < cuda_median_ms(two_pass)
+        _UNITS_CHOICE[key] = choice
     return choice
+
+
+#: Largest difference two correct ways of computing a convolution may show, relative to the
+#: output's largest magnitude: each rounds a float32 sum once, in another order.
+_AGREEMENT_TOL = {torch.float16: 1e-2, torch.bfloat16: 4e-2}
+
+
+def output_disagreement(got: Tensor, want: Tensor) -> Optional[str]:
+    """None if ``got`` matches ``want`` (shape; values within the dtype's tolerance, NaN
+    where ``want`` has NaN), else what differs. Reads the values back (a sync)."""
+    if got.shape != want.shape or got.dtype != want.dtype:
+        return f"got {tuple(got.shape)} {got.dtype}, expected {tuple(want.shape)} {want.dtype}"
+    g, w = got.float(), want.float()
+    if not torch.equal(g.isnan(), w.isnan()):
+        return "NaN in different places"
+    finite = ~w.isnan()
+    scale = float(w[finite].abs().max()) if bool(finite.any()) else 0.0
+    diff = float((g - w)[finite].abs().max()) if bool(finite.any()) else 0.0
+    tol = _AGREEMENT_TOL.get(want.dtype, 1e-4) * max(scale, 1.0)
+    return None if diff <= tol else f"max abs difference {diff:.3g} > {tol:.3g}"
+
 
 
 # ----------------------------------------------------------------------------------------

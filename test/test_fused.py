@@ -258,3 +258,57 @@ def test_upsample_add_on_cuda_is_one_pass():
     assert torch_extra >= 2 * out_bytes, (extra, out_bytes, torch_extra)
     with torch.inference_mode(), fast_upsampling(False):
         torch.testing.assert_close(upsample_add(x, (128, 256), skip), want, rtol=0, atol=0)
+
+
+def test_conv_units_auto_keeps_the_faster_way_and_never_a_wrong_one(monkeypatch):
+    """``conv_units("auto")``: per shape, the one-pass kernel is used only if its output
+    matches BlockPad + cuDNN and it is faster; the choice is made once per shape (outside
+    capture) and a disagreement warns. Timing and capture state are stubbed (CPU)."""
+    from segblocks_core import fused
+
+    monkeypatch.setattr(fused, "_UNITS_CHOICE", {})
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+    times = {}
+    monkeypatch.setattr(fused, "cuda_median_ms", lambda fn: times[fn])
+    x = torch.randn(4, 8, 3, 3, dtype=torch.float16)
+    calls = []
+
+    def way(name, value):
+        def run():
+            calls.append(name)
+            return value
+        return run
+
+    one, two = way("one", x), way("two", x.clone())
+    times.update({one: 1.0, two: 2.0})
+    with fused.conv_units("auto"):
+        assert fused.use_conv_units(("a",), one, two)
+        calls.clear()
+        assert fused.use_conv_units(("a",), one, two) and calls == []  # decided once
+        times.update({one: 3.0})
+        assert not fused.use_conv_units(("b",), one, two)  # slower: not used
+        wrong = way("wrong", x + 1)
+        times[wrong] = 0.1
+        with pytest.warns(RuntimeWarning, match="disagrees"):
+            assert not fused.use_conv_units(("c",), wrong, two)
+        # capture without a decision: the two-pass way, nothing recorded
+        monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
+        assert not fused.use_conv_units(("d",), one, two) and ("d",) not in fused._UNITS_CHOICE
+    with fused.conv_units("always"):
+        assert fused.use_conv_units(("c",), wrong, two)
+    with fused.conv_units("off"):
+        assert not fused.use_conv_units(("a",), one, two)
+
+
+def test_output_disagreement_tolerates_rounding_only():
+    from segblocks_core.fused import output_disagreement
+
+    want = torch.randn(64, 32, dtype=torch.float32).half()
+    ulp = (want.float() * (1 + 2 ** -10)).half()  # one rounding of half apart
+    assert output_disagreement(ulp, want) is None
+    assert "max abs difference" in output_disagreement(want * 1.1, want)
+    assert "expected" in output_disagreement(want[:2], want)
+    nan = want.clone()
+    nan[0, 0] = float("nan")
+    assert output_disagreement(nan, want) == "NaN in different places"
+    assert output_disagreement(nan, nan.clone()) is None
