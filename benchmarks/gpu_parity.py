@@ -71,6 +71,9 @@ def run_parity(rec: Recorder, device: str) -> None:
     n_before = rec.cases
     for case in cases.parity_cases():
         rec.run(f"parity/{case.id}", lambda case=case: case.run(device))
+    if device == "cuda":  # conv3x3_units has a CUDA kernel only
+        for name, check in cases.conv_units_cases(device):
+            rec.run(f"parity/{name}", check)
     rec.details["parity_cases"] = rec.cases - n_before
     rec.details["parity_seconds"] = round(time.perf_counter() - start, 1)
 

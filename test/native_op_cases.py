@@ -339,6 +339,16 @@ def check_conv3x3_units(device, dtype, geometry: Geometry, quartered: bool, epil
     torch.testing.assert_close(got, want)
 
 
+def conv_units_cases(device) -> Iterator[tuple[str, Callable[[], None]]]:
+    """``(name, check)`` for every conv3x3_units case: dtype x geometry x blocks/units in x
+    epilogue x stride (what test_native_ops parametrises, for benchmarks/gpu_parity.py)."""
+    for (dname, dtype), geometry, quartered, epilogue, stride in itertools.product(
+            CONV_UNITS_DTYPES.items(), CONV_UNITS_GEOMETRIES, (False, True), CONV_UNITS_EPILOGUES, (1, 2)):
+        name = f"conv3x3_units-{dname}-{geometry.name}-{'units' if quartered else 'blocks'}-{epilogue}-s{stride}"
+        yield name, (lambda d=dtype, g=geometry, q=quartered, e=epilogue, s=stride:
+                     check_conv3x3_units(device, d, g, q, e, s))
+
+
 def complexity_input(geometry: Geometry, dtype, device, layout: str) -> tuple[Tensor, int]:
     """A dense map with textured, flat and nearly flat (below the floor) cells, and the
     cell size that divides it (4, the policy's, where possible)."""
