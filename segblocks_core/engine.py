@@ -165,6 +165,9 @@ class SegmentationEngine:
             blocks at high resolution, as the dense network (no slower than the static
             network). ``"auto"`` (default): the crossover measured when the graphs are
             captured; see :class:`segblocks_core.fastpath.GraphedSegmenter`. None: never.
+        conv_units: fast path only: how 3x3 convolutions on units run
+            (:func:`segblocks_core.fused.conv_units`): ``"off"`` (default, BlockPad + cuDNN),
+            ``"auto"`` or ``"always"`` (the one-pass kernel ``ops.conv3x3_units``).
     """
 
     #: image sizes whose CUDA graphs are kept (least recently used ones are dropped)
@@ -173,7 +176,12 @@ class SegmentationEngine:
     def __init__(self, model: str = "swiftnet_rn18", checkpoint: Optional[str] = None,
                  num_classes: int = 19, device: str = "auto", precision: str = "fp32",
                  block_size: int = 128, class_names: Optional[Sequence[str]] = None,
-                 fast_path: Optional[bool] = None, dense_above: Union[float, str, None] = "auto"):
+                 fast_path: Optional[bool] = None, dense_above: Union[float, str, None] = "auto",
+                 conv_units: str = "off"):
+        from .fused import CONV_UNITS_MODES
+        if conv_units not in CONV_UNITS_MODES:
+            raise ValueError(f"conv_units must be one of {CONV_UNITS_MODES}, got {conv_units!r}")
+        self.conv_units = conv_units
         self.device = resolve_device(device)
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
@@ -345,7 +353,7 @@ class SegmentationEngine:
                      "only)", n, w, h, "SegBlocks" if adaptive else "dense")
             segmenter = GraphedSegmenter(self._fast_net, n, h, w, self.block_size,
                                          dense=not adaptive, segblocks=self._fast_segblocks,
-                                         dense_above=self.dense_above)
+                                         dense_above=self.dense_above, conv_units=self.conv_units)
             self._graphs[key] = segmenter
             while len(self._graphs) > self.MAX_GRAPH_SHAPES:
                 self._graphs.popitem(last=False)

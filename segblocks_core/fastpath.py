@@ -42,6 +42,8 @@ from torch import Tensor, nn
 
 from .engine import normalize
 from .executor import SegBlocks, concurrent_lowres
+from .fused import CONV_UNITS_MODES
+from .fused import conv_units as fused_conv_units
 from .fused import (fuse_batchnorm_relu, fuse_conv_epilogue, fuse_upsample_add, use_fast_max_pooling,
                     use_fast_pooling)
 from .layout import BlockLayout
@@ -202,6 +204,10 @@ class GraphedSegmenter:
             the smallest bucket whose graph replays no faster than the all-high-res one and
             every larger bucket are promoted (with conditional nodes, where buckets are not
             separate graphs: 0.5). A float in [0, 1]: that fraction. None: never.
+        conv_units: how 3x3 convolutions on units run inside the graphs
+            (:func:`segblocks_core.fused.conv_units`): ``"off"`` (default: BlockPad + cuDNN),
+            ``"auto"`` (the one-pass kernel where it agrees and is faster, decided at the
+            warm-up before capture) or ``"always"``.
 
     Call :meth:`run` with a uint8 ``[N, H, W, 3]`` tensor (pinned host memory or device);
     it returns device tensors ``labels [N, H, W] uint8`` and ``grid [N, GH, GW] bool`` that
@@ -211,7 +217,10 @@ class GraphedSegmenter:
     def __init__(self, net: nn.Module, batch: int, height: int, width: int, block_size: int = 128,
                  tau: float = 0.3, num_buckets: int = 16, dense: bool = False, sync_free: Optional[bool] = None,
                  segblocks: Optional[SegBlocks] = None, concurrent: bool = True, lagged: bool = False,
-                 dense_above: Union[float, str, None] = "auto"):
+                 dense_above: Union[float, str, None] = "auto", conv_units: str = "off"):
+        if conv_units not in CONV_UNITS_MODES:
+            raise ValueError(f"conv_units must be one of {CONV_UNITS_MODES}, got {conv_units!r}")
+        self.conv_units = conv_units
         param = next(net.parameters())
         if param.device.type != "cuda":
             raise ValueError("GraphedSegmenter needs a network on a CUDA device")
@@ -285,6 +294,11 @@ class GraphedSegmenter:
 
     @torch.inference_mode()
     def _capture(self) -> None:
+        # the mode is read when the ops run: the warm-up decides, the graphs keep it
+        with fused_conv_units(self.conv_units):
+            self._capture_all()
+
+    def _capture_all(self) -> None:
         stream = torch.cuda.Stream(self.device)
         stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(stream):

@@ -124,3 +124,11 @@ def test_fast_path_needs_cuda():
     with pytest.raises(ValueError, match="fast_path needs a CUDA device"):
         SegmentationEngine("swiftnet_rn18", checkpoint="random", device="cpu", fast_path=True)
     assert not SegmentationEngine("swiftnet_rn18", checkpoint="random", device="cpu").fast_path
+
+
+def test_conv_units_option_is_checked():
+    from segblocks_core import SegmentationEngine
+
+    with pytest.raises(ValueError, match="conv_units must be one of"):
+        SegmentationEngine(checkpoint="random", device="cpu", conv_units="fast")
+    assert SegmentationEngine(checkpoint="random", device="cpu", conv_units="auto").conv_units == "auto"

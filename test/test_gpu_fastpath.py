@@ -306,3 +306,33 @@ def test_units_match_split_execution_fp16(nets):
     labels_b, grid_b = seg_units.run(imgs)
     assert torch.equal(grid_a, grid_b)
     assert (labels_a == labels_b).float().mean().item() >= 0.99
+
+
+@cuda
+def test_one_pass_conv_units_match_blockpad_and_cudnn_fp16(nets):
+    """``ops.conv3x3_units`` in the prepared network (every 3x3 convolution on units, the
+    halo gathered in the kernel): fp16 logits match BlockPad + cuDNN eagerly, and the
+    graphed segmenter with ``conv_units="always"`` / ``"auto"`` gives the same labels."""
+    from segblocks_core import fused
+    from segblocks_core.fastpath import GraphedSegmenter
+    _, fast = nets
+    imgs = frames(2, seed=6).cuda()
+    seg = SegBlocks(fast, units=True)
+    x = normalize(imgs, torch.float16, seg.in_channels)
+    grid = torch.rand(seg.grid_shape(x.shape), generator=torch.Generator().manual_seed(2)) > 0.5
+    layout = BlockLayout.from_grid(grid.cuda(), 128)
+    with torch.inference_mode():
+        want = seg(x, layout=layout).float()
+        with fused.conv_units("always"):
+            got = seg(x, layout=layout).float()
+    assert (got - want).abs().max().item() <= 2e-2 * want.abs().max().item()
+    assert (got.argmax(1) == want.argmax(1)).float().mean().item() >= 0.99
+    ref = GraphedSegmenter(fast, 2, 256, 512, tau=0.4, num_buckets=8, dense_above=None)
+    labels_ref, grid_ref = (t.clone() for t in ref.run(imgs))
+    for mode in ("always", "auto"):
+        one = GraphedSegmenter(fast, 2, 256, 512, tau=0.4, num_buckets=8, dense_above=None, conv_units=mode)
+        labels, grid_out = one.run(imgs)
+        assert torch.equal(grid_out, grid_ref)
+        assert (labels == labels_ref).float().mean().item() >= 0.99, mode
+    with pytest.raises(ValueError, match="conv_units"):
+        GraphedSegmenter(fast, 2, 256, 512, conv_units="on")
