@@ -43,7 +43,7 @@ constexpr int kConvBK = 32;        // input channels per K step (of one tap)
 constexpr int kConvThreads = 128;  // 4 warps, each a 32 x 32 quarter of the output tile
 constexpr int kConvPack = 8;       // 16 bytes of half / bfloat16
 constexpr int kConvPitch = kConvBK + 8;   // smem row pitch of the A and B tiles (elements)
-constexpr int kConvStages = 3;            // K steps in flight (shared-memory ring)
+constexpr int kConvStages = 3;            // shared-memory ring: kConvStages - 1 K steps in flight
 constexpr int kConvCPitch = kConvBN + 4;  // smem row pitch of the float32 output tile
 // packs of one smem row each thread loads: 64 rows x 4 packs over 128 threads
 constexpr int kConvPacksPerThread = kConvBM * (kConvBK / kConvPack) / kConvThreads;
