@@ -1,6 +1,7 @@
 // Reading a unit's padded tile without writing it: the ops fused with BlockPad on units
-// (max_pool_units, upsample2x_units, conv3x3_units) see each unit as block_pad_units would pad it, and
-// look every halo pixel up with pad_source (BlockPad's rules) instead of reading a copy.
+// (max_pool_units, upsample2x_units, conv3x3_units) see each unit as block_pad_units would
+// pad it, and look every halo pixel up with pad_source (BlockPad's rules) instead of
+// reading a copy.
 //
 // Units: [4Nh + Nl, C, u, u], unit 4k + q being quarter q of high-res block k (u = h/2),
 // then the low-res blocks. The padded tile of quarter q is the window of its padded
