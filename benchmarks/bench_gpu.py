@@ -21,7 +21,6 @@ import json
 import os
 import re
 import sys
-import time
 
 import numpy as np
 import torch

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field

@@ -37,7 +37,6 @@ from typing import Optional, Union
 
 import torch
 import torch.fx as fx
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .engine import normalize

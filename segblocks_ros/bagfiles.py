@@ -19,11 +19,10 @@ wrong message type) raises :class:`BagError` with one clear line.
 from __future__ import annotations
 
 import io
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 

@@ -198,8 +198,8 @@ class SegBlocksNode(Node):
                 "SegBlocks complexity threshold: a block runs at high resolution iff its "
                 "complexity C_b (mean |image - 4x4-pooled image| of the ImageNet-normalised "
                 "input, summed over channels) exceeds tau. 0 = every non-flat block high-res; "
-                f"higher = fewer high-res blocks, less compute. Finite, >= 0; applies from "
-                f"the next frame.", float_range=(0.0, TAU_MAX))),
+                "higher = fewer high-res blocks, less compute. Finite, >= 0; applies from "
+                "the next frame.", float_range=(0.0, TAU_MAX))),
             ("adaptive", True, _descriptor(
                 "true: SegBlocks adaptive resolution; false: the dense network on every frame "
                 "(live A/B comparison).")),

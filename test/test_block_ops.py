@@ -12,7 +12,6 @@ import torch.nn.functional as F
 
 from segblocks_core import BlockLayout, BlockTensor
 from segblocks_core import ops
-from segblocks_core.ops import _reference as ref
 
 
 def naive_block_pad(blocks: BlockTensor, p: int, mode: str, value: float):

@@ -13,7 +13,6 @@ it) instead of skipping, so a broken build cannot pass CI; ``SEGBLOCKS_NO_EXTENS
 
 from __future__ import annotations
 
-import math
 import os
 
 import pytest
@@ -209,7 +208,7 @@ def _bad_inputs(device):
     x = torch.randn(n, 3, gh * 4, gw * 4, device=device)
     hr = torch.randn(lay.num_highres, 3, 4, 4, device=device)
     lr = torch.randn(lay.num_lowres, 3, 2, 2, device=device)
-    hp, lp, bm = lay.hr_pos, lay.lr_pos, lay.block_map
+    hp, bm = lay.hr_pos, lay.block_map
     bad_pos = hp.clone()
     bad_pos[0] = 10_000
     dup_pos = hp.clone()
