@@ -7,7 +7,8 @@ CUDA graph of ``--reps`` calls (fp16, channels_last, cudnn.benchmark):
 
 - ``dense``: cuDNN on the full map (the static network's convolution, fused epilogue);
 - ``two_pass``: ``ops.block_pad_units`` + cuDNN on the padded tiles (the executor today);
-- ``one_pass``: ``ops.conv3x3_units``;
+- ``one_pass``: ``ops.conv3x3_units`` (split-K chosen for the GPU);
+- ``one_pass_no_split``: the same kernel without split-K;
 
 and checks ``one_pass`` against the reference (``max_abs_err``, ``ok``). Writes JSON.
 
@@ -83,6 +84,11 @@ def probe(batch: int, fraction: float, reps: int) -> list[dict]:
         def one_pass():
             return ops.conv3x3_units(bt, w, b, z, relu=True, stride=stride, pre=pre).units
 
+        def one_pass_no_split():
+            return torch.ops.segblocks.conv3x3_units(bt.highres, bt.lowres, lay.hr_pos, lay.lr_pos, lay.block_map, w,
+                                                     b, None if z is None else z.units, True, True, stride,
+                                                     *(pre if pre is not None else (None, None)), 1)
+
         def dense():  # the static network's prologue is a separate elementwise pass
             x = dense_x if pre is None else torch.addcmul(pre[1].view(-1, 1, 1), dense_x,
                                                           pre[0].view(-1, 1, 1)).relu_()
@@ -96,11 +102,13 @@ def probe(batch: int, fraction: float, reps: int) -> list[dict]:
         err = (got.float() - want.float()).abs().max().item()
         row = {"layer": name, "batch": batch, "highres_fraction": fraction, "count": count,
                "units": units.shape[0], "dense_ms": graph_ms(dense, reps), "two_pass_ms": graph_ms(two_pass, reps),
-               "one_pass_ms": graph_ms(one_pass, reps), "max_abs_err": err,
+               "one_pass_ms": graph_ms(one_pass, reps), "one_pass_no_split_ms": graph_ms(one_pass_no_split, reps),
+               "max_abs_err": err,
                "ok": bool(torch.allclose(got, want, rtol=1e-3, atol=2e-3))}
         rows.append(row)
         print(f"b{batch} {name:16s} x{count}  dense {row['dense_ms'] * 1e3:6.1f}  two-pass "
-              f"{row['two_pass_ms'] * 1e3:6.1f}  one-pass {row['one_pass_ms'] * 1e3:6.1f} us  err {err:.2e}")
+              f"{row['two_pass_ms'] * 1e3:6.1f}  one-pass {row['one_pass_ms'] * 1e3:6.1f} (no split "
+              f"{row['one_pass_no_split_ms'] * 1e3:6.1f}) us  err {err:.2e}")
     return rows
 
 

@@ -56,12 +56,14 @@ TORCH_LIBRARY(segblocks, m) {
       "bool quartered, Tensor? skip=None) -> Tensor");
   m.def("upsample2x_dense(Tensor x, Tensor? skip=None) -> Tensor");
   // 3x3 convolution (stride 1 or 2) on units with BlockPad's zero halo gathered in the same pass,
-  // + bias + residual, optional ReLU, optional BatchNorm + ReLU prologue (ops/conv_units.h); CUDA only (tensor cores), the
+  // + bias + residual, optional ReLU, optional BatchNorm + ReLU prologue (ops/conv_units.h);
+  // `splits`: split-K of the CUDA kernel (0: chosen for the GPU; the result does not depend
+  // on it beyond float32 summation order); CUDA only (tensor cores), the
   // reference everywhere else; inference only
   m.def(
       "conv3x3_units(Tensor highres, Tensor lowres, Tensor hr_pos, Tensor lr_pos, Tensor block_map, "
       "Tensor weight, Tensor? bias=None, Tensor? residual=None, bool relu=False, bool quartered=False, "
-      "int stride=1, Tensor? pre_scale=None, Tensor? pre_shift=None) -> Tensor");
+      "int stride=1, Tensor? pre_scale=None, Tensor? pre_shift=None, int splits=0) -> Tensor");
   // the complexity policy's per-cell texture (ops/complexity.h), float32 [N, H/f, W/f]
   m.def("cell_complexity(Tensor x, int channels, int factor, float floor) -> Tensor");
   // the same head from block_pad_units' tiles (padding 1, replicate): no neighbour lookups

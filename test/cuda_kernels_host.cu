@@ -7,6 +7,8 @@
 // covered by the CUDA-parametrised tests in test/test_native_ops.py on a GPU host.
 //
 // Built by the test with: nvcc -std=c++17 -Icsrc -shared -Xcompiler -fPIC <this file>
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -32,52 +34,61 @@ struct RunOnHost {
   }
 };
 
-// conv3x3_units: every thread block in turn, its 128 threads one after another through each
-// phase of the kernel (gather A and B, multiply, epilogue); the tensor cores' 16x16x16
-// products are replaced by a float32 loop over the same shared-memory tiles.
+// conv3x3_units: every thread block (output tile and K split) in turn, its 128 threads one
+// after another through each phase of the kernel (gather A and B, multiply, epilogue), then
+// the split-K reduction; the tensor cores' 16x16x16 products are replaced by a float32 loop
+// over the same shared-memory tiles.
 struct RunConvOnHost {
   template <typename Cvt, typename D>
   void operator()(const ConvUnitsParams<typename Cvt::scalar_t, D>& prm, int64_t m_tiles, int64_t n_tiles) const {
+    for (int64_t m_tile = 0; m_tile < m_tiles; ++m_tile) {
+      for (int64_t n_tile = 0; n_tile < n_tiles; ++n_tile) {
+        for (int64_t split = 0; split < prm.splits; ++split) thread_block<Cvt, D>(prm, m_tile, n_tile, split);
+      }
+    }
+    if (prm.splits > 1) {
+      for (int64_t e = 0; e < prm.rows * (prm.cout / kConvPack); ++e) conv_units_reduce_element<Cvt, D>(prm, e);
+    }
+  }
+
+  template <typename Cvt, typename D>
+  static void thread_block(const ConvUnitsParams<typename Cvt::scalar_t, D>& prm, int64_t m_tile, int64_t n_tile,
+                           int64_t split) {
     using scalar_t = typename Cvt::scalar_t;
     struct alignas(32) Tile {
       scalar_t v[kConvBM * kConvPitch];
     };
     const auto a = std::make_unique<Tile>(), b = std::make_unique<Tile>();
-    std::vector<float> c(kConvBM * kConvCPitch);
-    const int64_t steps = 9 * prm.cin / kConvBK;
-    for (int64_t m_tile = 0; m_tile < m_tiles; ++m_tile) {
-      std::vector<ConvRow<Cvt, D>> rows;
-      for (int t = 0; t < kConvThreads; ++t) rows.push_back(conv_units_row<Cvt, D>(prm, m_tile, t / 2));
-      for (int64_t n_tile = 0; n_tile < n_tiles; ++n_tile) {
-        std::fill(c.begin(), c.end(), 0.0f);
-        for (int64_t ks = 0; ks < steps; ++ks) {
-          const ConvStep st = conv_step(ks, prm.cin);
-          for (int t = 0; t < kConvThreads; ++t) {
-            conv_units_locate(rows[t], st);
-            for (int p = 0; p < kConvPacksPerThread; ++p) {  // the GPU's cp.async: a 16-byte copy
-              scalar_t* dst = a->v + conv_tile_offset(t, p);
-              const scalar_t* src = conv_units_a_copy_source(rows[t], st, t, p, prm.pre_scale != nullptr);
-              if (src != nullptr) {
-                std::memcpy(dst, src, 16);
-              } else {
-                conv_units_a_compute(rows[t], st, t, p, prm.pre_scale, prm.pre_shift, dst);
-              }
-              std::memcpy(b->v + conv_tile_offset(t, p), conv_units_b_source(prm, n_tile, st, t, p), 16);
-            }
+    std::vector<float> c(kConvBM * kConvCPitch, 0.0f);
+    std::vector<ConvRow<Cvt, D>> rows;
+    for (int t = 0; t < kConvThreads; ++t) rows.push_back(conv_units_row<Cvt, D>(prm, m_tile, t / 2));
+    const ConvSteps range = conv_units_split_steps(prm, split);
+    for (int64_t ks = range.first; ks < range.last; ++ks) {
+      const ConvStep st = conv_step(ks, prm.cin);
+      for (int t = 0; t < kConvThreads; ++t) {
+        conv_units_locate(rows[t], st);
+        for (int p = 0; p < kConvPacksPerThread; ++p) {  // the GPU's cp.async: a 16-byte copy
+          scalar_t* dst = a->v + conv_tile_offset(t, p);
+          const scalar_t* src = conv_units_a_copy_source(rows[t], st, t, p, prm.pre_scale != nullptr);
+          if (src != nullptr) {
+            std::memcpy(dst, src, 16);
+          } else {
+            conv_units_a_compute(rows[t], st, t, p, prm.pre_scale, prm.pre_shift, dst);
           }
-          for (int r = 0; r < kConvBM; ++r) {
-            for (int n = 0; n < kConvBN; ++n) {
-              float sum = 0.0f;
-              for (int k = 0; k < kConvBK; ++k) {
-                sum += Cvt::to_acc(a->v[r * kConvPitch + k]) * Cvt::to_acc(b->v[n * kConvPitch + k]);
-              }
-              c[r * kConvCPitch + n] += sum;
-            }
-          }
+          std::memcpy(b->v + conv_tile_offset(t, p), conv_units_b_source(prm, n_tile, st, t, p), 16);
         }
-        for (int t = 0; t < kConvThreads; ++t) conv_units_epilogue<Cvt, D>(prm, m_tile, n_tile, c.data(), t);
+      }
+      for (int r = 0; r < kConvBM; ++r) {
+        for (int n = 0; n < kConvBN; ++n) {
+          float sum = 0.0f;
+          for (int k = 0; k < kConvBK; ++k) {
+            sum += Cvt::to_acc(a->v[r * kConvPitch + k]) * Cvt::to_acc(b->v[n * kConvPitch + k]);
+          }
+          c[r * kConvCPitch + n] += sum;
+        }
       }
     }
+    for (int t = 0; t < kConvThreads; ++t) conv_units_epilogue<Cvt, D>(prm, m_tile, n_tile, split, c.data(), t);
   }
 };
 
@@ -250,8 +261,11 @@ int segblocks_host_conv3x3_units(int dtype, const void* highres, const int64_t* 
                                  const int64_t* lowres_strides, const int64_t* hr_pos, const int64_t* lr_pos,
                                  const int32_t* block_map, const int64_t* grid, const void* weight, const void* bias,
                                  const void* residual, void* out, int64_t cout, int relu, int quartered,
-                                 int64_t stride, const void* pre_scale, const void* pre_shift, int index32) {
+                                 int64_t stride, const void* pre_scale, const void* pre_shift, int64_t splits,
+                                 int index32) {
   if (dtype != 2 && dtype != 3) return 1;
+  const int64_t u = grid[3] / 2, uo = (u - 1) / stride + 1;
+  std::vector<float> partial(splits > 1 ? splits * (4 * grid[5] + grid[6]) * uo * uo * cout : 0, NAN);
   return with_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     if constexpr (sizeof(T) == 2) {
@@ -259,7 +273,7 @@ int segblocks_host_conv3x3_units(int dtype, const void* highres, const int64_t* 
                       strides_from(lowres_strides), hr_pos, lr_pos, block_map, grid_from(grid),
                       static_cast<const T*>(weight), static_cast<const T*>(bias), static_cast<const T*>(residual),
                       static_cast<T*>(out), cout, relu != 0, quartered != 0, stride, static_cast<const T*>(pre_scale),
-                      static_cast<const T*>(pre_shift), index32 != 0, RunConvOnHost{});
+                      static_cast<const T*>(pre_shift), splits, partial.data(), index32 != 0, RunConvOnHost{});
     }
   });
 }

@@ -324,7 +324,8 @@ def conv_units_prologue(epilogue: str, channels: int, dtype, device) -> tuple:
     return prologue(channels, dtype, device) if CONV_UNITS_EPILOGUES[epilogue][3] else (None, None)
 
 
-def check_conv3x3_units(device, dtype, geometry: Geometry, quartered: bool, epilogue: str, stride: int = 1) -> None:
+def check_conv3x3_units(device, dtype, geometry: Geometry, quartered: bool, epilogue: str, stride: int = 1,
+                        splits: int = 0) -> None:
     """The native op against the reference (BlockPad, then a float32 convolution, rounded
     once): the kernel sums in float32 in another order, so the two may differ by one
     rounding of the dtype (assert_close's default tolerance for it)."""
@@ -333,7 +334,7 @@ def check_conv3x3_units(device, dtype, geometry: Geometry, quartered: bool, epil
     relu = CONV_UNITS_EPILOGUES[epilogue][2]
     pre = conv_units_prologue(epilogue, highres.shape[1], dtype, device)
     args = (lay.hr_pos, lay.lr_pos, lay.block_map, weight, bias, residual, relu, quartered, stride, *pre)
-    got = torch.ops.segblocks.conv3x3_units(highres, lowres, *args)
+    got = torch.ops.segblocks.conv3x3_units(highres, lowres, *args, splits)
     want = _reference.conv3x3_units(highres, lowres, *args)
     assert got.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(got, want)

@@ -359,7 +359,7 @@ def test_upsample_argmax_dense(lib, layout, dtype, index32, factor):
 @pytest.mark.parametrize("quartered", [False, True], ids=["blocks_in", "units_in"])
 @pytest.mark.parametrize("epilogue", list(cases.CONV_UNITS_EPILOGUES))
 @pytest.mark.parametrize("stride", [1, 2])
-def test_conv3x3_units(lib, geometry, dtype, index32, quartered, epilogue, stride):
+def test_conv3x3_units(lib, geometry, dtype, index32, quartered, epilogue, stride, splits=1):
     """The CUDA kernel's per-thread code of conv3x3_units (row setup, A gather through
     BlockPad's rules with the optional prologue, B load, epilogue), every thread block and thread in turn, with a
     float32 loop for the tensor-core product: against the reference (BlockPad + a float32
@@ -376,7 +376,19 @@ def test_conv3x3_units(lib, geometry, dtype, index32, quartered, epilogue, strid
           _i64(lr.stride()), _ptr(lay.hr_pos), _ptr(lay.lr_pos), _ptr(lay.block_map.contiguous()),
           _grid(lay, 2 * u, cin), _ptr(w), None if bias is None else _ptr(bias),
           None if residual is None else _ptr(residual), _ptr(got), ctypes.c_int64(cout), int(relu), int(quartered),
-          ctypes.c_int64(stride), *[None if p is None else _ptr(p) for p in pre], int(index32))
+          ctypes.c_int64(stride), *[None if p is None else _ptr(p) for p in pre], ctypes.c_int64(splits),
+          int(index32))
     want = _reference.conv3x3_units(hr, lr, lay.hr_pos, lay.lr_pos, lay.block_map, weight, bias, residual, relu,
                                     quartered, stride, *pre)
     torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("dtype", list(cases.CONV_UNITS_DTYPES.values()), ids=list(cases.CONV_UNITS_DTYPES))
+@pytest.mark.parametrize("geometry", [cases.GEOMETRY_BY_NAME["mixed_batch2"], cases.CONV_UNITS_GEOMETRIES[-1]],
+                         ids=["mixed_batch2", "side16"])
+@pytest.mark.parametrize("epilogue", ["bias_residual_relu", "prologue_bias"])
+@pytest.mark.parametrize("splits", [2, 5])  # 18 K steps: 9 + 9, and 4 + 4 + 4 + 4 + 2
+def test_conv3x3_units_split_k(lib, geometry, dtype, epilogue, splits):
+    """Split-K: each thread block sums its share of the K steps into a float32 workspace and
+    a second pass adds the splits in order, then finishes (bias, residual, ReLU)."""
+    test_conv3x3_units(lib, geometry, dtype, True, True, epilogue, 1, splits)

@@ -302,6 +302,17 @@ def test_conv3x3_units_cuda(dtype, geometry, quartered, epilogue, stride):
 
 
 @CUDA_ONLY
+@pytest.mark.parametrize("splits", [1, 3])
+@pytest.mark.parametrize("geometry", ["mixed_batch2", "side16"])
+def test_conv3x3_units_cuda_split_k(geometry, splits):
+    """One K split, and three (a float32 workspace and a second kernel that adds them):
+    the same result as the reference; the default (0) chooses for the GPU."""
+    g = {g.name: g for g in cases.CONV_UNITS_GEOMETRIES}[geometry]
+    for epilogue in ("bias_residual_relu", "prologue_bias"):
+        cases.check_conv3x3_units("cuda", torch.float16, g, True, epilogue, 1, splits)
+
+
+@CUDA_ONLY
 def test_conv3x3_units_cuda_opcheck_and_graph():
     from torch.library import opcheck
 

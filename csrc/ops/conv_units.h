@@ -67,7 +67,36 @@ struct ConvUnitsParams {
   bool relu;
   const scalar_t* pre_scale;  // [Ci] or null (no prologue), with pre_shift
   const scalar_t* pre_shift;
+  // split-K: thread block (m, n, z) sums K steps [z * steps_per_split, (z + 1) * steps_per_split);
+  // with splits > 1 it writes its float32 tile to partial [splits, rows, Co] and
+  // conv_units_reduce_element sums the splits in order and finishes (deterministic)
+  int64_t splits;
+  int64_t steps_per_split;
+  float* partial;
 };
+
+// The K steps [first, last) of split `split`.
+struct ConvSteps {
+  int64_t first, last;
+};
+
+template <typename scalar_t, typename D>
+SEGBLOCKS_HOST_DEVICE ConvSteps conv_units_split_steps(const ConvUnitsParams<scalar_t, D>& prm, int64_t split) {
+  const int64_t steps = 9 * prm.cin / kConvBK;
+  const int64_t first = split * prm.steps_per_split;
+  const int64_t last = first + prm.steps_per_split;
+  return ConvSteps{first < steps ? first : steps, last < steps ? last : steps};
+}
+
+// K splits for `tiles` output tiles of `steps` K steps on `sms` multiprocessors: enough
+// thread blocks for about 4 per multiprocessor (the deep layers have few, long tiles), each
+// split at least 8 steps long; 1 where the tiles alone fill the GPU.
+inline int64_t conv_units_auto_splits(int64_t tiles, int64_t steps, int64_t sms) {
+  const int64_t want = (4 * sms + tiles - 1) / tiles;
+  const int64_t most = steps / 8;
+  const int64_t splits = want < most ? want : most;
+  return splits > 1 ? splits : 1;
+}
 
 // The prologue on a pack of channels [c, c + kConvPack): relu(x * scale + shift), rounded to
 // the dtype (as addcmul + relu_ leave it; NaN stays NaN).
@@ -186,11 +215,38 @@ SEGBLOCKS_HOST_DEVICE const scalar_t* conv_units_b_source(const ConvUnitsParams<
   return prm.weight + n * 9 * prm.cin + (st.dy * 3 + st.dx) * prm.cin + st.c0 + conv_tile_col(t, p);
 }
 
-// Thread `t`'s share of the epilogue: packs t, t + 128, ... of the kConvBM x kConvBN float32
-// tile `c_tile` (row pitch kConvCPitch) + bias + residual, ReLU, rounded, stored.
+// Output pixel m, channels [n, n + kConvPack): the float32 sums `v` + bias + residual, ReLU,
+// rounded and stored.
+template <typename Cvt, typename D>
+SEGBLOCKS_HOST_DEVICE void conv_units_finish(const ConvUnitsParams<typename Cvt::scalar_t, D>& prm, int64_t m,
+                                             int64_t n, AccPack<Cvt, kConvPack>& v) {
+  if (prm.bias != nullptr) {
+    AccPack<Cvt, kConvPack> b;
+    b.load(prm.bias + n);
+    SEGBLOCKS_UNROLL
+    for (int l = 0; l < kConvPack; ++l) v.v[l] += b.v[l];
+  }
+  const int64_t offset = m * prm.cout + n;
+  if (prm.residual != nullptr) {
+    AccPack<Cvt, kConvPack> z;
+    z.load(prm.residual + offset);
+    SEGBLOCKS_UNROLL
+    for (int l = 0; l < kConvPack; ++l) v.v[l] += z.v[l];
+  }
+  if (prm.relu) {
+    SEGBLOCKS_UNROLL
+    for (int l = 0; l < kConvPack; ++l) v.v[l] = v.v[l] > 0 ? v.v[l] : (v.v[l] != v.v[l] ? v.v[l] : 0);
+  }
+  v.store(prm.out + offset);
+}
+
+// Thread `t`'s share of the epilogue of split `split`: packs t, t + 128, ... of the
+// kConvBM x kConvBN float32 tile `c_tile` (row pitch kConvCPitch), finished (one split) or
+// written to the split's partial sums.
 template <typename Cvt, typename D>
 SEGBLOCKS_HOST_DEVICE void conv_units_epilogue(const ConvUnitsParams<typename Cvt::scalar_t, D>& prm,
-                                               int64_t m_tile, int64_t n_tile, const float* c_tile, int t) {
+                                               int64_t m_tile, int64_t n_tile, int64_t split, const float* c_tile,
+                                               int t) {
   constexpr int kPacksPerRow = kConvBN / kConvPack;
   SEGBLOCKS_UNROLL
   for (int e = t; e < kConvBM * kPacksPerRow; e += kConvThreads) {
@@ -198,28 +254,35 @@ SEGBLOCKS_HOST_DEVICE void conv_units_epilogue(const ConvUnitsParams<typename Cv
     const int64_t m = m_tile * kConvBM + row;
     if (m >= prm.rows) continue;
     const int64_t n = n_tile * kConvBN + col;
+    const float* c = c_tile + row * kConvCPitch + col;
+    if (prm.splits > 1) {
+      float* dst = prm.partial + (split * prm.rows + m) * prm.cout + n;
+      SEGBLOCKS_UNROLL
+      for (int l = 0; l < kConvPack; ++l) dst[l] = c[l];
+      continue;
+    }
     AccPack<Cvt, kConvPack> v;
     SEGBLOCKS_UNROLL
-    for (int l = 0; l < kConvPack; ++l) v.v[l] = c_tile[row * kConvCPitch + col + l];
-    if (prm.bias != nullptr) {
-      AccPack<Cvt, kConvPack> b;
-      b.load(prm.bias + n);
-      SEGBLOCKS_UNROLL
-      for (int l = 0; l < kConvPack; ++l) v.v[l] += b.v[l];
-    }
-    const int64_t offset = m * prm.cout + n;
-    if (prm.residual != nullptr) {
-      AccPack<Cvt, kConvPack> z;
-      z.load(prm.residual + offset);
-      SEGBLOCKS_UNROLL
-      for (int l = 0; l < kConvPack; ++l) v.v[l] += z.v[l];
-    }
-    if (prm.relu) {
-      SEGBLOCKS_UNROLL
-      for (int l = 0; l < kConvPack; ++l) v.v[l] = v.v[l] > 0 ? v.v[l] : (v.v[l] != v.v[l] ? v.v[l] : 0);
-    }
-    v.store(prm.out + offset);
+    for (int l = 0; l < kConvPack; ++l) v.v[l] = c[l];
+    conv_units_finish<Cvt, D>(prm, m, n, v);
   }
+}
+
+// Split-K: pack `linear` of the output ([rows, Co / kConvPack]) = the splits' partial sums
+// added in order, finished.
+template <typename Cvt, typename D>
+SEGBLOCKS_HOST_DEVICE void conv_units_reduce_element(const ConvUnitsParams<typename Cvt::scalar_t, D>& prm,
+                                                     int64_t linear) {
+  const int64_t packs = prm.cout / kConvPack;
+  const int64_t m = linear / packs, n = (linear - m * packs) * kConvPack;
+  AccPack<Cvt, kConvPack> v;
+  v.fill(0);
+  for (int64_t s = 0; s < prm.splits; ++s) {
+    const float* src = prm.partial + (s * prm.rows + m) * prm.cout + n;
+    SEGBLOCKS_UNROLL
+    for (int l = 0; l < kConvPack; ++l) v.v[l] += src[l];
+  }
+  conv_units_finish<Cvt, D>(prm, m, n, v);
 }
 
 }  // namespace segblocks

@@ -187,7 +187,7 @@ if hasattr(torch.ops.segblocks, "cell_complexity"):  # an extension built before
 def _conv3x3_units_fake(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor,
                         weight: Tensor, bias: Optional[Tensor] = None, residual: Optional[Tensor] = None,
                         relu: bool = False, quartered: bool = False, stride: int = 1,
-                        pre_scale: Optional[Tensor] = None, pre_shift: Optional[Tensor] = None):
+                        pre_scale: Optional[Tensor] = None, pre_shift: Optional[Tensor] = None, splits: int = 0):
     torch._check(stride in (1, 2), lambda: f"conv3x3_units: stride must be 1 or 2, got {stride}")
     uo = (lowres.shape[-1] - 1) // stride + 1
     return _empty((4 * hr_pos.shape[0] + lr_pos.shape[0], weight.shape[0], uo, uo), highres,

@@ -191,11 +191,13 @@ def max_pool_units(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tens
 def conv3x3_units(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor,
                   weight: Tensor, bias: Optional[Tensor] = None, residual: Optional[Tensor] = None,
                   relu: bool = False, quartered: bool = False, stride: int = 1,
-                  pre_scale: Optional[Tensor] = None, pre_shift: Optional[Tensor] = None) -> Tensor:
+                  pre_scale: Optional[Tensor] = None, pre_shift: Optional[Tensor] = None,
+                  splits: int = 0) -> Tensor:
     """3x3 convolution (``stride`` 1 or 2) of :func:`block_pad_units` tiles (1 px, zero
     border): ``[4*Nh + Nl, Co, uo, uo]``, ``+ bias + residual``, then ReLU if ``relu``. The
     sum is formed in float32 (float64 for float64) and rounded to the dtype once.
-    ``pre_scale``/``pre_shift``: BlockPad's prologue (:func:`block_pad_units`)."""
+    ``pre_scale``/``pre_shift``: BlockPad's prologue (:func:`block_pad_units`). ``splits``
+    (the CUDA kernel's split-K) does not change the result."""
     units = block_pad_units(highres, lowres, hr_pos, lr_pos, block_map, 1, "constant", 0.0, quartered,
                             pre_scale, pre_shift)
     acc = torch.float64 if units.dtype == torch.float64 else torch.float32

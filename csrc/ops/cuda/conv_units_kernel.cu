@@ -51,7 +51,7 @@ __global__ void __launch_bounds__(kConvThreads)
   float* c_tile = reinterpret_cast<float*>(smem);
 
   const int t = static_cast<int>(threadIdx.x), warp = t / 32;
-  const int64_t m_tile = blockIdx.x, n_tile = blockIdx.y;
+  const int64_t m_tile = blockIdx.x, n_tile = blockIdx.y, split = blockIdx.z;
   auto row = conv_units_row<Cvt, D>(prm, m_tile, t / 2);
   const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
   const bool prologue = prm.pre_scale != nullptr;
@@ -80,19 +80,21 @@ __global__ void __launch_bounds__(kConvThreads)
 #pragma unroll
     for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
   }
-  const int64_t steps = 9 * prm.cin / kConvBK;
+  // this thread block's K steps: [first, last) of its split
+  const ConvSteps range = conv_units_split_steps(prm, split);
+  const int64_t first = range.first, steps = range.last - range.first;
   // steps 0 .. kConvStages - 2 in flight before the first multiply (one commit group per
   // step, empty past the end, so the wait below always counts the same)
 #pragma unroll
   for (int s = 0; s < kConvStages - 1; ++s) {
-    if (s < steps) issue(s, s);
+    if (s < steps) issue(first + s, s);
     cp_async_commit();
   }
   for (int64_t ks = 0; ks < steps; ++ks) {
     cp_async_wait<kConvStages - 2>();  // step ks's copies (this thread's) have landed
     __syncthreads();                   // ... everyone's, and step ks - 1's stage is free
     const int64_t next = ks + kConvStages - 1;
-    if (next < steps) issue(next, static_cast<int>(next % kConvStages));
+    if (next < steps) issue(first + next, static_cast<int>(next % kConvStages));
     cp_async_commit();
     const int stage = static_cast<int>(ks % kConvStages);
     const scalar_t* a_s = a_tile(stage);
@@ -123,7 +125,7 @@ __global__ void __launch_bounds__(kConvThreads)
     }
   }
   __syncthreads();
-  conv_units_epilogue<Cvt, D>(prm, m_tile, n_tile, c_tile, t);
+  conv_units_epilogue<Cvt, D>(prm, m_tile, n_tile, split, c_tile, t);
 #else
   __trap();  // the launcher only runs on sm_80+
 #endif
@@ -133,8 +135,14 @@ struct LaunchConvUnits {
   cudaStream_t stream;
   template <typename Cvt, typename D>
   void operator()(const ConvUnitsParams<typename Cvt::scalar_t, D>& prm, int64_t m_tiles, int64_t n_tiles) const {
-    conv_units_kernel<Cvt, D><<<dim3(static_cast<unsigned>(m_tiles), static_cast<unsigned>(n_tiles)), kConvThreads, 0,
-                                stream>>>(prm);
+    const dim3 grid(static_cast<unsigned>(m_tiles), static_cast<unsigned>(n_tiles), static_cast<unsigned>(prm.splits));
+    conv_units_kernel<Cvt, D><<<grid, kConvThreads, 0, stream>>>(prm);
+    if (prm.splits > 1) {
+      using Params = ConvUnitsParams<typename Cvt::scalar_t, D>;
+      const int64_t total = prm.rows * (prm.cout / kConvPack);
+      grid_stride_kernel<Params, &conv_units_reduce_element<Cvt, D>>
+          <<<blocks_for(total), kThreadsPerBlock, 0, stream>>>(prm, total);
+    }
   }
 };
 
@@ -146,18 +154,19 @@ cudaError_t launch_conv3x3_units(const scalar_t* highres, Strides4 highres_strid
                                  const int32_t* block_map, const BlockGrid& grid, const scalar_t* weight,
                                  const scalar_t* bias, const scalar_t* residual, scalar_t* out, int64_t cout,
                                  bool relu, bool quartered, int64_t stride, const scalar_t* pre_scale,
-                                 const scalar_t* pre_shift, bool index32, cudaStream_t stream) {
+                                 const scalar_t* pre_shift, int64_t splits, float* partial, bool index32,
+                                 cudaStream_t stream) {
   with_conv_units(highres, highres_strides, lowres, lowres_strides, hr_pos, lr_pos, block_map, grid, weight, bias,
-                  residual, out, cout, relu, quartered, stride, pre_scale, pre_shift, index32,
-                  LaunchConvUnits{stream});
+                  residual, out, cout, relu, quartered, stride, pre_scale, pre_shift, splits, partial,
+                  index32, LaunchConvUnits{stream});
   return cudaGetLastError();
 }
 
 #define SEGBLOCKS_INSTANTIATE_CONV_UNITS(T)                                                                        \
   template cudaError_t launch_conv3x3_units<T>(const T*, Strides4, const T*, Strides4, const int64_t*,           \
                                                const int64_t*, const int32_t*, const BlockGrid&, const T*, const T*, \
-                                               const T*, T*, int64_t, bool, bool, int64_t, const T*, const T*, bool, \
-                                               cudaStream_t);
+                                               const T*, T*, int64_t, bool, bool, int64_t, const T*, const T*, int64_t, \
+                                               float*, bool, cudaStream_t);
 
 SEGBLOCKS_INSTANTIATE_CONV_UNITS(__half)
 SEGBLOCKS_INSTANTIATE_CONV_UNITS(__nv_bfloat16)

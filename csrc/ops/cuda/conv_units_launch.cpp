@@ -25,7 +25,7 @@ at::Tensor conv3x3_units_cuda(const at::Tensor& highres, const at::Tensor& lowre
                               const at::Tensor& lr_pos, const at::Tensor& block_map, const at::Tensor& weight,
                               const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& residual,
                               bool relu, bool quartered, int64_t stride, const std::optional<at::Tensor>& pre_scale,
-                              const std::optional<at::Tensor>& pre_shift) {
+                              const std::optional<at::Tensor>& pre_shift, int64_t splits) {
   const char* op = "conv3x3_units";
   const BlockPadArgs checked = check_conv3x3_units_args(highres, lowres, hr_pos, lr_pos, block_map, weight, bias,
                                                         residual, quartered, stride, pre_scale, pre_shift);
@@ -63,6 +63,20 @@ at::Tensor conv3x3_units_cuda(const at::Tensor& highres, const at::Tensor& lowre
   }
   const at::Tensor hr_p = hr_pos.contiguous(), lr_p = lr_pos.contiguous(), bm = block_map.contiguous();
   const bool index32 = fits_index32({highres, lowres, out}, g);
+  // split-K (0: chosen for this GPU): the deep layers have few output tiles, each a long K loop
+  TORCH_CHECK(splits >= 0, op, ": splits must be >= 0 (0: automatic), got ", splits);
+  const int64_t steps = 9 * g.channels / kConvBK;
+  const int64_t tiles = (out.numel() / cout + kConvBM - 1) / kConvBM * (cout / kConvBN);
+  if (splits == 0) {
+    int sms = 0;
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, highres.get_device()));
+    splits = conv_units_auto_splits(tiles, steps, sms);
+  }
+  splits = splits < steps ? splits : steps;
+  const int64_t per_split = (steps + splits - 1) / splits;
+  splits = (steps + per_split - 1) / per_split;  // no empty split
+  at::Tensor partial;
+  if (splits > 1) partial = at::empty({splits, out.numel()}, highres.options().dtype(at::kFloat));
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_REDUCED_FLOATING_TYPES(highres.scalar_type(), "segblocks_conv3x3_units_cuda", [&] {
     C10_CUDA_CHECK(launch_conv3x3_units(
@@ -71,7 +85,7 @@ at::Tensor conv3x3_units_cuda(const at::Tensor& highres, const at::Tensor& lowre
         cuda_data<scalar_t>(w), b.defined() ? cuda_data<scalar_t>(b) : nullptr,
         z.defined() ? cuda_data<scalar_t>(z) : nullptr, cuda_mutable_data<scalar_t>(out), cout, relu, quartered,
         stride, ps.defined() ? cuda_data<scalar_t>(ps) : nullptr, pt.defined() ? cuda_data<scalar_t>(pt) : nullptr,
-        index32, stream));
+        splits, partial.defined() ? partial.mutable_data_ptr<float>() : nullptr, index32, stream));
   });
   return out;
 }
