@@ -187,8 +187,7 @@ def max_pool_units(blocks: BlockTensor, kernel: int, stride: int, padding: int) 
     """Max pooling of :func:`block_pad_units` tiles with a -inf border, without writing
     them: ``F.max_pool2d(block_pad_units(blocks, padding, "constant", -inf), kernel,
     stride)`` as ``Tensor[4*Nh + Nl, C, uo, uo]``. No indices are written."""
-    if not isinstance(blocks, BlockTensor):
-        raise TypeError(f"blocks must be a BlockTensor, got {type(blocks).__name__}")
+    _check_blocks(blocks)
     layout = blocks.layout
     return max_pool_units_tensor(blocks.highres, blocks.lowres, layout.hr_pos, layout.lr_pos,
                                  layout.block_map, int(kernel), int(stride), int(padding),
@@ -220,16 +219,10 @@ def upsample2x_units(blocks: BlockTensor, skip: Optional[BlockTensor] = None) ->
     are never written and no halo output is computed. ``skip`` (a BlockTensor on the same
     layout at the output's block side) is added to the rounded upsampled values.
     """
-    if not isinstance(blocks, BlockTensor):
-        raise TypeError(f"blocks must be a BlockTensor, got {type(blocks).__name__}")
+    _check_blocks(blocks)
     layout = blocks.layout
-    skip_units = None
-    if skip is not None:
-        if not isinstance(skip, BlockTensor) or skip.layout is not layout:
-            raise ValueError("skip must be a BlockTensor on the same layout as blocks")
-        skip_units = skip.units
     out = upsample2x_units_tensor(blocks.highres, blocks.lowres, layout.hr_pos, layout.lr_pos,
-                                  layout.block_map, blocks.quartered, skip_units)
+                                  layout.block_map, blocks.quartered, _operand_units(skip, blocks, "skip"))
     return BlockTensor.from_units(out, layout)
 
 
@@ -316,14 +309,9 @@ def conv3x3_units(blocks: BlockTensor, weight: Tensor, bias: Optional[Tensor] = 
     kernel gathers each tile's halo through BlockPad's rules while it loads the GEMM
     operands, so the padded tiles are never written; elsewhere the reference runs.
     """
-    if not isinstance(blocks, BlockTensor):
-        raise TypeError(f"blocks must be a BlockTensor, got {type(blocks).__name__}")
+    _check_blocks(blocks)
     layout = blocks.layout
-    z = None
-    if residual is not None:
-        if not isinstance(residual, BlockTensor) or residual.layout is not layout:
-            raise ValueError("residual must be a BlockTensor on the same layout as blocks")
-        z = residual.units
+    z = _operand_units(residual, blocks, "residual")
     out = conv3x3_units_tensor(blocks.highres, blocks.lowres, layout.hr_pos, layout.lr_pos, layout.block_map,
                                weight, bias, z, bool(relu), blocks.quartered, int(stride),
                                *(pre if pre is not None else (None, None)))
@@ -349,6 +337,21 @@ def _check_feature_map(x: Tensor, name: str = "x") -> None:
         raise ValueError(f"{name} must have shape [N, C, H, W], got {tuple(x.shape)}")
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
+
+
+def _check_blocks(blocks) -> None:
+    if not isinstance(blocks, BlockTensor):
+        raise TypeError(f"blocks must be a BlockTensor, got {type(blocks).__name__}")
+
+
+def _operand_units(other: Optional[BlockTensor], blocks: BlockTensor, name: str) -> Optional[Tensor]:
+    """The units of a second BlockTensor operand (a skip, a residual), which must share
+    ``blocks``' layout; None stays None."""
+    if other is None:
+        return None
+    if not isinstance(other, BlockTensor) or other.layout is not blocks.layout:
+        raise ValueError(f"{name} must be a BlockTensor on the same layout as blocks")
+    return other.units
 
 
 def split(x: Tensor, grid: Union[Tensor, BlockLayout], block_size: Optional[int] = None) -> BlockTensor:
@@ -410,8 +413,7 @@ def combine(blocks: BlockTensor) -> Tensor:
 
 
 def _check_pad_args(blocks: BlockTensor, padding: int, mode: str) -> int:
-    if not isinstance(blocks, BlockTensor):
-        raise TypeError(f"blocks must be a BlockTensor, got {type(blocks).__name__}")
+    _check_blocks(blocks)
     padding = int(padding)
     if padding < 0:
         raise ValueError(f"padding must be >= 0, got {padding}")
@@ -503,8 +505,7 @@ def upsample_argmax(blocks: BlockTensor, factor: int) -> Tensor:
     Returns:
         ``Tensor[N, GH*h*factor, GW*h*factor]`` of dtype uint8.
     """
-    if not isinstance(blocks, BlockTensor):
-        raise TypeError(f"blocks must be a BlockTensor, got {type(blocks).__name__}")
+    _check_blocks(blocks)
     factor = _check_head(blocks.highres.shape[1], factor)
     layout = blocks.layout
     if blocks.quartered:  # tiles of one size: pad them, then the lookup-free head
