@@ -177,9 +177,8 @@ class SegmentationEngine:
                  block_size: int = 128, class_names: Optional[Sequence[str]] = None,
                  fast_path: Optional[bool] = None, dense_above: Union[float, str, None] = "auto",
                  conv_units: str = "off"):
-        from .fused import CONV_UNITS_MODES
-        if conv_units not in CONV_UNITS_MODES:
-            raise ValueError(f"conv_units must be one of {CONV_UNITS_MODES}, got {conv_units!r}")
+        from .fused import check_conv_units_mode
+        check_conv_units_mode(conv_units)
         self.conv_units = conv_units
         self.device = resolve_device(device)
         if precision not in PRECISIONS:

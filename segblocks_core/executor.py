@@ -196,8 +196,8 @@ def _one_pass_conv(bt: BlockTensor, conv: nn.Conv2d, residual: Optional[BlockTen
     the mode is not off, 3x3, stride 1 or 2, padding 1, no dilation or groups, and the kernel
     supports the operands (the BatchNorm + ReLU prologue ``pre`` included)."""
     return (conv_units_mode() != "off" and _two(conv.kernel_size) == (3, 3)
-            and _two(conv.stride) in ((1, 1), (2, 2)) and _two(conv.padding) == (1, 1) and _two(conv.dilation) == (1, 1)
-            and conv.groups == 1 and conv.padding_mode == "zeros"
+            and _two(conv.stride) in ((1, 1), (2, 2)) and _two(conv.padding) == (1, 1)
+            and _two(conv.dilation) == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
             and (residual is None or residual.layout is bt.layout)
             and ops.conv3x3_units_supported(bt, conv.weight, residual,
                                             None if pre is None else (pre.scale, pre.shift)))

@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 from .engine import normalize
 from .executor import SegBlocks, concurrent_lowres
-from .fused import CONV_UNITS_MODES
+from .fused import check_conv_units_mode
 from .fused import conv_units as fused_conv_units
 from .fused import (fuse_batchnorm_relu, fuse_conv_epilogue, fuse_upsample_add, use_fast_max_pooling,
                     use_fast_pooling)
@@ -217,8 +217,7 @@ class GraphedSegmenter:
                  tau: float = 0.3, num_buckets: int = 16, dense: bool = False, sync_free: Optional[bool] = None,
                  segblocks: Optional[SegBlocks] = None, concurrent: bool = True, lagged: bool = False,
                  dense_above: Union[float, str, None] = "auto", conv_units: str = "off"):
-        if conv_units not in CONV_UNITS_MODES:
-            raise ValueError(f"conv_units must be one of {CONV_UNITS_MODES}, got {conv_units!r}")
+        check_conv_units_mode(conv_units)
         self.conv_units = conv_units
         param = next(net.parameters())
         if param.device.type != "cuda":

@@ -34,7 +34,7 @@ from .timing import cuda_median_ms
 
 __all__ = ["FusedConv2d", "conv_bias_relu", "fuse_conv_epilogue", "BatchNormReLU",
            "fuse_batchnorm_relu", "adaptive_avg_pool2d", "use_fast_pooling", "MaxPool2d",
-           "use_fast_max_pooling", "conv_units", "conv_units_mode", "CONV_UNITS_MODES"]
+           "use_fast_max_pooling", "conv_units", "conv_units_mode", "check_conv_units_mode", "CONV_UNITS_MODES"]
 
 # fused-or-not per call shape, decided by timing on first use
 _CHOICE: dict[tuple, bool] = {}
@@ -241,8 +241,7 @@ def conv_units(mode: str = "auto"):
 
     Read when the ops run, so a CUDA graph keeps what was active at capture.
     """
-    if mode not in CONV_UNITS_MODES:
-        raise ValueError(f"conv_units mode must be one of {CONV_UNITS_MODES}, got {mode!r}")
+    check_conv_units_mode(mode)
     token = _CONV_UNITS.set(mode)
     try:
         yield
@@ -252,6 +251,11 @@ def conv_units(mode: str = "auto"):
 
 def conv_units_mode() -> str:
     return _CONV_UNITS.get()
+
+
+def check_conv_units_mode(mode) -> None:
+    if mode not in CONV_UNITS_MODES:
+        raise ValueError(f"conv_units mode must be one of {CONV_UNITS_MODES}, got {mode!r}")
 
 
 def use_conv_units(key: tuple, one_pass, two_pass) -> bool:

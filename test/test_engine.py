@@ -129,6 +129,6 @@ def test_fast_path_needs_cuda():
 def test_conv_units_option_is_checked():
     from segblocks_core import SegmentationEngine
 
-    with pytest.raises(ValueError, match="conv_units must be one of"):
+    with pytest.raises(ValueError, match="conv_units mode must be one of"):
         SegmentationEngine(checkpoint="random", device="cpu", conv_units="fast")
     assert SegmentationEngine(checkpoint="random", device="cpu", conv_units="auto").conv_units == "auto"
