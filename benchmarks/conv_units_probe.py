@@ -12,7 +12,7 @@ CUDA graph of ``--reps`` calls (fp16, channels_last, cudnn.benchmark):
 
 and checks ``one_pass`` against the reference (``max_abs_err``, ``ok``). Writes JSON.
 
-    python benchmarks/conv_units_probe.py [--json out.json] [--reps 20]
+    python benchmarks/conv_units_probe.py [--json out.json] [--reps 20]   (from the repository root)
 """
 
 from __future__ import annotations
@@ -20,14 +20,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # segblocks_core from the checkout
 
-from conv_layout_probe import BLOCK, H, W, graph_ms
-from segblocks_core import ops
-from segblocks_core.fused import conv_bias_relu
-from segblocks_core.layout import BlockLayout, BlockTensor
-from segblocks_core.ops import _reference
+import torch  # noqa: E402
+
+from conv_layout_probe import BLOCK, H, W, graph_ms  # noqa: E402
+from segblocks_core import ops  # noqa: E402
+from segblocks_core.fused import conv_bias_relu  # noqa: E402
+from segblocks_core.layout import BlockLayout, BlockTensor  # noqa: E402
+from segblocks_core.ops import _reference  # noqa: E402
 
 # (name, in channels, out channels, stride, block side at the input's stride, residual,
 #  BatchNorm + ReLU prologue, count in RN18)
