@@ -34,8 +34,12 @@ struct AccPack {
   // rounded to the dtype as BlockPad's output would be
   SEGBLOCKS_HOST_DEVICE void load_mean(const scalar_t* p00, const scalar_t* p01, const scalar_t* p10,
                                        const scalar_t* p11) {
-    const auto a = load_pack<scalar_t, kPack>(p00), b = load_pack<scalar_t, kPack>(p01);
-    const auto c = load_pack<scalar_t, kPack>(p10), d = load_pack<scalar_t, kPack>(p11);
+    set_mean(load_pack<scalar_t, kPack>(p00), load_pack<scalar_t, kPack>(p01), load_pack<scalar_t, kPack>(p10),
+             load_pack<scalar_t, kPack>(p11));
+  }
+  // the same of four packs already read (row 0 left, right, row 1 left, right)
+  SEGBLOCKS_HOST_DEVICE void set_mean(const Pack<scalar_t, kPack>& a, const Pack<scalar_t, kPack>& b,
+                                      const Pack<scalar_t, kPack>& c, const Pack<scalar_t, kPack>& d) {
     SEGBLOCKS_UNROLL
     for (int l = 0; l < kPack; ++l) {
       const acc_t sum = Cvt::to_acc(a.v[l]) + Cvt::to_acc(b.v[l]) + Cvt::to_acc(c.v[l]) + Cvt::to_acc(d.v[l]);
@@ -161,28 +165,23 @@ struct UnitWindow {
       op(x);
       return x;
     };
-    P& o = *reinterpret_cast<P*>(out);
     switch (src.kind) {
       case kPadHighres:
-        o = read(hr_at(src.slot, src.y, src.x));
+        *reinterpret_cast<P*>(out) = read(hr_at(src.slot, src.y, src.x));
         return;
       case kPadLowres:
-        o = read(lr_at(src.slot, src.y, src.x));
+        *reinterpret_cast<P*>(out) = read(lr_at(src.slot, src.y, src.x));
         return;
-      case kPadHighresMean: {
-        // BlockPad's 2x2 mean, summed row by row and rounded (as AccPack::load_mean)
-        const P a = read(hr_at(src.slot, src.y, src.x)), b = read(hr_at(src.slot, src.y, src.x + 1));
-        const P c = read(hr_at(src.slot, src.y + 1, src.x)), d = read(hr_at(src.slot, src.y + 1, src.x + 1));
-        SEGBLOCKS_UNROLL
-        for (int l = 0; l < kPack; ++l) {
-          const auto sum = Cvt::to_acc(a.v[l]) + Cvt::to_acc(b.v[l]) + Cvt::to_acc(c.v[l]) + Cvt::to_acc(d.v[l]);
-          o.v[l] = Cvt::round(sum * static_cast<typename Cvt::acc_t>(0.25));
+      default: {
+        AccPack<Cvt, kPack> v;
+        if (src.kind == kPadHighresMean) {
+          v.set_mean(read(hr_at(src.slot, src.y, src.x)), read(hr_at(src.slot, src.y, src.x + 1)),
+                     read(hr_at(src.slot, src.y + 1, src.x)), read(hr_at(src.slot, src.y + 1, src.x + 1)));
+        } else {
+          v.fill(0);
         }
-        return;
+        v.store(out);
       }
-      default:
-        SEGBLOCKS_UNROLL
-        for (int l = 0; l < kPack; ++l) o.v[l] = Cvt::round(0);
     }
   }
 
