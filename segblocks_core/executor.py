@@ -203,48 +203,83 @@ def _one_pass_conv(bt: BlockTensor, conv: nn.Conv2d, residual: Optional[BlockTen
                                             None if pre is None else (pre.scale, pre.shift)))
 
 
-def block_conv2d(bt: BlockTensor, conv: nn.Conv2d, residual: Optional[BlockTensor] = None,
+class Handoff:
+    """A block value handed to a convolution, which takes it out (:meth:`take`) once it has
+    padded it. The plan then holds no reference to the unpadded input while the convolution
+    runs: where the convolution is its last user, its memory is free for the output
+    (without this, the input, its padded copy and the output were all alive at once: the
+    peak of SegBlocks' memory, at the decoder's last blend)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: BlockTensor):
+        self.value = value
+
+    def take(self) -> BlockTensor:
+        value, self.value = self.value, None
+        if value is None:
+            raise RuntimeError("a Handoff is taken once")
+        return value
+
+
+def handoff(bt: BlockTensor) -> Handoff:
+    """Plan node before each :func:`block_conv2d` (``SegBlocksPlan``): its input in a
+    :class:`Handoff`, so that the plan frees its own reference right away (fx frees a value
+    after its last user)."""
+    return Handoff(bt)
+
+
+def block_conv2d(bt: BlockTensor | Handoff, conv: nn.Conv2d, residual: Optional[BlockTensor] = None,
                  pre: Optional[BatchNormReLU] = None) -> BlockTensor:
     """A convolution on blocks (BlockPad, then no padding); a :class:`FusedConv2d` also
     adds its bias, the ``residual`` blocks and the ReLU in the same call. ``pre``: a
     :class:`BatchNormReLU` whose only user is this convolution, applied first (on units,
-    inside BlockPad: its output is never written)."""
+    inside BlockPad: its output is never written). ``bt`` in a :class:`Handoff` (the plan):
+    the unpadded input is let go before the convolution runs."""
+    if isinstance(bt, Handoff):
+        bt = bt.take()
     pad_h, pad_w = _two(conv.padding)
+    layout = bt.layout
+    fused = isinstance(conv, FusedConv2d)
     if _use_units(bt):
-        def two_pass() -> Tensor:  # BlockPad writes the padded tiles, then cuDNN
-            x = _pad_units(bt, pad_h, pad_w, pre=pre)
-            if isinstance(conv, FusedConv2d):
+        def conv_padded(x: Tensor) -> Tensor:  # cuDNN on tiles BlockPad wrote
+            if fused:
                 z = None if residual is None else residual.units
                 return conv_bias_relu(x, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups, z)
             return F.conv2d(x, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
 
         if _one_pass_conv(bt, conv, residual, pre):
-            fused = isinstance(conv, FusedConv2d)
             z = residual if fused else None
 
             def one_pass() -> Tensor:
                 return ops.conv3x3_units(bt, conv.weight, conv.bias, z, relu=fused, stride=_two(conv.stride)[0],
                                          pre=None if pre is None else (pre.scale, pre.shift)).units
+
+            def two_pass() -> Tensor:
+                return conv_padded(_pad_units(bt, pad_h, pad_w, pre=pre))
             key = (tuple(bt.highres.shape), tuple(bt.lowres.shape), bt.quartered, bt.highres.dtype,
                    tuple(conv.weight.shape), _two(conv.stride), fused, z is not None, pre is not None)
             if use_conv_units(key, one_pass, two_pass):
-                return BlockTensor.from_units(one_pass(), bt.layout)
-        return BlockTensor.from_units(two_pass(), bt.layout)
+                return BlockTensor.from_units(one_pass(), layout)
+        x = _pad_units(bt, pad_h, pad_w, pre=pre)
+        del bt  # the padded tiles hold all the convolution reads
+        return BlockTensor.from_units(conv_padded(x), layout)
     bt = bt.to_standard()
     if pre is not None:
         bt = bt.map(pre)
     hr, lr = _pad_crop(bt, pad_h, pad_w)
-    if isinstance(conv, FusedConv2d):
-        def fused(t: Tensor, z: Optional[Tensor]) -> Tensor:
+    del bt
+    if fused:
+        def run_fused(t: Tensor, z: Optional[Tensor]) -> Tensor:
             return conv_bias_relu(t, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups, z)
         if residual is not None:
             residual = residual.to_standard()
         z_hr, z_lr = (None, None) if residual is None else (residual.highres, residual.lowres)
-        return BlockTensor(*_per_resolution(fused, (hr, z_hr), (lr, z_lr)), bt.layout)
+        return BlockTensor(*_per_resolution(run_fused, (hr, z_hr), (lr, z_lr)), layout)
 
     def run(t: Tensor) -> Tensor:
         return F.conv2d(t, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
-    return BlockTensor(*_per_resolution(run, (hr,), (lr,)), bt.layout)
+    return BlockTensor(*_per_resolution(run, (hr,), (lr,)), layout)
 
 
 def block_batch_norm(bt: BlockTensor, bn: nn.BatchNorm2d) -> BlockTensor:
@@ -896,6 +931,7 @@ class _PlanBuilder:
             self.translate(node)
         self.fuse_conv_prologues()
         self.fuse_upsample_add()
+        self.hand_off_conv_inputs()
         plan = fx.GraphModule(self.src, self.g, class_name="SegBlocksPlan")
         plan.graph.eliminate_dead_code()
         plan.graph.lint()
@@ -921,6 +957,18 @@ class _PlanBuilder:
             node.args = (src.args[0],) + tuple(node.args[1:])
             node.kwargs = {**node.kwargs, "pre": src.args[1]}
             self.g.erase_node(src)
+
+    def hand_off_conv_inputs(self) -> None:
+        """``block_conv2d(x, ...)`` -> ``block_conv2d(handoff(x), ...)``: where the
+        convolution is ``x``'s last user, fx frees ``x`` right after the handoff, and
+        block_conv2d lets it go once padded (see :class:`Handoff`). Runs last: the fusion
+        passes read the convolutions' inputs."""
+        for node in list(self.g.nodes):
+            if node.op != "call_function" or node.target is not block_conv2d:
+                continue
+            with self.g.inserting_before(node):
+                box = self.g.call_function(handoff, (node.args[0],))
+            node.args = (box,) + tuple(node.args[1:])
 
     def fuse_upsample_add(self) -> None:
         """``block_binary("add", block_interpolate(x, f, m), y)`` (either order) ->

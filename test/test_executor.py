@@ -256,3 +256,64 @@ def test_plan_has_no_host_reads():
     for forbidden in (".item(", ".cpu(", ".tolist(", "nonzero"):
         assert forbidden not in code
     assert "block_conv2d" in code and "block_interpolate" in code
+
+
+@pytest.mark.parametrize("units", [False, True])
+@torch.no_grad()
+def test_convolution_input_is_released_before_the_convolution_runs(monkeypatch, units):
+    """Where a convolution is the last user of its input, the plan hands the input over
+    (``executor.Handoff``) and block_conv2d lets it go once BlockPad has padded it: the
+    unpadded input is no longer alive when the convolution runs, so its memory can hold
+    the output (it was SegBlocks' memory peak, at the decoder's last blend). An input with a
+    later user (the residual shortcut) stays alive, and the output is unchanged."""
+    import weakref
+
+    from segblocks_core import executor
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+            self.a = nn.Conv2d(8, 8, 3, padding=1)
+            self.b = nn.Conv2d(8, 8, 3, padding=1)
+
+        def forward(self, x):
+            y = F.relu(self.stem(x))
+            return self.b(F.relu(self.a(y))) + y  # y: a's input, used again after b
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    x = torch.randn(1, 3, 64, 96)
+    grid = torch.tensor([[[True, False, True], [False, True, False]]])
+    padded, seen = [], []
+
+    def watch(pad):
+        def wrapper(bt, *args, **kwargs):
+            padded.append([weakref.ref(t) for t in (bt.highres, bt.lowres, bt._units) if t is not None])
+            return pad(bt, *args, **kwargs)
+        return wrapper
+
+    conv2d = F.conv2d
+
+    def conv_watch(*args, **kwargs):
+        seen.append([all(r() is None for r in refs) for refs in padded])
+        padded.clear()
+        return conv2d(*args, **kwargs)
+
+    monkeypatch.setattr(executor, "_pad_units", watch(executor._pad_units))
+    monkeypatch.setattr(executor, "_pad_crop", watch(executor._pad_crop))
+    sb = SegBlocks(net, block_size=32, units=units)
+    want = sb(x, grid)
+    padded.clear()
+    monkeypatch.setattr(F, "conv2d", conv_watch)
+    out = sb(x, grid)
+    # stem (two calls without units: high-res, then low-res), a, b
+    # one entry per block_conv2d (the first of its calls): stem (at input resolution: whole
+    # blocks, a high-res and a low-res call), a, b
+    assert len(seen) == (4 if units else 6), seen
+    assert [s[0] for s in seen if s] == [True, False, True], seen
+    torch.testing.assert_close(out, want, rtol=0, atol=0)
+    with torch.no_grad():
+        monkeypatch.undo()
+        reference = SegBlocks(net, block_size=32, units=units)(x, grid)
+    torch.testing.assert_close(out, reference, rtol=0, atol=0)

@@ -351,6 +351,19 @@ def test_conv3x3_units_cuda_limits_are_clear_errors(change, pattern):
         torch.ops.segblocks.conv3x3_units(hr, lr, lay.hr_pos, lay.lr_pos, lay.block_map, w, b, None, True, True)
 
 
+def test_packed16_ignores_the_stride_of_size_one_dimensions():
+    """An [N, C, 1, 1] tensor has strides [C, 1, 1, 1] in both memory formats (1-px units of
+    2-px blocks): the 16-byte pack check must accept it, as it accepts any channels_last
+    tensor, and still refuse channels that are not adjacent."""
+    one_px = torch.zeros(3, 64, 1, 1, dtype=torch.float16)
+    assert one_px.stride() == (64, 1, 1, 1)
+    assert ops._packed16(one_px)
+    assert ops._packed16(torch.zeros(3, 64, 1, 4, dtype=torch.float16).contiguous(memory_format=torch.channels_last))
+    assert not ops._packed16(torch.zeros(3, 64, 2, 2, dtype=torch.float16))  # NCHW: channels 4 apart
+    assert not ops._packed16(torch.zeros(3, 64, 1, 4, dtype=torch.float16))  # NCHW, one row
+    assert not ops._packed16(torch.zeros(3, 12, 1, 1, dtype=torch.float16))  # pixels 12 elements apart
+
+
 def test_conv3x3_units_api_runs_the_reference_off_cuda():
     """The op has a CUDA kernel only (tensor cores): on the CPU the BlockTensor API runs
     the reference, with the residual taken from the units and the ReLU applied, and says

@@ -34,6 +34,14 @@ inline Strides4 strides_of(const at::Tensor& t) {
   return Strides4{t.stride(0), t.stride(1), t.stride(2), t.stride(3)};
 }
 
+// Strides for a layout check (packable): a dimension of size 1 is never stepped along, and
+// PyTorch leaves its stride ambiguous (an [N, C, 1, 1] tensor has strides [C, 1, 1, 1] in
+// either memory format), so it counts as 0 (as 1 for channels: a pack's lanes are adjacent).
+inline Strides4 layout_strides_of(const at::Tensor& t) {
+  const auto free = [&](int d, int64_t as) { return t.size(d) == 1 ? as : t.stride(d); };
+  return Strides4{free(0, 0), free(1, 1), free(2, 0), free(3, 0)};
+}
+
 inline void check_feature_tensor(const char* op, const char* name, const at::Tensor& t) {
   TORCH_CHECK(t.defined(), op, ": ", name, " is undefined");
   TORCH_CHECK(t.dim() == 4, op, ": ", name, " must be a 4-D tensor [N, C, H, W], got ", t.dim(),

@@ -272,7 +272,8 @@ def _packed16(t: Optional[Tensor]) -> bool:
     if t is None or t.numel() == 0:
         return True
     pack = 16 // t.element_size()
-    n, c, h, w = t.stride()
+    # a size-1 dimension is never stepped along: its (ambiguous) stride does not count
+    n, c, h, w = (s if d > 1 else (1 if i == 1 else 0) for i, (s, d) in enumerate(zip(t.stride(), t.shape)))
     return c == 1 and n % pack == 0 and h % pack == 0 and w % pack == 0 and t.data_ptr() % 16 == 0
 
 

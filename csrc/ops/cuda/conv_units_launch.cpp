@@ -17,7 +17,7 @@ namespace {
 
 void check_packed(const char* op, const char* name, const at::Tensor& t, bool empty) {
   const int64_t bytes = kConvPack * static_cast<int64_t>(t.element_size());
-  TORCH_CHECK(packable(t.const_data_ptr(), strides_of(t), kConvPack, bytes, empty), op, ": ", name,
+  TORCH_CHECK(packable(t.const_data_ptr(), layout_strides_of(t), kConvPack, bytes, empty), op, ": ", name,
               " must be channels_last with 16-byte aligned channel packs, got strides ", t.strides());
 }
 
