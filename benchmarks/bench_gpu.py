@@ -81,6 +81,35 @@ def fixed_grid(n, gh, gw, fraction, seed=0):
     return grid.view(n, gh, gw), k
 
 
+def add_setup_args(ap: argparse.ArgumentParser) -> None:
+    """The arguments of :func:`fixed_layout_setup` (the probes' common options)."""
+    ap.add_argument("--model", default="swiftnet_rn18")
+    ap.add_argument("--fraction", type=float, default=0.4)
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--height", type=int, default=1024)
+    ap.add_argument("--width", type=int, default=2048)
+    ap.add_argument("--json", default=None)
+
+
+def fixed_layout_setup(args):
+    """For the probes: the prepared fp16 network of ``args.model`` as SegBlocks on units
+    (dense shortcut on), generated street frames on the GPU, normalised as its input, and a
+    seeded layout of ``args.fraction`` high-res blocks, as this benchmark's fixed-fraction
+    rows use them. Returns ``(sb, x, layout)``."""
+    torch.backends.cudnn.benchmark = True
+    dev = torch.device("cuda")
+    torch.manual_seed(0)
+    net = randomize_bn(build_model(args.model, 19).eval())
+    fast = prepare_network(net, torch.float16, dev)
+    sb = SegBlocks(fast, units=True, dense_when_all_highres=True)
+    frames = torch.from_numpy(street_frames(args.batch, args.height, args.width)).to(dev)
+    n, gh, gw = sb.grid_shape((args.batch, 3, args.height, args.width))
+    grid, _ = fixed_grid(n, gh, gw, args.fraction)
+    with torch.inference_mode():
+        x = normalize(frames, torch.float16, sb.in_channels)
+    return sb, x, BlockLayout.from_grid(grid.to(dev), sb.block_size)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="benchmarks/results")

@@ -23,13 +23,8 @@ import torch.fx as fx
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from benchmarks.bench_gpu import fixed_grid, randomize_bn, street_frames  # noqa: E402
-from segblocks_core import SegBlocks  # noqa: E402
-from segblocks_core.engine import normalize  # noqa: E402
+from benchmarks.bench_gpu import add_setup_args, fixed_layout_setup  # noqa: E402
 from segblocks_core.executor import units_mode  # noqa: E402
-from segblocks_core.fastpath import prepare_network  # noqa: E402
-from segblocks_core.layout import BlockLayout  # noqa: E402
-from segblocks_core.models import build_model  # noqa: E402
 
 
 def _label(n: fx.Node) -> str:
@@ -89,27 +84,13 @@ def node_times(gm: fx.GraphModule, args: tuple, iters: int) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="swiftnet_rn18")
-    ap.add_argument("--fraction", type=float, default=0.4)
-    ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--height", type=int, default=1024)
-    ap.add_argument("--width", type=int, default=2048)
+    add_setup_args(ap)
     ap.add_argument("--iters", type=int, default=10)
-    ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    torch.backends.cudnn.benchmark = True
-    dev = torch.device("cuda")
-    torch.manual_seed(0)
-    net = randomize_bn(build_model(args.model, 19).eval())
-    fast = prepare_network(net, torch.float16, dev)
-    sb = SegBlocks(fast, units=True, dense_when_all_highres=True)
-    frames = torch.from_numpy(street_frames(args.batch, args.height, args.width)).to(dev)
-    n, gh, gw = sb.grid_shape((args.batch, 3, args.height, args.width))
-    grid, _ = fixed_grid(n, gh, gw, args.fraction)
-    layout = BlockLayout.from_grid(grid.to(dev), sb.block_size)
+    sb, xh, layout = fixed_layout_setup(args)
+    dev = xh.device
     mac_ratio = (args.fraction + (1 - args.fraction) / 4)
     with torch.inference_mode():
-        xh = normalize(frames, torch.float16, sb.in_channels)
         sb.labels(xh)
         sb.labels(xh, layout=layout)  # builds both labels plans, warms cuDNN up
         dense_plan, block_plan = sb._labels_plans

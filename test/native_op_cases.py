@@ -532,8 +532,10 @@ HEAD_FACTORS = (1, 3, 4)  # 4: SwiftNet's final upsampling; 3: a factor that is 
 def parity_cases() -> Iterator[Case]:
     """Every op x dtype x layout x geometry (x padding/mode/value for BlockPad)."""
     for op in _CHECKS:
-        # BlockPad and max pooling have packed channels_last kernels
-        layouts = BLOCK_PAD_LAYOUTS if op.startswith(("block_pad", "max_pool", "upsample2x")) else LAYOUTS
+        # BlockPad, max pooling, upsample2x and split/combine (their dense -> blocks side
+        # is packed on CUDA) have packed channels_last kernels
+        packed = op.startswith(("block_pad", "max_pool", "upsample2x")) or op in ("split", "combine")
+        layouts = BLOCK_PAD_LAYOUTS if packed else LAYOUTS
         for dtype, layout, geometry in itertools.product(DTYPES, layouts, GEOMETRIES):
             if op.startswith("block_pad"):
                 for pad in PADS:

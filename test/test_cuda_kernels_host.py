@@ -148,7 +148,7 @@ GEOMETRIES = pytest.mark.parametrize("geometry", cases.GEOMETRIES, ids=[g.name f
 
 @COMMON
 @DTYPES
-@LAYOUTS
+@BLOCK_PAD_LAYOUTS
 @GEOMETRIES
 def test_split_and_backward(lib, geometry, layout, dtype, index32):
     lay, x = cases.dense_input(geometry, dtype, "cpu", layout)
@@ -163,7 +163,7 @@ def test_split_and_backward(lib, geometry, layout, dtype, index32):
 
 @COMMON
 @DTYPES
-@LAYOUTS
+@BLOCK_PAD_LAYOUTS
 @GEOMETRIES
 def test_combine_and_backward(lib, geometry, layout, dtype, index32):
     lay, hr, lr = cases.block_inputs(geometry, dtype, "cpu", layout)

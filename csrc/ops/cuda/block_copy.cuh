@@ -98,36 +98,50 @@ struct DenseToBlocksParams {
   const int64_t* lr_pos;
   GridIndexer<D> grid;
   D channels_div;
-  int64_t hr_total;  // elements of highres; the following ones are lowres elements
+  int64_t hr_total;  // elements (packs) of highres; the following ones are lowres ones
   acc_type<scalar_t> lowres_scale;
 };
 
-template <typename scalar_t, bool kChannelsLast, typename D>
+// One element (kPack == 1, any layout) or one pack of kPack channels of a channels_last
+// pixel (prm.channels_div then divides by C / kPack and linear counts packs); the same values
+// and the same order of the 2x2 sum either way.
+template <typename scalar_t, bool kChannelsLast, typename D, int kPack = 1>
 SEGBLOCKS_HOST_DEVICE void dense_to_blocks_element(const DenseToBlocksParams<scalar_t, D>& prm,
                                                    int64_t linear) {
   using index_t = typename D::index_t;
   using acc_t = acc_type<scalar_t>;
+  using P = Pack<scalar_t, kPack>;
   const StridesT<index_t> ds(prm.dense_strides);
   const index_t b = prm.grid.hr_side;
   if (linear < prm.hr_total) {
     const index_t e = static_cast<index_t>(linear);
     const auto el = unravel_block_element<kChannelsLast>(e, prm.channels_div, prm.grid.hr_side_div);
     const auto cell = cell_of_position(static_cast<index_t>(prm.hr_pos[el.k]), prm.grid);
-    prm.highres[e] = prm.dense[ds.offset(cell.n, el.c, cell.r * b + el.i, cell.c * b + el.j)];
+    const index_t src = ds.offset(cell.n, el.c * kPack, cell.r * b + el.i, cell.c * b + el.j);
+    *reinterpret_cast<P*>(prm.highres + e * kPack) = load_pack<scalar_t, kPack>(prm.dense + src);
   } else {
     const index_t e = static_cast<index_t>(linear - prm.hr_total);
     const auto el = unravel_block_element<kChannelsLast>(e, prm.channels_div, prm.grid.lr_side_div);
     const auto cell = cell_of_position(static_cast<index_t>(prm.lr_pos[el.k]), prm.grid);
     const scalar_t* p =
-        prm.dense + ds.offset(cell.n, el.c, cell.r * b + 2 * el.i, cell.c * b + 2 * el.j);
-    // same summation order as avg_pool2d (row by row)
-    const acc_t sum = to_acc(p[0]) + to_acc(p[ds.w]) + to_acc(p[ds.h]) + to_acc(p[ds.h + ds.w]);
-    prm.lowres[e] = from_acc<scalar_t>(sum * prm.lowres_scale);
+        prm.dense + ds.offset(cell.n, el.c * kPack, cell.r * b + 2 * el.i, cell.c * b + 2 * el.j);
+    const P a = load_pack<scalar_t, kPack>(p), bb = load_pack<scalar_t, kPack>(p + ds.w),
+            c = load_pack<scalar_t, kPack>(p + ds.h), d = load_pack<scalar_t, kPack>(p + ds.h + ds.w);
+    P out;
+    SEGBLOCKS_UNROLL
+    for (int l = 0; l < kPack; ++l) {
+      // same summation order as avg_pool2d (row by row)
+      const acc_t sum = to_acc(a.v[l]) + to_acc(bb.v[l]) + to_acc(c.v[l]) + to_acc(d.v[l]);
+      out.v[l] = from_acc<scalar_t>(sum * prm.lowres_scale);
+    }
+    *reinterpret_cast<P*>(prm.lowres + e * kPack) = out;
   }
 }
 
-// Calls run(params, total) with the params of the instantiation (layout, index type) that
-// fits; `run` launches the kernel (or, in the host test harness, loops on the CPU).
+// Calls run(params, total) with the params of the instantiation (pack, layout, index type)
+// that fits; `run` launches the kernel (or, in the host test harness, loops on the CPU).
+// Channels_last inputs whose channels form 16- or 8-byte packs (RGB padded to 4 channels in
+// half precision: 8 bytes) move a pack per thread.
 template <typename scalar_t, typename Run>
 void with_dense_to_blocks(const scalar_t* dense, Strides4 dense_strides, scalar_t* highres,
                           scalar_t* lowres, const int64_t* hr_pos, const int64_t* lr_pos,
@@ -137,13 +151,17 @@ void with_dense_to_blocks(const scalar_t* dense, Strides4 dense_strides, scalar_
   const int64_t hr_total = g.num_highres * g.channels * b * b;
   const int64_t total = hr_total + g.num_lowres * g.channels * (b / 2) * (b / 2);
   if (total == 0) return;
-  with_layout_and_index(channels_last, index32, [&](auto layout_tag, auto divider_tag) {
-    using D = decltype(divider_tag);
+  const std::initializer_list<PackCheck> tensors{{dense, dense_strides, false},
+                                                 {highres, Strides4{0, 1, 0, 0}, g.num_highres == 0},
+                                                 {lowres, Strides4{0, 1, 0, 0}, g.num_lowres == 0}};
+  with_pack_layout_and_index<scalar_t>(channels_last, g.channels, tensors, index32, [&](auto pack, auto layout, auto div) {
+    constexpr int kPack = decltype(pack)::value;
+    using D = decltype(div);
     using Params = DenseToBlocksParams<scalar_t, D>;
     const Params prm{dense, dense_strides, highres, lowres, hr_pos, lr_pos, GridIndexer<D>(g),
-                     D(g.channels), hr_total, static_cast<acc_type<scalar_t>>(lowres_scale)};
-    run.template operator()<Params, &dense_to_blocks_element<scalar_t, decltype(layout_tag)::value, D>>(
-        prm, total);
+                     D(g.channels / kPack), hr_total / kPack, static_cast<acc_type<scalar_t>>(lowres_scale)};
+    run.template operator()<Params, &dense_to_blocks_element<scalar_t, decltype(layout)::value, D, kPack>>(
+        prm, total / kPack);
   });
 }
 
