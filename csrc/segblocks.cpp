@@ -66,6 +66,10 @@ TORCH_LIBRARY(segblocks, m) {
       "int stride=1, Tensor? pre_scale=None, Tensor? pre_shift=None, int splits=0) -> Tensor");
   // the complexity policy's per-cell texture (ops/complexity.h), float32 [N, H/f, W/f]
   m.def("cell_complexity(Tensor x, int channels, int factor, float floor) -> Tensor");
+  // uint8 RGB frames [N, H, W, 3] -> the network input, written into out [N, C, H, W]
+  // (channels_last): x * scale + shift per channel (one float32 fma), zero channels past the
+  // third (ops/normalize.h)
+  m.def("normalize_frames_(Tensor(a!) out, Tensor images, Tensor scale, Tensor shift) -> ()");
   // the same head from block_pad_units' tiles (padding 1, replicate): no neighbour lookups
   m.def(
       "upsample_argmax_units(Tensor units_padded, Tensor hr_pos, Tensor lr_pos, Tensor block_map, "

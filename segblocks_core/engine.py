@@ -79,28 +79,14 @@ def normalize(images: Tensor, dtype: torch.dtype = torch.float32, channels: int 
               out: Optional[Tensor] = None) -> Tensor:
     """uint8 ``[N, H, W, 3]`` RGB -> normalised ``[N, channels, H, W]`` network input.
 
-    One fused multiply-add per element (computed in float32, stored as ``dtype``), written
-    channels_last. ``channels > 3`` appends zero channels: a network prepared with
+    One fused multiply-add per element (rounded to float32, stored as ``dtype``), written
+    channels_last in one pass (:func:`segblocks_core.ops.normalize_frames`). ``channels > 3`` appends zero channels: a network prepared with
     ``prepare_network(input_channels=4)`` takes its RGB input padded to 4 channels (its
     stem weights for the extra channel are zero), which cuDNN runs much faster. ``out``: a
     channels_last ``[N, channels, H, W]`` tensor of ``dtype`` to write into (returned).
     """
-    if channels < 3:
-        raise ValueError(f"channels must be >= 3 (RGB plus optional zero channels), got {channels}")
     scale, shift = _norm_constants(images.device)
-    n, h, w, _ = images.shape
-    if out is None:
-        out = torch.empty((n, h, w, channels), dtype=dtype, device=images.device)
-    else:
-        if (tuple(out.shape) != (n, channels, h, w) or out.dtype != dtype
-                or not out.is_contiguous(memory_format=torch.channels_last)):
-            raise ValueError(f"out must be a channels_last {dtype} tensor of shape {(n, channels, h, w)}, got "
-                             f"{out.dtype} {tuple(out.shape)} with strides {out.stride()}")
-        out = out.permute(0, 2, 3, 1)
-    if channels > 3:
-        out[..., 3:].zero_()
-    torch.addcmul(shift, images, scale, out=out[..., :3])
-    return out.permute(0, 3, 1, 2)
+    return ops.normalize_frames(images, scale, shift, channels, dtype, out)
 
 
 @dataclass

@@ -19,6 +19,7 @@
 #include "ops/cuda/complexity.cuh"
 #include "ops/cuda/conv_units.cuh"
 #include "ops/cuda/max_pool.cuh"
+#include "ops/cuda/normalize.cuh"
 #include "ops/cuda/upsample2x.cuh"
 #include "ops/cuda/upsample_argmax.cuh"
 
@@ -243,6 +244,18 @@ int segblocks_host_upsample2x_dense(int dtype, const void* x, const int64_t* str
     with_upsample2x_dense(static_cast<const T*>(x), strides_from(strides), static_cast<const T*>(skip),
                           strides_from(skip_strides), static_cast<T*>(out), n, channels, h, w, channels_last != 0,
                           index32 != 0, RunOnHost{});
+  });
+}
+
+// float32 (0), half (2) and bfloat16 (3) outputs, like the kernels
+int segblocks_host_normalize_frames(int dtype, const uint8_t* images, const float* scale, const float* shift,
+                                    void* out, int64_t pixels, int64_t channels) {
+  if (dtype == 1) return 1;
+  return with_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (!std::is_same_v<T, double>) {
+      with_normalize_frames(images, scale, shift, static_cast<T*>(out), pixels, channels, RunOnHost{});
+    }
   });
 }
 

@@ -230,6 +230,26 @@ def test_max_pool_units_and_dense(lib, geometry, layout, dtype, index32, quarter
         torch.testing.assert_close(dense, torch.ops.segblocks.max_pool_dense(x, k, s, p), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("channels", [3, 4, 6])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=["f32", "f16", "bf16"])
+def test_normalize_frames(lib, dtype, channels):
+    """The CUDA element code of the input normalisation (the 8-byte pack path for 4 half or
+    bfloat16 channels, the per-channel path otherwise): bitwise the native CPU op, every
+    pixel value in every channel."""
+    from segblocks_core.engine import _norm_constants
+
+    g = torch.Generator().manual_seed(channels)
+    images = torch.randint(0, 256, (2, 9, 31, 3), dtype=torch.uint8, generator=g)
+    images[0].view(-1, 3)[:256] = torch.arange(256, dtype=torch.uint8)[:, None]  # every value
+    scale, shift = _norm_constants(torch.device("cpu"))
+    got = torch.full((2, channels, 9, 31), float("nan"), dtype=dtype).contiguous(memory_format=torch.channels_last)
+    _call(lib.segblocks_host_normalize_frames, DTYPE_CODES[dtype], _ptr(images), _ptr(scale), _ptr(shift), _ptr(got),
+          ctypes.c_int64(images.numel() // 3), ctypes.c_int64(channels))
+    want = torch.empty_like(got)
+    torch.ops.segblocks.normalize_frames_(want, images, scale, shift)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
 @COMMON
 @DTYPES
 @LAYOUTS

@@ -450,3 +450,77 @@ def test_engine_mixed_grid_native_equals_reference(device):
         with use_backend("reference"):
             want = sb(x, grid)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+
+
+# ----------------------------------------------------------------------------------------
+# normalize_frames_: uint8 frames -> the network input
+# ----------------------------------------------------------------------------------------
+
+
+def _frames(n=2, h=9, w=31, device="cpu", seed=0):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, h, w, 3), dtype=torch.uint8, generator=g)
+    images[0].view(-1, 3)[:256] = torch.arange(256, dtype=torch.uint8)[:, None]  # every value, every channel
+    return images.to(device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("channels", [3, 4, 6])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=["f32", "f16", "bf16"])
+def test_normalize_frames_matches_the_reference(device, dtype, channels):
+    """Bitwise the reference (x * scale + shift as one fma rounded to float32, then to the
+    dtype; zeros past the third channel), channels_last, into a given ``out`` too; within one
+    float32 rounding of PyTorch's addcmul (what the engine used before)."""
+    from segblocks_core.engine import _norm_constants
+
+    images = _frames(device=device)
+    scale, shift = _norm_constants(torch.device(device))
+    with use_backend("native"):
+        got = ops.normalize_frames(images, scale, shift, channels, dtype)
+    want = torch.full_like(got, float("nan"))
+    _reference.normalize_frames_(want, images, scale, shift)
+    assert got.shape == (2, channels, 9, 31) and got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert not got[:, 3:].any()
+    addcmul = torch.addcmul(shift, images.float(), scale).to(dtype).permute(0, 3, 1, 2)
+    torch.testing.assert_close(got[:, :3], addcmul, rtol=1.3e-6 if dtype == torch.float32 else None,
+                               atol=1e-6 if dtype == torch.float32 else None)
+    out = torch.full_like(got, float("nan"))
+    with use_backend("native"):
+        assert ops.normalize_frames(images, scale, shift, channels, dtype, out=out) is out
+    torch.testing.assert_close(out, want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_normalize_frames_opcheck_and_errors(device):
+    from torch.library import opcheck
+
+    from segblocks_core.engine import _norm_constants
+
+    images = _frames(device=device)
+    scale, shift = _norm_constants(torch.device(device))
+    out = torch.empty((2, 4, 9, 31), dtype=torch.float16, device=device).contiguous(memory_format=torch.channels_last)
+    opcheck(torch.ops.segblocks.normalize_frames_.default, (out, images, scale, shift))
+    op = torch.ops.segblocks.normalize_frames_
+    bad = {
+        "images-float": ((out, images.float(), scale, shift), r"images must be uint8"),
+        "images-rgba": ((out, torch.zeros(2, 9, 31, 4, dtype=torch.uint8, device=device), scale, shift),
+                        r"images must be uint8 RGB frames \[N, H, W, 3\]"),
+        "images-strided": ((out, images.transpose(1, 2), scale, shift), r"images must be contiguous"),
+        "scale-double": ((out, images, scale.double(), shift), r"scale must be a contiguous float32 tensor of 3"),
+        "shift-4": ((out, images, scale, torch.zeros(4, device=device)), r"shift must be a contiguous float32"),
+        "out-nchw": ((out.contiguous(), images, scale, shift), r"out must be channels_last contiguous"),
+        "out-2-channels": ((out[:, :2], images, scale, shift), r"out must be \[N, C >= 3, H, W\]"),
+        "out-shape": ((out[:1], images, scale, shift), r"out must be \[N, C >= 3, H, W\]"),
+        "out-double": ((out.double(), images, scale, shift), r"out must be float32, float16 or bfloat16"),
+    }
+    for name, (args, pattern) in bad.items():
+        with pytest.raises(RuntimeError, match=pattern):
+            op(*args)
+    with pytest.raises(ValueError, match=r"out must be a channels_last"):
+        ops.normalize_frames(images, scale, shift, 4, torch.float16, out=out.contiguous())
+    with pytest.raises(ValueError, match=r"images must be uint8 RGB frames"):
+        ops.normalize_frames(images.float(), scale, shift)
+    # float64 (no native kernel) takes the reference
+    x = ops.normalize_frames(images, scale, shift, 4, torch.float64)
+    assert x.dtype == torch.float64 and not x[:, 3].any()

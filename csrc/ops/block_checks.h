@@ -414,6 +414,37 @@ inline void check_cell_complexity_args(const at::Tensor& x, int64_t channels, in
               x.sizes(), " must divide into cells of ", factor, " x ", factor, " pixels");
 }
 
+// normalize_frames_(out [N, C, H, W], images uint8 [N, H, W, 3], scale float32 [3], shift float32 [3])
+inline void check_normalize_frames_args(const at::Tensor& out, const at::Tensor& images, const at::Tensor& scale,
+                                        const at::Tensor& shift) {
+  const char* op = "normalize_frames_";
+  TORCH_CHECK(images.defined() && images.dim() == 4 && images.size(3) == 3, op,
+              ": images must be uint8 RGB frames [N, H, W, 3], got shape ",
+              images.defined() ? images.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(images.scalar_type() == at::kByte, op, ": images must be uint8, got ", images.scalar_type());
+  TORCH_CHECK(images.is_contiguous(), op, ": images must be contiguous [N, H, W, 3], got strides ",
+              images.strides());
+  for (const auto& [name, t] : {std::pair<const char*, const at::Tensor&>{"scale", scale}, {"shift", shift}}) {
+    TORCH_CHECK(t.defined() && t.dim() == 1 && t.size(0) == 3 && t.scalar_type() == at::kFloat && t.is_contiguous(),
+                op, ": ", name, " must be a contiguous float32 tensor of 3 values");
+    TORCH_CHECK(t.device() == images.device(), op, ": ", name, " is on ", t.device(), " but images is on ",
+                images.device());
+  }
+  TORCH_CHECK(out.defined() && out.dim() == 4 && out.size(0) == images.size(0) && out.size(1) >= 3 &&
+                  out.size(2) == images.size(1) && out.size(3) == images.size(2),
+              op, ": out must be [N, C >= 3, H, W] for images ", images.sizes(), ", got ",
+              out.defined() ? out.sizes() : at::IntArrayRef{});
+  const at::ScalarType dtype = out.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16, op,
+              ": out must be float32, float16 or bfloat16, got ", dtype);
+  TORCH_CHECK(out.device() == images.device(), op, ": out is on ", out.device(), " but images is on ",
+              images.device());
+  const int64_t c = out.size(1), w = out.size(3), h = out.size(2);
+  TORCH_CHECK(out.numel() == 0 || (out.stride(1) == 1 && (w == 1 || out.stride(3) == c) &&
+                                   (h == 1 || out.stride(2) == w * c) && (out.size(0) == 1 || out.stride(0) == h * w * c)),
+              op, ": out must be channels_last contiguous, got strides ", out.strides());
+}
+
 // block_pad_backward(grad_highres_padded, grad_lowres_padded, hr_pos, lr_pos, block_map,
 //                    padding, mode)
 inline BlockPadArgs check_block_pad_backward_args(const at::Tensor& grad_highres_padded,

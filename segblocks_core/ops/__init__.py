@@ -27,7 +27,7 @@ __all__ = [
     "use_backend", "has_native", "BUILD_HINT", "split_tensor", "combine_tensor",
     "block_pad_tensor", "block_pad_units_tensor", "upsample_argmax_tensor", "upsample_argmax_units_tensor",
     "max_pool_units_tensor", "upsample2x_units", "upsample2x_dense", "upsample2x_units_tensor",
-    "cell_complexity", "conv3x3_units", "conv3x3_units_tensor", "conv3x3_units_supported",
+    "cell_complexity", "normalize_frames", "conv3x3_units", "conv3x3_units_tensor", "conv3x3_units_supported",
 ]
 
 BUILD_HINT = (
@@ -244,6 +244,33 @@ def cell_complexity(x: Tensor, channels: int, factor: int, floor: float) -> Tens
     if _no_grad(x) and _use_native(x.device, "cell_complexity"):
         return torch.ops.segblocks.cell_complexity(x, int(channels), int(factor), float(floor))
     return _reference.cell_complexity(x, int(channels), int(factor), float(floor))
+
+
+def normalize_frames(images: Tensor, scale: Tensor, shift: Tensor, channels: int = 3,
+                     dtype: torch.dtype = torch.float32, out: Optional[Tensor] = None) -> Tensor:
+    """uint8 RGB frames ``[N, H, W, 3]`` -> the network input ``[N, channels, H, W]``
+    (channels_last, ``dtype``): ``x * scale + shift`` per channel (float32 ``[3]`` each) as
+    one fused multiply-add rounded to float32, then to ``dtype``; channels past the third
+    are 0. One pass with the native kernel (float32, float16, bfloat16); ``out``: a
+    channels_last tensor to write into (returned)."""
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must be uint8 RGB frames [N, H, W, 3], got {images.dtype} {tuple(images.shape)}")
+    if channels < 3:
+        raise ValueError(f"channels must be >= 3 (RGB plus optional zero channels), got {channels}")
+    n, h, w, _ = images.shape
+    if out is None:
+        out = torch.empty((n, channels, h, w), dtype=dtype, device=images.device,
+                          memory_format=torch.channels_last)
+    elif (tuple(out.shape) != (n, channels, h, w) or out.dtype != dtype or out.device != images.device
+          or not out.is_contiguous(memory_format=torch.channels_last)):
+        raise ValueError(f"out must be a channels_last {dtype} tensor of shape {(n, channels, h, w)} on "
+                         f"{images.device}, got {out.dtype} {tuple(out.shape)} with strides {out.stride()}")
+    images = images.contiguous()
+    if dtype in (torch.float32, torch.float16, torch.bfloat16) and _use_native(images.device, "normalize_frames_"):
+        torch.ops.segblocks.normalize_frames_(out, images, scale, shift)
+    else:
+        _reference.normalize_frames_(out, images, scale, shift)
+    return out
 
 
 def conv3x3_units_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor,

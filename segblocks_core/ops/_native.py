@@ -184,6 +184,14 @@ if hasattr(torch.ops.segblocks, "cell_complexity"):  # an extension built before
     torch.library.register_fake("segblocks::cell_complexity")(_cell_complexity_fake)
 
 
+def _normalize_frames_fake(out: Tensor, images: Tensor, scale: Tensor, shift: Tensor) -> None:
+    return None
+
+
+if hasattr(torch.ops.segblocks, "normalize_frames_"):  # an extension built before the op lacks it
+    torch.library.register_fake("segblocks::normalize_frames_")(_normalize_frames_fake)
+
+
 def _conv3x3_units_fake(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor,
                         weight: Tensor, bias: Optional[Tensor] = None, residual: Optional[Tensor] = None,
                         relu: bool = False, quartered: bool = False, stride: int = 1,

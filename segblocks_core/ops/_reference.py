@@ -219,6 +219,16 @@ def _upsample_blocks(blocks: Tensor, factor: int) -> Tensor:
     return up[:, :, factor:up.shape[2] - factor, factor:up.shape[3] - factor]
 
 
+def normalize_frames_(out: Tensor, images: Tensor, scale: Tensor, shift: Tensor) -> None:
+    """uint8 ``[N, H, W, 3]`` frames into ``out`` ``[N, C, H, W]``: channel ``c < 3`` is
+    ``images[..., c] * scale[c] + shift[c]`` as one fused multiply-add (the exact value
+    rounded to float32: computed in float64, exact for 8-bit pixels and the engine's
+    constants), then rounded to ``out``'s dtype; channels from the fourth on are 0."""
+    value = images.double() * scale.double() + shift.double()
+    out[:, 3:].zero_()
+    out[:, :3].copy_(value.float().permute(0, 3, 1, 2))
+
+
 def cell_complexity(x: Tensor, channels: int, factor: int, floor: float) -> Tensor:
     """The complexity policy's per-cell texture, float32 ``[N, H/f, W/f]``: per ``f x f``
     cell, the sum over the first ``channels`` channels and its pixels of
