@@ -420,10 +420,11 @@ def use_fast_max_pooling(gm: nn.Module) -> nn.Module:
 class BatchNormReLU(nn.Module):
     """``relu(x * scale + shift)``: an eval-mode BatchNorm and the ReLU after it.
 
-    Two kernels (``addcmul``, in-place ``relu_``) where PyTorch runs four for the pair
-    (per call: the inverse standard deviation, a parameter cast, the normalisation, the
-    ReLU). ``scale``/``shift`` are precomputed from the running statistics in float64 and
-    stored in the module's dtype.
+    One pass on the fast path's maps (:func:`segblocks_core.ops.scale_shift_relu`; else
+    ``addcmul`` and an in-place ``relu_``) where PyTorch runs four kernels for the pair (per
+    call: the inverse standard deviation, a parameter cast, the normalisation, the ReLU).
+    ``scale``/``shift`` are precomputed from the running statistics in float64 and stored in
+    the module's dtype.
     """
 
     def __init__(self, bn: nn.BatchNorm2d):
@@ -443,7 +444,8 @@ class BatchNormReLU(nn.Module):
         self.register_buffer("shift", shift.to(dtype).view(-1, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.addcmul(self.shift, x, self.scale).relu_()
+        from . import ops
+        return ops.scale_shift_relu(x, self.scale, self.shift)
 
 
 def fuse_batchnorm_relu(gm: fx.GraphModule) -> fx.GraphModule:

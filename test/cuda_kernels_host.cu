@@ -20,6 +20,7 @@
 #include "ops/cuda/conv_units.cuh"
 #include "ops/cuda/max_pool.cuh"
 #include "ops/cuda/normalize.cuh"
+#include "ops/cuda/scale_shift_relu.cuh"
 #include "ops/cuda/upsample2x.cuh"
 #include "ops/cuda/upsample_argmax.cuh"
 
@@ -244,6 +245,19 @@ int segblocks_host_upsample2x_dense(int dtype, const void* x, const int64_t* str
     with_upsample2x_dense(static_cast<const T*>(x), strides_from(strides), static_cast<const T*>(skip),
                           strides_from(skip_strides), static_cast<T*>(out), n, channels, h, w, channels_last != 0,
                           index32 != 0, RunOnHost{});
+  });
+}
+
+// float32 (0), half (2) and bfloat16 (3), like the kernels
+int segblocks_host_scale_shift_relu(int dtype, const void* x, void* out, const void* scale, const void* shift,
+                                    int64_t elements, int64_t channels) {
+  if (dtype == 1) return 1;
+  return with_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (!std::is_same_v<T, double>) {
+      with_scale_shift_relu(static_cast<const T*>(x), static_cast<T*>(out), static_cast<const T*>(scale),
+                            static_cast<const T*>(shift), elements, channels, RunOnHost{});
+    }
   });
 }
 

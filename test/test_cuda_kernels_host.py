@@ -230,6 +230,23 @@ def test_max_pool_units_and_dense(lib, geometry, layout, dtype, index32, quarter
         torch.testing.assert_close(dense, torch.ops.segblocks.max_pool_dense(x, k, s, p), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("channels", [8, 32])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=["f32", "f16", "bf16"])
+def test_scale_shift_relu(lib, dtype, channels):
+    """The CUDA element code of BatchNorm + ReLU in one pass: bitwise the native CPU op
+    (NaN kept, negatives to 0)."""
+    g = torch.Generator().manual_seed(channels)
+    x = (4 * torch.randn(3, channels, 5, 7, generator=g)).to(dtype).contiguous(memory_format=torch.channels_last)
+    x[0, 1, 2, 3] = float("nan")
+    scale, shift = (torch.randn(channels, generator=g).to(dtype) for _ in range(2))
+    got = torch.full_like(x, float("nan"))
+    _call(lib.segblocks_host_scale_shift_relu, DTYPE_CODES[dtype], _ptr(x), _ptr(got), _ptr(scale), _ptr(shift),
+          ctypes.c_int64(x.numel()), ctypes.c_int64(channels))
+    torch.testing.assert_close(got, torch.ops.segblocks.scale_shift_relu(x, scale, shift), rtol=0, atol=0,
+                               equal_nan=True)
+    assert torch.isnan(got[0, 1, 2, 3]) and (got.nan_to_num() >= 0).all()
+
+
 @pytest.mark.parametrize("channels", [3, 4, 6])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=["f32", "f16", "bf16"])
 def test_normalize_frames(lib, dtype, channels):

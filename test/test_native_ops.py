@@ -524,3 +524,76 @@ def test_normalize_frames_opcheck_and_errors(device):
     # float64 (no native kernel) takes the reference
     x = ops.normalize_frames(images, scale, shift, 4, torch.float64)
     assert x.dtype == torch.float64 and not x[:, 3].any()
+
+
+# ----------------------------------------------------------------------------------------
+# scale_shift_relu: an eval BatchNorm + ReLU in one pass
+# ----------------------------------------------------------------------------------------
+
+
+def _scale_shift_inputs(dtype, device, channels=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = (4 * torch.randn(2, channels, 5, 7, generator=g)).to(dtype).to(device)
+    x = x.contiguous(memory_format=torch.channels_last)
+    x[0, 1, 2, 3] = float("nan")
+    scale = torch.randn(channels, 1, 1, generator=g).to(dtype).to(device)
+    shift = torch.randn(channels, 1, 1, generator=g).to(dtype).to(device)
+    return x, scale, shift
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("channels", [8, 32])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=["f32", "f16", "bf16"])
+def test_scale_shift_relu_matches_addcmul_relu(device, dtype, channels):
+    """One pass, bitwise PyTorch's addcmul + relu_ (one fma in float32, rounded once; NaN
+    stays NaN), channels_last out; BatchNormReLU runs it and still equals BatchNorm + ReLU."""
+    x, scale, shift = _scale_shift_inputs(dtype, device, channels)
+    got = ops.scale_shift_relu(x, scale, shift)
+    want = torch.addcmul(shift, x, scale).relu_()
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got, want, rtol=0, atol=0, equal_nan=True)
+    assert torch.isnan(got[0, 1, 2, 3]) and (got.nan_to_num() >= 0).all()
+    bn = torch.nn.BatchNorm2d(channels).eval()
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.uniform_(-2, 2)
+        bn.bias.uniform_(-1, 1)
+    module = segblocks_core.fused.BatchNormReLU(bn).to(device=device, dtype=dtype)
+    y = x.nan_to_num()
+    torch.testing.assert_close(module(y), torch.addcmul(module.shift, y, module.scale).relu_(), rtol=0, atol=0)
+    ref = torch.relu(bn.to(device)(y.float())).to(dtype)
+    torch.testing.assert_close(module(y), ref, rtol=2e-2 if dtype != torch.float32 else 1e-5,
+                               atol=2e-2 if dtype != torch.float32 else 1e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_scale_shift_relu_falls_back_and_checks(device):
+    """Maps the kernel does not take (NCHW, channels not in 16-byte packs, float64, autograd)
+    get PyTorch's ops with the same values; the op itself refuses them with clear errors."""
+    from torch.library import opcheck
+
+    x, scale, shift = _scale_shift_inputs(torch.float16, device)
+    opcheck(torch.ops.segblocks.scale_shift_relu.default, (x.nan_to_num(), scale.reshape(-1), shift.reshape(-1)))
+    for y, s, b in ((x.contiguous(), scale, shift), (x[:, :12].contiguous(memory_format=torch.channels_last),
+                                                     scale[:12], shift[:12]),
+                    (x.double(), scale.double(), shift.double())):
+        torch.testing.assert_close(ops.scale_shift_relu(y, s, b), torch.addcmul(b, y, s).relu_(), rtol=0, atol=0,
+                                   equal_nan=True)
+    xg = x.float().nan_to_num().requires_grad_()
+    out = ops.scale_shift_relu(xg, scale.float(), shift.float())
+    out.sum().backward()
+    assert xg.grad is not None
+    op = torch.ops.segblocks.scale_shift_relu
+    s, b = scale.reshape(-1), shift.reshape(-1)
+    bad = {
+        "nchw": ((x.contiguous(), s, b), r"x must be channels_last contiguous"),
+        "channels-12": ((x[:, :12].contiguous(memory_format=torch.channels_last), s[:12], b[:12]),
+                        r"channels a multiple of 8"),
+        "double": ((x.double(), s.double(), b.double()), r"x must be float32, float16 or bfloat16"),
+        "scale-count": ((x, s[:16], b), r"scale must be 32 contiguous, 16-byte aligned values"),
+        "shift-dtype": ((x, s, b.float()), r"shift must be 32 contiguous"),
+    }
+    for name, (args, pattern) in bad.items():
+        with pytest.raises(RuntimeError, match=pattern):
+            op(*args)

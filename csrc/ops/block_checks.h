@@ -414,6 +414,32 @@ inline void check_cell_complexity_args(const at::Tensor& x, int64_t channels, in
               x.sizes(), " must divide into cells of ", factor, " x ", factor, " pixels");
 }
 
+// True if t is a channels_last contiguous 4-D tensor (size-1 dimensions' strides ignored).
+inline bool channels_last_contiguous(const at::Tensor& t) {
+  const int64_t c = t.size(1), h = t.size(2), w = t.size(3);
+  return t.numel() == 0 || ((c == 1 || t.stride(1) == 1) && (w == 1 || t.stride(3) == c) &&
+                            (h == 1 || t.stride(2) == w * c) && (t.size(0) == 1 || t.stride(0) == h * w * c));
+}
+
+// scale_shift_relu(x [N, C, H, W] channels_last, scale [C], shift [C])
+inline void check_scale_shift_relu_args(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& shift) {
+  const char* op = "scale_shift_relu";
+  check_feature_tensor(op, "x", x);
+  const at::ScalarType dtype = x.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16, op,
+              ": x must be float32, float16 or bfloat16, got ", dtype);
+  const int64_t pack = 16 / static_cast<int64_t>(x.element_size());
+  TORCH_CHECK(channels_last_contiguous(x) && x.size(1) % pack == 0 &&
+                  reinterpret_cast<uintptr_t>(x.const_data_ptr()) % 16 == 0,
+              op, ": x must be channels_last contiguous, 16-byte aligned, with channels a multiple of ", pack,
+              ", got shape ", x.sizes(), " and strides ", x.strides());
+  for (const auto& [name, t] : {std::pair<const char*, const at::Tensor&>{"scale", scale}, {"shift", shift}}) {
+    TORCH_CHECK(t.defined() && t.numel() == x.size(1) && t.is_contiguous() && t.scalar_type() == dtype &&
+                    t.device() == x.device() && reinterpret_cast<uintptr_t>(t.const_data_ptr()) % 16 == 0,
+                op, ": ", name, " must be ", x.size(1), " contiguous, 16-byte aligned values of x's dtype and device");
+  }
+}
+
 // normalize_frames_(out [N, C, H, W], images uint8 [N, H, W, 3], scale float32 [3], shift float32 [3])
 inline void check_normalize_frames_args(const at::Tensor& out, const at::Tensor& images, const at::Tensor& scale,
                                         const at::Tensor& shift) {
@@ -439,10 +465,8 @@ inline void check_normalize_frames_args(const at::Tensor& out, const at::Tensor&
               ": out must be float32, float16 or bfloat16, got ", dtype);
   TORCH_CHECK(out.device() == images.device(), op, ": out is on ", out.device(), " but images is on ",
               images.device());
-  const int64_t c = out.size(1), w = out.size(3), h = out.size(2);
-  TORCH_CHECK(out.numel() == 0 || (out.stride(1) == 1 && (w == 1 || out.stride(3) == c) &&
-                                   (h == 1 || out.stride(2) == w * c) && (out.size(0) == 1 || out.stride(0) == h * w * c)),
-              op, ": out must be channels_last contiguous, got strides ", out.strides());
+  TORCH_CHECK(channels_last_contiguous(out), op, ": out must be channels_last contiguous, got strides ",
+              out.strides());
 }
 
 // block_pad_backward(grad_highres_padded, grad_lowres_padded, hr_pos, lr_pos, block_map,

@@ -27,7 +27,7 @@ __all__ = [
     "use_backend", "has_native", "BUILD_HINT", "split_tensor", "combine_tensor",
     "block_pad_tensor", "block_pad_units_tensor", "upsample_argmax_tensor", "upsample_argmax_units_tensor",
     "max_pool_units_tensor", "upsample2x_units", "upsample2x_dense", "upsample2x_units_tensor",
-    "cell_complexity", "normalize_frames", "conv3x3_units", "conv3x3_units_tensor", "conv3x3_units_supported",
+    "cell_complexity", "normalize_frames", "scale_shift_relu", "conv3x3_units", "conv3x3_units_tensor", "conv3x3_units_supported",
 ]
 
 BUILD_HINT = (
@@ -244,6 +244,20 @@ def cell_complexity(x: Tensor, channels: int, factor: int, floor: float) -> Tens
     if _no_grad(x) and _use_native(x.device, "cell_complexity"):
         return torch.ops.segblocks.cell_complexity(x, int(channels), int(factor), float(floor))
     return _reference.cell_complexity(x, int(channels), int(factor), float(floor))
+
+
+def scale_shift_relu(x: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
+    """``relu(x * scale + shift)`` per channel: an eval BatchNorm and its ReLU
+    (:class:`segblocks_core.fused.BatchNormReLU`). One pass with the native kernel where ``x``
+    is a channels_last float32/float16/bfloat16 map in 16-byte channel packs (the fast
+    path's maps) and no gradient is needed; PyTorch's ``addcmul`` + ``relu_`` otherwise."""
+    if (type(x) is Tensor and x.dim() == 4 and x.dtype in (torch.float32, torch.float16, torch.bfloat16)
+            and x.is_contiguous(memory_format=torch.channels_last) and _packed16(x) and x.shape[1] % (16 // x.element_size()) == 0
+            and all(type(t) is Tensor and t.dtype == x.dtype and t.device == x.device and t.numel() == x.shape[1]
+                    and t.is_contiguous() and t.data_ptr() % 16 == 0 for t in (scale, shift))
+            and _no_grad(x, scale, shift) and _use_native(x.device, "scale_shift_relu")):
+        return torch.ops.segblocks.scale_shift_relu(x, scale.reshape(-1), shift.reshape(-1))
+    return _reference.scale_shift_relu(x, scale, shift)
 
 
 def normalize_frames(images: Tensor, scale: Tensor, shift: Tensor, channels: int = 3,

@@ -184,6 +184,14 @@ if hasattr(torch.ops.segblocks, "cell_complexity"):  # an extension built before
     torch.library.register_fake("segblocks::cell_complexity")(_cell_complexity_fake)
 
 
+def _scale_shift_relu_fake(x: Tensor, scale: Tensor, shift: Tensor):
+    return _empty(tuple(x.shape), x, torch.channels_last)
+
+
+if hasattr(torch.ops.segblocks, "scale_shift_relu"):  # an extension built before the op lacks it
+    torch.library.register_fake("segblocks::scale_shift_relu")(_scale_shift_relu_fake)
+
+
 def _normalize_frames_fake(out: Tensor, images: Tensor, scale: Tensor, shift: Tensor) -> None:
     return None
 

@@ -219,6 +219,13 @@ def _upsample_blocks(blocks: Tensor, factor: int) -> Tensor:
     return up[:, :, factor:up.shape[2] - factor, factor:up.shape[3] - factor]
 
 
+def scale_shift_relu(x: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
+    """``relu(x * scale + shift)`` per channel (``scale``/``shift``: ``C`` values), one fused
+    multiply-add in float32 rounded once, as PyTorch's ``addcmul`` then ``relu_``."""
+    view = (1, -1, 1, 1)
+    return torch.addcmul(shift.reshape(view), x, scale.reshape(view)).relu_()
+
+
 def normalize_frames_(out: Tensor, images: Tensor, scale: Tensor, shift: Tensor) -> None:
     """uint8 ``[N, H, W, 3]`` frames into ``out`` ``[N, C, H, W]``: channel ``c < 3`` is
     ``images[..., c] * scale[c] + shift[c]`` as one fused multiply-add (the exact value

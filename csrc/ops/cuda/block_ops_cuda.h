@@ -104,6 +104,11 @@ cudaError_t launch_upsample2x_dense(const scalar_t* x, Strides4 strides, const s
                                     Strides4 skip_strides, scalar_t* out, int64_t n, int64_t channels, int64_t h,
                                     int64_t w, bool channels_last, bool index32, cudaStream_t stream);
 
+// scale_shift_relu: relu(x * scale + shift) per channel, [elements / C, C] (ops/scale_shift_relu.h).
+template <typename scalar_t>
+cudaError_t launch_scale_shift_relu(const scalar_t* x, scalar_t* out, const scalar_t* scale, const scalar_t* shift,
+                                    int64_t elements, int64_t channels, cudaStream_t stream);
+
 // normalize_frames: uint8 RGB frames -> the network input, [pixels, channels] (ops/normalize.h).
 template <typename scalar_t>
 cudaError_t launch_normalize_frames(const uint8_t* images, const float* scale, const float* shift, scalar_t* out,
