@@ -80,10 +80,11 @@ def normalize(images: Tensor, dtype: torch.dtype = torch.float32, channels: int 
     """uint8 ``[N, H, W, 3]`` RGB -> normalised ``[N, channels, H, W]`` network input.
 
     One fused multiply-add per element (rounded to float32, stored as ``dtype``), written
-    channels_last in one pass (:func:`segblocks_core.ops.normalize_frames`). ``channels > 3`` appends zero channels: a network prepared with
-    ``prepare_network(input_channels=4)`` takes its RGB input padded to 4 channels (its
-    stem weights for the extra channel are zero), which cuDNN runs much faster. ``out``: a
-    channels_last ``[N, channels, H, W]`` tensor of ``dtype`` to write into (returned).
+    channels_last in one pass (:func:`segblocks_core.ops.normalize_frames`). ``channels > 3``
+    appends zero channels: a network prepared with ``prepare_network(input_channels=4)``
+    takes its RGB input padded to 4 channels (its stem weights for the extra channel are
+    zero), which cuDNN runs much faster. ``out``: a channels_last ``[N, channels, H, W]``
+    tensor of ``dtype`` to write into (returned).
     """
     scale, shift = _norm_constants(images.device)
     return ops.normalize_frames(images, scale, shift, channels, dtype, out)

@@ -27,7 +27,8 @@ __all__ = [
     "use_backend", "has_native", "BUILD_HINT", "split_tensor", "combine_tensor",
     "block_pad_tensor", "block_pad_units_tensor", "upsample_argmax_tensor", "upsample_argmax_units_tensor",
     "max_pool_units_tensor", "upsample2x_units", "upsample2x_dense", "upsample2x_units_tensor",
-    "cell_complexity", "normalize_frames", "scale_shift_relu", "conv3x3_units", "conv3x3_units_tensor", "conv3x3_units_supported",
+    "cell_complexity", "normalize_frames", "scale_shift_relu", "conv3x3_units", "conv3x3_units_tensor",
+    "conv3x3_units_supported",
 ]
 
 BUILD_HINT = (
@@ -252,7 +253,8 @@ def scale_shift_relu(x: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
     is a channels_last float32/float16/bfloat16 map in 16-byte channel packs (the fast
     path's maps) and no gradient is needed; PyTorch's ``addcmul`` + ``relu_`` otherwise."""
     if (type(x) is Tensor and x.dim() == 4 and x.dtype in (torch.float32, torch.float16, torch.bfloat16)
-            and x.is_contiguous(memory_format=torch.channels_last) and _packed16(x) and x.shape[1] % (16 // x.element_size()) == 0
+            and x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] % (16 // x.element_size()) == 0
+            and _packed16(x)
             and all(type(t) is Tensor and t.dtype == x.dtype and t.device == x.device and t.numel() == x.shape[1]
                     and t.is_contiguous() and t.data_ptr() % 16 == 0 for t in (scale, shift))
             and _no_grad(x, scale, shift) and _use_native(x.device, "scale_shift_relu")):
