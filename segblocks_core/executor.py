@@ -49,7 +49,7 @@ from torch import Tensor, nn
 
 from . import ops
 from .fused import (BatchNormReLU, FusedConv2d, MaxPool2d, adaptive_avg_pool2d, conv_bias_relu,
-                    conv_units_mode, fast_upsampling_enabled, upsample_add, use_conv_units)
+                    context_value, conv_units_mode, fast_upsampling_enabled, upsample_add, use_conv_units)
 from .layout import BlockLayout, BlockTensor
 
 __all__ = ["SegBlocks", "UnsupportedLayerError", "MacCount", "concurrent_lowres", "units_mode"]
@@ -115,11 +115,8 @@ def units_mode(enabled: bool = True):
     with BlockPad's rules, the halo inside a block being the block itself); fewer, larger
     kernel launches. The stem (at input resolution) and layouts with only one resolution
     keep whole blocks."""
-    token = _UNITS.set(bool(enabled))
-    try:
+    with context_value(_UNITS, bool(enabled)):
         yield
-    finally:
-        _UNITS.reset(token)
 
 
 def _use_units(bt: BlockTensor) -> bool:
@@ -163,11 +160,8 @@ def concurrent_lowres(stream: Optional[torch.cuda.Stream]):
     convolutions. Each convolution forks from and joins back to the current stream, so
     captured into a CUDA graph this becomes two parallel branches per convolution.
     """
-    token = _LOWRES_STREAM.set(stream)
-    try:
+    with context_value(_LOWRES_STREAM, stream):
         yield
-    finally:
-        _LOWRES_STREAM.reset(token)
 
 
 def _per_resolution(fn: Callable[..., Tensor], hr: tuple, lr: tuple) -> tuple[Tensor, Tensor]:
@@ -201,6 +195,28 @@ def _one_pass_conv(bt: BlockTensor, conv: nn.Conv2d, residual: Optional[BlockTen
             and (residual is None or residual.layout is bt.layout)
             and ops.conv3x3_units_supported(bt, conv.weight, residual,
                                             None if pre is None else (pre.scale, pre.shift)))
+
+
+def _one_pass_output(bt: BlockTensor, conv: nn.Conv2d, residual: Optional[BlockTensor],
+                     pre: Optional[BatchNormReLU], conv_padded: Callable[[Tensor], Tensor]) -> Optional[Tensor]:
+    """The units :func:`ops.conv3x3_units` computes for this convolution where it is chosen
+    (:func:`_one_pass_conv`, and in ``"auto"`` mode the per-shape comparison with BlockPad +
+    ``conv_padded``), else None: BlockPad + cuDNN it is."""
+    if not _one_pass_conv(bt, conv, residual, pre):
+        return None
+    fused = isinstance(conv, FusedConv2d)
+    z = residual if fused else None
+    pad_h, pad_w = _two(conv.padding)
+
+    def one_pass() -> Tensor:
+        return ops.conv3x3_units(bt, conv.weight, conv.bias, z, relu=fused, stride=_two(conv.stride)[0],
+                                 pre=None if pre is None else (pre.scale, pre.shift)).units
+
+    def two_pass() -> Tensor:
+        return conv_padded(_pad_units(bt, pad_h, pad_w, pre=pre))
+    key = (tuple(bt.highres.shape), tuple(bt.lowres.shape), bt.quartered, bt.highres.dtype,
+           tuple(conv.weight.shape), _two(conv.stride), fused, z is not None, pre is not None)
+    return one_pass() if use_conv_units(key, one_pass, two_pass) else None
 
 
 class Handoff:
@@ -248,22 +264,12 @@ def block_conv2d(bt: BlockTensor | Handoff, conv: nn.Conv2d, residual: Optional[
                 return conv_bias_relu(x, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups, z)
             return F.conv2d(x, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
 
-        if _one_pass_conv(bt, conv, residual, pre):
-            z = residual if fused else None
-
-            def one_pass() -> Tensor:
-                return ops.conv3x3_units(bt, conv.weight, conv.bias, z, relu=fused, stride=_two(conv.stride)[0],
-                                         pre=None if pre is None else (pre.scale, pre.shift)).units
-
-            def two_pass() -> Tensor:
-                return conv_padded(_pad_units(bt, pad_h, pad_w, pre=pre))
-            key = (tuple(bt.highres.shape), tuple(bt.lowres.shape), bt.quartered, bt.highres.dtype,
-                   tuple(conv.weight.shape), _two(conv.stride), fused, z is not None, pre is not None)
-            if use_conv_units(key, one_pass, two_pass):
-                return BlockTensor.from_units(one_pass(), layout)
-        x = _pad_units(bt, pad_h, pad_w, pre=pre)
-        del bt  # the padded tiles hold all the convolution reads
-        return BlockTensor.from_units(conv_padded(x), layout)
+        out = _one_pass_output(bt, conv, residual, pre, conv_padded)
+        if out is None:
+            x = _pad_units(bt, pad_h, pad_w, pre=pre)
+            del bt  # the padded tiles hold all the convolution reads
+            out = conv_padded(x)
+        return BlockTensor.from_units(out, layout)
     bt = bt.to_standard()
     if pre is not None:
         bt = bt.map(pre)

@@ -23,7 +23,7 @@ import contextlib
 import contextvars
 import operator
 import warnings
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
 import torch.fx as fx
@@ -221,6 +221,16 @@ def use_fast_pooling(gm: fx.GraphModule) -> fx.GraphModule:
 # ----------------------------------------------------------------------------------------
 
 CONV_UNITS_MODES = ("off", "auto", "always")
+@contextlib.contextmanager
+def context_value(var: contextvars.ContextVar, value) -> Iterator[None]:
+    """``var`` set to ``value`` inside the block (this thread / task), restored after."""
+    token = var.set(value)
+    try:
+        yield
+    finally:
+        var.reset(token)
+
+
 _CONV_UNITS: contextvars.ContextVar[str] = contextvars.ContextVar("segblocks_conv_units", default="off")
 # per call shape: is the one-pass kernel faster than BlockPad + cuDNN? decided by timing
 _UNITS_CHOICE: dict[tuple, bool] = {}
@@ -242,11 +252,8 @@ def conv_units(mode: str = "auto"):
     Read when the ops run, so a CUDA graph keeps what was active at capture.
     """
     check_conv_units_mode(mode)
-    token = _CONV_UNITS.set(mode)
-    try:
+    with context_value(_CONV_UNITS, mode):
         yield
-    finally:
-        _CONV_UNITS.reset(token)
 
 
 def conv_units_mode() -> str:
@@ -314,11 +321,8 @@ def fast_upsampling(enabled: bool = True):
     ``block_interpolate`` on units) on or off; off runs PyTorch's ``F.interpolate`` and a
     separate add (the A/B of ``benchmarks/bench_gpu.py --no-fast-upsample``). Read when the
     ops run, so a CUDA graph keeps what was active at capture."""
-    token = _FAST_UPSAMPLING.set(bool(enabled))
-    try:
+    with context_value(_FAST_UPSAMPLING, bool(enabled)):
         yield
-    finally:
-        _FAST_UPSAMPLING.reset(token)
 
 
 def fast_upsampling_enabled() -> bool:
