@@ -1,0 +1,76 @@
+"""How fast can the stem's low-res half run? (7x7 stride-2 convolution, 4 -> 64 channels,
+fp16 channels_last, cudnn.benchmark.) Times, per batch of low-res blocks of side 64:
+
+  tiles    [N, 4, 70, 70] padding 0 (what the executor runs: BlockPad'ed whole blocks)
+  canvas   the same tiles side by side, one image [1, 4, 70, 70 N]: output columns
+           35 t + j (j < 32) are tile t's, 3 per tile are dropped (a strided view)
+  units    [N, 4, 70, 70] as above next to the high-res half as quarters
+and the high-res half [Nh, 4, 134, 134] for scale.
+
+    python benchmarks/stem_probe.py [--blocks 128] [--fraction 0.4]
+"""
+import argparse
+
+import torch
+import torch.nn.functional as F
+
+
+def time_us(fn, reps=50):
+    for _ in range(5):
+        fn()
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for _ in range(reps):
+            fn()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    times = []
+    for _ in range(5):
+        start.record()
+        g.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) * 1e3 / reps)
+    return sorted(times)[2]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--blocks", type=int, default=128)
+    ap.add_argument("--fraction", type=float, default=0.4)
+    args = ap.parse_args()
+    torch.backends.cudnn.benchmark = True
+    dev = torch.device("cuda")
+    w = torch.randn(64, 4, 7, 7, device=dev, dtype=torch.half).to(memory_format=torch.channels_last)
+    print(torch.cuda.get_device_name(dev), torch.__version__)
+    for batch in (1, 4):
+        total = args.blocks * batch
+        nh = round(total * args.fraction)
+        nl = total - nh
+        hr = torch.randn(nh, 4, 134, 134, device=dev, dtype=torch.half).to(memory_format=torch.channels_last)
+        lr = torch.randn(nl, 4, 70, 70, device=dev, dtype=torch.half).to(memory_format=torch.channels_last)
+        units = torch.randn(4 * nh + nl, 4, 70, 70, device=dev, dtype=torch.half).to(
+            memory_format=torch.channels_last)
+        canvas = lr.permute(0, 2, 3, 1).permute(1, 0, 2, 3).reshape(70, nl * 70, 4).permute(2, 0, 1)[None]
+        canvas = canvas.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            ref = F.conv2d(lr, w, stride=2)
+            got = F.conv2d(canvas, w, stride=2)
+            n_out = got.shape[3]
+            assert got.is_contiguous(memory_format=torch.channels_last)
+            view = got.as_strided((nl, 64, 32, 32), (35 * 64, 1, n_out * 64, 64))
+            err = (view.float() - ref.float()).abs().max().item()
+            t_hr = time_us(lambda: F.conv2d(hr, w, stride=2))
+            t_lr = time_us(lambda: F.conv2d(lr, w, stride=2))
+            t_canvas = time_us(lambda: F.conv2d(canvas, w, stride=2))
+            t_units = time_us(lambda: F.conv2d(units, w, stride=2))
+            dense = torch.randn(batch, 4, 1024, 2048, device=dev, dtype=torch.half).to(
+                memory_format=torch.channels_last)
+            t_dense = time_us(lambda: F.conv2d(dense, w, stride=2, padding=3))
+        print(f"b{batch}: dense {t_dense:7.1f} us | high-res {nh} tiles {t_hr:7.1f} | low-res {nl} tiles "
+              f"{t_lr:7.1f}, canvas {t_canvas:7.1f} (out width {n_out}, err {err:.1e}) | "
+              f"units {4 * nh + nl} {t_units:7.1f}")
+
+
+if __name__ == "__main__":
+    main()
