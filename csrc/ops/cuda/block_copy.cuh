@@ -75,9 +75,32 @@ void with_pack_layout_and_index(bool channels_last, int64_t channels, std::initi
   }
 }
 
+// The thread blocks per SM a kernel's registers must allow (__launch_bounds__' second
+// argument; 1: not bounded). Kernels whose element function needs many registers and waits
+// on its loads specialise it for `Params`, trading registers for resident warps that hide
+// the loads' latency. Measured on the H100 (node_profile.py, batch 4, 40% high-res;
+// benchmarks/results/steps/22-*): upsample2x_units 4 (196 -> 170 us; 6 spills: 304 us),
+// max_pool_units 6 (110 -> 104 us; 4: 123 us).
+template <typename Params>
+struct MinBlocksPerSM {
+  static constexpr int value = 1;
+};
+
 // Runs `element(params, linear)` for linear in [0, total) with a grid-stride loop.
 template <typename Params, void (*element)(const Params&, int64_t)>
 __global__ void __launch_bounds__(kThreadsPerBlock) grid_stride_kernel(Params params, int64_t total) {
+  for (int64_t linear = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; linear < total;
+       linear += int64_t(blockDim.x) * gridDim.x) {
+    element(params, linear);
+  }
+}
+
+// The same with the registers bounded for kMinBlocks resident blocks per SM. (Not the
+// kernel above with kMinBlocks = 1: nvcc then allocates registers differently, and
+// BlockPad ran 40% slower on the H100.)
+template <typename Params, void (*element)(const Params&, int64_t), int kMinBlocks>
+__global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocks)
+    grid_stride_kernel_bounded(Params params, int64_t total) {
   for (int64_t linear = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; linear < total;
        linear += int64_t(blockDim.x) * gridDim.x) {
     element(params, linear);
@@ -234,7 +257,13 @@ struct LaunchOnStream {
   cudaStream_t stream;
   template <typename Params, void (*element)(const Params&, int64_t)>
   void operator()(const Params& prm, int64_t total) const {
-    grid_stride_kernel<Params, element><<<blocks_for(total), kThreadsPerBlock, 0, stream>>>(prm, total);
+    constexpr int kMin = MinBlocksPerSM<Params>::value;
+    if constexpr (kMin > 1) {
+      grid_stride_kernel_bounded<Params, element, kMin>
+          <<<blocks_for(total), kThreadsPerBlock, 0, stream>>>(prm, total);
+    } else {
+      grid_stride_kernel<Params, element><<<blocks_for(total), kThreadsPerBlock, 0, stream>>>(prm, total);
+    }
   }
 };
 

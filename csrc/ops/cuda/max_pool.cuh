@@ -14,6 +14,13 @@
 namespace segblocks {
 namespace cuda {
 
+// Unbounded, 46 registers a thread left 5 blocks of 256 threads per SM; at most 40 allow 6
+// (see MinBlocksPerSM).
+template <typename scalar_t, typename D>
+struct MinBlocksPerSM<MaxPoolUnitsParams<scalar_t, D>> {
+  static constexpr int value = 6;
+};
+
 template <typename scalar_t, typename Run>
 void with_max_pool_units(const scalar_t* highres, Strides4 highres_strides, const scalar_t* lowres,
                          Strides4 lowres_strides, scalar_t* out, const int64_t* hr_pos, const int64_t* lr_pos,

@@ -13,6 +13,13 @@
 namespace segblocks {
 namespace cuda {
 
+// Unbounded, 73 registers a thread left 3 blocks of 256 threads per SM (30% occupancy)
+// waiting on the four taps' loads; at most 64 allow 4 (see MinBlocksPerSM).
+template <typename scalar_t, typename D>
+struct MinBlocksPerSM<Upsample2xUnitsParams<scalar_t, D>> {
+  static constexpr int value = 4;
+};
+
 template <typename scalar_t, typename Run>
 void with_upsample2x_units(const scalar_t* highres, Strides4 highres_strides, const scalar_t* lowres,
                            Strides4 lowres_strides, const scalar_t* skip, Strides4 skip_strides, scalar_t* out,
