@@ -4,6 +4,8 @@ fp16 channels_last, cudnn.benchmark.) Times, per batch of low-res blocks of side
   tiles    [N, 4, 70, 70] padding 0 (what the executor runs: BlockPad'ed whole blocks)
   canvas   the same tiles side by side, one image [1, 4, 70, 70 N]: output columns
            35 t + j (j < 32) are tile t's, 3 per tile are dropped (a strided view)
+  tall     the tiles stacked, one image [1, 4, 70 N, 70]: the tiles' own memory (no copy),
+           output rows 35 t + j (j < 32) are tile t's
   units    [N, 4, 70, 70] as above next to the high-res half as quarters
 and the high-res half [Nh, 4, 134, 134] for scale.
 
@@ -64,12 +66,22 @@ def main():
             t_lr = time_us(lambda: F.conv2d(lr, w, stride=2))
             t_canvas = time_us(lambda: F.conv2d(canvas, w, stride=2))
             t_units = time_us(lambda: F.conv2d(units, w, stride=2))
+            tall_lr = lr.permute(0, 2, 3, 1).reshape(1, nl * 70, 70, 4).permute(0, 3, 1, 2)
+            tall_hr = hr.permute(0, 2, 3, 1).reshape(1, nh * 134, 134, 4).permute(0, 3, 1, 2)
+            assert tall_lr.data_ptr() == lr.data_ptr() and tall_lr.is_contiguous(memory_format=torch.channels_last)
+            got_tall = F.conv2d(tall_lr, w, stride=2)
+            rows = got_tall.shape[2]
+            tall_view = got_tall.as_strided((nl, 64, 32, 32), (35 * 32 * 64, 1, 32 * 64, 64))
+            err_tall = (tall_view.float() - ref.float()).abs().max().item()
+            t_tall_lr = time_us(lambda: F.conv2d(tall_lr, w, stride=2))
+            t_tall_hr = time_us(lambda: F.conv2d(tall_hr, w, stride=2))
             dense = torch.randn(batch, 4, 1024, 2048, device=dev, dtype=torch.half).to(
                 memory_format=torch.channels_last)
             t_dense = time_us(lambda: F.conv2d(dense, w, stride=2, padding=3))
         print(f"b{batch}: dense {t_dense:7.1f} us | high-res {nh} tiles {t_hr:7.1f} | low-res {nl} tiles "
               f"{t_lr:7.1f}, canvas {t_canvas:7.1f} (out width {n_out}, err {err:.1e}) | "
-              f"units {4 * nh + nl} {t_units:7.1f}")
+              f"units {4 * nh + nl} {t_units:7.1f} | tall: low-res {t_tall_lr:7.1f} (rows {rows}, err "
+              f"{err_tall:.1e}), high-res {t_tall_hr:7.1f}")
 
 
 if __name__ == "__main__":
