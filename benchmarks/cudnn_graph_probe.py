@@ -13,9 +13,13 @@ torch.cudnn_convolution_add_relu and a copy into the tiles' interior (about Bloc
 import argparse
 import json
 import os
+import sys
 
 import torch
-from torch.utils.cpp_extension import load_inline
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from cudnn_strided_probe import block_operands, load_cudnn_extension  # noqa: E402
 
 CPP = r"""
 #include <torch/extension.h>
@@ -161,16 +165,6 @@ std::vector<double> time_plans(at::Tensor x, at::Tensor w, at::Tensor b, at::Ten
 """
 
 
-def build():
-    import nvidia.cudnn
-    root = list(nvidia.cudnn.__path__)[0]
-    lib = os.path.join(root, "lib")
-    so = sorted(f for f in os.listdir(lib) if f.startswith("libcudnn.so"))[0]
-    return load_inline("cudnn_graph_probe", CPP, functions=["time_plans"],
-                       extra_include_paths=[os.path.join(root, "include")],
-                       extra_ldflags=[os.path.join(lib, so)], with_cuda=True, verbose=False)
-
-
 def event_time_us(fn, reps):
     for _ in range(3):
         fn()
@@ -192,23 +186,12 @@ def main():
     args = ap.parse_args()
     torch.backends.cudnn.benchmark = True
     dev = torch.device("cuda")
-    cl = torch.channels_last
-    ext = build()
+    ext = load_cudnn_extension("cudnn_graph_probe", CPP, ["time_plans"])
     print(torch.cuda.get_device_name(dev), torch.__version__, "cuDNN", torch.backends.cudnn.version())
     rows = []
     for name, n, c, u in (("b1 layer1", 281, 64, 16), ("b4 layer1", 1127, 64, 16), ("b1 layer3", 281, 256, 4),
                           ("b4 layer2", 1127, 128, 8), ("b4 decoder", 1127, 128, 16)):
-        def t(*shape):
-            return torch.randn(*shape, device=dev, dtype=torch.half).to(memory_format=cl)
-        xp = t(n, c, u + 2, u + 2)
-        w = (torch.randn(c, c, 3, 3, device=dev, dtype=torch.half) * 0.03).to(memory_format=cl)
-        b = torch.randn(c, device=dev, dtype=torch.half)
-        zc = t(n, c, u, u)
-        zp = t(n, c, u + 2, u + 2)
-        zp[:, :, 1:-1, 1:-1] = zc
-        yc = torch.empty_like(zc)
-        yp = torch.zeros_like(zp)
-        zv, yv = zp[:, :, 1:-1, 1:-1], yp[:, :, 1:-1, 1:-1]
+        xp, w, b, zc, zv, yc, yp, yv = block_operands(n, c, u)
         row = {"case": name, "units": n, "channels": c, "unit_side": u}
         with torch.inference_mode():
             want = torch.cudnn_convolution_add_relu(xp, w, zc, 1.0, b, (1, 1), (0, 0), (1, 1), 1)

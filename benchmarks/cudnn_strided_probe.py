@@ -18,9 +18,14 @@ cuDNN that torch uses): cudnnConvolutionBiasActivationForward, relu(conv(x) + bi
 import argparse
 import json
 import os
+import sys
 
 import torch
 from torch.utils.cpp_extension import load_inline
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from segblocks_core.timing import cuda_graph_median_ms  # noqa: E402
 
 CPP = r"""
 #include <torch/extension.h>
@@ -97,33 +102,40 @@ void conv_bias_add_relu(at::Tensor x, at::Tensor w, at::Tensor b, at::Tensor z, 
 """
 
 
-def build():
+def load_cudnn_extension(name: str, source: str, functions: list[str]):
+    """Builds C++ ``source`` (torch.utils.cpp_extension.load_inline) against the cuDNN
+    torch runs with (the nvidia-cudnn wheel's headers and library). Shared with
+    cudnn_graph_probe.py."""
     import nvidia.cudnn
     root = list(nvidia.cudnn.__path__)[0]
     lib = os.path.join(root, "lib")
     so = sorted(f for f in os.listdir(lib) if f.startswith("libcudnn.so"))[0]
-    return load_inline("cudnn_strided_probe", CPP, functions=["find_algo", "conv_bias_add_relu"],
-                       extra_include_paths=[os.path.join(root, "include")],
+    return load_inline(name, source, functions=functions, extra_include_paths=[os.path.join(root, "include")],
                        extra_ldflags=[os.path.join(lib, so)], with_cuda=True, verbose=False)
 
 
+def block_operands(n: int, c: int, u: int):
+    """A BasicBlock's second convolution on ``n`` units of ``u`` px and ``c`` channels
+    (fp16 channels_last): padded input, weight, bias, the residual packed and as the
+    interior of padded tiles, and the output packed, its padded tiles (zeros) and their
+    interior. Shared with cudnn_graph_probe.py."""
+    cl = torch.channels_last
+
+    def t(*shape):
+        return torch.randn(*shape, device="cuda", dtype=torch.half).to(memory_format=cl)
+    xp = t(n, c, u + 2, u + 2)
+    w = (torch.randn(c, c, 3, 3, device="cuda", dtype=torch.half) * 0.03).to(memory_format=cl)
+    b = torch.randn(c, device="cuda", dtype=torch.half)
+    zc = t(n, c, u, u)
+    zp = t(n, c, u + 2, u + 2)
+    zp[:, :, 1:-1, 1:-1] = zc
+    yc = torch.empty_like(zc)
+    yp = torch.zeros_like(zp)
+    return xp, w, b, zc, zp[:, :, 1:-1, 1:-1], yc, yp, yp[:, :, 1:-1, 1:-1]
+
+
 def graph_time_us(fn, reps):
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for _ in range(reps):
-            fn()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    times = []
-    for _ in range(7):
-        start.record()
-        g.replay()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1e3 / reps)
-    return sorted(times)[3]
+    return cuda_graph_median_ms(fn, reps) * 1e3
 
 
 def main():
@@ -133,26 +145,14 @@ def main():
     args = ap.parse_args()
     torch.backends.cudnn.benchmark = True
     dev = torch.device("cuda")
-    cl = torch.channels_last
-    ext = build()
+    ext = load_cudnn_extension("cudnn_strided_probe", CPP, ["find_algo", "conv_bias_add_relu"])
     print(torch.cuda.get_device_name(dev), torch.__version__, "cuDNN", torch.backends.cudnn.version())
     rows = []
     # (name, units at 40% high-res: 4 Nh + Nl, channels, unit side)
     for name, n, c, u in (("b1 layer1", 281, 64, 16), ("b4 layer1", 1127, 64, 16), ("b1 layer2", 281, 128, 8),
                           ("b4 layer2", 1127, 128, 8), ("b1 layer3", 281, 256, 4), ("b4 layer3", 1127, 256, 4),
                           ("b4 decoder", 1127, 128, 16)):
-        def t(*shape):
-            return torch.randn(*shape, device=dev, dtype=torch.half).to(memory_format=cl)
-        xp = t(n, c, u + 2, u + 2)
-        w = (torch.randn(c, c, 3, 3, device=dev, dtype=torch.half) * 0.03).to(memory_format=cl)
-        b = torch.randn(c, device=dev, dtype=torch.half)
-        zc = t(n, c, u, u)
-        zp = t(n, c, u + 2, u + 2)
-        zp[:, :, 1:-1, 1:-1] = zc
-        zv = zp[:, :, 1:-1, 1:-1]
-        yc = torch.empty_like(zc)
-        yp = torch.zeros_like(zp)
-        yv = yp[:, :, 1:-1, 1:-1]
+        xp, w, b, zc, zv, yc, yp, yv = block_operands(n, c, u)
         with torch.inference_mode():
             want = torch.cudnn_convolution_add_relu(xp, w, zc, 1.0, b, (1, 1), (0, 0), (1, 1), 1)
             a_direct = ext.find_algo(xp, w, b, zc, yc)

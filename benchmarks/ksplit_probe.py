@@ -13,31 +13,18 @@ block's K loop. Times (CUDA graph of --reps calls, fp16 channels_last, cudnn.ben
     python benchmarks/ksplit_probe.py [--units 281] [--reps 50]
 """
 import argparse
+import os
+import sys
 
 import torch
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from segblocks_core.timing import cuda_graph_median_ms  # noqa: E402
+
 
 def graph_time_us(fn, reps):
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(side)
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for _ in range(reps):
-            fn()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    times = []
-    for _ in range(7):
-        start.record()
-        g.replay()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1e3 / reps)
-    return sorted(times)[3]
+    return cuda_graph_median_ms(fn, reps) * 1e3
 
 
 def main():

@@ -12,28 +12,19 @@ and the high-res half [Nh, 4, 134, 134] for scale.
     python benchmarks/stem_probe.py [--blocks 128] [--fraction 0.4]
 """
 import argparse
+import os
+import sys
 
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-def time_us(fn, reps=50):
-    for _ in range(5):
-        fn()
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for _ in range(reps):
-            fn()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    times = []
-    for _ in range(5):
-        start.record()
-        g.replay()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1e3 / reps)
-    return sorted(times)[2]
+from segblocks_core.timing import cuda_graph_median_ms  # noqa: E402
+
+
+def time_us(fn):
+    return cuda_graph_median_ms(fn) * 1e3
 
 
 def main():
