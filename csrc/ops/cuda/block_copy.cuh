@@ -88,11 +88,16 @@ struct MinBlocksPerSM {
 
 // Runs `element(params, linear)` for linear in [0, total) with a grid-stride loop.
 template <typename Params, void (*element)(const Params&, int64_t)>
-__global__ void __launch_bounds__(kThreadsPerBlock) grid_stride_kernel(Params params, int64_t total) {
+__device__ __forceinline__ void grid_stride_loop(const Params& params, int64_t total) {
   for (int64_t linear = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; linear < total;
        linear += int64_t(blockDim.x) * gridDim.x) {
     element(params, linear);
   }
+}
+
+template <typename Params, void (*element)(const Params&, int64_t)>
+__global__ void __launch_bounds__(kThreadsPerBlock) grid_stride_kernel(Params params, int64_t total) {
+  grid_stride_loop<Params, element>(params, total);
 }
 
 // The same with the registers bounded for kMinBlocks resident blocks per SM. (Not the
@@ -101,10 +106,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock) grid_stride_kernel(Params pa
 template <typename Params, void (*element)(const Params&, int64_t), int kMinBlocks>
 __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocks)
     grid_stride_kernel_bounded(Params params, int64_t total) {
-  for (int64_t linear = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; linear < total;
-       linear += int64_t(blockDim.x) * gridDim.x) {
-    element(params, linear);
-  }
+  grid_stride_loop<Params, element>(params, total);
 }
 
 // ---------------------------------------------------------------------------------------
