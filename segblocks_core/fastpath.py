@@ -43,8 +43,8 @@ from .engine import normalize
 from .executor import SegBlocks, concurrent_lowres
 from .fused import check_conv_units_mode
 from .fused import conv_units as fused_conv_units
-from .fused import (fuse_batchnorm_relu, fuse_conv_epilogue, fuse_upsample_add, use_fast_max_pooling,
-                    use_fast_pooling)
+from .fused import (fold_residual_bias, fuse_batchnorm_relu, fuse_conv_epilogue, fuse_upsample_add,
+                    use_fast_max_pooling, use_fast_pooling)
 from .layout import BlockLayout
 from .policy import ComplexityPolicy
 from .timing import cuda_median_ms
@@ -115,7 +115,10 @@ def prepare_network(net: nn.Module, dtype: torch.dtype = torch.float16,
     SwiftNet-RN18 from 2.05 to 1.60 ms dense and from 2.19 to 1.88 ms in SegBlocks at 40%
     high-res blocks, ``benchmarks/results/fused-epilogue-gpu-*.json``), and the decoder's
     pre-activation BatchNorm -> ReLU into :class:`segblocks_core.fused.BatchNormReLU`
-    (precomputed scale and shift, two kernels instead of four).
+    (precomputed scale and shift, two kernels instead of four). A downsample convolution's
+    bias moves into the fused convolution that adds its output
+    (:func:`segblocks_core.fused.fold_residual_bias`: one elementwise pass less per
+    downsample, the function up to float rounding).
 
     ``input_channels``: the returned network reads its RGB input padded with zero channels
     to this many (:func:`pad_input_channels`; feed it ``normalize(images, dtype,
@@ -132,7 +135,7 @@ def prepare_network(net: nn.Module, dtype: torch.dtype = torch.float16,
     """
     folded = fold_batchnorm(net.eval())
     if fuse_epilogue:
-        folded = fuse_batchnorm_relu(fuse_conv_epilogue(folded))
+        folded = fuse_batchnorm_relu(fold_residual_bias(fuse_conv_epilogue(folded)))
     pad_input_channels(folded, input_channels)
     use_fast_pooling(folded)
     if fast_max_pool:

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from .timing import cuda_median_ms
 
-__all__ = ["FusedConv2d", "conv_bias_relu", "fuse_conv_epilogue", "BatchNormReLU",
+__all__ = ["FusedConv2d", "conv_bias_relu", "fuse_conv_epilogue", "fold_residual_bias", "BatchNormReLU",
            "fuse_batchnorm_relu", "adaptive_avg_pool2d", "use_fast_pooling", "MaxPool2d",
            "use_fast_max_pooling", "conv_units", "conv_units_mode", "check_conv_units_mode", "CONV_UNITS_MODES"]
 
@@ -182,6 +182,34 @@ def fuse_conv_epilogue(gm: fx.GraphModule) -> fx.GraphModule:
         graph.erase_node(conv_node)
     graph.lint()
     gm.recompile()
+    return gm
+
+
+def fold_residual_bias(gm: fx.GraphModule) -> fx.GraphModule:
+    """Where a :class:`FusedConv2d`'s residual is a biased convolution used only there (a
+    ResNet block's downsample), move that bias into the fused convolution's:
+    ``relu(conv(x) + b + (down(x) + b_down))`` becomes ``relu(conv(x) + (b + b_down) + down(x))``,
+    the same function up to float rounding, without the pass in which PyTorch adds a plain
+    convolution's bias (cuDNN's fused add takes the sum with its own). Neither module is
+    changed in place (the downsample is replaced by a bias-free one sharing its weight), so
+    modules shared with another network keep their bias. Run after :func:`fuse_conv_epilogue`
+    (which keeps the function exactly); returns ``gm``."""
+    for node in gm.graph.nodes:
+        if node.op != "call_module" or len(node.args) != 2:
+            continue
+        fused = gm.get_submodule(node.target)
+        if not isinstance(fused, FusedConv2d) or not fused.residual or fused.bias is None:
+            continue
+        residual = node.args[1]
+        down = _plain_conv(residual, gm)
+        if down is None or down.out_channels != fused.out_channels:
+            continue
+        with torch.no_grad():
+            fused.bias = nn.Parameter(fused.bias + down.bias, requires_grad=fused.bias.requires_grad)
+        plain = nn.Conv2d(down.in_channels, down.out_channels, down.kernel_size, down.stride, down.padding,
+                          down.dilation, down.groups, bias=False, padding_mode=down.padding_mode, device="meta")
+        plain.weight = down.weight
+        _set_submodule(gm, residual.target, plain)
     return gm
 
 

@@ -312,3 +312,53 @@ def test_output_disagreement_tolerates_rounding_only():
     nan[0, 0] = float("nan")
     assert output_disagreement(nan, want) == "NaN in different places"
     assert output_disagreement(nan, nan.clone()) is None
+
+
+class _Residuals(nn.Module):
+    """relu(conv(x) + down(x)) twice: once with a downsample used only there (its bias
+    moves), once with one whose output is also returned (it must keep its bias)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 3, padding=1)
+        self.down = nn.Conv2d(3, 8, 1)
+        self.b = nn.Conv2d(8, 8, 3, padding=1)
+        self.kept = nn.Conv2d(8, 8, 1)
+
+    def forward(self, x):
+        y = torch.relu(self.a(x) + self.down(x))
+        k = self.kept(y)
+        return torch.relu(self.b(y) + k), k
+
+
+def test_residual_bias_moves_into_the_fused_convolution():
+    from segblocks_core.fused import fold_residual_bias
+    torch.manual_seed(0)
+    net = _Residuals().eval()
+    fused = fuse_conv_epilogue(fx.symbolic_trace(copy.deepcopy(net)))
+    moved = fold_residual_bias(copy.deepcopy(fused))
+    assert moved.get_submodule("down").bias is None
+    assert torch.equal(moved.get_submodule("a").bias, net.a.bias + net.down.bias)
+    assert torch.equal(moved.get_submodule("down").weight, net.down.weight)
+    # the residual with another user is no plain residual convolution: untouched
+    assert torch.equal(moved.get_submodule("kept").bias, net.kept.bias)
+    assert torch.equal(moved.get_submodule("b").bias, net.b.bias)
+    # the network it came from keeps its bias (nothing changed in place)
+    assert fused.get_submodule("down").bias is not None
+    assert torch.equal(fused.get_submodule("a").bias, net.a.bias)
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        for got, want in zip(moved(x), net(x)):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_prepared_swiftnet_has_no_downsample_bias_and_keeps_the_function(folded):
+    prepared = prepare_network(folded, torch.float32, torch.device("cpu"), input_channels=3)
+    downs = [m for name, m in prepared.named_modules() if name.endswith("downsample.0")]
+    assert len(downs) == 3 and all(m.bias is None for m in downs)
+    assert all(m.bias is not None for name, m in folded.named_modules() if name.endswith("downsample.0"))
+    x = torch.randn(1, 3, 256, 512)
+    grid = torch.tensor([[[True, False, False, True], [False, True, True, False]]])
+    with torch.no_grad():
+        torch.testing.assert_close(prepared(x), folded(x), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(SegBlocks(prepared)(x, grid), SegBlocks(folded)(x, grid), rtol=1e-4, atol=1e-4)
