@@ -190,10 +190,11 @@ def fold_residual_bias(gm: fx.GraphModule) -> fx.GraphModule:
     ResNet block's downsample), move that bias into the fused convolution's:
     ``relu(conv(x) + b + (down(x) + b_down))`` becomes ``relu(conv(x) + (b + b_down) + down(x))``,
     the same function up to float rounding, without the pass in which PyTorch adds a plain
-    convolution's bias (cuDNN's fused add takes the sum with its own). Neither module is
-    changed in place (the downsample is replaced by a bias-free one sharing its weight), so
-    modules shared with another network keep their bias. Run after :func:`fuse_conv_epilogue`
-    (which keeps the function exactly); returns ``gm``."""
+    convolution's bias (cuDNN's fused add takes the sum with its own). No tensor is changed
+    in place: the fused convolution gets a new bias parameter and the downsample is replaced
+    by a bias-free convolution sharing its weight, so the network whose parameters these
+    modules share (:class:`FusedConv2d` shares its convolution's) keeps its biases. Run after
+    :func:`fuse_conv_epilogue` (which keeps the function exactly); returns ``gm``."""
     for node in gm.graph.nodes:
         if node.op != "call_module" or len(node.args) != 2:
             continue
