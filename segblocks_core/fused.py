@@ -135,7 +135,12 @@ def _is_add(node: fx.Node) -> bool:
 
 
 def _plain_conv(node, gm: fx.GraphModule) -> Optional[nn.Conv2d]:
+    """The biased nn.Conv2d ``node`` calls, if its output has one user and no other node
+    calls the same module (the passes replace the module itself: a second call site would
+    change with it)."""
     if not isinstance(node, fx.Node) or node.op != "call_module" or len(node.users) != 1:
+        return None
+    if any(n is not node and n.op == "call_module" and n.target == node.target for n in node.graph.nodes):
         return None
     conv = gm.get_submodule(node.target)
     if type(conv) is not nn.Conv2d or conv.bias is None or conv.padding_mode != "zeros" \

@@ -362,3 +362,29 @@ def test_prepared_swiftnet_has_no_downsample_bias_and_keeps_the_function(folded)
     with torch.no_grad():
         torch.testing.assert_close(prepared(x), folded(x), rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(SegBlocks(prepared)(x, grid), SegBlocks(folded)(x, grid), rtol=1e-4, atol=1e-4)
+
+
+class _Reused(nn.Module):
+    """A convolution module called twice, once before a ReLU (or as a residual) and once
+    on its own: replacing the module would change the other call too."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(4, 4, 3, padding=1)
+        self.down = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        return torch.relu(self.a(x)), self.a(x), torch.relu(self.a(x) + self.down(x)), self.down(x)
+
+
+def test_fusion_passes_leave_a_module_called_twice_alone():
+    from segblocks_core.fused import fold_residual_bias
+    torch.manual_seed(0)
+    net = _Reused().eval()
+    gm = fold_residual_bias(fuse_conv_epilogue(fx.symbolic_trace(copy.deepcopy(net))))
+    assert not _fused_modules(gm)
+    assert gm.get_submodule("down").bias is not None
+    x = torch.randn(2, 4, 8, 8)
+    with torch.no_grad():
+        for got, want in zip(gm(x), net(x)):
+            assert torch.equal(got, want)
