@@ -31,7 +31,7 @@ from segblocks_core import SegBlocks, count_macs  # noqa: E402
 from segblocks_core.engine import normalize  # noqa: E402
 from segblocks_core.executor import concurrent_lowres  # noqa: E402
 from segblocks_core.fastpath import GraphedSegmenter, prepare_network  # noqa: E402
-from segblocks_core.fused import CONV_UNITS_MODES, conv_units, fast_upsampling  # noqa: E402
+from segblocks_core.fused import CONV_UNITS_MODES, conv_units, fast_upsampling, upsample_tiles  # noqa: E402
 from segblocks_core.timing import cuda_median_ms  # noqa: E402
 from segblocks_core.layout import BlockLayout  # noqa: E402
 from segblocks_core.models import build_model  # noqa: E402
@@ -135,13 +135,17 @@ def main():
                     help="PyTorch's bilinear upsampling and a separate skip add in the decoder on "
                          "both sides instead of the native one-pass kernels; writes "
                          "torch-upsample-gpu-<gpu>-<date>.json")
+    ap.add_argument("--no-upsample-tiles", dest="upsample_tiles", action="store_false",
+                    help="SegBlocks' decoder upsampling writes its output and BlockPad pads it for the "
+                         "blend convolution, instead of the upsampling writing the padded tiles itself; "
+                         "writes blockpad-blends-gpu-<gpu>-<date>.json")
     ap.add_argument("--conv-units", choices=CONV_UNITS_MODES, default="off",
                     help="3x3 convolutions on units as one kernel that gathers the halo "
                          "(ops.conv3x3_units): off (BlockPad + cuDNN), auto (timed per shape) or "
                          "always; other than off writes conv-units-<mode>-gpu-<gpu>-<date>.json")
     args = ap.parse_args()
     # read at capture: the graphs keep them
-    with fast_upsampling(args.fast_upsample), conv_units(args.conv_units):
+    with fast_upsampling(args.fast_upsample), conv_units(args.conv_units), upsample_tiles(args.upsample_tiles):
         run(args)
 
 
@@ -235,12 +239,13 @@ def run(args) -> None:
               "height": h, "width": w, "fuse_epilogue": args.fuse_epilogue,
               "input_channels": args.input_channels, "units": args.units,
               "fast_max_pool": args.fast_max_pool, "fast_upsample": args.fast_upsample,
-              "conv_units": args.conv_units, "rows": rows}
+              "conv_units": args.conv_units, "upsample_tiles": args.upsample_tiles, "rows": rows}
     slug = re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")
     date = datetime.date.today().isoformat()
     os.makedirs(args.out, exist_ok=True)
     prefix = ("" if args.units else "split-") + ("" if args.fast_max_pool else "torch-maxpool-") + \
         ("" if args.fast_upsample else "torch-upsample-") + \
+        ("" if args.upsample_tiles else "blockpad-blends-") + \
         ("" if args.conv_units == "off" else f"conv-units-{args.conv_units}-") + \
         ("" if args.fuse_epilogue else "unfused-epilogue-") + \
         ("" if args.input_channels == 4 else f"input{args.input_channels}-")

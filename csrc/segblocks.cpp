@@ -50,10 +50,14 @@ TORCH_LIBRARY(segblocks, m) {
       "int kernel, int stride, int padding, bool quartered) -> Tensor");
   m.def("max_pool_dense(Tensor x, int kernel, int stride, int padding) -> Tensor");
   // SwiftNet's decoder step, bilinear x2 (+ skip) (ops/upsample2x.h): on units fused with
-  // BlockPad (1 px, replicate), and dense; inference only
+  // BlockPad (1 px, replicate), and dense; inference only. On units, post_scale/post_shift
+  // ([C]): relu(x * post_scale + post_shift) of every output (the next convolution's eval
+  // BatchNorm + ReLU); padding > 0: the output is block_pad_units of that, padding px,
+  // zero image border ([4Nh + Nl, C, h + 2p, h + 2p], a zero-padded convolution's input)
   m.def(
       "upsample2x_units(Tensor highres, Tensor lowres, Tensor hr_pos, Tensor lr_pos, Tensor block_map, "
-      "bool quartered, Tensor? skip=None) -> Tensor");
+      "bool quartered, Tensor? skip=None, Tensor? post_scale=None, Tensor? post_shift=None, "
+      "int padding=0) -> Tensor");
   m.def("upsample2x_dense(Tensor x, Tensor? skip=None) -> Tensor");
   // 3x3 convolution (stride 1 or 2) on units with BlockPad's zero halo gathered in the same pass,
   // + bias + residual, optional ReLU, optional BatchNorm + ReLU prologue (ops/conv_units.h);

@@ -49,7 +49,8 @@ from torch import Tensor, nn
 
 from . import ops
 from .fused import (BatchNormReLU, FusedConv2d, MaxPool2d, adaptive_avg_pool2d, conv_bias_relu,
-                    context_value, conv_units_mode, fast_upsampling_enabled, upsample_add, use_conv_units)
+                    context_value, conv_units_mode, fast_upsampling_enabled, upsample_add, upsample_tiles_enabled,
+                    use_conv_units)
 from .layout import BlockLayout, BlockTensor
 
 __all__ = ["SegBlocks", "UnsupportedLayerError", "MacCount", "concurrent_lowres", "units_mode"]
@@ -127,12 +128,22 @@ def _use_units(bt: BlockTensor) -> bool:
             and layout.num_lowres > 0)
 
 
+def _written_tiles(bt: BlockTensor, padding: int, mode: str = "constant", value: float = 0.0,
+                   pre: Optional[BatchNormReLU] = None) -> bool:
+    """``bt`` carries the tiles ``block_pad_units(bt, padding, mode, value, pre)`` would
+    write: its producer wrote them (:meth:`BlockTensor.from_padded_units`, zero border)."""
+    return (bt.padded is not None and bt.padded[1] == padding and padding > 0 and mode == "constant"
+            and value == 0.0 and pre is None)
+
+
 def _pad_units(bt: BlockTensor, pad_h: int, pad_w: int, mode: str = "constant",
                value: float = 0.0, pre: Optional[BatchNormReLU] = None) -> Tensor:
     """:func:`ops.block_pad_units` with possibly different vertical/horizontal padding;
     ``pre`` (a BatchNormReLU) is applied to the blocks in the same pass."""
     p = max(pad_h, pad_w)
-    if p == 0:
+    if _written_tiles(bt, p, mode, value, pre):
+        units = bt.padded[0]
+    elif p == 0:
         units = bt.units if pre is None else pre(bt.units)
     else:
         units = ops.block_pad_units(bt, p, mode, value, None if pre is None else (pre.scale, pre.shift))
@@ -264,7 +275,8 @@ def block_conv2d(bt: BlockTensor | Handoff, conv: nn.Conv2d, residual: Optional[
                 return conv_bias_relu(x, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups, z)
             return F.conv2d(x, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
 
-        out = _one_pass_output(bt, conv, residual, pre, conv_padded)
+        written = _written_tiles(bt, max(pad_h, pad_w), pre=pre)
+        out = None if written else _one_pass_output(bt, conv, residual, pre, conv_padded)
         if out is None:
             x = _pad_units(bt, pad_h, pad_w, pre=pre)
             del bt  # the padded tiles hold all the convolution reads
@@ -350,14 +362,18 @@ def block_avg_pool2d(bt: BlockTensor, kernel_size, stride, padding, divisor_over
                        F.avg_pool2d(lr, kernel_size, stride, **kw), bt.layout)
 
 
-def block_interpolate(bt: BlockTensor, factor: int, mode: str,
-                      add: Optional[BlockTensor] = None) -> BlockTensor:
+def block_interpolate(bt: BlockTensor, factor: int, mode: str, add: Optional[BlockTensor] = None,
+                      post: Optional[BatchNormReLU] = None, padding: int = 0) -> BlockTensor:
     """Upsample by an integer factor, exactly as the dense op would; plus ``add`` (a
-    BlockTensor at the output's stride) if given, as ``upsampled + add`` would be."""
+    BlockTensor at the output's stride) if given, as ``upsampled + add`` would be; then
+    ``post`` (a BatchNormReLU) if given. ``padding`` (the plan's hint, with ``post``: the
+    next convolution's): on units the op also writes that convolution's zero-border padded
+    tiles (:meth:`BlockTensor.from_padded_units`), so BlockPad does not copy the map again."""
     if (mode == "bilinear" and factor == 2 and _use_units(bt) and fast_upsampling_enabled()
             and 2 * bt.block_side < bt.layout.block_size and (add is None or isinstance(add, BlockTensor))):
         # units in and out: one pass, halo looked up, skip added (ops.upsample2x_units)
-        return ops.upsample2x_units(bt, add)
+        return ops.upsample2x_units(bt, add, None if post is None else (post.scale, post.shift),
+                                    padding if upsample_tiles_enabled() else 0)
     if mode == "nearest":
         def up(t):
             return F.interpolate(t, scale_factor=factor, mode="nearest")
@@ -374,7 +390,8 @@ def block_interpolate(bt: BlockTensor, factor: int, mode: str,
         else:
             hr, lr = ops.block_pad(bt, 1, "replicate")
             out = BlockTensor(up_crop(hr), up_crop(lr), bt.layout)
-    return out if add is None else block_binary("add", out, add)
+    out = out if add is None else block_binary("add", out, add)
+    return out if post is None else block_module(out, post)
 
 
 def block_upsample_argmax(bt: BlockTensor, factor: int) -> Tensor:
@@ -937,6 +954,7 @@ class _PlanBuilder:
             self.translate(node)
         self.fuse_conv_prologues()
         self.fuse_upsample_add()
+        self.fuse_upsample_pad()
         self.hand_off_conv_inputs()
         plan = fx.GraphModule(self.src, self.g, class_name="SegBlocksPlan")
         plan.graph.eliminate_dead_code()
@@ -998,6 +1016,29 @@ class _PlanBuilder:
                     node.replace_all_uses_with(up)
                     self.g.erase_node(node)
                     break
+
+    def fuse_upsample_pad(self) -> None:
+        """``block_conv2d(block_interpolate(x, ...), conv, pre=bn)`` ->
+        ``block_conv2d(block_interpolate(x, ..., post=bn, padding=p), conv)`` where the
+        upsampled map feeds only that zero-padded convolution: SwiftNet's blends. On units
+        the upsampling then writes the convolution's padded tiles itself (their interiors
+        with the BatchNorm + ReLU applied, then the frames), in place of BlockPad's copy of
+        the whole map. Runs after :meth:`fuse_conv_prologues` and :meth:`fuse_upsample_add`."""
+        for node in list(self.g.nodes):
+            if (node.op != "call_function" or node.target is not block_conv2d
+                    or node.kwargs.get("pre") is None):
+                continue
+            up = node.args[0]
+            if not (isinstance(up, fx.Node) and up.op == "call_function" and up.target is block_interpolate
+                    and len(up.users) == 1 and "post" not in up.kwargs):
+                continue
+            conv = self.src.get_submodule(node.args[1].target)
+            if conv.padding_mode != "zeros":
+                continue
+            pre = node.kwargs["pre"]
+            up.prepend(pre)  # a get_attr (no inputs): defined before the upsampling now reads it
+            up.kwargs = {**up.kwargs, "post": pre, "padding": max(_two(conv.padding))}
+            node.kwargs = {k: v for k, v in node.kwargs.items() if k != "pre"}
 
     def translate(self, node: fx.Node) -> None:
         if node.op == "placeholder":

@@ -363,6 +363,24 @@ def fast_upsampling_enabled() -> bool:
     return _FAST_UPSAMPLING.get()
 
 
+_UPSAMPLE_TILES: contextvars.ContextVar[bool] = contextvars.ContextVar("segblocks_upsample_tiles", default=True)
+
+
+@contextlib.contextmanager
+def upsample_tiles(enabled: bool = True):
+    """Let SegBlocks' decoder upsampling on units write the next (blend) convolution's
+    padded tiles itself (:func:`segblocks_core.ops.upsample2x_units` with ``padding``), or
+    (off) write its output and let BlockPad pad it (the A/B of ``benchmarks/bench_gpu.py
+    --no-upsample-tiles``). Read when the ops run, so a CUDA graph keeps what was active at
+    capture."""
+    with context_value(_UPSAMPLE_TILES, bool(enabled)):
+        yield
+
+
+def upsample_tiles_enabled() -> bool:
+    return _UPSAMPLE_TILES.get()
+
+
 def upsample_add(x: Tensor, size, skip: Tensor) -> Tensor:
     """``F.interpolate(x, size, mode="bilinear", align_corners=False) + skip`` (SwiftNet's
     decoder step). On CUDA, without grad, where ``size`` doubles ``x``: one pass

@@ -146,7 +146,7 @@ class BlockTensor:
             elementwise ops and convolutions run once over both.
     """
 
-    __slots__ = ("highres", "lowres", "layout", "quartered", "_units")
+    __slots__ = ("highres", "lowres", "layout", "quartered", "_units", "_padded")
 
     def __init__(self, highres: Tensor, lowres: Tensor, layout: BlockLayout,
                  quartered: bool = False):
@@ -155,6 +155,7 @@ class BlockTensor:
         self.layout = layout
         self.quartered = bool(quartered)
         self._units: Optional[Tensor] = None
+        self._padded: Optional[tuple[Tensor, int]] = None
 
     @classmethod
     def from_units(cls, units: Tensor, layout: BlockLayout) -> "BlockTensor":
@@ -164,6 +165,27 @@ class BlockTensor:
         bt = cls(units[:nh], units[nh:], layout, quartered=True)
         bt._units = units
         return bt
+
+    @classmethod
+    def from_padded_units(cls, padded: Tensor, padding: int, layout: BlockLayout) -> "BlockTensor":
+        """A quartered BlockTensor whose units are the interiors of ``padded``
+        ``[4*Nh + Nl, C, u+2p, u+2p]``: tiles BlockPad-ed by ``padding`` px with a zero image
+        border (``ops.block_pad_units(bt, padding, "constant", 0.0)`` of the result), which
+        a zero-padded convolution reads as they are (:attr:`padded`)."""
+        p = int(padding)
+        u = padded.shape[-1] - 2 * p
+        if p < 1 or u < 1 or padded.dim() != 4 or padded.shape[-2] != padded.shape[-1]:
+            raise ValueError(f"padded tiles [T, C, u+2p, u+2p] with p >= 1 expected, got "
+                             f"{tuple(padded.shape)} and padding {padding}")
+        bt = cls.from_units(padded[:, :, p:p + u, p:p + u], layout)
+        bt._padded = (padded, p)
+        return bt
+
+    @property
+    def padded(self) -> Optional[tuple[Tensor, int]]:
+        """``(tiles, p)`` when the units are the interiors of tiles BlockPad-ed by ``p`` px
+        with a zero image border (:meth:`from_padded_units`), else None."""
+        return self._padded
 
     @property
     def units(self) -> Tensor:

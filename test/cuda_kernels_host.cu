@@ -225,15 +225,27 @@ int segblocks_host_max_pool_dense(int dtype, const void* x, const int64_t* strid
 
 int segblocks_host_upsample2x_units(int dtype, const void* highres, const int64_t* highres_strides,
                                     const void* lowres, const int64_t* lowres_strides, const void* skip,
-                                    const int64_t* skip_strides, void* out, const int64_t* hr_pos,
+                                    const int64_t* skip_strides, void* out, const int64_t* out_strides,
+                                    const void* post_scale, const void* post_shift, const int64_t* hr_pos,
                                     const int64_t* lr_pos, const int32_t* block_map, const int64_t* grid,
                                     int quartered, int channels_last, int index32) {
   return with_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     with_upsample2x_units(static_cast<const T*>(highres), strides_from(highres_strides),
                           static_cast<const T*>(lowres), strides_from(lowres_strides), static_cast<const T*>(skip),
-                          strides_from(skip_strides), static_cast<T*>(out), hr_pos, lr_pos, block_map,
-                          grid_from(grid), quartered != 0, channels_last != 0, index32 != 0, RunOnHost{});
+                          strides_from(skip_strides), static_cast<T*>(out), strides_from(out_strides),
+                          static_cast<const T*>(post_scale), static_cast<const T*>(post_shift), hr_pos, lr_pos,
+                          block_map, grid_from(grid), quartered != 0, channels_last != 0, index32 != 0, RunOnHost{});
+  });
+}
+
+int segblocks_host_block_pad_ring(int dtype, void* padded, const int64_t* hr_pos, const int64_t* lr_pos,
+                                  const int32_t* block_map, const int64_t* grid, int64_t padding, int replicate,
+                                  double value, int channels_last, int index32) {
+  return with_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    with_block_pad_ring(static_cast<T*>(padded), hr_pos, lr_pos, block_map, grid_from(grid), padding,
+                        replicate != 0, value, channels_last != 0, index32 != 0, RunOnHost{});
   });
 }
 

@@ -274,6 +274,33 @@ def check_upsample2x_units_quartered(device, dtype, layout: str, geometry: Geome
     check_upsample2x_units(device, dtype, layout, geometry, quartered=True)
 
 
+UPSAMPLE_PADDINGS = (1, 3)  # 1: the blend convolutions' (3x3); 3: frames reaching past 1-px tiles
+
+
+def check_upsample2x_units_padded(device, dtype, layout: str, geometry: Geometry) -> None:
+    """Bilinear x2 + skip + BatchNorm + ReLU epilogue writing a zero-padded convolution's
+    tiles: the reference's block_pad_units of the result; the frames are bitwise what
+    BlockPad writes from the op's own unpadded output (same device), the interiors bitwise
+    that output."""
+    lay, highres, lowres = unit_inputs(geometry, dtype, device, layout)
+    args = (lay.hr_pos, lay.lr_pos, lay.block_map)
+    h, c = geometry.hr_side, highres.shape[1]
+    skip = make_tensor((4 * lay.num_highres + lay.num_lowres, c, h, h), dtype, device, layout, 7)
+    post = prologue(c, dtype, device)
+    for padding, with_post in itertools.product(UPSAMPLE_PADDINGS, (True, False)):
+        scale, shift = post if with_post else (None, None)
+        got = torch.ops.segblocks.upsample2x_units(highres, lowres, *args, True, skip, scale, shift, padding)
+        want = _reference.upsample2x_units(highres, lowres, *args, True, skip, scale, shift, padding)
+        assert got.shape == (4 * lay.num_highres + lay.num_lowres, c, h + 2 * padding, h + 2 * padding), got.shape
+        torch.testing.assert_close(got, want)  # FMA contraction may differ by an ulp, as in BlockPad's prologue
+        plain = torch.ops.segblocks.upsample2x_units(highres, lowres, *args, True, skip, scale, shift)
+        nh = 4 * lay.num_highres
+        framed = torch.ops.segblocks.block_pad_units(plain[:nh], plain[nh:], *args, padding, "constant", 0.0, True)
+        torch.testing.assert_close(got, framed, rtol=0, atol=0)
+        if not (highres.is_contiguous() and lowres.is_contiguous()):
+            _check_layout([got], layout)
+
+
 def check_upsample2x_dense(device, dtype, layout: str, geometry: Geometry) -> None:
     _, x = dense_input(geometry, dtype, device, layout)
     n, c, h, w = x.shape
@@ -523,6 +550,7 @@ _CHECKS = {
     "upsample_argmax_dense": check_upsample_argmax_dense,
     "upsample2x_units": check_upsample2x_units,
     "upsample2x_units_quartered": check_upsample2x_units_quartered,
+    "upsample2x_units_padded": check_upsample2x_units_padded,
     "upsample2x_dense": check_upsample2x_dense,
     "cell_complexity": check_cell_complexity,
 }

@@ -295,14 +295,11 @@ def test_upsample2x_units_and_dense(lib, geometry, layout, dtype, index32, quart
     lay, hr, lr = inputs(geometry, dtype, "cpu", layout)
     cl = _is_channels_last(hr, lr)
     h, c = 2 * lr.shape[-1], hr.shape[1]
-    bm = lay.block_map.contiguous()
     shape = (4 * lay.num_highres + lay.num_lowres, c, h, h)
     skip = cases.make_tensor(shape, dtype, "cpu", layout, 31)
     for sk in (None, skip):
         got = _empty(shape, hr, cl)
-        _call(lib.segblocks_host_upsample2x_units, DTYPE_CODES[dtype], _ptr(hr), _i64(hr.stride()), _ptr(lr),
-              _i64(lr.stride()), None if sk is None else _ptr(sk), _i64(skip.stride()), _ptr(got), _ptr(lay.hr_pos),
-              _ptr(lay.lr_pos), _ptr(bm), _grid(lay, h, c), int(quartered), int(cl), int(index32))
+        host_upsample2x_units(lib, hr, lr, lay, sk, got, None, quartered, index32)
         want = torch.ops.segblocks.upsample2x_units(hr, lr, lay.hr_pos, lay.lr_pos, lay.block_map, quartered, sk)
         torch.testing.assert_close(got, want, rtol=0, atol=0)
     _, x = cases.dense_input(geometry, dtype, "cpu", layout)
@@ -315,6 +312,66 @@ def test_upsample2x_units_and_dense(lib, geometry, layout, dtype, index32, quart
               None if sk is None else _ptr(sk), _i64(dense_skip.stride()), _ptr(dense), ctypes.c_int64(n),
               ctypes.c_int64(cx), ctypes.c_int64(xh), ctypes.c_int64(xw), int(xcl), int(index32))
         torch.testing.assert_close(dense, torch.ops.segblocks.upsample2x_dense(x, sk), rtol=0, atol=0)
+
+
+def host_upsample2x_units(lib, hr, lr, lay, skip, out, post, quartered, index32):
+    """The units upsampling into ``out`` (any strides: a tensor, or the interiors of padded
+    tiles), with the epilogue ``post`` = (scale, shift) or None."""
+    cl = _is_channels_last(hr, lr)
+    h, c = 2 * lr.shape[-1], hr.shape[1]
+    scale, shift = (None, None) if post is None else (_ptr(post[0]), _ptr(post[1]))
+    _call(lib.segblocks_host_upsample2x_units, DTYPE_CODES[hr.dtype], _ptr(hr), _i64(hr.stride()), _ptr(lr),
+          _i64(lr.stride()), None if skip is None else _ptr(skip), _i64(out.stride() if skip is None else skip.stride()),
+          _ptr(out), _i64(out.stride()), scale, shift, _ptr(lay.hr_pos), _ptr(lay.lr_pos),
+          _ptr(lay.block_map.contiguous()), _grid(lay, h, c), int(quartered), int(cl), int(index32))
+
+
+@COMMON
+@DTYPES
+@BLOCK_PAD_LAYOUTS
+@GEOMETRIES
+@pytest.mark.parametrize("padding", cases.UPSAMPLE_PADDINGS)
+def test_upsample2x_units_padded(lib, geometry, layout, dtype, index32, padding):
+    """The CUDA path of upsample2x_units with a BatchNorm + ReLU epilogue and padded output:
+    the element code writes the tiles' interiors (strided), block_pad_ring their frames;
+    bitwise the native CPU op."""
+    lay, hr, lr = cases.unit_inputs(geometry, dtype, "cpu", layout)
+    cl = _is_channels_last(hr, lr)
+    h, c = 2 * lr.shape[-1], hr.shape[1]
+    tiles = 4 * lay.num_highres + lay.num_lowres
+    skip = cases.make_tensor((tiles, c, h, h), dtype, "cpu", layout, 31)
+    post = cases.prologue(c, dtype, "cpu")
+    w = h + 2 * padding
+    got = _empty((tiles, c, w, w), hr, cl)
+    host_upsample2x_units(lib, hr, lr, lay, skip, got[:, :, padding:padding + h, padding:padding + h], post, True,
+                          index32)
+    _call(lib.segblocks_host_block_pad_ring, DTYPE_CODES[dtype], _ptr(got), _ptr(lay.hr_pos), _ptr(lay.lr_pos),
+          _ptr(lay.block_map.contiguous()), _grid(lay, 2 * h, c), ctypes.c_int64(padding), 0, ctypes.c_double(0.0),
+          int(cl), int(index32))
+    want = torch.ops.segblocks.upsample2x_units(hr, lr, lay.hr_pos, lay.lr_pos, lay.block_map, True, skip, *post,
+                                                padding)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+@COMMON
+@DTYPES
+@BLOCK_PAD_LAYOUTS
+@GEOMETRIES
+@pytest.mark.parametrize("pad", cases.PADS, ids=[f"p{p}-{m}-{v}" for p, m, v in cases.PADS])
+def test_block_pad_ring(lib, geometry, layout, dtype, index32, pad):
+    """block_pad_ring on tiles whose frames hold garbage (NaN) and whose interiors are the
+    units: bitwise block_pad_units of the units, in every mode and padding."""
+    p, mode, value = pad
+    lay, hr, lr = cases.unit_inputs(geometry, dtype, "cpu", layout)
+    cl = _is_channels_last(hr, lr)
+    u, c = lr.shape[-1], hr.shape[1]
+    want = torch.ops.segblocks.block_pad_units(hr, lr, lay.hr_pos, lay.lr_pos, lay.block_map, p, mode, value, True)
+    got = _empty(want.shape, hr, cl)
+    got[:, :, p:p + u, p:p + u] = want[:, :, p:p + u, p:p + u]
+    _call(lib.segblocks_host_block_pad_ring, DTYPE_CODES[dtype], _ptr(got), _ptr(lay.hr_pos), _ptr(lay.lr_pos),
+          _ptr(lay.block_map.contiguous()), _grid(lay, 2 * u, c), ctypes.c_int64(p), int(mode == "replicate"),
+          ctypes.c_double(value), int(cl), int(index32))
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
 @COMMON

@@ -148,17 +148,39 @@ def test_units_labels_and_prepared_network():
     want = SegBlocks(net)(x, grid)
     logits = SegBlocks(fast, units=True)(x4, grid)
     assert max_rel_diff(logits, want) <= 1e-3
-    # the decoder's three pre-activation blend convolutions take their BatchNorm + ReLU
-    # inside BlockPad (the plan drops those three elementwise passes)
+    # the decoder's three steps upsample(x) + skip -> BatchNorm + ReLU -> zero-padded 3x3
+    # blend convolution are one upsampling pass each (ops.upsample2x_units) that applies the
+    # BatchNorm + ReLU and writes the convolution's padded tiles (no elementwise pass and
+    # no BlockPad copy of its own)
     plan = SegBlocks(fast, units=True).plan
-    fused = [n for n in plan.graph.nodes if n.op == "call_function" and "pre" in n.kwargs]
-    assert len(fused) == 3
-    # and their inputs, upsample(x) + skip, are one pass each (ops.upsample2x_units)
-    up_add = [n for n in plan.graph.nodes if n.op == "call_function" and "add" in n.kwargs]
+    calls = [n for n in plan.graph.nodes if n.op == "call_function"]
+    up_add = [n for n in calls if "add" in n.kwargs]
     assert len(up_add) == 3
+    assert all(n.kwargs.get("post") is not None and n.kwargs.get("padding") == 1 for n in up_add)
+    assert not [n for n in calls if n.kwargs.get("pre") is not None]
     labels = SegBlocks(fast, units=True).labels(x4, grid)
     agree = (labels.long() == want.argmax(1)).float().mean().item()
     assert agree > 0.999
+
+
+def test_blend_convolutions_read_the_tiles_the_upsampling_wrote(monkeypatch):
+    """With the upsampling writing the blends' padded tiles, the plan runs three BlockPad
+    passes fewer on units, and its output is the one of the plan that pads them with
+    BlockPad (the BatchNorm + ReLU inside BlockPad): the same values."""
+    from segblocks_core.executor import _PlanBuilder
+    fast = prepare_network(_net(swiftnet_rn18), torch.float32, torch.device("cpu"))
+    x = F.pad(torch.randn(1, 3, 256, 384), (0, 0, 0, 0, 0, 1))
+    grid = _mixed_grid((1, 2, 3), seed=2)
+    pads = []
+    real = ops.block_pad_units
+    monkeypatch.setattr(ops, "block_pad_units", lambda *a, **k: pads.append(a[1]) or real(*a, **k))
+    fused = SegBlocks(fast, units=True)(x, grid)
+    fused_pads = len(pads)
+    pads.clear()
+    monkeypatch.setattr(_PlanBuilder, "fuse_upsample_pad", lambda self: None)
+    padded = SegBlocks(fast, units=True)(x, grid)
+    assert len(pads) - fused_pads == 3
+    assert max_rel_diff(fused, padded) <= 1e-5
 
 
 class SqueezeExcite(nn.Module):
@@ -251,6 +273,20 @@ def test_upsample2x_units_op_rejects_bad_input():
     wrong_side = BlockTensor(torch.randn(lay.num_highres, 3, 4, 4), torch.randn(lay.num_lowres, 3, 2, 2), lay)
     with pytest.raises(RuntimeError, match="skip must have the output's shape"):
         ops.upsample2x_units(bt, wrong_side)
+    with pytest.raises(ValueError, match="padding must be >= 0"):
+        ops.upsample2x_units(bt, padding=-1)
+    with pytest.raises(RuntimeError, match="post_scale must have shape"):
+        ops.upsample2x_units(bt, post=(torch.ones(4), torch.zeros(4)))
+    with pytest.raises(ValueError, match="padded tiles"):
+        BlockTensor.from_padded_units(torch.zeros(5, 3, 6, 6), 0, lay)
+    # the padded result: its units are the tiles' interiors, the tiles BlockPad's
+    scale, shift = torch.rand(3) + 0.5, torch.randn(3)
+    padded = ops.upsample2x_units(bt, post=(scale, shift), padding=2)
+    plain = ops.upsample2x_units(bt, post=(scale, shift))
+    tiles, p = padded.padded
+    assert p == 2 and tiles.shape == (4 * lay.num_highres + lay.num_lowres, 3, 8, 8)
+    assert torch.equal(padded.units, plain.units) and plain.padded is None
+    assert torch.equal(tiles, ops.block_pad_units(plain, 2))
     out = ops.upsample2x_units(bt, BlockTensor(torch.zeros(lay.num_highres, 3, 8, 8),
                                                torch.zeros(lay.num_lowres, 3, 4, 4), lay))
     assert out.quartered and out.block_side == 8
@@ -305,6 +341,16 @@ def test_one_pass_conv_units_in_the_prepared_network(monkeypatch):
 
     monkeypatch.setattr(ops, "conv3x3_units_supported", lambda *a, **k: True)
     monkeypatch.setattr(ops, "conv3x3_units", spy)
+    with fused.conv_units("always"):
+        got = SegBlocks(fast, units=True)(x4, grid)
+    assert max_rel_diff(got, want) <= TOL
+    # the decoder's three blends read the padded tiles their upsampling wrote (there is no
+    # BlockPad pass left to save), so the 16 convolutions of the backbone run in one pass
+    assert len(calls) == 16 and not any(pre for *_, pre in calls)
+    # without that fusion (the plan pass off), the blends run in one pass too, with their
+    # BatchNorm + ReLU as the kernel's prologue
+    monkeypatch.setattr(executor._PlanBuilder, "fuse_upsample_pad", lambda self: None)
+    calls.clear()
     with fused.conv_units("always"):
         got = SegBlocks(fast, units=True)(x4, grid)
     assert max_rel_diff(got, want) <= TOL

@@ -255,11 +255,12 @@ inline BlockPadArgs check_block_pad_args(const at::Tensor& highres, const at::Te
 // [4*Nh, C, h/2, h/2]. The grid's hr_side is h either way.
 inline void check_prologue(const char* op, const at::Tensor& like,
                            const std::optional<at::Tensor>& pre_scale,
-                           const std::optional<at::Tensor>& pre_shift) {
-  TORCH_CHECK(pre_scale.has_value() == pre_shift.has_value(), op,
-              ": pre_scale and pre_shift must be given together");
+                           const std::optional<at::Tensor>& pre_shift, const char* scale_name = "pre_scale",
+                           const char* shift_name = "pre_shift") {
+  TORCH_CHECK(pre_scale.has_value() == pre_shift.has_value(), op, ": ", scale_name, " and ", shift_name,
+              " must be given together");
   if (!pre_scale.has_value()) return;
-  const char* names[2] = {"pre_scale", "pre_shift"};
+  const char* names[2] = {scale_name, shift_name};
   const at::Tensor* ts[2] = {&*pre_scale, &*pre_shift};
   for (int i = 0; i < 2; ++i) {
     const at::Tensor& t = *ts[i];
@@ -349,17 +350,22 @@ inline void check_upsample_skip(const char* op, const std::optional<at::Tensor>&
               skip->sizes());
 }
 
-// upsample2x_units(highres, lowres, hr_pos, lr_pos, block_map, quartered, skip): the input
-// is checked like block_pad_units' (padding 1, replicate); returns the output shape
+// upsample2x_units(highres, lowres, hr_pos, lr_pos, block_map, quartered, skip, post_scale,
+// post_shift, padding): the input is checked like block_pad_units' (padding 1, replicate);
+// the epilogue like its prologue; padding >= 0
 inline BlockPadArgs check_upsample2x_units_args(const at::Tensor& highres, const at::Tensor& lowres,
                                                 const at::Tensor& hr_pos, const at::Tensor& lr_pos,
                                                 const at::Tensor& block_map, bool quartered,
-                                                const std::optional<at::Tensor>& skip) {
+                                                const std::optional<at::Tensor>& skip,
+                                                const std::optional<at::Tensor>& post_scale,
+                                                const std::optional<at::Tensor>& post_shift, int64_t padding) {
+  const char* op = "upsample2x_units";
   const BlockPadArgs a = check_block_pad_units_args(highres, lowres, hr_pos, lr_pos, block_map, 1, "replicate",
                                                     quartered, std::nullopt, std::nullopt);
   const BlockGrid& g = a.grid;
-  check_upsample_skip("upsample2x_units", skip, highres,
-                      {4 * g.num_highres + g.num_lowres, g.channels, g.hr_side, g.hr_side});
+  check_upsample_skip(op, skip, highres, {4 * g.num_highres + g.num_lowres, g.channels, g.hr_side, g.hr_side});
+  check_prologue(op, highres, post_scale, post_shift, "post_scale", "post_shift");
+  check_padding(op, padding);
   return a;
 }
 

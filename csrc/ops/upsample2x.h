@@ -8,6 +8,14 @@
 //   without writing the padded tiles (UnitWindow looks the 1-px halo up) and without
 //   computing the halo outputs the crop would drop.
 //
+//   upsample2x_units(..., skip, post_scale, post_shift, padding)
+//       -> [4Nh + Nl, C, 2u + 2p, 2u + 2p]
+//   equals  block_pad_units(relu(up * post_scale + post_shift), p, "constant", 0)
+//   (up: the upsampling (+ skip) above): the padded tiles a zero-padded convolution after
+//   an eval BatchNorm + ReLU reads (SwiftNet's blend convolutions), written by this op:
+//   the element functions write each output into the interior of its tile (out_strides),
+//   and block_pad_ring fills the p-px frame from the interiors (ops/cuda/block_pad.cuh).
+//
 //   upsample2x_dense(x [N, C, H, W], skip) -> [N, C, 2H, 2W]
 //       = F.interpolate(x, scale_factor=2, mode="bilinear") (+ skip)
 //
@@ -28,14 +36,25 @@
 
 namespace segblocks {
 
+// An optional per-channel epilogue relu(v * scale + shift) on the rounded value, rounded
+// again: an eval BatchNorm + ReLU, the same expression as BlockPad's prologue (pre_op), so
+// the values are those block_pad_units(..., pre) would read. scale == nullptr: none.
+template <typename scalar_t>
+struct PostOp {
+  const scalar_t* scale;
+  const scalar_t* shift;
+};
+
 // h0 * (w0 * a + w1 * b) + h1 * (w0 * c + w1 * d) per lane, rounded to the dtype; plus the
-// skip (rounded again) when given.
+// skip (rounded again) when given; then the epilogue `post` (channels [ch, ch + kPack)).
 template <typename Cvt, int kPack, typename index_t>
 SEGBLOCKS_HOST_DEVICE void blend_store(const AccPack<Cvt, kPack>& a, const AccPack<Cvt, kPack>& b,
                                        const AccPack<Cvt, kPack>& c, const AccPack<Cvt, kPack>& d,
                                        const LinearTap<typename Cvt::acc_t, index_t>& ty,
                                        const LinearTap<typename Cvt::acc_t, index_t>& tx,
-                                       const typename Cvt::scalar_t* skip, typename Cvt::scalar_t* out) {
+                                       const typename Cvt::scalar_t* skip, typename Cvt::scalar_t* out,
+                                       const PostOp<typename Cvt::scalar_t>& post = {nullptr, nullptr},
+                                       index_t ch = 0) {
   using acc_t = typename Cvt::acc_t;
   AccPack<Cvt, kPack> r;
   SEGBLOCKS_UNROLL
@@ -49,6 +68,14 @@ SEGBLOCKS_HOST_DEVICE void blend_store(const AccPack<Cvt, kPack>& a, const AccPa
     SEGBLOCKS_UNROLL
     for (int l = 0; l < kPack; ++l) r.v[l] = r.v[l] + s.v[l];
   }
+  if (post.scale != nullptr) {
+    SEGBLOCKS_UNROLL
+    for (int l = 0; l < kPack; ++l) {
+      const acc_t v = Cvt::to_acc(Cvt::round(r.v[l]));  // the value BlockPad's prologue would read
+      const acc_t y = Cvt::to_acc(post.shift[ch + l]) + v * Cvt::to_acc(post.scale[ch + l]);
+      r.v[l] = y < static_cast<acc_t>(0) ? static_cast<acc_t>(0) : y;  // NaN stays NaN, like relu
+    }
+  }
   r.store(out);
 }
 
@@ -57,7 +84,9 @@ struct Upsample2xUnitsParams {
   UnitsInput<scalar_t> in;
   const scalar_t* skip;  // [4Nh + Nl, C, 2u, 2u] or nullptr
   Strides4 skip_strides;
-  scalar_t* out;  // [4Nh + Nl, C, 2u, 2u], contiguous in NCHW or NHWC order
+  scalar_t* out;  // [4Nh + Nl, C, 2u, 2u]: a tensor in NCHW or NHWC order, or the interior of padded tiles
+  Strides4 out_strides;
+  PostOp<scalar_t> post;
   GridIndexer<D> grid;
   D channels_div;  // divides by C / kPack
   D out_side_div;  // divides by 2u
@@ -83,9 +112,10 @@ SEGBLOCKS_HOST_DEVICE void upsample2x_units_element(const Upsample2xUnitsParams<
   win.read(ty.i0, tx.i1, b);
   win.read(ty.i1, tx.i0, c);
   win.read(ty.i1, tx.i1, d);
-  const StridesT<index_t> ss(prm.skip_strides);
+  const StridesT<index_t> ss(prm.skip_strides), os(prm.out_strides);
   const typename Cvt::scalar_t* skip = prm.skip == nullptr ? nullptr : prm.skip + ss.offset(el.k, ch, el.i, el.j);
-  blend_store<Cvt, kPack, index_t>(a, b, c, d, ty, tx, skip, prm.out + static_cast<int64_t>(e) * kPack);
+  blend_store<Cvt, kPack, index_t>(a, b, c, d, ty, tx, skip, prm.out + os.offset(el.k, ch, el.i, el.j), prm.post,
+                                   ch);
 }
 
 template <typename scalar_t, typename D>

@@ -205,13 +205,19 @@ def max_pool_dense(x: Tensor, kernel: int, stride: int, padding: int) -> Tensor:
 
 
 def upsample2x_units_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
-                            block_map: Tensor, quartered: bool = False, skip: Optional[Tensor] = None) -> Tensor:
-    if _no_grad(highres, lowres, skip) and _use_native(highres.device, "upsample2x_units"):
-        return torch.ops.segblocks.upsample2x_units(highres, lowres, hr_pos, lr_pos, block_map, quartered, skip)
-    return _reference.upsample2x_units(highres, lowres, hr_pos, lr_pos, block_map, quartered, skip)
+                            block_map: Tensor, quartered: bool = False, skip: Optional[Tensor] = None,
+                            post_scale: Optional[Tensor] = None, post_shift: Optional[Tensor] = None,
+                            padding: int = 0) -> Tensor:
+    if (_no_grad(highres, lowres, skip, post_scale, post_shift)
+            and _use_native(highres.device, "upsample2x_units")):
+        return torch.ops.segblocks.upsample2x_units(highres, lowres, hr_pos, lr_pos, block_map, quartered, skip,
+                                                    post_scale, post_shift, padding)
+    return _reference.upsample2x_units(highres, lowres, hr_pos, lr_pos, block_map, quartered, skip,
+                                       post_scale, post_shift, padding)
 
 
-def upsample2x_units(blocks: BlockTensor, skip: Optional[BlockTensor] = None) -> BlockTensor:
+def upsample2x_units(blocks: BlockTensor, skip: Optional[BlockTensor] = None,
+                     post: Optional[tuple[Tensor, Tensor]] = None, padding: int = 0) -> BlockTensor:
     """Bilinear x2 upsampling (``align_corners=False``) of a BlockTensor, plus ``skip``:
     SwiftNet's decoder step ``interpolate(x, scale_factor=2) + skip`` in one pass.
 
@@ -219,12 +225,27 @@ def upsample2x_units(blocks: BlockTensor, skip: Optional[BlockTensor] = None) ->
     each unit's :func:`block_pad_units` tile (1 px, replicate) and cropping, but the tiles
     are never written and no halo output is computed. ``skip`` (a BlockTensor on the same
     layout at the output's block side) is added to the rounded upsampled values.
+
+    ``post=(scale, shift)`` (``[C]`` each): the result is ``relu(x * scale + shift)`` (an eval
+    BatchNorm + ReLU, the same values as :func:`block_pad_units`' ``pre``). ``padding > 0``:
+    the op also writes the padded tiles of a zero-padded convolution,
+    ``block_pad_units(result, padding)``, without a separate pass over the map: the
+    upsampling writes their interiors and only the frames are filled afterwards. The
+    result's units are then the interiors (a view), and ``result.padded`` holds the tiles
+    (:meth:`BlockTensor.from_padded_units`).
     """
     _check_blocks(blocks)
+    padding = int(padding)
+    if padding < 0:
+        raise ValueError(f"padding must be >= 0, got {padding}")
     layout = blocks.layout
+    scale, shift = (None, None) if post is None else (post[0].reshape(-1), post[1].reshape(-1))
     out = upsample2x_units_tensor(blocks.highres, blocks.lowres, layout.hr_pos, layout.lr_pos,
-                                  layout.block_map, blocks.quartered, _operand_units(skip, blocks, "skip"))
-    return BlockTensor.from_units(out, layout)
+                                  layout.block_map, blocks.quartered, _operand_units(skip, blocks, "skip"),
+                                  scale, shift, padding)
+    if padding == 0:
+        return BlockTensor.from_units(out, layout)
+    return BlockTensor.from_padded_units(out, padding, layout)
 
 
 def upsample2x_dense(x: Tensor, skip: Optional[Tensor] = None) -> Tensor:

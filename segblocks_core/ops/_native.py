@@ -161,8 +161,10 @@ def _max_pool_dense_fake(x: Tensor, kernel: int, stride: int, padding: int):
 
 
 def _upsample2x_units_fake(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor,
-                           quartered: bool, skip: Optional[Tensor] = None):
-    h = 2 * lowres.shape[-1]
+                           quartered: bool, skip: Optional[Tensor] = None, post_scale: Optional[Tensor] = None,
+                           post_shift: Optional[Tensor] = None, padding: int = 0):
+    torch._check(padding >= 0, lambda: f"upsample2x_units: padding must be >= 0, got {padding}")
+    h = 2 * lowres.shape[-1] + 2 * padding
     return _empty((4 * hr_pos.shape[0] + lr_pos.shape[0], highres.shape[1], h, h), highres,
                   _memory_format(highres, lowres))
 

@@ -248,12 +248,22 @@ def cell_complexity(x: Tensor, channels: int, factor: int, floor: float) -> Tens
 
 
 def upsample2x_units(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor,
-                     quartered: bool = False, skip: Optional[Tensor] = None) -> Tensor:
+                     quartered: bool = False, skip: Optional[Tensor] = None,
+                     post_scale: Optional[Tensor] = None, post_shift: Optional[Tensor] = None,
+                     padding: int = 0) -> Tensor:
     """Bilinear x2 of :func:`block_pad_units` tiles (1 px, replicate), cropped back:
-    ``[4*Nh + Nl, C, h, h]``, the units one stride finer; plus ``skip`` if given."""
+    ``[4*Nh + Nl, C, h, h]``, the units one stride finer; plus ``skip`` if given. With
+    ``post_scale``/``post_shift`` or ``padding``: :func:`block_pad_units` of that (``padding``
+    px, zero border, ``relu(x * post_scale + post_shift)`` as its prologue),
+    ``[4*Nh + Nl, C, h + 2p, h + 2p]``: a zero-padded convolution's input tiles."""
     units = block_pad_units(highres, lowres, hr_pos, lr_pos, block_map, 1, "replicate", 0.0, quartered)
     up = _upsample_blocks(units, 2)
-    return up if skip is None else up + skip
+    up = up if skip is None else up + skip
+    if post_scale is None and padding == 0:
+        return up
+    nh = 4 * hr_pos.shape[0]
+    return block_pad_units(up[:nh], up[nh:], hr_pos, lr_pos, block_map, padding, "constant", 0.0, True,
+                           post_scale, post_shift)
 
 
 def upsample2x_dense(x: Tensor, skip: Optional[Tensor] = None) -> Tensor:

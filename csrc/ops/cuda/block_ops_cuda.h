@@ -92,12 +92,23 @@ cudaError_t launch_max_pool_dense(const scalar_t* x, Strides4 strides, scalar_t*
 
 // upsample2x_units / upsample2x_dense: bilinear x2 (+ skip, nullptr: none) (ops/upsample2x.h);
 // on units the 1-px replicate halo is read through BlockPad's rules, no padded copy is written.
+// units: `out` with `out_strides` (the output, or the interior of padded tiles: an exception
+// to the contiguous-output rule), post_scale / post_shift (or nullptr): the epilogue
+// relu(v * scale + shift).
 template <typename scalar_t>
 cudaError_t launch_upsample2x_units(const scalar_t* highres, Strides4 highres_strides, const scalar_t* lowres,
                                     Strides4 lowres_strides, const scalar_t* skip, Strides4 skip_strides,
-                                    scalar_t* out, const int64_t* hr_pos, const int64_t* lr_pos,
+                                    scalar_t* out, Strides4 out_strides, const scalar_t* post_scale,
+                                    const scalar_t* post_shift, const int64_t* hr_pos, const int64_t* lr_pos,
                                     const int32_t* block_map, const BlockGrid& grid, bool quartered,
                                     bool channels_last, bool index32, cudaStream_t stream);
+
+// block_pad_ring: the p-px frames of padded tiles [4Nh + Nl, C, h/2+2p, h/2+2p] (contiguous)
+// filled in place from their interiors by BlockPad's rules (block_pad.cuh).
+template <typename scalar_t>
+cudaError_t launch_block_pad_ring(scalar_t* padded, const int64_t* hr_pos, const int64_t* lr_pos,
+                                  const int32_t* block_map, const BlockGrid& grid, int64_t padding, bool replicate,
+                                  double value, bool channels_last, bool index32, cudaStream_t stream);
 
 template <typename scalar_t>
 cudaError_t launch_upsample2x_dense(const scalar_t* x, Strides4 strides, const scalar_t* skip,

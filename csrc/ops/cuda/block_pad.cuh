@@ -243,6 +243,106 @@ void with_block_pad(const scalar_t* highres, Strides4 highres_strides, const sca
   });
 }
 
+// ---------------------------------------------------------------------------------------
+// The frame only: tiles [4Nh + Nl, C, u+2p, u+2p] whose interiors an op fused with its
+// consumer's BlockPad has already written (upsample2x_units with a padded output) get their
+// p-px frame from those interiors, in place, by BlockPad's rules: the result is
+// block_pad_units of the interiors, and only the frame is read-modified (the interiors are
+// the source, never written, so there is no race). One thread per frame pixel (and pack);
+// each maps its frame index to the padded tile's element and runs BlockPad's element code.
+// ---------------------------------------------------------------------------------------
+
+template <typename scalar_t, typename D>
+struct BlockPadRingParams {
+  BlockPadParams<scalar_t, D> pad;  // highres / lowres: the interiors (highres as units)
+  D ring_div;   // divides by the frame's pixels per tile, (u + 2p)^2 - u^2
+  D band_div;   // divides by 2p, the frame's pixels in one interior row
+  D width_div;  // divides by u + 2p
+};
+
+// Row and column in the padded tile of frame pixel r: the p top rows, then the 2p side
+// pixels of each interior row, then the p bottom rows, each row-major.
+template <typename D>
+SEGBLOCKS_HOST_DEVICE void ring_pixel(typename D::index_t r, typename D::index_t p, const D& width_div,
+                                      const D& band_div, typename D::index_t& i, typename D::index_t& j) {
+  using index_t = typename D::index_t;
+  const index_t w = static_cast<index_t>(width_div.divisor), u = w - 2 * p;
+  const index_t top = p * w, band = u * 2 * p;
+  if (r < top) {
+    i = width_div.div(r);
+    j = r - i * w;
+  } else if (r < top + band) {
+    const index_t b = r - top, row = band_div.div(b), k = b - row * 2 * p;
+    i = p + row;
+    j = k < p ? k : k + u;
+  } else {
+    const index_t b = r - top - band, row = width_div.div(b);
+    i = p + u + row;
+    j = b - row * w;
+  }
+}
+
+template <typename scalar_t, bool kChannelsLast, int kPack, typename D>
+SEGBLOCKS_HOST_DEVICE void block_pad_ring_element(const BlockPadRingParams<scalar_t, D>& prm, int64_t linear) {
+  // `linear` runs over [tiles, C, frame] (NCHW) or [tiles, frame, C / kPack] (NHWC)
+  using index_t = typename D::index_t;
+  const index_t e = static_cast<index_t>(linear);
+  const D& cdiv = prm.pad.channels_div;
+  const index_t packs = static_cast<index_t>(cdiv.divisor), frame = static_cast<index_t>(prm.ring_div.divisor);
+  index_t t, c, r;
+  if (kChannelsLast) {
+    const index_t pixel = cdiv.div(e);
+    c = e - pixel * packs;
+    t = prm.ring_div.div(pixel);
+    r = pixel - t * frame;
+  } else {
+    const index_t plane = prm.ring_div.div(e);
+    r = e - plane * frame;
+    t = cdiv.div(plane);
+    c = plane - t * packs;
+  }
+  index_t i, j;
+  ring_pixel(r, static_cast<index_t>(prm.pad.padding), prm.width_div, prm.band_div, i, j);
+  const index_t w = static_cast<index_t>(prm.width_div.divisor);
+  const int64_t padded = kChannelsLast ? ((static_cast<int64_t>(t) * w + i) * w + j) * packs + c
+                                       : ((static_cast<int64_t>(t) * packs + c) * w + i) * w + j;
+  if constexpr (kPack == 1) {
+    block_pad_element<scalar_t, kChannelsLast, D>(prm.pad, padded);
+  } else {
+    block_pad_packed_element<scalar_t, kPack, D>(prm.pad, padded);
+  }
+}
+
+// `padded` [4Nh + Nl, C, u+2p, u+2p], contiguous (NCHW, or NHWC if channels_last), its
+// interiors written: fill the frames (mode constant with `value`, or replicate).
+template <typename scalar_t, typename Run>
+void with_block_pad_ring(scalar_t* padded, const int64_t* hr_pos, const int64_t* lr_pos, const int32_t* block_map,
+                         const BlockGrid& g, int64_t padding, bool replicate, double value, bool channels_last,
+                         bool index32, Run&& run) {
+  const int64_t u = g.hr_side / 2, w = u + 2 * padding, C = g.channels;
+  const int64_t tiles = 4 * g.num_highres + g.num_lowres;
+  const int64_t frame = w * w - u * u;
+  const int64_t total = tiles * C * frame;
+  if (total == 0) return;
+  const Strides4 s = channels_last ? Strides4{w * w * C, 1, w * C, C} : Strides4{C * w * w, w * w, w, 1};
+  const int64_t hr_total = 4 * g.num_highres * C * w * w;
+  const scalar_t* interior = padded + padding * s.h + padding * s.w;
+  const scalar_t fill = from_acc<scalar_t>(static_cast<acc_type<scalar_t>>(value));
+  const std::initializer_list<PackCheck> tensors{{padded, s, false}};
+  with_pack_layout_and_index<scalar_t>(channels_last, C, tensors, index32, [&](auto pack, auto layout, auto div) {
+    constexpr int kWidth = decltype(pack)::value;
+    using D = decltype(div);
+    const BlockPadParams<scalar_t, D> pad{interior, s, interior + 4 * g.num_highres * s.n, s, padded,
+                                          padded + hr_total, hr_pos, lr_pos, block_map, GridIndexer<D>(g),
+                                          D(C / kWidth), D(w), D(w), padding, replicate, fill, hr_total / kWidth,
+                                          u, u, nullptr, nullptr};
+    using Params = BlockPadRingParams<scalar_t, D>;
+    const Params prm{pad, D(frame), D(2 * padding), D(w)};
+    run.template operator()<Params, &block_pad_ring_element<scalar_t, decltype(layout)::value, kWidth, D>>(
+        prm, total / kWidth);
+  });
+}
+
 template <typename scalar_t, typename D>
 struct BlockPadBackwardParams {
   const scalar_t* grad_hr_padded;

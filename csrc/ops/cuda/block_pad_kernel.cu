@@ -38,6 +38,15 @@ cudaError_t launch_block_pad_backward(const scalar_t* grad_highres_padded,
   return cudaGetLastError();
 }
 
+template <typename scalar_t>
+cudaError_t launch_block_pad_ring(scalar_t* padded, const int64_t* hr_pos, const int64_t* lr_pos,
+                                  const int32_t* block_map, const BlockGrid& grid, int64_t padding, bool replicate,
+                                  double value, bool channels_last, bool index32, cudaStream_t stream) {
+  with_block_pad_ring(padded, hr_pos, lr_pos, block_map, grid, padding, replicate, value, channels_last, index32,
+                      LaunchOnStream{stream});
+  return cudaGetLastError();
+}
+
 #define SEGBLOCKS_INSTANTIATE_BLOCK_PAD(T)                                                        \
   template cudaError_t launch_block_pad<T>(const T*, Strides4, const T*, Strides4, T*, T*,        \
                                            const int64_t*, const int64_t*, const int32_t*,        \
@@ -46,7 +55,10 @@ cudaError_t launch_block_pad_backward(const scalar_t* grad_highres_padded,
   template cudaError_t launch_block_pad_backward<T>(const T*, Strides4, const T*, Strides4, T*,   \
                                                     T*, const int64_t*, const int64_t*,           \
                                                     const int32_t*, const BlockGrid&, int64_t,    \
-                                                    bool, bool, bool, cudaStream_t);
+                                                    bool, bool, bool, cudaStream_t);     \
+  template cudaError_t launch_block_pad_ring<T>(T*, const int64_t*, const int64_t*, const int32_t*, \
+                                                const BlockGrid&, int64_t, bool, double, bool, bool, \
+                                                cudaStream_t);
 
 SEGBLOCKS_INSTANTIATE_BLOCK_PAD(float)
 SEGBLOCKS_INSTANTIATE_BLOCK_PAD(double)

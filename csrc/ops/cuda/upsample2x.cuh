@@ -20,9 +20,13 @@ struct MinBlocksPerSM<Upsample2xUnitsParams<scalar_t, D>> {
   static constexpr int value = 4;
 };
 
+// out / out_strides: the output, or the interior of padded tiles (the pixel (0, 0) of tile 0's
+// interior and the padded tensor's strides); post_scale / post_shift (or nullptr): the
+// epilogue relu(v * scale + shift).
 template <typename scalar_t, typename Run>
 void with_upsample2x_units(const scalar_t* highres, Strides4 highres_strides, const scalar_t* lowres,
                            Strides4 lowres_strides, const scalar_t* skip, Strides4 skip_strides, scalar_t* out,
+                           Strides4 out_strides, const scalar_t* post_scale, const scalar_t* post_shift,
                            const int64_t* hr_pos, const int64_t* lr_pos, const int32_t* block_map,
                            const BlockGrid& g, bool quartered, bool channels_last, bool index32, Run&& run) {
   const int64_t side = g.hr_side;  // the output units: u = h/2 upsampled x2
@@ -31,14 +35,15 @@ void with_upsample2x_units(const scalar_t* highres, Strides4 highres_strides, co
   const std::initializer_list<PackCheck> tensors{{highres, highres_strides, g.num_highres == 0},
                                                  {lowres, lowres_strides, g.num_lowres == 0},
                                                  {skip, skip_strides, skip == nullptr},
-                                                 {out, Strides4{0, 1, 0, 0}, false}};
+                                                 {out, out_strides, false}};
   with_pack_layout_and_index<scalar_t>(channels_last, g.channels, tensors, index32, [&](auto pack, auto layout, auto div) {
     constexpr int kPack = decltype(pack)::value;
     using D = decltype(div);
     using Params = Upsample2xUnitsParams<scalar_t, D>;
     const Params prm{{highres, highres_strides, quartered ? g.hr_side / 2 : 0, lowres, lowres_strides, hr_pos, lr_pos,
                       block_map},
-                     skip, skip_strides, out, GridIndexer<D>(g), D(g.channels / kPack), D(side), 4 * g.num_highres};
+                     skip, skip_strides, out, out_strides, {post_scale, post_shift}, GridIndexer<D>(g),
+                     D(g.channels / kPack), D(side), 4 * g.num_highres};
     run.template operator()<Params, &upsample2x_units_element<CudaCvt<scalar_t>, decltype(layout)::value, D, kPack>>(
         prm, total / kPack);
   });
