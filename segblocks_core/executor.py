@@ -955,6 +955,7 @@ class _PlanBuilder:
         self.fuse_conv_prologues()
         self.fuse_upsample_add()
         self.fuse_upsample_pad()
+        self.merge_splits()
         self.hand_off_conv_inputs()
         plan = fx.GraphModule(self.src, self.g, class_name="SegBlocksPlan")
         plan.graph.eliminate_dead_code()
@@ -1039,6 +1040,40 @@ class _PlanBuilder:
             up.prepend(pre)  # a get_attr (no inputs): defined before the upsampling now reads it
             up.kwargs = {**up.kwargs, "post": pre, "padding": max(_two(conv.padding))}
             node.kwargs = {k: v for k, v in node.kwargs.items() if k != "pre"}
+
+    def merge_splits(self) -> None:
+        """``block_cat([..., split_like(a), split_like(b), ...])`` ->
+        ``block_cat([..., split_like(torch.cat([a, b], 1)), ...])`` where consecutive parts
+        are dense maps split only for this concatenation (SwiftNet's pyramid pooling levels):
+        one split of their concatenation instead of one each. The same values (a split
+        copies or averages each channel on its own); at batch 1 these small splits cost
+        their launches."""
+        def mergeable(part) -> bool:
+            return (isinstance(part, fx.Node) and part.op == "call_function" and part.target is split_like
+                    and len(part.users) == 1)
+
+        for node in list(self.g.nodes):
+            if node.op != "call_function" or node.target is not block_cat:
+                continue
+            parts, merged, dropped = list(node.args[0]), [], []
+            i = 0
+            while i < len(parts):
+                run = [parts[i]]
+                while (mergeable(parts[i]) and i + len(run) < len(parts) and mergeable(parts[i + len(run)])
+                       and parts[i + len(run)].args[1:] == parts[i].args[1:]):
+                    run.append(parts[i + len(run)])
+                if len(run) > 1:
+                    with self.g.inserting_before(node):
+                        dense = self.g.call_function(torch.cat, ([p.args[0] for p in run], 1))
+                        merged.append(self.g.call_function(split_like, (dense,) + tuple(run[0].args[1:])))
+                    dropped.extend(run)
+                else:
+                    merged.append(parts[i])
+                i += len(run)
+            if dropped:
+                node.args = (merged,) + tuple(node.args[1:])
+                for part in dropped:
+                    self.g.erase_node(part)
 
     def translate(self, node: fx.Node) -> None:
         if node.op == "placeholder":

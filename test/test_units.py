@@ -183,6 +183,28 @@ def test_blend_convolutions_read_the_tiles_the_upsampling_wrote(monkeypatch):
     assert max_rel_diff(fused, padded) <= 1e-5
 
 
+@pytest.mark.parametrize("units", [True, False])
+def test_pyramid_levels_are_split_once(monkeypatch, units):
+    """SwiftNet's three pooled pyramid levels (dense maps) join the blocks through one split
+    of their concatenation, not one split each; the output is bitwise that of the plan
+    that splits them one by one."""
+    from segblocks_core.executor import _PlanBuilder, block_cat, split_like
+    net = _net(swiftnet_rn18)
+    x = torch.randn(1, 3, 256, 384)
+    grid = _mixed_grid((1, 2, 3), seed=2)
+    sb = SegBlocks(net, units=units)
+    cats = [n for n in sb.plan.graph.nodes if n.op == "call_function" and n.target is block_cat]
+    assert len(cats) == 1
+    parts = cats[0].args[0]
+    assert len(parts) == 2 and parts[1].target is split_like
+    assert parts[1].args[0].target is torch.cat and len(parts[1].args[0].args[0]) == 3
+    merged = sb(x, grid)
+    monkeypatch.setattr(_PlanBuilder, "merge_splits", lambda self: None)
+    one_by_one = SegBlocks(net, units=units)
+    assert len([n for n in one_by_one.plan.graph.nodes if n.op == "call_function" and n.target is split_like]) == 4
+    assert torch.equal(merged, one_by_one(x, grid))
+
+
 class SqueezeExcite(nn.Module):
     """Per-image channel weights ([N, C, 1, 1], a global op) multiplying block features."""
 
