@@ -10,6 +10,11 @@
 TORCH_LIBRARY(segblocks, m) {
   // forward ops: the signatures of segblocks_core.ops._reference
   m.def("split(Tensor x, Tensor hr_pos, Tensor lr_pos, int block_size) -> (Tensor, Tensor)");
+  // block_pad(split(x), padding, "constant", 0) in one pass from x (a zero-padded
+  // convolution's input tiles, without the blocks); inference only
+  m.def(
+      "split_padded(Tensor x, Tensor hr_pos, Tensor lr_pos, Tensor block_map, int block_size, int padding) "
+      "-> (Tensor, Tensor)");
   m.def(
       "combine(Tensor highres, Tensor lowres, Tensor hr_pos, Tensor lr_pos, int grid_n, int grid_h, "
       "int grid_w) -> Tensor");

@@ -65,8 +65,13 @@ class UnsupportedLayerError(TypeError):
 # ----------------------------------------------------------------------------------------
 
 
-def split_like(x: Tensor, layout: BlockLayout, side: int) -> BlockTensor:
-    """Split a dense map whose blocks are ``side`` pixels (a dense operand meeting blocks)."""
+def split_like(x: Tensor, layout: BlockLayout, side: int, padding: int = 0) -> BlockTensor:
+    """Split a dense map whose blocks are ``side`` pixels (a dense operand meeting blocks).
+    ``padding`` (the plan's hint: the only user is a zero-padded convolution on whole
+    blocks, the stem): the blocks' BlockPad-ed tiles are written instead, straight from the
+    map (:func:`segblocks_core.ops.split_padded`)."""
+    if padding > 0 and not (_UNITS.get() and side < layout.block_size):
+        return ops.split_padded(x, layout, side, padding)
     bt = ops.split(x, layout, side)
     return bt.to_quartered() if _use_units(bt) else bt
 
@@ -130,10 +135,12 @@ def _use_units(bt: BlockTensor) -> bool:
 
 def _written_tiles(bt: BlockTensor, padding: int, mode: str = "constant", value: float = 0.0,
                    pre: Optional[BatchNormReLU] = None) -> bool:
-    """``bt`` carries the tiles ``block_pad_units(bt, padding, mode, value, pre)`` would
-    write: its producer wrote them (:meth:`BlockTensor.from_padded_units`, zero border)."""
+    """``bt`` carries the tiles ``block_pad_units(bt, padding, mode, value, pre)`` (units)
+    or ``block_pad(bt, padding, mode, value)`` (whole blocks) would write: its producer wrote
+    them (:meth:`BlockTensor.from_padded_units` / :meth:`~BlockTensor.from_padded_blocks`,
+    zero border)."""
     return (bt.padded is not None and bt.padded[1] == padding and padding > 0 and mode == "constant"
-            and value == 0.0 and pre is None)
+            and value == 0.0 and pre is None and len(bt.padded[0]) == (1 if bt.quartered else 2))
 
 
 def _pad_units(bt: BlockTensor, pad_h: int, pad_w: int, mode: str = "constant",
@@ -142,7 +149,7 @@ def _pad_units(bt: BlockTensor, pad_h: int, pad_w: int, mode: str = "constant",
     ``pre`` (a BatchNormReLU) is applied to the blocks in the same pass."""
     p = max(pad_h, pad_w)
     if _written_tiles(bt, p, mode, value, pre):
-        units = bt.padded[0]
+        units, = bt.padded[0]
     elif p == 0:
         units = bt.units if pre is None else pre(bt.units)
     else:
@@ -283,9 +290,12 @@ def block_conv2d(bt: BlockTensor | Handoff, conv: nn.Conv2d, residual: Optional[
             out = conv_padded(x)
         return BlockTensor.from_units(out, layout)
     bt = bt.to_standard()
-    if pre is not None:
-        bt = bt.map(pre)
-    hr, lr = _pad_crop(bt, pad_h, pad_w)
+    if _written_tiles(bt, max(pad_h, pad_w), pre=pre):
+        hr, lr = (_trim(t, pad_h, pad_w) for t in bt.padded[0])
+    else:
+        if pre is not None:
+            bt = bt.map(pre)
+        hr, lr = _pad_crop(bt, pad_h, pad_w)
     del bt
     if fused:
         def run_fused(t: Tensor, z: Optional[Tensor]) -> Tensor:
@@ -956,6 +966,7 @@ class _PlanBuilder:
         self.fuse_upsample_add()
         self.fuse_upsample_pad()
         self.merge_splits()
+        self.split_padded()
         self.hand_off_conv_inputs()
         plan = fx.GraphModule(self.src, self.g, class_name="SegBlocksPlan")
         plan.graph.eliminate_dead_code()
@@ -1040,6 +1051,22 @@ class _PlanBuilder:
             up.prepend(pre)  # a get_attr (no inputs): defined before the upsampling now reads it
             up.kwargs = {**up.kwargs, "post": pre, "padding": max(_two(conv.padding))}
             node.kwargs = {k: v for k, v in node.kwargs.items() if k != "pre"}
+
+    def split_padded(self) -> None:
+        """``block_conv2d(split_like(x), conv)`` -> ``block_conv2d(split_like(x, padding=p),
+        conv)`` where the split's only user is that zero-padded convolution (the stem): the
+        split writes the BlockPad-ed blocks the convolution reads, one pass over the image
+        instead of two."""
+        for node in list(self.g.nodes):
+            if node.op != "call_function" or node.target is not block_conv2d or node.kwargs.get("pre") is not None:
+                continue
+            src = node.args[0]
+            if not (isinstance(src, fx.Node) and src.op == "call_function" and src.target is split_like
+                    and len(src.users) == 1 and len(src.args) == 3):
+                continue
+            conv = self.src.get_submodule(node.args[1].target)
+            if conv.padding_mode == "zeros" and max(_two(conv.padding)) > 0:
+                src.args = src.args + (max(_two(conv.padding)),)
 
     def merge_splits(self) -> None:
         """``block_cat([..., split_like(a), split_like(b), ...])`` ->

@@ -178,13 +178,30 @@ class BlockTensor:
             raise ValueError(f"padded tiles [T, C, u+2p, u+2p] with p >= 1 expected, got "
                              f"{tuple(padded.shape)} and padding {padding}")
         bt = cls.from_units(padded[:, :, p:p + u, p:p + u], layout)
-        bt._padded = (padded, p)
+        bt._padded = ((padded,), p)
+        return bt
+
+    @classmethod
+    def from_padded_blocks(cls, highres: Tensor, lowres: Tensor, padding: int,
+                           layout: BlockLayout) -> "BlockTensor":
+        """A BlockTensor (whole high-res blocks) whose blocks are the interiors of
+        ``highres [Nh, C, h+2p, h+2p]`` and ``lowres [Nl, C, h/2+2p, h/2+2p]``: blocks
+        BlockPad-ed by ``padding`` px with a zero image border (``ops.block_pad(bt, padding)``
+        of the result), which a zero-padded convolution reads as they are (:attr:`padded`)."""
+        p = int(padding)
+        h = highres.shape[-1] - 2 * p
+        if p < 1 or h < 2 or lowres.shape[-1] != h // 2 + 2 * p:
+            raise ValueError(f"padded blocks [Nh, C, h+2p, h+2p] and [Nl, C, h/2+2p, h/2+2p] with p >= 1 "
+                             f"expected, got {tuple(highres.shape)}, {tuple(lowres.shape)} and padding {padding}")
+        bt = cls(highres[:, :, p:p + h, p:p + h], lowres[:, :, p:p + h // 2, p:p + h // 2], layout)
+        bt._padded = ((highres, lowres), p)
         return bt
 
     @property
-    def padded(self) -> Optional[tuple[Tensor, int]]:
-        """``(tiles, p)`` when the units are the interiors of tiles BlockPad-ed by ``p`` px
-        with a zero image border (:meth:`from_padded_units`), else None."""
+    def padded(self) -> Optional[tuple[tuple[Tensor, ...], int]]:
+        """``(tiles, p)`` when the blocks are the interiors of tiles BlockPad-ed by ``p`` px
+        with a zero image border: ``tiles`` is ``(units,)`` (:meth:`from_padded_units`) or
+        ``(highres, lowres)`` (:meth:`from_padded_blocks`); else None."""
         return self._padded
 
     @property

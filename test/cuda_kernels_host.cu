@@ -126,6 +126,17 @@ int segblocks_host_dense_to_blocks(int dtype, const void* dense, const int64_t* 
   });
 }
 
+int segblocks_host_split_padded(int dtype, const void* dense, const int64_t* dense_strides, void* highres,
+                                void* lowres, const int64_t* hr_pos, const int64_t* lr_pos, const int32_t* block_map,
+                                const int64_t* grid, int64_t padding, int channels_last, int index32) {
+  return with_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    with_split_padded(static_cast<const T*>(dense), strides_from(dense_strides), static_cast<T*>(highres),
+                      static_cast<T*>(lowres), hr_pos, lr_pos, block_map, grid_from(grid), padding, channels_last != 0,
+                      index32 != 0, RunOnHost{});
+  });
+}
+
 // blocks -> dense (combine: lowres_scale 1.0; split_backward: 0.25)
 int segblocks_host_blocks_to_dense(int dtype, const void* highres, const int64_t* highres_strides,
                                    const void* lowres, const int64_t* lowres_strides, void* dense,

@@ -147,6 +147,25 @@ def check_split(device, dtype, layout: str, geometry: Geometry) -> None:
     _check_layout(got, layout)
 
 
+SPLIT_PADDINGS = (1, 3)  # 3: the stem's 7x7 convolution, and halos reaching past 1-px low-res blocks
+
+
+def check_split_padded(device, dtype, layout: str, geometry: Geometry) -> None:
+    """The padded blocks straight from the map: bitwise BlockPad (zero border) of split's
+    blocks, the native ops on the same device and the reference."""
+    lay, x = dense_input(geometry, dtype, device, layout)
+    b = geometry.hr_side
+    for padding in SPLIT_PADDINGS:
+        got = torch.ops.segblocks.split_padded(x, lay.hr_pos, lay.lr_pos, lay.block_map, b, padding)
+        want = _reference.split_padded(x, lay.hr_pos, lay.lr_pos, lay.block_map, b, padding)
+        torch.testing.assert_close(got, want, rtol=0, atol=0)  # copies and split's 2x2 means
+        blocks = torch.ops.segblocks.split(x, lay.hr_pos, lay.lr_pos, b)
+        padded = torch.ops.segblocks.block_pad(*blocks, lay.hr_pos, lay.lr_pos, lay.block_map, padding, "constant",
+                                               0.0)
+        torch.testing.assert_close(got, padded, rtol=0, atol=0)
+        _check_layout(got, layout)
+
+
 def check_combine(device, dtype, layout: str, geometry: Geometry) -> None:
     lay, highres, lowres = block_inputs(geometry, dtype, device, layout)
     args = (lay.hr_pos, lay.lr_pos, *lay.grid_shape)
@@ -534,6 +553,7 @@ class Case:
 
 _CHECKS = {
     "split": check_split,
+    "split_padded": check_split_padded,
     "combine": check_combine,
     "block_pad": check_block_pad,
     "block_pad_units": check_block_pad_units,
@@ -562,7 +582,7 @@ def parity_cases() -> Iterator[Case]:
     for op in _CHECKS:
         # BlockPad, max pooling, upsample2x and split/combine (their dense -> blocks side
         # is packed on CUDA) have packed channels_last kernels
-        packed = op.startswith(("block_pad", "max_pool", "upsample2x")) or op in ("split", "combine")
+        packed = op.startswith(("block_pad", "max_pool", "upsample2x")) or op in ("split", "split_padded", "combine")
         layouts = BLOCK_PAD_LAYOUTS if packed else LAYOUTS
         for dtype, layout, geometry in itertools.product(DTYPES, layouts, GEOMETRIES):
             if op.startswith("block_pad"):

@@ -288,6 +288,25 @@ def test_cell_complexity(lib, geometry, layout, dtype, index32):
 @DTYPES
 @BLOCK_PAD_LAYOUTS
 @GEOMETRIES
+@pytest.mark.parametrize("padding", cases.SPLIT_PADDINGS)
+def test_split_padded(lib, geometry, layout, dtype, index32, padding):
+    """The CUDA element code of split_padded: bitwise the native CPU op (split, then BlockPad)."""
+    lay, x = cases.dense_input(geometry, dtype, "cpu", layout)
+    cl = _is_channels_last(x)
+    b, c = geometry.hr_side, x.shape[1]
+    hr = _empty((lay.num_highres, c, b + 2 * padding, b + 2 * padding), x, cl)
+    lr = _empty((lay.num_lowres, c, b // 2 + 2 * padding, b // 2 + 2 * padding), x, cl)
+    _call(lib.segblocks_host_split_padded, DTYPE_CODES[dtype], _ptr(x), _i64(x.stride()), _ptr(hr), _ptr(lr),
+          _ptr(lay.hr_pos), _ptr(lay.lr_pos), _ptr(lay.block_map.contiguous()), _grid(lay, b, c),
+          ctypes.c_int64(padding), int(cl), int(index32))
+    want = torch.ops.segblocks.split_padded(x, lay.hr_pos, lay.lr_pos, lay.block_map, b, padding)
+    torch.testing.assert_close((hr, lr), want, rtol=0, atol=0)
+
+
+@COMMON
+@DTYPES
+@BLOCK_PAD_LAYOUTS
+@GEOMETRIES
 @pytest.mark.parametrize("quartered", [False, True], ids=["blocks_in", "units_in"])
 def test_upsample2x_units_and_dense(lib, geometry, layout, dtype, index32, quartered):
     """The CUDA element code of bilinear x2 (+ skip): bitwise the native CPU ops."""

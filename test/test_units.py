@@ -184,6 +184,45 @@ def test_blend_convolutions_read_the_tiles_the_upsampling_wrote(monkeypatch):
 
 
 @pytest.mark.parametrize("units", [True, False])
+def test_stem_reads_the_tiles_the_split_wrote(monkeypatch, units):
+    """The input's split writes the stem convolution's BlockPad-ed blocks (7x7, padding 3)
+    itself: one BlockPad pass fewer, bitwise the same output as split + BlockPad."""
+    from segblocks_core.executor import _PlanBuilder, split_like
+    net = _net(swiftnet_rn18)
+    x = torch.randn(1, 3, 256, 384)
+    grid = _mixed_grid((1, 2, 3), seed=2)
+    sb = SegBlocks(net, units=units)
+    stem_split = [n for n in sb.plan.graph.nodes if n.op == "call_function" and n.target is split_like][0]
+    assert stem_split.args[1:] == (stem_split.args[1], 128, 3)
+    pads = []
+    real = ops.block_pad
+    monkeypatch.setattr(ops, "block_pad", lambda *a, **k: pads.append(a[1]) or real(*a, **k))
+    fused = sb(x, grid)
+    assert 3 not in pads
+    monkeypatch.setattr(_PlanBuilder, "split_padded", lambda self: None)
+    assert torch.equal(fused, SegBlocks(net, units=units)(x, grid))
+    assert pads.count(3) == 1
+
+
+def test_split_padded_op():
+    lay = BlockLayout.from_grid(_mixed_grid((2, 2, 3), seed=4), 8)
+    x = torch.randn(2, 3, 16, 24)
+    bt = ops.split_padded(x, lay, padding=2)
+    (hr, lr), p = bt.padded
+    assert p == 2 and hr.shape == (lay.num_highres, 3, 12, 12) and lr.shape == (lay.num_lowres, 3, 8, 8)
+    plain = ops.split(x, lay)
+    assert torch.equal(bt.highres, plain.highres) and torch.equal(bt.lowres, plain.lowres)
+    want_hr, want_lr = ops.block_pad(plain, 2)
+    assert torch.equal(hr, want_hr) and torch.equal(lr, want_lr)
+    with pytest.raises(ValueError, match="padding must be >= 1"):
+        ops.split_padded(x, lay, padding=0)
+    with pytest.raises(ValueError, match="does not split"):
+        ops.split_padded(x[:, :, :8], lay)
+    with pytest.raises(TypeError, match="BlockLayout"):
+        ops.split_padded(x, lay.block_map)
+
+
+@pytest.mark.parametrize("units", [True, False])
 def test_pyramid_levels_are_split_once(monkeypatch, units):
     """SwiftNet's three pooled pyramid levels (dense maps) join the blocks through one split
     of their concatenation, not one split each; the output is bitwise that of the plan
@@ -305,7 +344,7 @@ def test_upsample2x_units_op_rejects_bad_input():
     scale, shift = torch.rand(3) + 0.5, torch.randn(3)
     padded = ops.upsample2x_units(bt, post=(scale, shift), padding=2)
     plain = ops.upsample2x_units(bt, post=(scale, shift))
-    tiles, p = padded.padded
+    (tiles,), p = padded.padded
     assert p == 2 and tiles.shape == (4 * lay.num_highres + lay.num_lowres, 3, 8, 8)
     assert torch.equal(padded.units, plain.units) and plain.padded is None
     assert torch.equal(tiles, ops.block_pad_units(plain, 2))

@@ -195,6 +195,20 @@ inline BlockGrid check_split_args(const at::Tensor& x, const at::Tensor& hr_pos,
   return check_dense_args("split", "x", x, hr_pos, lr_pos, block_size);
 }
 
+// split_padded(x, hr_pos, lr_pos, block_map, block_size, padding): split's checks, the
+// block map on the grid of x, padding >= 0
+inline BlockGrid check_split_padded_args(const at::Tensor& x, const at::Tensor& hr_pos, const at::Tensor& lr_pos,
+                                         const at::Tensor& block_map, int64_t block_size, int64_t padding) {
+  const char* op = "split_padded";
+  BlockGrid g = check_dense_args(op, "x", x, hr_pos, lr_pos, block_size);
+  check_padding(op, padding);
+  check_block_map(op, block_map, x);
+  TORCH_CHECK(block_map.size(0) == g.grid_n && block_map.size(1) == g.grid_h && block_map.size(2) == g.grid_w, op,
+              ": block_map must have the grid shape of x [", g.grid_n, ", ", g.grid_h, ", ", g.grid_w, "], got ",
+              block_map.sizes());
+  return g;
+}
+
 // split_backward(grad_highres, grad_lowres, hr_pos, lr_pos, grid_n, grid_h, grid_w)
 inline BlockGrid check_split_backward_args(const at::Tensor& grad_highres,
                                            const at::Tensor& grad_lowres, const at::Tensor& hr_pos,

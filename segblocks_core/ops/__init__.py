@@ -468,6 +468,32 @@ def split(x: Tensor, grid: Union[Tensor, BlockLayout], block_size: Optional[int]
     return BlockTensor(highres, lowres, layout)
 
 
+def split_padded(x: Tensor, layout: BlockLayout, block_size: Optional[int] = None,
+                 padding: int = 1) -> BlockTensor:
+    """:func:`split` into tiles BlockPad-ed by ``padding`` px with a zero image border, the
+    input of a zero-padded convolution: ``block_pad(split(x, layout), padding)``, written in
+    one pass over ``x`` (the native kernel on a tensor without grad). The result's blocks
+    are the tiles' interiors and ``result.padded`` holds the tiles
+    (:meth:`BlockTensor.from_padded_blocks`)."""
+    _check_feature_map(x)
+    if not isinstance(layout, BlockLayout):
+        raise TypeError(f"layout must be a BlockLayout, got {type(layout).__name__}")
+    padding = int(padding)
+    if padding < 1:
+        raise ValueError(f"padding must be >= 1, got {padding}")
+    b = layout.block_size if block_size is None else int(block_size)
+    n, _, h, w = x.shape
+    if b < 2 or b % 2 or h % b or w % b or layout.grid_shape != (n, h // b, w // b):
+        raise ValueError(f"x of shape {tuple(x.shape)} does not split into the layout's grid "
+                         f"{layout.grid_shape} with block side {b}")
+    args = (x, layout.hr_pos, layout.lr_pos, layout.block_map, b, padding)
+    if _no_grad(x) and _use_native(x.device, "split_padded"):
+        hr, lr = torch.ops.segblocks.split_padded(*args)
+    else:
+        hr, lr = _reference.split_padded(*args)
+    return BlockTensor.from_padded_blocks(hr, lr, padding, layout)
+
+
 def combine(blocks: BlockTensor) -> Tensor:
     """Blocks back to a dense map ``[N, C, GH*h, GW*h]``: high-res copied, low-res
     upsampled x2 (nearest)."""

@@ -83,6 +83,18 @@ def _split_fake(x: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_size: int):
             _empty((lr_pos.shape[0], c, b // 2, b // 2), x, fmt))
 
 
+def _split_padded_fake(x: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor, block_size: int,
+                       padding: int):
+    torch._check(padding >= 0, lambda: f"split_padded: padding must be >= 0, got {padding}")
+    fmt = _memory_format(x)
+    c, hp, lp = x.shape[1], block_size + 2 * padding, block_size // 2 + 2 * padding
+    return (_empty((hr_pos.shape[0], c, hp, hp), x, fmt), _empty((lr_pos.shape[0], c, lp, lp), x, fmt))
+
+
+if hasattr(torch.ops.segblocks, "split_padded"):  # an extension built before the op lacks it
+    torch.library.register_fake("segblocks::split_padded")(_split_padded_fake)
+
+
 @torch.library.register_fake("segblocks::split_backward")
 def _split_backward_fake(grad_highres: Tensor, grad_lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
                          grid_n: int, grid_h: int, grid_w: int):

@@ -62,6 +62,13 @@ def split(x: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_size: int) -> tuple[T
     return highres.contiguous(), lowres.contiguous()
 
 
+def split_padded(x: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor, block_size: int,
+                 padding: int) -> tuple[Tensor, Tensor]:
+    """:func:`block_pad` (``padding`` px, zero border) of :func:`split`'s blocks."""
+    highres, lowres = split(x, hr_pos, lr_pos, block_size)
+    return block_pad(highres, lowres, hr_pos, lr_pos, block_map, padding, "constant", 0.0)
+
+
 def _assemble(blocks_hr: Tensor, blocks_lr: Tensor, hr_pos: Tensor, lr_pos: Tensor,
               grid_n: int, grid_h: int, grid_w: int) -> Tensor:
     """Place same-sized blocks ``[Nh, C, s, s]`` and ``[Nl, C, s, s]`` into a dense map."""

@@ -56,10 +56,28 @@ at::Tensor split_backward_kernel(const at::Tensor& grad_highres, const at::Tenso
   return grad_x;
 }
 
+// split_padded(x, hr_pos, lr_pos, block_map, block_size, padding) = block_pad(split(x),
+// padding, "constant", 0): on the CPU the two ops in turn (the CUDA kernel computes the
+// padded blocks from x in one pass).
+std::tuple<at::Tensor, at::Tensor> split_padded_kernel(const at::Tensor& x, const at::Tensor& hr_pos,
+                                                       const at::Tensor& lr_pos, const at::Tensor& block_map,
+                                                       int64_t block_size, int64_t padding) {
+  check_split_padded_args(x, hr_pos, lr_pos, block_map, block_size, padding);
+  const auto [highres, lowres] = split_kernel(x, hr_pos, lr_pos, block_size);
+  static const auto block_pad =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("segblocks::block_pad", "")
+          .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                                    const at::Tensor&, const at::Tensor&, int64_t, c10::string_view,
+                                                    double)>();
+  return block_pad.call(highres, lowres, hr_pos, lr_pos, block_map, padding, "constant", 0.0);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(segblocks, CPU, m) {
   m.impl("split", &split_kernel);
+  m.impl("split_padded", &split_padded_kernel);
   m.impl("split_backward", &split_backward_kernel);
 }
 

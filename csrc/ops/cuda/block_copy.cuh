@@ -191,6 +191,102 @@ void with_dense_to_blocks(const scalar_t* dense, Strides4 dense_strides, scalar_
 }
 
 // ---------------------------------------------------------------------------------------
+// split_padded: the blocks of a dense map BlockPad-ed (zero image border), straight from
+// the map: block_pad(split(x), p, "constant", 0) in one pass, without the blocks. Every
+// value BlockPad would read is a pixel of the map (a high-res block's, or its high-res
+// neighbour's) or a 2x2 mean of the map (a low-res pixel, or BlockPad's mean of a high-res
+// neighbour's pixels, which are the map's): each is computed here from the map with
+// split's arithmetic (the same sum order, one rounding), so the values are identical.
+// ---------------------------------------------------------------------------------------
+
+template <typename scalar_t, typename D>
+struct SplitPaddedParams {
+  const scalar_t* dense;
+  Strides4 dense_strides;
+  scalar_t* highres;  // [Nh, C, b+2p, b+2p], contiguous in the output order
+  scalar_t* lowres;   // [Nl, C, b/2+2p, b/2+2p], same order
+  const int64_t* hr_pos;
+  const int64_t* lr_pos;
+  const int32_t* block_map;
+  GridIndexer<D> grid;
+  D channels_div;
+  D hr_padded_div;  // divides by b + 2p
+  D lr_padded_div;  // divides by b/2 + 2p
+  int64_t padding;
+  int64_t hr_total;  // elements (packs) of highres; the following ones are lowres ones
+};
+
+template <typename scalar_t, bool kChannelsLast, typename D, int kPack = 1>
+SEGBLOCKS_HOST_DEVICE void split_padded_element(const SplitPaddedParams<scalar_t, D>& prm, int64_t linear) {
+  using index_t = typename D::index_t;
+  using acc_t = acc_type<scalar_t>;
+  using P = Pack<scalar_t, kPack>;
+  const StridesT<index_t> ds(prm.dense_strides);
+  const bool out_lowres = linear >= prm.hr_total;
+  const index_t e = static_cast<index_t>(out_lowres ? linear - prm.hr_total : linear);
+  const auto el = unravel_block_element<kChannelsLast>(e, prm.channels_div,
+                                                       out_lowres ? prm.lr_padded_div : prm.hr_padded_div);
+  const index_t c = el.c * kPack, p = static_cast<index_t>(prm.padding), b = prm.grid.hr_side;
+  const auto cell = cell_of_position(static_cast<index_t>(out_lowres ? prm.lr_pos[el.k] : prm.hr_pos[el.k]),
+                                     prm.grid);
+  const index_t side = prm.grid.side(out_lowres);
+  // the pixel's row and column in the map at the block's own resolution
+  const index_t y = cell.r * side + el.i - p, x = cell.c * side + el.j - p;
+  P out;
+  if (y < 0 || y >= prm.grid.grid_h * side || x < 0 || x >= prm.grid.grid_w * side) {
+    SEGBLOCKS_UNROLL
+    for (int l = 0; l < kPack; ++l) out.v[l] = from_acc<scalar_t>(acc_t(0));
+  } else {
+    // a high-res pixel of a high-res block is copied; everything else is a 2x2 mean of
+    // the map: a low-res block's pixel, or (nearest upsampling) the low-res neighbour's
+    // pixel under a high-res block's halo pixel
+    bool copy = false;
+    index_t yy = 2 * y, xx = 2 * x;
+    if (!out_lowres) {
+      copy = prm.block_map[(cell.n * prm.grid.grid_h + prm.grid.hr_side_div.div(y)) * prm.grid.grid_w +
+                           prm.grid.hr_side_div.div(x)] >= 0;
+      yy = copy ? y : y - (y & 1);
+      xx = copy ? x : x - (x & 1);
+    }
+    const scalar_t* q = prm.dense + ds.offset(cell.n, c, yy, xx);
+    if (copy) {
+      out = load_pack<scalar_t, kPack>(q);
+    } else {
+      const P a = load_pack<scalar_t, kPack>(q), bb = load_pack<scalar_t, kPack>(q + ds.w),
+              cc = load_pack<scalar_t, kPack>(q + ds.h), d = load_pack<scalar_t, kPack>(q + ds.h + ds.w);
+      SEGBLOCKS_UNROLL
+      for (int l = 0; l < kPack; ++l) {  // split's (and avg_pool2d's) order, row by row
+        const acc_t sum = to_acc(a.v[l]) + to_acc(bb.v[l]) + to_acc(cc.v[l]) + to_acc(d.v[l]);
+        out.v[l] = from_acc<scalar_t>(sum * acc_t(0.25));
+      }
+    }
+  }
+  *reinterpret_cast<P*>((out_lowres ? prm.lowres : prm.highres) + static_cast<int64_t>(e) * kPack) = out;
+}
+
+template <typename scalar_t, typename Run>
+void with_split_padded(const scalar_t* dense, Strides4 dense_strides, scalar_t* highres, scalar_t* lowres,
+                       const int64_t* hr_pos, const int64_t* lr_pos, const int32_t* block_map, const BlockGrid& g,
+                       int64_t padding, bool channels_last, bool index32, Run&& run) {
+  const int64_t hp = g.hr_side + 2 * padding, lp = g.hr_side / 2 + 2 * padding;
+  const int64_t hr_total = g.num_highres * g.channels * hp * hp;
+  const int64_t total = hr_total + g.num_lowres * g.channels * lp * lp;
+  if (total == 0) return;
+  const std::initializer_list<PackCheck> tensors{{dense, dense_strides, false},
+                                                 {highres, Strides4{0, 1, 0, 0}, g.num_highres == 0},
+                                                 {lowres, Strides4{0, 1, 0, 0}, g.num_lowres == 0}};
+  with_pack_layout_and_index<scalar_t>(channels_last, g.channels, tensors, index32, [&](auto pack, auto layout, auto div) {
+    constexpr int kPack = decltype(pack)::value;
+    using D = decltype(div);
+    using Params = SplitPaddedParams<scalar_t, D>;
+    const Params prm{dense,   dense_strides,         highres, lowres, hr_pos, lr_pos, block_map, GridIndexer<D>(g),
+                     D(g.channels / kPack), D(hp), D(lp),   padding, hr_total / kPack};
+    run.template operator()<Params, &split_padded_element<scalar_t, decltype(layout)::value, D, kPack>>(
+        prm, total / kPack);
+  });
+}
+
+// ---------------------------------------------------------------------------------------
 // blocks_to_dense: combine (scale 1) and split_backward (scale 1/4)
 // ---------------------------------------------------------------------------------------
 

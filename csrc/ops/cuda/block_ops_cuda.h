@@ -27,6 +27,14 @@ cudaError_t launch_split(const scalar_t* x, Strides4 x_strides, scalar_t* highre
                          const int64_t* hr_pos, const int64_t* lr_pos, const BlockGrid& grid,
                          bool channels_last, bool index32, cudaStream_t stream);
 
+// split_padded: dense x -> the blocks BlockPad-ed by `padding` px, zero image border
+// (block_pad(split(x)) in one pass; block_copy.cuh).
+template <typename scalar_t>
+cudaError_t launch_split_padded(const scalar_t* x, Strides4 x_strides, scalar_t* highres, scalar_t* lowres,
+                                const int64_t* hr_pos, const int64_t* lr_pos, const int32_t* block_map,
+                                const BlockGrid& grid, int64_t padding, bool channels_last, bool index32,
+                                cudaStream_t stream);
+
 // split_backward: grad blocks -> dense grad (high-res copied, low-res / 4 replicated 2x2).
 template <typename scalar_t>
 cudaError_t launch_split_backward(const scalar_t* grad_highres, Strides4 grad_highres_strides,

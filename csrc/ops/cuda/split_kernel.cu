@@ -18,6 +18,16 @@ cudaError_t launch_split(const scalar_t* x, Strides4 x_strides, scalar_t* highre
 }
 
 template <typename scalar_t>
+cudaError_t launch_split_padded(const scalar_t* x, Strides4 x_strides, scalar_t* highres, scalar_t* lowres,
+                                const int64_t* hr_pos, const int64_t* lr_pos, const int32_t* block_map,
+                                const BlockGrid& grid, int64_t padding, bool channels_last, bool index32,
+                                cudaStream_t stream) {
+  with_split_padded(x, x_strides, highres, lowres, hr_pos, lr_pos, block_map, grid, padding, channels_last, index32,
+                    LaunchOnStream{stream});
+  return cudaGetLastError();
+}
+
+template <typename scalar_t>
 cudaError_t launch_split_backward(const scalar_t* grad_highres, Strides4 grad_highres_strides,
                                   const scalar_t* grad_lowres, Strides4 grad_lowres_strides,
                                   scalar_t* grad_x, const int64_t* hr_pos, const int64_t* lr_pos,
@@ -32,6 +42,9 @@ cudaError_t launch_split_backward(const scalar_t* grad_highres, Strides4 grad_hi
 #define SEGBLOCKS_INSTANTIATE_SPLIT(T)                                                           \
   template cudaError_t launch_split<T>(const T*, Strides4, T*, T*, const int64_t*, const int64_t*, \
                                        const BlockGrid&, bool, bool, cudaStream_t);              \
+  template cudaError_t launch_split_padded<T>(const T*, Strides4, T*, T*, const int64_t*,          \
+                                              const int64_t*, const int32_t*, const BlockGrid&,    \
+                                              int64_t, bool, bool, cudaStream_t);                  \
   template cudaError_t launch_split_backward<T>(const T*, Strides4, const T*, Strides4, T*,      \
                                                 const int64_t*, const int64_t*, const BlockGrid&, \
                                                 bool, bool, cudaStream_t);

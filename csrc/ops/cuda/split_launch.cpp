@@ -60,10 +60,35 @@ at::Tensor split_backward_cuda(const at::Tensor& grad_highres, const at::Tensor&
   return grad_x;
 }
 
+std::tuple<at::Tensor, at::Tensor> split_padded_cuda(const at::Tensor& x, const at::Tensor& hr_pos,
+                                                     const at::Tensor& lr_pos, const at::Tensor& block_map,
+                                                     int64_t block_size, int64_t padding) {
+  const BlockGrid g = check_split_padded_args(x, hr_pos, lr_pos, block_map, block_size, padding);
+  check_cuda_tensor("split_padded", "x", x);
+  const c10::cuda::CUDAGuard device_guard(x.device());
+  const at::MemoryFormat format = output_memory_format({x});
+  const auto options = x.options().memory_format(format);
+  const int64_t hp = block_size + 2 * padding, lp = block_size / 2 + 2 * padding;
+  at::Tensor highres = at::empty({g.num_highres, g.channels, hp, hp}, options);
+  at::Tensor lowres = at::empty({g.num_lowres, g.channels, lp, lp}, options);
+  if (x.numel() == 0) return {highres, lowres};
+  const at::Tensor hr_p = hr_pos.contiguous(), lr_p = lr_pos.contiguous(), bm = block_map.contiguous();
+  const bool index32 = fits_index32({x, highres, lowres}, g);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "segblocks_split_padded_cuda", [&] {
+    C10_CUDA_CHECK(launch_split_padded(cuda_data<scalar_t>(x), strides_of(x), cuda_mutable_data<scalar_t>(highres),
+                                       cuda_mutable_data<scalar_t>(lowres), hr_p.const_data_ptr<int64_t>(),
+                                       lr_p.const_data_ptr<int64_t>(), bm.const_data_ptr<int32_t>(), g, padding,
+                                       format == at::MemoryFormat::ChannelsLast, index32, stream));
+  });
+  return {highres, lowres};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(segblocks, CUDA, m) {
   m.impl("split", &split_cuda);
+  m.impl("split_padded", &split_padded_cuda);
   m.impl("split_backward", &split_backward_cuda);
 }
 
