@@ -279,8 +279,8 @@ void with_split_padded(const scalar_t* dense, Strides4 dense_strides, scalar_t* 
     constexpr int kPack = decltype(pack)::value;
     using D = decltype(div);
     using Params = SplitPaddedParams<scalar_t, D>;
-    const Params prm{dense,   dense_strides,         highres, lowres, hr_pos, lr_pos, block_map, GridIndexer<D>(g),
-                     D(g.channels / kPack), D(hp), D(lp),   padding, hr_total / kPack};
+    const Params prm{dense,  dense_strides, highres, lowres, hr_pos, lr_pos, block_map, GridIndexer<D>(g),
+                     D(g.channels / kPack), D(hp), D(lp), padding, hr_total / kPack};
     run.template operator()<Params, &split_padded_element<scalar_t, decltype(layout)::value, D, kPack>>(
         prm, total / kPack);
   });
