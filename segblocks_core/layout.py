@@ -155,7 +155,7 @@ class BlockTensor:
         self.layout = layout
         self.quartered = bool(quartered)
         self._units: Optional[Tensor] = None
-        self._padded: Optional[tuple[Tensor, int]] = None
+        self._padded: Optional[tuple[tuple[Tensor, ...], int]] = None  # see padded
 
     @classmethod
     def from_units(cls, units: Tensor, layout: BlockLayout) -> "BlockTensor":
