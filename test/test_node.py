@@ -484,7 +484,7 @@ def test_two_cameras_are_batched_and_keep_their_headers(ros):
 
 # -- frame accounting under load ---------------------------------------------------------------
 
-def test_frame_accounting_30hz_with_slow_inference(ros):
+def test_frame_accounting_30hz_with_slow_inference(ros, quiet_gc):
     """A 30 Hz camera, inference several times slower than that (512x1024 noise on CPU):
     the node must drop stale frames, always process the newest one, count every frame,
     and keep answering parameter requests while the model runs."""

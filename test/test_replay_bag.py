@@ -44,7 +44,7 @@ def stamp_of(msg) -> int:
     ("sqlite3", None, "bgr8"), ("mcap", "jpeg", "rgb8"),
 ])
 def test_subscriber_gets_every_frame_with_original_header_and_timing(ros, tmp_path, storage, compressed,
-                                                                     encoding):
+                                                                     encoding, quiet_gc):
     bag = tmp_path / "bag"
     info = write_synthetic_bag(bag, 5, H, W, seed=2, storage=storage, compressed=compressed,
                                encoding=encoding, rate_hz=20.0, frame_id="cam_front", label_topic=None)
