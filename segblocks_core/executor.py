@@ -70,7 +70,7 @@ def split_like(x: Tensor, layout: BlockLayout, side: int, padding: int = 0) -> B
     ``padding`` (the plan's hint: the only user is a zero-padded convolution on whole
     blocks, the stem): the blocks' BlockPad-ed tiles are written instead, straight from the
     map (:func:`segblocks_core.ops.split_padded`)."""
-    if padding > 0 and not (_UNITS.get() and side < layout.block_size):
+    if padding > 0 and not _units_at(layout, side):
         return ops.split_padded(x, layout, side, padding)
     bt = ops.split(x, layout, side)
     return bt.to_quartered() if _use_units(bt) else bt
@@ -125,12 +125,16 @@ def units_mode(enabled: bool = True):
         yield
 
 
-def _use_units(bt: BlockTensor) -> bool:
-    # below the input resolution, and only with both resolutions present: with one
-    # resolution there is one call anyway, and whole blocks have less halo than quarters
-    layout = bt.layout
-    return (_UNITS.get() and bt.block_side < layout.block_size and layout.num_highres > 0
+def _units_at(layout: BlockLayout, side: int) -> bool:
+    """Blocks of ``side`` px (high-res) on ``layout`` run as units: below the input
+    resolution, and only with both resolutions present (with one resolution there is one
+    call anyway, and whole blocks have less halo than quarters)."""
+    return (_UNITS.get() and side < layout.block_size and layout.num_highres > 0
             and layout.num_lowres > 0)
+
+
+def _use_units(bt: BlockTensor) -> bool:
+    return _units_at(bt.layout, bt.block_side)
 
 
 def _written_tiles(bt: BlockTensor, padding: int, mode: str = "constant", value: float = 0.0,

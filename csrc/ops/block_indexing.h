@@ -66,6 +66,17 @@ SEGBLOCKS_HOST_DEVICE Pack<scalar_t, kPack> load_pack(const scalar_t* p) {
   return *reinterpret_cast<const Pack<scalar_t, kPack>*>(p);
 }
 
+// An eval BatchNorm and the ReLU after it on one value, in the accumulation type:
+// relu(shift + v * scale) (NaN stays NaN, like torch.relu). The one formula of BlockPad's
+// prologue (CPU and CUDA) and the upsampling's epilogue, so that a map the upsampling wrote
+// with the BatchNorm + ReLU applied holds the values BlockPad's prologue would have read.
+// (ops/scale_shift_relu.h rounds one explicit fma instead, as PyTorch's addcmul does.)
+template <typename acc_t>
+SEGBLOCKS_HOST_DEVICE acc_t batchnorm_relu(acc_t v, acc_t scale, acc_t shift) {
+  const acc_t a = shift + v * scale;
+  return a < acc_t(0) ? acc_t(0) : a;
+}
+
 // The pack width of 16 bytes, and the half pack (8 bytes) for 2-byte types.
 template <typename scalar_t>
 struct PackWidth {

@@ -37,8 +37,8 @@
 namespace segblocks {
 
 // An optional per-channel epilogue relu(v * scale + shift) on the rounded value, rounded
-// again: an eval BatchNorm + ReLU, the same expression as BlockPad's prologue (pre_op), so
-// the values are those block_pad_units(..., pre) would read. scale == nullptr: none.
+// again: an eval BatchNorm + ReLU, BlockPad's prologue (batchnorm_relu, block_indexing.h),
+// so the values are those block_pad_units(..., pre) would read. scale == nullptr: none.
 template <typename scalar_t>
 struct PostOp {
   const scalar_t* scale;
@@ -72,8 +72,7 @@ SEGBLOCKS_HOST_DEVICE void blend_store(const AccPack<Cvt, kPack>& a, const AccPa
     SEGBLOCKS_UNROLL
     for (int l = 0; l < kPack; ++l) {
       const acc_t v = Cvt::to_acc(Cvt::round(r.v[l]));  // the value BlockPad's prologue would read
-      const acc_t y = Cvt::to_acc(post.shift[ch + l]) + v * Cvt::to_acc(post.scale[ch + l]);
-      r.v[l] = y < static_cast<acc_t>(0) ? static_cast<acc_t>(0) : y;  // NaN stays NaN, like relu
+      r.v[l] = batchnorm_relu(v, Cvt::to_acc(post.scale[ch + l]), Cvt::to_acc(post.shift[ch + l]));
     }
   }
   r.store(out);

@@ -76,8 +76,8 @@ void block_pad_forward(const at::Tensor& highres, const at::Tensor& lowres, at::
   // the prologue on channel c (rounded to the dtype as addcmul + relu_ leave it)
   auto op = [&](scalar_t x, int64_t c) -> scalar_t {
     if (!pre) return x;
-    const acc_t a = static_cast<acc_t>(pre_shift[c]) + static_cast<acc_t>(x) * static_cast<acc_t>(pre_scale[c]);
-    return static_cast<scalar_t>(a < acc_t(0) ? acc_t(0) : a);
+    return static_cast<scalar_t>(batchnorm_relu(static_cast<acc_t>(x), static_cast<acc_t>(pre_scale[c]),
+                                                 static_cast<acc_t>(pre_shift[c])));
   };
   // channel c of the value at `src`
   auto fetch = [&](const PadSource<int64_t>& src, int64_t c) -> scalar_t {

@@ -57,9 +57,7 @@ struct BlockPadParams {
 // leave it; NaN stays NaN like torch.relu).
 template <typename scalar_t, typename index_t>
 SEGBLOCKS_HOST_DEVICE scalar_t pre_op(const scalar_t* scale, const scalar_t* shift, index_t c, scalar_t v) {
-  using acc_t = acc_type<scalar_t>;
-  const acc_t a = to_acc(shift[c]) + to_acc(v) * to_acc(scale[c]);
-  return from_acc<scalar_t>(a < acc_t(0) ? acc_t(0) : a);
+  return from_acc<scalar_t>(batchnorm_relu(to_acc(v), to_acc(scale[c]), to_acc(shift[c])));
 }
 
 // Where element (or pack) `linear` of the two padded outputs lies.
