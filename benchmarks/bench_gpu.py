@@ -31,7 +31,9 @@ from segblocks_core import SegBlocks, count_macs  # noqa: E402
 from segblocks_core.engine import normalize  # noqa: E402
 from segblocks_core.executor import concurrent_lowres  # noqa: E402
 from segblocks_core.fastpath import GraphedSegmenter, prepare_network  # noqa: E402
-from segblocks_core.fused import CONV_UNITS_MODES, conv_units, fast_upsampling, upsample_tiles  # noqa: E402
+from segblocks_core import fused  # noqa: E402
+from segblocks_core.fused import (CONV_UNITS_MODES, conv_units, fast_upsampling, space_to_depth_convs,  # noqa: E402
+                                  upsample_tiles)
 from segblocks_core.timing import cuda_median_ms  # noqa: E402
 from segblocks_core.layout import BlockLayout  # noqa: E402
 from segblocks_core.models import build_model  # noqa: E402
@@ -139,14 +141,25 @@ def main():
                     help="SegBlocks' decoder upsampling writes its output and BlockPad pads it for the "
                          "blend convolution, instead of the upsampling writing the padded tiles itself; "
                          "writes blockpad-blends-gpu-<gpu>-<date>.json")
+    ap.add_argument("--no-space-to-depth", dest="space_to_depth", action="store_false",
+                    help="never run the stride-2 stem on its input's space-to-depth (fused.space_to_depth_convs; "
+                         "otherwise timed per shape at warm-up, both sides); writes no-s2d-gpu-<gpu>-<date>.json")
     ap.add_argument("--conv-units", choices=CONV_UNITS_MODES, default="off",
                     help="3x3 convolutions on units as one kernel that gathers the halo "
                          "(ops.conv3x3_units): off (BlockPad + cuDNN), auto (timed per shape) or "
                          "always; other than off writes conv-units-<mode>-gpu-<gpu>-<date>.json")
     args = ap.parse_args()
     # read at capture: the graphs keep them
-    with fast_upsampling(args.fast_upsample), conv_units(args.conv_units), upsample_tiles(args.upsample_tiles):
+    with fast_upsampling(args.fast_upsample), conv_units(args.conv_units), upsample_tiles(args.upsample_tiles), \
+            space_to_depth_convs(args.space_to_depth):
         run(args)
+
+
+def first_layer_ways() -> dict[str, str]:
+    """``"input shape, weight shape" -> way`` of every stride-2 convolution with at most 4 input
+    channels timed in this process (the stems: unfused, fused or space_to_depth)."""
+    return {f"{list(key[0])} {list(key[3])}": way for key, way in fused._CHOICE.items()
+            if key[4] == (2, 2) and key[3][1] <= 4}
 
 
 def run(args) -> None:
@@ -239,13 +252,16 @@ def run(args) -> None:
               "height": h, "width": w, "fuse_epilogue": args.fuse_epilogue,
               "input_channels": args.input_channels, "units": args.units,
               "fast_max_pool": args.fast_max_pool, "fast_upsample": args.fast_upsample,
-              "conv_units": args.conv_units, "upsample_tiles": args.upsample_tiles, "rows": rows}
+              "conv_units": args.conv_units, "upsample_tiles": args.upsample_tiles,
+              "space_to_depth": args.space_to_depth,
+              # how cuDNN runs each stride-2 first-layer shape (timed at warm-up, fused._CHOICE)
+              "first_layer_ways": first_layer_ways(), "rows": rows}
     slug = re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")
     date = datetime.date.today().isoformat()
     os.makedirs(args.out, exist_ok=True)
     prefix = ("" if args.units else "split-") + ("" if args.fast_max_pool else "torch-maxpool-") + \
         ("" if args.fast_upsample else "torch-upsample-") + \
-        ("" if args.upsample_tiles else "blockpad-blends-") + \
+        ("" if args.upsample_tiles else "blockpad-blends-") + ("" if args.space_to_depth else "no-s2d-") + \
         ("" if args.conv_units == "off" else f"conv-units-{args.conv_units}-") + \
         ("" if args.fuse_epilogue else "unfused-epilogue-") + \
         ("" if args.input_channels == 4 else f"input{args.input_channels}-")

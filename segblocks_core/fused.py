@@ -10,7 +10,10 @@ run them). Whether the fused cuDNN call is faster depends on the shape (measured
 H100: much faster for SegBlocks' block stacks, slower for some dense maps), so the first
 call of every shape times both ways on the GPU and keeps the faster; on the CPU, under
 autograd, in fake-tensor propagation and for shapes first seen during CUDA-graph capture
-the unfused ops run. Both ways compute the same function.
+the unfused ops run. Both ways compute the same function. A stride-2 first layer (the
+stem) has a third way, timed with the other two: the fused call on its input's
+space-to-depth (:func:`space_to_depth`), a stride-1 convolution that cuDNN runs as a plain
+implicit GEMM.
 
 Also here: :class:`BatchNormReLU` (eval-mode BatchNorm + ReLU as ``addcmul`` + ``relu_``,
 :func:`fuse_batchnorm_relu`) and :func:`adaptive_avg_pool2d` (adaptive pooling as plain
@@ -23,6 +26,7 @@ import contextlib
 import contextvars
 import operator
 import warnings
+import weakref
 from typing import Iterator, Optional
 
 import torch
@@ -32,12 +36,14 @@ from torch import Tensor, nn
 
 from .timing import cuda_median_ms
 
-__all__ = ["FusedConv2d", "conv_bias_relu", "fuse_conv_epilogue", "fold_residual_bias", "BatchNormReLU",
+__all__ = ["FusedConv2d", "conv_bias_relu", "space_to_depth_convs", "space_to_depth", "space_to_depth_weight",
+           "fuse_conv_epilogue", "fold_residual_bias", "BatchNormReLU",
            "fuse_batchnorm_relu", "adaptive_avg_pool2d", "use_fast_pooling", "MaxPool2d",
            "use_fast_max_pooling", "conv_units", "conv_units_mode", "check_conv_units_mode", "CONV_UNITS_MODES"]
 
-# fused-or-not per call shape, decided by timing on first use
-_CHOICE: dict[tuple, bool] = {}
+# how each call shape runs ("unfused", "fused" or "space_to_depth"), decided by timing on
+# first use
+_CHOICE: dict[tuple, str] = {}
 
 
 class FusedConv2d(nn.Conv2d):
@@ -74,14 +80,113 @@ def _fused(x, weight, bias, stride, padding, dilation, groups, residual):
     return torch.cudnn_convolution_add_relu(x, weight, residual, 1.0, bias, stride, padding, dilation, groups)
 
 
-def _fused_is_faster(args) -> bool:
-    """Time both ways (outside CUDA-graph capture); False if cuDNN rejects the fused call."""
+# -- a stride-2 first layer as a stride-1 convolution of the input's space-to-depth ------
+#
+# A k x k stride-2 convolution of x [N, C, H, W] is a ceil(k/2)^2 stride-1 convolution of
+# x's 2x2 space-to-depth [N, 4C, H/2, W/2] (channel (2 dy + dx) C + c holds x[.., c, 2i + dy,
+# 2j + dx]) with the kernel zero-padded to even size and rearranged the same way. For the
+# stem (7x7, 4 input channels) that is a plain implicit GEMM with K = 256 where cuDNN
+# otherwise runs a first-layer kernel, or, on SegBlocks' low-res tiles, a generic
+# one (27 us of the stem's 58 at batch 1 on the H100, for 15% of its pixels:
+# benchmarks/stem_probe.py times both). 1.3x the multiply-adds plus one copy of the input:
+# conv_bias_relu times it against the other two ways and keeps the fastest.
+
+_SPACE_TO_DEPTH: contextvars.ContextVar[bool] = contextvars.ContextVar("segblocks_space_to_depth", default=True)
+# id(weight) -> (weak reference to it, its version, the rearranged kernel)
+_S2D_WEIGHTS: dict[int, tuple[weakref.ref, int, Tensor]] = {}
+
+
+@contextlib.contextmanager
+def space_to_depth_convs(enabled: bool = True):
+    """Let :func:`conv_bias_relu` try stride-2 first layers on the input's space-to-depth
+    (timed against the direct convolution; the A/B of ``benchmarks/bench_gpu.py
+    --no-space-to-depth``). Read when the calls are first timed."""
+    with context_value(_SPACE_TO_DEPTH, bool(enabled)):
+        yield
+
+
+def space_to_depth_applies(x: Tensor, weight: Tensor, stride, padding, dilation, groups: int) -> bool:
+    """The convolution is a stride-2 first layer (at most 4 input channels, square kernel
+    of 3 taps or more, no dilation or groups) whose space-to-depth form gives exactly its
+    output size."""
+    stride, padding, dilation = _tuple2(stride), _tuple2(padding), _tuple2(dilation)
+    if (x.dim() != 4 or weight.dim() != 4 or stride != (2, 2) or dilation != (1, 1) or groups != 1
+            or weight.shape[1] > 4 or weight.shape[2] != weight.shape[3] or weight.shape[2] < 3):
+        return False
+    k = weight.shape[2]
+    for size, pad in zip(x.shape[2:], padding):
+        full = size + 2 * pad
+        if full < k or (full + 1) // 2 - (k + 1) // 2 + 1 != (full - k) // 2 + 1:
+            return False
+    return True
+
+
+def space_to_depth(x: Tensor, padding=0) -> Tensor:
+    """``x [N, C, H, W]`` zero-padded by ``padding`` (and to even sizes) -> its 2x2
+    space-to-depth ``[N, 4C, H'/2, W'/2]``, channel ``(2 dy + dx) C + c`` = ``x[:, c, 2i + dy,
+    2j + dx]``, channels_last (one copy of a channels_last input; two with padding)."""
+    n, c, h, w = x.shape
+    ph, pw = _tuple2(padding)
+    y = x.permute(0, 2, 3, 1)  # NHWC (a view of a channels_last x)
+    eh, ew = (h + 2 * ph) % 2, (w + 2 * pw) % 2
+    if ph or pw or eh or ew:
+        y = F.pad(y, (0, 0, pw, pw + ew, ph, ph + eh))
+    h2, w2 = y.shape[1] // 2, y.shape[2] // 2
+    y = y.reshape(n, h2, 2, w2, 2, c).permute(0, 1, 3, 2, 4, 5).reshape(n, h2, w2, 4 * c)
+    return y.permute(0, 3, 1, 2)
+
+
+def space_to_depth_weight(weight: Tensor) -> Tensor:
+    """``[O, C, k, k]`` -> ``[O, 4C, ceil(k/2), ceil(k/2)]``: the stride-1 kernel of
+    :func:`space_to_depth`'s map (cached per weight tensor and version)."""
+    entry = _S2D_WEIGHTS.get(id(weight))
+    if entry is not None and entry[0]() is weight and entry[1] == weight._version:
+        return entry[2]
+    o, c, k, _ = weight.shape
+    k2 = (k + 1) // 2
+    w8 = F.pad(weight, (0, 2 * k2 - k, 0, 2 * k2 - k))
+    w2 = w8.reshape(o, c, k2, 2, k2, 2).permute(0, 3, 5, 1, 2, 4).reshape(o, 4 * c, k2, k2)
+    w2 = w2.contiguous(memory_format=torch.channels_last)
+    for key in [key for key, (ref, _, _) in _S2D_WEIGHTS.items() if ref() is None]:
+        del _S2D_WEIGHTS[key]  # weights that are gone (an id can be reused)
+    _S2D_WEIGHTS[id(weight)] = (weakref.ref(weight), weight._version, w2)
+    return w2
+
+
+def _space_to_depth_conv(conv, x, weight, bias, stride, padding, dilation, groups, residual):
+    """``conv`` (:func:`_fused` or :func:`_unfused`) of the stride-2 first layer, run on
+    :func:`space_to_depth` of ``x`` (:func:`space_to_depth_applies`)."""
+    return conv(space_to_depth(x, padding), space_to_depth_weight(weight), bias, (1, 1), (0, 0), (1, 1), 1,
+                residual)
+
+
+def _fastest_way(args) -> str:
+    """Time the ways to run ``args`` (outside CUDA-graph capture): unfused, the fused cuDNN
+    call (unless cuDNN rejects it) and, for a stride-2 first layer, the fused call on the
+    space-to-depth input."""
+    ways = {"unfused": lambda: _unfused(*args)}
     try:
         _fused(*args)
+        ways["fused"] = lambda: _fused(*args)
     except RuntimeError:
-        return False
-    _unfused(*args)
-    return cuda_median_ms(lambda: _fused(*args)) < cuda_median_ms(lambda: _unfused(*args))
+        pass
+    if "fused" in ways and _SPACE_TO_DEPTH.get() and space_to_depth_applies(*args[:2], *args[3:7]):
+        try:
+            _space_to_depth_conv(_fused, *args)
+            ways["space_to_depth"] = lambda: _space_to_depth_conv(_fused, *args)
+        except RuntimeError:
+            pass
+    for fn in ways.values():
+        fn()
+    times = {name: cuda_median_ms(fn) for name, fn in ways.items()}
+    return min(times, key=times.get)
+
+
+_WAYS = {
+    "unfused": _unfused,
+    "fused": _fused,
+    "space_to_depth": lambda *args: _space_to_depth_conv(_fused, *args),
+}
 
 
 def _tuple2(v) -> tuple[int, int]:
@@ -90,7 +195,8 @@ def _tuple2(v) -> tuple[int, int]:
 
 def conv_bias_relu(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride=1, padding=0, dilation=1,
                    groups: int = 1, residual: Optional[Tensor] = None) -> Tensor:
-    """``relu(conv2d(x, weight, bias, ...) + residual)``; one cuDNN call where that is faster."""
+    """``relu(conv2d(x, weight, bias, ...) + residual)``; one cuDNN call where that is faster
+    (and a stride-2 first layer on its input's space-to-depth where that is faster still)."""
     stride, padding, dilation = _tuple2(stride), _tuple2(padding), _tuple2(dilation)
     args = (x, weight, bias, stride, padding, dilation, groups, residual)
     # plain CUDA tensors only: fake/functional tensors (tracing, torch.compile) and autograd
@@ -102,13 +208,14 @@ def conv_bias_relu(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride=1, 
     if not eligible:
         return _unfused(*args)
     key = (tuple(x.shape), tuple(x.stride()), x.dtype, tuple(weight.shape), stride, padding, dilation,
-           groups, None if residual is None else (tuple(residual.shape), tuple(residual.stride())))
+           groups, None if residual is None else (tuple(residual.shape), tuple(residual.stride())),
+           _SPACE_TO_DEPTH.get())
     choice = _CHOICE.get(key)
     if choice is None:
         if torch.cuda.is_current_stream_capturing():
             return _unfused(*args)  # no timing inside a capture; the warm-up run decides
-        choice = _CHOICE[key] = _fused_is_faster(args)
-    return _fused(*args) if choice else _unfused(*args)
+        choice = _CHOICE[key] = _fastest_way(args)
+    return _WAYS[choice](*args)
 
 
 # ----------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from torch import fx, nn
 from conftest import randomize_batchnorm
 from segblocks_core import SegBlocks
 from segblocks_core.fastpath import fold_batchnorm, prepare_network
+from segblocks_core import fused
 from segblocks_core.fused import FusedConv2d, conv_bias_relu, fuse_conv_epilogue
 from segblocks_core.models import swiftnet_rn18
 
@@ -100,6 +101,92 @@ def test_conv_bias_relu_cpu_and_autograd():
     assert torch.equal(out, want)
     out.sum().backward()
     assert x.grad is not None and w.grad is not None and b.grad is not None
+
+
+@pytest.mark.parametrize("k,c,size,padding", [
+    (7, 4, (70, 70), 0),      # SegBlocks' low-res stem tiles (padded by split_padded)
+    (7, 4, (134, 70), 0),
+    (7, 3, (32, 48), 3),      # the dense stem, zero padding done by the space-to-depth copy
+    (7, 4, (33, 47), 3),      # odd sizes: padded to even with zeros the zero taps read
+    (3, 1, (9, 12), 1),
+    (5, 2, (16, 16), 2),
+])
+def test_space_to_depth_conv_is_the_stride_2_convolution(k, c, size, padding):
+    g = torch.Generator().manual_seed(k * 100 + c)
+    x = torch.randn(2, c, *size, generator=g, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(8, c, k, k, generator=g, dtype=torch.float64)
+    b = torch.randn(8, generator=g, dtype=torch.float64)
+    args = (x, w, b, (2, 2), (padding, padding), (1, 1), 1)
+    assert fused.space_to_depth_applies(x, w, *args[3:])
+    want = F.relu(F.conv2d(x, w, b, 2, padding))
+    got = fused._space_to_depth_conv(fused._unfused, *args, None)
+    assert got.shape == want.shape and got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    z = torch.randn(want.shape, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(fused._space_to_depth_conv(fused._unfused, *args, z),
+                               F.relu(F.conv2d(x, w, b, 2, padding) + z), rtol=1e-12, atol=1e-12)
+
+
+def test_space_to_depth_layout_and_weight():
+    x = torch.arange(2 * 3 * 4 * 6, dtype=torch.float32).reshape(2, 3, 4, 6)
+    y = fused.space_to_depth(x)
+    assert y.shape == (2, 12, 2, 3)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            for c in range(3):
+                assert torch.equal(y[:, (2 * dy + dx) * 3 + c], x[:, c, dy::2, dx::2])
+    padded = fused.space_to_depth(x, 1)  # [2, 3, 6, 8] after the zero border
+    assert padded.shape == (2, 12, 3, 4) and torch.equal(padded[:, 0, 1:, 1:], x[:, 0, 1::2, 1::2])
+    assert padded[:, 0, 0].abs().sum() == 0
+    w = torch.randn(5, 3, 7, 7)
+    w2 = fused.space_to_depth_weight(w)
+    assert w2.shape == (5, 12, 4, 4)
+    assert torch.equal(w2[:, (2 * 1 + 0) * 3 + 2, 1, 3], w[:, 2, 3, 6])
+    assert w2[:, (2 * 1 + 1) * 3:, 3].abs().sum() == 0 and w2[:, :, :, 3][:, 3:6].abs().sum() == 0  # tap 7
+    assert fused.space_to_depth_weight(w) is w2  # cached
+    with torch.no_grad():
+        w.mul_(2)  # a new version of the weight is rearranged again
+    assert torch.equal(fused.space_to_depth_weight(w), 2 * w2)
+
+
+def test_space_to_depth_applies_to_stride_2_first_layers_only():
+    x = torch.randn(1, 4, 70, 70)
+    assert fused.space_to_depth_applies(x, torch.randn(64, 4, 7, 7), 2, 0, 1, 1)
+    assert not fused.space_to_depth_applies(x, torch.randn(64, 4, 7, 7), 1, 3, 1, 1)   # stride 1
+    assert not fused.space_to_depth_applies(torch.randn(1, 64, 70, 70), torch.randn(64, 64, 3, 3), 2, 1, 1, 1)
+    assert not fused.space_to_depth_applies(x, torch.randn(64, 4, 7, 7), 2, 0, 2, 1)   # dilation
+    assert not fused.space_to_depth_applies(x, torch.randn(64, 2, 7, 7), 2, 0, 1, 2)   # groups
+    assert not fused.space_to_depth_applies(x, torch.randn(64, 4, 1, 1), 2, 0, 1, 1)   # 1x1
+    # an even kernel on an odd size would give one output row more
+    assert not fused.space_to_depth_applies(torch.randn(1, 4, 71, 70), torch.randn(8, 4, 4, 4), 2, 0, 1, 1)
+    assert fused.space_to_depth_applies(torch.randn(1, 4, 70, 70), torch.randn(8, 4, 4, 4), 2, 0, 1, 1)
+    assert not fused.space_to_depth_applies(torch.randn(1, 4, 5, 5), torch.randn(8, 4, 7, 7), 2, 0, 1, 1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("padding,size", [(0, (70, 70)), (3, (256, 512))])
+def test_space_to_depth_way_on_cuda(monkeypatch, padding, size):
+    """The fused cuDNN call on the space-to-depth input computes the stem (fp16 tolerance),
+    and conv_bias_relu runs it where it was chosen; off, it is never timed."""
+    torch.manual_seed(0)
+    dev = torch.device("cuda")
+    x = torch.randn(6, 4, *size, device=dev, dtype=torch.half).contiguous(memory_format=torch.channels_last)
+    w = (torch.randn(64, 4, 7, 7, device=dev, dtype=torch.half) * 0.1).contiguous(memory_format=torch.channels_last)
+    b = torch.randn(64, device=dev, dtype=torch.half)
+    want = F.relu(F.conv2d(x.float(), w.float(), b.float(), 2, padding))
+    monkeypatch.setattr(fused, "_CHOICE", {})
+    got = conv_bias_relu(x, w, b, 2, padding)
+    assert list(fused._CHOICE.values())[0] in ("unfused", "fused", "space_to_depth")
+    key = next(iter(fused._CHOICE))
+    fused._CHOICE[key] = "space_to_depth"
+    s2d = conv_bias_relu(x, w, b, 2, padding)
+    for out in (got, s2d):
+        assert out.shape == want.shape
+        assert (out.float() - want).abs().max() <= 2e-2 * want.abs().max()
+    monkeypatch.setattr(fused, "_CHOICE", {})
+    with fused.space_to_depth_convs(False):
+        conv_bias_relu(x, w, b, 2, padding)
+    assert list(fused._CHOICE.values())[0] in ("unfused", "fused")
 
 
 def test_prepare_network_fuses_by_default(folded):
