@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# One round of GPU checks and measurements on the GPU host, in as few device calls as the
+# 10-minute limit allows. Run from the repository root with the stages to run:
+#
+#   bash benchmarks/gpu_round.sh build parity tests probes            # about 5 min
+#   bash benchmarks/gpu_round.sh build bench ab profiles               # about 8 min
+#
+# Stages (in the order given; each logs to $OUT/round/<stage>.log):
+#   build     the extension for sm_90 with the system g++ (README: the image's default CXX
+#             wrapper built a crashing extension)
+#   parity    benchmarks/gpu_parity.py (CUDA parity of every native op, opcheck, graphs)
+#   tests     pytest of the CUDA tests: native ops, fused, units, the fast path (no host sync)
+#   probes    stem_probe.py and resident_probe.py (candidate optimisations, cuDNN only)
+#   bench     bench_gpu.py, the full table (the README's numbers)
+#   ab        bench_gpu.py RN18 subsets: as is and --no-space-to-depth, in this process order
+#   profiles  node_profile.py RN18 b1 / b4 and RN50 b1 at 40%, memory_probe.py at 40%
+# Everything under $OUT/round is packed into $OUT/round.tgz (the device tool returns a few
+# files only).
+set -u
+OUT=${OUT:?set OUT to the folder whose files come back}
+R="$OUT/round"
+mkdir -p "$R"
+PY=${PY:-python3}
+status=0
+
+stage() {  # name, command...: run, log, remember a failure and go on
+  local name=$1; shift
+  local t0=$SECONDS
+  if "$@" > "$R/$name.log" 2>&1; then
+    echo "$name: ok ($((SECONDS - t0)) s)"
+  else
+    echo "$name: FAILED rc=$? ($((SECONDS - t0)) s)"; tail -20 "$R/$name.log"; status=1
+  fi
+}
+
+for s in "$@"; do
+  case $s in
+    build)
+      export CXX=/usr/bin/g++ FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16
+      stage build $PY setup.py -q build_ext --inplace || exit 1 ;;
+    parity)
+      stage parity $PY benchmarks/gpu_parity.py --out "$R" ;;
+    tests)
+      stage tests $PY -m pytest -q -p no:cacheprovider -k cuda test/test_native_ops.py test/test_fused.py \
+        test/test_units.py test/test_gpu_fastpath.py ;;
+    probes)
+      stage stem_probe $PY benchmarks/stem_probe.py
+      stage resident_probe $PY benchmarks/resident_probe.py --json "$R/resident-probe.json" ;;
+    bench)
+      stage bench $PY benchmarks/bench_gpu.py --out "$R" ;;
+    ab)
+      stage ab_s2d_on $PY benchmarks/bench_gpu.py --out "$R/ab" --models swiftnet_rn18 --taus 0.5
+      stage ab_s2d_off $PY benchmarks/bench_gpu.py --out "$R/ab" --models swiftnet_rn18 --taus 0.5 \
+        --no-space-to-depth ;;
+    profiles)
+      for cfg in "swiftnet_rn18 1" "swiftnet_rn18 4" "swiftnet_rn50 1"; do
+        read -r model batch <<< "$cfg"
+        stage "profile-$model-b$batch" $PY benchmarks/node_profile.py --model "$model" --batch "$batch" \
+          --fraction 0.4 --iters 20 --json "$R/node-profile-$model-b$batch.json"
+      done
+      stage memory $PY benchmarks/memory_probe.py --fraction 0.4 --json "$R/memory-probe.json" ;;
+    *)
+      echo "unknown stage $s"; status=1 ;;
+  esac
+done
+tar -C "$OUT" -czf "$OUT/round.tgz" round && rm -rf "$R"
+exit $status
