@@ -105,7 +105,7 @@ def test_cli_applies_ros_remapping(ros, tmp_path, capsys):
     assert [stamp_of(m) for m in inbox.snapshot()] == info.stamps
 
 
-def test_stop_ends_an_endless_loop(ros, tmp_path):
+def test_stop_ends_an_endless_loop(ros, tmp_path, quiet_gc):
     bag = tmp_path / "bag"
     write_synthetic_bag(bag, 2, H, W, rate_hz=20.0, label_topic=None)
     stop = threading.Event()
