@@ -141,9 +141,10 @@ def main():
                     help="SegBlocks' decoder upsampling writes its output and BlockPad pads it for the "
                          "blend convolution, instead of the upsampling writing the padded tiles itself; "
                          "writes blockpad-blends-gpu-<gpu>-<date>.json")
-    ap.add_argument("--no-space-to-depth", dest="space_to_depth", action="store_false",
-                    help="never run the stride-2 stem on its input's space-to-depth (fused.space_to_depth_convs; "
-                         "otherwise timed per shape at warm-up, both sides); writes no-s2d-gpu-<gpu>-<date>.json")
+    ap.add_argument("--space-to-depth", action="store_true",
+                    help="let the stride-2 stems (both sides) also run on their input's space-to-depth where "
+                         "that is faster, timed per shape at warm-up (fused.space_to_depth_convs); writes "
+                         "s2d-gpu-<gpu>-<date>.json")
     ap.add_argument("--conv-units", choices=CONV_UNITS_MODES, default="off",
                     help="3x3 convolutions on units as one kernel that gathers the halo "
                          "(ops.conv3x3_units): off (BlockPad + cuDNN), auto (timed per shape) or "
@@ -261,7 +262,7 @@ def run(args) -> None:
     os.makedirs(args.out, exist_ok=True)
     prefix = ("" if args.units else "split-") + ("" if args.fast_max_pool else "torch-maxpool-") + \
         ("" if args.fast_upsample else "torch-upsample-") + \
-        ("" if args.upsample_tiles else "blockpad-blends-") + ("" if args.space_to_depth else "no-s2d-") + \
+        ("" if args.upsample_tiles else "blockpad-blends-") + ("s2d-" if args.space_to_depth else "") + \
         ("" if args.conv_units == "off" else f"conv-units-{args.conv_units}-") + \
         ("" if args.fuse_epilogue else "unfused-epilogue-") + \
         ("" if args.input_channels == 4 else f"input{args.input_channels}-")

@@ -12,7 +12,7 @@
 #   tests     pytest of the CUDA tests: native ops, fused, units, the fast path (no host sync)
 #   probes    stem_probe.py and resident_probe.py (candidate optimisations, cuDNN only)
 #   bench     bench_gpu.py, the full table (the README's numbers)
-#   ab        bench_gpu.py RN18 subsets: as is and --no-space-to-depth, in this process order
+#   ab        bench_gpu.py RN18 subsets: as is and with --space-to-depth
 #   profiles  node_profile.py RN18 b1 / b4 and RN50 b1 at 40%, memory_probe.py at 40%
 # Everything under $OUT/round is packed into $OUT/round.tgz (the device tool returns a few
 # files only).
@@ -49,9 +49,9 @@ for s in "$@"; do
     bench)
       stage bench $PY benchmarks/bench_gpu.py --out "$R" ;;
     ab)
-      stage ab_s2d_on $PY benchmarks/bench_gpu.py --out "$R/ab" --models swiftnet_rn18 --taus 0.5
-      stage ab_s2d_off $PY benchmarks/bench_gpu.py --out "$R/ab" --models swiftnet_rn18 --taus 0.5 \
-        --no-space-to-depth ;;
+      stage ab_s2d_off $PY benchmarks/bench_gpu.py --out "$R/ab" --models swiftnet_rn18 --taus 0.5
+      stage ab_s2d_on $PY benchmarks/bench_gpu.py --out "$R/ab" --models swiftnet_rn18 --taus 0.5 \
+        --space-to-depth ;;
     profiles)
       for cfg in "swiftnet_rn18 1" "swiftnet_rn18 4" "swiftnet_rn50 1"; do
         read -r model batch <<< "$cfg"

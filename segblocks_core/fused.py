@@ -11,9 +11,9 @@ H100: much faster for SegBlocks' block stacks, slower for some dense maps), so t
 call of every shape times both ways on the GPU and keeps the faster; on the CPU, under
 autograd, in fake-tensor propagation and for shapes first seen during CUDA-graph capture
 the unfused ops run. Both ways compute the same function. A stride-2 first layer (the
-stem) has a third way, timed with the other two: the fused call on its input's
-space-to-depth (:func:`space_to_depth`), a stride-1 convolution that cuDNN runs as a plain
-implicit GEMM.
+stem) can have a third way, timed with the other two under :func:`space_to_depth_convs`:
+the fused call on its input's space-to-depth (:func:`space_to_depth`), a stride-1
+convolution that cuDNN runs as a plain implicit GEMM.
 
 Also here: :class:`BatchNormReLU` (eval-mode BatchNorm + ReLU as ``addcmul`` + ``relu_``,
 :func:`fuse_batchnorm_relu`) and :func:`adaptive_avg_pool2d` (adaptive pooling as plain
@@ -89,9 +89,11 @@ def _fused(x, weight, bias, stride, padding, dilation, groups, residual):
 # otherwise runs a first-layer kernel, or, on SegBlocks' low-res tiles, a generic
 # one (27 us of the stem's 58 at batch 1 on the H100, for 15% of its pixels:
 # benchmarks/stem_probe.py times both). 1.3x the multiply-adds plus one copy of the input:
-# conv_bias_relu times it against the other two ways and keeps the fastest.
+# under space_to_depth_convs(), conv_bias_relu times it against the other two ways and keeps
+# the fastest.
 
-_SPACE_TO_DEPTH: contextvars.ContextVar[bool] = contextvars.ContextVar("segblocks_space_to_depth", default=True)
+# off by default until measured: the copy is alive at SegBlocks' memory peak (the stem)
+_SPACE_TO_DEPTH: contextvars.ContextVar[bool] = contextvars.ContextVar("segblocks_space_to_depth", default=False)
 # id(weight) -> (weak reference to it, its version, the rearranged kernel)
 _S2D_WEIGHTS: dict[int, tuple[weakref.ref, int, Tensor]] = {}
 
@@ -100,7 +102,9 @@ _S2D_WEIGHTS: dict[int, tuple[weakref.ref, int, Tensor]] = {}
 def space_to_depth_convs(enabled: bool = True):
     """Let :func:`conv_bias_relu` try stride-2 first layers on the input's space-to-depth
     (timed against the direct convolution; the A/B of ``benchmarks/bench_gpu.py
-    --no-space-to-depth``). Read when the calls are first timed."""
+    --space-to-depth``). Off by default: not yet measured on the GPU, and its copy of the
+    input is alive at the stem, where SegBlocks' memory peaks. Read when the calls are
+    first timed."""
     with context_value(_SPACE_TO_DEPTH, bool(enabled)):
         yield
 

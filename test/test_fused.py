@@ -167,7 +167,7 @@ def test_space_to_depth_applies_to_stride_2_first_layers_only():
 @pytest.mark.parametrize("padding,size", [(0, (70, 70)), (3, (256, 512))])
 def test_space_to_depth_way_on_cuda(monkeypatch, padding, size):
     """The fused cuDNN call on the space-to-depth input computes the stem (fp16 tolerance),
-    and conv_bias_relu runs it where it was chosen; off, it is never timed."""
+    and conv_bias_relu runs it where it was chosen; off (the default), it is never timed."""
     torch.manual_seed(0)
     dev = torch.device("cuda")
     x = torch.randn(6, 4, *size, device=dev, dtype=torch.half).contiguous(memory_format=torch.channels_last)
@@ -175,7 +175,8 @@ def test_space_to_depth_way_on_cuda(monkeypatch, padding, size):
     b = torch.randn(64, device=dev, dtype=torch.half)
     want = F.relu(F.conv2d(x.float(), w.float(), b.float(), 2, padding))
     monkeypatch.setattr(fused, "_CHOICE", {})
-    got = conv_bias_relu(x, w, b, 2, padding)
+    with fused.space_to_depth_convs():
+        got = conv_bias_relu(x, w, b, 2, padding)
     assert list(fused._CHOICE.values())[0] in ("unfused", "fused", "space_to_depth")
     key = next(iter(fused._CHOICE))
     fused._CHOICE[key] = "space_to_depth"
@@ -184,9 +185,10 @@ def test_space_to_depth_way_on_cuda(monkeypatch, padding, size):
         assert out.shape == want.shape
         assert (out.float() - want).abs().max() <= 2e-2 * want.abs().max()
     monkeypatch.setattr(fused, "_CHOICE", {})
+    conv_bias_relu(x, w, b, 2, padding)  # off by default
     with fused.space_to_depth_convs(False):
         conv_bias_relu(x, w, b, 2, padding)
-    assert list(fused._CHOICE.values())[0] in ("unfused", "fused")
+    assert len(fused._CHOICE) == 1 and set(fused._CHOICE.values()) <= {"unfused", "fused"}  # one key: off
 
 
 def test_prepare_network_fuses_by_default(folded):
