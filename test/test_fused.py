@@ -142,7 +142,9 @@ def test_space_to_depth_layout_and_weight():
     w2 = fused.space_to_depth_weight(w)
     assert w2.shape == (5, 12, 4, 4)
     assert torch.equal(w2[:, (2 * 1 + 0) * 3 + 2, 1, 3], w[:, 2, 3, 6])
-    assert w2[:, (2 * 1 + 1) * 3:, 3].abs().sum() == 0 and w2[:, :, :, 3][:, 3:6].abs().sum() == 0  # tap 7
+    # kernel row / column 7 (the zero padding): dy = 1 at kY = 3, dx = 1 at kX = 3
+    assert w2[:, 6:, 3].abs().sum() == 0 and w2[:, 3:6, :, 3].abs().sum() == 0 and w2[:, 9:, :, 3].abs().sum() == 0
+    assert w2[:, :6, 3].abs().sum() > 0 and w2[:, :3, :, 3].abs().sum() > 0
     assert fused.space_to_depth_weight(w) is w2  # cached
     with torch.no_grad():
         w.mul_(2)  # a new version of the weight is rearranged again
