@@ -18,7 +18,6 @@ and, for the 7x7 stem, the 3-channel input padded to 4 and 8 channels (zero chan
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from segblocks_core.timing import cuda_graph_median_ms  # noqa: E402
+from probe_json import write_probe_json  # noqa: E402  (this folder: the script's own)
 
 HR, LR, BLOCK = 51, 77, 128
 H, W = 1024, 2048
@@ -78,9 +78,7 @@ def main() -> int:
             print(f"{name:22s} cin {c:3d}  dense {dense * 1e3:7.1f} us   batch {row['batch_ms'] * 1e3:7.1f} us"
                   f" (hr {per['batch_hr'] * 1e3:6.1f} lr {per['batch_lr'] * 1e3:6.1f})   mosaic"
                   f" {row['mosaic_ms'] * 1e3:7.1f} us (hr {per['mosaic_hr'] * 1e3:6.1f} lr {per['mosaic_lr'] * 1e3:6.1f})")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows}, f, indent=1)
+    write_probe_json(args.json, rows=rows)
     return 0
 
 

@@ -31,6 +31,7 @@ from segblocks_core import ops  # noqa: E402
 from segblocks_core.fused import conv_bias_relu  # noqa: E402
 from segblocks_core.layout import BlockLayout, BlockTensor  # noqa: E402
 from segblocks_core.ops import _reference  # noqa: E402
+from probe_json import write_probe_json  # noqa: E402  (this folder: the script's own)
 
 # (name, in channels, out channels, stride, block side at the input's stride, residual,
 #  BatchNorm + ReLU prologue, count in RN18)
@@ -131,10 +132,7 @@ def main() -> int:
         for k in t:
             t[k] += r["count"] * r[f"{k}_ms"]
     print("totals (ms, x count): " + json.dumps(totals))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows,
-                       "totals_ms": totals}, f, indent=1)
+    write_probe_json(args.json, rows=rows, totals_ms=totals)
     return 0 if all(r["ok"] for r in rows) else 1
 
 

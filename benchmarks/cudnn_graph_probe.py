@@ -20,6 +20,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from cudnn_strided_probe import block_operands, load_cudnn_extension  # noqa: E402
+from probe_json import write_probe_json  # noqa: E402  (this folder: the script's own)
 
 CPP = r"""
 #include <torch/extension.h>
@@ -214,10 +215,7 @@ def main():
                 row["ring_untouched"] = yp[:, :, 0].abs().max().item() == 0
         rows.append(row)
         print(json.dumps(row))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"gpu": torch.cuda.get_device_name(dev), "torch": torch.__version__,
-                       "cudnn": torch.backends.cudnn.version(), "rows": rows}, f, indent=1)
+    write_probe_json(args.json, rows=rows)
 
 
 if __name__ == "__main__":

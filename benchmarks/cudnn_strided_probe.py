@@ -16,7 +16,6 @@ cuDNN that torch uses): cudnnConvolutionBiasActivationForward, relu(conv(x) + bi
     python benchmarks/cudnn_strided_probe.py [--reps 50] [--json out.json]
 """
 import argparse
-import json
 import os
 import sys
 
@@ -26,6 +25,7 @@ from torch.utils.cpp_extension import load_inline
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from segblocks_core.timing import cuda_graph_median_ms  # noqa: E402
+from probe_json import write_probe_json  # noqa: E402  (this folder: the script's own)
 
 CPP = r"""
 #include <torch/extension.h>
@@ -182,10 +182,7 @@ def main():
         print(f"{name:10s} {n:5d} units {c:3d}ch {u:2d}px: torch {t_torch:6.1f}  direct {t_direct:6.1f}  "
               f"strided {t_strided:6.1f}  copy {t_copy:6.1f} us  (algo {a_direct[0]:.0f}/{a_strided[0]:.0f}, "
               f"diff {err:.1e}, ring untouched {ring_untouched})")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"gpu": torch.cuda.get_device_name(dev), "torch": torch.__version__,
-                       "cudnn": torch.backends.cudnn.version(), "rows": rows}, f, indent=1)
+    write_probe_json(args.json, rows=rows)
 
 
 if __name__ == "__main__":

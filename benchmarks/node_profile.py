@@ -14,7 +14,6 @@ SegBlocks time, and the excess over the ideal
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -25,6 +24,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from benchmarks.bench_gpu import add_setup_args, fixed_layout_setup  # noqa: E402
 from segblocks_core.executor import units_mode  # noqa: E402
+from probe_json import write_probe_json  # noqa: E402  (this folder: the script's own)
 
 
 def _label(n: fx.Node) -> str:
@@ -115,14 +115,10 @@ def main() -> None:
             continue
         fmt = lambda v: f"{v * 1e3:8.1f}" if v is not None else f"{'-':>8s}"  # noqa: E731
         print(f"{r['node'][:48]:48s} {fmt(r['static_ms'])} {fmt(r['segblocks_ms'])} {fmt(r['excess_ms'])}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"gpu": torch.cuda.get_device_name(dev), "torch": torch.__version__,
-                       "model": args.model, "batch": args.batch, "fraction": args.fraction,
-                       "mac_ratio": mac_ratio, "static_total_ms": total_s, "segblocks_total_ms": total_b,
-                       "rows": rows, "segblocks_in_order": list(blocks.items()),
-                       "static_in_order": list(static.items()),
-                       "static_kernels": static_kernels, "segblocks_kernels": KERNELS}, f, indent=1)
+    write_probe_json(args.json, model=args.model, batch=args.batch, fraction=args.fraction, mac_ratio=mac_ratio,
+                     static_total_ms=total_s, segblocks_total_ms=total_b, rows=rows,
+                     segblocks_in_order=list(blocks.items()), static_in_order=list(static.items()),
+                     static_kernels=static_kernels, segblocks_kernels=KERNELS)
 
 
 if __name__ == "__main__":

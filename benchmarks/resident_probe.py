@@ -19,7 +19,6 @@ frames need BlockPad's values (a ring pass, in place). That costs the frames' ou
     python benchmarks/resident_probe.py [--blocks 128] [--fraction 0.4] [--json out.json]
 """
 import argparse
-import json
 import os
 import sys
 
@@ -30,6 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from segblocks_core.fused import conv_bias_relu  # noqa: E402
 from segblocks_core.timing import cuda_graph_median_ms  # noqa: E402
+from probe_json import write_probe_json  # noqa: E402  (this folder: the script's own)
 
 
 def time_us(fn):
@@ -87,10 +87,7 @@ def main():
             }
             rows.append(row)
             print(" ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"gpu": torch.cuda.get_device_name(dev), "torch": torch.__version__,
-                       "fraction": args.fraction, "rows": rows}, f, indent=1)
+    write_probe_json(args.json, fraction=args.fraction, rows=rows)
 
 
 if __name__ == "__main__":

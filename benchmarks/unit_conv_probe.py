@@ -20,13 +20,13 @@ each the faster of conv + bias + ReLU fused by cuDNN (``cudnn_convolution_relu``
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import torch
 import torch.nn.functional as F
 
 from conv_layout_probe import BLOCK, H, HR, LR, W, graph_ms
+from probe_json import write_probe_json
 
 
 def best_ms(shape, cin, cout, k, stride, pad, residual, reps):
@@ -105,10 +105,7 @@ def main() -> int:
         print(f"{name:20s} x{count}  dense {dense * 1e3:6.1f}  split {(hr + lr) * 1e3:6.1f} (hr {hr * 1e3:5.1f}"
               f" lr {lr * 1e3:5.1f})  units {units * 1e3:6.1f} us")
     print("totals (ms): " + "  ".join(f"{k} {v:.3f}" for k, v in tot.items()))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows,
-                       "totals_ms": tot}, f, indent=1)
+    write_probe_json(args.json, rows=rows, totals_ms=tot)
     return 0
 
 
