@@ -18,6 +18,7 @@
 
 #include <initializer_list>
 #include <type_traits>
+#include <utility>
 
 #include "ops/block_indexing.h"
 #include "ops/cuda/cuda_scalar.cuh"
@@ -73,6 +74,19 @@ void with_pack_layout_and_index(bool channels_last, int64_t channels, std::initi
   } else {
     run(std::integral_constant<int, 1>{});
   }
+}
+
+// with_pack_layout_and_index for a kernel between a dense map (any strides) and the two
+// block tensors (contiguous in the output order; an empty one does not limit the pack):
+// split, split_padded and combine's backward.
+template <typename scalar_t, typename F>
+void with_dense_and_blocks(const scalar_t* dense, Strides4 dense_strides, const scalar_t* highres,
+                           const scalar_t* lowres, const BlockGrid& g, bool channels_last, bool index32, F&& f) {
+  with_pack_layout_and_index<scalar_t>(channels_last, g.channels,
+                                       {{dense, dense_strides, false},
+                                        {highres, Strides4{0, 1, 0, 0}, g.num_highres == 0},
+                                        {lowres, Strides4{0, 1, 0, 0}, g.num_lowres == 0}},
+                                       index32, std::forward<F>(f));
 }
 
 // The thread blocks per SM a kernel's registers must allow (__launch_bounds__' second
@@ -176,10 +190,7 @@ void with_dense_to_blocks(const scalar_t* dense, Strides4 dense_strides, scalar_
   const int64_t hr_total = g.num_highres * g.channels * b * b;
   const int64_t total = hr_total + g.num_lowres * g.channels * (b / 2) * (b / 2);
   if (total == 0) return;
-  const std::initializer_list<PackCheck> tensors{{dense, dense_strides, false},
-                                                 {highres, Strides4{0, 1, 0, 0}, g.num_highres == 0},
-                                                 {lowres, Strides4{0, 1, 0, 0}, g.num_lowres == 0}};
-  with_pack_layout_and_index<scalar_t>(channels_last, g.channels, tensors, index32, [&](auto pack, auto layout, auto div) {
+  with_dense_and_blocks(dense, dense_strides, highres, lowres, g, channels_last, index32, [&](auto pack, auto layout, auto div) {
     constexpr int kPack = decltype(pack)::value;
     using D = decltype(div);
     using Params = DenseToBlocksParams<scalar_t, D>;
@@ -272,10 +283,7 @@ void with_split_padded(const scalar_t* dense, Strides4 dense_strides, scalar_t* 
   const int64_t hr_total = g.num_highres * g.channels * hp * hp;
   const int64_t total = hr_total + g.num_lowres * g.channels * lp * lp;
   if (total == 0) return;
-  const std::initializer_list<PackCheck> tensors{{dense, dense_strides, false},
-                                                 {highres, Strides4{0, 1, 0, 0}, g.num_highres == 0},
-                                                 {lowres, Strides4{0, 1, 0, 0}, g.num_lowres == 0}};
-  with_pack_layout_and_index<scalar_t>(channels_last, g.channels, tensors, index32, [&](auto pack, auto layout, auto div) {
+  with_dense_and_blocks(dense, dense_strides, highres, lowres, g, channels_last, index32, [&](auto pack, auto layout, auto div) {
     constexpr int kPack = decltype(pack)::value;
     using D = decltype(div);
     using Params = SplitPaddedParams<scalar_t, D>;
