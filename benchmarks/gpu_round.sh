@@ -23,21 +23,23 @@ mkdir -p "$R"
 PY=${PY:-python3}
 status=0
 
-stage() {  # name, command...: run, log, remember a failure and go on
+stage() {  # name, command...: run, log, remember a failure (and return it)
   local name=$1; shift
-  local t0=$SECONDS
-  if "$@" > "$R/$name.log" 2>&1; then
+  local t0=$SECONDS rc=0
+  "$@" > "$R/$name.log" 2>&1 || rc=$?
+  if [ $rc -eq 0 ]; then
     echo "$name: ok ($((SECONDS - t0)) s)"
   else
-    echo "$name: FAILED rc=$? ($((SECONDS - t0)) s)"; tail -20 "$R/$name.log"; status=1
+    echo "$name: FAILED rc=$rc ($((SECONDS - t0)) s)"; tail -20 "$R/$name.log"; status=1
   fi
+  return $rc
 }
 
 for s in "$@"; do
   case $s in
     build)
       export CXX=/usr/bin/g++ FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16
-      stage build $PY setup.py -q build_ext --inplace || exit 1 ;;
+      stage build $PY setup.py -q build_ext --inplace || { tar -C "$OUT" -czf "$OUT/round.tgz" round; exit 1; } ;;
     parity)
       stage parity $PY benchmarks/gpu_parity.py --out "$R" ;;
     tests)
