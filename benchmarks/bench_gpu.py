@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from segblocks_core import SegBlocks, count_macs  # noqa: E402
 from segblocks_core.engine import normalize  # noqa: E402
-from segblocks_core.executor import concurrent_lowres  # noqa: E402
+from segblocks_core.executor import concurrent_lowres, units_min_side  # noqa: E402
 from segblocks_core.fastpath import GraphedSegmenter, prepare_network  # noqa: E402
 from segblocks_core import fused  # noqa: E402
 from segblocks_core.fused import (CONV_UNITS_MODES, conv_units, fast_upsampling, space_to_depth_convs,  # noqa: E402
@@ -145,6 +145,9 @@ def main():
                     help="let the stride-2 stems (both sides) also run on their input's space-to-depth where "
                          "that is faster, timed per shape at warm-up (fused.space_to_depth_convs); writes "
                          "s2d-gpu-<gpu>-<date>.json")
+    ap.add_argument("--units-min-side", type=int, default=0,
+                    help="keep whole blocks where high-res blocks are smaller than this many px (the deep "
+                         "layers; executor.units_min_side); > 0 writes units-min-side-<n>-gpu-<gpu>-<date>.json")
     ap.add_argument("--conv-units", choices=CONV_UNITS_MODES, default="off",
                     help="3x3 convolutions on units as one kernel that gathers the halo "
                          "(ops.conv3x3_units): off (BlockPad + cuDNN), auto (timed per shape) or "
@@ -152,7 +155,7 @@ def main():
     args = ap.parse_args()
     # read at capture: the graphs keep them
     with fast_upsampling(args.fast_upsample), conv_units(args.conv_units), upsample_tiles(args.upsample_tiles), \
-            space_to_depth_convs(args.space_to_depth):
+            space_to_depth_convs(args.space_to_depth), units_min_side(args.units_min_side):
         run(args)
 
 
@@ -254,7 +257,7 @@ def run(args) -> None:
               "input_channels": args.input_channels, "units": args.units,
               "fast_max_pool": args.fast_max_pool, "fast_upsample": args.fast_upsample,
               "conv_units": args.conv_units, "upsample_tiles": args.upsample_tiles,
-              "space_to_depth": args.space_to_depth,
+              "space_to_depth": args.space_to_depth, "units_min_side": args.units_min_side,
               # how cuDNN runs each stride-2 first-layer shape (timed at warm-up, fused._CHOICE)
               "first_layer_ways": first_layer_ways(), "rows": rows}
     slug = re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")
@@ -263,6 +266,7 @@ def run(args) -> None:
     prefix = ("" if args.units else "split-") + ("" if args.fast_max_pool else "torch-maxpool-") + \
         ("" if args.fast_upsample else "torch-upsample-") + \
         ("" if args.upsample_tiles else "blockpad-blends-") + ("s2d-" if args.space_to_depth else "") + \
+        (f"units-min-side-{args.units_min_side}-" if args.units_min_side else "") + \
         ("" if args.conv_units == "off" else f"conv-units-{args.conv_units}-") + \
         ("" if args.fuse_epilogue else "unfused-epilogue-") + \
         ("" if args.input_channels == 4 else f"input{args.input_channels}-")

@@ -3,7 +3,8 @@
 # 10-minute limit allows. Run from the repository root with the stages to run:
 #
 #   bash benchmarks/gpu_round.sh build parity tests probes            # about 5 min
-#   bash benchmarks/gpu_round.sh build bench ab profiles               # about 8 min
+#   bash benchmarks/gpu_round.sh build bench profiles                  # about 7 min
+#   bash benchmarks/gpu_round.sh build ab                              # about 7 min
 #
 # Stages (in the order given; each logs to $OUT/round/<stage>.log):
 #   build     the extension for sm_90 with the system g++ (README: the image's default CXX
@@ -12,7 +13,8 @@
 #   tests     pytest of the CUDA tests: native ops, fused, units, the fast path (no host sync)
 #   probes    stem_probe.py and resident_probe.py (candidate optimisations, cuDNN only)
 #   bench     bench_gpu.py, the full table (the README's numbers)
-#   ab        bench_gpu.py RN18 subsets: as is and with --space-to-depth
+#   ab        bench_gpu.py RN18 subsets: as is, with --space-to-depth, and with whole blocks in
+#             layer3/4 (--units-min-side 16) and in layer4 (--units-min-side 8)
 #   profiles  node_profile.py RN18 b1 / b4 and RN50 b1 at 40%, memory_probe.py at 40%
 # Everything under $OUT/round is packed into $OUT/round.tgz (the device tool returns a few
 # files only).
@@ -53,7 +55,11 @@ for s in "$@"; do
     ab)
       stage ab_s2d_off $PY benchmarks/bench_gpu.py --out "$R/ab" --models swiftnet_rn18 --taus 0.5
       stage ab_s2d_on $PY benchmarks/bench_gpu.py --out "$R/ab" --models swiftnet_rn18 --taus 0.5 \
-        --space-to-depth ;;
+        --space-to-depth
+      for side in 16 8; do
+        stage "ab_units_min_side_$side" $PY benchmarks/bench_gpu.py --out "$R/ab" --models swiftnet_rn18 \
+          --taus 0.5 --units-min-side "$side"
+      done ;;
     profiles)
       for cfg in "swiftnet_rn18 1" "swiftnet_rn18 4" "swiftnet_rn50 1"; do
         read -r model batch <<< "$cfg"

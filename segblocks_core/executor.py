@@ -53,7 +53,7 @@ from .fused import (BatchNormReLU, FusedConv2d, MaxPool2d, adaptive_avg_pool2d, 
                     use_conv_units)
 from .layout import BlockLayout, BlockTensor
 
-__all__ = ["SegBlocks", "UnsupportedLayerError", "MacCount", "concurrent_lowres", "units_mode"]
+__all__ = ["SegBlocks", "UnsupportedLayerError", "MacCount", "concurrent_lowres", "units_mode", "units_min_side"]
 
 
 class UnsupportedLayerError(TypeError):
@@ -125,11 +125,28 @@ def units_mode(enabled: bool = True):
         yield
 
 
+_UNITS_MIN_SIDE: contextvars.ContextVar[int] = contextvars.ContextVar("segblocks_units_min_side", default=0)
+
+
+@contextlib.contextmanager
+def units_min_side(side: int):
+    """In :func:`units_mode`, keep whole blocks where the high-res blocks are smaller than
+    ``side`` px (the deep layers, whose units are 2-4 px tiles with as much halo as
+    interior): there each resolution runs on its own, with less halo per tile (the A/B of
+    ``benchmarks/bench_gpu.py --units-min-side``). 0 (default): units at every stride below
+    the input. Read when the ops run, so a CUDA graph keeps what was active at capture."""
+    if int(side) < 0:
+        raise ValueError(f"units_min_side must be >= 0, got {side}")
+    with context_value(_UNITS_MIN_SIDE, int(side)):
+        yield
+
+
 def _units_at(layout: BlockLayout, side: int) -> bool:
     """Blocks of ``side`` px (high-res) on ``layout`` run as units: below the input
-    resolution, and only with both resolutions present (with one resolution there is one
-    call anyway, and whole blocks have less halo than quarters)."""
-    return (_UNITS.get() and side < layout.block_size and layout.num_highres > 0
+    resolution (and not below :func:`units_min_side`), and only with both resolutions
+    present (with one resolution there is one call anyway, and whole blocks have less halo
+    than quarters)."""
+    return (_UNITS.get() and _UNITS_MIN_SIDE.get() <= side < layout.block_size and layout.num_highres > 0
             and layout.num_lowres > 0)
 
 

@@ -137,6 +137,39 @@ def test_units_equal_split_execution(builder, shape):
     assert max_rel_diff(SegBlocks(net, units=True)(x, all_hr), net(x)) <= TOL
 
 
+@pytest.mark.parametrize("builder", [swiftnet_rn18, swiftnet_rn50])
+@torch.no_grad()
+def test_units_min_side_keeps_whole_blocks_in_the_deep_layers(monkeypatch, builder):
+    """units_min_side(16): layer3 and layer4 (high-res blocks of 8 and 4 px at block size
+    128) run on whole blocks, everything above on units: the same values, and BlockPad of
+    whole blocks runs exactly where the units' BlockPad no longer does."""
+    net = _net(builder)
+    x = torch.randn(1, 3, 256, 384)
+    grid = _mixed_grid((1, 2, 3), seed=3)
+    calls = {"units": [], "blocks": []}
+    real_units, real_blocks = ops.block_pad_units, ops.block_pad
+    monkeypatch.setattr(ops, "block_pad_units",
+                        lambda bt, *a, **k: calls["units"].append(bt.block_side) or real_units(bt, *a, **k))
+    monkeypatch.setattr(ops, "block_pad", lambda bt, *a, **k: calls["blocks"].append(bt.block_side) or real_blocks(bt, *a, **k))
+    everywhere = SegBlocks(net, units=True)(x, grid)
+    units_sides, block_sides = calls["units"][:], calls["blocks"][:]
+    for c in calls.values():
+        c.clear()
+    from segblocks_core.executor import units_min_side
+    with units_min_side(16):
+        deep_blocks = SegBlocks(net, units=True)(x, grid)
+    assert max_rel_diff(deep_blocks, everywhere) <= TOL
+    assert max_rel_diff(deep_blocks, SegBlocks(net)(x, grid)) <= TOL
+    # units BlockPad below 16 px is gone, whole blocks are padded there instead; above, the
+    # units' BlockPad passes are the same
+    assert {s for s in units_sides if s < 16} == {4, 8} and min(calls["units"]) >= 16
+    assert {s for s in block_sides if s < 16} == set() and {s for s in calls["blocks"] if s < 16} == {4, 8}
+    assert sorted(calls["units"]) == sorted(s for s in units_sides if s >= 16)
+    with pytest.raises(ValueError, match="units_min_side"):
+        with units_min_side(-1):
+            pass
+
+
 @torch.no_grad()
 def test_units_labels_and_prepared_network():
     """The fast path's network (folded BN, fused epilogues, 4-channel stem) on units."""
