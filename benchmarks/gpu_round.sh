@@ -10,7 +10,8 @@
 #   build     the extension for sm_90 with the system g++ (README: the image's default CXX
 #             wrapper built a crashing extension)
 #   parity    benchmarks/gpu_parity.py (CUDA parity of every native op, opcheck, graphs)
-#   tests     pytest of the CUDA tests: native ops, fused, units, the fast path (no host sync)
+#   tests     pytest: the GPU fast path (no host sync, graphs), the CUDA tests of the native ops,
+#             fused convolutions and units
 #   probes    stem_probe.py and resident_probe.py (candidate optimisations, cuDNN only)
 #   bench     bench_gpu.py, the full table (the README's numbers)
 #   ab        bench_gpu.py RN18 subsets: as is, with --space-to-depth, and with whole blocks in
@@ -45,8 +46,10 @@ for s in "$@"; do
     parity)
       stage parity $PY benchmarks/gpu_parity.py --out "$R" ;;
     tests)
-      stage tests $PY -m pytest -q -p no:cacheprovider -k cuda test/test_native_ops.py test/test_fused.py \
-        test/test_units.py test/test_gpu_fastpath.py ;;
+      # every test of the GPU fast path (no host sync, graphs, units in fp16), the CUDA ones of the rest
+      stage tests_fastpath $PY -m pytest -q -p no:cacheprovider test/test_gpu_fastpath.py
+      stage tests_cuda $PY -m pytest -q -p no:cacheprovider -k cuda test/test_native_ops.py test/test_fused.py \
+        test/test_units.py ;;
     probes)
       stage stem_probe $PY benchmarks/stem_probe.py
       stage resident_probe $PY benchmarks/resident_probe.py --json "$R/resident-probe.json" ;;
