@@ -285,6 +285,38 @@ def test_fused_conv_epilogue_on_cuda(nets):
 
 
 @cuda
+def test_space_to_depth_stems_in_the_graphed_fast_path(nets, monkeypatch):
+    """With the space-to-depth way switched on and forced wherever it applies (both stems:
+    SegBlocks' high- and low-res tiles and the dense one), the captured fast path still
+    gives the reference path's labels."""
+    from segblocks_core import fused as fz
+    from segblocks_core.fastpath import GraphedSegmenter
+    net, fast = nets
+    monkeypatch.setattr(fz, "_CHOICE", {})
+    real = fz._fastest_way
+    forced = []
+
+    def prefer_space_to_depth(args):
+        if fz.space_to_depth_applies(*args[:2], *args[3:7]):
+            forced.append(tuple(args[0].shape))
+            return "space_to_depth"
+        return real(args)
+    monkeypatch.setattr(fz, "_fastest_way", prefer_space_to_depth)
+    imgs = frames(2).cuda()
+    with fz.space_to_depth_convs():
+        seg = GraphedSegmenter(fast, 2, 256, 512, tau=0.5, num_buckets=8, dense_above=None)
+        labels, grid = seg.run(imgs)
+        dense_labels, _ = GraphedSegmenter(fast, 2, 256, 512, dense=True).run(imgs)
+    torch.cuda.synchronize()
+    assert forced and any(s[2] == 256 for s in forced)  # the dense stem too
+    with torch.inference_mode():
+        ref = SegBlocks(net)(normalize(imgs), grid.clone()).argmax(1)
+        dense_ref = net(normalize(imgs)).argmax(1)
+    assert (labels == ref).float().mean().item() >= 0.99
+    assert (dense_labels == dense_ref).float().mean().item() >= 0.99
+
+
+@cuda
 def test_units_match_split_execution_fp16(nets):
     """The fast path runs on units (one kernel per op for both resolutions): fp16 logits
     match the split execution of the same prepared network, eager and CUDA-graphed."""
