@@ -341,6 +341,31 @@ def test_units_match_split_execution_fp16(nets):
 
 
 @cuda
+def test_units_min_side_matches_units_everywhere_fp16(nets):
+    """Whole blocks in the deep layers (executor.units_min_side(16)): the fp16 logits and the
+    CUDA-graphed labels match units everywhere."""
+    from segblocks_core.executor import units_min_side
+    from segblocks_core.fastpath import GraphedSegmenter
+    _, fast = nets
+    imgs = frames(2, seed=6).cuda()
+    units = SegBlocks(fast, units=True)
+    x = normalize(imgs, torch.float16, units.in_channels)
+    grid = torch.rand(units.grid_shape(x.shape), generator=torch.Generator().manual_seed(2)) > 0.5
+    layout = BlockLayout.from_grid(grid.cuda(), 128)
+    with torch.inference_mode():
+        a = units(x, layout=layout).float()
+        with units_min_side(16):
+            b = units(x, layout=layout).float()
+    assert (a - b).abs().max().item() <= 2e-2 * a.abs().max().item()
+    labels_a, grid_a = (t.clone() for t in GraphedSegmenter(fast, 2, 256, 512, tau=0.4, num_buckets=8,
+                                                             dense_above=None).run(imgs))
+    with units_min_side(16):
+        labels_b, grid_b = GraphedSegmenter(fast, 2, 256, 512, tau=0.4, num_buckets=8, dense_above=None).run(imgs)
+    assert torch.equal(grid_a, grid_b)
+    assert (labels_a == labels_b).float().mean().item() >= 0.99
+
+
+@cuda
 def test_one_pass_conv_units_match_blockpad_and_cudnn_fp16(nets):
     """``ops.conv3x3_units`` in the prepared network (every 3x3 convolution on units, the
     halo gathered in the kernel): fp16 logits match BlockPad + cuDNN eagerly, and the
