@@ -42,6 +42,16 @@ def conditional_nodes():
     return conditional_graphs_supported()
 
 
+def units_case(fast, frames_seed=6, grid_seed=2):
+    """``(imgs, sb, x, layout)``: two test frames on the GPU, ``fast`` on units, its fp16
+    input and a seeded random layout (about half the blocks high-res)."""
+    imgs = frames(2, seed=frames_seed).cuda()
+    sb = SegBlocks(fast, units=True)
+    x = normalize(imgs, torch.float16, sb.in_channels)
+    grid = torch.rand(sb.grid_shape(x.shape), generator=torch.Generator().manual_seed(grid_seed)) > 0.5
+    return imgs, sb, x, BlockLayout.from_grid(grid.cuda(), 128)
+
+
 def test_bucket_capacity_rounds_up_and_promotes_above_dense_above():
     from segblocks_core.fastpath import bucket_capacity
     step, total = 8, 64
@@ -347,11 +357,7 @@ def test_units_min_side_matches_units_everywhere_fp16(nets):
     from segblocks_core.executor import units_min_side
     from segblocks_core.fastpath import GraphedSegmenter
     _, fast = nets
-    imgs = frames(2, seed=6).cuda()
-    units = SegBlocks(fast, units=True)
-    x = normalize(imgs, torch.float16, units.in_channels)
-    grid = torch.rand(units.grid_shape(x.shape), generator=torch.Generator().manual_seed(2)) > 0.5
-    layout = BlockLayout.from_grid(grid.cuda(), 128)
+    imgs, units, x, layout = units_case(fast)
     with torch.inference_mode():
         a = units(x, layout=layout).float()
         with units_min_side(16):
@@ -373,11 +379,7 @@ def test_one_pass_conv_units_match_blockpad_and_cudnn_fp16(nets):
     from segblocks_core import fused
     from segblocks_core.fastpath import GraphedSegmenter
     _, fast = nets
-    imgs = frames(2, seed=6).cuda()
-    seg = SegBlocks(fast, units=True)
-    x = normalize(imgs, torch.float16, seg.in_channels)
-    grid = torch.rand(seg.grid_shape(x.shape), generator=torch.Generator().manual_seed(2)) > 0.5
-    layout = BlockLayout.from_grid(grid.cuda(), 128)
+    imgs, seg, x, layout = units_case(fast)
     with torch.inference_mode():
         want = seg(x, layout=layout).float()
         with fused.conv_units("always"):
