@@ -164,33 +164,28 @@ def _space_to_depth_conv(conv, x, weight, bias, stride, padding, dilation, group
                 residual)
 
 
-def _fastest_way(args) -> str:
-    """Time the ways to run ``args`` (outside CUDA-graph capture): unfused, the fused cuDNN
-    call (unless cuDNN rejects it) and, for a stride-2 first layer, the fused call on the
-    space-to-depth input."""
-    ways = {"unfused": lambda: _unfused(*args)}
-    try:
-        _fused(*args)
-        ways["fused"] = lambda: _fused(*args)
-    except RuntimeError:
-        pass
-    if "fused" in ways and _SPACE_TO_DEPTH.get() and space_to_depth_applies(*args[:2], *args[3:7]):
-        try:
-            _space_to_depth_conv(_fused, *args)
-            ways["space_to_depth"] = lambda: _space_to_depth_conv(_fused, *args)
-        except RuntimeError:
-            pass
-    for fn in ways.values():
-        fn()
-    times = {name: cuda_median_ms(fn) for name, fn in ways.items()}
-    return min(times, key=times.get)
-
-
 _WAYS = {
     "unfused": _unfused,
     "fused": _fused,
     "space_to_depth": lambda *args: _space_to_depth_conv(_fused, *args),
 }
+
+
+def _fastest_way(args) -> str:
+    """Time the ways to run ``args`` (outside CUDA-graph capture): unfused, the fused cuDNN
+    call (unless cuDNN rejects it) and, for a stride-2 first layer, the fused call on the
+    space-to-depth input. Each way's first call is its warm-up."""
+    _unfused(*args)
+    ways = {"unfused": _unfused}
+    s2d = _SPACE_TO_DEPTH.get() and space_to_depth_applies(*args[:2], *args[3:7])
+    for name in ("fused", "space_to_depth") if s2d else ("fused",):
+        try:
+            _WAYS[name](*args)
+        except RuntimeError:
+            break  # cuDNN rejects the fused call (the space-to-depth way is one too)
+        ways[name] = _WAYS[name]
+    times = {name: cuda_median_ms(lambda: fn(*args)) for name, fn in ways.items()}
+    return min(times, key=times.get)
 
 
 def _tuple2(v) -> tuple[int, int]:

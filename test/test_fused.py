@@ -165,6 +165,40 @@ def test_space_to_depth_applies_to_stride_2_first_layers_only():
     assert not fused.space_to_depth_applies(torch.randn(1, 4, 5, 5), torch.randn(8, 4, 7, 7), 2, 0, 1, 1)
 
 
+def test_fastest_way_times_only_the_ways_that_apply(monkeypatch):
+    """The choice logic with stand-ins for cuDNN and the timer: each way is called once
+    before it is timed, the fastest wins, the space-to-depth way is timed only when switched
+    on for a stride-2 first layer and the fused call works."""
+    calls = []
+    speed = {"unfused": 3.0, "fused": 2.0, "space_to_depth": 1.0}
+    reject = set()
+
+    def way(name):
+        def run(*args):
+            calls.append(name)
+            if name in reject:
+                raise RuntimeError("not supported")
+        return run
+    monkeypatch.setattr(fused, "_unfused", way("unfused"))
+    monkeypatch.setattr(fused, "_WAYS", {n: way(n) for n in speed})
+    monkeypatch.setattr(fused, "cuda_median_ms", lambda fn: (fn(), speed[calls[-1]])[1])
+    stem = (torch.empty(1, 4, 70, 70), torch.empty(64, 4, 7, 7), None, (2, 2), (0, 0), (1, 1), 1, None)
+    inner = (torch.empty(1, 64, 18, 18), torch.empty(64, 64, 3, 3), None, (1, 1), (0, 0), (1, 1), 1, None)
+    assert fused._fastest_way(stem) == "fused"  # off by default
+    assert "space_to_depth" not in calls
+    with fused.space_to_depth_convs():
+        calls.clear()
+        assert fused._fastest_way(stem) == "space_to_depth"
+        assert calls == ["unfused", "fused", "space_to_depth"] * 2  # warm-up calls, then timed ones
+        assert fused._fastest_way(inner) == "fused"
+        reject.add("fused")
+        calls.clear()
+        assert fused._fastest_way(stem) == "unfused" and calls == ["unfused", "fused", "unfused"]
+        reject.clear()
+        speed["unfused"] = 0.5
+        assert fused._fastest_way(stem) == "unfused"
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("padding,size", [(0, (70, 70)), (3, (256, 512))])
 def test_space_to_depth_way_on_cuda(monkeypatch, padding, size):
