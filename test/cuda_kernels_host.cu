@@ -37,13 +37,14 @@ struct RunOnHost {
 };
 
 // conv3x3_units: every thread block (output tile and K split) in turn, its 128 threads one
-// after another through each phase of the kernel (gather A and B, multiply, epilogue), then
-// the split-K reduction; the tensor cores' 16x16x16 products are replaced by a float32 loop
-// over the same shared-memory tiles.
+// after another through each phase of the kernel (source table, halo tile per chunk, B tile
+// per step, multiply, epilogue), then the split-K reduction; the tensor cores' products
+// are replaced by a float32 loop that reads A the way the kernel's ldmatrix does (row r at
+// tap (dy, dx): halo pixel conv_tile_row(r).halo + conv_tap_offset(dy, dx)).
 struct RunConvOnHost {
   template <typename Cvt, typename D>
-  void operator()(const ConvUnitsParams<typename Cvt::scalar_t, D>& prm, int64_t m_tiles, int64_t n_tiles) const {
-    for (int64_t m_tile = 0; m_tile < m_tiles; ++m_tile) {
+  void operator()(const ConvUnitsParams<typename Cvt::scalar_t, D>& prm, int64_t n_tiles) const {
+    for (int64_t m_tile = 0; m_tile < prm.tiling.m_tiles; ++m_tile) {
       for (int64_t n_tile = 0; n_tile < n_tiles; ++n_tile) {
         for (int64_t split = 0; split < prm.splits; ++split) thread_block<Cvt, D>(prm, m_tile, n_tile, split);
       }
@@ -57,35 +58,46 @@ struct RunConvOnHost {
   static void thread_block(const ConvUnitsParams<typename Cvt::scalar_t, D>& prm, int64_t m_tile, int64_t n_tile,
                            int64_t split) {
     using scalar_t = typename Cvt::scalar_t;
-    struct alignas(32) Tile {
-      scalar_t v[kConvBM * kConvPitch];
+    using index_t = typename D::index_t;
+    struct alignas(16) Row {
+      scalar_t v[kConvPitch];
     };
-    const auto a = std::make_unique<Tile>(), b = std::make_unique<Tile>();
+    const int64_t hp_count = prm.tiling.halo_pixels;
+    std::vector<PadSource<index_t>> table;
+    for (int64_t hp = 0; hp < hp_count; ++hp) table.push_back(conv_halo_source<Cvt, D>(prm, m_tile, hp));
+    std::vector<Row> halo(hp_count), b(kConvBN);
     std::vector<float> c(kConvBM * kConvCPitch, 0.0f);
-    std::vector<ConvRow<Cvt, D>> rows;
-    for (int t = 0; t < kConvThreads; ++t) rows.push_back(conv_units_row<Cvt, D>(prm, m_tile, t / 2));
+    std::vector<ConvHaloGather<Cvt, D>> gather;
+    for (int t = 0; t < kConvThreads; ++t) gather.emplace_back(prm);
+    std::vector<int64_t> origin;
+    for (int r = 0; r < kConvBM; ++r) origin.push_back(conv_tile_row(prm.tiling, m_tile, r).halo);
     const ConvSteps range = conv_units_split_steps(prm, split);
     for (int64_t ks = range.first; ks < range.last; ++ks) {
-      const ConvStep st = conv_step(ks, prm.cin);
+      const ConvStep st = conv_step(ks);
       for (int t = 0; t < kConvThreads; ++t) {
-        conv_units_locate(rows[t], st);
-        for (int p = 0; p < kConvPacksPerThread; ++p) {  // the GPU's cp.async: a 16-byte copy
-          scalar_t* dst = a->v + conv_tile_offset(t, p);
-          const scalar_t* src = conv_units_a_copy_source(rows[t], st, t, p, prm.pre_scale != nullptr);
-          if (src != nullptr) {
-            std::memcpy(dst, src, 16);
-          } else {
-            conv_units_a_compute(rows[t], st, t, p, prm.pre_scale, prm.pre_shift, dst);
+        if (st.tap == 0) {  // thread t's packs of the chunk's halo tile
+          for (int64_t e = t; e < hp_count * kConvPacksPerPixel; e += kConvThreads) {
+            const int64_t hp = e / kConvPacksPerPixel, p = e % kConvPacksPerPixel;
+            const int64_t ch = st.c0 + p * kConvPack;
+            scalar_t* dst = halo[hp].v + p * kConvPack;
+            const scalar_t* src = gather[t].copy_source(table[hp], ch);
+            if (src != nullptr) {  // the GPU's cp.async: a 16-byte copy
+              std::memcpy(dst, src, 16);
+            } else {
+              gather[t].compute(table[hp], ch, dst);
+            }
           }
-          std::memcpy(b->v + conv_tile_offset(t, p), conv_units_b_source(prm, n_tile, st, t, p), 16);
+        }
+        for (int p = 0; p < kConvPacksPerThread; ++p) {
+          std::memcpy(b[0].v + conv_tile_offset(t, p), conv_units_b_source(prm, n_tile, st, t, p), 16);
         }
       }
+      const int64_t tap = conv_tap_offset(prm.tiling, st.dy, st.dx);
       for (int r = 0; r < kConvBM; ++r) {
+        const scalar_t* a = halo[origin[r] + tap].v;
         for (int n = 0; n < kConvBN; ++n) {
           float sum = 0.0f;
-          for (int k = 0; k < kConvBK; ++k) {
-            sum += Cvt::to_acc(a->v[r * kConvPitch + k]) * Cvt::to_acc(b->v[n * kConvPitch + k]);
-          }
+          for (int k = 0; k < kConvBK; ++k) sum += Cvt::to_acc(a[k]) * Cvt::to_acc(b[n].v[k]);
           c[r * kConvCPitch + n] += sum;
         }
       }
@@ -315,7 +327,8 @@ int segblocks_host_conv3x3_units(int dtype, const void* highres, const int64_t* 
                                  int index32) {
   if (dtype != 2 && dtype != 3) return 1;
   const int64_t u = grid[3] / 2, uo = (u - 1) / stride + 1;
-  std::vector<float> partial(splits > 1 ? splits * (4 * grid[5] + grid[6]) * uo * uo * cout : 0, NAN);
+  const ConvSplitPlan plan = conv_units_split_plan(grid[4] / kConvBK, splits);
+  std::vector<float> partial(plan.splits > 1 ? plan.splits * (4 * grid[5] + grid[6]) * uo * uo * cout : 0, NAN);
   return with_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     if constexpr (sizeof(T) == 2) {
@@ -323,7 +336,8 @@ int segblocks_host_conv3x3_units(int dtype, const void* highres, const int64_t* 
                       strides_from(lowres_strides), hr_pos, lr_pos, block_map, grid_from(grid),
                       static_cast<const T*>(weight), static_cast<const T*>(bias), static_cast<const T*>(residual),
                       static_cast<T*>(out), cout, relu != 0, quartered != 0, stride, static_cast<const T*>(pre_scale),
-                      static_cast<const T*>(pre_shift), splits, partial.data(), index32 != 0, RunConvOnHost{});
+                      static_cast<const T*>(pre_shift), plan.splits, plan.steps_per_split, partial.data(), index32 != 0,
+                      RunConvOnHost{});
     }
   });
 }

@@ -334,7 +334,10 @@ def check_upsample2x_dense(device, dtype, layout: str, geometry: Geometry) -> No
 # a multiple of 32 and output channels of 64; 64 -> 128 gives two K chunks per tap and two
 # output-channel tiles. "side16" has 8x8 units, so a 64-row tile spans whole units and
 # every halo side; the small geometries give partial last tiles.
-CONV_UNITS_GEOMETRIES = GEOMETRIES + (Geometry("side16", 1, 2, 3, 16, "mixed", seed=5),)
+# side16: units of 8 px, one per thread block of the CUDA kernel; side36: units of 18 px,
+# 3 output rows per thread block at stride 1, 7 (then 2) at stride 2
+CONV_UNITS_GEOMETRIES = GEOMETRIES + (Geometry("side16", 1, 2, 3, 16, "mixed", seed=5),
+                                      Geometry("side36", 1, 1, 2, 36, "mixed", seed=6))
 CONV_UNITS_DTYPES = {"f16": torch.float16, "bf16": torch.bfloat16}
 CONV_UNITS_EPILOGUES = {  # (bias, residual, relu, BatchNorm + ReLU prologue)
     "plain": (False, False, False, False),

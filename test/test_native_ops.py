@@ -339,14 +339,19 @@ def test_conv3x3_units_cuda_opcheck_and_graph():
     (dict(cin=48), "multiple of 32"),
     (dict(cout=96), "multiple of 64"),
     (dict(layout="contiguous"), "channels_last with 16-byte aligned"),
+    (dict(hr_side=130), "output units of at most 64 px"),
 ])
 def test_conv3x3_units_cuda_limits_are_clear_errors(change, pattern):
     geometry = cases.GEOMETRY_BY_NAME["mixed_batch2"]
+    if "hr_side" in change:  # 65-px units: a row of one is more than a thread block's 64 pixels
+        geometry = cases.Geometry("side130", 1, 1, 2, change["hr_side"], "mixed")
     dtype = change.get("dtype", torch.float16)
     lay, hr, lr, w, b, _ = cases.conv_units_inputs(geometry, dtype, "cuda", True, "bias_relu",
                                                    cin=change.get("cin", 64), cout=change.get("cout", 128))
     if change.get("layout") == "contiguous":
         hr, lr = hr.contiguous(), lr.contiguous()
+    bt = segblocks_core.layout.BlockTensor(hr, lr, lay, quartered=True)
+    assert not ops.conv3x3_units_supported(bt, w)  # the executor keeps BlockPad + cuDNN
     with pytest.raises(RuntimeError, match=pattern):
         torch.ops.segblocks.conv3x3_units(hr, lr, lay.hr_pos, lay.lr_pos, lay.block_map, w, b, None, True, True)
 

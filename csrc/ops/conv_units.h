@@ -11,23 +11,27 @@
 //   The optional prologue relu(x * pre_scale + pre_shift) (an eval BatchNorm + ReLU) applies
 //   to every value read, rounded to the dtype as BlockPad's output would be.
 //
-// An implicit GEMM: M = units * uo * uo output pixels, N = Co, K = 9 * Ci, taken tap by tap
-// (ky, kx) in chunks of kConvBK input channels. A thread block computes a kConvBM x kConvBN
-// output tile; per K step its threads gather the A tile (one output pixel's input pixel at
-// the tap, kConvBK channels, read through UnitWindow: interior pixels directly, halo pixels
-// through pad_source, looked up once per tap) and the B tile (weights in channels_last
-// order, [Co][ky][kx][Ci], so K is contiguous per output channel) into shared memory
-// (asynchronous copies where a pack is a plain copy of a pixel, a few steps ahead), and the
-// tensor cores multiply them.
+// An implicit GEMM: M = units * uo * uo output pixels, N = Co, K = 9 * Ci. A thread block
+// computes a kConvBM x kConvBN output tile. Its output pixels are whole units, or whole
+// rows of one unit (ConvTiling), so their 3x3 windows lie in a few padded tiles: per chunk
+// of kConvBK input channels, the thread block stages those padded tiles (the "halo tile",
+// HP pixels) in shared memory once, each pixel read through BlockPad's rules (interior
+// pixels as plain copies, halo pixels through pad_source, the source of every pixel looked
+// up once per kernel into a table). The nine taps of the chunk are then nine K steps that
+// read the A operand straight out of the halo tile: output row r at tap (dy, dx) is halo
+// pixel conv_tile_row(r).halo + dy * cols + dx, so no A tile is ever copied. The B tile
+// of a K step (weights in channels_last order, [Co][ky][kx][Ci], K contiguous per output
+// channel) streams through a ring of kConvStages buffers.
 // The epilogue adds bias and residual, applies the ReLU and writes 16-byte packs.
 //
-// This header holds the per-thread pieces (gather, weight load, epilogue), torch-free and
-// CUDA-free; ops/cuda/conv_units_kernel.cu runs them around WMMA, and
-// test/cuda_kernels_host.cu runs the same pieces around a scalar multiply on the CPU.
+// This header holds the per-thread pieces (tiling, halo sources and gather, weight load,
+// epilogue), torch-free and CUDA-free; ops/cuda/conv_units_kernel.cu runs them around the
+// tensor cores (ldmatrix + mma.sync), and test/cuda_kernels_host.cu runs the same pieces
+// around a scalar multiply on the CPU.
 //
 // Requirements (the launcher checks them; the executor falls back to BlockPad + cuDNN
 // otherwise): half or bfloat16; every tensor channels_last and 16-byte aligned;
-// Ci % kConvBK == 0; Co % kConvBN == 0.
+// Ci % kConvBK == 0; Co % kConvBN == 0; uo <= kConvBM.
 #pragma once
 
 #include <cstdint>
@@ -39,16 +43,89 @@ namespace segblocks {
 
 constexpr int kConvBM = 64;        // output pixels per thread block
 constexpr int kConvBN = 64;        // output channels per thread block
-constexpr int kConvBK = 32;        // input channels per K step (of one tap)
+constexpr int kConvBK = 32;        // input channels per chunk (nine K steps, one per tap)
 constexpr int kConvThreads = 128;  // 4 warps, each a 32 x 32 quarter of the output tile
 constexpr int kConvPack = 8;       // 16 bytes of half / bfloat16
-constexpr int kConvPitch = kConvBK + 8;   // smem row pitch of the A and B tiles (elements)
-constexpr int kConvStages = 3;            // shared-memory ring: kConvStages - 1 K steps in flight
+constexpr int kConvPitch = kConvBK + 8;   // smem pitch (elements) of a halo pixel and a B row
+constexpr int kConvStages = 3;            // B ring: kConvStages - 1 K steps in flight
 constexpr int kConvCPitch = kConvBN + 4;  // smem row pitch of the float32 output tile
-// packs of one smem row each thread loads: 64 rows x 4 packs over 128 threads
-constexpr int kConvPacksPerThread = kConvBM * (kConvBK / kConvPack) / kConvThreads;
-static_assert(kConvBM == kConvBN, "one row (pixel / output channel) per pair of threads");
-static_assert(kConvPacksPerThread == 2, "each thread loads half a row");
+constexpr int kConvPacksPerPixel = kConvBK / kConvPack;  // 16-byte packs of a halo pixel per chunk
+// packs of one B row each thread loads: 64 rows x 4 packs over 128 threads
+constexpr int kConvPacksPerThread = kConvBN * kConvPacksPerPixel / kConvThreads;
+static_assert(kConvPacksPerThread == 2, "each thread loads half a B row");
+
+// How output pixels group into thread blocks of kConvBM rows (M tiles):
+//  * uo * uo <= kConvBM: `units` whole units per tile (kConvBM / (uo * uo) of them);
+//  * otherwise `out_rows` whole output rows of one unit per tile (kConvBM / uo of them),
+//    `tiles_per_unit` tiles per unit.
+// The halo tile of an M tile holds, per unit, `rows` x `cols` pixels of its padded tile
+// (padding 1), from padded row first_row(tile) on; HP = units * rows * cols.
+struct ConvTiling {
+  int64_t uo, stride, num_units;
+  int64_t units;           // units per tile
+  int64_t out_rows;        // output rows of a unit per tile
+  int64_t tiles_per_unit;  // 1 where units > 1
+  int64_t rows, cols;      // halo rows and columns per unit
+  int64_t halo_pixels;     // HP
+  int64_t m_tiles;
+};
+
+// The tiling of U = num_units units of u x u pixels convolved with stride 1 or 2
+// (uo = (u - 1) / stride + 1 <= kConvBM).
+SEGBLOCKS_HOST_DEVICE ConvTiling conv_tiling(int64_t num_units, int64_t u, int64_t stride) {
+  ConvTiling t{};
+  t.uo = (u - 1) / stride + 1;
+  t.stride = stride;
+  t.num_units = num_units;
+  if (t.uo * t.uo <= kConvBM) {
+    t.units = kConvBM / (t.uo * t.uo);
+    t.out_rows = t.uo;
+    t.tiles_per_unit = 1;
+    t.m_tiles = (num_units + t.units - 1) / t.units;
+  } else {
+    t.units = 1;
+    t.out_rows = kConvBM / t.uo;
+    t.tiles_per_unit = (t.uo + t.out_rows - 1) / t.out_rows;
+    t.m_tiles = num_units * t.tiles_per_unit;
+  }
+  t.rows = (t.out_rows - 1) * stride + 3;
+  t.cols = (t.uo - 1) * stride + 3;
+  t.halo_pixels = t.units * t.rows * t.cols;
+  return t;
+}
+
+// Tile m_tile's first unit and its first output row within that unit.
+struct ConvTileOrigin {
+  int64_t unit0, oy0;
+};
+
+SEGBLOCKS_HOST_DEVICE ConvTileOrigin conv_tile_origin(const ConvTiling& t, int64_t m_tile) {
+  if (t.tiles_per_unit == 1) return ConvTileOrigin{m_tile * t.units, 0};
+  const int64_t unit = m_tile / t.tiles_per_unit;
+  return ConvTileOrigin{unit, (m_tile - unit * t.tiles_per_unit) * t.out_rows};
+}
+
+// Row r (0..kConvBM) of M tile m_tile: its output pixel m (GEMM row, -1 where the row is
+// past the tile's pixels or the last unit) and the halo pixel at its window's top left.
+struct ConvTileRow {
+  int64_t m, halo;
+};
+
+SEGBLOCKS_HOST_DEVICE ConvTileRow conv_tile_row(const ConvTiling& t, int64_t m_tile, int64_t r) {
+  const ConvTileOrigin o = conv_tile_origin(t, m_tile);
+  const int64_t per_unit = t.out_rows * t.uo;  // tile rows per unit
+  const int64_t local = r / per_unit, rem = r - local * per_unit;
+  const int64_t oyl = rem / t.uo, ox = rem - oyl * t.uo;
+  const int64_t unit = o.unit0 + local, oy = o.oy0 + oyl;
+  const bool valid = local < t.units && unit < t.num_units && oy < t.uo;
+  const int64_t halo = local * t.rows * t.cols + oyl * t.stride * t.cols + ox * t.stride;
+  return ConvTileRow{valid ? (unit * t.uo + oy) * t.uo + ox : -1, valid ? halo : 0};
+}
+
+// The halo pixel offset of tap (dy, dx) (added to a row's window origin).
+SEGBLOCKS_HOST_DEVICE int64_t conv_tap_offset(const ConvTiling& t, int64_t dy, int64_t dx) {
+  return dy * t.cols + dx;
+}
 
 template <typename scalar_t, typename D>
 struct ConvUnitsParams {
@@ -58,18 +135,17 @@ struct ConvUnitsParams {
   const scalar_t* residual;  // [U, uo, uo, Co] contiguous (channels_last units) or null
   scalar_t* out;             // [U, uo, uo, Co]
   GridIndexer<D> grid;
-  D pixels_div;  // divides by uo * uo
-  D side_div;    // divides by uo
+  ConvTiling tiling;
   int64_t num_hr_units;  // 4 Nh
   int64_t rows;          // U * uo * uo (GEMM M)
-  int64_t stride;        // 1 or 2
   int64_t cin, cout;
   bool relu;
   const scalar_t* pre_scale;  // [Ci] or null (no prologue), with pre_shift
   const scalar_t* pre_shift;
-  // split-K: thread block (m, n, z) sums K steps [z * steps_per_split, (z + 1) * steps_per_split);
-  // with splits > 1 it writes its float32 tile to partial [splits, rows, Co] and
-  // conv_units_reduce_element sums the splits in order and finishes (deterministic)
+  // split-K: thread block (m, n, z) sums K steps [z * steps_per_split, (z + 1) * steps_per_split)
+  // (whole chunks: steps_per_split is a multiple of 9); with splits > 1 it writes its
+  // float32 tile to partial [splits, rows, Co] and conv_units_reduce_element sums the
+  // splits in order and finishes (deterministic)
   int64_t splits;
   int64_t steps_per_split;
   float* partial;
@@ -88,14 +164,25 @@ SEGBLOCKS_HOST_DEVICE ConvSteps conv_units_split_steps(const ConvUnitsParams<sca
   return ConvSteps{first < steps ? first : steps, last < steps ? last : steps};
 }
 
-// K splits for `tiles` output tiles of `steps` K steps on `sms` multiprocessors: enough
-// thread blocks for about 4 per multiprocessor (the deep layers have few, long tiles), each
-// split at least 8 steps long; 1 where the tiles alone fill the GPU.
-inline int64_t conv_units_auto_splits(int64_t tiles, int64_t steps, int64_t sms) {
+// K splits (in whole chunks) for `tiles` output tiles of `chunks` chunks on `sms`
+// multiprocessors: enough thread blocks for about 4 per multiprocessor (the deep layers
+// have few, long tiles); 1 where the tiles alone fill the GPU.
+inline int64_t conv_units_auto_splits(int64_t tiles, int64_t chunks, int64_t sms) {
   const int64_t want = (4 * sms + tiles - 1) / tiles;
-  const int64_t most = steps / 8;
-  const int64_t splits = want < most ? want : most;
+  const int64_t splits = want < chunks ? want : chunks;
   return splits > 1 ? splits : 1;
+}
+
+// Split-K in whole chunks: at most `splits` (>= 1) splits of equal length but the last,
+// none empty. steps_per_split is a multiple of 9.
+struct ConvSplitPlan {
+  int64_t splits, steps_per_split;
+};
+
+inline ConvSplitPlan conv_units_split_plan(int64_t chunks, int64_t splits) {
+  const int64_t s = splits < chunks ? splits : chunks;
+  const int64_t per = (chunks + s - 1) / s;
+  return ConvSplitPlan{(chunks + per - 1) / per, 9 * per};
 }
 
 // The prologue on a pack of channels [c, c + kConvPack): relu(x * scale + shift), rounded to
@@ -117,95 +204,74 @@ struct ConvPrologue {
   }
 };
 
-// K step `ks` = tap * (Ci / kConvBK) + channel chunk: taps outermost, so the source of a
-// thread's pixel at a tap is looked up once for all its channel chunks.
+// K step `ks` = chunk * 9 + tap: chunks outermost, so a chunk's halo tile serves its nine taps.
 struct ConvStep {
-  int64_t tap, dy, dx, c0;
+  int64_t chunk, tap, dy, dx, c0;
 };
 
-SEGBLOCKS_HOST_DEVICE ConvStep conv_step(int64_t ks, int64_t cin) {
-  const int64_t chunks = cin / kConvBK;
-  const int64_t tap = ks / chunks;
-  return ConvStep{tap, tap / 3, tap % 3, (ks - tap * chunks) * kConvBK};
+SEGBLOCKS_HOST_DEVICE ConvStep conv_step(int64_t ks) {
+  const int64_t chunk = ks / 9, tap = ks - chunk * 9;
+  return ConvStep{chunk, tap, tap / 3, tap % 3, chunk * kConvBK};
 }
 
-// The output pixel a thread gathers for (fixed for the whole K loop) and the source of its
-// input pixel at the current tap.
+// Where halo pixel hp of M tile m_tile comes from (BlockPad's rules, looked up once per
+// kernel): the constant border for pixels of units past the last and rows past the padded
+// tile (read by invalid rows only).
 template <typename Cvt, typename D>
-struct ConvRow {
+SEGBLOCKS_HOST_DEVICE PadSource<typename D::index_t> conv_halo_source(
+    const ConvUnitsParams<typename Cvt::scalar_t, D>& prm, int64_t m_tile, int64_t hp) {
+  using index_t = typename D::index_t;
+  const ConvTiling& t = prm.tiling;
+  const ConvTileOrigin o = conv_tile_origin(t, m_tile);
+  const int64_t per_unit = t.rows * t.cols;
+  const int64_t local = hp / per_unit, rem = hp - local * per_unit;
+  const int64_t py = o.oy0 * t.stride + rem / t.cols, px = rem % t.cols;
+  const int64_t unit = o.unit0 + local;
+  const int64_t padded_side = prm.grid.hr_side / 2 + 2;
+  if (unit >= t.num_units || py >= padded_side) return PadSource<index_t>{kPadConstant, 0, 0, 0};
+  const UnitWindow<Cvt, kConvPack, D> win(prm.in, prm.grid, prm.num_hr_units, static_cast<index_t>(unit), 0, 1,
+                                          false);
+  return win.locate(static_cast<index_t>(py), static_cast<index_t>(px));
+}
+
+// Reads the channel packs of halo pixels for one chunk. Made once per thread (its
+// UnitWindow only supplies the tensors and strides: a PadSource names its block itself).
+template <typename Cvt, typename D>
+struct ConvHaloGather {
+  using scalar_t = typename Cvt::scalar_t;
   using index_t = typename D::index_t;
   UnitWindow<Cvt, kConvPack, D> win;
-  index_t iy, ix;  // the output pixel's window origin in the padded tile (its row, column * stride)
-  bool valid;
-  int64_t tap;  // the tap `src` is for (-1: none yet)
-  PadSource<index_t> src;
+  const scalar_t* pre_scale;
+  const scalar_t* pre_shift;
+
+  SEGBLOCKS_HOST_DEVICE ConvHaloGather(const ConvUnitsParams<scalar_t, D>& prm)
+      : win(prm.in, prm.grid, prm.num_hr_units, 0, 0, 1, false), pre_scale(prm.pre_scale), pre_shift(prm.pre_shift) {}
+
+  // Channels [c, c + kConvPack) of `src` when they are a plain 16-byte copy of a block
+  // pixel (no prologue): their global address (the GPU copies them asynchronously). Null
+  // when they have to be computed: compute().
+  SEGBLOCKS_HOST_DEVICE const scalar_t* copy_source(const PadSource<index_t>& src, int64_t c) {
+    if (pre_scale != nullptr || (src.kind != kPadHighres && src.kind != kPadLowres)) return nullptr;
+    win.ch = static_cast<index_t>(c);
+    return src.kind == kPadHighres ? win.hr_at(src.slot, src.y, src.x) : win.lr_at(src.slot, src.y, src.x);
+  }
+
+  // The other packs: BlockPad's 2x2 mean, the prologue, or the zero border, into `out`.
+  SEGBLOCKS_HOST_DEVICE void compute(const PadSource<index_t>& src, int64_t c, scalar_t* out) {
+    win.ch = static_cast<index_t>(c);
+    if (pre_scale != nullptr) {
+      win.fetch_values(src, out, ConvPrologue<Cvt>{pre_scale, pre_shift, c});
+    } else {
+      win.fetch_values(src, out);
+    }
+  }
 };
 
-// Row `row` (0..kConvBM) of M tile `m_tile`; rows past the end read as zeros.
-template <typename Cvt, typename D>
-SEGBLOCKS_HOST_DEVICE ConvRow<Cvt, D> conv_units_row(const ConvUnitsParams<typename Cvt::scalar_t, D>& prm,
-                                                     int64_t m_tile, int row) {
-  using index_t = typename D::index_t;
-  const int64_t m = m_tile * kConvBM + row;
-  const bool valid = m < prm.rows;
-  const index_t mm = static_cast<index_t>(valid ? m : 0);
-  const index_t unit = prm.pixels_div.div(mm);
-  const index_t pixel = mm - unit * static_cast<index_t>(prm.pixels_div.divisor);
-  const index_t oy = prm.side_div.div(pixel);
-  const index_t ox = pixel - oy * static_cast<index_t>(prm.side_div.divisor);
-  const index_t s = static_cast<index_t>(prm.stride);
-  return ConvRow<Cvt, D>{UnitWindow<Cvt, kConvPack, D>(prm.in, prm.grid, prm.num_hr_units, unit, 0, 1, false),
-                         oy * s,
-                         ox * s,
-                         valid,
-                         -1,
-                         PadSource<index_t>{kPadConstant, 0, 0, 0}};
-}
-
-// Thread `t` loads pack p (0..kConvPacksPerThread) of half a row per tile and K step: row
-// t / 2 of the tile, columns from conv_tile_col(t, p); conv_tile_offset is its place in a
+// Thread `t` loads pack p (0..kConvPacksPerThread) of half a B row per K step: row t / 2
+// of the tile, columns from conv_tile_col(t, p); conv_tile_offset is its place in a
 // shared-memory tile of row pitch kConvPitch.
 SEGBLOCKS_HOST_DEVICE int conv_tile_col(int t, int p) { return ((t & 1) * kConvPacksPerThread + p) * kConvPack; }
 SEGBLOCKS_HOST_DEVICE int conv_tile_offset(int t, int p) { return (t / 2) * kConvPitch + conv_tile_col(t, p); }
-
-// Moves the row's source to K step `st`'s tap (looked up once per tap).
-template <typename Cvt, typename D>
-SEGBLOCKS_HOST_DEVICE void conv_units_locate(ConvRow<Cvt, D>& r, const ConvStep& st) {
-  using index_t = typename D::index_t;
-  if (st.tap == r.tap) return;
-  r.tap = st.tap;
-  r.src = r.valid ? r.win.locate(r.iy + static_cast<index_t>(st.dy), r.ix + static_cast<index_t>(st.dx))
-                  : PadSource<index_t>{kPadConstant, 0, 0, 0};
-}
-
-// Pack p of thread t's share of the A tile at step `st` (after conv_units_locate), when it
-// is a plain 16-byte copy of a block pixel (no prologue): its global address (the GPU copies
-// it asynchronously). Null when it has to be computed: conv_units_a_compute.
-template <typename Cvt, typename D>
-SEGBLOCKS_HOST_DEVICE const typename Cvt::scalar_t* conv_units_a_copy_source(ConvRow<Cvt, D>& r, const ConvStep& st,
-                                                                            int t, int p, bool prologue) {
-  using index_t = typename D::index_t;
-  if (prologue || (r.src.kind != kPadHighres && r.src.kind != kPadLowres)) return nullptr;
-  r.win.ch = static_cast<index_t>(st.c0 + conv_tile_col(t, p));
-  return r.src.kind == kPadHighres ? r.win.hr_at(r.src.slot, r.src.y, r.src.x)
-                                   : r.win.lr_at(r.src.slot, r.src.y, r.src.x);
-}
-
-// The other packs: BlockPad's 2x2 mean, the prologue, or the zero border, into `out`.
-template <typename Cvt, typename D>
-SEGBLOCKS_HOST_DEVICE void conv_units_a_compute(ConvRow<Cvt, D>& r, const ConvStep& st, int t, int p,
-                                                const typename Cvt::scalar_t* pre_scale,
-                                                const typename Cvt::scalar_t* pre_shift,
-                                                typename Cvt::scalar_t* out) {
-  using index_t = typename D::index_t;
-  const int64_t c = st.c0 + conv_tile_col(t, p);
-  r.win.ch = static_cast<index_t>(c);
-  if (pre_scale != nullptr) {
-    r.win.fetch_values(r.src, out, ConvPrologue<Cvt>{pre_scale, pre_shift, c});
-  } else {
-    r.win.fetch_values(r.src, out);
-  }
-}
 
 // Pack p of thread t's share of the B tile at step `st`: output channel n_tile * kConvBN + t / 2.
 template <typename scalar_t, typename D>
@@ -251,8 +317,8 @@ SEGBLOCKS_HOST_DEVICE void conv_units_epilogue(const ConvUnitsParams<typename Cv
   SEGBLOCKS_UNROLL
   for (int e = t; e < kConvBM * kPacksPerRow; e += kConvThreads) {
     const int row = e / kPacksPerRow, col = (e % kPacksPerRow) * kConvPack;
-    const int64_t m = m_tile * kConvBM + row;
-    if (m >= prm.rows) continue;
+    const int64_t m = conv_tile_row(prm.tiling, m_tile, row).m;
+    if (m < 0) continue;
     const int64_t n = n_tile * kConvBN + col;
     const float* c = c_tile + row * kConvCPitch + col;
     if (prm.splits > 1) {

@@ -324,6 +324,8 @@ def conv3x3_units_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos
 
 #: The CUDA kernel's tile: input channels come in chunks of 32, output channels in tiles of 64.
 CONV_UNITS_CIN_STEP, CONV_UNITS_COUT_STEP = 32, 64
+#: ... and its 64 output pixels hold at least one whole row of a unit: units of at most 64 px.
+CONV_UNITS_MAX_SIDE = 64
 
 
 @functools.lru_cache(maxsize=None)
@@ -346,8 +348,8 @@ def conv3x3_units_supported(blocks: BlockTensor, weight: Tensor, residual: Optio
     """True if :func:`conv3x3_units` runs the native CUDA kernel on these operands:
     CUDA (compute capability 8.0+), half or bfloat16, no autograd, blocks (and residual)
     channels_last in 16-byte channel packs, a ``[Co, Ci, 3, 3]`` weight with ``Ci`` a
-    multiple of 32 and ``Co`` of 64, a prologue ``pre`` of contiguous 16-byte aligned
-    ``[Ci]`` vectors. Host-side checks only (no device sync)."""
+    multiple of 32 and ``Co`` of 64, units of at most 64 px, a prologue ``pre`` of
+    contiguous 16-byte aligned ``[Ci]`` vectors. Host-side checks only (no device sync)."""
     hr, lr = blocks.highres, blocks.lowres
     if pre is not None and not all(p.dtype == hr.dtype and p.shape == (hr.shape[1],) and p.is_contiguous()
                                    and p.data_ptr() % 16 == 0 and not p.requires_grad for p in pre):
@@ -355,6 +357,7 @@ def conv3x3_units_supported(blocks: BlockTensor, weight: Tensor, residual: Optio
     return (type(hr) is Tensor and hr.is_cuda and hr.dtype in (torch.float16, torch.bfloat16)
             and tuple(weight.shape[1:]) == (hr.shape[1], 3, 3) and weight.dtype == hr.dtype
             and hr.shape[1] % CONV_UNITS_CIN_STEP == 0 and weight.shape[0] % CONV_UNITS_COUT_STEP == 0
+            and lr.shape[-1] <= CONV_UNITS_MAX_SIDE
             and _no_grad(hr, lr, weight, None if residual is None else residual.units)
             and _use_native(hr.device, "conv3x3_units")
             and _compute_capability(hr.device.index if hr.device.index is not None else torch.cuda.current_device())[0] >= 8

@@ -10,25 +10,25 @@
 namespace segblocks {
 namespace cuda {
 
-// Calls run.template operator()<Cvt, D>(params, m_tiles, n_tiles) with the index type the
-// sizes allow; `run` multiplies the tiles (m_tiles x n_tiles x params.splits thread blocks)
-// and, with several splits, reduces them (conv_units_reduce_element over rows * Co / 8).
-// `weight` is [Co, 3, 3, Ci] contiguous; highres, lowres, residual and out are channels_last
-// with channels contiguous (the launcher checks packability). `splits` >= 1; with more than
-// one, `partial` holds [splits, rows, Co] float32.
+// Calls run.template operator()<Cvt, D>(params, n_tiles) with the index type the sizes
+// allow; `run` multiplies the tiles (params.tiling.m_tiles x n_tiles x params.splits thread
+// blocks) and, with several splits, reduces them (conv_units_reduce_element over
+// rows * Co / 8). `weight` is [Co, 3, 3, Ci] contiguous; highres, lowres, residual and out
+// are channels_last with channels contiguous (the launcher checks packability).
+// `steps_per_split` is a multiple of 9 (whole chunks); with more than one split,
+// `partial` holds [splits, rows, Co] float32.
 template <typename scalar_t, typename Run>
 void with_conv_units(const scalar_t* highres, Strides4 highres_strides, const scalar_t* lowres,
                      Strides4 lowres_strides, const int64_t* hr_pos, const int64_t* lr_pos,
                      const int32_t* block_map, const BlockGrid& g, const scalar_t* weight, const scalar_t* bias,
                      const scalar_t* residual, scalar_t* out, int64_t cout, bool relu, bool quartered,
                      int64_t stride, const scalar_t* pre_scale, const scalar_t* pre_shift, int64_t splits,
-                     float* partial, bool index32, Run&& run) {
-  const int64_t u = g.hr_side / 2, uo = (u - 1) / stride + 1;
+                     int64_t steps_per_split, float* partial, bool index32, Run&& run) {
+  const int64_t u = g.hr_side / 2;
   const int64_t units = 4 * g.num_highres + g.num_lowres;
-  const int64_t rows = units * uo * uo;
+  const ConvTiling tiling = conv_tiling(units, u, stride);
+  const int64_t rows = units * tiling.uo * tiling.uo;
   if (rows == 0 || cout == 0) return;
-  const int64_t steps = 9 * g.channels / kConvBK;
-  const int64_t steps_per_split = (steps + splits - 1) / splits;
   const auto go = [&](auto divider_tag) {
     using D = decltype(divider_tag);
     using Params = ConvUnitsParams<scalar_t, D>;
@@ -38,11 +38,9 @@ void with_conv_units(const scalar_t* highres, Strides4 highres_strides, const sc
                      residual,
                      out,
                      GridIndexer<D>(g),
-                     D(uo * uo),
-                     D(uo),
+                     tiling,
                      4 * g.num_highres,
                      rows,
-                     stride,
                      g.channels,
                      cout,
                      relu,
@@ -51,7 +49,7 @@ void with_conv_units(const scalar_t* highres, Strides4 highres_strides, const sc
                      splits,
                      steps_per_split,
                      partial};
-    run.template operator()<CudaCvt<scalar_t>, D>(prm, (rows + kConvBM - 1) / kConvBM, cout / kConvBN);
+    run.template operator()<CudaCvt<scalar_t>, D>(prm, cout / kConvBN);
   };
   if (index32) {
     go(FastDivider{});

@@ -1,6 +1,7 @@
 // conv3x3_units on CUDA: checks, device guard, current stream, launch of the torch-free
 // kernel in conv_units_kernel.cu, and the CUDA registration. The kernel's limits (half or
-// bfloat16, channels_last 16-byte packs, Ci % 32, Co % 64, sm_80+) are errors here;
+// bfloat16, channels_last 16-byte packs, Ci % 32, Co % 64, output units of at most 64 px a
+// side, sm_80+) are errors here;
 // segblocks_core.ops.conv3x3_units_supported tells the executor beforehand.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -49,6 +50,8 @@ at::Tensor conv3x3_units_cuda(const at::Tensor& highres, const at::Tensor& lowre
   const at::Tensor ps = pre_scale.has_value() ? pre_scale->contiguous() : at::Tensor();
   const at::Tensor pt = pre_shift.has_value() ? pre_shift->contiguous() : at::Tensor();
   const int64_t uo = (g.hr_side / 2 - 1) / stride + 1;
+  TORCH_CHECK(uo <= kConvBM, op, ": the CUDA kernel needs output units of at most ", kConvBM, " px a side, got ",
+              uo);
   at::Tensor out = at::empty({4 * g.num_highres + g.num_lowres, cout, uo, uo},
                              highres.options().memory_format(at::MemoryFormat::ChannelsLast));
   if (out.numel() == 0) return out;
@@ -63,20 +66,19 @@ at::Tensor conv3x3_units_cuda(const at::Tensor& highres, const at::Tensor& lowre
   }
   const at::Tensor hr_p = hr_pos.contiguous(), lr_p = lr_pos.contiguous(), bm = block_map.contiguous();
   const bool index32 = fits_index32({highres, lowres, out}, g);
-  // split-K (0: chosen for this GPU): the deep layers have few output tiles, each a long K loop
+  // split-K in whole chunks (0: chosen for this GPU): the deep layers have few output
+  // tiles, each a long K loop
   TORCH_CHECK(splits >= 0, op, ": splits must be >= 0 (0: automatic), got ", splits);
-  const int64_t steps = 9 * g.channels / kConvBK;
-  const int64_t tiles = (out.numel() / cout + kConvBM - 1) / kConvBM * (cout / kConvBN);
+  const int64_t chunks = g.channels / kConvBK;
+  const ConvTiling tiling = conv_tiling(out.size(0), g.hr_side / 2, stride);
   if (splits == 0) {
     int sms = 0;
     C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, highres.get_device()));
-    splits = conv_units_auto_splits(tiles, steps, sms);
+    splits = conv_units_auto_splits(tiling.m_tiles * (cout / kConvBN), chunks, sms);
   }
-  splits = splits < steps ? splits : steps;
-  const int64_t per_split = (steps + splits - 1) / splits;
-  splits = (steps + per_split - 1) / per_split;  // no empty split
+  const ConvSplitPlan plan = conv_units_split_plan(chunks, splits);
   at::Tensor partial;
-  if (splits > 1) partial = at::empty({splits, out.numel()}, highres.options().dtype(at::kFloat));
+  if (plan.splits > 1) partial = at::empty({plan.splits, out.numel()}, highres.options().dtype(at::kFloat));
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_REDUCED_FLOATING_TYPES(highres.scalar_type(), "segblocks_conv3x3_units_cuda", [&] {
     C10_CUDA_CHECK(launch_conv3x3_units(
@@ -85,7 +87,8 @@ at::Tensor conv3x3_units_cuda(const at::Tensor& highres, const at::Tensor& lowre
         cuda_data<scalar_t>(w), b.defined() ? cuda_data<scalar_t>(b) : nullptr,
         z.defined() ? cuda_data<scalar_t>(z) : nullptr, cuda_mutable_data<scalar_t>(out), cout, relu, quartered,
         stride, ps.defined() ? cuda_data<scalar_t>(ps) : nullptr, pt.defined() ? cuda_data<scalar_t>(pt) : nullptr,
-        splits, partial.defined() ? partial.mutable_data_ptr<float>() : nullptr, index32, stream));
+        plan.splits, plan.steps_per_split, partial.defined() ? partial.mutable_data_ptr<float>() : nullptr, index32,
+        stream));
   });
   return out;
 }
