@@ -382,8 +382,9 @@ def conv_units(mode: str = "auto"):
     without a BatchNorm + ReLU prologue) where :func:`segblocks_core.ops.conv3x3_units_supported`
     holds:
 
-    * ``"off"`` (the default until the kernel is measured on a GPU): BlockPad writes the
-      padded tiles, then cuDNN;
+    * ``"off"`` (the default: on the H100 the kernel is 1.5x slower than BlockPad + cuDNN
+      on layer1 and 3-4x on the deep layers, ``benchmarks/PERFORMANCE.md``): BlockPad
+      writes the padded tiles, then cuDNN;
     * ``"auto"``: the first call of each shape compares both ways' outputs (a disagreement
       keeps BlockPad + cuDNN, with a warning), then times them and keeps the faster (as
       :func:`conv_bias_relu` does; BlockPad + cuDNN for shapes first seen during capture);

@@ -36,49 +36,42 @@ struct RunOnHost {
   }
 };
 
-// conv3x3_units: every thread block (output tile and K split) in turn, its 128 threads one
-// after another through each phase of the kernel (source table, halo tile per chunk, B tile
-// per step, multiply, epilogue), then the split-K reduction; the tensor cores' products
-// are replaced by a float32 loop that reads A the way the kernel's ldmatrix does (row r at
-// tap (dy, dx): halo pixel conv_tile_row(r).halo + conv_tap_offset(dy, dx)).
+// conv3x3_units: the table, then every work item (output tile and K split) in turn, its
+// 256 threads one after another through each phase of the kernel (halo tile and weight
+// slab per chunk, multiply, epilogue), then the split-K reduction; the tensor cores'
+// products are replaced by a float32 loop that reads A the way the kernel's ldmatrix does
+// (row r at tap (dy, dx): halo pixel conv_tile_row(r).halo + conv_tap_offset(dy, dx)).
 struct RunConvOnHost {
   template <typename Cvt, typename D>
-  void operator()(const ConvUnitsParams<typename Cvt::scalar_t, D>& prm, int64_t n_tiles) const {
-    for (int64_t m_tile = 0; m_tile < prm.tiling.m_tiles; ++m_tile) {
-      for (int64_t n_tile = 0; n_tile < n_tiles; ++n_tile) {
-        for (int64_t split = 0; split < prm.splits; ++split) thread_block<Cvt, D>(prm, m_tile, n_tile, split);
-      }
-    }
+  void operator()(const ConvUnitsParams<typename Cvt::scalar_t, D>& prm) const {
+    for (int64_t e = 0; e < prm.tiling.m_tiles * prm.tiling.halo_pixels; ++e) conv_units_table_element<Cvt, D>(prm, e);
+    const int64_t items = prm.tiling.m_tiles * (prm.cout / kConvBN) * prm.splits;
+    for (int64_t item = 0; item < items; ++item) run_item<Cvt, D>(prm, conv_units_item(prm, item));
     if (prm.splits > 1) {
       for (int64_t e = 0; e < prm.rows * (prm.cout / kConvPack); ++e) conv_units_reduce_element<Cvt, D>(prm, e);
     }
   }
 
   template <typename Cvt, typename D>
-  static void thread_block(const ConvUnitsParams<typename Cvt::scalar_t, D>& prm, int64_t m_tile, int64_t n_tile,
-                           int64_t split) {
+  static void run_item(const ConvUnitsParams<typename Cvt::scalar_t, D>& prm, const ConvItem& it) {
     using scalar_t = typename Cvt::scalar_t;
-    using index_t = typename D::index_t;
     struct alignas(16) Row {
       scalar_t v[kConvPitch];
     };
     const int64_t hp_count = prm.tiling.halo_pixels;
-    std::vector<PadSource<index_t>> table;
-    for (int64_t hp = 0; hp < hp_count; ++hp) table.push_back(conv_halo_source<Cvt, D>(prm, m_tile, hp));
-    std::vector<Row> halo(hp_count), b(kConvBN);
+    const auto* table = prm.table + it.m_tile * hp_count;
+    std::vector<Row> halo(hp_count), slab(9 * kConvBN);
     std::vector<float> c(kConvBM * kConvCPitch, 0.0f);
     std::vector<ConvHaloGather<Cvt, D>> gather;
     for (int t = 0; t < kConvThreads; ++t) gather.emplace_back(prm);
     std::vector<int64_t> origin;
-    for (int r = 0; r < kConvBM; ++r) origin.push_back(conv_tile_row(prm.tiling, m_tile, r).halo);
-    const ConvSteps range = conv_units_split_steps(prm, split);
-    for (int64_t ks = range.first; ks < range.last; ++ks) {
-      const ConvStep st = conv_step(ks);
-      for (int t = 0; t < kConvThreads; ++t) {
-        if (st.tap == 0) {  // thread t's packs of the chunk's halo tile
-          for (int64_t e = t; e < hp_count * kConvPacksPerPixel; e += kConvThreads) {
-            const int64_t hp = e / kConvPacksPerPixel, p = e % kConvPacksPerPixel;
-            const int64_t ch = st.c0 + p * kConvPack;
+    for (int r = 0; r < kConvBM; ++r) origin.push_back(conv_tile_row(prm.tiling, it.m_tile, r).halo);
+    const ConvChunks range = conv_units_split_chunks(prm, it.split);
+    for (int64_t chunk = range.first; chunk < range.last; ++chunk) {
+      for (int t = 0; t < kConvThreads; ++t) {  // thread t's share of the stage
+        for (int64_t hp = t; hp < hp_count; hp += kConvThreads) {
+          for (int p = 0; p < kConvPacksPerPixel; ++p) {
+            const int64_t ch = chunk * kConvBK + p * kConvPack;
             scalar_t* dst = halo[hp].v + p * kConvPack;
             const scalar_t* src = gather[t].copy_source(table[hp], ch);
             if (src != nullptr) {  // the GPU's cp.async: a 16-byte copy
@@ -88,21 +81,24 @@ struct RunConvOnHost {
             }
           }
         }
-        for (int p = 0; p < kConvPacksPerThread; ++p) {
-          std::memcpy(b[0].v + conv_tile_offset(t, p), conv_units_b_source(prm, n_tile, st, t, p), 16);
+        for (int e = t; e < kConvSlabPacks; e += kConvThreads) {
+          std::memcpy(slab[0].v + conv_slab_offset(e), conv_slab_source(prm, it.n_tile, chunk, e), 16);
         }
       }
-      const int64_t tap = conv_tap_offset(prm.tiling, st.dy, st.dx);
-      for (int r = 0; r < kConvBM; ++r) {
-        const scalar_t* a = halo[origin[r] + tap].v;
-        for (int n = 0; n < kConvBN; ++n) {
-          float sum = 0.0f;
-          for (int k = 0; k < kConvBK; ++k) sum += Cvt::to_acc(a[k]) * Cvt::to_acc(b[n].v[k]);
-          c[r * kConvCPitch + n] += sum;
+      for (int tap = 0; tap < 9; ++tap) {
+        const int64_t offset = conv_tap_offset(prm.tiling, tap / 3, tap % 3);
+        for (int r = 0; r < kConvBM; ++r) {
+          const scalar_t* a = halo[origin[r] + offset].v;
+          for (int n = 0; n < kConvBN; ++n) {
+            const scalar_t* b = slab[tap * kConvBN + n].v;
+            float sum = 0.0f;
+            for (int k = 0; k < kConvBK; ++k) sum += Cvt::to_acc(a[k]) * Cvt::to_acc(b[k]);
+            c[r * kConvCPitch + n] += sum;
+          }
         }
       }
     }
-    for (int t = 0; t < kConvThreads; ++t) conv_units_epilogue<Cvt, D>(prm, m_tile, n_tile, split, c.data(), t);
+    for (int t = 0; t < kConvThreads; ++t) conv_units_epilogue<Cvt, D>(prm, it.m_tile, it.n_tile, it.split, c.data(), t);
   }
 };
 
@@ -329,6 +325,8 @@ int segblocks_host_conv3x3_units(int dtype, const void* highres, const int64_t* 
   const int64_t u = grid[3] / 2, uo = (u - 1) / stride + 1;
   const ConvSplitPlan plan = conv_units_split_plan(grid[4] / kConvBK, splits);
   std::vector<float> partial(plan.splits > 1 ? plan.splits * (4 * grid[5] + grid[6]) * uo * uo * cout : 0, NAN);
+  const ConvTiling tiling = conv_tiling(4 * grid[5] + grid[6], u, stride);
+  std::vector<int64_t> table(conv_units_table_bytes(tiling) / 8 + 1);
   return with_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     if constexpr (sizeof(T) == 2) {
@@ -336,7 +334,7 @@ int segblocks_host_conv3x3_units(int dtype, const void* highres, const int64_t* 
                       strides_from(lowres_strides), hr_pos, lr_pos, block_map, grid_from(grid),
                       static_cast<const T*>(weight), static_cast<const T*>(bias), static_cast<const T*>(residual),
                       static_cast<T*>(out), cout, relu != 0, quartered != 0, stride, static_cast<const T*>(pre_scale),
-                      static_cast<const T*>(pre_shift), plan.splits, plan.steps_per_split, partial.data(), index32 != 0,
+                      static_cast<const T*>(pre_shift), plan, table.data(), partial.data(), index32 != 0,
                       RunConvOnHost{});
     }
   });

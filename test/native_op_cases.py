@@ -331,9 +331,9 @@ def check_upsample2x_dense(device, dtype, layout: str, geometry: Geometry) -> No
 
 
 # conv3x3_units: its CUDA kernel runs half/bfloat16 channels_last tensors with input channels
-# a multiple of 32 and output channels of 64; 64 -> 128 gives two K chunks per tap and two
-# output-channel tiles. "side16" has 8x8 units, so a 64-row tile spans whole units and
-# every halo side; the small geometries give partial last tiles.
+# a multiple of 16 and output channels of 64; 64 -> 128 gives four K chunks and two
+# output-channel tiles. The small geometries give tiles of many units and partial last
+# tiles.
 # side16: units of 8 px, one per thread block of the CUDA kernel; side36: units of 18 px,
 # 3 output rows per thread block at stride 1, 7 (then 2) at stride 2
 CONV_UNITS_GEOMETRIES = GEOMETRIES + (Geometry("side16", 1, 2, 3, 16, "mixed", seed=5),

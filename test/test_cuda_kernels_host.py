@@ -501,9 +501,9 @@ def test_conv3x3_units(lib, geometry, dtype, index32, quartered, epilogue, strid
 @pytest.mark.parametrize("geometry", [g for g in cases.CONV_UNITS_GEOMETRIES if g.name in ("mixed_batch2", "side36")],
                          ids=["mixed_batch2", "side36"])
 @pytest.mark.parametrize("epilogue", ["bias_residual_relu", "prologue_bias"])
-@pytest.mark.parametrize("splits", [2, 5])  # 96 channels, 3 chunks: 2 + 1, and 1 + 1 + 1
+@pytest.mark.parametrize("splits", [2, 5])  # 80 channels, 5 chunks: 3 + 2, and 1 + 1 + 1 + 1 + 1
 def test_conv3x3_units_split_k(lib, geometry, dtype, epilogue, splits):
     """Split-K in whole chunks: each thread block sums its share of the K steps into a
     float32 workspace and a second pass adds the splits in order, then finishes (bias,
     residual, ReLU)."""
-    test_conv3x3_units(lib, geometry, dtype, True, True, epilogue, 1, splits, cin=96)
+    test_conv3x3_units(lib, geometry, dtype, True, True, epilogue, 1, splits, cin=80)

@@ -11,27 +11,29 @@
 //   The optional prologue relu(x * pre_scale + pre_shift) (an eval BatchNorm + ReLU) applies
 //   to every value read, rounded to the dtype as BlockPad's output would be.
 //
-// An implicit GEMM: M = units * uo * uo output pixels, N = Co, K = 9 * Ci. A thread block
-// computes a kConvBM x kConvBN output tile. Its output pixels are whole units, or whole
-// rows of one unit (ConvTiling), so their 3x3 windows lie in a few padded tiles: per chunk
-// of kConvBK input channels, the thread block stages those padded tiles (the "halo tile",
-// HP pixels) in shared memory once, each pixel read through BlockPad's rules (interior
-// pixels as plain copies, halo pixels through pad_source, the source of every pixel looked
-// up once per kernel into a table). The nine taps of the chunk are then nine K steps that
-// read the A operand straight out of the halo tile: output row r at tap (dy, dx) is halo
-// pixel conv_tile_row(r).halo + dy * cols + dx, so no A tile is ever copied. The B tile
-// of a K step (weights in channels_last order, [Co][ky][kx][Ci], K contiguous per output
-// channel) streams through a ring of kConvStages buffers.
+// An implicit GEMM: M = units * uo * uo output pixels, N = Co, K = 9 * Ci. A work item is
+// a kConvBM x kConvBN output tile (and K split); its output pixels are whole units, or
+// whole rows of one unit (ConvTiling), so their 3x3 windows lie in a few padded tiles:
+// per chunk of kConvBK input channels, the thread block stages those padded tiles (the
+// "halo tile", HP pixels) in shared memory, each pixel read through BlockPad's rules
+// (interior pixels as plain copies, halo pixels through pad_source, whose answer a small
+// kernel writes to a table first: conv_units_table_element), together with the chunk's
+// weights for all nine taps (a "slab": channels_last order, [Co][ky][kx][Ci], K contiguous
+// per output channel). The nine taps then read the A operand straight out of the halo
+// tile: output row r at tap (dy, dx) is halo pixel conv_tile_row(r).halo + dy * cols + dx,
+// so no A tile is ever copied. Thread blocks are persistent: each runs work items
+// blockIdx.x, + gridDim.x, ... and stages the next chunk (of the same or the next item)
+// while it multiplies the current one.
 // The epilogue adds bias and residual, applies the ReLU and writes 16-byte packs.
 //
-// This header holds the per-thread pieces (tiling, halo sources and gather, weight load,
+// This header holds the per-thread pieces (tiling, halo sources and gather, weight slab,
 // epilogue), torch-free and CUDA-free; ops/cuda/conv_units_kernel.cu runs them around the
 // tensor cores (ldmatrix + mma.sync), and test/cuda_kernels_host.cu runs the same pieces
 // around a scalar multiply on the CPU.
 //
 // Requirements (the launcher checks them; the executor falls back to BlockPad + cuDNN
 // otherwise): half or bfloat16; every tensor channels_last and 16-byte aligned;
-// Ci % kConvBK == 0; Co % kConvBN == 0; uo <= kConvBM.
+// Ci % kConvBK == 0; Co % kConvBN == 0; uo <= kConvMaxSide.
 #pragma once
 
 #include <cstdint>
@@ -41,27 +43,30 @@
 
 namespace segblocks {
 
-constexpr int kConvBM = 64;        // output pixels per thread block
-constexpr int kConvBN = 64;        // output channels per thread block
-constexpr int kConvBK = 32;        // input channels per chunk (nine K steps, one per tap)
-constexpr int kConvThreads = 128;  // 4 warps, each a 32 x 32 quarter of the output tile
+constexpr int kConvBM = 128;       // output pixels per tile
+constexpr int kConvBN = 64;        // output channels per tile
+constexpr int kConvBK = 16;        // input channels per chunk (all nine taps): one k16 step per tap
+constexpr int kConvThreads = 256;  // 8 warps, each a 32 x 32 eighth of the output tile (4 x 2)
 constexpr int kConvPack = 8;       // 16 bytes of half / bfloat16
-constexpr int kConvPitch = kConvBK + 8;   // smem pitch (elements) of a halo pixel and a B row
-constexpr int kConvStages = 3;            // B ring: kConvStages - 1 K steps in flight
+constexpr int kConvPitch = kConvBK + 8;   // smem pitch (elements) of a halo pixel and a weight row
 constexpr int kConvCPitch = kConvBN + 4;  // smem row pitch of the float32 output tile
-constexpr int kConvPacksPerPixel = kConvBK / kConvPack;  // 16-byte packs of a halo pixel per chunk
-// packs of one B row each thread loads: 64 rows x 4 packs over 128 threads
-constexpr int kConvPacksPerThread = kConvBN * kConvPacksPerPixel / kConvThreads;
-static_assert(kConvPacksPerThread == 2, "each thread loads half a B row");
+constexpr int kConvPacksPerPixel = kConvBK / kConvPack;  // 16-byte packs of a pixel (or weight row) per chunk
+constexpr int kConvSlabPacks = 9 * kConvBN * kConvPacksPerPixel;  // packs of a chunk's weights (9 taps)
+constexpr int64_t kConvMaxSide = 64;  // output units of at most this many pixels a side
+// halo tiles of a full kConvBM-pixel tile above this many pixels take half the pixels per
+// tile instead (units of 1 or 2 px: nine or more halo pixels per output pixel)
+constexpr int64_t kConvMaxHaloPixels = 640;
 
-// How output pixels group into thread blocks of kConvBM rows (M tiles):
-//  * uo * uo <= kConvBM: `units` whole units per tile (kConvBM / (uo * uo) of them);
-//  * otherwise `out_rows` whole output rows of one unit per tile (kConvBM / uo of them),
+// How output pixels group into tiles of kConvBM rows (`capacity` of them used):
+//  * uo * uo <= capacity: `units` whole units per tile (capacity / (uo * uo) of them);
+//  * otherwise `out_rows` whole output rows of one unit per tile (capacity / uo of them),
 //    `tiles_per_unit` tiles per unit.
-// The halo tile of an M tile holds, per unit, `rows` x `cols` pixels of its padded tile
-// (padding 1), from padded row first_row(tile) on; HP = units * rows * cols.
+// The halo tile of a tile holds, per unit, `rows` x `cols` pixels of its padded tile
+// (padding 1), from padded row first_row(tile) on; HP = units * rows * cols. capacity is
+// kConvBM, or half that where the halo tile would exceed kConvMaxHaloPixels.
 struct ConvTiling {
   int64_t uo, stride, num_units;
+  int64_t capacity;
   int64_t units;           // units per tile
   int64_t out_rows;        // output rows of a unit per tile
   int64_t tiles_per_unit;  // 1 where units > 1
@@ -71,27 +76,34 @@ struct ConvTiling {
 };
 
 // The tiling of U = num_units units of u x u pixels convolved with stride 1 or 2
-// (uo = (u - 1) / stride + 1 <= kConvBM).
+// (uo = (u - 1) / stride + 1 <= kConvMaxSide).
 SEGBLOCKS_HOST_DEVICE ConvTiling conv_tiling(int64_t num_units, int64_t u, int64_t stride) {
   ConvTiling t{};
   t.uo = (u - 1) / stride + 1;
   t.stride = stride;
   t.num_units = num_units;
-  if (t.uo * t.uo <= kConvBM) {
-    t.units = kConvBM / (t.uo * t.uo);
-    t.out_rows = t.uo;
-    t.tiles_per_unit = 1;
-    t.m_tiles = (num_units + t.units - 1) / t.units;
-  } else {
-    t.units = 1;
-    t.out_rows = kConvBM / t.uo;
-    t.tiles_per_unit = (t.uo + t.out_rows - 1) / t.out_rows;
-    t.m_tiles = num_units * t.tiles_per_unit;
+  for (t.capacity = kConvBM;; t.capacity /= 2) {
+    if (t.uo * t.uo <= t.capacity) {
+      t.units = t.capacity / (t.uo * t.uo);
+      t.out_rows = t.uo;
+      t.tiles_per_unit = 1;
+      t.m_tiles = (num_units + t.units - 1) / t.units;
+    } else {
+      t.units = 1;
+      t.out_rows = t.capacity / t.uo;
+      t.tiles_per_unit = (t.uo + t.out_rows - 1) / t.out_rows;
+      t.m_tiles = num_units * t.tiles_per_unit;
+    }
+    t.rows = (t.out_rows - 1) * stride + 3;
+    t.cols = (t.uo - 1) * stride + 3;
+    t.halo_pixels = t.units * t.rows * t.cols;
+    if (t.halo_pixels <= kConvMaxHaloPixels || t.capacity == kConvBM / 2) return t;
   }
-  t.rows = (t.out_rows - 1) * stride + 3;
-  t.cols = (t.uo - 1) * stride + 3;
-  t.halo_pixels = t.units * t.rows * t.cols;
-  return t;
+}
+
+// Bytes of the halo source table (ConvUnitsParams::table) for either index type.
+inline int64_t conv_units_table_bytes(const ConvTiling& t) {
+  return t.m_tiles * t.halo_pixels * static_cast<int64_t>(sizeof(PadSource<int64_t>));
 }
 
 // Tile m_tile's first unit and its first output row within that unit.
@@ -105,21 +117,35 @@ SEGBLOCKS_HOST_DEVICE ConvTileOrigin conv_tile_origin(const ConvTiling& t, int64
   return ConvTileOrigin{unit, (m_tile - unit * t.tiles_per_unit) * t.out_rows};
 }
 
+// The output pixels of tile m_tile: GEMM rows [base, base + count), one per tile row
+// r < count (whole units, or whole rows of one unit, lie contiguously in the output).
+struct ConvTileSpan {
+  int64_t base, count;
+};
+
+SEGBLOCKS_HOST_DEVICE ConvTileSpan conv_tile_span(const ConvTiling& t, int64_t m_tile) {
+  const ConvTileOrigin o = conv_tile_origin(t, m_tile);
+  if (t.tiles_per_unit == 1) {
+    const int64_t left = t.num_units - o.unit0;
+    return ConvTileSpan{o.unit0 * t.uo * t.uo, (t.units < left ? t.units : left) * t.uo * t.uo};
+  }
+  const int64_t left = t.uo - o.oy0;
+  return ConvTileSpan{(o.unit0 * t.uo + o.oy0) * t.uo, (t.out_rows < left ? t.out_rows : left) * t.uo};
+}
+
 // Row r (0..kConvBM) of M tile m_tile: its output pixel m (GEMM row, -1 where the row is
-// past the tile's pixels or the last unit) and the halo pixel at its window's top left.
+// past the tile's pixels) and the halo pixel at its window's top left.
 struct ConvTileRow {
   int64_t m, halo;
 };
 
 SEGBLOCKS_HOST_DEVICE ConvTileRow conv_tile_row(const ConvTiling& t, int64_t m_tile, int64_t r) {
-  const ConvTileOrigin o = conv_tile_origin(t, m_tile);
+  const ConvTileSpan span = conv_tile_span(t, m_tile);
+  if (r >= span.count) return ConvTileRow{-1, 0};
   const int64_t per_unit = t.out_rows * t.uo;  // tile rows per unit
   const int64_t local = r / per_unit, rem = r - local * per_unit;
   const int64_t oyl = rem / t.uo, ox = rem - oyl * t.uo;
-  const int64_t unit = o.unit0 + local, oy = o.oy0 + oyl;
-  const bool valid = local < t.units && unit < t.num_units && oy < t.uo;
-  const int64_t halo = local * t.rows * t.cols + oyl * t.stride * t.cols + ox * t.stride;
-  return ConvTileRow{valid ? (unit * t.uo + oy) * t.uo + ox : -1, valid ? halo : 0};
+  return ConvTileRow{span.base + r, local * t.rows * t.cols + oyl * t.stride * t.cols + ox * t.stride};
 }
 
 // The halo pixel offset of tap (dy, dx) (added to a row's window origin).
@@ -136,53 +162,66 @@ struct ConvUnitsParams {
   scalar_t* out;             // [U, uo, uo, Co]
   GridIndexer<D> grid;
   ConvTiling tiling;
+  // [m_tiles, HP]: where each halo pixel of each tile comes from (conv_units_table_element)
+  PadSource<typename D::index_t>* table;
   int64_t num_hr_units;  // 4 Nh
   int64_t rows;          // U * uo * uo (GEMM M)
   int64_t cin, cout;
   bool relu;
   const scalar_t* pre_scale;  // [Ci] or null (no prologue), with pre_shift
   const scalar_t* pre_shift;
-  // split-K: thread block (m, n, z) sums K steps [z * steps_per_split, (z + 1) * steps_per_split)
-  // (whole chunks: steps_per_split is a multiple of 9); with splits > 1 it writes its
-  // float32 tile to partial [splits, rows, Co] and conv_units_reduce_element sums the
-  // splits in order and finishes (deterministic)
+  // split-K: work item (m, n, z) sums chunks [z * chunks_per_split, (z + 1) * chunks_per_split);
+  // with splits > 1 it writes its float32 tile to partial [splits, rows, Co] and
+  // conv_units_reduce_element sums the splits in order and finishes (deterministic)
   int64_t splits;
-  int64_t steps_per_split;
+  int64_t chunks_per_split;
   float* partial;
 };
 
-// The K steps [first, last) of split `split`.
-struct ConvSteps {
+// The chunks [first, last) of split `split`.
+struct ConvChunks {
   int64_t first, last;
 };
 
 template <typename scalar_t, typename D>
-SEGBLOCKS_HOST_DEVICE ConvSteps conv_units_split_steps(const ConvUnitsParams<scalar_t, D>& prm, int64_t split) {
-  const int64_t steps = 9 * prm.cin / kConvBK;
-  const int64_t first = split * prm.steps_per_split;
-  const int64_t last = first + prm.steps_per_split;
-  return ConvSteps{first < steps ? first : steps, last < steps ? last : steps};
+SEGBLOCKS_HOST_DEVICE ConvChunks conv_units_split_chunks(const ConvUnitsParams<scalar_t, D>& prm, int64_t split) {
+  const int64_t chunks = prm.cin / kConvBK;
+  const int64_t first = split * prm.chunks_per_split;
+  const int64_t last = first + prm.chunks_per_split;
+  return ConvChunks{first < chunks ? first : chunks, last < chunks ? last : chunks};
+}
+
+// A work item (tile m_tile x n_tile of split `split`): items are numbered m fastest.
+struct ConvItem {
+  int64_t m_tile, n_tile, split;
+};
+
+template <typename scalar_t, typename D>
+SEGBLOCKS_HOST_DEVICE ConvItem conv_units_item(const ConvUnitsParams<scalar_t, D>& prm, int64_t item) {
+  const int64_t m_tiles = prm.tiling.m_tiles, n_tiles = prm.cout / kConvBN;
+  const int64_t m = item % m_tiles, rest = item / m_tiles;
+  return ConvItem{m, rest % n_tiles, rest / n_tiles};
 }
 
 // K splits (in whole chunks) for `tiles` output tiles of `chunks` chunks on `sms`
-// multiprocessors: enough thread blocks for about 4 per multiprocessor (the deep layers
-// have few, long tiles); 1 where the tiles alone fill the GPU.
-inline int64_t conv_units_auto_splits(int64_t tiles, int64_t chunks, int64_t sms) {
-  const int64_t want = (4 * sms + tiles - 1) / tiles;
+// multiprocessors: enough work items for about 2 per multiprocessor (the deep layers have
+// few, long tiles); 1 where the tiles alone fill the GPU.
+SEGBLOCKS_HOST_DEVICE int64_t conv_units_auto_splits(int64_t tiles, int64_t chunks, int64_t sms) {
+  const int64_t want = (2 * sms + tiles - 1) / tiles;
   const int64_t splits = want < chunks ? want : chunks;
   return splits > 1 ? splits : 1;
 }
 
 // Split-K in whole chunks: at most `splits` (>= 1) splits of equal length but the last,
-// none empty. steps_per_split is a multiple of 9.
+// none empty.
 struct ConvSplitPlan {
-  int64_t splits, steps_per_split;
+  int64_t splits, chunks_per_split;
 };
 
-inline ConvSplitPlan conv_units_split_plan(int64_t chunks, int64_t splits) {
+SEGBLOCKS_HOST_DEVICE ConvSplitPlan conv_units_split_plan(int64_t chunks, int64_t splits) {
   const int64_t s = splits < chunks ? splits : chunks;
   const int64_t per = (chunks + s - 1) / s;
-  return ConvSplitPlan{(chunks + per - 1) / per, 9 * per};
+  return ConvSplitPlan{(chunks + per - 1) / per, per};
 }
 
 // The prologue on a pack of channels [c, c + kConvPack): relu(x * scale + shift), rounded to
@@ -204,16 +243,6 @@ struct ConvPrologue {
   }
 };
 
-// K step `ks` = chunk * 9 + tap: chunks outermost, so a chunk's halo tile serves its nine taps.
-struct ConvStep {
-  int64_t chunk, tap, dy, dx, c0;
-};
-
-SEGBLOCKS_HOST_DEVICE ConvStep conv_step(int64_t ks) {
-  const int64_t chunk = ks / 9, tap = ks - chunk * 9;
-  return ConvStep{chunk, tap, tap / 3, tap % 3, chunk * kConvBK};
-}
-
 // Where halo pixel hp of M tile m_tile comes from (BlockPad's rules, looked up once per
 // kernel): the constant border for pixels of units past the last and rows past the padded
 // tile (read by invalid rows only).
@@ -232,6 +261,15 @@ SEGBLOCKS_HOST_DEVICE PadSource<typename D::index_t> conv_halo_source(
   const UnitWindow<Cvt, kConvPack, D> win(prm.in, prm.grid, prm.num_hr_units, static_cast<index_t>(unit), 0, 1,
                                           false);
   return win.locate(static_cast<index_t>(py), static_cast<index_t>(px));
+}
+
+// Entry `linear` of the source table: halo pixel linear % HP of tile linear / HP.
+template <typename Cvt, typename D>
+SEGBLOCKS_HOST_DEVICE void conv_units_table_element(const ConvUnitsParams<typename Cvt::scalar_t, D>& prm,
+                                                    int64_t linear) {
+  const int64_t hp_count = prm.tiling.halo_pixels;
+  const int64_t m_tile = linear / hp_count;
+  prm.table[linear] = conv_halo_source<Cvt, D>(prm, m_tile, linear - m_tile * hp_count);
 }
 
 // Reads the channel packs of halo pixels for one chunk. Made once per thread (its
@@ -267,18 +305,25 @@ struct ConvHaloGather {
   }
 };
 
-// Thread `t` loads pack p (0..kConvPacksPerThread) of half a B row per K step: row t / 2
-// of the tile, columns from conv_tile_col(t, p); conv_tile_offset is its place in a
-// shared-memory tile of row pitch kConvPitch.
-SEGBLOCKS_HOST_DEVICE int conv_tile_col(int t, int p) { return ((t & 1) * kConvPacksPerThread + p) * kConvPack; }
-SEGBLOCKS_HOST_DEVICE int conv_tile_offset(int t, int p) { return (t / 2) * kConvPitch + conv_tile_col(t, p); }
-
-// Pack p of thread t's share of the B tile at step `st`: output channel n_tile * kConvBN + t / 2.
+// Pack e (0..kConvSlabPacks) of chunk `chunk`'s weights for output channels
+// [n_tile * kConvBN, + kConvBN): tap e / (kConvBN * 4), output channel (e / 4) % kConvBN,
+// channels c0 + (e % 4) * 8. conv_slab_offset is its place in the shared-memory slab
+// ([tap][output channel] rows of pitch kConvPitch).
 template <typename scalar_t, typename D>
-SEGBLOCKS_HOST_DEVICE const scalar_t* conv_units_b_source(const ConvUnitsParams<scalar_t, D>& prm, int64_t n_tile,
-                                                          const ConvStep& st, int t, int p) {
-  const int64_t n = n_tile * kConvBN + t / 2;
-  return prm.weight + n * 9 * prm.cin + (st.dy * 3 + st.dx) * prm.cin + st.c0 + conv_tile_col(t, p);
+SEGBLOCKS_HOST_DEVICE const scalar_t* conv_slab_source(const ConvUnitsParams<scalar_t, D>& prm, int64_t n_tile,
+                                                       int64_t chunk, int e) {
+  const int tap = e / (kConvBN * kConvPacksPerPixel), rem = e - tap * kConvBN * kConvPacksPerPixel;
+  const int n = rem / kConvPacksPerPixel, p = rem - n * kConvPacksPerPixel;
+  return prm.weight + (n_tile * kConvBN + n) * 9 * prm.cin + tap * prm.cin + chunk * kConvBK + p * kConvPack;
+}
+// In the kernel, thread t < kConvSlabRows loads packs t, t + kConvSlabRows, ...: the taps
+// 0, 1, ... of one output channel's row, whose source and place advance by Ci and by
+// kConvBN rows per pack.
+constexpr int kConvSlabRows = kConvBN * kConvPacksPerPixel;
+static_assert(kConvSlabRows <= kConvThreads, "one thread per slab row");
+SEGBLOCKS_HOST_DEVICE int conv_slab_offset(int e) {
+  const int row = e / kConvPacksPerPixel;  // tap * kConvBN + output channel
+  return row * kConvPitch + (e - row * kConvPacksPerPixel) * kConvPack;
 }
 
 // Output pixel m, channels [n, n + kConvPack): the float32 sums `v` + bias + residual, ReLU,
@@ -314,11 +359,12 @@ SEGBLOCKS_HOST_DEVICE void conv_units_epilogue(const ConvUnitsParams<typename Cv
                                                int64_t m_tile, int64_t n_tile, int64_t split, const float* c_tile,
                                                int t) {
   constexpr int kPacksPerRow = kConvBN / kConvPack;
+  const ConvTileSpan span = conv_tile_span(prm.tiling, m_tile);
   SEGBLOCKS_UNROLL
   for (int e = t; e < kConvBM * kPacksPerRow; e += kConvThreads) {
     const int row = e / kPacksPerRow, col = (e % kPacksPerRow) * kConvPack;
-    const int64_t m = conv_tile_row(prm.tiling, m_tile, row).m;
-    if (m < 0) continue;
+    if (row >= span.count) continue;
+    const int64_t m = span.base + row;
     const int64_t n = n_tile * kConvBN + col;
     const float* c = c_tile + row * kConvCPitch + col;
     if (prm.splits > 1) {

@@ -322,8 +322,8 @@ def conv3x3_units_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos
                                     quartered, stride, pre_scale, pre_shift)
 
 
-#: The CUDA kernel's tile: input channels come in chunks of 32, output channels in tiles of 64.
-CONV_UNITS_CIN_STEP, CONV_UNITS_COUT_STEP = 32, 64
+#: The CUDA kernel's tile: input channels come in chunks of 16, output channels in tiles of 64.
+CONV_UNITS_CIN_STEP, CONV_UNITS_COUT_STEP = 16, 64
 #: ... and its 64 output pixels hold at least one whole row of a unit: units of at most 64 px.
 CONV_UNITS_MAX_SIDE = 64
 
@@ -348,7 +348,7 @@ def conv3x3_units_supported(blocks: BlockTensor, weight: Tensor, residual: Optio
     """True if :func:`conv3x3_units` runs the native CUDA kernel on these operands:
     CUDA (compute capability 8.0+), half or bfloat16, no autograd, blocks (and residual)
     channels_last in 16-byte channel packs, a ``[Co, Ci, 3, 3]`` weight with ``Ci`` a
-    multiple of 32 and ``Co`` of 64, units of at most 64 px, a prologue ``pre`` of
+    multiple of 16 and ``Co`` of 64, units of at most 64 px, a prologue ``pre`` of
     contiguous 16-byte aligned ``[Ci]`` vectors. Host-side checks only (no device sync)."""
     hr, lr = blocks.highres, blocks.lowres
     if pre is not None and not all(p.dtype == hr.dtype and p.shape == (hr.shape[1],) and p.is_contiguous()

@@ -165,17 +165,19 @@ cudaError_t launch_upsample_argmax_dense(const scalar_t* logits, Strides4 stride
 // the same pass, + bias + residual, ReLU, optionally after a BatchNorm + ReLU prologue
 // (ops/conv_units.h). half and bfloat16 only, tensor cores (sm_80+); `weight` is
 // [Co, 3, 3, Ci] contiguous, the feature tensors channels_last and 16-byte aligned,
-// Ci % kConvBK == 0, Co % kConvBN == 0, uo <= kConvBM (the launcher checks). Split-K in
-// whole chunks (conv_units_split_plan): with splits > 1 `partial` is a [splits, rows, Co]
-// float32 workspace and a second kernel adds the splits in order.
+// Ci % kConvBK == 0, Co % kConvBN == 0, uo <= kConvMaxSide (the launcher checks). `table`
+// is a workspace of conv_units_table_bytes; `sms` the GPU's multiprocessors (the thread
+// blocks are persistent). Split-K in whole chunks (conv_units_split_plan): with splits > 1
+// `partial` is a [splits, rows, Co] float32 workspace and a second kernel adds the splits
+// in order.
 template <typename scalar_t>
 cudaError_t launch_conv3x3_units(const scalar_t* highres, Strides4 highres_strides, const scalar_t* lowres,
                                  Strides4 lowres_strides, const int64_t* hr_pos, const int64_t* lr_pos,
                                  const int32_t* block_map, const BlockGrid& grid, const scalar_t* weight,
                                  const scalar_t* bias, const scalar_t* residual, scalar_t* out, int64_t cout,
                                  bool relu, bool quartered, int64_t stride, const scalar_t* pre_scale,
-                                 const scalar_t* pre_shift, int64_t splits, int64_t steps_per_split,
-                                 float* partial, bool index32, cudaStream_t stream);
+                                 const scalar_t* pre_shift, int64_t splits, void* table, float* partial,
+                                 bool index32, int sms, cudaStream_t stream);
 
 }  // namespace cuda
 }  // namespace segblocks

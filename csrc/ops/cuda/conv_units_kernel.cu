@@ -1,13 +1,15 @@
 // conv3x3_units on CUDA (torch-free: compiles with plain nvcc, see DESIGN.md section 6): an
 // implicit GEMM on the tensor cores (ldmatrix + mma.sync m16n8k16, float32 accumulation)
-// around the per-thread pieces of ops/conv_units.h. One thread block per kConvBM x kConvBN
-// output tile (and K split). It looks up where each pixel of its halo tile comes from
-// once (a table in shared memory); then, per chunk of kConvBK input channels, its 128
-// threads stage the halo tile (cp.async for plain copies, BlockPad's 2x2 means, the
-// prologue and the zero border computed), two buffers deep, and per K step (one tap of a
-// chunk) load the B tile into a kConvStages-deep ring, so kConvStages - 1 steps are in
-// flight while one is multiplied. Each warp multiplies its 32 x 32 quarter, reading A rows
-// straight out of the halo tile at the tap's offset. Instantiated for half and bfloat16.
+// around the per-thread pieces of ops/conv_units.h. A small kernel first writes where each
+// halo pixel of each tile comes from (the table). Then persistent thread blocks of 256
+// threads (at most 128 registers each, so two fit an SM where shared memory allows) run the
+// work items (a kConvBM x kConvBN output tile and K split) blockIdx.x,
+// + gridDim.x, ...: per chunk of kConvBK input channels they stage the halo tile
+// (cp.async for plain copies; BlockPad's 2x2 means, the prologue and the zero border
+// computed) and the chunk's weights for the nine taps into one of two buffers, the next
+// chunk's while the current one is multiplied; each warp multiplies a 32 x 32 eighth of
+// the tile, reading A rows straight out of the halo tile at each tap's offset.
+// Instantiated for half and bfloat16.
 #include <type_traits>
 
 #include "ops/cuda/block_ops_cuda.h"
@@ -19,23 +21,19 @@ namespace {
 
 __host__ __device__ constexpr int64_t align128(int64_t bytes) { return (bytes + 127) / 128 * 128; }
 
-// Dynamic shared memory of a thread block, in bytes from its start: the source table, two
-// halo tiles, the B ring; the float32 output tile reuses the halo tiles and the ring
-// after the K loop.
+// Dynamic shared memory of a thread block, in bytes from its start: two stages (a halo
+// tile, then a chunk's weights for the nine taps), then the float32 output tile.
 struct ConvSmemLayout {
-  int64_t halo, halo_bytes, b, b_bytes, total;
+  int64_t halo_bytes, stage_bytes, c, total;
 };
 
-template <typename scalar_t, typename index_t>
+template <typename scalar_t>
 __host__ __device__ ConvSmemLayout conv_smem_layout(int64_t halo_pixels) {
   ConvSmemLayout l{};
-  l.halo = align128(halo_pixels * static_cast<int64_t>(sizeof(PadSource<index_t>)));
   l.halo_bytes = align128(halo_pixels * kConvPitch * static_cast<int64_t>(sizeof(scalar_t)));
-  l.b = l.halo + 2 * l.halo_bytes;
-  l.b_bytes = kConvBN * kConvPitch * static_cast<int64_t>(sizeof(scalar_t));
-  const int64_t c_end = l.halo + kConvBM * kConvCPitch * 4;
-  const int64_t b_end = l.b + kConvStages * l.b_bytes;
-  l.total = b_end > c_end ? b_end : c_end;
+  l.stage_bytes = l.halo_bytes + align128(9 * kConvBN * kConvPitch * static_cast<int64_t>(sizeof(scalar_t)));
+  l.c = 2 * l.stage_bytes;
+  l.total = l.c + kConvBM * kConvCPitch * 4;
   return l;
 }
 
@@ -78,49 +76,68 @@ __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], 
 }
 #endif
 
+// A position in a thread block's sequence of stages: work item `item` (of `items`), chunk
+// `chunk` of its split's chunks [range.first, range.last).
+template <typename scalar_t, typename D>
+struct ConvCursor {
+  int64_t item, items, stride, chunk;
+  ConvItem it;
+  ConvChunks range;
+  __device__ void set(const ConvUnitsParams<scalar_t, D>& prm, int64_t i) {
+    item = i;
+    if (item >= items) return;
+    it = conv_units_item(prm, item);
+    range = conv_units_split_chunks(prm, it.split);
+    chunk = range.first;
+  }
+  __device__ void advance(const ConvUnitsParams<scalar_t, D>& prm) {
+    if (++chunk >= range.last) set(prm, item + stride);
+  }
+  __device__ bool valid() const { return item < items; }
+  __device__ bool first_chunk() const { return chunk == range.first; }
+  __device__ bool last_chunk() const { return chunk + 1 >= range.last; }
+};
+
 template <typename Cvt, typename D>
-__global__ void __launch_bounds__(kConvThreads)
+__global__ void __launch_bounds__(kConvThreads, 2)
     conv_units_kernel(const __grid_constant__ ConvUnitsParams<typename Cvt::scalar_t, D> prm) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   using scalar_t = typename Cvt::scalar_t;
-  using index_t = typename D::index_t;
-  using Src = PadSource<index_t>;
+  using Src = PadSource<typename D::index_t>;
   extern __shared__ __align__(128) unsigned char smem[];
   const int halo_pixels = static_cast<int>(prm.tiling.halo_pixels);
-  const ConvSmemLayout lay = conv_smem_layout<scalar_t, index_t>(halo_pixels);
-  Src* table = reinterpret_cast<Src*>(smem);
-  const auto halo = [&](int64_t chunk) {
-    return reinterpret_cast<scalar_t*>(smem + lay.halo + (chunk & 1) * lay.halo_bytes);
+  const ConvSmemLayout lay = conv_smem_layout<scalar_t>(halo_pixels);
+  const auto halo = [&](int b) { return reinterpret_cast<scalar_t*>(smem + b * lay.stage_bytes); };
+  const auto slab = [&](int b) {
+    return reinterpret_cast<scalar_t*>(smem + b * lay.stage_bytes + lay.halo_bytes);
   };
-  const auto b_tile = [&](int stage) { return reinterpret_cast<scalar_t*>(smem + lay.b + stage * lay.b_bytes); };
-  float* c_tile = reinterpret_cast<float*>(smem + lay.halo);
+  float* c_tile = reinterpret_cast<float*>(smem + lay.c);
 
   const int t = static_cast<int>(threadIdx.x), warp = t / 32, lane = t % 32;
-  const int64_t m_tile = blockIdx.x, n_tile = blockIdx.y, split = blockIdx.z;
-  for (int hp = t; hp < halo_pixels; hp += kConvThreads) table[hp] = conv_halo_source<Cvt, D>(prm, m_tile, hp);
-  ConvHaloGather<Cvt, D> gather(prm);
   const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
-  // ldmatrix rows of this lane: A (matrix_a of rows wm + 16 i .. + 16): row lane % 16 at
-  // channel offset (lane / 16) * 8, as the halo pixel of its window's top left; B (two
-  // n8 x k16 fragments per x4): output channel (lane % 8) + (lane / 16) * 8, offset
-  // ((lane / 8) % 2) * 8
-  int a_row[2];
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    a_row[i] = static_cast<int>(conv_tile_row(prm.tiling, m_tile, wm + 16 * i + (lane & 15)).halo) * kConvPitch +
-               (lane >> 4) * 8;
-  }
+  const int64_t items = prm.tiling.m_tiles * (prm.cout / kConvBN) * prm.splits;
+  ConvHaloGather<Cvt, D> gather(prm);
+  // ldmatrix rows of this lane. A (rows wm + 16 i .. + 16 of the tile): row lane % 16 at
+  // channel offset (lane / 16) * 8, as the halo pixel of its window's top left (set per
+  // item). B (two n8 x k16 fragments per x4): output channel (lane % 8) + (lane / 16) * 8,
+  // offset ((lane / 8) % 2) * 8.
+  int a_row[2] = {0, 0};
   const int b_row = (wn + (lane & 7) + (lane >> 4) * 8) * kConvPitch + ((lane >> 3) & 1) * 8;
-  __syncthreads();  // the table
 
-  // chunk st.chunk's halo tile: plain copies asynchronously, the rest computed and stored
-  const auto gather_halo = [&](const ConvStep& st) {
-    scalar_t* tile = halo(st.chunk);
+  // the stage at `load` into buffer b: the halo tile (plain copies asynchronously, the
+  // rest computed and stored) and the weights
+  ConvCursor<scalar_t, D> load{0, items, static_cast<int64_t>(gridDim.x), 0, {}, {}}, comp = load;
+  const auto issue = [&](int b) {
+    if (!load.valid()) return;
+    const Src* table = prm.table + load.it.m_tile * halo_pixels;
+    const int64_t c0 = load.chunk * kConvBK;
+    scalar_t* tile = halo(b);
+    // four threads per pixel, a 16-byte pack each (64 contiguous bytes of the pixel)
     for (int e = t; e < halo_pixels * kConvPacksPerPixel; e += kConvThreads) {
       const int hp = e / kConvPacksPerPixel, p = e % kConvPacksPerPixel;
-      const int64_t c = st.c0 + p * kConvPack;
-      scalar_t* dst = tile + hp * kConvPitch + p * kConvPack;
       const Src src = table[hp];
+      const int64_t c = c0 + p * kConvPack;
+      scalar_t* dst = tile + hp * kConvPitch + p * kConvPack;
       const scalar_t* g = gather.copy_source(src, c);
       if (g != nullptr) {
         cp_async16(dst, g);
@@ -128,13 +145,12 @@ __global__ void __launch_bounds__(kConvThreads)
         gather.compute(src, c, dst);
       }
     }
-  };
-  const auto issue = [&](int64_t ks, int stage) {
-    const ConvStep st = conv_step(ks);
-    if (st.tap == 0) gather_halo(st);
+    // this thread's slab packs: one output channel's row, tap by tap
+    if (t < kConvSlabRows) {
+      scalar_t* w = slab(b) + conv_slab_offset(t);
+      const scalar_t* src = conv_slab_source(prm, load.it.n_tile, load.chunk, t);
 #pragma unroll
-    for (int p = 0; p < kConvPacksPerThread; ++p) {
-      cp_async16(b_tile(stage) + conv_tile_offset(t, p), conv_units_b_source(prm, n_tile, st, t, p));
+      for (int tap = 0; tap < 9; ++tap) cp_async16(w + tap * kConvBN * kConvPitch, src + tap * prm.cin);
     }
   };
 
@@ -147,55 +163,68 @@ __global__ void __launch_bounds__(kConvThreads)
       for (int l = 0; l < 4; ++l) acc[i][j][l] = 0.0f;
     }
   }
-  // this thread block's K steps: [first, last) of its split (whole chunks)
-  const ConvSteps range = conv_units_split_steps(prm, split);
-  const int64_t first = range.first, steps = range.last - range.first;
-  // steps 0 .. kConvStages - 2 in flight before the first multiply (one commit group per
-  // step, empty past the end, so the wait below always counts the same)
-#pragma unroll
-  for (int s = 0; s < kConvStages - 1; ++s) {
-    if (s < steps) issue(first + s, s);
+  load.set(prm, blockIdx.x);
+  comp.set(prm, blockIdx.x);
+  issue(0);
+  cp_async_commit();
+  load.advance(prm);
+  for (int b = 0; comp.valid(); b ^= 1) {
+    cp_async_wait<0>();  // this stage's copies (this thread's) have landed
+    __syncthreads();     // ... everyone's, and everyone is done with the other buffer
+    issue(b ^ 1);
     cp_async_commit();
-  }
-  for (int64_t ks = 0; ks < steps; ++ks) {
-    cp_async_wait<kConvStages - 2>();  // step ks's copies (this thread's) have landed
-    __syncthreads();                   // ... everyone's, and step ks - 1's stage is free
-    const int64_t next = ks + kConvStages - 1;
-    if (next < steps) issue(first + next, static_cast<int>(next % kConvStages));
-    cp_async_commit();
-    const ConvStep st = conv_step(first + ks);
-    const scalar_t* a_s = halo(st.chunk) + conv_tap_offset(prm.tiling, st.dy, st.dx) * kConvPitch;
-    const scalar_t* b_s = b_tile(static_cast<int>(ks % kConvStages));
+    load.advance(prm);
+    if (comp.first_chunk()) {
 #pragma unroll
-    for (int kk = 0; kk < kConvBK; kk += 16) {
-      uint32_t a[2][4], b[2][4];
+      for (int i = 0; i < 2; ++i) {
+        a_row[i] = static_cast<int>(conv_tile_row(prm.tiling, comp.it.m_tile, wm + 16 * i + (lane & 15)).halo) *
+                       kConvPitch + (lane >> 4) * 8;
+      }
+    }
+    const scalar_t* h = halo(b);
+    const scalar_t* w = slab(b);
 #pragma unroll
-      for (int i = 0; i < 2; ++i) ldmatrix_x4(a[i], a_s + a_row[i] + kk);
+    for (int tap = 0; tap < 9; ++tap) {
+      const scalar_t* a_s = h + static_cast<int>(conv_tap_offset(prm.tiling, tap / 3, tap % 3)) * kConvPitch;
+      const scalar_t* b_s = w + tap * kConvBN * kConvPitch;
 #pragma unroll
-      for (int jj = 0; jj < 2; ++jj) ldmatrix_x4(b[jj], b_s + b_row + jj * 16 * kConvPitch + kk);
+      for (int kk = 0; kk < kConvBK; kk += 16) {
+        uint32_t a[2][4], bf[2][4];
+#pragma unroll
+        for (int i = 0; i < 2; ++i) ldmatrix_x4(a[i], a_s + a_row[i] + kk);
+#pragma unroll
+        for (int jj = 0; jj < 2; ++jj) ldmatrix_x4(bf[jj], b_s + b_row + jj * 16 * kConvPitch + kk);
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            mma16816<scalar_t>(acc[i][j], a[i], bf[j >> 1][(j & 1) * 2], bf[j >> 1][(j & 1) * 2 + 1]);
+          }
+        }
+      }
+    }
+    if (comp.last_chunk()) {  // the item's sums: through the output tile to the epilogue
+      const int g = lane >> 2, q = lane & 3;
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
 #pragma unroll
-        for (int j = 0; j < 4; ++j) mma16816<scalar_t>(acc[i][j], a[i], b[j >> 1][(j & 1) * 2], b[j >> 1][(j & 1) * 2 + 1]);
+        for (int j = 0; j < 4; ++j) {
+          float* c = c_tile + (wm + 16 * i + g) * kConvCPitch + wn + 8 * j + 2 * q;
+          c[0] = acc[i][j][0];
+          c[1] = acc[i][j][1];
+          c[8 * kConvCPitch] = acc[i][j][2];
+          c[8 * kConvCPitch + 1] = acc[i][j][3];
+#pragma unroll
+          for (int l = 0; l < 4; ++l) acc[i][j][l] = 0.0f;
+        }
       }
+      __syncthreads();
+      conv_units_epilogue<Cvt, D>(prm, comp.it.m_tile, comp.it.n_tile, comp.it.split, c_tile, t);
+      // the next item's output tile is written after the next stage's __syncthreads
     }
+    comp.advance(prm);
   }
   cp_async_wait<0>();
-  __syncthreads();  // every multiply done before the output tile overwrites the halo tiles
-  const int g = lane >> 2, q = lane & 3;
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      float* c = c_tile + (wm + 16 * i + g) * kConvCPitch + wn + 8 * j + 2 * q;
-      c[0] = acc[i][j][0];
-      c[1] = acc[i][j][1];
-      c[8 * kConvCPitch] = acc[i][j][2];
-      c[8 * kConvCPitch + 1] = acc[i][j][3];
-    }
-  }
-  __syncthreads();
-  conv_units_epilogue<Cvt, D>(prm, m_tile, n_tile, split, c_tile, t);
 #else
   __trap();  // the launcher only runs on sm_80+
 #endif
@@ -203,23 +232,35 @@ __global__ void __launch_bounds__(kConvThreads)
 
 struct LaunchConvUnits {
   cudaStream_t stream;
+  int sms;
   cudaError_t* status;
   template <typename Cvt, typename D>
-  void operator()(const ConvUnitsParams<typename Cvt::scalar_t, D>& prm, int64_t n_tiles) const {
+  void operator()(const ConvUnitsParams<typename Cvt::scalar_t, D>& prm) const {
     using scalar_t = typename Cvt::scalar_t;
+    using Params = ConvUnitsParams<scalar_t, D>;
+    const int64_t entries = prm.tiling.m_tiles * prm.tiling.halo_pixels;
+    grid_stride_kernel<Params, &conv_units_table_element<Cvt, D>>
+        <<<blocks_for(entries), kThreadsPerBlock, 0, stream>>>(prm, entries);
     const auto kernel = conv_units_kernel<Cvt, D>;
-    const int64_t bytes = conv_smem_layout<scalar_t, typename D::index_t>(prm.tiling.halo_pixels).total;
+    const int64_t bytes = conv_smem_layout<scalar_t>(prm.tiling.halo_pixels).total;
     // above the default 48 KB a kernel has to ask for its dynamic shared memory (per device:
-    // asked at every such launch, a host-side call)
+    // asked at every launch, a host-side call)
     if (bytes > 48 * 1024) {
       *status = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
       if (*status != cudaSuccess) return;
     }
-    const dim3 grid(static_cast<unsigned>(prm.tiling.m_tiles), static_cast<unsigned>(n_tiles),
-                    static_cast<unsigned>(prm.splits));
-    kernel<<<grid, kConvThreads, static_cast<size_t>(bytes), stream>>>(prm);
+    int per_sm = 0;
+    *status = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kConvThreads, static_cast<size_t>(bytes));
+    if (*status != cudaSuccess) return;
+    if (per_sm < 1) {
+      *status = cudaErrorInvalidConfiguration;
+      return;
+    }
+    const int64_t items = prm.tiling.m_tiles * (prm.cout / kConvBN) * prm.splits;
+    const int64_t resident = static_cast<int64_t>(sms) * per_sm;
+    kernel<<<static_cast<unsigned>(items < resident ? items : resident), kConvThreads, static_cast<size_t>(bytes),
+             stream>>>(prm);
     if (prm.splits > 1) {
-      using Params = ConvUnitsParams<scalar_t, D>;
       const int64_t total = prm.rows * (prm.cout / kConvPack);
       grid_stride_kernel<Params, &conv_units_reduce_element<Cvt, D>>
           <<<blocks_for(total), kThreadsPerBlock, 0, stream>>>(prm, total);
@@ -235,12 +276,13 @@ cudaError_t launch_conv3x3_units(const scalar_t* highres, Strides4 highres_strid
                                  const int32_t* block_map, const BlockGrid& grid, const scalar_t* weight,
                                  const scalar_t* bias, const scalar_t* residual, scalar_t* out, int64_t cout,
                                  bool relu, bool quartered, int64_t stride, const scalar_t* pre_scale,
-                                 const scalar_t* pre_shift, int64_t splits, int64_t steps_per_split,
-                                 float* partial, bool index32, cudaStream_t stream) {
+                                 const scalar_t* pre_shift, int64_t splits, void* table, float* partial,
+                                 bool index32, int sms, cudaStream_t stream) {
   cudaError_t status = cudaSuccess;
+  const ConvSplitPlan plan = conv_units_split_plan(grid.channels / kConvBK, splits);
   with_conv_units(highres, highres_strides, lowres, lowres_strides, hr_pos, lr_pos, block_map, grid, weight, bias,
-                  residual, out, cout, relu, quartered, stride, pre_scale, pre_shift, splits, steps_per_split,
-                  partial, index32, LaunchConvUnits{stream, &status});
+                  residual, out, cout, relu, quartered, stride, pre_scale, pre_shift, plan, table, partial, index32,
+                  LaunchConvUnits{stream, sms, &status});
   return status != cudaSuccess ? status : cudaGetLastError();
 }
 
@@ -248,7 +290,7 @@ cudaError_t launch_conv3x3_units(const scalar_t* highres, Strides4 highres_strid
   template cudaError_t launch_conv3x3_units<T>(const T*, Strides4, const T*, Strides4, const int64_t*,           \
                                                const int64_t*, const int32_t*, const BlockGrid&, const T*, const T*, \
                                                const T*, T*, int64_t, bool, bool, int64_t, const T*, const T*, int64_t, \
-                                               int64_t, float*, bool, cudaStream_t);
+                                               void*, float*, bool, int, cudaStream_t);
 
 SEGBLOCKS_INSTANTIATE_CONV_UNITS(__half)
 SEGBLOCKS_INSTANTIATE_CONV_UNITS(__nv_bfloat16)

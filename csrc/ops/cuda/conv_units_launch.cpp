@@ -50,8 +50,8 @@ at::Tensor conv3x3_units_cuda(const at::Tensor& highres, const at::Tensor& lowre
   const at::Tensor ps = pre_scale.has_value() ? pre_scale->contiguous() : at::Tensor();
   const at::Tensor pt = pre_shift.has_value() ? pre_shift->contiguous() : at::Tensor();
   const int64_t uo = (g.hr_side / 2 - 1) / stride + 1;
-  TORCH_CHECK(uo <= kConvBM, op, ": the CUDA kernel needs output units of at most ", kConvBM, " px a side, got ",
-              uo);
+  TORCH_CHECK(uo <= kConvMaxSide, op, ": the CUDA kernel needs output units of at most ", kConvMaxSide,
+              " px a side, got ", uo);
   at::Tensor out = at::empty({4 * g.num_highres + g.num_lowres, cout, uo, uo},
                              highres.options().memory_format(at::MemoryFormat::ChannelsLast));
   if (out.numel() == 0) return out;
@@ -71,14 +71,13 @@ at::Tensor conv3x3_units_cuda(const at::Tensor& highres, const at::Tensor& lowre
   TORCH_CHECK(splits >= 0, op, ": splits must be >= 0 (0: automatic), got ", splits);
   const int64_t chunks = g.channels / kConvBK;
   const ConvTiling tiling = conv_tiling(out.size(0), g.hr_side / 2, stride);
-  if (splits == 0) {
-    int sms = 0;
-    C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, highres.get_device()));
-    splits = conv_units_auto_splits(tiling.m_tiles * (cout / kConvBN), chunks, sms);
-  }
+  int sms = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, highres.get_device()));
+  if (splits == 0) splits = conv_units_auto_splits(tiling.m_tiles * (cout / kConvBN), chunks, sms);
   const ConvSplitPlan plan = conv_units_split_plan(chunks, splits);
   at::Tensor partial;
   if (plan.splits > 1) partial = at::empty({plan.splits, out.numel()}, highres.options().dtype(at::kFloat));
+  const at::Tensor table = at::empty({conv_units_table_bytes(tiling)}, highres.options().dtype(at::kByte));
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_REDUCED_FLOATING_TYPES(highres.scalar_type(), "segblocks_conv3x3_units_cuda", [&] {
     C10_CUDA_CHECK(launch_conv3x3_units(
@@ -87,8 +86,8 @@ at::Tensor conv3x3_units_cuda(const at::Tensor& highres, const at::Tensor& lowre
         cuda_data<scalar_t>(w), b.defined() ? cuda_data<scalar_t>(b) : nullptr,
         z.defined() ? cuda_data<scalar_t>(z) : nullptr, cuda_mutable_data<scalar_t>(out), cout, relu, quartered,
         stride, ps.defined() ? cuda_data<scalar_t>(ps) : nullptr, pt.defined() ? cuda_data<scalar_t>(pt) : nullptr,
-        plan.splits, plan.steps_per_split, partial.defined() ? partial.mutable_data_ptr<float>() : nullptr, index32,
-        stream));
+        plan.splits, table.mutable_data_ptr(), partial.defined() ? partial.mutable_data_ptr<float>() : nullptr,
+        index32, sms, stream));
   });
   return out;
 }
