@@ -21,19 +21,23 @@ namespace {
 
 __host__ __device__ constexpr int64_t align128(int64_t bytes) { return (bytes + 127) / 128 * 128; }
 
-// Dynamic shared memory of a thread block, in bytes from its start: two stages (a halo
-// tile, then a chunk's weights for the nine taps), then the float32 output tile.
+constexpr int kConvStages = 3;  // stages in the ring: two in flight while one is multiplied
+
+// Dynamic shared memory of a thread block, in bytes from its start: kConvStages stages (a
+// halo tile, then a chunk's weights for the nine taps); an item's float32 output tile
+// reuses the stage it finished with.
 struct ConvSmemLayout {
-  int64_t halo_bytes, stage_bytes, c, total;
+  int64_t halo_bytes, stage_bytes, total;
 };
 
 template <typename scalar_t>
 __host__ __device__ ConvSmemLayout conv_smem_layout(int64_t halo_pixels) {
   ConvSmemLayout l{};
   l.halo_bytes = align128(halo_pixels * kConvPitch * static_cast<int64_t>(sizeof(scalar_t)));
-  l.stage_bytes = l.halo_bytes + align128(9 * kConvBN * kConvPitch * static_cast<int64_t>(sizeof(scalar_t)));
-  l.c = 2 * l.stage_bytes;
-  l.total = l.c + kConvBM * kConvCPitch * 4;
+  const int64_t stage = l.halo_bytes + align128(9 * kConvBN * kConvPitch * static_cast<int64_t>(sizeof(scalar_t)));
+  const int64_t c_tile = align128(kConvBM * kConvCPitch * 4);
+  l.stage_bytes = stage > c_tile ? stage : c_tile;
+  l.total = kConvStages * l.stage_bytes;
   return l;
 }
 
@@ -111,7 +115,6 @@ __global__ void __launch_bounds__(kConvThreads, 2)
   const auto slab = [&](int b) {
     return reinterpret_cast<scalar_t*>(smem + b * lay.stage_bytes + lay.halo_bytes);
   };
-  float* c_tile = reinterpret_cast<float*>(smem + lay.c);
 
   const int t = static_cast<int>(threadIdx.x), warp = t / 32, lane = t % 32;
   const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
@@ -165,13 +168,18 @@ __global__ void __launch_bounds__(kConvThreads, 2)
   }
   load.set(prm, blockIdx.x);
   comp.set(prm, blockIdx.x);
-  issue(0);
-  cp_async_commit();
-  load.advance(prm);
-  for (int b = 0; comp.valid(); b ^= 1) {
-    cp_async_wait<0>();  // this stage's copies (this thread's) have landed
-    __syncthreads();     // ... everyone's, and everyone is done with the other buffer
-    issue(b ^ 1);
+  // stages 0 .. kConvStages - 2 in flight before the first multiply (one commit group per
+  // stage, empty past the end, so the wait below always counts the same)
+#pragma unroll
+  for (int b = 0; b < kConvStages - 1; ++b) {
+    issue(b);
+    cp_async_commit();
+    load.advance(prm);
+  }
+  for (int b = 0; comp.valid(); b = b + 1 == kConvStages ? 0 : b + 1) {
+    cp_async_wait<kConvStages - 2>();  // this stage's copies (this thread's) have landed
+    __syncthreads();  // ... everyone's; everyone is done with the stage before (and its output tile)
+    issue(b == 0 ? kConvStages - 1 : b - 1);
     cp_async_commit();
     load.advance(prm);
     if (comp.first_chunk()) {
@@ -203,7 +211,9 @@ __global__ void __launch_bounds__(kConvThreads, 2)
         }
       }
     }
-    if (comp.last_chunk()) {  // the item's sums: through the output tile to the epilogue
+    if (comp.last_chunk()) {  // the item's sums: through the output tile (in this stage) to the epilogue
+      __syncthreads();  // everyone is done reading the stage
+      float* c_tile = reinterpret_cast<float*>(halo(b));
       const int g = lane >> 2, q = lane & 3;
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
@@ -220,7 +230,7 @@ __global__ void __launch_bounds__(kConvThreads, 2)
       }
       __syncthreads();
       conv_units_epilogue<Cvt, D>(prm, comp.it.m_tile, comp.it.n_tile, comp.it.split, c_tile, t);
-      // the next item's output tile is written after the next stage's __syncthreads
+      // the stage is loaded again only after the next iteration's __syncthreads
     }
     comp.advance(prm);
   }
