@@ -40,7 +40,7 @@ struct RunOnHost {
 // 256 threads one after another through each phase of the kernel (halo tile and weight
 // slab per chunk, multiply, epilogue), then the split-K reduction; the tensor cores'
 // products are replaced by a float32 loop that reads A the way the kernel's ldmatrix does
-// (row r at tap (dy, dx): halo pixel conv_tile_row(r).halo + conv_tap_offset(dy, dx)).
+// (row r at tap (dy, dx): halo pixel conv_tile_halo(r) + conv_tap_offset(dy, dx)).
 struct RunConvOnHost {
   template <typename Cvt, typename D>
   void operator()(const ConvUnitsParams<typename Cvt::scalar_t, D>& prm) const {
@@ -65,7 +65,7 @@ struct RunConvOnHost {
     std::vector<ConvHaloGather<Cvt, D>> gather;
     for (int t = 0; t < kConvThreads; ++t) gather.emplace_back(prm);
     std::vector<int64_t> origin;
-    for (int r = 0; r < kConvBM; ++r) origin.push_back(conv_tile_row(prm.tiling, it.m_tile, r).halo);
+    for (int r = 0; r < kConvBM; ++r) origin.push_back(conv_tile_halo(prm.tiling, it.m_tile, r));
     const ConvChunks range = conv_units_split_chunks(prm, it.split);
     for (int64_t chunk = range.first; chunk < range.last; ++chunk) {
       for (int t = 0; t < kConvThreads; ++t) {  // thread t's share of the stage

@@ -20,7 +20,7 @@
 // kernel writes to a table first: conv_units_table_element), together with the chunk's
 // weights for all nine taps (a "slab": channels_last order, [Co][ky][kx][Ci], K contiguous
 // per output channel). The nine taps then read the A operand straight out of the halo
-// tile: output row r at tap (dy, dx) is halo pixel conv_tile_row(r).halo + dy * cols + dx,
+// tile: output row r at tap (dy, dx) is halo pixel conv_tile_halo(r) + dy * cols + dx,
 // so no A tile is ever copied. Thread blocks are persistent: each runs work items
 // blockIdx.x, + gridDim.x, ... and stages the next chunk (of the same or the next item)
 // while it multiplies the current one.
@@ -133,19 +133,14 @@ SEGBLOCKS_HOST_DEVICE ConvTileSpan conv_tile_span(const ConvTiling& t, int64_t m
   return ConvTileSpan{(o.unit0 * t.uo + o.oy0) * t.uo, (t.out_rows < left ? t.out_rows : left) * t.uo};
 }
 
-// Row r (0..kConvBM) of M tile m_tile: its output pixel m (GEMM row, -1 where the row is
-// past the tile's pixels) and the halo pixel at its window's top left.
-struct ConvTileRow {
-  int64_t m, halo;
-};
-
-SEGBLOCKS_HOST_DEVICE ConvTileRow conv_tile_row(const ConvTiling& t, int64_t m_tile, int64_t r) {
-  const ConvTileSpan span = conv_tile_span(t, m_tile);
-  if (r >= span.count) return ConvTileRow{-1, 0};
+// The halo pixel at the top left of row r's window (r in 0..kConvBM; its output pixel is
+// conv_tile_span(t, m_tile).base + r); 0 for rows past the span, whose sums are dropped.
+SEGBLOCKS_HOST_DEVICE int64_t conv_tile_halo(const ConvTiling& t, int64_t m_tile, int64_t r) {
+  if (r >= conv_tile_span(t, m_tile).count) return 0;
   const int64_t per_unit = t.out_rows * t.uo;  // tile rows per unit
   const int64_t local = r / per_unit, rem = r - local * per_unit;
   const int64_t oyl = rem / t.uo, ox = rem - oyl * t.uo;
-  return ConvTileRow{span.base + r, local * t.rows * t.cols + oyl * t.stride * t.cols + ox * t.stride};
+  return local * t.rows * t.cols + oyl * t.stride * t.cols + ox * t.stride;
 }
 
 // The halo pixel offset of tap (dy, dx) (added to a row's window origin).

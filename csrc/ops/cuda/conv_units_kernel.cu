@@ -185,7 +185,7 @@ __global__ void __launch_bounds__(kConvThreads, 2)
     if (comp.first_chunk()) {
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
-        a_row[i] = static_cast<int>(conv_tile_row(prm.tiling, comp.it.m_tile, wm + 16 * i + (lane & 15)).halo) *
+        a_row[i] = static_cast<int>(conv_tile_halo(prm.tiling, comp.it.m_tile, wm + 16 * i + (lane & 15))) *
                        kConvPitch + (lane >> 4) * 8;
       }
     }
