@@ -6,9 +6,10 @@
 // work items (a kConvBM x kConvBN output tile and K split) blockIdx.x,
 // + gridDim.x, ...: per chunk of kConvBK input channels they stage the halo tile
 // (cp.async for plain copies; BlockPad's 2x2 means, the prologue and the zero border
-// computed) and the chunk's weights for the nine taps into one of two buffers, the next
-// chunk's while the current one is multiplied; each warp multiplies a 32 x 32 eighth of
-// the tile, reading A rows straight out of the halo tile at each tap's offset.
+// computed) and the chunk's weights for the nine taps into a ring of kConvStages buffers,
+// the next two chunks' in flight while the current one is multiplied; each warp
+// multiplies a 32 x 32 eighth of the tile, reading A rows straight out of the halo tile at
+// each tap's offset.
 // Instantiated for half and bfloat16.
 #include <type_traits>
 
