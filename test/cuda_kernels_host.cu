@@ -45,7 +45,7 @@ struct RunConvOnHost {
   template <typename Cvt, typename D>
   void operator()(const ConvUnitsParams<typename Cvt::scalar_t, D>& prm) const {
     for (int64_t e = 0; e < prm.tiling.m_tiles * prm.tiling.halo_pixels; ++e) conv_units_table_element<Cvt, D>(prm, e);
-    const int64_t items = prm.tiling.m_tiles * (prm.cout / kConvBN) * prm.splits;
+    const int64_t items = conv_units_items(prm);
     for (int64_t item = 0; item < items; ++item) run_item<Cvt, D>(prm, conv_units_item(prm, item));
     if (prm.splits > 1) {
       for (int64_t e = 0; e < prm.rows * (prm.cout / kConvPack); ++e) conv_units_reduce_element<Cvt, D>(prm, e);

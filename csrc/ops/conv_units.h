@@ -186,6 +186,12 @@ SEGBLOCKS_HOST_DEVICE ConvChunks conv_units_split_chunks(const ConvUnitsParams<s
   return ConvChunks{first < chunks ? first : chunks, last < chunks ? last : chunks};
 }
 
+// The work items: m_tiles x Co / kConvBN tiles x splits.
+template <typename scalar_t, typename D>
+SEGBLOCKS_HOST_DEVICE int64_t conv_units_items(const ConvUnitsParams<scalar_t, D>& prm) {
+  return prm.tiling.m_tiles * (prm.cout / kConvBN) * prm.splits;
+}
+
 // A work item (tile m_tile x n_tile of split `split`): items are numbered m fastest.
 struct ConvItem {
   int64_t m_tile, n_tile, split;

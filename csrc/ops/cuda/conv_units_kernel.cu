@@ -119,7 +119,7 @@ __global__ void __launch_bounds__(kConvThreads, 2)
 
   const int t = static_cast<int>(threadIdx.x), warp = t / 32, lane = t % 32;
   const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
-  const int64_t items = prm.tiling.m_tiles * (prm.cout / kConvBN) * prm.splits;
+  const int64_t items = conv_units_items(prm);
   ConvHaloGather<Cvt, D> gather(prm);
   // ldmatrix rows of this lane. A (rows wm + 16 i .. + 16 of the tile): row lane % 16 at
   // channel offset (lane / 16) * 8, as the halo pixel of its window's top left (set per
@@ -267,7 +267,7 @@ struct LaunchConvUnits {
       *status = cudaErrorInvalidConfiguration;
       return;
     }
-    const int64_t items = prm.tiling.m_tiles * (prm.cout / kConvBN) * prm.splits;
+    const int64_t items = conv_units_items(prm);
     const int64_t resident = static_cast<int64_t>(sms) * per_sm;
     kernel<<<static_cast<unsigned>(items < resident ? items : resident), kConvThreads, static_cast<size_t>(bytes),
              stream>>>(prm);
