@@ -49,6 +49,15 @@ def randomize_bn(net, seed=0):
     return net
 
 
+def autotune_cudnn(limit: int = 0) -> None:
+    """cuDNN's benchmark mode for the rest of the process, timing ``limit`` engine
+    configurations per shape (0: all): what the fast path captures its graphs under
+    (:func:`segblocks_core.fastpath.cudnn_autotuning`), for the rows and probes that build
+    their graphs themselves."""
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.benchmark_limit = limit
+
+
 def time_fn(fn, iters, warmup=10):
     """Median CUDA-event time of ``fn()`` in ms over ``iters`` calls after ``warmup``."""
     return cuda_median_ms(fn, iters, warmup)
@@ -98,7 +107,7 @@ def fixed_layout_setup(args):
     (dense shortcut on), generated street frames on the GPU, normalised as its input, and a
     seeded layout of ``args.fraction`` high-res blocks, as this benchmark's fixed-fraction
     rows use them. Returns ``(sb, x, layout)``."""
-    torch.backends.cudnn.benchmark = True
+    autotune_cudnn()
     dev = torch.device("cuda")
     torch.manual_seed(0)
     net = randomize_bn(build_model(args.model, 19).eval())
@@ -152,6 +161,11 @@ def main():
                     help="3x3 convolutions on units as one kernel that gathers the halo "
                          "(ops.conv3x3_units): off (BlockPad + cuDNN), auto (timed per shape) or "
                          "always; other than off writes conv-units-<mode>-gpu-<gpu>-<date>.json")
+    ap.add_argument("--cudnn-benchmark-limit", type=int, default=0,
+                    help="how many cuDNN engine configurations the benchmark mode times per convolution "
+                         "shape, both sides (torch.backends.cudnn.benchmark_limit; default 0 = all, as "
+                         "the fast path captures its graphs; torch's own default is 10); other than 0 "
+                         "writes cudnn-limit-<n>-gpu-<gpu>-<date>.json")
     args = ap.parse_args()
     # read at capture: the graphs keep them
     with fast_upsampling(args.fast_upsample), conv_units(args.conv_units), upsample_tiles(args.upsample_tiles), \
@@ -168,7 +182,7 @@ def first_layer_ways() -> dict[str, str]:
 
 def run(args) -> None:
     dev = torch.device("cuda")
-    torch.backends.cudnn.benchmark = True
+    autotune_cudnn(args.cudnn_benchmark_limit)
     h, w = args.height, args.width
     gpu = torch.cuda.get_device_name(dev)
     rows = []
@@ -214,7 +228,8 @@ def run(args) -> None:
                 mem = peak_mb(lambda: fast(xh).argmax(1).to(torch.uint8))
             row("static", STATIC_UNFUSED, "float16", lat, mem, dense_gmacs)
             # the static best: the same with the fused upsample+argmax head
-            seg = GraphedSegmenter(fast, batch, h, w, dense=True, segblocks=sb)
+            seg = GraphedSegmenter(fast, batch, h, w, dense=True, segblocks=sb,
+                                   cudnn_benchmark_limit=args.cudnn_benchmark_limit)
             lat = time_fn(lambda: seg.run(frames), args.iters)
             with torch.inference_mode():
                 mem = peak_mb(lambda: sb.labels(xh))
@@ -238,7 +253,8 @@ def run(args) -> None:
                 fixed_row(sb, frac, f"fixed {frac:.0%} high-res")
             fixed_row(sb_blocks, 1.0, "fixed 100% high-res, in blocks")
             for tau in taus:
-                seg = GraphedSegmenter(fast, batch, h, w, tau=tau, segblocks=sb)
+                seg = GraphedSegmenter(fast, batch, h, w, tau=tau, segblocks=sb,
+                                       cudnn_benchmark_limit=args.cudnn_benchmark_limit)
                 how = "sync-free" if seg.sync_free else "host bucket"
                 if seg.dense_above is not None:
                     how += f", dense above {seg.dense_above:.0%}"
@@ -258,6 +274,7 @@ def run(args) -> None:
               "fast_max_pool": args.fast_max_pool, "fast_upsample": args.fast_upsample,
               "conv_units": args.conv_units, "upsample_tiles": args.upsample_tiles,
               "space_to_depth": args.space_to_depth, "units_min_side": args.units_min_side,
+              "cudnn_benchmark_limit": torch.backends.cudnn.benchmark_limit,
               # how cuDNN runs each stride-2 first-layer shape (timed at warm-up, fused._CHOICE)
               "first_layer_ways": first_layer_ways(), "rows": rows}
     slug = re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")
@@ -268,6 +285,7 @@ def run(args) -> None:
         ("" if args.upsample_tiles else "blockpad-blends-") + ("s2d-" if args.space_to_depth else "") + \
         (f"units-min-side-{args.units_min_side}-" if args.units_min_side else "") + \
         ("" if args.conv_units == "off" else f"conv-units-{args.conv_units}-") + \
+        ("" if args.cudnn_benchmark_limit == 0 else f"cudnn-limit-{args.cudnn_benchmark_limit}-") + \
         ("" if args.fuse_epilogue else "unfused-epilogue-") + \
         ("" if args.input_channels == 4 else f"input{args.input_channels}-")
     path = os.path.join(args.out, f"{prefix}gpu-{slug}-{date}.json")

@@ -50,7 +50,25 @@ from .policy import ComplexityPolicy
 from .timing import cuda_median_ms
 
 __all__ = ["fold_batchnorm", "pad_input_channels", "prepare_network", "GraphedSegmenter", "bucket_capacity",
-           "conditional_graphs_supported"]
+           "conditional_graphs_supported", "cudnn_autotuning"]
+
+
+@contextlib.contextmanager
+def cudnn_autotuning(limit: int = 0):
+    """cuDNN's benchmark mode, timing up to ``limit`` engine configurations per convolution
+    shape (0: every one cuDNN offers), for the duration; the caller's settings come back
+    after. :class:`GraphedSegmenter` captures under it: the warm-up times the candidates, the
+    capture finds them cached and the graphs keep the fastest (on the H100, RN18 at batch
+    4 and 40% high-res: 2.42 ms with PyTorch's default of timing 10, 2.38 ms timing all;
+    ``benchmarks/results/steps/36-*``). Without it the node ran cuDNN's heuristic picks,
+    untimed, while the benchmark timed them."""
+    cudnn = torch.backends.cudnn
+    saved = cudnn.benchmark, cudnn.benchmark_limit
+    cudnn.benchmark, cudnn.benchmark_limit = True, int(limit)
+    try:
+        yield
+    finally:
+        cudnn.benchmark, cudnn.benchmark_limit = saved
 
 
 def fold_batchnorm(net: nn.Module) -> nn.Module:
@@ -210,6 +228,9 @@ class GraphedSegmenter:
             (:func:`segblocks_core.fused.conv_units`): ``"off"`` (default: BlockPad + cuDNN),
             ``"auto"`` (the one-pass kernel where it agrees and is faster, decided at the
             warm-up before capture) or ``"always"``.
+        cudnn_benchmark_limit: the graphs are captured in cuDNN's benchmark mode
+            (:func:`cudnn_autotuning`), timing this many engine configurations per
+            convolution shape at the warm-up; 0 (default): all of them.
 
     Call :meth:`run` with a uint8 ``[N, H, W, 3]`` tensor (pinned host memory or device);
     it returns device tensors ``labels [N, H, W] uint8`` and ``grid [N, GH, GW] bool`` that
@@ -219,9 +240,14 @@ class GraphedSegmenter:
     def __init__(self, net: nn.Module, batch: int, height: int, width: int, block_size: int = 128,
                  tau: float = 0.3, num_buckets: int = 16, dense: bool = False, sync_free: Optional[bool] = None,
                  segblocks: Optional[SegBlocks] = None, concurrent: bool = True, lagged: bool = False,
-                 dense_above: Union[float, str, None] = "auto", conv_units: str = "off"):
+                 dense_above: Union[float, str, None] = "auto", conv_units: str = "off",
+                 cudnn_benchmark_limit: int = 0):
         check_conv_units_mode(conv_units)
         self.conv_units = conv_units
+        if int(cudnn_benchmark_limit) < 0:
+            raise ValueError(f"cudnn_benchmark_limit must be >= 0 (0: time every configuration), "
+                             f"got {cudnn_benchmark_limit}")
+        self.cudnn_benchmark_limit = int(cudnn_benchmark_limit)
         param = next(net.parameters())
         if param.device.type != "cuda":
             raise ValueError("GraphedSegmenter needs a network on a CUDA device")
@@ -295,8 +321,8 @@ class GraphedSegmenter:
 
     @torch.inference_mode()
     def _capture(self) -> None:
-        # the mode is read when the ops run: the warm-up decides, the graphs keep it
-        with fused_conv_units(self.conv_units):
+        # the modes are read when the ops run: the warm-up decides, the graphs keep it
+        with fused_conv_units(self.conv_units), cudnn_autotuning(self.cudnn_benchmark_limit):
             self._capture_all()
 
     def _capture_all(self) -> None:

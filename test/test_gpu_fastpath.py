@@ -74,6 +74,51 @@ def test_dense_above_is_checked():
             check_dense_above(bad)
 
 
+def test_cudnn_autotuning_sets_and_restores_the_callers_flags():
+    from segblocks_core.fastpath import cudnn_autotuning
+    cudnn = torch.backends.cudnn
+    saved = cudnn.benchmark, cudnn.benchmark_limit
+    try:
+        cudnn.benchmark, cudnn.benchmark_limit = False, 7
+        with cudnn_autotuning():
+            assert (cudnn.benchmark, cudnn.benchmark_limit) == (True, 0)
+        assert (cudnn.benchmark, cudnn.benchmark_limit) == (False, 7)
+        with pytest.raises(RuntimeError, match="inside"):
+            with cudnn_autotuning(3):
+                assert (cudnn.benchmark, cudnn.benchmark_limit) == (True, 3)
+                raise RuntimeError("inside")
+        assert (cudnn.benchmark, cudnn.benchmark_limit) == (False, 7)
+    finally:
+        cudnn.benchmark, cudnn.benchmark_limit = saved
+
+
+def test_graphed_segmenter_rejects_a_negative_cudnn_limit():
+    from segblocks_core.fastpath import GraphedSegmenter
+    net = torch.nn.Conv2d(3, 3, 1)
+    with pytest.raises(ValueError, match="cudnn_benchmark_limit"):
+        GraphedSegmenter(net, 1, 256, 512, cudnn_benchmark_limit=-1)
+
+
+@cuda
+def test_graphs_are_captured_with_cudnn_autotuning(nets, monkeypatch):
+    """The warm-up and the capture run in cuDNN's benchmark mode (every configuration timed)
+    whatever the caller set, and the caller's flags come back after."""
+    from segblocks_core.fastpath import GraphedSegmenter
+    _, fast = nets
+    seen = []
+    capture_all = GraphedSegmenter._capture_all
+
+    def recording(self):
+        seen.append((torch.backends.cudnn.benchmark, torch.backends.cudnn.benchmark_limit))
+        capture_all(self)
+    monkeypatch.setattr(GraphedSegmenter, "_capture_all", recording)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark_limit", 10)
+    GraphedSegmenter(fast, 1, 256, 512, tau=0.3, num_buckets=2, sync_free=False, dense_above=None)
+    assert seen == [(True, 0)]
+    assert (torch.backends.cudnn.benchmark, torch.backends.cudnn.benchmark_limit) == (False, 10)
+
+
 @cuda
 def test_auto_dense_above_promotes_only_buckets_no_faster_than_all_highres(nets):
     from segblocks_core.fastpath import GraphedSegmenter
