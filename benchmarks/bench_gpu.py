@@ -32,8 +32,8 @@ from segblocks_core.engine import normalize  # noqa: E402
 from segblocks_core.executor import concurrent_lowres, units_min_side  # noqa: E402
 from segblocks_core.fastpath import GraphedSegmenter, prepare_network  # noqa: E402
 from segblocks_core import fused  # noqa: E402
-from segblocks_core.fused import (CONV_UNITS_MODES, conv_units, fast_upsampling, space_to_depth_convs,  # noqa: E402
-                                  upsample_tiles)
+from segblocks_core.fused import (CONV_UNITS_MODES, conv_units, fast_upsampling, pad_classifier,  # noqa: E402
+                                  space_to_depth_convs, upsample_tiles)
 from segblocks_core.timing import cuda_median_ms  # noqa: E402
 from segblocks_core.layout import BlockLayout  # noqa: E402
 from segblocks_core.models import build_model  # noqa: E402
@@ -166,10 +166,14 @@ def main():
                          "shape, both sides (torch.backends.cudnn.benchmark_limit; default 0 = all, as "
                          "the fast path captures its graphs; torch's own default is 10); other than 0 "
                          "writes cudnn-limit-<n>-gpu-<gpu>-<date>.json")
+    ap.add_argument("--no-pad-classifier", dest="pad_classifier", action="store_false",
+                    help="both sides run the 19-class classifier as defined instead of padded to 24 output "
+                         "channels (fused.pad_classifier); writes unpadded-classifier-gpu-<gpu>-<date>.json")
     args = ap.parse_args()
     # read at capture: the graphs keep them
     with fast_upsampling(args.fast_upsample), conv_units(args.conv_units), upsample_tiles(args.upsample_tiles), \
-            space_to_depth_convs(args.space_to_depth), units_min_side(args.units_min_side):
+            space_to_depth_convs(args.space_to_depth), units_min_side(args.units_min_side), \
+            pad_classifier(args.pad_classifier):
         run(args)
 
 
@@ -275,6 +279,7 @@ def run(args) -> None:
               "conv_units": args.conv_units, "upsample_tiles": args.upsample_tiles,
               "space_to_depth": args.space_to_depth, "units_min_side": args.units_min_side,
               "cudnn_benchmark_limit": torch.backends.cudnn.benchmark_limit,
+              "pad_classifier": args.pad_classifier,
               # how cuDNN runs each stride-2 first-layer shape (timed at warm-up, fused._CHOICE)
               "first_layer_ways": first_layer_ways(), "rows": rows}
     slug = re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")
@@ -286,6 +291,7 @@ def run(args) -> None:
         (f"units-min-side-{args.units_min_side}-" if args.units_min_side else "") + \
         ("" if args.conv_units == "off" else f"conv-units-{args.conv_units}-") + \
         ("" if args.cudnn_benchmark_limit == 0 else f"cudnn-limit-{args.cudnn_benchmark_limit}-") + \
+        ("" if args.pad_classifier else "unpadded-classifier-") + \
         ("" if args.fuse_epilogue else "unfused-epilogue-") + \
         ("" if args.input_channels == 4 else f"input{args.input_channels}-")
     path = os.path.join(args.out, f"{prefix}gpu-{slug}-{date}.json")

@@ -48,9 +48,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import ops
-from .fused import (BatchNormReLU, FusedConv2d, MaxPool2d, adaptive_avg_pool2d, conv_bias_relu,
-                    context_value, conv_units_mode, fast_upsampling_enabled, upsample_add, upsample_tiles_enabled,
-                    use_conv_units)
+from .fused import (CHANNEL_PACK, BatchNormReLU, ChannelPaddedConv2d, FusedConv2d, MaxPool2d,
+                    adaptive_avg_pool2d, conv_bias_relu, context_value, conv_units_mode, fast_upsampling_enabled, upsample_add, upsample_tiles_enabled,
+                    pad_classifier_enabled, use_conv_units)
 from .layout import BlockLayout, BlockTensor
 
 __all__ = ["SegBlocks", "UnsupportedLayerError", "MacCount", "concurrent_lowres", "units_mode", "units_min_side"]
@@ -425,9 +425,10 @@ def block_interpolate(bt: BlockTensor, factor: int, mode: str, add: Optional[Blo
     return out if post is None else block_module(out, post)
 
 
-def block_upsample_argmax(bt: BlockTensor, factor: int) -> Tensor:
-    """``combine(block_interpolate(bt, factor, "bilinear")).argmax(1)`` in one fused op."""
-    return ops.upsample_argmax(bt, factor)
+def block_upsample_argmax(bt: BlockTensor, factor: int, classes: Optional[int] = None) -> Tensor:
+    """``combine(block_interpolate(bt, factor, "bilinear")).argmax(1)`` in one fused op
+    (over the first ``classes`` channels, if given)."""
+    return ops.upsample_argmax(bt, factor, classes)
 
 
 def argmax_labels(logits: Tensor) -> Tensor:
@@ -465,8 +466,56 @@ def _labels_graph(gm: fx.GraphModule, fuse: Callable[[fx.Node], Optional[tuple]]
             new = labels.graph.call_function(argmax_labels, (value,))
     output.args = (new,)
     labels.graph.eliminate_dead_code()
+    _pad_classifier(labels, new)
     labels.recompile()
     return labels
+
+
+def _pad_classifier(labels: fx.GraphModule, head: fx.Node) -> None:
+    """Where the labels ``head`` (a fused upsampling + argmax) reads a classifier
+    convolution's output directly, run that convolution with its output channels padded to
+    whole packs (:class:`ChannelPaddedConv2d`; SwiftNet's 19 classes become 24), and let the
+    head read the first channels of the padded logits. The dense graph calls the module
+    (whose output is a view of its first channels); the block plan's ``block_conv2d`` makes
+    24-channel blocks, and ``block_upsample_argmax`` takes ``classes``. Off under
+    :func:`segblocks_core.fused.pad_classifier` ``(False)``."""
+    logits = head.args[0] if head.args else None
+    if not pad_classifier_enabled() or not isinstance(logits, fx.Node) or len(logits.users) != 1:
+        return
+    if head.target is interpolate_labels and logits.op == "call_module":
+        conv = labels.get_submodule(logits.target)
+        if _paddable_classifier(conv):
+            name = _free_attr(labels, logits.target.replace(".", "_") + "_padded")
+            labels.add_submodule(name, ChannelPaddedConv2d(conv))
+            logits.target = name
+    elif (head.target is block_upsample_argmax and logits.op == "call_function"
+          and logits.target is block_conv2d and len(logits.args) == 2 and not logits.kwargs
+          and isinstance(logits.args[1], fx.Node) and logits.args[1].op == "get_attr"):
+        ref = logits.args[1]
+        conv = labels.get_submodule(ref.target)
+        if _paddable_classifier(conv):
+            name = _free_attr(labels, ref.target.replace(".", "_") + "_padded")
+            labels.add_submodule(name, ChannelPaddedConv2d(conv))
+            with labels.graph.inserting_before(logits):
+                padded_ref = labels.graph.get_attr(name)
+            logits.args = (logits.args[0], padded_ref)
+            head.kwargs = {**head.kwargs, "classes": conv.out_channels}
+            if not ref.users:
+                labels.graph.erase_node(ref)
+
+
+def _paddable_classifier(conv: nn.Module) -> bool:
+    return (type(conv) is nn.Conv2d and conv.bias is not None and conv.groups == 1
+            and conv.padding_mode == "zeros" and conv.out_channels % CHANNEL_PACK != 0)
+
+
+def _free_attr(gm: fx.GraphModule, name: str) -> str:
+    """``name``, or ``name_<k>`` for the first ``k`` not already an attribute of ``gm``."""
+    candidate, k = name, 0
+    while hasattr(gm, candidate):
+        k += 1
+        candidate = f"{name}_{k}"
+    return candidate
 
 
 def _fuse_block_head(node: fx.Node) -> Optional[tuple]:

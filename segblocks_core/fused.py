@@ -39,7 +39,8 @@ from .timing import cuda_median_ms
 __all__ = ["FusedConv2d", "conv_bias_relu", "space_to_depth_convs", "space_to_depth", "space_to_depth_weight",
            "fuse_conv_epilogue", "fold_residual_bias", "BatchNormReLU",
            "fuse_batchnorm_relu", "adaptive_avg_pool2d", "use_fast_pooling", "MaxPool2d",
-           "use_fast_max_pooling", "conv_units", "conv_units_mode", "check_conv_units_mode", "CONV_UNITS_MODES"]
+           "use_fast_max_pooling", "conv_units", "conv_units_mode", "check_conv_units_mode", "CONV_UNITS_MODES",
+           "ChannelPaddedConv2d", "CHANNEL_PACK", "pad_classifier", "pad_classifier_enabled"]
 
 # how each call shape runs ("unfused", "fused" or "space_to_depth"), decided by timing on
 # first use
@@ -574,6 +575,104 @@ def use_fast_max_pooling(gm: nn.Module) -> nn.Module:
         if type(module) is nn.MaxPool2d:
             _set_submodule(gm, name, MaxPool2d(module))
     return gm
+
+
+# ----------------------------------------------------------------------------------------
+# a classifier's output channels padded to whole 16-byte packs
+# ----------------------------------------------------------------------------------------
+
+# channels of a 16-byte pack of a 2-byte type: channels_last maps whose channel count is a
+# multiple of it can be read and written in packs
+CHANNEL_PACK = 8
+_PAD_CLASSIFIER: contextvars.ContextVar[bool] = contextvars.ContextVar("segblocks_pad_classifier", default=True)
+
+
+@contextlib.contextmanager
+def pad_classifier(enabled: bool = True):
+    """Let ``SegBlocks.labels`` run the classifier with its output channels padded to whole
+    packs (:class:`ChannelPaddedConv2d`; default), or (off) as defined (the A/B of
+    ``benchmarks/bench_gpu.py --no-pad-classifier``). Read when a SegBlocks builds its
+    labels plans (its first ``labels()`` call)."""
+    with context_value(_PAD_CLASSIFIER, bool(enabled)):
+        yield
+
+
+def pad_classifier_enabled() -> bool:
+    return _PAD_CLASSIFIER.get()
+
+
+class ChannelPaddedConv2d(nn.Module):
+    """``conv`` with zero output channels appended up to a multiple of :data:`CHANNEL_PACK`;
+    :meth:`forward` returns its first ``classes`` channels (a view), the same values.
+
+    For a segmentation head (SwiftNet's 19 classes): 19 channels are 38 bytes a pixel in
+    channels_last, so no kernel after the classifier can move them in 16-byte packs, and
+    cuDNN picks an alignment-1 kernel for the convolution itself. On the H100 (RN18 batch 1
+    at 40% high-res, ``benchmarks/results/logits-probe-*``) 24 channels take the units'
+    classifier from 24.0 to 13.6 us and their BlockPad from 11.8 to 5.2 us, the dense
+    classifier from 35.3 to 21.0 us; the argmax reads the first 19 of 24 channels as fast
+    as 19 of 19.
+
+    Shares ``conv`` (a submodule, not a copy): :attr:`weight` and :attr:`bias` are padded
+    copies of its parameters, remade whenever one of them changes (in place, by
+    ``.to()``, or replaced); the copy is kept with the tensors it was made from, so a
+    freed weight's address never matches a new one.
+    """
+
+    def __init__(self, conv: nn.Conv2d, multiple: int = CHANNEL_PACK):
+        super().__init__()
+        if type(conv) is not nn.Conv2d or conv.bias is None or conv.groups != 1 or conv.padding_mode != "zeros":
+            raise ValueError("ChannelPaddedConv2d pads a plain nn.Conv2d with a bias and groups=1")
+        self.conv = conv
+        self.classes = conv.out_channels
+        self.out_channels = -(-conv.out_channels // multiple) * multiple
+        self._padded: Optional[tuple[tuple, Tensor, Tensor]] = None
+
+    # the geometry block_conv2d and F.conv2d read, as the wrapped convolution's
+    stride = property(lambda self: self.conv.stride)
+    padding = property(lambda self: self.conv.padding)
+    dilation = property(lambda self: self.conv.dilation)
+    groups = property(lambda self: self.conv.groups)
+    kernel_size = property(lambda self: self.conv.kernel_size)
+    in_channels = property(lambda self: self.conv.in_channels)
+
+    @staticmethod
+    def _key(t: Tensor) -> tuple:
+        try:
+            version = t._version
+        except RuntimeError:  # an inference tensor tracks no version
+            version = None
+        return t.data_ptr(), version, t.dtype, t.device, tuple(t.shape), tuple(t.stride())
+
+    def _weights(self) -> tuple[Tensor, Tensor]:
+        w, b = self.conv.weight, self.conv.bias
+        key = (self._key(w), self._key(b))
+        cached = self._padded
+        if cached is None or cached[0][0] != key:
+            extra = self.out_channels - self.classes
+            with torch.no_grad():
+                pw = torch.cat([w, w.new_zeros((extra,) + tuple(w.shape[1:]))])
+                if w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous():
+                    pw = pw.contiguous(memory_format=torch.channels_last)
+                pb = torch.cat([b, b.new_zeros(extra)])
+            # the sources stay referenced with the key: their addresses are not reused meanwhile
+            cached = self._padded = ((key, w.detach(), b.detach()), pw, pb)
+        return cached[1], cached[2]
+
+    @property
+    def weight(self) -> Tensor:
+        return self._weights()[0]
+
+    @property
+    def bias(self) -> Tensor:
+        return self._weights()[1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        w, b = self._weights()
+        return F.conv2d(x, w, b, self.stride, self.padding, self.dilation, self.groups)[:, :self.classes]
+
+    def extra_repr(self) -> str:
+        return f"{self.classes} of {self.out_channels} output channels"
 
 
 # ----------------------------------------------------------------------------------------

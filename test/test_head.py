@@ -122,3 +122,105 @@ def test_native_head_rejects_bad_inputs_naming_the_argument():
         torch.ops.segblocks.upsample_argmax_dense(torch.randn(1, 257, 2, 2), 2)
     with pytest.raises(RuntimeError, match="upsample_argmax_dense: logits must be a 4-D tensor"):
         torch.ops.segblocks.upsample_argmax_dense(torch.randn(3, 2, 2), 2)
+
+
+# -- the classifier's output channels padded to whole packs -----------------------------
+
+def test_channel_padded_conv_computes_the_same_channels_from_zero_padded_weights():
+    from segblocks_core.fused import ChannelPaddedConv2d
+    torch.manual_seed(0)
+    conv = nn.Conv2d(16, 19, 1).double()
+    padded = ChannelPaddedConv2d(conv)
+    assert (padded.classes, padded.out_channels) == (19, 24)
+    assert padded.weight.shape == (24, 16, 1, 1) and padded.bias.shape == (24,)
+    assert torch.equal(padded.weight[:19], conv.weight) and not padded.weight[19:].any()
+    assert torch.equal(padded.bias[:19], conv.bias) and not padded.bias[19:].any()
+    x = torch.randn(2, 16, 5, 7, dtype=torch.float64)
+    y = padded(x)
+    assert y.shape == (2, 19, 5, 7)
+    torch.testing.assert_close(y, conv(x), rtol=0, atol=1e-12)
+    assert padded.weight is padded.weight  # cached while the parameters do not change
+    with pytest.raises(ValueError, match="plain nn.Conv2d with a bias"):
+        ChannelPaddedConv2d(nn.Conv2d(16, 19, 1, bias=False))
+    with pytest.raises(ValueError, match="groups=1"):
+        ChannelPaddedConv2d(nn.Conv2d(16, 18, 1, groups=2))
+
+
+def test_channel_padded_conv_follows_changes_of_the_wrapped_parameters():
+    """In place (version), new data and a dtype change: never the stale padded copy."""
+    from segblocks_core.fused import ChannelPaddedConv2d
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 5, 1)
+    padded = ChannelPaddedConv2d(conv)
+    x = torch.randn(1, 8, 3, 3)
+    padded(x)
+    with torch.no_grad():
+        conv.weight.mul_(-2.0)
+        conv.bias.add_(1.0)
+    torch.testing.assert_close(padded(x), conv(x))
+    conv.weight.data = torch.randn(5, 8, 1, 1)
+    torch.testing.assert_close(padded(x), conv(x))
+    conv.double()
+    assert padded.weight.dtype == torch.float64
+    torch.testing.assert_close(padded(x.double()), conv(x.double()))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("units", [False, True], ids=["blocks", "units"])
+def test_upsample_argmax_reads_the_first_classes_of_padded_logits(backend, units):
+    lay = BlockLayout.from_grid(torch.tensor([[[True, False, True], [False, False, True]]]), 8)
+    logits = torch.randn(1, 8, 16, 24, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    # the padding channels are the largest: a head that read them would pick them
+    logits[:, 5:] = 100.0
+    bt = ops.split(logits, lay)
+    want = ops.split(logits[:, :5].contiguous(), lay)
+    if units:
+        bt, want = bt.to_quartered(), want.to_quartered()
+        assert bt.quartered
+    with ops.use_backend(backend):
+        got = ops.upsample_argmax(bt, 2, classes=5)
+        assert torch.equal(got, ops.upsample_argmax(want, 2))
+        assert int(got.max()) < 5
+        assert torch.equal(ops.upsample_argmax(bt, 2), ops.upsample_argmax(bt, 2, classes=8))
+        for bad in (0, 9, 2.5, True):
+            with pytest.raises(ValueError, match=r"classes must be an integer in \[1, 8\]"):
+                ops.upsample_argmax(bt, 2, classes=bad)
+
+
+@pytest.mark.parametrize("classes, padded", [(7, True), (19, True), (16, False)])
+def test_labels_plans_pad_the_classifier_to_whole_packs(classes, padded):
+    """SwiftNet's 1x1 classifier runs with its output channels padded to a multiple of 8 in
+    both labels plans (its logits() graph is untouched), and the labels stay those of the
+    logits; the padded copy follows later changes of the network's weights."""
+    from segblocks_core.fused import ChannelPaddedConv2d
+    torch.manual_seed(0)
+    net = randomize_batchnorm(swiftnet_rn18(num_classes=classes).eval()).double()
+    sb = SegBlocks(net)
+    x = torch.randn(1, 3, 128, 256, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    grid = torch.tensor([[[True, False]]])
+    with torch.no_grad():
+        cases.assert_labels_match(sb.labels(x, grid), sb(x, grid))
+        cases.assert_labels_match(sb.labels(x), net(x))
+        for plan in sb._labels_plans:
+            wrappers = [m for m in plan.modules() if isinstance(m, ChannelPaddedConv2d)]
+            assert len(wrappers) == (1 if padded else 0)
+            if padded:
+                assert wrappers[0].conv is net.logits.conv and wrappers[0].out_channels % 8 == 0
+        assert not any(isinstance(m, ChannelPaddedConv2d) for m in net.modules())
+        net.logits.conv.bias[0] += 1e3  # class 0 everywhere, from now on
+        assert not sb.labels(x, grid).any() and not sb.labels(x).any()
+
+
+def test_pad_classifier_off_keeps_the_classifier_as_defined():
+    from segblocks_core.fused import ChannelPaddedConv2d, pad_classifier, pad_classifier_enabled
+    torch.manual_seed(0)
+    net = swiftnet_rn18(num_classes=7).eval().double()
+    sb = SegBlocks(net)
+    x = torch.randn(1, 3, 128, 256, dtype=torch.float64)
+    grid = torch.tensor([[[True, False]]])
+    with torch.no_grad(), pad_classifier(False):
+        assert not pad_classifier_enabled()
+        cases.assert_labels_match(sb.labels(x, grid), sb(x, grid))
+        cases.assert_labels_match(sb.labels(x), net(x))
+    assert pad_classifier_enabled()
+    assert not any(isinstance(m, ChannelPaddedConv2d) for plan in sb._labels_plans for m in plan.modules())

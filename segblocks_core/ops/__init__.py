@@ -585,7 +585,7 @@ def argmax_labels(logits: Tensor) -> Tensor:
     return logits.argmax(1).to(torch.uint8)
 
 
-def upsample_argmax(blocks: BlockTensor, factor: int) -> Tensor:
+def upsample_argmax(blocks: BlockTensor, factor: int, classes: Optional[int] = None) -> Tensor:
     """Class labels of block logits upsampled by ``factor``, in one pass.
 
     Equals ``combine(block_interpolate(blocks, factor, "bilinear")).argmax(1)`` (the last
@@ -595,18 +595,28 @@ def upsample_argmax(blocks: BlockTensor, factor: int) -> Tensor:
     Args:
         blocks: logits as a BlockTensor (``highres [Nh, C, h, h]``, C <= 256).
         factor: integer upsampling factor (bilinear, ``align_corners=False``).
+        classes: decide among the first ``classes`` channels only (``1 <= classes <= C``;
+            default: all). For logits padded to whole 16-byte packs
+            (:class:`segblocks_core.fused.ChannelPaddedConv2d`): the padding runs on all C
+            channels, in packs, and the argmax reads the first ``classes``.
 
     Returns:
         ``Tensor[N, GH*h*factor, GW*h*factor]`` of dtype uint8.
     """
     _check_blocks(blocks)
-    factor = _check_head(blocks.highres.shape[1], factor)
+    channels = blocks.highres.shape[1]
+    if classes is None:
+        classes = channels
+    elif isinstance(classes, bool) or int(classes) != classes or not 1 <= classes <= channels:
+        raise ValueError(f"classes must be an integer in [1, {channels}] (the logits' channels), got {classes!r}")
+    classes = int(classes)
+    factor = _check_head(classes, factor)
     layout = blocks.layout
     if blocks.quartered:  # tiles of one size: pad them, then the lookup-free head
-        units = block_pad_units(blocks, 1, "replicate")
+        units = block_pad_units(blocks, 1, "replicate")[:, :classes]
         return upsample_argmax_units_tensor(units, layout.hr_pos, layout.lr_pos, layout.block_map, factor)
-    return upsample_argmax_tensor(blocks.highres, blocks.lowres, layout.hr_pos, layout.lr_pos,
-                                  layout.block_map, factor)
+    return upsample_argmax_tensor(blocks.highres[:, :classes], blocks.lowres[:, :classes], layout.hr_pos,
+                                  layout.lr_pos, layout.block_map, factor)
 
 
 def upsample_argmax_dense(logits: Tensor, factor: int) -> Tensor:
