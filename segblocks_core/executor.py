@@ -49,8 +49,8 @@ from torch import Tensor, nn
 
 from . import ops
 from .fused import (CHANNEL_PACK, BatchNormReLU, ChannelPaddedConv2d, FusedConv2d, MaxPool2d,
-                    adaptive_avg_pool2d, conv_bias_relu, context_value, conv_units_mode, fast_upsampling_enabled, upsample_add, upsample_tiles_enabled,
-                    pad_classifier_enabled, use_conv_units)
+                    adaptive_avg_pool2d, conv_bias_relu, context_value, conv_units_mode, fast_upsampling_enabled,
+                    pad_classifier_enabled, upsample_add, upsample_tiles_enabled, use_conv_units)
 from .layout import BlockLayout, BlockTensor
 
 __all__ = ["SegBlocks", "UnsupportedLayerError", "MacCount", "concurrent_lowres", "units_mode", "units_min_side"]
