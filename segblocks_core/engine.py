@@ -154,6 +154,12 @@ class SegmentationEngine:
         conv_units: fast path only: how 3x3 convolutions on units run
             (:func:`segblocks_core.fused.conv_units`): ``"off"`` (default, BlockPad + cuDNN),
             ``"auto"`` or ``"always"`` (the one-pass kernel ``ops.conv3x3_units``).
+        cudnn_benchmark_limit: fast path only: cuDNN engine configurations timed per
+            convolution shape when the graphs of a frame size are captured
+            (:func:`segblocks_core.fastpath.cudnn_autotuning`); 0 (default): every one. On an
+            H100 (RN18, 2048x1024, ``benchmarks/results/capture/``) capturing took 28 s at
+            batch 1 and 58 s at batch 4 timing all, 17 and 18 s timing 10; frames at batch 1
+            ran 0.94 against 1.02 ms.
     """
 
     #: image sizes whose CUDA graphs are kept (least recently used ones are dropped)
@@ -163,10 +169,15 @@ class SegmentationEngine:
                  num_classes: int = 19, device: str = "auto", precision: str = "fp32",
                  block_size: int = 128, class_names: Optional[Sequence[str]] = None,
                  fast_path: Optional[bool] = None, dense_above: Union[float, str, None] = "auto",
-                 conv_units: str = "off"):
+                 conv_units: str = "off", cudnn_benchmark_limit: int = 0):
         from .fused import check_conv_units_mode
         check_conv_units_mode(conv_units)
         self.conv_units = conv_units
+        if isinstance(cudnn_benchmark_limit, bool) or int(cudnn_benchmark_limit) != cudnn_benchmark_limit \
+                or cudnn_benchmark_limit < 0:
+            raise ValueError(f"cudnn_benchmark_limit must be an integer >= 0 (0: time every configuration), "
+                             f"got {cudnn_benchmark_limit!r}")
+        self.cudnn_benchmark_limit = int(cudnn_benchmark_limit)
         self.device = resolve_device(device)
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
@@ -338,7 +349,8 @@ class SegmentationEngine:
                      "only)", n, w, h, "SegBlocks" if adaptive else "dense")
             segmenter = GraphedSegmenter(self._fast_net, n, h, w, self.block_size,
                                          dense=not adaptive, segblocks=self._fast_segblocks,
-                                         dense_above=self.dense_above, conv_units=self.conv_units)
+                                         dense_above=self.dense_above, conv_units=self.conv_units,
+                                         cudnn_benchmark_limit=self.cudnn_benchmark_limit)
             self._graphs[key] = segmenter
             while len(self._graphs) > self.MAX_GRAPH_SHAPES:
                 self._graphs.popitem(last=False)

@@ -239,6 +239,11 @@ class SegBlocksNode(Node):
                 "least as accurate). auto: the crossover measured when the graphs are captured; "
                 "a fraction such as 0.6; off: never.", read_only=True,
                 constraints="auto | off | 0.0 .. 1.0")),
+            ("cudnn_benchmark_limit", 0, _descriptor(
+                "Fast path: cuDNN configurations timed per convolution shape when the graphs of "
+                "a frame size are captured (the first frame of that size); 0: all of them, the "
+                "fastest frames but the longest capture (H100, 2048x1024: 28 s at batch 1, 58 s "
+                "at batch 4; 17 and 18 s with 10).", read_only=True, int_range=(0, 1000, 1))),
             ("block_size", 128, _descriptor(
                 "SegBlocks block side in input pixels (multiple of 64 for SwiftNet).",
                 read_only=True, int_range=(64, 1024, 64))),
@@ -304,7 +309,8 @@ class SegBlocksNode(Node):
                 model=self._param("model"), checkpoint=checkpoint, num_classes=num_classes,
                 device=self._param("device"), precision=self._param("precision"),
                 block_size=self._param("block_size"), class_names=names,
-                fast_path=None if self._param("fast_path") else False, dense_above=dense_above)
+                fast_path=None if self._param("fast_path") else False, dense_above=dense_above,
+                cudnn_benchmark_limit=self._param("cudnn_benchmark_limit"))
         except CheckpointError as exc:
             raise StartupError(f"{exc} (parameter checkpoint)") from None
         except (ValueError, TypeError) as exc:

@@ -132,3 +132,11 @@ def test_conv_units_option_is_checked():
     with pytest.raises(ValueError, match="conv_units mode must be one of"):
         SegmentationEngine(checkpoint="random", device="cpu", conv_units="fast")
     assert SegmentationEngine(checkpoint="random", device="cpu", conv_units="auto").conv_units == "auto"
+
+
+def test_cudnn_benchmark_limit_option_is_checked():
+    from segblocks_core.engine import SegmentationEngine
+    for bad in (-1, 2.5, True, "10"):
+        with pytest.raises(ValueError, match="cudnn_benchmark_limit"):
+            SegmentationEngine(checkpoint="random", device="cpu", cudnn_benchmark_limit=bad)
+    assert SegmentationEngine(checkpoint="random", device="cpu", cudnn_benchmark_limit=10).cudnn_benchmark_limit == 10

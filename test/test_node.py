@@ -262,14 +262,15 @@ def test_parameter_descriptors(ros):
     node = ros.start_node()
     desc = {d.name: d for d in node.describe_parameters(
         ["tau", "adaptive", "overlay_alpha", "model", "checkpoint", "num_classes", "class_names",
-         "palette", "device", "precision", "fast_path", "dense_above", "block_size", "input_transport", "cameras",
-         "qos_reliability", "max_image_pixels"])}
+         "palette", "device", "precision", "fast_path", "dense_above", "cudnn_benchmark_limit", "block_size",
+         "input_transport", "cameras", "qos_reliability", "max_image_pixels"])}
     for n, d in desc.items():
         assert d.description, n
         assert d.read_only == (n not in ("tau", "adaptive", "overlay_alpha")), n
     assert desc["tau"].floating_point_range[0].from_value == 0.0
     assert desc["overlay_alpha"].floating_point_range[0].to_value == 1.0
     assert desc["num_classes"].integer_range[0].to_value == 255
+    assert desc["cudnn_benchmark_limit"].integer_range[0].from_value == 0
     assert "swiftnet_rn50" in desc["model"].additional_constraints
 
 
@@ -284,6 +285,7 @@ def test_parameter_descriptors(ros):
     ({"class_names": ["a", "b"]}, "class_names has 2 entries"),
     ({"palette": [1, 2]}, "palette"),
     ({"dense_above": "sometimes"}, "dense_above"),
+    ({"cudnn_benchmark_limit": -1}, "cudnn_benchmark_limit"),
 ])
 def test_start_up_errors_say_what_to_do(ros, params, needle):
     with pytest.raises(StartupError) as info:
@@ -558,6 +560,11 @@ def test_dense_above_parameter_is_parsed_and_reaches_the_engine(ros):
             parse_dense_above(bad)
     node = ros.start_node(dense_above="0.7")
     assert node._engine.dense_above == 0.7
+
+
+def test_cudnn_benchmark_limit_parameter_reaches_the_engine(ros):
+    assert ros.start_node()._engine.cudnn_benchmark_limit == 0
+    assert ros.start_node(cudnn_benchmark_limit=10)._engine.cudnn_benchmark_limit == 10
 
 
 @pytest.mark.parametrize("fast_path", [True, False])
