@@ -440,3 +440,60 @@ def test_one_pass_conv_units_match_blockpad_and_cudnn_fp16(nets):
         assert (labels == labels_ref).float().mean().item() >= 0.99, mode
     with pytest.raises(ValueError, match="conv_units"):
         GraphedSegmenter(fast, 2, 256, 512, conv_units="on")
+
+
+_PDL_SCRIPT = r"""
+import os, sys
+import torch
+sys.path[:0] = [{root!r}, {tests!r}]
+from conftest import randomize_batchnorm
+from test_gpu_fastpath import frames, units_case
+from segblocks_core.fastpath import prepare_network
+from segblocks_core.models import swiftnet_rn18
+
+torch.backends.cudnn.benchmark = False
+torch.backends.cudnn.deterministic = True
+torch.manual_seed(0)
+net = randomize_batchnorm(swiftnet_rn18().eval()).cuda()
+fast = prepare_network(net, torch.float16, torch.device("cuda"))
+imgs, sb, x, layout = units_case(fast)
+with torch.inference_mode():
+    eager = sb.labels(x, layout=layout)
+    dense = sb.labels(x)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        sb.labels(x, layout=layout)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        graphed = sb.labels(x, layout=layout)
+    graph.replay()
+    torch.cuda.synchronize()
+torch.save({{"eager": eager.cpu(), "dense": dense.cpu(), "graphed": graphed.cpu()}}, sys.argv[1])
+"""
+
+
+@cuda
+def test_programmatic_dependent_launch_changes_no_value(tmp_path):
+    """The native kernels are launched with programmatic dependent launch on sm_90+ (each
+    waits for the kernel before it in-kernel, so launches overlap): eager and CUDA-graph
+    labels must be bitwise those of launches without it (SEGBLOCKS_PDL=0), in fresh
+    processes with cuDNN's deterministic algorithms."""
+    import os
+    import subprocess
+    import sys
+    tests = os.path.dirname(os.path.abspath(__file__))
+    script = tmp_path / "pdl.py"
+    script.write_text(_PDL_SCRIPT.format(root=os.path.dirname(tests), tests=tests))
+    out = {}
+    for pdl in ("1", "0"):
+        path = tmp_path / f"labels-{pdl}.pt"
+        env = {**os.environ, "SEGBLOCKS_PDL": pdl}
+        done = subprocess.run([sys.executable, str(script), str(path)], env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        out[pdl] = torch.load(path)
+    for key in ("eager", "dense", "graphed"):
+        assert torch.equal(out["1"][key], out["0"][key]), key
+    assert torch.equal(out["1"]["eager"], out["1"]["graphed"])
