@@ -169,12 +169,7 @@ def main():
     ap.add_argument("--no-pad-classifier", dest="pad_classifier", action="store_false",
                     help="both sides run the 19-class classifier as defined instead of padded to 24 output "
                          "channels (fused.pad_classifier); writes unpadded-classifier-gpu-<gpu>-<date>.json")
-    ap.add_argument("--no-pdl", dest="pdl", action="store_false",
-                    help="launch the native kernels without programmatic dependent launch (both sides; "
-                         "SEGBLOCKS_PDL=0); writes no-pdl-gpu-<gpu>-<date>.json")
     args = ap.parse_args()
-    if not args.pdl:
-        os.environ["SEGBLOCKS_PDL"] = "0"  # read by the extension at its first launch on a device
     # read at capture: the graphs keep them
     with fast_upsampling(args.fast_upsample), conv_units(args.conv_units), upsample_tiles(args.upsample_tiles), \
             space_to_depth_convs(args.space_to_depth), units_min_side(args.units_min_side), \
@@ -285,7 +280,6 @@ def run(args) -> None:
               "space_to_depth": args.space_to_depth, "units_min_side": args.units_min_side,
               "cudnn_benchmark_limit": torch.backends.cudnn.benchmark_limit,
               "pad_classifier": args.pad_classifier,
-              "pdl": os.environ.get("SEGBLOCKS_PDL", "1") != "0",
               # how cuDNN runs each stride-2 first-layer shape (timed at warm-up, fused._CHOICE)
               "first_layer_ways": first_layer_ways(), "rows": rows}
     slug = re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")
@@ -298,7 +292,6 @@ def run(args) -> None:
         ("" if args.conv_units == "off" else f"conv-units-{args.conv_units}-") + \
         ("" if args.cudnn_benchmark_limit == 0 else f"cudnn-limit-{args.cudnn_benchmark_limit}-") + \
         ("" if args.pad_classifier else "unpadded-classifier-") + \
-        ("" if os.environ.get("SEGBLOCKS_PDL", "1") != "0" else "no-pdl-") + \
         ("" if args.fuse_epilogue else "unfused-epilogue-") + \
         ("" if args.input_channels == 4 else f"input{args.input_channels}-")
     path = os.path.join(args.out, f"{prefix}gpu-{slug}-{date}.json")

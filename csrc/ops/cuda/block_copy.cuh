@@ -103,8 +103,6 @@ struct MinBlocksPerSM {
 // Runs `element(params, linear)` for linear in [0, total) with a grid-stride loop.
 template <typename Params, void (*element)(const Params&, int64_t)>
 __device__ __forceinline__ void grid_stride_loop(const Params& params, int64_t total) {
-  pdl_wait();     // launched with launch_with_pdl: the kernel before has finished
-  pdl_trigger();  // the next one may be scheduled (it waits for this one the same way)
   for (int64_t linear = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; linear < total;
        linear += int64_t(blockDim.x) * gridDim.x) {
     element(params, linear);
@@ -367,11 +365,10 @@ struct LaunchOnStream {
   void operator()(const Params& prm, int64_t total) const {
     constexpr int kMin = MinBlocksPerSM<Params>::value;
     if constexpr (kMin > 1) {
-      launch_with_pdl(&grid_stride_kernel_bounded<Params, element, kMin>, blocks_for(total), kThreadsPerBlock, 0,
-                      stream, prm, total);
+      grid_stride_kernel_bounded<Params, element, kMin>
+          <<<blocks_for(total), kThreadsPerBlock, 0, stream>>>(prm, total);
     } else {
-      launch_with_pdl(&grid_stride_kernel<Params, element>, blocks_for(total), kThreadsPerBlock, 0, stream, prm,
-                      total);
+      grid_stride_kernel<Params, element><<<blocks_for(total), kThreadsPerBlock, 0, stream>>>(prm, total);
     }
   }
 };
