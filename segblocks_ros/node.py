@@ -91,6 +91,34 @@ def parse_dense_above(text: str):
     return fraction
 
 
+_WARMUP_SIZE = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*(?:x\s*(\d+)\s*)?$", re.IGNORECASE)
+MAX_WARMUP_BATCH = 64
+
+
+def parse_warmup_sizes(entries, max_pixels: int) -> list[tuple[int, int, int]]:
+    """The warmup_sizes parameter: ``"WIDTHxHEIGHT"`` or ``"WIDTHxHEIGHTxBATCH"`` entries
+    (batch 1 by default; empty entries are skipped) -> ``[(width, height, batch)]``."""
+    sizes = []
+    for entry in entries:
+        if not str(entry).strip():
+            continue
+        match = _WARMUP_SIZE.match(str(entry))
+        if match is None:
+            raise StartupError(f"parameter 'warmup_sizes': {entry!r} is not WIDTHxHEIGHT or "
+                               f"WIDTHxHEIGHTxBATCH (e.g. 2048x1024 or 2048x1024x2)")
+        width, height = int(match.group(1)), int(match.group(2))
+        batch = int(match.group(3) or 1)
+        if width < 1 or height < 1 or not 1 <= batch <= MAX_WARMUP_BATCH:
+            raise StartupError(f"parameter 'warmup_sizes': {entry!r} needs a width and height >= 1 "
+                               f"and a batch in 1 .. {MAX_WARMUP_BATCH}")
+        if width * height > max_pixels:
+            raise StartupError(f"parameter 'warmup_sizes': {entry!r} has more pixels than "
+                               f"max_image_pixels ({max_pixels}); such frames would be rejected")
+        if (width, height, batch) not in sizes:
+            sizes.append((width, height, batch))
+    return sizes
+
+
 class StartupError(RuntimeError):
     """The node cannot start (bad parameter, checkpoint or device); the message says why
     and what to change."""
@@ -177,6 +205,8 @@ class SegBlocksNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._declare_parameters()
         self._max_pixels = self._param("max_image_pixels")
+        self._warmup_sizes = parse_warmup_sizes(self._param("warmup_sizes"), self._max_pixels)
+        self._warming_up = bool(self._warmup_sizes)
         self._engine = self._make_engine()
         self._lut = self._make_palette()
         self._make_topics()
@@ -244,6 +274,12 @@ class SegBlocksNode(Node):
                 "a frame size are captured (the first frame of that size); 0: all of them, the "
                 "fastest frames but the longest capture (H100, 2048x1024: 28 s at batch 1, 58 s "
                 "at batch 4; 17 and 18 s with 10).", read_only=True, int_range=(0, 1000, 1))),
+            ("warmup_sizes", [""], _descriptor(
+                "Frame sizes whose CUDA graphs are captured at start-up, in the inference "
+                "thread, instead of on the first frame of that size: WIDTHxHEIGHT or "
+                "WIDTHxHEIGHTxBATCH (cameras whose frames arrive together), e.g. "
+                "[2048x1024]. [\"\"]: none. Frames that arrive meanwhile wait (the newest "
+                "per camera) or are counted as dropped. Fast path only.", read_only=True)),
             ("block_size", 128, _descriptor(
                 "SegBlocks block side in input pixels (multiple of 64 for SwiftNet).",
                 read_only=True, int_range=(64, 1024, 64))),
@@ -469,7 +505,31 @@ class SegBlocksNode(Node):
                 c.pending = None
             return taken
 
+    def _warm_up(self) -> None:
+        """Capture the graphs of ``warmup_sizes`` (in the worker, before the first frame);
+        a failure is logged and reported, and the node serves frames regardless."""
+        try:
+            for width, height, batch in self._warmup_sizes:
+                if self._stop:
+                    return
+                t0 = time.monotonic()
+                if not self._engine.warmup(height, width, batch):
+                    self.get_logger().info("warm-up: nothing to capture without the CUDA-graph fast path "
+                                           f"(device {self._engine.device}, {self._engine.precision})")
+                    return
+                self.get_logger().info(f"warm-up: CUDA graphs for {batch} x {width}x{height} captured in "
+                                       f"{time.monotonic() - t0:.1f} s")
+        except Exception as exc:  # noqa: BLE001 - e.g. out of memory: keep serving
+            with self._lock:
+                self._last_error = f"warm-up failed: {exc!r}"
+            self.get_logger().error(f"warm-up failed, graphs will be captured on the first frame of "
+                                    f"each size instead: {exc!r}")
+        finally:
+            self._warming_up = False
+
     def _worker_loop(self) -> None:
+        if self._warmup_sizes:
+            self._warm_up()
         while True:
             taken = self._take_frames()
             if taken is None:
@@ -577,6 +637,8 @@ class SegBlocksNode(Node):
             level, message = DiagnosticStatus.ERROR, last_error
         elif win["rejected"]:
             level, message = DiagnosticStatus.WARN, f"rejected {win['rejected']} frames: {last_error}"
+        elif self._warming_up:
+            level, message = DiagnosticStatus.OK, "warming up: capturing CUDA graphs (warmup_sizes)"
         elif silent and now - self._started > 5.0:
             names = ", ".join(c.sub.topic_name for c in silent)
             level, message = DiagnosticStatus.WARN, f"no frames for 5 s on {names}"

@@ -134,6 +134,17 @@ def test_conv_units_option_is_checked():
     assert SegmentationEngine(checkpoint="random", device="cpu", conv_units="auto").conv_units == "auto"
 
 
+def test_warmup_checks_its_sizes_and_needs_the_fast_path():
+    from segblocks_core.engine import SegmentationEngine
+    engine = SegmentationEngine(checkpoint="random", device="cpu")
+    for bad in ({"height": 0, "width": 64}, {"height": 64, "width": -1}, {"height": 64, "width": 64, "batch": 0},
+                {"height": 64.5, "width": 64}, {"height": True, "width": 64}):
+        with pytest.raises(ValueError, match="warm-up"):
+            engine.warmup(**bad)
+    assert engine.warmup(64, 128) is False  # no fast path on the CPU: nothing captured
+    assert not engine._graphs
+
+
 def test_cudnn_benchmark_limit_option_is_checked():
     from segblocks_core.engine import SegmentationEngine
     for bad in (-1, 2.5, True, "10"):

@@ -440,3 +440,19 @@ def test_one_pass_conv_units_match_blockpad_and_cudnn_fp16(nets):
         assert (labels == labels_ref).float().mean().item() >= 0.99, mode
     with pytest.raises(ValueError, match="conv_units"):
         GraphedSegmenter(fast, 2, 256, 512, conv_units="on")
+
+
+@cuda
+def test_engine_warmup_captures_the_graphs_the_first_frames_use():
+    """SegmentationEngine.warmup (the node's warmup_sizes) captures both modes' graphs for a
+    size; frames of that size then run on them, nothing is captured again."""
+    from segblocks_core.engine import SegmentationEngine
+    engine = SegmentationEngine(checkpoint="random", device="cuda", precision="fp16")
+    assert engine.fast_path
+    assert engine.warmup(256, 512, batch=2) is True
+    captured = dict(engine._graphs)
+    assert set(captured) == {(2, 256, 512, True), (2, 256, 512, False)}
+    imgs = frames(2)
+    engine.infer(imgs, tau=0.3)
+    engine.infer(imgs, adaptive=False)
+    assert {k: id(v) for k, v in engine._graphs.items()} == {k: id(v) for k, v in captured.items()}

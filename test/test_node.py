@@ -262,7 +262,8 @@ def test_parameter_descriptors(ros):
     node = ros.start_node()
     desc = {d.name: d for d in node.describe_parameters(
         ["tau", "adaptive", "overlay_alpha", "model", "checkpoint", "num_classes", "class_names",
-         "palette", "device", "precision", "fast_path", "dense_above", "cudnn_benchmark_limit", "block_size",
+         "palette", "device", "precision", "fast_path", "dense_above", "cudnn_benchmark_limit", "warmup_sizes",
+         "block_size",
          "input_transport", "cameras", "qos_reliability", "max_image_pixels"])}
     for n, d in desc.items():
         assert d.description, n
@@ -286,6 +287,9 @@ def test_parameter_descriptors(ros):
     ({"palette": [1, 2]}, "palette"),
     ({"dense_above": "sometimes"}, "dense_above"),
     ({"cudnn_benchmark_limit": -1}, "cudnn_benchmark_limit"),
+    ({"warmup_sizes": ["2048 by 1024"]}, "warmup_sizes"),
+    ({"warmup_sizes": ["64x64x0"]}, "warmup_sizes"),
+    ({"warmup_sizes": ["4096x4096"], "max_image_pixels": 1000}, "max_image_pixels"),
 ])
 def test_start_up_errors_say_what_to_do(ros, params, needle):
     with pytest.raises(StartupError) as info:
@@ -560,6 +564,32 @@ def test_dense_above_parameter_is_parsed_and_reaches_the_engine(ros):
             parse_dense_above(bad)
     node = ros.start_node(dense_above="0.7")
     assert node._engine.dense_above == 0.7
+
+
+def test_warmup_sizes_are_parsed():
+    from segblocks_ros.node import MAX_WARMUP_BATCH, parse_warmup_sizes
+    assert parse_warmup_sizes([""], 10**7) == []
+    assert parse_warmup_sizes(["2048x1024", " 640 X 480 x 2 ", "", "2048x1024x1"], 10**7) == [
+        (2048, 1024, 1), (640, 480, 2)]
+    for bad in ("2048", "2048x", "x1024", "2048x1024x", "0x10", "10x0", f"8x8x{MAX_WARMUP_BATCH + 1}", "-8x8",
+                "8.5x8", "8x8x8x8"):
+        with pytest.raises(StartupError, match="warmup_sizes"):
+            parse_warmup_sizes([bad], 10**7)
+    with pytest.raises(StartupError, match="max_image_pixels"):
+        parse_warmup_sizes(["101x100"], 10_000)
+
+
+def test_warmup_without_the_fast_path_does_nothing_and_the_node_serves(ros):
+    """On the CPU there are no graphs to capture: the warm-up says so, ends, and frames are
+    served as without it."""
+    node = ros.start_node(warmup_sizes=["64x32", "128x64x2"])
+    assert node._warmup_sizes == [(64, 32, 1), (128, 64, 2)]
+    assert node.engine.warmup(32, 64) is False
+    deadline = time.monotonic() + 10
+    while node._warming_up and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not node._warming_up
+    assert Topics(ros, node).send(image_msg(flat_and_textured(), "cam"))["adaptive"] == "true"
 
 
 def test_cudnn_benchmark_limit_parameter_reaches_the_engine(ros):

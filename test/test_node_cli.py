@@ -128,7 +128,7 @@ def test_config_file_declares_every_parameter():
     params = config[f"/**/{NODE_NAME}"]["ros__parameters"]
     for name in ("tau", "adaptive", "overlay_alpha", "model", "checkpoint", "num_classes",
                  "class_names", "palette", "device", "precision", "fast_path", "dense_above",
-                 "cudnn_benchmark_limit", "block_size",
+                 "cudnn_benchmark_limit", "warmup_sizes", "block_size",
                  "input_transport", "cameras", "qos_reliability", "max_image_pixels",
                  "batch_window_ms"):
         assert name in params, name
