@@ -102,6 +102,18 @@ def add_setup_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--json", default=None)
 
 
+def prepared_segblocks(model: str, batch: int, height: int, width: int):
+    """The seeded fp16 network ``model`` (random weights and BatchNorm statistics) prepared
+    for the GPU as SegBlocks on units with the dense shortcut, and ``batch`` generated street
+    frames (uint8 ``[N, H, W, 3]`` on the GPU). Returns ``(sb, frames)``."""
+    dev = torch.device("cuda")
+    torch.manual_seed(0)
+    net = randomize_bn(build_model(model, 19).eval())
+    fast = prepare_network(net, torch.float16, dev)
+    sb = SegBlocks(fast, units=True, dense_when_all_highres=True)
+    return sb, torch.from_numpy(street_frames(batch, height, width)).to(dev)
+
+
 def fixed_layout_setup(args):
     """For the probes: the prepared fp16 network of ``args.model`` as SegBlocks on units
     (dense shortcut on), generated street frames on the GPU, normalised as its input, and a
@@ -109,11 +121,7 @@ def fixed_layout_setup(args):
     rows use them. Returns ``(sb, x, layout)``."""
     autotune_cudnn()
     dev = torch.device("cuda")
-    torch.manual_seed(0)
-    net = randomize_bn(build_model(args.model, 19).eval())
-    fast = prepare_network(net, torch.float16, dev)
-    sb = SegBlocks(fast, units=True, dense_when_all_highres=True)
-    frames = torch.from_numpy(street_frames(args.batch, args.height, args.width)).to(dev)
+    sb, frames = prepared_segblocks(args.model, args.batch, args.height, args.width)
     n, gh, gw = sb.grid_shape((args.batch, 3, args.height, args.width))
     grid, _ = fixed_grid(n, gh, gw, args.fraction)
     with torch.inference_mode():

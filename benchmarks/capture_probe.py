@@ -22,11 +22,10 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from benchmarks.bench_gpu import randomize_bn, street_frames, time_fn  # noqa: E402
-from segblocks_core import SegBlocks  # noqa: E402
+from benchmarks.bench_gpu import prepared_segblocks, time_fn  # noqa: E402
+from benchmarks.probe_json import write_probe_json  # noqa: E402
 from segblocks_core.engine import normalize  # noqa: E402
-from segblocks_core.fastpath import GraphedSegmenter, prepare_network  # noqa: E402
-from segblocks_core.models import build_model  # noqa: E402
+from segblocks_core.fastpath import GraphedSegmenter  # noqa: E402
 
 
 def main() -> int:
@@ -39,14 +38,9 @@ def main() -> int:
     ap.add_argument("--cudnn-benchmark-limit", type=int, default=0)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    dev = torch.device("cuda")
-    torch.manual_seed(0)
-    net = randomize_bn(build_model(args.model, 19).eval())
-    fast = prepare_network(net, torch.float16, dev)
-    sb = SegBlocks(fast, units=True, dense_when_all_highres=True)
-    frames = torch.from_numpy(street_frames(args.batch, args.height, args.width)).to(dev)
-    row = {"gpu": torch.cuda.get_device_name(dev), "torch": torch.__version__, "model": args.model,
-           "batch": args.batch, "cudnn_benchmark_limit": args.cudnn_benchmark_limit}
+    sb, frames = prepared_segblocks(args.model, args.batch, args.height, args.width)
+    fast = sb.net
+    row = {"model": args.model, "batch": args.batch, "cudnn_benchmark_limit": args.cudnn_benchmark_limit}
     for name, kwargs in (("dense", {"dense": True}), ("segblocks", {"tau": args.tau})):
         torch.cuda.synchronize()
         t0 = time.perf_counter()
@@ -57,10 +51,8 @@ def main() -> int:
         row[f"{name}_frame_ms"] = time_fn(lambda: seg.run(frames), 50)
         del seg
     row["normalize_us"] = time_fn(lambda: normalize(frames, torch.float16, sb.in_channels), 100) * 1e3
-    print(json.dumps(row), flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(row, f, indent=1)
+    print(torch.cuda.get_device_name(), torch.__version__, json.dumps(row), flush=True)
+    write_probe_json(args.json, **row)
     return 0
 
 

@@ -24,7 +24,6 @@ and whether the labels equal the 19-channel head's.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -34,6 +33,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from benchmarks.bench_gpu import fixed_grid  # noqa: E402
+from benchmarks.probe_json import write_probe_json  # noqa: E402
 from segblocks_core import ops  # noqa: E402
 from segblocks_core.layout import BlockLayout, BlockTensor  # noqa: E402
 from segblocks_core.timing import cuda_graph_median_ms  # noqa: E402
@@ -63,7 +63,7 @@ def main() -> int:
     g = torch.Generator(device=dev).manual_seed(0)
     weight = (torch.randn(CLASSES, FEATURES, 1, 1, device=dev, generator=g) / FEATURES ** 0.5).half()
     bias = (torch.randn(CLASSES, device=dev, generator=g) * 0.1).half()
-    result = {"gpu": torch.cuda.get_device_name(dev), "torch": torch.__version__, "rows": []}
+    result = {"rows": []}
     for batch in (1, 4):
         grid, _ = fixed_grid(batch, 8, 16, 0.4)
         layout = BlockLayout.from_grid(grid.to(dev), 128)
@@ -101,9 +101,7 @@ def main() -> int:
                   f"(equal {row['units_labels_equal']}) | dense conv {row['dense_conv_us']:6.1f} "
                   f"argmax {row['dense_argmax_us']:6.1f} = {row['dense_head_us']:6.1f} us "
                   f"(equal {row['dense_labels_equal']})", flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    write_probe_json(args.json, rows=result["rows"])
     return 0
 
 
