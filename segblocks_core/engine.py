@@ -173,11 +173,8 @@ class SegmentationEngine:
         from .fused import check_conv_units_mode
         check_conv_units_mode(conv_units)
         self.conv_units = conv_units
-        if isinstance(cudnn_benchmark_limit, bool) or int(cudnn_benchmark_limit) != cudnn_benchmark_limit \
-                or cudnn_benchmark_limit < 0:
-            raise ValueError(f"cudnn_benchmark_limit must be an integer >= 0 (0: time every configuration), "
-                             f"got {cudnn_benchmark_limit!r}")
-        self.cudnn_benchmark_limit = int(cudnn_benchmark_limit)
+        from .fastpath import check_cudnn_benchmark_limit
+        self.cudnn_benchmark_limit = check_cudnn_benchmark_limit(cudnn_benchmark_limit)
         self.device = resolve_device(device)
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")

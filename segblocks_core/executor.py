@@ -485,17 +485,14 @@ def _pad_classifier(labels: fx.GraphModule, head: fx.Node) -> None:
     if head.target is interpolate_labels and logits.op == "call_module":
         conv = labels.get_submodule(logits.target)
         if _paddable_classifier(conv):
-            name = _free_attr(labels, logits.target.replace(".", "_") + "_padded")
-            labels.add_submodule(name, ChannelPaddedConv2d(conv))
-            logits.target = name
+            logits.target = _add_padded_classifier(labels, logits.target, conv)
     elif (head.target is block_upsample_argmax and logits.op == "call_function"
           and logits.target is block_conv2d and len(logits.args) == 2 and not logits.kwargs
           and isinstance(logits.args[1], fx.Node) and logits.args[1].op == "get_attr"):
         ref = logits.args[1]
         conv = labels.get_submodule(ref.target)
         if _paddable_classifier(conv):
-            name = _free_attr(labels, ref.target.replace(".", "_") + "_padded")
-            labels.add_submodule(name, ChannelPaddedConv2d(conv))
+            name = _add_padded_classifier(labels, ref.target, conv)
             with labels.graph.inserting_before(logits):
                 padded_ref = labels.graph.get_attr(name)
             logits.args = (logits.args[0], padded_ref)
@@ -509,13 +506,16 @@ def _paddable_classifier(conv: nn.Module) -> bool:
             and conv.padding_mode == "zeros" and conv.out_channels % CHANNEL_PACK != 0)
 
 
-def _free_attr(gm: fx.GraphModule, name: str) -> str:
-    """``name``, or ``name_<k>`` for the first ``k`` not already an attribute of ``gm``."""
-    candidate, k = name, 0
-    while hasattr(gm, candidate):
+def _add_padded_classifier(gm: fx.GraphModule, target: str, conv: nn.Conv2d) -> str:
+    """Add :class:`ChannelPaddedConv2d` of ``conv`` (the submodule ``target``) to ``gm`` under
+    a free name (``<target>_padded``, with ``_<k>`` appended if taken); returns the name."""
+    name = base = target.replace(".", "_") + "_padded"
+    k = 0
+    while hasattr(gm, name):
         k += 1
-        candidate = f"{name}_{k}"
-    return candidate
+        name = f"{base}_{k}"
+    gm.add_submodule(name, ChannelPaddedConv2d(conv))
+    return name
 
 
 def _fuse_block_head(node: fx.Node) -> Optional[tuple]:

@@ -50,7 +50,7 @@ from .policy import ComplexityPolicy
 from .timing import cuda_median_ms
 
 __all__ = ["fold_batchnorm", "pad_input_channels", "prepare_network", "GraphedSegmenter", "bucket_capacity",
-           "conditional_graphs_supported", "cudnn_autotuning"]
+           "conditional_graphs_supported", "cudnn_autotuning", "check_cudnn_benchmark_limit"]
 
 
 @contextlib.contextmanager
@@ -179,6 +179,15 @@ def _if_node(pred: Tensor):
         graph.end_capture_to_conditional_node()
 
 
+def check_cudnn_benchmark_limit(limit) -> int:
+    """``limit`` as an int: how many cuDNN configurations :func:`cudnn_autotuning` times
+    (an integer >= 0; 0: every one)."""
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or int(limit) != limit or limit < 0:
+        raise ValueError(f"cudnn_benchmark_limit must be an integer >= 0 (0: time every configuration), "
+                         f"got {limit!r}")
+    return int(limit)
+
+
 def check_dense_above(dense_above) -> None:
     if dense_above is None or dense_above == "auto":
         return
@@ -244,10 +253,7 @@ class GraphedSegmenter:
                  cudnn_benchmark_limit: int = 0):
         check_conv_units_mode(conv_units)
         self.conv_units = conv_units
-        if int(cudnn_benchmark_limit) < 0:
-            raise ValueError(f"cudnn_benchmark_limit must be >= 0 (0: time every configuration), "
-                             f"got {cudnn_benchmark_limit}")
-        self.cudnn_benchmark_limit = int(cudnn_benchmark_limit)
+        self.cudnn_benchmark_limit = check_cudnn_benchmark_limit(cudnn_benchmark_limit)
         param = next(net.parameters())
         if param.device.type != "cuda":
             raise ValueError("GraphedSegmenter needs a network on a CUDA device")

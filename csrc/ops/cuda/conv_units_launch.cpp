@@ -1,6 +1,6 @@
 // conv3x3_units on CUDA: checks, device guard, current stream, launch of the torch-free
 // kernel in conv_units_kernel.cu, and the CUDA registration. The kernel's limits (half or
-// bfloat16, channels_last 16-byte packs, Ci % 32, Co % 64, output units of at most 64 px a
+// bfloat16, channels_last 16-byte packs, Ci % 16, Co % 64, output units of at most 64 px a
 // side, sm_80+) are errors here;
 // segblocks_core.ops.conv3x3_units_supported tells the executor beforehand.
 #include <ATen/ATen.h>
