@@ -11,6 +11,7 @@ PY          := $(VENV)/bin/python
 PIP         := $(PY) -m pip --disable-pip-version-check -q
 CU_SOURCES  := $(wildcard csrc/ops/cuda/*.cu)
 LAUNCH_SOURCES := $(wildcard csrc/ops/cuda/*_launch.cpp)
+CUTLASS_SOURCES := $(wildcard csrc/ops/cuda/cutlass/*.cu)
 CXX         ?= g++
 # the defines torch's extension build passes to nvcc (half/bfloat16 only through intrinsics)
 CU_DEFINES  := -D__CUDA_NO_HALF_OPERATORS__ -D__CUDA_NO_HALF_CONVERSIONS__ \
@@ -18,7 +19,7 @@ CU_DEFINES  := -D__CUDA_NO_HALF_OPERATORS__ -D__CUDA_NO_HALF_CONVERSIONS__ \
 BUILD_DIR   := build/cuda-check
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: test venv install cuda-check cuda-launcher-check pytest demo bench-cpu clean
+.PHONY: test venv install cuda-check cuda-launcher-check cutlass-check pytest demo bench-cpu clean
 
 test:
 	rm -rf $(VENV)
@@ -46,6 +47,7 @@ cuda-check:
 	    -o $(BUILD_DIR)/$$(basename $$f .cu)_sm$$a.o || exit 1; \
 	done; done
 	@$(MAKE) --no-print-directory cuda-launcher-check
+	@$(MAKE) --no-print-directory cutlass-check
 
 # The torch-facing CUDA launchers (*_launch.cpp) need torch's CUDA headers, which the CPU
 # wheel lacks: type-check them with g++ -fsyntax-only against stand-ins for c10/cuda
@@ -56,6 +58,25 @@ cuda-launcher-check:
 	tinc=$$($(PY) -c "import torch.utils.cpp_extension as c; print(' '.join('-I' + p for p in c.include_paths()))"); \
 	for f in $(LAUNCH_SOURCES); do echo "g++ -fsyntax-only $$f"; \
 	  $(CXX) -std=c++20 -fsyntax-only -Icsrc -Itest/cuda_launcher_stubs $$tinc $$inc $$f || exit 1; \
+	done
+
+# The CUTLASS convolutions (segblocks_core._cutlass: Hopper only, sm_90a) against the CUTLASS
+# headers of the nvidia-cutlass wheel (requirements-test.txt), and their launcher like the
+# others (with Python's headers: it is also the module's init).
+cutlass-check:
+	@test -x $(PY) || { echo "cutlass-check: needs $(PY) (make venv)"; exit 1; }
+	@root=$$($(PY) -c "import cutlass_library, pathlib; print(pathlib.Path(cutlass_library.__file__).parent / 'source')") \
+	  || { echo "cutlass-check: nvidia-cutlass is not installed"; exit 1; }; \
+	mkdir -p $(BUILD_DIR); \
+	for f in $(CUTLASS_SOURCES); do echo "nvcc -c $$f (sm_90a)"; \
+	  $(NVCC) -std=c++17 -O2 -DNDEBUG --expt-relaxed-constexpr -Icsrc -I$$root/include -I$$root/tools/util/include \
+	    -gencode arch=compute_90a,code=sm_90a -c $$f -o $(BUILD_DIR)/$$(basename $$f .cu)_sm90a.o || exit 1; \
+	done; \
+	inc=$$($(NVCC) -v --dryrun -x cu -c /dev/null -o /dev/null 2>&1 | sed -n 's/.*INCLUDES="\([^"]*\)".*/\1/p' | head -1); \
+	tinc=$$($(PY) -c "import torch.utils.cpp_extension as c; print(' '.join('-I' + p for p in c.include_paths()))"); \
+	pinc=$$($(PY) -c "import sysconfig; print(sysconfig.get_paths()['include'])"); \
+	for f in csrc/ops/cuda/cutlass/*.cpp; do echo "g++ -fsyntax-only $$f"; \
+	  $(CXX) -std=c++20 -fsyntax-only -Icsrc -Itest/cuda_launcher_stubs $$tinc $$inc -I$$pinc $$f || exit 1; \
 	done
 
 pytest:

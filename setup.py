@@ -8,6 +8,7 @@ building (``pip install --no-build-isolation``), so a bare ``torch`` requirement
 pulls a different build into an isolated environment.
 """
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -25,6 +26,51 @@ def _sources(pattern: str) -> list[str]:
 # Default GPU architectures: Jetson Orin (8.7), Ada (8.9), Hopper (9.0). Override with
 # TORCH_CUDA_ARCH_LIST, e.g. "9.0" alone on the H100 host to build faster.
 DEFAULT_CUDA_ARCHS = "8.7;8.9;9.0"
+
+
+def cutlass_root():
+    """The CUTLASS source folder (``include/cutlass/cutlass.h`` and ``tools/util/include``):
+    ``SEGBLOCKS_CUTLASS_DIR`` (a CUTLASS 3.x/4.x checkout), else the ``nvidia-cutlass``
+    wheel's ``cutlass_library/source``; None without either."""
+    env = os.environ.get("SEGBLOCKS_CUTLASS_DIR")
+    if env:
+        root = Path(env).resolve()
+        if not (root / "include" / "cutlass" / "cutlass.h").is_file():
+            raise RuntimeError(f"SEGBLOCKS_CUTLASS_DIR={env} has no include/cutlass/cutlass.h")
+        return root
+    spec = importlib.util.find_spec("cutlass_library")
+    if spec is not None and spec.origin:
+        root = Path(spec.origin).resolve().parent / "source"
+        if (root / "include" / "cutlass" / "cutlass.h").is_file():
+            return root
+    return None
+
+
+def cutlass_extension(CUDAExtension, include_dirs: list[str]):
+    """``segblocks_core._cutlass``: the CUTLASS kernels of ``conv_into_`` (wgmma + TMA, so
+    sm_90a only: its own extension with its own -gencode, the rest of the CUDA code keeps
+    TORCH_CUDA_ARCH_LIST). Built when the CUDA build includes Hopper (9.0) and CUTLASS is
+    found (:func:`cutlass_root`); ``SEGBLOCKS_NO_CUTLASS=1`` skips it."""
+    archs = os.environ.get("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS).replace(" ", ";").split(";")
+    if os.environ.get("SEGBLOCKS_NO_CUTLASS", "0") == "1" or not any(a.startswith("9.0") for a in archs):
+        return None
+    root = cutlass_root()
+    if root is None:
+        print("segblocks: CUTLASS not found (pip install nvidia-cutlass, or SEGBLOCKS_CUTLASS_DIR): "
+              "building without the CUTLASS convolutions")
+        return None
+    print(f"segblocks: building the CUTLASS convolutions (sm_90a) with {root}")
+    folder = "csrc/ops/cuda/cutlass"
+    return CUDAExtension(
+        "segblocks_core._cutlass", _sources(f"{folder}/*.cu") + _sources(f"{folder}/*.cpp"),
+        include_dirs=include_dirs + [str(root / "include"), str(root / "tools" / "util" / "include")],
+        extra_compile_args={"cxx": ["-O3"],
+                            "nvcc": ["-O3", "--expt-relaxed-constexpr", "-DNDEBUG",
+                                     "-gencode=arch=compute_90a,code=sm_90a",
+                                     # CUTLASS uses cuda_fp16's operators, which torch's flags hide
+                                     "-U__CUDA_NO_HALF_OPERATORS__", "-U__CUDA_NO_HALF_CONVERSIONS__",
+                                     "-U__CUDA_NO_HALF2_OPERATORS__", "-U__CUDA_NO_BFLOAT16_CONVERSIONS__"]},
+    )
 
 
 def get_extensions():
@@ -63,6 +109,9 @@ def get_extensions():
             extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--expt-relaxed-constexpr"]},
             extra_link_args=link_flags,
         )
+        extra = cutlass_extension(CUDAExtension, include_dirs)
+        if extra is not None:
+            return [ext, extra], {"build_ext": BuildExtension.with_options(no_python_abi_suffix=False)}
     else:
         print("segblocks: building CPU kernels (FORCE_CUDA=1 for the CUDA kernels)")
         ext = CppExtension(

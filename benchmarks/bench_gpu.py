@@ -31,9 +31,10 @@ from segblocks_core import SegBlocks, count_macs  # noqa: E402
 from segblocks_core.engine import normalize  # noqa: E402
 from segblocks_core.executor import concurrent_lowres, units_min_side  # noqa: E402
 from segblocks_core.fastpath import GraphedSegmenter, prepare_network  # noqa: E402
-from segblocks_core import fused  # noqa: E402
-from segblocks_core.fused import (CONV_UNITS_MODES, conv_units, fast_upsampling, pad_classifier,  # noqa: E402
-                                  space_to_depth_convs, upsample_tiles)
+from segblocks_core import fused, ops  # noqa: E402
+from segblocks_core.fused import (CONV_UNITS_MODES, PADDED_OUTPUT_MODES, conv_units, cutlass_convs,  # noqa: E402
+                                  fast_upsampling, pad_classifier, padded_outputs, space_to_depth_convs,
+                                  upsample_tiles)
 from segblocks_core.timing import cuda_median_ms  # noqa: E402
 from segblocks_core.layout import BlockLayout  # noqa: E402
 from segblocks_core.models import build_model  # noqa: E402
@@ -177,11 +178,19 @@ def main():
     ap.add_argument("--no-pad-classifier", dest="pad_classifier", action="store_false",
                     help="both sides run the 19-class classifier as defined instead of padded to 24 output "
                          "channels (fused.pad_classifier); writes unpadded-classifier-gpu-<gpu>-<date>.json")
+    ap.add_argument("--no-cutlass", dest="cutlass", action="store_false",
+                    help="both sides use cuDNN alone, not also the CUTLASS convolutions where built and faster "
+                         "(fused.cutlass_convs); writes no-cutlass-gpu-<gpu>-<date>.json")
+    ap.add_argument("--padded-outputs", choices=PADDED_OUTPUT_MODES, default="auto",
+                    help="SegBlocks' convolutions write their consumers' BlockPad-ed tiles (CUTLASS into the "
+                         "interiors, then the frames; fused.padded_outputs): auto (timed per shape, where the "
+                         "CUTLASS kernels are built), always or off; other than auto writes "
+                         "padded-outputs-<mode>-gpu-<gpu>-<date>.json")
     args = ap.parse_args()
     # read at capture: the graphs keep them
     with fast_upsampling(args.fast_upsample), conv_units(args.conv_units), upsample_tiles(args.upsample_tiles), \
             space_to_depth_convs(args.space_to_depth), units_min_side(args.units_min_side), \
-            pad_classifier(args.pad_classifier):
+            pad_classifier(args.pad_classifier), cutlass_convs(args.cutlass), padded_outputs(args.padded_outputs):
         run(args)
 
 
@@ -190,6 +199,15 @@ def first_layer_ways() -> dict[str, str]:
     channels timed in this process (the stems: unfused, fused or space_to_depth)."""
     return {f"{list(key[0])} {list(key[3])}": way for key, way in fused._CHOICE.items()
             if key[4] == (2, 2) and key[3][1] <= 4}
+
+
+def conv_ways() -> dict[str, int]:
+    """How many convolution shapes timed in this process run each way (fused._CHOICE:
+    unfused, fused cuDNN, space_to_depth, cutlass:<config>)."""
+    counts: dict[str, int] = {}
+    for way in fused._CHOICE.values():
+        counts[way] = counts.get(way, 0) + 1
+    return counts
 
 
 def run(args) -> None:
@@ -288,6 +306,12 @@ def run(args) -> None:
               "space_to_depth": args.space_to_depth, "units_min_side": args.units_min_side,
               "cudnn_benchmark_limit": torch.backends.cudnn.benchmark_limit,
               "pad_classifier": args.pad_classifier,
+              "cutlass_configs": list(ops.cutlass_conv_configs()) if args.cutlass else [],
+              "padded_outputs": args.padded_outputs,
+              # how each convolution shape runs, both sides (timed at warm-up, fused._CHOICE)
+              "conv_ways": conv_ways(),
+              # which configuration writes each padded output, or BlockPad + cuDNN (None)
+              "padded_output_ways": {str(list(k)): v for k, v in fused._PADDED_CHOICE.items()},
               # how cuDNN runs each stride-2 first-layer shape (timed at warm-up, fused._CHOICE)
               "first_layer_ways": first_layer_ways(), "rows": rows}
     slug = re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")
@@ -300,6 +324,8 @@ def run(args) -> None:
         ("" if args.conv_units == "off" else f"conv-units-{args.conv_units}-") + \
         ("" if args.cudnn_benchmark_limit == 0 else f"cudnn-limit-{args.cudnn_benchmark_limit}-") + \
         ("" if args.pad_classifier else "unpadded-classifier-") + \
+        ("" if args.cutlass else "no-cutlass-") + \
+        ("" if args.padded_outputs == "auto" else f"padded-outputs-{args.padded_outputs}-") + \
         ("" if args.fuse_epilogue else "unfused-epilogue-") + \
         ("" if args.input_channels == 4 else f"input{args.input_channels}-")
     path = os.path.join(args.out, f"{prefix}gpu-{slug}-{date}.json")

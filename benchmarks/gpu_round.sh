@@ -5,15 +5,19 @@
 #   bash benchmarks/gpu_round.sh build parity tests probes            # about 5 min
 #   bash benchmarks/gpu_round.sh build bench profiles                  # about 7 min
 #   bash benchmarks/gpu_round.sh build ab                              # about 7 min
+#   bash benchmarks/gpu_round.sh abcutlass                             # about 6 min
 #
 # Stages (in the order given; each logs to $OUT/round/<stage>.log):
 #   build     the extension for sm_90 with the system g++ (README: the image's default CXX
-#             wrapper built a crashing extension)
+#             wrapper built a crashing extension), and segblocks_core._cutlass where CUTLASS is
+#             found (carry build/cutlass: the nvidia-cutlass wheel's cutlass_library/source)
 #   parity    benchmarks/gpu_parity.py (CUDA parity of every native op, opcheck, graphs)
 #   tests     pytest: the GPU fast path (no host sync, graphs), the CUDA tests of the native ops,
 #             fused convolutions and units
 #   probes    stem_probe.py and resident_probe.py (candidate optimisations, cuDNN only)
 #   bench     bench_gpu.py, the full table (the README's numbers)
+#   abcutlass bench_gpu.py RN18 subsets: as is (CUTLASS timed where faster, padded outputs
+#             auto), --padded-outputs off, --no-cutlass
 #   ab        bench_gpu.py RN18 subsets: as is, with --space-to-depth, and with whole blocks in
 #             layer3/4 (--units-min-side 16) and in layer4 (--units-min-side 8)
 #   profiles  node_profile.py RN18 b1 / b4 and RN50 b1 at 40%, memory_probe.py at 40%
@@ -42,6 +46,7 @@ for s in "$@"; do
   case $s in
     build)
       export CXX=/usr/bin/g++ FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16
+      if [ -d build/cutlass/include ]; then export SEGBLOCKS_CUTLASS_DIR=$PWD/build/cutlass; fi
       stage build $PY setup.py -q build_ext --inplace || { tar -C "$OUT" -czf "$OUT/round.tgz" round; exit 1; } ;;
     parity)
       stage parity $PY benchmarks/gpu_parity.py --out "$R" ;;
@@ -49,12 +54,19 @@ for s in "$@"; do
       # every test of the GPU fast path (no host sync, graphs, units in fp16), the CUDA ones of the rest
       stage tests_fastpath $PY -m pytest -q -p no:cacheprovider test/test_gpu_fastpath.py
       stage tests_cuda $PY -m pytest -q -p no:cacheprovider -k cuda test/test_native_ops.py test/test_fused.py \
-        test/test_units.py ;;
+        test/test_units.py
+      stage tests_padded $PY -m pytest -q -p no:cacheprovider test/test_padded_outputs.py ;;
     probes)
       stage stem_probe $PY benchmarks/stem_probe.py
       stage resident_probe $PY benchmarks/resident_probe.py --json "$R/resident-probe.json" ;;
     bench)
       stage bench $PY benchmarks/bench_gpu.py --out "$R" ;;
+    abcutlass)
+      stage ab_cutlass $PY benchmarks/bench_gpu.py --out "$R/ab" --models swiftnet_rn18 --taus 0.5
+      stage ab_padded_off $PY benchmarks/bench_gpu.py --out "$R/ab" --models swiftnet_rn18 --taus 0.5 \
+        --padded-outputs off
+      stage ab_no_cutlass $PY benchmarks/bench_gpu.py --out "$R/ab" --models swiftnet_rn18 --taus 0.5 \
+        --no-cutlass ;;
     ab)
       stage ab_s2d_off $PY benchmarks/bench_gpu.py --out "$R/ab" --models swiftnet_rn18 --taus 0.5
       stage ab_s2d_on $PY benchmarks/bench_gpu.py --out "$R/ab" --models swiftnet_rn18 --taus 0.5 \

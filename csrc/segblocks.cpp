@@ -82,6 +82,18 @@ TORCH_LIBRARY(segblocks, m) {
   // (channels_last): x * scale + shift per channel (one float32 fma), zero channels past the
   // third (ops/normalize.h)
   m.def("normalize_frames_(Tensor(a!) out, Tensor images, Tensor scale, Tensor shift) -> ()");
+  // relu(conv2d(x, weight, bias, stride, padding) + residual) written into out [N, K, P, Q],
+  // any view with channel stride 1 (e.g. the interiors of the next convolution's BlockPad-ed
+  // tiles); residual likewise. `config`: the CUDA kernel's tile configuration
+  // (segblocks_core.ops.cutlass_conv_configs(); CUTLASS, Hopper only); the CPU kernel, the
+  // reference, ignores it (ops/conv_into.h)
+  // padded [4Nh + Nl, C, u+2p, u+2p] (block_pad_units' tiles, contiguous or channels_last),
+  // whose interiors are written: their p-px frames from the interiors by BlockPad's rules
+  // (zero image border), in place; the interiors are read, never written
+  m.def("block_pad_ring_(Tensor(a!) padded, Tensor hr_pos, Tensor lr_pos, Tensor block_map, int padding) -> ()");
+  m.def(
+      "conv_into_(Tensor(a!) out, Tensor x, Tensor weight, Tensor bias, Tensor? residual, int stride, "
+      "int padding, int config) -> ()");
   // the same head from block_pad_units' tiles (padding 1, replicate): no neighbour lookups
   m.def(
       "upsample_argmax_units(Tensor units_padded, Tensor hr_pos, Tensor lr_pos, Tensor block_map, "

@@ -49,8 +49,9 @@ from torch import Tensor, nn
 
 from . import ops
 from .fused import (CHANNEL_PACK, BatchNormReLU, ChannelPaddedConv2d, FusedConv2d, MaxPool2d,
-                    adaptive_avg_pool2d, conv_bias_relu, context_value, conv_units_mode, fast_upsampling_enabled,
-                    pad_classifier_enabled, upsample_add, upsample_tiles_enabled, use_conv_units)
+                    adaptive_avg_pool2d, choose_padded_output, conv_bias_relu, context_value, conv_units_mode,
+                    cutlass_conv_applies, fast_upsampling_enabled, pad_classifier_enabled, padded_outputs_mode,
+                    upsample_add, upsample_tiles_enabled, use_conv_units)
 from .layout import BlockLayout, BlockTensor
 
 __all__ = ["SegBlocks", "UnsupportedLayerError", "MacCount", "concurrent_lowres", "units_mode", "units_min_side"]
@@ -284,13 +285,51 @@ def handoff(bt: BlockTensor) -> Handoff:
     return Handoff(bt)
 
 
+def _conv_into_tiles(x: Tensor, conv: nn.Conv2d, residual: Optional[BlockTensor], layout: BlockLayout,
+                     padding: int, conv_padded: Callable[[Tensor], Tensor]) -> Optional[Tensor]:
+    """The output of the convolution of BlockPad-ed units ``x`` as its consumer's tiles,
+    BlockPad-ed by ``padding`` px: written into their interiors (:func:`ops.conv_into_`),
+    then their frames (:func:`ops.block_pad_ring_`); or None where :func:`padded_outputs`
+    keeps BlockPad + cuDNN (the consumer then pads the packed output as before)."""
+    mode = padded_outputs_mode()
+    if mode == "off" or not isinstance(conv, FusedConv2d):
+        return None
+    stride = _two(conv.stride)[0]
+    z = None if residual is None else residual.units
+    cutlass = cutlass_conv_applies(x, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups, z)
+    if mode == "auto" and not cutlass:
+        return None
+    n, k = x.shape[0], conv.weight.shape[0]
+    side = (x.shape[-1] - conv.weight.shape[-1]) // stride + 1
+    p = int(padding)
+
+    def into(config: int) -> Callable[[], Tensor]:
+        def run() -> Tensor:
+            tiles = torch.empty((n, k, side + 2 * p, side + 2 * p), dtype=x.dtype, device=x.device,
+                                memory_format=torch.channels_last)
+            ops.conv_into_(tiles[:, :, p:p + side, p:p + side], x, conv.weight, conv.bias, z, stride, 0, config)
+            return ops.block_pad_ring_(tiles, layout, p)
+        return run
+
+    configs = range(len(ops.cutlass_conv_configs())) if cutlass else range(1)
+    ways = {f"into:{i}": into(i) for i in configs}
+
+    def two_pass() -> Tensor:
+        return ops.block_pad_units(BlockTensor.from_units(conv_padded(x), layout), p)
+    key = (tuple(x.shape), x.dtype, tuple(conv.weight.shape), stride, z is not None, p)
+    choice = choose_padded_output(key, ways, two_pass)
+    return None if choice is None else ways[choice]()
+
+
 def block_conv2d(bt: BlockTensor | Handoff, conv: nn.Conv2d, residual: Optional[BlockTensor] = None,
-                 pre: Optional[BatchNormReLU] = None) -> BlockTensor:
+                 pre: Optional[BatchNormReLU] = None, padded_out: int = 0) -> BlockTensor:
     """A convolution on blocks (BlockPad, then no padding); a :class:`FusedConv2d` also
     adds its bias, the ``residual`` blocks and the ReLU in the same call. ``pre``: a
     :class:`BatchNormReLU` whose only user is this convolution, applied first (on units,
     inside BlockPad: its output is never written). ``bt`` in a :class:`Handoff` (the plan):
-    the unpadded input is let go before the convolution runs."""
+    the unpadded input is let go before the convolution runs. ``padded_out`` (the plan: the
+    output feeds a convolution zero-padded by that many px): on units the output may be
+    written as that convolution's BlockPad-ed tiles (:func:`_conv_into_tiles`)."""
     if isinstance(bt, Handoff):
         bt = bt.take()
     pad_h, pad_w = _two(conv.padding)
@@ -308,6 +347,9 @@ def block_conv2d(bt: BlockTensor | Handoff, conv: nn.Conv2d, residual: Optional[
         if out is None:
             x = _pad_units(bt, pad_h, pad_w, pre=pre)
             del bt  # the padded tiles hold all the convolution reads
+            tiles = _conv_into_tiles(x, conv, residual, layout, padded_out, conv_padded) if padded_out else None
+            if tiles is not None:
+                return BlockTensor.from_padded_units(tiles, padded_out, layout)
             out = conv_padded(x)
         return BlockTensor.from_units(out, layout)
     bt = bt.to_standard()
@@ -1037,6 +1079,7 @@ class _PlanBuilder:
         self.fuse_upsample_pad()
         self.merge_splits()
         self.split_padded()
+        self.mark_padded_outputs()
         self.hand_off_conv_inputs()
         plan = fx.GraphModule(self.src, self.g, class_name="SegBlocksPlan")
         plan.graph.eliminate_dead_code()
@@ -1063,6 +1106,34 @@ class _PlanBuilder:
             node.args = (src.args[0],) + tuple(node.args[1:])
             node.kwargs = {**node.kwargs, "pre": src.args[1]}
             self.g.erase_node(src)
+
+    def mark_padded_outputs(self) -> None:
+        """``block_conv2d(x, conv)`` -> ``block_conv2d(x, conv, padded_out=p)`` where a
+        convolution's output feeds a convolution zero-padded by ``p`` px as its input (without
+        a BatchNorm prologue) and every other user is a convolution reading it as its
+        residual or unpadded: the output may then be written as the padded tiles the first
+        reads (:func:`_conv_into_tiles`), which the others see as a view of their interiors."""
+        for node in list(self.g.nodes):
+            if node.op != "call_function" or node.target is not block_conv2d or "padded_out" in node.kwargs:
+                continue
+            pads = set()
+            for user in node.users:
+                if user.op != "call_function" or user.target is not block_conv2d:
+                    break
+                if user.args[0] is node:
+                    if user.kwargs.get("pre") is not None or any(a is node for a in user.args[2:]):
+                        break
+                    conv = self.src.get_submodule(user.args[1].target)
+                    pad = _two(conv.padding)
+                    if conv.padding_mode != "zeros" or pad[0] != pad[1]:
+                        break
+                    if pad[0] > 0:
+                        pads.add(pad[0])
+                elif not (len(user.args) > 2 and user.args[2] is node):
+                    break
+            else:
+                if len(pads) == 1:
+                    node.kwargs = {**node.kwargs, "padded_out": pads.pop()}
 
     def hand_off_conv_inputs(self) -> None:
         """``block_conv2d(x, ...)`` -> ``block_conv2d(handoff(x), ...)``: where the

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import operator
 import warnings
 import weakref
@@ -40,10 +41,12 @@ __all__ = ["FusedConv2d", "conv_bias_relu", "space_to_depth_convs", "space_to_de
            "fuse_conv_epilogue", "fold_residual_bias", "BatchNormReLU",
            "fuse_batchnorm_relu", "adaptive_avg_pool2d", "use_fast_pooling", "MaxPool2d",
            "use_fast_max_pooling", "conv_units", "conv_units_mode", "check_conv_units_mode", "CONV_UNITS_MODES",
-           "ChannelPaddedConv2d", "CHANNEL_PACK", "pad_classifier", "pad_classifier_enabled"]
+           "ChannelPaddedConv2d", "CHANNEL_PACK", "pad_classifier", "pad_classifier_enabled",
+           "cutlass_convs", "cutlass_conv_applies", "padded_outputs", "padded_outputs_mode", "PADDED_OUTPUT_MODES",
+           "choose_padded_output"]
 
-# how each call shape runs ("unfused", "fused" or "space_to_depth"), decided by timing on
-# first use
+# how each call shape runs ("unfused", "fused", "space_to_depth" or "cutlass:<config>"),
+# decided by timing on first use
 _CHOICE: dict[tuple, str] = {}
 
 
@@ -165,6 +168,56 @@ def _space_to_depth_conv(conv, x, weight, bias, stride, padding, dilation, group
                 residual)
 
 
+# -- CUTLASS convolutions (Hopper) ---------------------------------------------------------
+#
+# ops.conv_into_ runs relu(conv + bias + residual) as a CUTLASS 3 implicit GEMM (wgmma, TMA)
+# into any NHWC view; segblocks_core._cutlass has one kernel per tile configuration
+# (ops.cutlass_conv_configs()). conv_bias_relu times each configuration as one more way
+# (into a new tensor), on both sides of the benchmark alike; the executor's padded outputs
+# (padded_outputs()) use them to write the next convolution's BlockPad-ed tiles.
+
+
+_CUTLASS: contextvars.ContextVar[bool] = contextvars.ContextVar("segblocks_cutlass_convs", default=True)
+
+
+@contextlib.contextmanager
+def cutlass_convs(enabled: bool = True):
+    """Let :func:`conv_bias_relu` and the padded outputs time the CUTLASS convolutions
+    (default, where built) or (off) use cuDNN alone: the A/B of ``benchmarks/bench_gpu.py
+    --no-cutlass``. Read when a call shape is first timed."""
+    with context_value(_CUTLASS, bool(enabled)):
+        yield
+
+
+def cutlass_conv_applies(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride, padding, dilation,
+                         groups: int, residual: Optional[Tensor]) -> bool:
+    """The CUTLASS kernels can run this convolution (and :func:`cutlass_convs` is on): built
+    (Hopper), float16 CUDA tensors,
+    ``x`` and ``weight`` channels_last contiguous, channels multiples of 8, a bias, no groups
+    or dilation, square stride and padding, a residual (any view) with channel stride 1."""
+    from . import ops
+    stride, padding, dilation = _tuple2(stride), _tuple2(padding), _tuple2(dilation)
+    return (_CUTLASS.get() and bool(ops.cutlass_conv_configs()) and type(x) is Tensor and x.is_cuda and x.dim() == 4
+            and x.dtype == torch.float16 and weight.dtype == torch.float16 and bias is not None
+            and bias.dtype == torch.float16 and bias.is_contiguous() and groups == 1 and dilation == (1, 1)
+            and stride[0] == stride[1] and padding[0] == padding[1]
+            and x.shape[1] % 8 == 0 and weight.shape[0] % 8 == 0
+            and x.is_contiguous(memory_format=torch.channels_last)
+            and weight.is_contiguous(memory_format=torch.channels_last)
+            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+            and (residual is None or (type(residual) is Tensor and residual.dtype == torch.float16
+                                      and residual.stride(1) == 1)))
+
+
+def _cutlass_conv(config: int, x, weight, bias, stride, padding, dilation, groups, residual):
+    from . import ops
+    st, pad = _tuple2(stride)[0], _tuple2(padding)[0]
+    k, r = weight.shape[0], weight.shape[2]
+    size = [(d + 2 * pad - r) // st + 1 for d in x.shape[2:]]
+    out = torch.empty((x.shape[0], k, *size), dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+    return ops.conv_into_(out, x, weight, bias, residual, st, pad, config)
+
+
 _WAYS = {
     "unfused": _unfused,
     "fused": _fused,
@@ -172,11 +225,20 @@ _WAYS = {
 }
 
 
+def _way(name: str):
+    if name.startswith("cutlass:"):
+        return functools.partial(_cutlass_conv, int(name.split(":")[1]))
+    return _WAYS[name]
+
+
 def _fastest_way(args) -> str:
     """Time the ways to run ``args`` (outside CUDA-graph capture): unfused, the fused cuDNN
-    call (unless cuDNN rejects it) and, for a stride-2 first layer, the fused call on the
-    space-to-depth input. Each way's first call is its warm-up."""
-    _unfused(*args)
+    call (unless cuDNN rejects it), for a stride-2 first layer the fused call on the
+    space-to-depth input, and each CUTLASS configuration where they apply
+    (:func:`cutlass_conv_applies`) and agree with the unfused result. Each way's first call
+    is its warm-up."""
+    from . import ops
+    want = _unfused(*args)
     ways = {"unfused": _unfused}
     s2d = _SPACE_TO_DEPTH.get() and space_to_depth_applies(*args[:2], *args[3:7])
     for name in ("fused", "space_to_depth") if s2d else ("fused",):
@@ -185,6 +247,15 @@ def _fastest_way(args) -> str:
         except RuntimeError:
             break  # cuDNN rejects the fused call (the space-to-depth way is one too)
         ways[name] = _WAYS[name]
+    if cutlass_conv_applies(*args):
+        for i in range(len(ops.cutlass_conv_configs())):
+            name = f"cutlass:{i}"
+            try:
+                err = output_disagreement(_way(name)(*args), want)
+            except RuntimeError as exc:  # a configuration that cannot run this problem
+                err = str(exc).splitlines()[0]
+            if err is None:
+                ways[name] = _way(name)
     times = {name: cuda_median_ms(lambda: fn(*args)) for name, fn in ways.items()}
     return min(times, key=times.get)
 
@@ -209,13 +280,13 @@ def conv_bias_relu(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride=1, 
         return _unfused(*args)
     key = (tuple(x.shape), tuple(x.stride()), x.dtype, tuple(weight.shape), stride, padding, dilation,
            groups, None if residual is None else (tuple(residual.shape), tuple(residual.stride())),
-           _SPACE_TO_DEPTH.get())
+           _SPACE_TO_DEPTH.get(), _CUTLASS.get())
     choice = _CHOICE.get(key)
     if choice is None:
         if torch.cuda.is_current_stream_capturing():
             return _unfused(*args)  # no timing inside a capture; the warm-up run decides
         choice = _CHOICE[key] = _fastest_way(args)
-    return _WAYS[choice](*args)
+    return _way(choice)(*args)
 
 
 # ----------------------------------------------------------------------------------------
@@ -425,6 +496,59 @@ def use_conv_units(key: tuple, one_pass, two_pass) -> bool:
         else:
             choice = cuda_median_ms(one_pass) < cuda_median_ms(two_pass)
         _UNITS_CHOICE[key] = choice
+    return choice
+
+
+# -- padded outputs: a convolution writes its consumer's BlockPad-ed tiles ---------------
+
+PADDED_OUTPUT_MODES = ("auto", "always", "off")
+_PADDED_OUTPUTS: contextvars.ContextVar[str] = contextvars.ContextVar("segblocks_padded_outputs", default="auto")
+# shape key -> the chosen way's name, or None (BlockPad + cuDNN)
+_PADDED_CHOICE: dict[tuple, Optional[str]] = {}
+
+
+@contextlib.contextmanager
+def padded_outputs(mode: str = "auto"):
+    """Where a units convolution's output feeds a zero-padded convolution (the plan marks
+    it), let it write that convolution's BlockPad-ed tiles: :func:`ops.conv_into_` into
+    their interiors, then :func:`ops.block_pad_ring_` for the 1-px frames, instead of packed
+    units that BlockPad then copies whole. ``"auto"`` (default): on CUDA with the CUTLASS
+    kernels, timed per shape against BlockPad + cuDNN at warm-up (after checking it agrees),
+    the fastest kept; elsewhere off. ``"always"``: on every device where the plan marks it
+    (the CPU runs the reference ops: the tests). ``"off"``: never. Read when the calls run."""
+    if mode not in PADDED_OUTPUT_MODES:
+        raise ValueError(f"padded_outputs mode must be one of {PADDED_OUTPUT_MODES}, got {mode!r}")
+    with context_value(_PADDED_OUTPUTS, mode):
+        yield
+
+
+def padded_outputs_mode() -> str:
+    return _PADDED_OUTPUTS.get()
+
+
+def choose_padded_output(key: tuple, ways: dict, two_pass) -> Optional[str]:
+    """The name of the fastest of ``ways`` (each a callable returning the padded tiles), or
+    None where ``two_pass`` (BlockPad of the cuDNN output, the same tiles) is faster or no
+    way agrees with it, under the current :func:`padded_outputs` mode."""
+    mode = _PADDED_OUTPUTS.get()
+    if mode != "auto" or not ways:
+        return next(iter(ways)) if mode == "always" and ways else None
+    if key in _PADDED_CHOICE:
+        return _PADDED_CHOICE[key]
+    if torch.cuda.is_current_stream_capturing():
+        return None  # no timing inside a capture; the warm-up run decides
+    want = two_pass()
+    agree = {}
+    for name, fn in ways.items():
+        err = output_disagreement(fn(), want)
+        if err is None:
+            agree[name] = fn
+        else:
+            warnings.warn(f"padded outputs: {name} disagrees with BlockPad + cuDNN for {key} ({err}); not used",
+                          RuntimeWarning, stacklevel=2)
+    times = {name: cuda_median_ms(fn) for name, fn in agree.items()}
+    times[None] = cuda_median_ms(two_pass)
+    choice = _PADDED_CHOICE[key] = min(times, key=times.get)
     return choice
 
 

@@ -489,6 +489,28 @@ inline void check_normalize_frames_args(const at::Tensor& out, const at::Tensor&
               out.strides());
 }
 
+// block_pad_ring_(padded, hr_pos, lr_pos, block_map, padding): the tiles' layout, checked
+// like block_pad_units' quartered input (the interiors), and the tiles contiguous.
+inline BlockPadArgs check_block_pad_ring_args(const at::Tensor& padded, const at::Tensor& hr_pos,
+                                             const at::Tensor& lr_pos, const at::Tensor& block_map,
+                                             int64_t padding) {
+  const char* op = "block_pad_ring_";
+  TORCH_CHECK(padded.defined() && padded.dim() == 4 && padded.size(2) == padded.size(3), op,
+              ": padded must be square tiles [T, C, u+2p, u+2p], got ",
+              padded.defined() ? padded.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(padding >= 1 && padded.size(3) > 2 * padding, op, ": padding must be >= 1 and leave an interior, got ",
+              padding, " for tiles of side ", padded.size(3));
+  TORCH_CHECK(padded.is_contiguous() || channels_last_contiguous(padded), op,
+              ": padded must be contiguous or channels_last contiguous, got strides ", padded.strides());
+  TORCH_CHECK(hr_pos.defined() && hr_pos.dim() == 1 && padded.size(0) >= 4 * hr_pos.size(0), op,
+              ": padded has ", padded.size(0), " tiles, fewer than 4 per high-res position");
+  const int64_t nh = 4 * hr_pos.size(0), u = padded.size(3) - 2 * padding;
+  const at::Tensor interior = padded.narrow(2, padding, u).narrow(3, padding, u);
+  return check_block_pad_units_args(interior.narrow(0, 0, nh), interior.narrow(0, nh, padded.size(0) - nh), hr_pos,
+                                    lr_pos, block_map, padding, "constant", /*quartered=*/true, std::nullopt,
+                                    std::nullopt);
+}
+
 // block_pad_backward(grad_highres_padded, grad_lowres_padded, hr_pos, lr_pos, block_map,
 //                    padding, mode)
 inline BlockPadArgs check_block_pad_backward_args(const at::Tensor& grad_highres_padded,

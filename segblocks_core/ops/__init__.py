@@ -28,7 +28,7 @@ __all__ = [
     "block_pad_tensor", "block_pad_units_tensor", "upsample_argmax_tensor", "upsample_argmax_units_tensor",
     "max_pool_units_tensor", "upsample2x_units", "upsample2x_dense", "upsample2x_units_tensor",
     "cell_complexity", "normalize_frames", "scale_shift_relu", "conv3x3_units", "conv3x3_units_tensor",
-    "conv3x3_units_supported",
+    "conv3x3_units_supported", "block_pad_ring_", "conv_into_", "cutlass_conv_configs",
 ]
 
 BUILD_HINT = (
@@ -43,6 +43,8 @@ else:
     try:  # the extension registers torch.ops.segblocks.* on import
         from .. import _C  # noqa: F401
         from . import _native  # noqa: F401  (fake kernels and autograd)
+        if importlib.util.find_spec("segblocks_core._cutlass") is not None:
+            from .. import _cutlass  # noqa: F401  (conv_into_'s CUDA kernels: Hopper, CUTLASS)
     except ImportError as exc:  # pragma: no cover - a broken build
         _native_error = f"segblocks_core._C failed to load: {exc}"
 
@@ -627,3 +629,56 @@ def upsample_argmax_dense(logits: Tensor, factor: int) -> Tensor:
     if _use_native(logits.device, "upsample_argmax_dense"):
         return torch.ops.segblocks.upsample_argmax_dense(logits, factor)
     return _reference.upsample_argmax_dense(logits, factor)
+
+
+# ----------------------------------------------------------------------------------------
+# convolutions into padded tiles
+# ----------------------------------------------------------------------------------------
+
+
+def block_pad_ring_(padded: Tensor, layout: BlockLayout, padding: int) -> Tensor:
+    """Fill the ``padding``-px frames of ``padded`` ``[4*Nh + Nl, C, u+2p, u+2p]``, tiles of
+    :func:`block_pad_units` (zero image border) whose interiors a producer has written, from
+    those interiors by BlockPad's rules, in place: afterwards ``padded`` equals
+    ``block_pad_units`` of its interiors. Only the frames are written. Returns ``padded``."""
+    if not isinstance(layout, BlockLayout):
+        raise TypeError(f"layout must be a BlockLayout, got {type(layout).__name__}")
+    padding = int(padding)
+    args = (padded, layout.hr_pos, layout.lr_pos, layout.block_map, padding)
+    if _no_grad(padded) and _use_native(padded.device, "block_pad_ring_"):
+        torch.ops.segblocks.block_pad_ring_(*args)
+    else:
+        if padded.dim() != 4 or padded.shape[-1] != padded.shape[-2] or padding < 1 \
+                or padded.shape[-1] <= 2 * padding or padded.shape[0] != 4 * layout.num_highres + layout.num_lowres:
+            raise ValueError(f"padded must be [4*Nh + Nl, C, u+2p, u+2p] tiles of the layout with padding >= 1, "
+                             f"got {tuple(padded.shape)} and padding {padding}")
+        _reference.block_pad_ring_(*args)
+    return padded
+
+
+@functools.lru_cache(maxsize=None)
+def cutlass_conv_configs() -> tuple[str, ...]:
+    """The CUDA kernel configurations of :func:`conv_into_` (``config`` indexes them; tile
+    ``MxNxK`` and pipeline stages): the CUTLASS convolutions of ``segblocks_core._cutlass``,
+    built for Hopper (sm_90a) where CUTLASS was found at build time. Empty without them."""
+    try:
+        from .. import _cutlass as kernels
+    except ImportError:
+        return ()
+    return tuple(kernels.configs())
+
+
+def conv_into_(out: Tensor, x: Tensor, weight: Tensor, bias: Tensor, residual: Optional[Tensor] = None,
+               stride: int = 1, padding: int = 0, config: int = 0) -> Tensor:
+    """``relu(conv2d(x, weight, bias, stride, padding) + residual)`` written into ``out``
+    ``[N, K, P, Q]``, which may be any view with channel stride 1: e.g. the interiors of the
+    next convolution's BlockPad-ed tiles (then :func:`block_pad_ring_` completes them), which
+    cuDNN cannot write. ``residual`` likewise. On CUDA the CUTLASS kernel ``config``
+    (:func:`cutlass_conv_configs`; float16, channels_last, channels multiples of 8); on the CPU
+    (and without the kernels) the reference. Returns ``out``."""
+    args = (out, x, weight, bias, residual, int(stride), int(padding), int(config))
+    if _no_grad(x, weight, bias, residual) and _use_native(x.device, "conv_into_"):
+        torch.ops.segblocks.conv_into_(*args)
+    else:
+        _reference.conv_into_(*args)
+    return out

@@ -363,3 +363,18 @@ torch.library.register_autograd("segblocks::combine_backward", _combine_backward
                                 setup_context=_combine_backward_setup)
 torch.library.register_autograd("segblocks::block_pad_backward", _block_pad_backward_backward,
                                 setup_context=_block_pad_backward_setup)
+
+
+def _block_pad_ring_fake(padded: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor, padding: int) -> None:
+    return None  # in place
+
+
+def _conv_into_fake(out: Tensor, x: Tensor, weight: Tensor, bias: Tensor, residual: Optional[Tensor], stride: int,
+                    padding: int, config: int) -> None:
+    return None  # in place
+
+
+if hasattr(torch.ops.segblocks, "block_pad_ring_"):  # an extension built before the op lacks it
+    torch.library.register_fake("segblocks::block_pad_ring_")(_block_pad_ring_fake)
+if hasattr(torch.ops.segblocks, "conv_into_"):
+    torch.library.register_fake("segblocks::conv_into_")(_conv_into_fake)

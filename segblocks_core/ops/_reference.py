@@ -328,3 +328,23 @@ def upsample_argmax_dense(logits: Tensor, factor: int) -> Tensor:
     """Class labels ``[N, h*f, w*f]`` (uint8) of
     ``F.interpolate(logits, size=(h*f, w*f), mode="bilinear")``."""
     return _labels(upsample_logits_dense(logits, factor))
+
+
+def block_pad_ring_(padded: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor, padding: int) -> None:
+    """Fill the ``padding``-px frames of ``padded`` ``[4*Nh + Nl, C, u+2p, u+2p]`` (tiles of
+    :func:`block_pad_units`, quartered, zero image border) from their interiors, in place."""
+    n = 4 * hr_pos.shape[0]
+    u = padded.shape[-1] - 2 * padding
+    interior = padded[:, :, padding:padding + u, padding:padding + u]
+    padded.copy_(block_pad_units(interior[:n], interior[n:], hr_pos, lr_pos, block_map, padding, "constant", 0.0,
+                                 quartered=True))
+
+
+def conv_into_(out: Tensor, x: Tensor, weight: Tensor, bias: Tensor, residual: Optional[Tensor], stride: int,
+               padding: int, config: int) -> None:
+    """``relu(conv2d(x, weight, bias, stride, padding) + residual)`` written into ``out``
+    (any view; ``config`` names a CUDA kernel configuration and does not change the values)."""
+    y = F.conv2d(x, weight, bias, stride, padding)
+    if residual is not None:
+        y = y + residual
+    out.copy_(y.relu())

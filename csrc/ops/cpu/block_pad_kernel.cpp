@@ -264,6 +264,19 @@ at::Tensor block_pad_units_kernel(const at::Tensor& highres, const at::Tensor& l
   return out;
 }
 
+// The frames of tiles whose interiors are written: BlockPad of the interiors (one pass into
+// new tiles, as block_pad_units), copied back; the interiors copy onto themselves unchanged.
+void block_pad_ring_kernel(const at::Tensor& padded, const at::Tensor& hr_pos, const at::Tensor& lr_pos,
+                           const at::Tensor& block_map, int64_t padding) {
+  check_block_pad_ring_args(padded, hr_pos, lr_pos, block_map, padding);
+  if (padded.numel() == 0) return;
+  const int64_t nh = 4 * hr_pos.size(0), u = padded.size(3) - 2 * padding;
+  const at::Tensor interior = padded.narrow(2, padding, u).narrow(3, padding, u);
+  padded.copy_(block_pad_units_kernel(interior.narrow(0, 0, nh), interior.narrow(0, nh, padded.size(0) - nh), hr_pos,
+                                      lr_pos, block_map, padding, "constant", 0.0, /*quartered=*/true, std::nullopt,
+                                      std::nullopt));
+}
+
 std::tuple<at::Tensor, at::Tensor> block_pad_backward_kernel(
     const at::Tensor& grad_highres_padded, const at::Tensor& grad_lowres_padded,
     const at::Tensor& hr_pos, const at::Tensor& lr_pos, const at::Tensor& block_map,
@@ -295,6 +308,7 @@ std::tuple<at::Tensor, at::Tensor> block_pad_backward_kernel(
 TORCH_LIBRARY_IMPL(segblocks, CPU, m) {
   m.impl("block_pad", &block_pad_kernel);
   m.impl("block_pad_units", &block_pad_units_kernel);
+  m.impl("block_pad_ring_", &block_pad_ring_kernel);
   m.impl("block_pad_backward", &block_pad_backward_kernel);
 }
 

@@ -80,6 +80,26 @@ at::Tensor block_pad_units_cuda(const at::Tensor& highres, const at::Tensor& low
   return out;
 }
 
+// The frames of tiles whose interiors are written, in place (with_block_pad_ring).
+void block_pad_ring_cuda(const at::Tensor& padded, const at::Tensor& hr_pos, const at::Tensor& lr_pos,
+                         const at::Tensor& block_map, int64_t padding) {
+  const char* op = "block_pad_ring_";
+  const BlockPadArgs checked = check_block_pad_ring_args(padded, hr_pos, lr_pos, block_map, padding);
+  check_cuda_tensor(op, "padded", padded);
+  if (padded.numel() == 0) return;
+  const c10::cuda::CUDAGuard device_guard(padded.device());
+  const at::Tensor hr_p = hr_pos.contiguous(), lr_p = lr_pos.contiguous(), bm = block_map.contiguous();
+  const bool index32 = fits_index32({padded}, checked.grid);
+  const bool channels_last = !padded.is_contiguous();  // checked: one of the two
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  at::Tensor tiles = padded;  // the same tensor (the schema's Tensor(a!)): written in place
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, padded.scalar_type(), "segblocks_block_pad_ring_cuda", [&] {
+    C10_CUDA_CHECK(launch_block_pad_ring(cuda_mutable_data<scalar_t>(tiles), hr_p.const_data_ptr<int64_t>(),
+                                         lr_p.const_data_ptr<int64_t>(), bm.const_data_ptr<int32_t>(), checked.grid,
+                                         padding, /*replicate=*/false, 0.0, channels_last, index32, stream));
+  });
+}
+
 std::tuple<at::Tensor, at::Tensor> block_pad_backward_cuda(
     const at::Tensor& grad_highres_padded, const at::Tensor& grad_lowres_padded,
     const at::Tensor& hr_pos, const at::Tensor& lr_pos, const at::Tensor& block_map,
@@ -117,6 +137,7 @@ std::tuple<at::Tensor, at::Tensor> block_pad_backward_cuda(
 TORCH_LIBRARY_IMPL(segblocks, CUDA, m) {
   m.impl("block_pad", &block_pad_cuda);
   m.impl("block_pad_units", &block_pad_units_cuda);
+  m.impl("block_pad_ring_", &block_pad_ring_cuda);
   m.impl("block_pad_backward", &block_pad_backward_cuda);
 }
 

@@ -1,0 +1,248 @@
+"""Convolutions that write their consumer's BlockPad-ed tiles: ``ops.conv_into_`` (any
+output view; CUTLASS on Hopper) and ``ops.block_pad_ring_`` (the tiles' frames from their
+interiors, in place), against the reference.
+
+CPU cases run everywhere (the native CPU kernels); ``cuda`` cases need a GPU, and the
+CUTLASS ones a build with ``segblocks_core._cutlass`` (Hopper): they run on the H100 host.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import native_op_cases as cases
+from segblocks_core import ops
+from segblocks_core.ops import _reference, use_backend
+
+if os.environ.get("SEGBLOCKS_NO_EXTENSION") == "1":
+    pytest.skip("SEGBLOCKS_NO_EXTENSION=1: reference-only build", allow_module_level=True)
+
+HAS_GPU = torch.cuda.is_available()
+DEVICES = [
+    pytest.param("cpu", id="cpu"),
+    pytest.param("cuda", id="cuda", marks=pytest.mark.skipif(not HAS_GPU, reason="no CUDA GPU")),
+]
+CUTLASS = ops.cutlass_conv_configs()
+needs_cutlass = pytest.mark.skipif(not (HAS_GPU and CUTLASS), reason="no CUTLASS kernels (Hopper build)")
+
+
+@pytest.fixture(autouse=True)
+def native_backend():
+    with use_backend("native"):
+        yield
+
+
+def _units_padded(lay, channels, padding, dtype, device, channels_last, seed=0):
+    """block_pad_units' tiles of random blocks, and the same tiles with their frames NaN."""
+    gen = torch.Generator().manual_seed(seed)
+    u = lay.block_size // 2
+    hr = torch.randn(4 * lay.num_highres, channels, u, u, generator=gen).to(device, dtype)
+    lr = torch.randn(lay.num_lowres, channels, u, u, generator=gen).to(device, dtype)
+    want = _reference.block_pad_units(hr, lr, lay.hr_pos, lay.lr_pos, lay.block_map, padding, "constant", 0.0,
+                                      quartered=True)
+    got = torch.full_like(want, float("nan"))
+    if channels_last:
+        got = got.contiguous(memory_format=torch.channels_last)
+    got[:, :, padding:padding + u, padding:padding + u] = torch.cat([hr, lr])
+    return want, got
+
+
+# ----------------------------------------------------------------------------------------
+# block_pad_ring_
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("geometry", ["mixed_batch2", "all_hr", "all_lr_batch2", "single_row_2px", "side6"])
+@pytest.mark.parametrize("padding", [1, 2])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["f32", "f16"])
+def test_block_pad_ring_completes_the_tiles(device, geometry, padding, channels_last, dtype):
+    lay = cases.GEOMETRY_BY_NAME[geometry].layout(device)
+    if lay.block_size // 2 + 2 * padding <= 2 * padding:
+        pytest.skip("no interior")
+    channels = 16 if channels_last else 3
+    want, got = _units_padded(lay, channels, padding, dtype, device, channels_last)
+    ptr = got.data_ptr()
+    out = ops.block_pad_ring_(got, lay, padding)
+    assert out is got and got.data_ptr() == ptr  # in place
+    assert not torch.isnan(got).any(), "a frame pixel was not written"
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_block_pad_ring_never_writes_interiors(device):
+    """The interiors are the source: a ring op that rewrote them (e.g. from a stale copy) would
+    change these values, which BlockPad of the interiors cannot reproduce."""
+    lay = cases.GEOMETRY_BY_NAME["mixed_batch2"].layout(device)
+    want, got = _units_padded(lay, 8, 1, torch.float32, device, True)
+    interior = got[:, :, 1:-1, 1:-1].clone()
+    ops.block_pad_ring_(got, lay, 1)
+    assert torch.equal(got[:, :, 1:-1, 1:-1], interior)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_block_pad_ring_errors(device):
+    lay = cases.GEOMETRY_BY_NAME["mixed_batch2"].layout(device)
+    _, good = _units_padded(lay, 8, 1, torch.float32, device, True)
+    with pytest.raises(RuntimeError, match="padding must be >= 1"):
+        torch.ops.segblocks.block_pad_ring_(good, lay.hr_pos, lay.lr_pos, lay.block_map, 0)
+    with pytest.raises(RuntimeError, match="contiguous"):
+        torch.ops.segblocks.block_pad_ring_(good[:, ::2], lay.hr_pos, lay.lr_pos, lay.block_map, 1)
+    with pytest.raises(RuntimeError, match="square tiles"):
+        torch.ops.segblocks.block_pad_ring_(good[..., :-1].contiguous(), lay.hr_pos, lay.lr_pos, lay.block_map, 1)
+    with pytest.raises(RuntimeError, match="positions|units|blocks"):
+        torch.ops.segblocks.block_pad_ring_(good[1:].contiguous(), lay.hr_pos, lay.lr_pos, lay.block_map, 1)
+
+
+# ----------------------------------------------------------------------------------------
+# conv_into_
+# ----------------------------------------------------------------------------------------
+
+
+def _conv_case(device, dtype, n, cin, cout, side, stride, padding, residual, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, cin, side, side, generator=gen).to(device, dtype).contiguous(memory_format=torch.channels_last)
+    w = (torch.randn(cout, cin, 3, 3, generator=gen) / (3 * cin ** 0.5)).to(device, dtype).contiguous(
+        memory_format=torch.channels_last)
+    b = (torch.randn(cout, generator=gen) * 0.1).to(device, dtype)
+    so = (side + 2 * padding - 3) // stride + 1
+    # output and residual as the executor holds them: interiors of padded tiles (views)
+    out_tiles = torch.full((n, cout, so + 2, so + 2), float("nan"), dtype=dtype, device=device).contiguous(
+        memory_format=torch.channels_last)
+    res = None
+    if residual:
+        res_tiles = torch.randn(n, cout, so + 2, so + 2, generator=gen).to(device, dtype).contiguous(
+            memory_format=torch.channels_last)
+        res = res_tiles[:, :, 1:-1, 1:-1]
+    ref = F.conv2d(x.double(), w.double(), b.double(), stride, padding)
+    if res is not None:
+        ref = ref + res.double()
+    return x, w, b, res, out_tiles, ref.relu()
+
+
+def _check_into(out_tiles, ref, atol):
+    interior = out_tiles[:, :, 1:-1, 1:-1]
+    torch.testing.assert_close(interior.double(), ref, rtol=0, atol=atol)
+    ring = out_tiles.clone()
+    ring[:, :, 1:-1, 1:-1] = float("nan")
+    assert torch.isnan(ring).all(), "conv_into_ wrote outside its output view"
+
+
+@pytest.mark.parametrize("stride,padding,residual", [(1, 0, True), (1, 1, False), (2, 0, False), (2, 1, True)])
+def test_conv_into_cpu(stride, padding, residual):
+    x, w, b, res, out_tiles, ref = _conv_case("cpu", torch.float32, 3, 8, 16, 10, stride, padding, residual)
+    ops.conv_into_(out_tiles[:, :, 1:-1, 1:-1], x, w, b, res, stride, padding)
+    _check_into(out_tiles, ref, 1e-4)
+
+
+def test_conv_into_errors():
+    x, w, b, res, out_tiles, _ = _conv_case("cpu", torch.float32, 2, 8, 16, 10, 1, 0, True)
+    out = out_tiles[:, :, 1:-1, 1:-1]
+    with pytest.raises(RuntimeError, match="out must be"):
+        torch.ops.segblocks.conv_into_(out_tiles, x, w, b, res, 1, 0, 0)
+    with pytest.raises(RuntimeError, match="residual must be"):
+        torch.ops.segblocks.conv_into_(out, x, w, b, res[:, :, :-1], 1, 0, 0)
+    with pytest.raises(RuntimeError, match="input channels"):
+        torch.ops.segblocks.conv_into_(out, x[:, :4], w, b, res, 1, 0, 0)
+    with pytest.raises(RuntimeError, match="bias must be"):
+        torch.ops.segblocks.conv_into_(out, x, w, b[:3], res, 1, 0, 0)
+    with pytest.raises(RuntimeError, match="dtype"):
+        torch.ops.segblocks.conv_into_(out, x, w.double(), b, res, 1, 0, 0)
+
+
+@needs_cutlass
+@pytest.mark.parametrize("config", range(len(CUTLASS)), ids=lambda i: CUTLASS[i])
+@pytest.mark.parametrize("stride,padding,residual", [(1, 0, True), (1, 1, False), (2, 0, False), (2, 1, True)])
+@pytest.mark.parametrize("cin,cout,side,n", [(64, 64, 18, 5), (32, 128, 6, 9), (256, 512, 4, 3)],
+                         ids=["c64", "c32-128", "c256-512"])
+def test_conv_into_cutlass_cuda(config, stride, padding, residual, cin, cout, side, n):
+    x, w, b, res, out_tiles, ref = _conv_case("cuda", torch.float16, n, cin, cout, side, stride, padding, residual)
+    ops.conv_into_(out_tiles[:, :, 1:-1, 1:-1], x, w, b, res, stride, padding, config)
+    torch.cuda.synchronize()
+    _check_into(out_tiles, ref, 2e-2 * max(1.0, ref.abs().max().item()))
+
+
+@needs_cutlass
+def test_conv_into_cutlass_rejects_what_it_cannot_run():
+    x, w, b, res, out_tiles, _ = _conv_case("cuda", torch.float16, 2, 64, 64, 10, 1, 0, True)
+    out = out_tiles[:, :, 1:-1, 1:-1]
+    with pytest.raises(RuntimeError, match="float16 only"):
+        torch.ops.segblocks.conv_into_(out.float(), x.float(), w.float(), b.float(), res.float(), 1, 0, 0)
+    with pytest.raises(RuntimeError, match="config must be"):
+        torch.ops.segblocks.conv_into_(out, x, w, b, res, 1, 0, len(CUTLASS))
+    with pytest.raises(RuntimeError, match="channel stride 1"):
+        torch.ops.segblocks.conv_into_(out.contiguous(), x, w, b, res, 1, 0, 0)
+    with pytest.raises(RuntimeError, match="channels_last"):
+        torch.ops.segblocks.conv_into_(out, x.contiguous(), w, b, res, 1, 0, 0)
+
+
+# ----------------------------------------------------------------------------------------
+# the executor: convolutions that write their consumer's tiles
+# ----------------------------------------------------------------------------------------
+
+
+def _prepared(builder, seed=0):
+    from conftest import randomize_batchnorm
+    from segblocks_core.fastpath import prepare_network
+    torch.manual_seed(seed)
+    return prepare_network(randomize_batchnorm(builder().eval(), seed), torch.float32, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("model,marked", [("swiftnet_rn18", 12), ("swiftnet_rn50", 16)])
+def test_convolutions_write_their_consumers_tiles(monkeypatch, model, marked):
+    """The plan marks every units convolution whose output feeds a zero-padded convolution
+    (and otherwise only residuals and unpadded convolutions): in SwiftNet-RN18 the first three
+    3x3 convolutions of each stage (the last one's output also feeds the decoder's skip, with
+    a BatchNorm prologue), in -RN50 every bottleneck's 1x1 reduction (it feeds the 3x3).
+    Written as the consumer's tiles (``padded_outputs("always")``: the reference ops on the
+    CPU), the network's output is bitwise the one of BlockPad + convolution, with that many
+    BlockPad passes fewer and as many frame passes instead."""
+    from segblocks_core import SegBlocks, fused, models
+    from segblocks_core.executor import block_conv2d
+    fast = _prepared(getattr(models, model))
+    x4 = F.pad(torch.randn(1, 3, 256, 384), (0, 0, 0, 0, 0, 1))
+    gen = torch.Generator().manual_seed(2)
+    grid = torch.rand(1, 2, 3, generator=gen) > 0.5
+    grid.view(-1)[0], grid.view(-1)[-1] = True, False
+    sb = SegBlocks(fast, units=True)
+    convs = [n for n in sb.plan.graph.nodes if n.op == "call_function" and n.target is block_conv2d]
+    assert sum(n.kwargs.get("padded_out", 0) == 1 for n in convs) == marked
+    assert all(n.kwargs.get("padded_out", 1) == 1 for n in convs)
+
+    counts = {"pad": 0, "ring": 0, "into": 0}
+    real_pad, real_ring, real_into = ops.block_pad_units, ops.block_pad_ring_, ops.conv_into_
+
+    def count(name, fn):
+        def wrapped(*a, **k):
+            counts[name] += 1
+            return fn(*a, **k)
+        return wrapped
+    monkeypatch.setattr(ops, "block_pad_units", count("pad", real_pad))
+    monkeypatch.setattr(ops, "block_pad_ring_", count("ring", real_ring))
+    monkeypatch.setattr(ops, "conv_into_", count("into", real_into))
+    with fused.padded_outputs("off"):
+        want = sb(x4, grid)
+    pads_before = counts["pad"]
+    assert counts["ring"] == counts["into"] == 0
+    counts.update(pad=0)
+    with fused.padded_outputs("always"):
+        got = sb(x4, grid)
+    assert torch.equal(got, want)
+    assert counts["into"] == counts["ring"] == marked
+    assert pads_before - counts["pad"] == marked
+    # "auto" on the CPU: no CUTLASS kernels, so BlockPad + convolution as before
+    counts.update(pad=0, ring=0, into=0)
+    assert torch.equal(sb(x4, grid), want)
+    assert counts["ring"] == counts["into"] == 0 and counts["pad"] == pads_before
+
+
+def test_padded_outputs_mode_is_checked():
+    from segblocks_core import fused
+    with pytest.raises(ValueError, match="padded_outputs mode"):
+        with fused.padded_outputs("sometimes"):
+            pass
