@@ -17,7 +17,7 @@
 #   probes    stem_probe.py and resident_probe.py (candidate optimisations, cuDNN only)
 #   bench     bench_gpu.py, the full table (the README's numbers)
 #   abcutlass bench_gpu.py RN18 subsets: as is (CUTLASS timed where faster, padded outputs
-#             auto), --padded-outputs off, --no-cutlass
+#             auto) and --no-cutlass (AB_PADDED_OFF=1: also --padded-outputs off)
 #   ab        bench_gpu.py RN18 subsets: as is, with --space-to-depth, and with whole blocks in
 #             layer3/4 (--units-min-side 16) and in layer4 (--units-min-side 8)
 #   profiles  node_profile.py RN18 b1 / b4 and RN50 b1 at 40%, memory_probe.py at 40%
@@ -63,8 +63,8 @@ for s in "$@"; do
       stage bench $PY benchmarks/bench_gpu.py --out "$R" ;;
     abcutlass)
       stage ab_cutlass $PY benchmarks/bench_gpu.py --out "$R/ab" --models swiftnet_rn18 --taus 0.5
-      stage ab_padded_off $PY benchmarks/bench_gpu.py --out "$R/ab" --models swiftnet_rn18 --taus 0.5 \
-        --padded-outputs off
+      [ -n "${AB_PADDED_OFF:-}" ] && stage ab_padded_off $PY benchmarks/bench_gpu.py --out "$R/ab" \
+        --models swiftnet_rn18 --taus 0.5 --padded-outputs off
       stage ab_no_cutlass $PY benchmarks/bench_gpu.py --out "$R/ab" --models swiftnet_rn18 --taus 0.5 \
         --no-cutlass ;;
     ab)
