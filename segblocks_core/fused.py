@@ -35,7 +35,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .timing import cuda_graph_median_ms, cuda_median_ms
+from .timing import cuda_graph_median_ms
 
 __all__ = ["FusedConv2d", "conv_bias_relu", "space_to_depth_convs", "space_to_depth", "space_to_depth_weight",
            "fuse_conv_epilogue", "fold_residual_bias", "BatchNormReLU",
@@ -503,7 +503,7 @@ def use_conv_units(key: tuple, one_pass, two_pass) -> bool:
                           f"running BlockPad + cuDNN for this shape", RuntimeWarning, stacklevel=2)
             choice = False
         else:
-            choice = cuda_median_ms(one_pass) < cuda_median_ms(two_pass)
+            choice = choice_ms(one_pass) < choice_ms(two_pass)
         _UNITS_CHOICE[key] = choice
     return choice
 

@@ -181,7 +181,7 @@ def test_fastest_way_times_only_the_ways_that_apply(monkeypatch):
         return run
     monkeypatch.setattr(fused, "_unfused", way("unfused"))
     monkeypatch.setattr(fused, "_WAYS", {n: way(n) for n in speed})
-    monkeypatch.setattr(fused, "cuda_median_ms", lambda fn: (fn(), speed[calls[-1]])[1])
+    monkeypatch.setattr(fused, "choice_ms", lambda fn: (fn(), speed[calls[-1]])[1])
     stem = (torch.empty(1, 4, 70, 70), torch.empty(64, 4, 7, 7), None, (2, 2), (0, 0), (1, 1), 1, None)
     inner = (torch.empty(1, 64, 18, 18), torch.empty(64, 64, 3, 3), None, (1, 1), (0, 0), (1, 1), 1, None)
     assert fused._fastest_way(stem) == "fused"  # off by default
@@ -398,7 +398,7 @@ def test_conv_units_auto_keeps_the_faster_way_and_never_a_wrong_one(monkeypatch)
     monkeypatch.setattr(fused, "_UNITS_CHOICE", {})
     monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
     times = {}
-    monkeypatch.setattr(fused, "cuda_median_ms", lambda fn: times[fn])
+    monkeypatch.setattr(fused, "choice_ms", lambda fn: times[fn])
     x = torch.randn(4, 8, 3, 3, dtype=torch.float16)
     calls = []
 

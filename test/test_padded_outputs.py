@@ -246,3 +246,39 @@ def test_padded_outputs_mode_is_checked():
     with pytest.raises(ValueError, match="padded_outputs mode"):
         with fused.padded_outputs("sometimes"):
             pass
+
+
+def test_padded_output_choice_keeps_the_faster_agreeing_way(monkeypatch):
+    """``padded_outputs("auto")``: per shape, the fastest way that agrees with BlockPad +
+    cuDNN, or None (BlockPad + cuDNN) where that is faster; decided once per shape, never
+    inside a capture; a disagreeing way warns and is not used. Timing and capture state are
+    stubbed (CPU)."""
+    from segblocks_core import fused
+    monkeypatch.setattr(fused, "_PADDED_CHOICE", {})
+    capturing = [False]
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: capturing[0])
+    want = torch.ones(2, 8, 4, 4, dtype=torch.float16)
+    times = {}
+    monkeypatch.setattr(fused, "choice_ms", lambda fn: times[fn])
+
+    def way(value, ms):
+        def run():
+            return value
+        times[run] = ms
+        return run
+    two_pass = way(want, 1.0)
+    good_slow, good_fast, wrong = way(want.clone(), 0.9), way(want.clone(), 0.5), way(want * 2, 0.1)
+    ways = {"a": good_slow, "b": good_fast, "c": wrong}
+    capturing[0] = True
+    assert fused.choose_padded_output(("k",), ways, two_pass) is None and not fused._PADDED_CHOICE
+    capturing[0] = False
+    with pytest.warns(RuntimeWarning, match="c disagrees"):
+        assert fused.choose_padded_output(("k",), ways, two_pass) == "b"
+    times[good_fast] = 5.0  # cached: not timed again
+    assert fused.choose_padded_output(("k",), ways, two_pass) == "b"
+    times[good_slow] = 2.0
+    assert fused.choose_padded_output(("k2",), {"a": good_slow, "b": good_fast}, two_pass) is None
+    with fused.padded_outputs("always"):
+        assert fused.choose_padded_output(("k3",), ways, two_pass) == "a"
+    with fused.padded_outputs("off"):
+        assert fused.choose_padded_output(("k",), ways, two_pass) is None
