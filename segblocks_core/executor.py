@@ -172,9 +172,6 @@ def _pad_units(bt: BlockTensor, pad_h: int, pad_w: int, mode: str = "constant",
     p = max(pad_h, pad_w)
     if _written_tiles(bt, p, mode, value, pre):
         units, = bt.padded[0]
-    elif p == 0 and pre is not None and bt.padded is not None:
-        # the units are a view of padded tiles' interiors: one pass that reads them strided
-        units = ops.block_pad_units(bt, 0, mode, value, (pre.scale, pre.shift))
     elif p == 0:
         units = bt.units if pre is None else pre(bt.units)
     else:
@@ -1093,10 +1090,8 @@ class _PlanBuilder:
 
     def fuse_conv_prologues(self) -> None:
         """``block_conv2d(block_module(x, BatchNormReLU))`` -> ``block_conv2d(x, pre=...)``
-        where the BatchNormReLU's output feeds only the convolution: on units its scale,
-        shift and ReLU are applied inside BlockPad, one pass over the map fewer; unpadded (the
-        decoder's 1x1 bottlenecks) in the pass that reads ``x`` (:func:`_pad_units`), which
-        may be a view of padded tiles' interiors (:meth:`mark_padded_outputs`)."""
+        where the BatchNormReLU's output feeds only the padded convolution: on units its
+        scale, shift and ReLU are applied inside BlockPad, one pass over the map fewer."""
         for node in list(self.g.nodes):
             if node.op != "call_function" or node.target is not block_conv2d or "pre" in node.kwargs:
                 continue
@@ -1105,7 +1100,8 @@ class _PlanBuilder:
                     and len(src.users) == 1 and src.args[1].op == "get_attr"):
                 continue
             module = self.src.get_submodule(src.args[1].target)
-            if not isinstance(module, BatchNormReLU):
+            conv = self.src.get_submodule(node.args[1].target)
+            if not isinstance(module, BatchNormReLU) or max(_two(conv.padding)) == 0:
                 continue
             node.args = (src.args[0],) + tuple(node.args[1:])
             node.kwargs = {**node.kwargs, "pre": src.args[1]}
@@ -1114,10 +1110,9 @@ class _PlanBuilder:
     def mark_padded_outputs(self) -> None:
         """``block_conv2d(x, conv)`` -> ``block_conv2d(x, conv, padded_out=p)`` where a
         convolution's output feeds a convolution zero-padded by ``p`` px as its input (without
-        a BatchNorm prologue) and every other user is a convolution (reading it as its
-        residual, or as its input with or without a prologue): the output may then be written
-        as the padded tiles the first reads (:func:`_conv_into_tiles`), which the others see
-        as a view of their interiors."""
+        a BatchNorm prologue) and every other user is a convolution reading it as its
+        residual or unpadded: the output may then be written as the padded tiles the first
+        reads (:func:`_conv_into_tiles`), which the others see as a view of their interiors."""
         for node in list(self.g.nodes):
             if node.op != "call_function" or node.target is not block_conv2d or "padded_out" in node.kwargs:
                 continue
@@ -1126,14 +1121,14 @@ class _PlanBuilder:
                 if user.op != "call_function" or user.target is not block_conv2d:
                     break
                 if user.args[0] is node:
-                    if any(a is node for a in user.args[2:]):
+                    if user.kwargs.get("pre") is not None or any(a is node for a in user.args[2:]):
                         break
                     conv = self.src.get_submodule(user.args[1].target)
                     pad = _two(conv.padding)
                     if conv.padding_mode != "zeros" or pad[0] != pad[1]:
                         break
-                    if pad[0] > 0 and user.kwargs.get("pre") is None:
-                        pads.add(pad[0])  # reads the tiles as they are (with a prologue it pads anew)
+                    if pad[0] > 0:
+                        pads.add(pad[0])
                 elif not (len(user.args) > 2 and user.args[2] is node):
                     break
             else:
