@@ -350,6 +350,10 @@ def block_conv2d(bt: BlockTensor | Handoff, conv: nn.Conv2d, residual: Optional[
             tiles = _conv_into_tiles(x, conv, residual, layout, padded_out, conv_padded) if padded_out else None
             if tiles is not None:
                 return BlockTensor.from_padded_units(tiles, padded_out, layout)
+            if x.dim() == 4 and not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
+                # unpadded, a view of padded tiles' interiors (a padded output): packed first,
+                # channels_last, or cuDNN would choose the strided view's NCHW format for its output
+                x = x.contiguous(memory_format=torch.channels_last)
             out = conv_padded(x)
         return BlockTensor.from_units(out, layout)
     bt = bt.to_standard()

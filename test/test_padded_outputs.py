@@ -193,7 +193,7 @@ def _prepared(builder, seed=0):
     return prepare_network(randomize_batchnorm(builder().eval(), seed), torch.float32, torch.device("cpu"))
 
 
-@pytest.mark.parametrize("model,marked", [("swiftnet_rn18", 12), ("swiftnet_rn50", 16)])
+@pytest.mark.parametrize("model,marked", [("swiftnet_rn18", 12), ("swiftnet_rn50", 16), ("resnet18", 15)])
 def test_convolutions_write_their_consumers_tiles(monkeypatch, model, marked):
     """The plan marks every units convolution whose output feeds a zero-padded convolution
     (and otherwise only residuals and unpadded convolutions): in SwiftNet-RN18 the first three
