@@ -20,11 +20,20 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
+import pytest
 import torch
 from torch import Tensor
 
 from segblocks_core.layout import BlockLayout
 from segblocks_core.ops import _reference
+
+
+HAS_GPU = torch.cuda.is_available()
+# the device parameter of the native-op tests: cuda skipped without a GPU
+DEVICES = [
+    pytest.param("cpu", id="cpu"),
+    pytest.param("cuda", id="cuda", marks=pytest.mark.skipif(not HAS_GPU, reason="no CUDA GPU")),
+]
 
 CHANNELS = 5  # odd and not a power of two: exercises the channel index arithmetic
 PACKED_CHANNELS = 16  # a multiple of every 16-byte pack: the packed channels_last BlockPad path

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 import native_op_cases as cases
+from native_op_cases import DEVICES, HAS_GPU
 import segblocks_core
 from segblocks_core import ops
 from segblocks_core.layout import BlockLayout
@@ -27,11 +28,6 @@ from segblocks_core.ops import _reference, has_native, use_backend
 if os.environ.get("SEGBLOCKS_NO_EXTENSION") == "1":
     pytest.skip("SEGBLOCKS_NO_EXTENSION=1: reference-only build", allow_module_level=True)
 
-HAS_GPU = torch.cuda.is_available()
-DEVICES = [
-    pytest.param("cpu", id="cpu"),
-    pytest.param("cuda", id="cuda", marks=pytest.mark.skipif(not HAS_GPU, reason="no CUDA GPU")),
-]
 
 
 @pytest.fixture(autouse=True)

@@ -15,17 +15,13 @@ import torch
 import torch.nn.functional as F
 
 import native_op_cases as cases
+from native_op_cases import DEVICES, HAS_GPU
 from segblocks_core import ops
 from segblocks_core.ops import _reference, use_backend
 
 if os.environ.get("SEGBLOCKS_NO_EXTENSION") == "1":
     pytest.skip("SEGBLOCKS_NO_EXTENSION=1: reference-only build", allow_module_level=True)
 
-HAS_GPU = torch.cuda.is_available()
-DEVICES = [
-    pytest.param("cpu", id="cpu"),
-    pytest.param("cuda", id="cuda", marks=pytest.mark.skipif(not HAS_GPU, reason="no CUDA GPU")),
-]
 CUTLASS = ops.cutlass_conv_configs()
 needs_cutlass = pytest.mark.skipif(not (HAS_GPU and CUTLASS), reason="no CUTLASS kernels (Hopper build)")
 

@@ -3,10 +3,6 @@
 
 namespace segblocks {
 namespace cuda {
-
-int launch_conv_cutlass_128_64_64_3(const ConvCutlassProblem& p, cudaStream_t stream) {
-  return launch_conv_cutlass<ConvCutlassConfig<128, 64, 64, 3>>(p, stream);
-}
-
+SEGBLOCKS_DEFINE_CUTLASS_CONV(128, 64, 64, 3)
 }  // namespace cuda
 }  // namespace segblocks

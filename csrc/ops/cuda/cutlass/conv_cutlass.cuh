@@ -94,5 +94,12 @@ int launch_conv_cutlass(const ConvCutlassProblem& p, cudaStream_t stream) {
   return 0;
 }
 
+// Defines launch_conv_cutlass_M_N_K_S (declared by conv_cutlass_launch.cpp from
+// configs.h): one configuration per .cu file, so they compile in parallel.
+#define SEGBLOCKS_DEFINE_CUTLASS_CONV(m, n, k, s)                                                       \
+  int launch_conv_cutlass_##m##_##n##_##k##_##s(const ConvCutlassProblem& p, cudaStream_t stream) { \
+    return launch_conv_cutlass<ConvCutlassConfig<m, n, k, s>>(p, stream);                            \
+  }
+
 }  // namespace cuda
 }  // namespace segblocks
