@@ -278,3 +278,73 @@ def test_padded_output_choice_keeps_the_faster_agreeing_way(monkeypatch):
         assert fused.choose_padded_output(("k3",), ways, two_pass) == "a"
     with fused.padded_outputs("off"):
         assert fused.choose_padded_output(("k",), ways, two_pass) is None
+
+
+def test_fastest_way_times_only_agreeing_cutlass_configurations(monkeypatch):
+    """``conv_bias_relu``'s timed choice with the CUTLASS kernels built: each configuration is
+    a way only if it runs and agrees with the unfused result (one that cannot run this
+    problem or gives other values is never timed), the fastest way wins, and
+    ``cutlass_convs(False)`` leaves cuDNN alone. Stand-ins for the kernels and the timer (CPU)."""
+    from segblocks_core import fused
+    want = torch.ones(1, 8, 4, 4, dtype=torch.float16)
+    speed = {"unfused": 3.0, "fused": 2.0, "cutlass:0": 1.0, "cutlass:1": 0.5, "cutlass:2": 0.1}
+    timed = []
+
+    def cutlass(config, *args):
+        timed.append(f"cutlass:{config}")
+        if config == 2:
+            raise RuntimeError("CUTLASS configuration cannot run this problem")
+        return want if config == 0 else want * 3  # config 1 computes something else
+
+    def named(name, value):
+        def run(*args):
+            timed.append(name)
+            return value
+        return run
+    monkeypatch.setattr(fused, "_unfused", named("unfused", want))
+    monkeypatch.setattr(fused, "_WAYS", {"fused": named("fused", want)})
+    monkeypatch.setattr(fused, "_cutlass_conv", cutlass)
+    monkeypatch.setattr(ops, "cutlass_conv_configs", lambda: ("a", "b", "c"))
+    monkeypatch.setattr(fused, "choice_ms", lambda fn: (fn(), speed[timed[-1]])[1])
+    args = (torch.empty(1, 8, 6, 6, dtype=torch.float16), torch.empty(8, 8, 3, 3, dtype=torch.float16),
+            torch.empty(8, dtype=torch.float16), (1, 1), (0, 0), (1, 1), 1, None)
+    monkeypatch.setattr(fused, "cutlass_conv_applies", lambda *a: fused._CUTLASS.get())
+    assert fused._fastest_way(args) == "cutlass:0"
+    assert [t for t in timed if t == "cutlass:1"] == ["cutlass:1"]  # the agreement check only
+    timed.clear()
+    with fused.cutlass_convs(False):
+        assert fused._fastest_way(args) == "fused"
+    assert not [t for t in timed if t.startswith("cutlass")]
+
+
+def test_cutlass_conv_applies_only_to_what_the_kernels_run(monkeypatch):
+    """The CUTLASS ways are offered only for float16 CUDA tensors, channels_last, channels
+    in multiples of 8, a bias, no groups or dilation, and with :func:`cutlass_convs` on."""
+    from segblocks_core import fused
+    monkeypatch.setattr(ops, "cutlass_conv_configs", lambda: ("a",))  # as if built
+    dev = "cuda" if HAS_GPU else "cpu"
+
+    def case(c=8, k=8, dtype=torch.float16, fmt=torch.channels_last, device=dev):
+        x = torch.empty(1, c, 6, 6, dtype=dtype, device=device).contiguous(memory_format=fmt)
+        w = torch.empty(k, c, 3, 3, dtype=dtype, device=device).contiguous(memory_format=fmt)
+        return x, w, torch.empty(k, dtype=dtype, device=device)
+    x, w, b = case(device="cpu")
+    assert not fused.cutlass_conv_applies(x, w, b, 1, 0, 1, 1, None)  # a CPU tensor
+    if not HAS_GPU:
+        return
+    x, w, b = case()
+    assert fused.cutlass_conv_applies(x, w, b, 1, 1, 1, 1, None)
+    interior = torch.empty(1, 8, 4, 4, dtype=torch.float16, device=dev).contiguous(
+        memory_format=torch.channels_last)[:, :, 1:-1, 1:-1]  # a residual view: channel stride 1
+    assert fused.cutlass_conv_applies(x, w, b, 2, 0, 1, 1, interior)
+    with fused.cutlass_convs(False):
+        assert not fused.cutlass_conv_applies(x, w, b, 1, 1, 1, 1, None)
+    assert not fused.cutlass_conv_applies(x, w, None, 1, 1, 1, 1, None)  # no bias
+    assert not fused.cutlass_conv_applies(x, w, b, 1, 1, 2, 1, None)  # dilation
+    assert not fused.cutlass_conv_applies(x, w, b, (1, 2), 1, 1, 1, None)  # unequal strides
+    assert not fused.cutlass_conv_applies(*case(c=12), 1, 1, 1, 1, None)
+    assert not fused.cutlass_conv_applies(*case(k=12), 1, 1, 1, 1, None)
+    assert not fused.cutlass_conv_applies(*case(dtype=torch.float32), 1, 1, 1, 1, None)
+    assert not fused.cutlass_conv_applies(*case(fmt=torch.contiguous_format), 1, 1, 1, 1, None)
+    nchw_residual = torch.empty(1, 8, 6, 6, dtype=torch.float16, device=dev)
+    assert not fused.cutlass_conv_applies(x, w, b, 1, 1, 1, 1, nchw_residual)
