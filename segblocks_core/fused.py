@@ -497,15 +497,27 @@ def use_conv_units(key: tuple, one_pass, two_pass) -> bool:
     if choice is None:
         if torch.cuda.is_current_stream_capturing():
             return False  # no timing inside a capture; the warm-up run decides
-        err = output_disagreement(one_pass(), two_pass())
-        if err is not None:
-            warnings.warn(f"conv_units: the one-pass kernel disagrees with BlockPad + cuDNN for {key} ({err}); "
-                          f"running BlockPad + cuDNN for this shape", RuntimeWarning, stacklevel=2)
-            choice = False
-        else:
-            choice = choice_ms(one_pass) < choice_ms(two_pass)
-        _UNITS_CHOICE[key] = choice
+        choice = _UNITS_CHOICE[key] = _fastest_agreeing(
+            "conv_units", key, {"the one-pass kernel": one_pass}, two_pass) is not None
     return choice
+
+
+def _fastest_agreeing(what: str, key: tuple, ways: dict, two_pass) -> Optional[str]:
+    """The name of the fastest of ``ways`` whose output agrees with ``two_pass``'s (BlockPad
+    + cuDNN), or None where ``two_pass`` is at least as fast or none agrees (each
+    disagreement warns). Every call is timed by :func:`choice_ms`; outside capture only."""
+    want = two_pass()
+    agree = {}
+    for name, fn in ways.items():
+        err = output_disagreement(fn(), want)
+        if err is None:
+            agree[name] = fn
+        else:
+            warnings.warn(f"{what}: {name} disagrees with BlockPad + cuDNN for {key} ({err}); running BlockPad + "
+                          f"cuDNN instead", RuntimeWarning, stacklevel=3)
+    times = {None: choice_ms(two_pass)}  # first: a tie keeps BlockPad + cuDNN
+    times.update((name, choice_ms(fn)) for name, fn in agree.items())
+    return min(times, key=times.get)
 
 
 # -- padded outputs: a convolution writes its consumer's BlockPad-ed tiles ---------------
@@ -546,18 +558,7 @@ def choose_padded_output(key: tuple, ways: dict, two_pass) -> Optional[str]:
         return _PADDED_CHOICE[key]
     if torch.cuda.is_current_stream_capturing():
         return None  # no timing inside a capture; the warm-up run decides
-    want = two_pass()
-    agree = {}
-    for name, fn in ways.items():
-        err = output_disagreement(fn(), want)
-        if err is None:
-            agree[name] = fn
-        else:
-            warnings.warn(f"padded outputs: {name} disagrees with BlockPad + cuDNN for {key} ({err}); not used",
-                          RuntimeWarning, stacklevel=2)
-    times = {name: choice_ms(fn) for name, fn in agree.items()}
-    times[None] = choice_ms(two_pass)
-    choice = _PADDED_CHOICE[key] = min(times, key=times.get)
+    choice = _PADDED_CHOICE[key] = _fastest_agreeing("padded outputs", key, ways, two_pass)
     return choice
 
 
