@@ -13,6 +13,7 @@ import contextlib
 import functools
 import importlib.util
 import threading
+import warnings
 from typing import Iterator, Optional, Union
 
 import torch
@@ -43,10 +44,16 @@ else:
     try:  # the extension registers torch.ops.segblocks.* on import
         from .. import _C  # noqa: F401
         from . import _native  # noqa: F401  (fake kernels and autograd)
-        if importlib.util.find_spec("segblocks_core._cutlass") is not None:
-            from .. import _cutlass  # noqa: F401  (conv_into_'s CUDA kernels: Hopper, CUTLASS)
     except ImportError as exc:  # pragma: no cover - a broken build
         _native_error = f"segblocks_core._C failed to load: {exc}"
+if _native_error is None and importlib.util.find_spec("segblocks_core._cutlass") is not None:
+    # conv_into_'s CUDA kernels (Hopper, CUTLASS): on their own, so that a broken build of
+    # them leaves the other native ops on and conv_into_ on the reference
+    try:
+        from .. import _cutlass  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - a broken build
+        warnings.warn(f"segblocks_core._cutlass failed to load ({exc}); the CUTLASS convolutions are off",
+                      RuntimeWarning)
 
 _state = threading.local()
 _VALID = ("auto", "native", "reference")
