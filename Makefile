@@ -12,6 +12,7 @@ PIP         := $(PY) -m pip --disable-pip-version-check -q
 CU_SOURCES  := $(wildcard csrc/ops/cuda/*.cu)
 LAUNCH_SOURCES := $(wildcard csrc/ops/cuda/*_launch.cpp)
 CUTLASS_SOURCES := $(wildcard csrc/ops/cuda/cutlass/*.cu)
+CUTLASS_JOBS ?= 2
 CXX         ?= g++
 # the defines torch's extension build passes to nvcc (half/bfloat16 only through intrinsics)
 CU_DEFINES  := -D__CUDA_NO_HALF_OPERATORS__ -D__CUDA_NO_HALF_CONVERSIONS__ \
@@ -68,10 +69,10 @@ cutlass-check:
 	@root=$$($(PY) -c "import cutlass_library, pathlib; print(pathlib.Path(cutlass_library.__file__).parent / 'source')") \
 	  || { echo "cutlass-check: nvidia-cutlass is not installed"; exit 1; }; \
 	mkdir -p $(BUILD_DIR); \
-	for f in $(CUTLASS_SOURCES); do echo "nvcc -c $$f (sm_90a)"; \
-	  $(NVCC) -std=c++17 -O2 -DNDEBUG --expt-relaxed-constexpr -Icsrc -I$$root/include -I$$root/tools/util/include \
-	    -gencode arch=compute_90a,code=sm_90a -c $$f -o $(BUILD_DIR)/$$(basename $$f .cu)_sm90a.o || exit 1; \
-	done; \
+	printf '%s\n' $(CUTLASS_SOURCES) | xargs -P $(CUTLASS_JOBS) -I{} sh -c 'echo "nvcc -c {} (sm_90a)"; \
+	  $(NVCC) -std=c++17 -O2 -DNDEBUG --expt-relaxed-constexpr -Icsrc -I'"$$root"'/include \
+	    -I'"$$root"'/tools/util/include -gencode arch=compute_90a,code=sm_90a -c {} \
+	    -o $(BUILD_DIR)/$$(basename {} .cu)_sm90a.o' || exit 1; \
 	inc=$$($(NVCC) -v --dryrun -x cu -c /dev/null -o /dev/null 2>&1 | sed -n 's/.*INCLUDES="\([^"]*\)".*/\1/p' | head -1); \
 	tinc=$$($(PY) -c "import torch.utils.cpp_extension as c; print(' '.join('-I' + p for p in c.include_paths()))"); \
 	pinc=$$($(PY) -c "import sysconfig; print(sysconfig.get_paths()['include'])"); \

@@ -181,6 +181,10 @@ def main():
     ap.add_argument("--no-cutlass", dest="cutlass", action="store_false",
                     help="both sides use cuDNN alone, not also the CUTLASS convolutions where built and faster "
                          "(fused.cutlass_convs); writes no-cutlass-gpu-<gpu>-<date>.json")
+    ap.add_argument("--no-persistent-cutlass", dest="persistent_cutlass", action="store_false",
+                    help="time only CUTLASS's own convolution kernel (one thread block per tile), not also the "
+                         "persistent configurations (ping-pong, stream-K); writes "
+                         "no-persistent-cutlass-gpu-<gpu>-<date>.json")
     ap.add_argument("--padded-outputs", choices=PADDED_OUTPUT_MODES, default="auto",
                     help="SegBlocks' convolutions write their consumers' BlockPad-ed tiles (CUTLASS into the "
                          "interiors, then the frames; fused.padded_outputs): auto (timed per shape, where the "
@@ -190,7 +194,8 @@ def main():
     # read at capture: the graphs keep them
     with fast_upsampling(args.fast_upsample), conv_units(args.conv_units), upsample_tiles(args.upsample_tiles), \
             space_to_depth_convs(args.space_to_depth), units_min_side(args.units_min_side), \
-            pad_classifier(args.pad_classifier), cutlass_convs(args.cutlass), padded_outputs(args.padded_outputs):
+            pad_classifier(args.pad_classifier), cutlass_convs(args.cutlass, args.persistent_cutlass), \
+            padded_outputs(args.padded_outputs):
         run(args)
 
 
@@ -306,7 +311,9 @@ def run(args) -> None:
               "space_to_depth": args.space_to_depth, "units_min_side": args.units_min_side,
               "cudnn_benchmark_limit": torch.backends.cudnn.benchmark_limit,
               "pad_classifier": args.pad_classifier,
-              "cutlass_configs": list(ops.cutlass_conv_configs()) if args.cutlass else [],
+              # every built configuration (conv_ways' "cutlass:<i>" index it) and those timed
+              "cutlass_configs": list(ops.cutlass_conv_configs()),
+              "cutlass_config_indices": list(fused.cutlass_config_indices()),
               "padded_outputs": args.padded_outputs,
               # how each convolution shape runs, both sides (timed at warm-up, fused._CHOICE)
               "conv_ways": conv_ways(),
@@ -325,6 +332,7 @@ def run(args) -> None:
         ("" if args.cudnn_benchmark_limit == 0 else f"cudnn-limit-{args.cudnn_benchmark_limit}-") + \
         ("" if args.pad_classifier else "unpadded-classifier-") + \
         ("" if args.cutlass else "no-cutlass-") + \
+        ("" if args.persistent_cutlass or not args.cutlass else "no-persistent-cutlass-") + \
         ("" if args.padded_outputs == "auto" else f"padded-outputs-{args.padded_outputs}-") + \
         ("" if args.fuse_epilogue else "unfused-epilogue-") + \
         ("" if args.input_channels == 4 else f"input{args.input_channels}-")

@@ -6,6 +6,7 @@
 #   bash benchmarks/gpu_round.sh build bench profiles                  # about 7 min
 #   bash benchmarks/gpu_round.sh build ab                              # about 7 min
 #   bash benchmarks/gpu_round.sh abcutlass                             # about 6 min
+#   bash benchmarks/gpu_round.sh build convprobe abpersistent          # about 10 min
 #
 # Stages (in the order given; each logs to $OUT/round/<stage>.log):
 #   build     the extension for sm_90 with the system g++ (README: the image's default CXX
@@ -18,6 +19,9 @@
 #   bench     bench_gpu.py, the full table (the README's numbers)
 #   abcutlass bench_gpu.py RN18 subsets: as is (CUTLASS timed where faster, padded outputs
 #             auto) and --no-cutlass (AB_PADDED_OFF=1: also --padded-outputs off)
+#   convprobe conv_config_probe.py: every CUTLASS configuration against cuDNN per RN18 3x3 shape
+#   abpersistent  bench_gpu.py RN18 subsets (tau 0.5; AB_BATCHES, default 1,4): as is and
+#             --no-persistent-cutlass (CUTLASS's own convolution kernel only)
 #   ab        bench_gpu.py RN18 subsets: as is, with --space-to-depth, and with whole blocks in
 #             layer3/4 (--units-min-side 16) and in layer4 (--units-min-side 8)
 #   profiles  node_profile.py RN18 b1 / b4 and RN50 b1 at 40%, memory_probe.py at 40%
@@ -67,6 +71,14 @@ for s in "$@"; do
         --models swiftnet_rn18 --taus 0.5 --padded-outputs off
       stage ab_no_cutlass $PY benchmarks/bench_gpu.py --out "$R/ab" --models swiftnet_rn18 --taus 0.5 \
         --no-cutlass ;;
+    convprobe)
+      stage convprobe $PY benchmarks/conv_config_probe.py --json "$R/conv-config-probe.json" ;;
+    abpersistent)
+      for variant in persistent no-persistent; do
+        flag=""; [ $variant = no-persistent ] && flag=--no-persistent-cutlass
+        stage "ab_$variant" $PY benchmarks/bench_gpu.py --out "$R/ab" --models swiftnet_rn18 --taus 0.5 \
+          --batches "${AB_BATCHES:-1,4}" $flag
+      done ;;
     ab)
       stage ab_s2d_off $PY benchmarks/bench_gpu.py --out "$R/ab" --models swiftnet_rn18 --taus 0.5
       stage ab_s2d_on $PY benchmarks/bench_gpu.py --out "$R/ab" --models swiftnet_rn18 --taus 0.5 \

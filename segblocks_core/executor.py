@@ -50,7 +50,7 @@ from torch import Tensor, nn
 from . import ops
 from .fused import (CHANNEL_PACK, BatchNormReLU, ChannelPaddedConv2d, FusedConv2d, MaxPool2d,
                     adaptive_avg_pool2d, choose_padded_output, conv_bias_relu, context_value, conv_units_mode,
-                    cutlass_conv_applies, fast_upsampling_enabled, pad_classifier_enabled, padded_outputs_mode,
+                    cutlass_config_indices, cutlass_conv_applies, fast_upsampling_enabled, pad_classifier_enabled, padded_outputs_mode,
                     upsample_add, upsample_tiles_enabled, use_conv_units)
 from .layout import BlockLayout, BlockTensor
 
@@ -311,7 +311,7 @@ def _conv_into_tiles(x: Tensor, conv: nn.Conv2d, residual: Optional[BlockTensor]
             return ops.block_pad_ring_(tiles, layout, p)
         return run
 
-    configs = range(len(ops.cutlass_conv_configs())) if cutlass else range(1)
+    configs = cutlass_config_indices() if cutlass else range(1)
     ways = {f"into:{i}": into(i) for i in configs}
 
     def two_pass() -> Tensor:

@@ -42,7 +42,7 @@ __all__ = ["FusedConv2d", "conv_bias_relu", "space_to_depth_convs", "space_to_de
            "fuse_batchnorm_relu", "adaptive_avg_pool2d", "use_fast_pooling", "MaxPool2d",
            "use_fast_max_pooling", "conv_units", "conv_units_mode", "check_conv_units_mode", "CONV_UNITS_MODES",
            "ChannelPaddedConv2d", "CHANNEL_PACK", "pad_classifier", "pad_classifier_enabled",
-           "cutlass_convs", "cutlass_conv_applies", "padded_outputs", "padded_outputs_mode", "PADDED_OUTPUT_MODES",
+           "cutlass_convs", "cutlass_conv_applies", "cutlass_config_indices", "padded_outputs", "padded_outputs_mode", "PADDED_OUTPUT_MODES",
            "choose_padded_output"]
 
 # how each call shape runs ("unfused", "fused", "space_to_depth" or "cutlass:<config>"),
@@ -178,15 +178,32 @@ def _space_to_depth_conv(conv, x, weight, bias, stride, padding, dilation, group
 
 
 _CUTLASS: contextvars.ContextVar[bool] = contextvars.ContextVar("segblocks_cutlass_convs", default=True)
+_CUTLASS_PERSISTENT: contextvars.ContextVar[bool] = contextvars.ContextVar("segblocks_cutlass_persistent",
+                                                                            default=True)
+# names of the persistent configurations (conv_cutlass.cuh: ping-pong, cooperative stream-K)
+PERSISTENT_CUTLASS_SCHEDULES = ("pingpong", "streamk")
 
 
 @contextlib.contextmanager
-def cutlass_convs(enabled: bool = True):
+def cutlass_convs(enabled: bool = True, persistent: bool = True):
     """Let :func:`conv_bias_relu` and the padded outputs time the CUTLASS convolutions
     (default, where built) or (off) use cuDNN alone: the A/B of ``benchmarks/bench_gpu.py
-    --no-cutlass``. Read when a call shape is first timed."""
-    with context_value(_CUTLASS, bool(enabled)):
+    --no-cutlass``; ``persistent=False`` leaves out the persistent configurations
+    (``--no-persistent-cutlass``). Read when a call shape is first timed."""
+    with context_value(_CUTLASS, bool(enabled)), context_value(_CUTLASS_PERSISTENT, bool(persistent)):
         yield
+
+
+def cutlass_config_indices() -> tuple[int, ...]:
+    """The ``config`` indices of :func:`ops.conv_into_` the timed choices try, under
+    :func:`cutlass_convs`: every built configuration, or none, or the non-persistent ones."""
+    from . import ops
+    if not _CUTLASS.get():
+        return ()
+    names = ops.cutlass_conv_configs()
+    keep_persistent = _CUTLASS_PERSISTENT.get()
+    return tuple(i for i, name in enumerate(names)
+                 if keep_persistent or not name.endswith(PERSISTENT_CUTLASS_SCHEDULES))
 
 
 def cutlass_conv_applies(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride, padding, dilation,
@@ -195,9 +212,8 @@ def cutlass_conv_applies(x: Tensor, weight: Tensor, bias: Optional[Tensor], stri
     (Hopper), float16 CUDA tensors,
     ``x`` and ``weight`` channels_last contiguous, channels multiples of 8, a bias, no groups
     or dilation, square stride and padding, a residual (any view) with channel stride 1."""
-    from . import ops
     stride, padding, dilation = _tuple2(stride), _tuple2(padding), _tuple2(dilation)
-    return (_CUTLASS.get() and bool(ops.cutlass_conv_configs()) and type(x) is Tensor and x.is_cuda and x.dim() == 4
+    return (bool(cutlass_config_indices()) and type(x) is Tensor and x.is_cuda and x.dim() == 4
             and x.dtype == torch.float16 and weight.dtype == torch.float16 and bias is not None
             and bias.dtype == torch.float16 and bias.is_contiguous() and groups == 1 and dilation == (1, 1)
             and stride[0] == stride[1] and padding[0] == padding[1]
@@ -248,7 +264,7 @@ def _fastest_way(args) -> str:
             break  # cuDNN rejects the fused call (the space-to-depth way is one too)
         ways[name] = _WAYS[name]
     if cutlass_conv_applies(*args):
-        for i in range(len(ops.cutlass_conv_configs())):
+        for i in cutlass_config_indices():
             name = f"cutlass:{i}"
             try:
                 err = output_disagreement(_way(name)(*args), want)

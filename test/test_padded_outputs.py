@@ -154,9 +154,13 @@ def test_conv_into_errors():
 @needs_cutlass
 @pytest.mark.parametrize("config", range(len(CUTLASS)), ids=lambda i: CUTLASS[i])
 @pytest.mark.parametrize("stride,padding,residual", [(1, 0, True), (1, 1, False), (2, 0, False), (2, 1, True)])
-@pytest.mark.parametrize("cin,cout,side,n", [(64, 64, 18, 5), (32, 128, 6, 9), (256, 512, 4, 3)],
-                         ids=["c64", "c32-128", "c256-512"])
+@pytest.mark.parametrize("cin,cout,side,n", [(64, 64, 18, 5), (32, 128, 6, 9), (256, 512, 4, 3), (64, 128, 18, 300)],
+                         ids=["c64", "c32-128", "c256-512", "many-tiles"])
 def test_conv_into_cutlass_cuda(config, stride, padding, residual, cin, cout, side, n):
+    """Every configuration against the float64 convolution, written into tile interiors.
+    The small cases have fewer output tiles than SMs (stream-K then splits their K loop over
+    thread blocks); "many-tiles" has several per SM (the persistent kernels loop over tiles,
+    the ping-pong one alternating them between its two consumer warp groups)."""
     x, w, b, res, out_tiles, ref = _conv_case("cuda", torch.float16, n, cin, cout, side, stride, padding, residual)
     ops.conv_into_(out_tiles[:, :, 1:-1, 1:-1], x, w, b, res, stride, padding, config)
     torch.cuda.synchronize()
@@ -315,6 +319,22 @@ def test_fastest_way_times_only_agreeing_cutlass_configurations(monkeypatch):
     with fused.cutlass_convs(False):
         assert fused._fastest_way(args) == "fused"
     assert not [t for t in timed if t.startswith("cutlass")]
+
+
+def test_cutlass_config_indices_follow_cutlass_convs(monkeypatch):
+    """The timed choices try every built configuration, the non-persistent ones under
+    ``cutlass_convs(persistent=False)`` (the A/B of ``--no-persistent-cutlass``), none under
+    ``cutlass_convs(False)``; with no kernels built, none."""
+    from segblocks_core import fused
+    names = ("128x64x64_s4", "64x128x64_s4_pingpong", "64x64x64_s4", "128x128x64_s4_streamk")
+    monkeypatch.setattr(ops, "cutlass_conv_configs", lambda: names)
+    assert fused.cutlass_config_indices() == (0, 1, 2, 3)
+    with fused.cutlass_convs(True, persistent=False):
+        assert fused.cutlass_config_indices() == (0, 2)
+    with fused.cutlass_convs(False):
+        assert fused.cutlass_config_indices() == ()
+    monkeypatch.setattr(ops, "cutlass_conv_configs", lambda: ())
+    assert fused.cutlass_config_indices() == ()
 
 
 def test_cutlass_conv_applies_only_to_what_the_kernels_run(monkeypatch):

@@ -4,11 +4,15 @@
 // (benchmarks/cudnn_strided_probe.py); BlockPad then fills only their 1-px ring
 // (benchmarks/cutlass_conv_probe.py measured it). Built only with CUTLASS headers and for
 // sm_90a (setup.py); torch-free, like the other kernels: conv_cutlass_launch.cpp checks the
-// tensors and calls launch_conv_cutlass<Config>.
+// tensors and calls launch_conv_cutlass<Config>. The persistent configurations are in
+// conv_cutlass_persistent.cuh: a translation unit must not include both kinds (the GEMM
+// device adapter they need brings CUTLASS 2's GemmUniversal, which CUTLASS's own
+// convolution kernel, ConvUniversal, then also matches).
 #pragma once
 
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
 
 #include "cute/tensor.hpp"
@@ -28,20 +32,51 @@
 namespace segblocks {
 namespace cuda {
 
+using ConvShape2d = cutlass::conv::ConvProblemShape<cutlass::conv::Operator::kFprop, 2>;
+
+// The epilogue of every configuration: relu(acc + bias + beta * residual), float16 out, the
+// output and residual NHWC with any {n, h, w} strides.
+template <class TileShape, class Schedule>
+using ConvCutlassEpilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
+    cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, TileShape, cute::Shape<cute::_1, cute::_1, cute::_1>,
+    cutlass::epilogue::collective::EpilogueTileAuto, float, float, cutlass::half_t, cutlass::layout::TensorNHWC, 8,
+    cutlass::half_t, cutlass::layout::TensorNHWC, 8, Schedule,
+    cutlass::epilogue::fusion::LinCombPerColBiasEltAct<cutlass::epilogue::thread::ReLu, cutlass::half_t, float,
+                                                       cutlass::half_t, cutlass::half_t, float>>::CollectiveOp;
+
+inline ConvShape2d conv_shape(const ConvCutlassProblem& p) {
+  return ConvShape2d(cutlass::conv::Mode::kCrossCorrelation, {p.n, p.h, p.w, p.c}, {p.k, p.r, p.s, p.c},
+                     {p.padding, p.padding}, {p.padding, p.padding}, {p.stride, p.stride}, {1, 1}, 1);
+}
+
+// Fills a CUTLASS epilogue's arguments (ptr_C, dC, ptr_D, dD, thread) for problem p.
+template <class EpilogueArguments>
+void set_epilogue_arguments(EpilogueArguments& epi, const ConvCutlassProblem& p) {
+  using Half = cutlass::half_t;
+  const int64_t* rs = p.residual != nullptr ? p.residual_strides : p.out_strides;
+  cute::get<0, 0>(epi.dD) = p.out_strides[2];
+  cute::get<0, 1>(epi.dD) = p.out_strides[1];
+  cute::get<0, 2>(epi.dD) = p.out_strides[0];
+  cute::get<0, 0>(epi.dC) = rs[2];
+  cute::get<0, 1>(epi.dC) = rs[1];
+  cute::get<0, 2>(epi.dC) = rs[0];
+  epi.ptr_C = static_cast<const Half*>(p.residual);
+  epi.ptr_D = static_cast<Half*>(p.out);
+  epi.thread.alpha = 1.f;
+  epi.thread.beta = p.residual != nullptr ? 1.f : 0.f;
+  epi.thread.bias_ptr = static_cast<const Half*>(p.bias);
+}
+
 // Thread-block tile M x N x K (M: output pixels, N: output channels, K: input channels per
 // tap) and pipeline stages (0: as many as shared memory holds; fewer leave room for two or
 // three resident thread blocks, whose epilogues then overlap the others' main loops).
+// CUTLASS's own convolution kernel: one thread block per output tile.
 template <int kM, int kN, int kK, int kStages>
 struct ConvCutlassConfig {
   using Half = cutlass::half_t;
   using TileShape = cute::Shape<cute::Int<kM>, cute::Int<kN>, cute::Shape<cute::Int<kK>>>;
   using ClusterShape = cute::Shape<cute::_1, cute::_1, cute::_1>;
-  using FusionOp = cutlass::epilogue::fusion::LinCombPerColBiasEltAct<cutlass::epilogue::thread::ReLu, Half, float,
-                                                                      Half, Half, float>;
-  using Epilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
-      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, TileShape, ClusterShape,
-      cutlass::epilogue::collective::EpilogueTileAuto, float, float, Half, cutlass::layout::TensorNHWC, 8, Half,
-      cutlass::layout::TensorNHWC, 8, cutlass::epilogue::TmaWarpSpecialized, FusionOp>::CollectiveOp;
+  using Epilogue = ConvCutlassEpilogue<TileShape, cutlass::epilogue::TmaWarpSpecialized>;
   using Stages = cute::conditional_t<kStages == 0,
                                      cutlass::conv::collective::StageCountAutoCarveout<static_cast<int>(
                                          sizeof(typename Epilogue::SharedStorage))>,
@@ -50,55 +85,50 @@ struct ConvCutlassConfig {
       cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, cutlass::conv::Operator::kFprop, Half,
       cutlass::layout::TensorNHWC, 8, Half, cutlass::layout::TensorNHWC, 8, float, TileShape, ClusterShape, Stages,
       cutlass::conv::collective::KernelScheduleAuto>::CollectiveOp;
-  using ProblemShape = cutlass::conv::ConvProblemShape<cutlass::conv::Operator::kFprop, 2>;
-  using Kernel = cutlass::conv::kernel::ConvUniversal<ProblemShape, Mainloop, Epilogue>;
-  using Conv = cutlass::conv::device::ConvUniversalAdapter<Kernel>;
+  using Kernel = cutlass::conv::kernel::ConvUniversal<ConvShape2d, Mainloop, Epilogue>;
+  using Op = cutlass::conv::device::ConvUniversalAdapter<Kernel>;
+
+  static typename Op::Arguments arguments(const ConvCutlassProblem& p) {
+    typename Op::Arguments args{};
+    args.problem_shape = conv_shape(p);
+    args.mainloop = {static_cast<const Half*>(p.x), static_cast<const Half*>(p.weight)};
+    set_epilogue_arguments(args.epilogue, p);
+    return args;
+  }
 };
 
-// 0, or the failing step * 1000 + the CUTLASS status (1: can_implement, 2: needs a
-// workspace, 3: initialize, 4: run).
+// The workspace bytes the configuration needs for problem p (stream-K's partial sums).
+template <class Config>
+size_t conv_cutlass_workspace(const ConvCutlassProblem& p) {
+  return Config::Op::get_workspace_size(Config::arguments(p));
+}
+
+// 0, or the failing step * 1000 + the CUTLASS status (1: can_implement, 2: needs more
+// workspace than p.workspace_bytes, 3: initialize, 4: run).
 template <class Config>
 int launch_conv_cutlass(const ConvCutlassProblem& p, cudaStream_t stream) {
-  using Conv = typename Config::Conv;
-  using Half = typename Config::Half;
-  typename Config::ProblemShape shape(cutlass::conv::Mode::kCrossCorrelation, {p.n, p.h, p.w, p.c},
-                                      {p.k, p.r, p.s, p.c}, {p.padding, p.padding}, {p.padding, p.padding},
-                                      {p.stride, p.stride}, {1, 1}, 1);
-  typename Conv::ConvKernel::StrideC stride_c{};
-  typename Conv::ConvKernel::StrideD stride_d{};
-  const int64_t* rs = p.residual != nullptr ? p.residual_strides : p.out_strides;
-  cute::get<0, 0>(stride_d) = p.out_strides[2];
-  cute::get<0, 1>(stride_d) = p.out_strides[1];
-  cute::get<0, 2>(stride_d) = p.out_strides[0];
-  cute::get<0, 0>(stride_c) = rs[2];
-  cute::get<0, 1>(stride_c) = rs[1];
-  cute::get<0, 2>(stride_c) = rs[0];
-  typename Conv::Arguments args{};
-  args.problem_shape = shape;
-  args.mainloop = {static_cast<const Half*>(p.x), static_cast<const Half*>(p.weight)};
-  args.epilogue.ptr_C = static_cast<const Half*>(p.residual);
-  args.epilogue.dC = stride_c;
-  args.epilogue.ptr_D = static_cast<Half*>(p.out);
-  args.epilogue.dD = stride_d;
-  args.epilogue.thread.alpha = 1.f;
-  args.epilogue.thread.beta = p.residual != nullptr ? 1.f : 0.f;
-  args.epilogue.thread.bias_ptr = static_cast<const Half*>(p.bias);
-  Conv op;
+  using Op = typename Config::Op;
+  const auto args = Config::arguments(p);
+  Op op;
   cutlass::Status st = op.can_implement(args);
   if (st != cutlass::Status::kSuccess) return 1000 + static_cast<int>(st);
-  if (Conv::get_workspace_size(args) != 0) return 2000;
-  st = op.initialize(args, nullptr, stream);
+  if (Op::get_workspace_size(args) > p.workspace_bytes) return 2000;
+  st = op.initialize(args, p.workspace, stream);
   if (st != cutlass::Status::kSuccess) return 3000 + static_cast<int>(st);
   st = op.run(stream);
   if (st != cutlass::Status::kSuccess) return 4000 + static_cast<int>(st);
   return 0;
 }
 
-// Defines launch_conv_cutlass_M_N_K_S (declared by conv_cutlass_launch.cpp from
-// configs.h): one configuration per .cu file, so they compile in parallel.
-#define SEGBLOCKS_DEFINE_CUTLASS_CONV(m, n, k, s)                                                       \
-  int launch_conv_cutlass_##m##_##n##_##k##_##s(const ConvCutlassProblem& p, cudaStream_t stream) { \
-    return launch_conv_cutlass<ConvCutlassConfig<m, n, k, s>>(p, stream);                            \
+// Defines launch_conv_cutlass_<name> and workspace_conv_cutlass_<name> (declared by
+// conv_cutlass_launch.cpp from configs.h) for one configuration type: one configuration per
+// .cu file, so they compile in parallel.
+#define SEGBLOCKS_DEFINE_CUTLASS_CONV(name, ...)                                                 \
+  int launch_conv_cutlass_##name(const ConvCutlassProblem& p, cudaStream_t stream) {             \
+    return launch_conv_cutlass<__VA_ARGS__>(p, stream);                                         \
+  }                                                                                              \
+  size_t workspace_conv_cutlass_##name(const ConvCutlassProblem& p) {                            \
+    return conv_cutlass_workspace<__VA_ARGS__>(p);                                              \
   }
 
 }  // namespace cuda

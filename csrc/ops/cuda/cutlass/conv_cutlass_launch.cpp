@@ -18,23 +18,26 @@
 namespace segblocks {
 namespace cuda {
 
-#define SEGBLOCKS_CUTLASS_CONFIG(m, n, k, s) \
-  int launch_conv_cutlass_##m##_##n##_##k##_##s(const ConvCutlassProblem& p, cudaStream_t stream);
+#define SEGBLOCKS_CUTLASS_CONFIG(name)                                                     \
+  int launch_conv_cutlass_##name(const ConvCutlassProblem& p, cudaStream_t stream); \
+  size_t workspace_conv_cutlass_##name(const ConvCutlassProblem& p);
 #include "ops/cuda/cutlass/configs.h"
 #undef SEGBLOCKS_CUTLASS_CONFIG
 
 namespace {
 
 using Launch = int (*)(const ConvCutlassProblem&, cudaStream_t);
+using Workspace = size_t (*)(const ConvCutlassProblem&);
 
 struct Config {
   std::string name;
   Launch launch;
+  Workspace workspace;
 };
 
 const std::vector<Config>& configs() {
   static const std::vector<Config> all{
-#define SEGBLOCKS_CUTLASS_CONFIG(m, n, k, s) {#m "x" #n "x" #k "_s" #s, &launch_conv_cutlass_##m##_##n##_##k##_##s},
+#define SEGBLOCKS_CUTLASS_CONFIG(name) {#name, &launch_conv_cutlass_##name, &workspace_conv_cutlass_##name},
 #include "ops/cuda/cutlass/configs.h"
 #undef SEGBLOCKS_CUTLASS_CONFIG
   };
@@ -103,6 +106,17 @@ void conv_into_cuda(const at::Tensor& out, const at::Tensor& x, const at::Tensor
     p.residual_strides[0] = residual->stride(0);
     p.residual_strides[1] = residual->stride(2);
     p.residual_strides[2] = residual->stride(3);
+  }
+  p.device = x.get_device();
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&p.sm_count, cudaDevAttrMultiProcessorCount, p.device));
+  // stream-K's partial sums: freed when this returns, reused only by later work on this
+  // stream (the caching allocator's stream order), so the kernel owns it until it ends
+  at::Tensor workspace;
+  const size_t bytes = all[config].workspace(p);
+  if (bytes > 0) {
+    workspace = at::empty({static_cast<int64_t>(bytes)}, x.options().dtype(at::kByte));
+    p.workspace = workspace.data_ptr();
+    p.workspace_bytes = bytes;
   }
   const int rc = all[config].launch(p, c10::cuda::getCurrentCUDAStream());
   TORCH_CHECK(rc == 0, op, ": CUTLASS configuration ", all[config].name, " cannot run this problem (step ", rc / 1000,

@@ -1,0 +1,101 @@
+"""How fast is each built CUTLASS configuration of ``ops.conv_into_`` against cuDNN, per
+SwiftNet-RN18 3x3 convolution? (GPU probe; needs the Hopper build with segblocks_core._cutlass.)
+
+For the units convolutions at 40% high-res (the tiles the executor runs: [U, C, s+2, s+2]
+BlockPad-ed, no padding, output [U, K, s, s]) at batch 1 and 4, and the static network's
+dense layer-1 and layer-4 convolutions, times in CUDA graphs (``fused.choice_ms``, as the
+fast path's choices are timed):
+
+  cudnn        the fused cuDNN call (bias + residual + ReLU), every engine configuration timed
+  <config>     ops.conv_into_ with that configuration into a packed output (the same
+               epilogue); "cannot run" where its can_implement refuses the problem
+
+Each configuration's result is checked against cuDNN's first (max abs difference).
+
+    python benchmarks/conv_config_probe.py --json out.json
+"""
+import argparse
+import json
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from segblocks_core import fused, ops  # noqa: E402
+from segblocks_core.fastpath import cudnn_autotuning  # noqa: E402
+
+# (name, N, C, H=W or (H, W), K, stride, padding, residual): RN18 units at 40% high-res
+# (U = 359 tiles at batch 1, 1436 at batch 4), then the static network's dense convolutions
+SHAPES = []
+for batch, units in ((1, 359), (4, 1436)):
+    SHAPES += [
+        (f"b{batch} layer1 units", units, 64, 18, 64, 1, 0, True),
+        (f"b{batch} layer2 units down", units, 64, 18, 128, 2, 0, False),
+        (f"b{batch} layer2 units", units, 128, 10, 128, 1, 0, True),
+        (f"b{batch} layer3 units", units, 256, 6, 256, 1, 0, True),
+        (f"b{batch} layer4 units", units, 512, 4, 512, 1, 0, True),
+    ]
+SHAPES += [
+    ("b1 layer1 dense", 1, 64, (256, 512), 64, 1, 1, True),
+    ("b1 layer3 dense", 1, 256, (64, 128), 256, 1, 1, True),
+    ("b1 layer4 dense", 1, 512, (32, 64), 512, 1, 1, True),
+    ("b4 layer1 dense", 4, 64, (256, 512), 64, 1, 1, True),
+]
+
+
+def case(n, c, side, k, stride, padding, residual, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    h, w = (side, side) if isinstance(side, int) else side
+    cl = torch.channels_last
+    x = torch.randn(n, c, h, w, generator=gen).half().cuda().contiguous(memory_format=cl)
+    wt = (torch.randn(k, c, 3, 3, generator=gen) / (3 * c ** 0.5)).half().cuda().contiguous(memory_format=cl)
+    b = (torch.randn(k, generator=gen) * 0.1).half().cuda()
+    ho, wo = (h + 2 * padding - 3) // stride + 1, (w + 2 * padding - 3) // stride + 1
+    res = torch.randn(n, k, ho, wo, generator=gen).half().cuda().contiguous(memory_format=cl) if residual else None
+    out = torch.empty(n, k, ho, wo, dtype=torch.float16, device="cuda", memory_format=cl)
+    return x, wt, b, res, out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    names = ops.cutlass_conv_configs()
+    if not names:
+        print("no CUTLASS configurations built")
+        return 1
+    rows = []
+    with cudnn_autotuning():
+        for label, n, c, side, k, stride, padding, residual in SHAPES:
+            x, wt, b, res, out = case(n, c, side, k, stride, padding, residual)
+            conv_args = (x, wt, b, (stride, stride), (padding, padding), (1, 1), 1, res)
+            want = fused._WAYS["fused"](*conv_args)
+            row = {"shape": label, "x": list(x.shape), "weight": list(wt.shape), "stride": stride,
+                   "padding": padding, "residual": residual,
+                   "cudnn_us": fused.choice_ms(lambda: fused._WAYS["fused"](*conv_args)) * 1e3}
+            for i, name in enumerate(names):
+                try:
+                    ops.conv_into_(out, x, wt, b, res, stride, padding, i)
+                    err = (out.float() - want.float()).abs().max().item()
+                    row[name] = {"us": fused.choice_ms(
+                        lambda i=i: ops.conv_into_(out, x, wt, b, res, stride, padding, i)) * 1e3,
+                        "max_abs_diff": err}
+                except RuntimeError as exc:
+                    row[name] = {"error": str(exc).splitlines()[0][:200]}
+            best = min((v["us"], nm) for nm, v in row.items() if isinstance(v, dict) and "us" in v)
+            print(f"{label:24s} cudnn {row['cudnn_us']:7.1f} us  best {best[1]:24s} {best[0]:7.1f} us  " +
+                  " ".join(f"{nm}={v['us']:.1f}" if "us" in v else f"{nm}=x"
+                           for nm, v in row.items() if isinstance(v, dict)), flush=True)
+            rows.append(row)
+    result = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "configs": list(names),
+              "rows": rows}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
