@@ -11,8 +11,13 @@ fast path's choices are timed):
                epilogue); "cannot run" where its can_implement refuses the problem
 
 Each configuration's result is checked against cuDNN's first (max abs difference).
+``--shapes`` keeps the shapes whose label contains one of its comma-separated parts;
+``--profile-once`` then runs cuDNN's (timed) pick and each configuration once more between
+cudaProfilerStart/Stop, for Nsight Compute with ``--profile-from-start off``.
 
     python benchmarks/conv_config_probe.py --json out.json
+    ncu --clock-control none --profile-from-start off --section SpeedOfLight ... \
+        python benchmarks/conv_config_probe.py --shapes "b4 layer1 units" --profile-once
 """
 import argparse
 import json
@@ -61,14 +66,19 @@ def case(n, c, side, k, stride, padding, residual, seed=0):
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", default=None)
+    ap.add_argument("--shapes", default="", help="comma-separated parts of the shape labels to keep")
+    ap.add_argument("--profile-once", action="store_true",
+                    help="after timing, run each way once between cudaProfilerStart/Stop (for ncu)")
     args = ap.parse_args()
+    keep = [part.strip() for part in args.shapes.split(",") if part.strip()]
+    shapes = [s for s in SHAPES if not keep or any(part in s[0] for part in keep)]
     names = ops.cutlass_conv_configs()
     if not names:
         print("no CUTLASS configurations built")
         return 1
     rows = []
     with cudnn_autotuning():
-        for label, n, c, side, k, stride, padding, residual in SHAPES:
+        for label, n, c, side, k, stride, padding, residual in shapes:
             x, wt, b, res, out = case(n, c, side, k, stride, padding, residual)
             conv_args = (x, wt, b, (stride, stride), (padding, padding), (1, 1), 1, res)
             want = fused._WAYS["fused"](*conv_args)
@@ -89,6 +99,15 @@ def main() -> int:
                   " ".join(f"{nm}={v['us']:.1f}" if "us" in v else f"{nm}=x"
                            for nm, v in row.items() if isinstance(v, dict)), flush=True)
             rows.append(row)
+            if args.profile_once:
+                torch.cuda.synchronize()
+                torch.cuda.profiler.start()
+                fused._WAYS["fused"](*conv_args)
+                for i, name in enumerate(names):
+                    if "us" in row[name]:
+                        ops.conv_into_(out, x, wt, b, res, stride, padding, i)
+                torch.cuda.synchronize()
+                torch.cuda.profiler.stop()
     result = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "configs": list(names),
               "rows": rows}
     if args.json:

@@ -20,6 +20,9 @@
 #   abcutlass bench_gpu.py RN18 subsets: as is (CUTLASS timed where faster, padded outputs
 #             auto) and --no-cutlass (AB_PADDED_OFF=1: also --padded-outputs off)
 #   convprobe conv_config_probe.py: every CUTLASS configuration against cuDNN per RN18 3x3 shape
+#   ncuconv   Nsight Compute (speed of light, memory, warp states, occupancy; CSV in the log) of
+#             cuDNN's pick and each CUTLASS configuration on NCU_SHAPES (default: b4 layer1 units,
+#             b1 layer4 units) of conv_config_probe.py
 #   abpersistent  bench_gpu.py RN18 subsets (tau 0.5; AB_BATCHES, default 1,4): as is and
 #             --no-persistent-cutlass (CUTLASS's own convolution kernel only)
 #   ab        bench_gpu.py RN18 subsets: as is, with --space-to-depth, and with whole blocks in
@@ -73,6 +76,11 @@ for s in "$@"; do
         --no-cutlass ;;
     convprobe)
       stage convprobe $PY benchmarks/conv_config_probe.py --json "$R/conv-config-probe.json" ;;
+    ncuconv)
+      stage ncuconv ncu --clock-control none --profile-from-start off --section SpeedOfLight \
+        --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy --section LaunchStats \
+        --csv --page details $PY benchmarks/conv_config_probe.py \
+        --shapes "${NCU_SHAPES:-b4 layer1 units,b1 layer4 units}" --profile-once ;;
     abpersistent)
       for variant in persistent no-persistent; do
         flag=""; [ $variant = no-persistent ] && flag=--no-persistent-cutlass

@@ -368,3 +368,27 @@ def test_cutlass_conv_applies_only_to_what_the_kernels_run(monkeypatch):
     assert not fused.cutlass_conv_applies(*case(fmt=torch.contiguous_format), 1, 1, 1, 1, None)
     nchw_residual = torch.empty(1, 8, 6, 6, dtype=torch.float16, device=dev)
     assert not fused.cutlass_conv_applies(x, w, b, 1, 1, 1, 1, nchw_residual)
+
+
+def test_cutlass_configuration_list_matches_its_sources():
+    """configs.h names each CUTLASS configuration once, in config-index order, and each has
+    the one conv_<name>.cu that defines it with the matching kernel kind (persistent names
+    end in _pingpong / _streamk and use ConvCutlassPersistentConfig with kind 1 / 2, the
+    others ConvCutlassConfig), with tile and stages as named. A mismatch would only show as
+    an undefined symbol when the Hopper build imports segblocks_core._cutlass (CPU check)."""
+    import re
+    from pathlib import Path
+    folder = Path(__file__).resolve().parents[1] / "csrc" / "ops" / "cuda" / "cutlass"
+    names = re.findall(r"^SEGBLOCKS_CUTLASS_CONFIG\((\w+)\)", (folder / "configs.h").read_text(), re.M)
+    assert names and len(set(names)) == len(names)
+    sources = {p.stem[len("conv_"):]: p.read_text() for p in folder.glob("conv_*.cu")}
+    assert set(sources) == set(names)
+    for name in names:
+        m = re.fullmatch(r"(\d+)x(\d+)x(\d+)_s(\d+)(?:_(pingpong|streamk))?", name)
+        assert m, name
+        tile, kind = m.groups()[:4], m.group(5)
+        if kind is None:
+            want = "ConvCutlassConfig<{}, {}, {}, {}>".format(*tile)
+        else:
+            want = "ConvCutlassPersistentConfig<{}, {}, {}, {}, {}>".format(*tile, 1 if kind == "pingpong" else 2)
+        assert f"SEGBLOCKS_DEFINE_CUTLASS_CONV({name}, {want})" in sources[name], name
