@@ -123,13 +123,21 @@ struct GemmFacingConvEpilogue : Epilogue {
 template <int kM, int kN, int kK, int kStages, int kKind>
 struct ConvCutlassPersistentConfig {
   static_assert(kKind == 1 || kKind == 2, "kind 1: ping-pong, 2: cooperative stream-K");
-  static_assert(kStages > 0, "persistent configurations name their stages");
   using Half = cutlass::half_t;
   using TileShape = cute::Shape<cute::Int<kM>, cute::Int<kN>, cute::Shape<cute::Int<kK>>>;
   using ClusterShape = cute::Shape<cute::_1, cute::_1, cute::_1>;
   using Schedule = cute::conditional_t<kKind == 1, ConvPingpongSchedule, ConvCooperativeSchedule>;
   using EpilogueSchedule = cute::conditional_t<kKind == 1, cutlass::epilogue::TmaWarpSpecialized,
                                                cutlass::epilogue::TmaWarpSpecializedCooperative>;
+  using EpilogueOp = ConvCutlassEpilogue<TileShape, EpilogueSchedule>;
+  // kStages 0: as many as shared memory holds next to the epilogue's buffers and the
+  // persistent kernel's barriers (1 KB kept for those)
+  static constexpr int Stages =
+      kStages > 0 ? kStages
+                  : cutlass::conv::collective::detail::compute_stage_count_or_override<
+                        cutlass::gemm::collective::detail::sm90_smem_capacity_bytes, Half, Half, TileShape>(
+                        cutlass::conv::collective::StageCountAutoCarveout<
+                            static_cast<int>(sizeof(typename EpilogueOp::SharedStorage)) + 1024>{});
   using Scheduler = cute::conditional_t<kKind == 1, cutlass::gemm::PersistentScheduler, cutlass::gemm::StreamKScheduler>;
   // What the convolution's collective builder makes (K-major A and B, im2col TMA for A),
   // with the persistent schedule tag, which the builder does not accept.
@@ -149,18 +157,18 @@ struct ConvCutlassPersistentConfig {
                          cute::GMMA::Major::K, Half, decltype(cute::get<1>(TileShape{})),
                          decltype(cute::get<2>(TileShape{}))>());
   using SmemA = decltype(cute::tile_to_shape(
-      AtomA{}, cute::make_shape(cute::shape<0>(TileShape{}), cute::shape<2>(TileShape{}), cute::Int<kStages>{}),
+      AtomA{}, cute::make_shape(cute::shape<0>(TileShape{}), cute::shape<2>(TileShape{}), cute::Int<Stages>{}),
       cute::Step<cute::_2, cute::_1, cute::_3>{}));
   using SmemB = decltype(cute::tile_to_shape(
-      AtomB{}, cute::make_shape(cute::shape<1>(TileShape{}), cute::shape<2>(TileShape{}), cute::Int<kStages>{}),
+      AtomB{}, cute::make_shape(cute::shape<1>(TileShape{}), cute::shape<2>(TileShape{}), cute::Int<Stages>{}),
       cute::Step<cute::_2, cute::_1, cute::_3>{}));
   using Policy = cutlass::conv::MainloopSm90TmaGmmaWarpSpecializedImplicitGemm<cutlass::conv::Operator::kFprop,
-                                                                                kStages, 2, ClusterShape, Schedule>;
+                                                                                Stages, 2, ClusterShape, Schedule>;
   using ConvMainloop = cutlass::conv::collective::CollectiveConv<
       Policy, TileShape, Half, Half, TiledMma, cutlass::conv::collective::detail::Sm90ImplicitGemmTileTraits<CopyA, SmemA>,
       cutlass::conv::collective::detail::Sm90ImplicitGemmTileTraits<CopyB, SmemB>>;
   using Mainloop = GemmFacingConvMainloop<ConvMainloop>;
-  using Epilogue = GemmFacingConvEpilogue<ConvCutlassEpilogue<TileShape, EpilogueSchedule>>;
+  using Epilogue = GemmFacingConvEpilogue<EpilogueOp>;
   // (N P Q, K, (C, S, R), 1): the shape the convolution kernel hands its main loop
   using GemmShape = decltype(ConvMainloop::get_problem_shape_MNKL(ConvShape2d{}));
   using Kernel = cutlass::gemm::kernel::GemmUniversal<GemmShape, Mainloop, Epilogue, Scheduler>;
