@@ -17,6 +17,7 @@
 #             fused convolutions and units
 #   probes    stem_probe.py and resident_probe.py (candidate optimisations, cuDNN only)
 #   bench     bench_gpu.py, the full table (the README's numbers)
+#   bench-rn18, bench-rn50  the same for one model each (merge_bench.py joins them)
 #   abcutlass bench_gpu.py RN18 subsets: as is (CUTLASS timed where faster, padded outputs
 #             auto) and --no-cutlass (AB_PADDED_OFF=1: also --padded-outputs off)
 #   convprobe conv_config_probe.py: every CUTLASS configuration against cuDNN per RN18 3x3 shape
@@ -68,6 +69,10 @@ for s in "$@"; do
       stage resident_probe $PY benchmarks/resident_probe.py --json "$R/resident-probe.json" ;;
     bench)
       stage bench $PY benchmarks/bench_gpu.py --out "$R" ;;
+    bench-rn18|bench-rn50)
+      # one model per process (and per device call where build + full bench would pass 10
+      # minutes); benchmarks/merge_bench.py joins the two JSONs
+      stage "$s" $PY benchmarks/bench_gpu.py --out "$R/$s" --models "swiftnet_${s#bench-}" ;;
     abcutlass)
       stage ab_cutlass $PY benchmarks/bench_gpu.py --out "$R/ab" --models swiftnet_rn18 --taus 0.5
       [ -n "${AB_PADDED_OFF:-}" ] && stage ab_padded_off $PY benchmarks/bench_gpu.py --out "$R/ab" \

@@ -1,9 +1,0 @@
-// CUTLASS convolution, tile 64 x 128 x 64, 4 stages, persistent ping-pong; see
-// conv_cutlass_persistent.cuh.
-#include "conv_cutlass_persistent.cuh"
-
-namespace segblocks {
-namespace cuda {
-SEGBLOCKS_DEFINE_CUTLASS_CONV(64x128x64_s4_pingpong, ConvCutlassPersistentConfig<64, 128, 64, 4, 1>)
-}  // namespace cuda
-}  // namespace segblocks

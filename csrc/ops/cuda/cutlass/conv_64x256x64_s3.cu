@@ -1,9 +1,0 @@
-// CUTLASS convolution, tile 64 x 256 x 64, 3 stages (0: as many as fit), one thread block per tile;
-// see conv_cutlass.cuh.
-#include "conv_cutlass.cuh"
-
-namespace segblocks {
-namespace cuda {
-SEGBLOCKS_DEFINE_CUTLASS_CONV(64x256x64_s3, ConvCutlassConfig<64, 256, 64, 3>)
-}  // namespace cuda
-}  // namespace segblocks
