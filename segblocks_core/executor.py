@@ -50,8 +50,8 @@ from torch import Tensor, nn
 from . import ops
 from .fused import (CHANNEL_PACK, BatchNormReLU, ChannelPaddedConv2d, FusedConv2d, MaxPool2d,
                     adaptive_avg_pool2d, choose_padded_output, conv_bias_relu, context_value, conv_units_mode,
-                    cutlass_config_indices, cutlass_conv_applies, fast_upsampling_enabled, pad_classifier_enabled, padded_outputs_mode,
-                    upsample_add, upsample_tiles_enabled, use_conv_units)
+                    cutlass_config_indices, cutlass_conv_applies, fast_upsampling_enabled, pad_classifier_enabled,
+                    padded_outputs_mode, upsample_add, upsample_tiles_enabled, use_conv_units)
 from .layout import BlockLayout, BlockTensor
 
 __all__ = ["SegBlocks", "UnsupportedLayerError", "MacCount", "concurrent_lowres", "units_mode", "units_min_side"]

@@ -42,8 +42,8 @@ __all__ = ["FusedConv2d", "conv_bias_relu", "space_to_depth_convs", "space_to_de
            "fuse_batchnorm_relu", "adaptive_avg_pool2d", "use_fast_pooling", "MaxPool2d",
            "use_fast_max_pooling", "conv_units", "conv_units_mode", "check_conv_units_mode", "CONV_UNITS_MODES",
            "ChannelPaddedConv2d", "CHANNEL_PACK", "pad_classifier", "pad_classifier_enabled",
-           "cutlass_convs", "cutlass_conv_applies", "cutlass_config_indices", "padded_outputs", "padded_outputs_mode", "PADDED_OUTPUT_MODES",
-           "choose_padded_output"]
+           "cutlass_convs", "cutlass_conv_applies", "cutlass_config_indices", "padded_outputs",
+           "padded_outputs_mode", "PADDED_OUTPUT_MODES", "choose_padded_output"]
 
 # how each call shape runs ("unfused", "fused", "space_to_depth" or "cutlass:<config>"),
 # decided by timing on first use
@@ -180,7 +180,8 @@ def _space_to_depth_conv(conv, x, weight, bias, stride, padding, dilation, group
 _CUTLASS: contextvars.ContextVar[bool] = contextvars.ContextVar("segblocks_cutlass_convs", default=True)
 _CUTLASS_PERSISTENT: contextvars.ContextVar[bool] = contextvars.ContextVar("segblocks_cutlass_persistent",
                                                                             default=True)
-# names of the persistent configurations (conv_cutlass.cuh: ping-pong, cooperative stream-K)
+# name endings of the persistent configurations (conv_cutlass_persistent.cuh: ping-pong,
+# cooperative with the stream-K scheduler)
 PERSISTENT_CUTLASS_SCHEDULES = ("pingpong", "streamk")
 
 
@@ -253,7 +254,6 @@ def _fastest_way(args) -> str:
     space-to-depth input, and each CUTLASS configuration where they apply
     (:func:`cutlass_conv_applies`) and agree with the unfused result. Each way's first call
     is its warm-up."""
-    from . import ops
     want = _unfused(*args)
     ways = {"unfused": _unfused}
     s2d = _SPACE_TO_DEPTH.get() and space_to_depth_applies(*args[:2], *args[3:7])
