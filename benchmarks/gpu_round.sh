@@ -24,6 +24,8 @@
 #   ncuconv   Nsight Compute (speed of light, memory, warp states, occupancy; CSV in the log) of
 #             cuDNN's pick and each CUTLASS configuration on NCU_SHAPES (default: b4 layer1 units,
 #             b1 layer4 units) of conv_config_probe.py
+#   ringprobe ring_probe.py: the frame passes' time against a copy of their bytes and a one-element kernel
+#   ncuring   Nsight Compute of block_pad_ring_ on ring_probe.py's geometries (batch 1, eager)
 #   abpersistent  bench_gpu.py RN18 subsets (tau 0.5; AB_BATCHES, default 1,4): as is and
 #             --no-persistent-cutlass (CUTLASS's own convolution kernel only)
 #   ab        bench_gpu.py RN18 subsets: as is, with --space-to-depth, and with whole blocks in
@@ -86,6 +88,12 @@ for s in "$@"; do
         --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy --section LaunchStats \
         --csv --page details $PY benchmarks/conv_config_probe.py \
         --shapes "${NCU_SHAPES:-b4 layer1 units,b1 layer4 units}" --profile-once ;;
+    ringprobe)
+      stage ringprobe $PY benchmarks/ring_probe.py --json "$R/ring-probe.json" ;;
+    ncuring)
+      stage ncuring ncu --clock-control none --kernel-name regex:BlockPadRing --section SpeedOfLight \
+        --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy --section LaunchStats \
+        --section SchedulerStats --csv --page details $PY benchmarks/ring_probe.py --batches 1 --profile-once ;;
     abpersistent)
       for variant in persistent no-persistent; do
         flag=""; [ $variant = no-persistent ] && flag=--no-persistent-cutlass

@@ -550,9 +550,14 @@ def test_frame_accounting_30hz_with_slow_inference(ros, quiet_gc):
     assert ids == sorted(ids) and ids[-1] == n_frames - 1
     worst = max(float(v["total_ms"]) for v in run)
     assert max(float(v["latency_ms"]) for v in run) < 2 * worst + 250
-    # the parameter service answered while the model ran
+    # the parameter service answered while the model ran: a service queued behind the
+    # inference would wait for the rest of it (half an inference on average). One call may
+    # hit a stall of the machine (CI has stalled a process for 1.5 s), so the bounds are on
+    # the median and on every call but the slowest
     assert len(service_times) >= 10
-    assert max(service_times) < min(0.5, inference_s), (max(service_times), inference_s)
+    ordered = sorted(service_times)
+    assert ordered[len(ordered) // 2] < min(0.25, inference_s / 4), (ordered, inference_s)
+    assert ordered[-2] < min(0.5, inference_s), (ordered, inference_s)
 
 
 def test_dense_above_parameter_is_parsed_and_reaches_the_engine(ros):
