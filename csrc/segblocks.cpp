@@ -18,6 +18,14 @@ TORCH_LIBRARY(segblocks, m) {
   m.def(
       "combine(Tensor highres, Tensor lowres, Tensor hr_pos, Tensor lr_pos, int grid_n, int grid_h, "
       "int grid_w) -> Tensor");
+  // the same on units: split_units writes split's high-res blocks as their quarters followed
+  // by the low-res blocks, [4Nh + Nl, C, b/2, b/2] (a quartered BlockTensor's storage, what
+  // split + quarter + cat give); combine_units reads highres as units [4Nh, C, b/2, b/2].
+  // Inference only (no derivative registered)
+  m.def("split_units(Tensor x, Tensor hr_pos, Tensor lr_pos, int block_size) -> Tensor");
+  m.def(
+      "combine_units(Tensor highres, Tensor lowres, Tensor hr_pos, Tensor lr_pos, int grid_n, int grid_h, "
+      "int grid_w) -> Tensor");
   m.def(
       "block_pad(Tensor highres, Tensor lowres, Tensor hr_pos, Tensor lr_pos, Tensor block_map, "
       "int padding, str mode, float value) -> (Tensor, Tensor)");

@@ -71,10 +71,10 @@ def split_like(x: Tensor, layout: BlockLayout, side: int, padding: int = 0) -> B
     ``padding`` (the plan's hint: the only user is a zero-padded convolution on whole
     blocks, the stem): the blocks' BlockPad-ed tiles are written instead, straight from the
     map (:func:`segblocks_core.ops.split_padded`)."""
-    if padding > 0 and not _units_at(layout, side):
+    units = _units_at(layout, side)
+    if padding > 0 and not units:
         return ops.split_padded(x, layout, side, padding)
-    bt = ops.split(x, layout, side)
-    return bt.to_quartered() if _use_units(bt) else bt
+    return ops.split(x, layout, side, units=units)
 
 
 def combine_blocks(bt: BlockTensor) -> Tensor:

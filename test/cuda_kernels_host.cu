@@ -134,6 +134,17 @@ int segblocks_host_dense_to_blocks(int dtype, const void* dense, const int64_t* 
   });
 }
 
+// dense -> units [4 Nh + Nl, C, b/2, b/2] (split_units)
+int segblocks_host_split_units(int dtype, const void* dense, const int64_t* dense_strides, void* units,
+                               const int64_t* hr_pos, const int64_t* lr_pos, const int64_t* grid, int channels_last,
+                               int index32) {
+  return with_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    with_dense_to_units(static_cast<const T*>(dense), strides_from(dense_strides), static_cast<T*>(units), hr_pos,
+                        lr_pos, grid_from(grid), channels_last != 0, index32 != 0, RunOnHost{});
+  });
+}
+
 int segblocks_host_split_padded(int dtype, const void* dense, const int64_t* dense_strides, void* highres,
                                 void* lowres, const int64_t* hr_pos, const int64_t* lr_pos, const int32_t* block_map,
                                 const int64_t* grid, int64_t padding, int channels_last, int index32) {
@@ -145,17 +156,18 @@ int segblocks_host_split_padded(int dtype, const void* dense, const int64_t* den
   });
 }
 
-// blocks -> dense (combine: lowres_scale 1.0; split_backward: 0.25)
+// blocks -> dense (combine: lowres_scale 1.0; split_backward: 0.25; hr_unit b/2:
+// combine_units, highres given as units)
 int segblocks_host_blocks_to_dense(int dtype, const void* highres, const int64_t* highres_strides,
                                    const void* lowres, const int64_t* lowres_strides, void* dense,
                                    const int64_t* hr_pos, const int64_t* lr_pos, const int64_t* grid,
-                                   double lowres_scale, int channels_last, int index32) {
+                                   double lowres_scale, int channels_last, int index32, int64_t hr_unit) {
   return with_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     with_blocks_to_dense(static_cast<const T*>(highres), strides_from(highres_strides),
                          static_cast<const T*>(lowres), strides_from(lowres_strides),
                          static_cast<T*>(dense), hr_pos, lr_pos, grid_from(grid), lowres_scale,
-                         channels_last != 0, index32 != 0, RunOnHost{});
+                         channels_last != 0, index32 != 0, RunOnHost{}, hr_unit);
   });
 }
 

@@ -184,6 +184,29 @@ def check_combine(device, dtype, layout: str, geometry: Geometry) -> None:
     _check_layout([got], layout)
 
 
+def check_split_units(device, dtype, layout: str, geometry: Geometry) -> None:
+    """split's blocks as units in one pass: bitwise the reference's split + quarter + cat."""
+    lay, x = dense_input(geometry, dtype, device, layout)
+    b = geometry.hr_side
+    got = torch.ops.segblocks.split_units(x, lay.hr_pos, lay.lr_pos, b)
+    want = _reference.split_units(x, lay.hr_pos, lay.lr_pos, b)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    _check_layout([got], layout)
+
+
+def check_combine_units(device, dtype, layout: str, geometry: Geometry) -> None:
+    """combine reading the high-res blocks as units: bitwise the reference's unquarter +
+    combine (copies only)."""
+    lay, highres, lowres = unit_inputs(geometry, dtype, device, layout)
+    args = (lay.hr_pos, lay.lr_pos, *lay.grid_shape)
+    got = torch.ops.segblocks.combine_units(highres, lowres, *args)
+    want = _reference.combine_units(highres, lowres, *args)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    # 1-px units are both NCHW and channels_last contiguous: the output then defaults to NCHW
+    if not (highres.is_contiguous() and lowres.is_contiguous()):
+        _check_layout([got], layout)
+
+
 def check_block_pad(device, dtype, layout: str, geometry: Geometry, padding: int, mode: str,
                     value: float) -> None:
     lay, highres, lowres = block_inputs(geometry, dtype, device, layout)
@@ -567,6 +590,8 @@ _CHECKS = {
     "split": check_split,
     "split_padded": check_split_padded,
     "combine": check_combine,
+    "split_units": check_split_units,
+    "combine_units": check_combine_units,
     "block_pad": check_block_pad,
     "block_pad_units": check_block_pad_units,
     "block_pad_units_quartered": check_block_pad_units_quartered,
@@ -594,7 +619,8 @@ def parity_cases() -> Iterator[Case]:
     for op in _CHECKS:
         # BlockPad, max pooling, upsample2x and split/combine (their dense -> blocks side
         # is packed on CUDA) have packed channels_last kernels
-        packed = op.startswith(("block_pad", "max_pool", "upsample2x")) or op in ("split", "split_padded", "combine")
+        packed = op.startswith(("block_pad", "max_pool", "upsample2x")) or op in (
+            "split", "split_padded", "combine", "split_units", "combine_units")
         layouts = BLOCK_PAD_LAYOUTS if packed else LAYOUTS
         for dtype, layout, geometry in itertools.product(DTYPES, layouts, GEOMETRIES):
             if op.startswith("block_pad"):
@@ -707,7 +733,8 @@ def engine_fp16_errors(size: int = 256) -> tuple[float, float, float]:
 OPS = ("split", "combine", "block_pad", "split_backward", "combine_backward", "block_pad_backward")
 # not differentiable (inference only): opcheck only
 HEAD_OPS = ("upsample_argmax", "upsample_argmax_dense", "upsample_argmax_units", "block_pad_units",
-            "max_pool_units", "max_pool_dense", "upsample2x_units", "upsample2x_dense", "cell_complexity")
+            "max_pool_units", "max_pool_dense", "upsample2x_units", "upsample2x_dense", "cell_complexity",
+            "split_units", "combine_units")
 OPCHECK_SAMPLES = {
     "mixed-channels_last-f32": dict(layout="channels_last", dtype=torch.float32),
     "tiny2px-contiguous-f64": dict(geometry="tiny_2px_batch2", dtype=torch.float64, mode="constant"),
@@ -747,6 +774,8 @@ def op_samples(device, dtype=torch.float64, layout="contiguous", geometry="mixed
         "upsample2x_dense": (x.detach(), make_tensor((x.shape[0], x.shape[1], 2 * x.shape[2], 2 * x.shape[3]),
                                                      dtype, device, layout, 10)),
         "cell_complexity": (x.detach(), x.shape[1], 2, 1e-4),
+        "split_units": (x.detach(), *pos, b),
+        "combine_units": (_reference.quarter(hr.detach()), lr.detach(), *pos, *lay.grid_shape),
     }
 
 

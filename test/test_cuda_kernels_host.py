@@ -87,14 +87,24 @@ def host_split(lib, x, lay, b, index32, lowres_scale=0.25):
     return hr, lr
 
 
-def host_combine(lib, hr, lr, lay, index32, lowres_scale=1.0):
+def host_split_units(lib, x, lay, b, index32):
+    cl = _is_channels_last(x)
+    c = x.shape[1]
+    units = _empty((4 * lay.num_highres + lay.num_lowres, c, b // 2, b // 2), x, cl)
+    _call(lib.segblocks_host_split_units, DTYPE_CODES[x.dtype], _ptr(x), _i64(x.stride()), _ptr(units),
+          _ptr(lay.hr_pos), _ptr(lay.lr_pos), _grid(lay, b, c), int(cl), int(index32))
+    return units
+
+
+def host_combine(lib, hr, lr, lay, index32, lowres_scale=1.0, units=False):
+    """The CUDA blocks_to_dense element code; ``units``: ``hr`` is the high-res blocks' units."""
     cl = _is_channels_last(hr, lr)
     n, gh, gw = lay.grid_shape
-    b, c = hr.shape[-1], hr.shape[1]
+    b, c = 2 * lr.shape[-1], hr.shape[1]
     out = _empty((n, c, gh * b, gw * b), hr, cl)
     _call(lib.segblocks_host_blocks_to_dense, DTYPE_CODES[hr.dtype], _ptr(hr), _i64(hr.stride()), _ptr(lr),
           _i64(lr.stride()), _ptr(out), _ptr(lay.hr_pos), _ptr(lay.lr_pos), _grid(lay, b, c),
-          ctypes.c_double(lowres_scale), int(cl), int(index32))
+          ctypes.c_double(lowres_scale), int(cl), int(index32), ctypes.c_int64(b // 2 if units else 0))
     return out
 
 
@@ -174,6 +184,23 @@ def test_combine_and_backward(lib, geometry, layout, dtype, index32):
     want = torch.ops.segblocks.combine_backward(dense, lay.hr_pos, lay.lr_pos, geometry.hr_side)
     torch.testing.assert_close(host_split(lib, dense, lay, geometry.hr_side, index32, lowres_scale=1.0), want,
                                rtol=0, atol=0)
+
+
+@COMMON
+@DTYPES
+@BLOCK_PAD_LAYOUTS
+@GEOMETRIES
+def test_split_units_and_combine_units(lib, geometry, layout, dtype, index32):
+    """split_units / combine_units (units written and read in place) against the reference's
+    split + quarter + cat and unquarter + combine: copies and split's 2x2 means, bitwise."""
+    lay, x = cases.dense_input(geometry, dtype, "cpu", layout)
+    b = geometry.hr_side
+    units = host_split_units(lib, x, lay, b, index32)
+    torch.testing.assert_close(units, _reference.split_units(x, lay.hr_pos, lay.lr_pos, b), rtol=0, atol=0)
+    torch.testing.assert_close(units, torch.ops.segblocks.split_units(x, lay.hr_pos, lay.lr_pos, b), rtol=0, atol=0)
+    _, hr, lr = cases.unit_inputs(geometry, dtype, "cpu", layout)
+    want = _reference.combine_units(hr, lr, lay.hr_pos, lay.lr_pos, *lay.grid_shape)
+    torch.testing.assert_close(host_combine(lib, hr, lr, lay, index32, units=True), want, rtol=0, atol=0)
 
 
 @COMMON

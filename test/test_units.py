@@ -277,6 +277,27 @@ def test_pyramid_levels_are_split_once(monkeypatch, units):
     assert torch.equal(merged, one_by_one(x, grid))
 
 
+@torch.no_grad()
+def test_units_join_and_leave_dense_maps_without_quarter_copies(monkeypatch):
+    """In units mode the dense maps that meet the blocks (the pyramid levels) are split
+    straight into units, and the blocks that leave for the pyramid's pooling are combined
+    from their units in place: no quarter / unquarter copy runs (split_units and
+    combine_units), and the output is the plain split execution's."""
+    from segblocks_core.ops import _reference
+    net = _net(swiftnet_rn18)
+    x = torch.randn(1, 3, 256, 384)
+    grid = _mixed_grid((1, 2, 3), seed=2)
+    want = SegBlocks(net)(x, grid)
+    sb = SegBlocks(net, units=True)
+    copies = []
+    for name in ("quarter", "unquarter"):
+        original = getattr(_reference, name)
+        monkeypatch.setattr(_reference, name, lambda t, _f=original, _n=name: copies.append(_n) or _f(t))
+    got = sb(x, grid)
+    assert copies == []
+    assert max_rel_diff(got, want) <= TOL
+
+
 class SqueezeExcite(nn.Module):
     """Per-image channel weights ([N, C, 1, 1], a global op) multiplying block features."""
 

@@ -264,6 +264,50 @@ inline BlockPadArgs check_block_pad_args(const at::Tensor& highres, const at::Te
                            block_map, padding, mode, /*pair_padding=*/0);
 }
 
+// A quartered pair: highres holds units [4*Nh, C, u, u] (a quartered BlockTensor's
+// storage), lowres [Nl, C, u, u]; the grid's hr_side is 2u (grid shape not set).
+inline BlockGrid check_quartered_pair(const char* op, const at::Tensor& highres, const at::Tensor& lowres,
+                                      const at::Tensor& hr_pos, const at::Tensor& lr_pos,
+                                      const char* context = "") {
+  check_feature_tensor(op, "highres", highres);
+  check_feature_tensor(op, "lowres", lowres);
+  check_same(op, "lowres", lowres, "highres", highres);
+  check_positions(op, "hr_pos", hr_pos, highres);
+  check_positions(op, "lr_pos", lr_pos, highres);
+  TORCH_CHECK(highres.size(2) == highres.size(3) && lowres.size(2) == lowres.size(3) &&
+                  highres.size(3) == lowres.size(3) && lowres.size(3) >= 1,
+              op, ": ", context, "highres holds units of the low-res block side: expected "
+              "square tiles of equal size, got highres ", highres.sizes(), " and lowres ", lowres.sizes());
+  TORCH_CHECK(lowres.size(1) == highres.size(1), op, ": lowres has ", lowres.size(1),
+              " channels but highres has ", highres.size(1));
+  TORCH_CHECK(highres.size(0) == 4 * hr_pos.size(0), op, ": quartered highres has ", highres.size(0),
+              " units but hr_pos has ", hr_pos.size(0), " positions (4 units each)");
+  TORCH_CHECK(lowres.size(0) == lr_pos.size(0), op, ": lowres has ", lowres.size(0),
+              " blocks but lr_pos has ", lr_pos.size(0), " positions");
+  BlockGrid g{};
+  g.hr_side = 2 * lowres.size(3);
+  g.channels = highres.size(1);
+  g.num_highres = hr_pos.size(0);
+  g.num_lowres = lowres.size(0);
+  return g;
+}
+
+// split_units(x, hr_pos, lr_pos, block_size): split's checks
+inline BlockGrid check_split_units_args(const at::Tensor& x, const at::Tensor& hr_pos, const at::Tensor& lr_pos,
+                                        int64_t block_size) {
+  return check_dense_args("split_units", "x", x, hr_pos, lr_pos, block_size);
+}
+
+// combine_units(highres, lowres, hr_pos, lr_pos, grid_n, grid_h, grid_w): a quartered pair
+// on an explicit grid
+inline BlockGrid check_combine_units_args(const at::Tensor& highres, const at::Tensor& lowres,
+                                          const at::Tensor& hr_pos, const at::Tensor& lr_pos, int64_t grid_n,
+                                          int64_t grid_h, int64_t grid_w) {
+  BlockGrid g = check_quartered_pair("combine_units", highres, lowres, hr_pos, lr_pos);
+  check_grid_size("combine_units", g, grid_n, grid_h, grid_w);
+  return g;
+}
+
 // block_pad_units(highres, lowres, hr_pos, lr_pos, block_map, padding, mode, value,
 //                 quartered): highres is [Nh, C, h, h] or, if quartered, its units
 // [4*Nh, C, h/2, h/2]. The grid's hr_side is h either way.
@@ -298,26 +342,7 @@ inline BlockPadArgs check_block_pad_units_args(const at::Tensor& highres, const 
   }
   check_padding(op, padding);
   const bool replicate = parse_pad_mode(op, std::string(mode));
-  check_feature_tensor(op, "highres", highres);
-  check_feature_tensor(op, "lowres", lowres);
-  check_same(op, "lowres", lowres, "highres", highres);
-  check_positions(op, "hr_pos", hr_pos, highres);
-  check_positions(op, "lr_pos", lr_pos, highres);
-  TORCH_CHECK(highres.size(2) == highres.size(3) && lowres.size(2) == lowres.size(3) &&
-                  highres.size(3) == lowres.size(3) && lowres.size(3) >= 1,
-              op, ": with quartered=True highres holds units of the low-res block side: expected "
-              "square tiles of equal size, got highres ", highres.sizes(), " and lowres ", lowres.sizes());
-  TORCH_CHECK(lowres.size(1) == highres.size(1), op, ": lowres has ", lowres.size(1),
-              " channels but highres has ", highres.size(1));
-  TORCH_CHECK(highres.size(0) == 4 * hr_pos.size(0), op, ": quartered highres has ", highres.size(0),
-              " units but hr_pos has ", hr_pos.size(0), " positions (4 units each)");
-  TORCH_CHECK(lowres.size(0) == lr_pos.size(0), op, ": lowres has ", lowres.size(0),
-              " blocks but lr_pos has ", lr_pos.size(0), " positions");
-  BlockGrid g{};
-  g.hr_side = 2 * lowres.size(3);
-  g.channels = highres.size(1);
-  g.num_highres = hr_pos.size(0);
-  g.num_lowres = lowres.size(0);
+  BlockGrid g = check_quartered_pair(op, highres, lowres, hr_pos, lr_pos, "with quartered=True ");
   check_block_map(op, block_map, highres);
   check_block_map_shape(op, block_map, g);
   return BlockPadArgs{g, replicate};

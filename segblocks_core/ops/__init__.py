@@ -26,7 +26,7 @@ __all__ = [
     "split", "combine", "block_pad", "block_pad_units", "max_pool_units", "max_pool_dense",
     "upsample_argmax", "upsample_argmax_dense", "argmax_labels", "backend",
     "use_backend", "has_native", "BUILD_HINT", "split_tensor", "combine_tensor",
-    "block_pad_tensor", "block_pad_units_tensor", "upsample_argmax_tensor", "upsample_argmax_units_tensor",
+    "block_pad_tensor", "block_pad_units_tensor", "split_units_tensor", "combine_units_tensor", "upsample_argmax_tensor", "upsample_argmax_units_tensor",
     "max_pool_units_tensor", "upsample2x_units", "upsample2x_dense", "upsample2x_units_tensor",
     "cell_complexity", "normalize_frames", "scale_shift_relu", "conv3x3_units", "conv3x3_units_tensor",
     "conv3x3_units_supported", "block_pad_ring_", "conv_into_", "cutlass_conv_configs",
@@ -147,6 +147,20 @@ def combine_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tens
     if _use_native(highres.device):
         return torch.ops.segblocks.combine(highres, lowres, hr_pos, lr_pos, grid_n, grid_h, grid_w)
     return _reference.combine(highres, lowres, hr_pos, lr_pos, grid_n, grid_h, grid_w)
+
+
+def split_units_tensor(x: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_size: int) -> Tensor:
+    # the native op has no derivative: under autograd the (differentiable) reference runs
+    if _no_grad(x) and _use_native(x.device, "split_units"):
+        return torch.ops.segblocks.split_units(x, hr_pos, lr_pos, block_size)
+    return _reference.split_units(x, hr_pos, lr_pos, block_size)
+
+
+def combine_units_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
+                         grid_n: int, grid_h: int, grid_w: int) -> Tensor:
+    if _no_grad(highres, lowres) and _use_native(highres.device, "combine_units"):
+        return torch.ops.segblocks.combine_units(highres, lowres, hr_pos, lr_pos, grid_n, grid_h, grid_w)
+    return _reference.combine_units(highres, lowres, hr_pos, lr_pos, grid_n, grid_h, grid_w)
 
 
 def block_pad_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
@@ -431,7 +445,8 @@ def _operand_units(other: Optional[BlockTensor], blocks: BlockTensor, name: str)
     return other.units
 
 
-def split(x: Tensor, grid: Union[Tensor, BlockLayout], block_size: Optional[int] = None) -> BlockTensor:
+def split(x: Tensor, grid: Union[Tensor, BlockLayout], block_size: Optional[int] = None,
+          units: bool = False) -> BlockTensor:
     """Split a dense map into blocks.
 
     Args:
@@ -440,10 +455,13 @@ def split(x: Tensor, grid: Union[Tensor, BlockLayout], block_size: Optional[int]
         grid (Tensor[N, H/b, W/b] bool or BlockLayout): True = high resolution.
         block_size: block side ``b`` in pixels of ``x``. For a layout it defaults to the
             layout's block size (stride 1).
+        units: return the blocks quartered (:meth:`BlockTensor.to_quartered` of the
+            result), written as units in one pass.
 
     Returns:
         BlockTensor with ``.highres [Nh, C, b, b]`` and ``.lowres [Nl, C, b/2, b/2]``
-        (2x2 average), blocks in row-major grid order over (n, row, col).
+        (2x2 average), blocks in row-major grid order over (n, row, col); with ``units``
+        ``.highres`` holds the units ``[4*Nh, C, b/2, b/2]`` and ``.units`` both halves.
     """
     _check_feature_map(x)
     if isinstance(grid, BlockLayout):
@@ -476,6 +494,8 @@ def split(x: Tensor, grid: Union[Tensor, BlockLayout], block_size: Optional[int]
             f"layout grid {layout.grid_shape} does not match x of shape {tuple(x.shape)} "
             f"with block side {b}"
         )
+    if units:
+        return BlockTensor.from_units(split_units_tensor(x, layout.hr_pos, layout.lr_pos, b), layout)
     highres, lowres = split_tensor(x, layout.hr_pos, layout.lr_pos, b)
     return BlockTensor(highres, lowres, layout)
 
@@ -508,9 +528,11 @@ def split_padded(x: Tensor, layout: BlockLayout, block_size: Optional[int] = Non
 
 def combine(blocks: BlockTensor) -> Tensor:
     """Blocks back to a dense map ``[N, C, GH*h, GW*h]``: high-res copied, low-res
-    upsampled x2 (nearest)."""
-    blocks = blocks.to_standard()
+    upsampled x2 (nearest). Quartered blocks are read as units, in place."""
     layout = blocks.layout
+    if blocks.quartered:
+        return combine_units_tensor(blocks.highres, blocks.lowres, layout.hr_pos, layout.lr_pos,
+                                    *layout.grid_shape)
     return combine_tensor(blocks.highres, blocks.lowres, layout.hr_pos, layout.lr_pos,
                           *layout.grid_shape)
 

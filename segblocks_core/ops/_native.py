@@ -112,6 +112,28 @@ def _combine_fake(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tenso
     return _empty((grid_n, highres.shape[1], grid_h * side, grid_w * side), highres, fmt)
 
 
+def _split_units_fake(x: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_size: int):
+    torch._check(x.dim() == 4, lambda: f"split_units: x must be 4-D, got {tuple(x.shape)}")
+    b = block_size
+    torch._check(b >= 2 and b % 2 == 0, lambda: f"split_units: block_size must be an even number >= 2, got {b}")
+    return _empty((4 * hr_pos.shape[0] + lr_pos.shape[0], x.shape[1], b // 2, b // 2), x, _memory_format(x))
+
+
+def _combine_units_fake(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
+                        grid_n: int, grid_h: int, grid_w: int):
+    torch._check(highres.dim() == 4 and lowres.dim() == 4 and highres.shape[0] == 4 * hr_pos.shape[0],
+                 lambda: f"combine_units: highres must be the units [4*Nh, C, u, u] of hr_pos' blocks, got "
+                         f"{tuple(highres.shape)} for {hr_pos.shape[0]} positions")
+    side = 2 * lowres.shape[3]
+    return _empty((grid_n, highres.shape[1], grid_h * side, grid_w * side), highres,
+                  _memory_format(highres, lowres))
+
+
+if hasattr(torch.ops.segblocks, "split_units"):  # an extension built before the ops lacks them
+    torch.library.register_fake("segblocks::split_units")(_split_units_fake)
+    torch.library.register_fake("segblocks::combine_units")(_combine_units_fake)
+
+
 @torch.library.register_fake("segblocks::combine_backward")
 def _combine_backward_fake(grad: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_size: int):
     torch._check(grad.dim() == 4, lambda: f"combine_backward: grad must be 4-D, got {tuple(grad.shape)}")

@@ -164,6 +164,19 @@ def unquarter(units: Tensor) -> Tensor:
     return units.reshape(n, 2, 2, c, u, u).permute(0, 3, 1, 4, 2, 5).reshape(n, c, 2 * u, 2 * u)
 
 
+def split_units(x: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_size: int) -> Tensor:
+    """:func:`split`'s blocks as units ``[4*Nh + Nl, C, b/2, b/2]``: the high-res blocks'
+    quarters (:func:`quarter`), then the low-res blocks."""
+    highres, lowres = split(x, hr_pos, lr_pos, block_size)
+    return torch.cat([quarter(highres), lowres])
+
+
+def combine_units(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
+                  grid_n: int, grid_h: int, grid_w: int) -> Tensor:
+    """:func:`combine` with ``highres`` given as units ``[4*Nh, C, u, u]``."""
+    return combine(unquarter(highres), lowres, hr_pos, lr_pos, grid_n, grid_h, grid_w)
+
+
 def block_pad_units(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
                     block_map: Tensor, padding: int, mode: str = "constant", value: float = 0.0,
                     quartered: bool = False, pre_scale: Optional[Tensor] = None,

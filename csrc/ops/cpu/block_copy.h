@@ -75,6 +75,19 @@ inline void copy_strided(scalar_t* dst, int64_t dst_stride, const scalar_t* src,
   for (int64_t t = 0; t < count; ++t) dst[t * dst_stride] = src[t * src_stride];
 }
 
+// High-res blocks [Nh, C, h, h] as their units [4 Nh, C, h/2, h/2] (unit 4k + 2 qy + qx:
+// rows qy h/2..., columns qx h/2... of block k) and back; logical reshapes (a copy where the
+// layout needs one), like quarter / unquarter in ops/_reference.py.
+inline at::Tensor quarter_blocks(const at::Tensor& highres) {
+  const int64_t n = highres.size(0), c = highres.size(1), u = highres.size(2) / 2;
+  return highres.reshape({n, c, 2, u, 2, u}).permute({0, 2, 4, 1, 3, 5}).reshape({4 * n, c, u, u});
+}
+
+inline at::Tensor unquarter_units(const at::Tensor& units) {
+  const int64_t n = units.size(0) / 4, c = units.size(1), u = units.size(2);
+  return units.reshape({n, 2, 2, c, u, u}).permute({0, 3, 1, 4, 2, 5}).reshape({n, c, 2 * u, 2 * u});
+}
+
 template <typename scalar_t>
 void dense_to_blocks(const at::Tensor& dense, at::Tensor& highres, at::Tensor& lowres,
                      const at::Tensor& hr_pos, const at::Tensor& lr_pos, const BlockGrid& g,

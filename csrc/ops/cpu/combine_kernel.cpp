@@ -35,6 +35,27 @@ at::Tensor combine_kernel(const at::Tensor& highres, const at::Tensor& lowres,
   return dense;
 }
 
+// combine_units(highres units [4 Nh, C, u, u], lowres [Nl, C, u, u], ...): combine of the
+// units' blocks; on the CPU the units are put back together first (the CUDA kernel reads
+// them in place).
+at::Tensor combine_units_kernel(const at::Tensor& highres, const at::Tensor& lowres, const at::Tensor& hr_pos,
+                                const at::Tensor& lr_pos, int64_t grid_n, int64_t grid_h, int64_t grid_w) {
+  const BlockGrid g = check_combine_units_args(highres, lowres, hr_pos, lr_pos, grid_n, grid_h, grid_w);
+  check_layout_values_cpu("combine_units", hr_pos, lr_pos, nullptr, g);
+  const at::MemoryFormat format = output_memory_format({highres, lowres});
+  const int64_t h = g.hr_side;
+  at::Tensor dense = at::empty({grid_n, g.channels, grid_h * h, grid_w * h},
+                               highres.options().memory_format(format));
+  if (dense.numel() == 0) return dense;
+  const at::Tensor blocks = unquarter_units(highres);
+  const at::Tensor hr_p = hr_pos.contiguous(), lr_p = lr_pos.contiguous();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, highres.scalar_type(), "segblocks_combine_units_cpu", [&] {
+    blocks_to_dense<scalar_t>(blocks, lowres, dense, hr_p, lr_p, g, /*lowres_scale=*/1.0,
+                              format == at::MemoryFormat::ChannelsLast);
+  });
+  return dense;
+}
+
 std::tuple<at::Tensor, at::Tensor> combine_backward_kernel(const at::Tensor& grad,
                                                            const at::Tensor& hr_pos,
                                                            const at::Tensor& lr_pos,
@@ -60,6 +81,7 @@ std::tuple<at::Tensor, at::Tensor> combine_backward_kernel(const at::Tensor& gra
 
 TORCH_LIBRARY_IMPL(segblocks, CPU, m) {
   m.impl("combine", &combine_kernel);
+  m.impl("combine_units", &combine_units_kernel);
   m.impl("combine_backward", &combine_backward_kernel);
 }
 

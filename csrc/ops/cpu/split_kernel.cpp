@@ -56,6 +56,30 @@ at::Tensor split_backward_kernel(const at::Tensor& grad_highres, const at::Tenso
   return grad_x;
 }
 
+// split_units(x, hr_pos, lr_pos, block_size) -> units [4 Nh + Nl, C, b/2, b/2]: split's
+// high-res blocks as units, then its low-res blocks; on the CPU split (the low-res blocks
+// written straight into the units' tail) and a copy of the quarters (the CUDA kernel writes
+// the units in one pass).
+at::Tensor split_units_kernel(const at::Tensor& x, const at::Tensor& hr_pos, const at::Tensor& lr_pos,
+                              int64_t block_size) {
+  const BlockGrid g = check_split_units_args(x, hr_pos, lr_pos, block_size);
+  check_layout_values_cpu("split_units", hr_pos, lr_pos, nullptr, g);
+  const at::MemoryFormat format = output_memory_format({x});
+  const auto options = x.options().memory_format(format);
+  const int64_t b = block_size, u = b / 2, nh = g.num_highres;
+  at::Tensor units = at::empty({4 * nh + g.num_lowres, g.channels, u, u}, options);
+  if (x.numel() == 0) return units;
+  at::Tensor highres = at::empty({nh, g.channels, b, b}, options);
+  at::Tensor lowres = units.narrow(0, 4 * nh, g.num_lowres);
+  const at::Tensor hr_p = hr_pos.contiguous(), lr_p = lr_pos.contiguous();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "segblocks_split_units_cpu", [&] {
+    dense_to_blocks<scalar_t>(x, highres, lowres, hr_p, lr_p, g, /*lowres_scale=*/0.25,
+                              format == at::MemoryFormat::ChannelsLast);
+  });
+  units.narrow(0, 0, 4 * nh).copy_(quarter_blocks(highres));
+  return units;
+}
+
 // split_padded(x, hr_pos, lr_pos, block_map, block_size, padding) = block_pad(split(x),
 // padding, "constant", 0): on the CPU the two ops in turn (the CUDA kernel computes the
 // padded blocks from x in one pass).
@@ -78,6 +102,7 @@ std::tuple<at::Tensor, at::Tensor> split_padded_kernel(const at::Tensor& x, cons
 TORCH_LIBRARY_IMPL(segblocks, CPU, m) {
   m.impl("split", &split_kernel);
   m.impl("split_padded", &split_padded_kernel);
+  m.impl("split_units", &split_units_kernel);
   m.impl("split_backward", &split_backward_kernel);
 }
 

@@ -144,7 +144,10 @@ struct DenseToBlocksParams {
 // One element (kPack == 1, any layout) or one pack of kPack channels of a channels_last
 // pixel (prm.channels_div then divides by C / kPack and linear counts packs); the same values
 // and the same order of the 2x2 sum either way.
-template <typename scalar_t, bool kChannelsLast, typename D, int kPack = 1>
+//
+// kUnits (split_units): the high-res output is the blocks' units [4 Nh, C, b/2, b/2] (unit
+// 4k + 2 qy + qx is quarter (qy, qx) of block k), written in the units' memory order.
+template <typename scalar_t, bool kChannelsLast, typename D, int kPack = 1, bool kUnits = false>
 SEGBLOCKS_HOST_DEVICE void dense_to_blocks_element(const DenseToBlocksParams<scalar_t, D>& prm,
                                                    int64_t linear) {
   using index_t = typename D::index_t;
@@ -154,7 +157,14 @@ SEGBLOCKS_HOST_DEVICE void dense_to_blocks_element(const DenseToBlocksParams<sca
   const index_t b = prm.grid.hr_side;
   if (linear < prm.hr_total) {
     const index_t e = static_cast<index_t>(linear);
-    const auto el = unravel_block_element<kChannelsLast>(e, prm.channels_div, prm.grid.hr_side_div);
+    auto el = unravel_block_element<kChannelsLast>(e, prm.channels_div,
+                                                   kUnits ? prm.grid.lr_side_div : prm.grid.hr_side_div);
+    if constexpr (kUnits) {  // unit -> its block and the quarter's offset in it
+      const index_t u = b / 2, q = el.k & 3;
+      el.k >>= 2;
+      el.i += (q >> 1) * u;
+      el.j += (q & 1) * u;
+    }
     const auto cell = cell_of_position(static_cast<index_t>(prm.hr_pos[el.k]), prm.grid);
     const index_t src = ds.offset(cell.n, el.c * kPack, cell.r * b + el.i, cell.c * b + el.j);
     *reinterpret_cast<P*>(prm.highres + e * kPack) = load_pack<scalar_t, kPack>(prm.dense + src);
@@ -197,6 +207,28 @@ void with_dense_to_blocks(const scalar_t* dense, Strides4 dense_strides, scalar_
     const Params prm{dense, dense_strides, highres, lowres, hr_pos, lr_pos, GridIndexer<D>(g),
                      D(g.channels / kPack), hr_total / kPack, static_cast<acc_type<scalar_t>>(lowres_scale)};
     run.template operator()<Params, &dense_to_blocks_element<scalar_t, decltype(layout)::value, D, kPack>>(
+        prm, total / kPack);
+  });
+}
+
+// split_units: `units` [4 Nh + Nl, C, b/2, b/2] (contiguous in the output order) gets the
+// high-res blocks' units, then the low-res blocks (2x2 averages): split and quarter + cat
+// in one pass.
+template <typename scalar_t, typename Run>
+void with_dense_to_units(const scalar_t* dense, Strides4 dense_strides, scalar_t* units, const int64_t* hr_pos,
+                         const int64_t* lr_pos, const BlockGrid& g, bool channels_last, bool index32, Run&& run) {
+  const int64_t u = g.hr_side / 2;
+  const int64_t hr_total = 4 * g.num_highres * g.channels * u * u;
+  const int64_t total = hr_total + g.num_lowres * g.channels * u * u;
+  if (total == 0) return;
+  scalar_t* lowres = units + hr_total;
+  with_dense_and_blocks(dense, dense_strides, units, lowres, g, channels_last, index32, [&](auto pack, auto layout, auto div) {
+    constexpr int kPack = decltype(pack)::value;
+    using D = decltype(div);
+    using Params = DenseToBlocksParams<scalar_t, D>;
+    const Params prm{dense, dense_strides, units, lowres, hr_pos, lr_pos, GridIndexer<D>(g),
+                     D(g.channels / kPack), hr_total / kPack, static_cast<acc_type<scalar_t>>(0.25)};
+    run.template operator()<Params, &dense_to_blocks_element<scalar_t, decltype(layout)::value, D, kPack, true>>(
         prm, total / kPack);
   });
 }
@@ -313,6 +345,7 @@ struct BlocksToDenseParams {
   int64_t num_highres;
   acc_type<scalar_t> lowres_scale;
   bool unit_scale;  // lowres_scale == 1: copy without the float round trip
+  int64_t hr_unit;  // 0: highres is [Nh, C, b, b]; b/2: it is the blocks' units (HrStridesT)
 };
 
 // Elements are enumerated block by block (high-res blocks, then low-res blocks), each block
@@ -321,7 +354,8 @@ template <typename scalar_t, bool kChannelsLast, typename D>
 SEGBLOCKS_HOST_DEVICE void blocks_to_dense_element(const BlocksToDenseParams<scalar_t, D>& prm,
                                                    int64_t linear) {
   using index_t = typename D::index_t;
-  const StridesT<index_t> hs(prm.highres_strides), ls(prm.lowres_strides), ds(prm.dense_strides);
+  const HrStridesT<index_t> hs(prm.highres_strides, prm.hr_unit);
+  const StridesT<index_t> ls(prm.lowres_strides), ds(prm.dense_strides);
   const index_t b = prm.grid.hr_side;
   const auto el = unravel_block_element<kChannelsLast>(static_cast<index_t>(linear),
                                                        prm.channels_div, prm.grid.hr_side_div);
@@ -343,7 +377,7 @@ template <typename scalar_t, typename Run>
 void with_blocks_to_dense(const scalar_t* highres, Strides4 highres_strides, const scalar_t* lowres,
                           Strides4 lowres_strides, scalar_t* dense, const int64_t* hr_pos,
                           const int64_t* lr_pos, const BlockGrid& g, double lowres_scale,
-                          bool channels_last, bool index32, Run&& run) {
+                          bool channels_last, bool index32, Run&& run, int64_t hr_unit = 0) {
   const int64_t total = (g.num_highres + g.num_lowres) * g.channels * g.hr_side * g.hr_side;
   if (total == 0) return;
   with_layout_and_index(channels_last, index32, [&](auto layout_tag, auto divider_tag) {
@@ -352,7 +386,7 @@ void with_blocks_to_dense(const scalar_t* highres, Strides4 highres_strides, con
     const Params prm{highres, highres_strides, lowres, lowres_strides, dense,
                      contiguous_dense_strides(g, channels_last), hr_pos, lr_pos, GridIndexer<D>(g),
                      D(g.channels), g.num_highres, static_cast<acc_type<scalar_t>>(lowres_scale),
-                     lowres_scale == 1.0};
+                     lowres_scale == 1.0, hr_unit};
     run.template operator()<Params, &blocks_to_dense_element<scalar_t, decltype(layout_tag)::value, D>>(
         prm, total);
   });

@@ -35,6 +35,13 @@ cudaError_t launch_split_padded(const scalar_t* x, Strides4 x_strides, scalar_t*
                                 const BlockGrid& grid, int64_t padding, bool channels_last, bool index32,
                                 cudaStream_t stream);
 
+// split_units: dense x -> units [4 Nh + Nl, C, b/2, b/2], contiguous in the output order:
+// the high-res blocks' quarters (copies), then the low-res blocks (2x2 averages).
+template <typename scalar_t>
+cudaError_t launch_split_units(const scalar_t* x, Strides4 x_strides, scalar_t* units, const int64_t* hr_pos,
+                               const int64_t* lr_pos, const BlockGrid& grid, bool channels_last, bool index32,
+                               cudaStream_t stream);
+
 // split_backward: grad blocks -> dense grad (high-res copied, low-res / 4 replicated 2x2).
 template <typename scalar_t>
 cudaError_t launch_split_backward(const scalar_t* grad_highres, Strides4 grad_highres_strides,
@@ -49,6 +56,13 @@ cudaError_t launch_combine(const scalar_t* highres, Strides4 highres_strides, co
                            Strides4 lowres_strides, scalar_t* dense, const int64_t* hr_pos,
                            const int64_t* lr_pos, const BlockGrid& grid, bool channels_last,
                            bool index32, cudaStream_t stream);
+
+// combine_units: combine with highres given as the blocks' units [4 Nh, C, b/2, b/2].
+template <typename scalar_t>
+cudaError_t launch_combine_units(const scalar_t* highres, Strides4 highres_strides, const scalar_t* lowres,
+                                 Strides4 lowres_strides, scalar_t* dense, const int64_t* hr_pos,
+                                 const int64_t* lr_pos, const BlockGrid& grid, bool channels_last,
+                                 bool index32, cudaStream_t stream);
 
 // combine_backward: dense grad -> grad blocks (high-res copied, low-res = 2x2 sums).
 template <typename scalar_t>

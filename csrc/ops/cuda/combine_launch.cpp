@@ -35,6 +35,29 @@ at::Tensor combine_cuda(const at::Tensor& highres, const at::Tensor& lowres, con
   return dense;
 }
 
+at::Tensor combine_units_cuda(const at::Tensor& highres, const at::Tensor& lowres, const at::Tensor& hr_pos,
+                              const at::Tensor& lr_pos, int64_t grid_n, int64_t grid_h, int64_t grid_w) {
+  const BlockGrid g = check_combine_units_args(highres, lowres, hr_pos, lr_pos, grid_n, grid_h, grid_w);
+  check_cuda_tensor("combine_units", "highres", highres);
+  const c10::cuda::CUDAGuard device_guard(highres.device());
+  const at::MemoryFormat format = output_memory_format({highres, lowres});
+  const int64_t h = g.hr_side;
+  at::Tensor dense = at::empty({grid_n, g.channels, grid_h * h, grid_w * h},
+                               highres.options().memory_format(format));
+  if (dense.numel() == 0) return dense;
+  const at::Tensor hr_p = hr_pos.contiguous(), lr_p = lr_pos.contiguous();
+  const bool index32 = fits_index32({highres, lowres, dense}, g);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, highres.scalar_type(), "segblocks_combine_units_cuda", [&] {
+    C10_CUDA_CHECK(launch_combine_units(cuda_data<scalar_t>(highres), strides_of(highres),
+                                        cuda_data<scalar_t>(lowres), strides_of(lowres),
+                                        cuda_mutable_data<scalar_t>(dense), hr_p.const_data_ptr<int64_t>(),
+                                        lr_p.const_data_ptr<int64_t>(), g,
+                                        format == at::MemoryFormat::ChannelsLast, index32, stream));
+  });
+  return dense;
+}
+
 std::tuple<at::Tensor, at::Tensor> combine_backward_cuda(const at::Tensor& grad, const at::Tensor& hr_pos,
                                                          const at::Tensor& lr_pos, int64_t block_size) {
   const BlockGrid g = check_combine_backward_args(grad, hr_pos, lr_pos, block_size);
@@ -63,6 +86,7 @@ std::tuple<at::Tensor, at::Tensor> combine_backward_cuda(const at::Tensor& grad,
 
 TORCH_LIBRARY_IMPL(segblocks, CUDA, m) {
   m.impl("combine", &combine_cuda);
+  m.impl("combine_units", &combine_units_cuda);
   m.impl("combine_backward", &combine_backward_cuda);
 }
 

@@ -28,6 +28,14 @@ cudaError_t launch_split_padded(const scalar_t* x, Strides4 x_strides, scalar_t*
 }
 
 template <typename scalar_t>
+cudaError_t launch_split_units(const scalar_t* x, Strides4 x_strides, scalar_t* units, const int64_t* hr_pos,
+                               const int64_t* lr_pos, const BlockGrid& grid, bool channels_last, bool index32,
+                               cudaStream_t stream) {
+  with_dense_to_units(x, x_strides, units, hr_pos, lr_pos, grid, channels_last, index32, LaunchOnStream{stream});
+  return cudaGetLastError();
+}
+
+template <typename scalar_t>
 cudaError_t launch_split_backward(const scalar_t* grad_highres, Strides4 grad_highres_strides,
                                   const scalar_t* grad_lowres, Strides4 grad_lowres_strides,
                                   scalar_t* grad_x, const int64_t* hr_pos, const int64_t* lr_pos,
@@ -45,6 +53,8 @@ cudaError_t launch_split_backward(const scalar_t* grad_highres, Strides4 grad_hi
   template cudaError_t launch_split_padded<T>(const T*, Strides4, T*, T*, const int64_t*,          \
                                               const int64_t*, const int32_t*, const BlockGrid&,    \
                                               int64_t, bool, bool, cudaStream_t);                  \
+  template cudaError_t launch_split_units<T>(const T*, Strides4, T*, const int64_t*, const int64_t*, \
+                                             const BlockGrid&, bool, bool, cudaStream_t);           \
   template cudaError_t launch_split_backward<T>(const T*, Strides4, const T*, Strides4, T*,      \
                                                 const int64_t*, const int64_t*, const BlockGrid&, \
                                                 bool, bool, cudaStream_t);

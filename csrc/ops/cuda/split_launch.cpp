@@ -35,6 +35,27 @@ std::tuple<at::Tensor, at::Tensor> split_cuda(const at::Tensor& x, const at::Ten
   return {highres, lowres};
 }
 
+at::Tensor split_units_cuda(const at::Tensor& x, const at::Tensor& hr_pos, const at::Tensor& lr_pos,
+                            int64_t block_size) {
+  const BlockGrid g = check_split_units_args(x, hr_pos, lr_pos, block_size);
+  check_cuda_tensor("split_units", "x", x);
+  const c10::cuda::CUDAGuard device_guard(x.device());
+  const at::MemoryFormat format = output_memory_format({x});
+  const int64_t u = block_size / 2;
+  at::Tensor units = at::empty({4 * g.num_highres + g.num_lowres, g.channels, u, u},
+                               x.options().memory_format(format));
+  if (x.numel() == 0) return units;
+  const at::Tensor hr_p = hr_pos.contiguous(), lr_p = lr_pos.contiguous();
+  const bool index32 = fits_index32({x, units}, g);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "segblocks_split_units_cuda", [&] {
+    C10_CUDA_CHECK(launch_split_units(cuda_data<scalar_t>(x), strides_of(x), cuda_mutable_data<scalar_t>(units),
+                                      hr_p.const_data_ptr<int64_t>(), lr_p.const_data_ptr<int64_t>(), g,
+                                      format == at::MemoryFormat::ChannelsLast, index32, stream));
+  });
+  return units;
+}
+
 at::Tensor split_backward_cuda(const at::Tensor& grad_highres, const at::Tensor& grad_lowres,
                                const at::Tensor& hr_pos, const at::Tensor& lr_pos, int64_t grid_n,
                                int64_t grid_h, int64_t grid_w) {
@@ -88,6 +109,7 @@ std::tuple<at::Tensor, at::Tensor> split_padded_cuda(const at::Tensor& x, const 
 
 TORCH_LIBRARY_IMPL(segblocks, CUDA, m) {
   m.impl("split", &split_cuda);
+  m.impl("split_units", &split_units_cuda);
   m.impl("split_padded", &split_padded_cuda);
   m.impl("split_backward", &split_backward_cuda);
 }
