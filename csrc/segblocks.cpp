@@ -90,6 +90,12 @@ TORCH_LIBRARY(segblocks, m) {
   // (channels_last): x * scale + shift per channel (one float32 fma), zero channels past the
   // third (ops/normalize.h)
   m.def("normalize_frames_(Tensor(a!) out, Tensor images, Tensor scale, Tensor shift) -> ()");
+  // split_padded(normalize_frames(images, scale, shift, channels, dtype), ...) in one pass from
+  // the uint8 frames: the stem's BlockPad-ed blocks (channels_last) without the normalised
+  // map; inference only
+  m.def(
+      "split_padded_frames(Tensor images, Tensor scale, Tensor shift, Tensor hr_pos, Tensor lr_pos, "
+      "Tensor block_map, int block_size, int padding, int channels, ScalarType dtype) -> (Tensor, Tensor)");
   // relu(conv2d(x, weight, bias, stride, padding) + residual) written into out [N, K, P, Q],
   // any view with channel stride 1 (e.g. the interiors of the next convolution's BlockPad-ed
   // tiles); residual likewise. `config`: the CUDA kernel's tile configuration

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "ops/cuda/block_copy.cuh"
@@ -131,6 +132,21 @@ int segblocks_host_dense_to_blocks(int dtype, const void* dense, const int64_t* 
     with_dense_to_blocks(static_cast<const T*>(dense), strides_from(dense_strides),
                          static_cast<T*>(highres), static_cast<T*>(lowres), hr_pos, lr_pos,
                          grid_from(grid), lowres_scale, channels_last != 0, index32 != 0, RunOnHost{});
+  });
+}
+
+// uint8 frames -> the padded blocks of their normalised map (split_padded_frames)
+int segblocks_host_split_padded_frames(int dtype, const uint8_t* images, const float* scale, const float* shift,
+                                       int64_t height, int64_t width, void* highres, void* lowres,
+                                       const int64_t* hr_pos, const int64_t* lr_pos, const int32_t* block_map,
+                                       const int64_t* grid, int64_t padding, int index32) {
+  if (dtype == 1) return 1;  // float64: not a normalize_frames dtype
+  return with_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (!std::is_same_v<T, double>) {
+      with_split_padded_frames(images, scale, shift, height, width, static_cast<T*>(highres), static_cast<T*>(lowres),
+                               hr_pos, lr_pos, block_map, grid_from(grid), padding, index32 != 0, RunOnHost{});
+    }
   });
 }
 

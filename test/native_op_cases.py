@@ -24,6 +24,7 @@ import pytest
 import torch
 from torch import Tensor
 
+from segblocks_core.engine import _norm_constants
 from segblocks_core.layout import BlockLayout
 from segblocks_core.ops import _reference
 
@@ -173,6 +174,27 @@ def check_split_padded(device, dtype, layout: str, geometry: Geometry) -> None:
                                                0.0)
         torch.testing.assert_close(got, padded, rtol=0, atol=0)
         _check_layout(got, layout)
+
+
+def check_split_padded_frames(device, dtype, layout: str, geometry: Geometry) -> None:
+    """The stem's padded blocks straight from uint8 frames: bitwise normalize_frames +
+    split_padded (the reference's, and the native ops' in turn), 3 and 4 channels (the
+    GPU input's zero channel), channels_last. ``layout`` is not used (the frames are uint8
+    [N, H, W, 3])."""
+    lay = geometry.layout(device)
+    b = geometry.hr_side
+    images = _frames(geometry, device)
+    scale, shift = _norm_constants(torch.device(device))
+    for channels, padding in ((3, 1), (4, 3)):
+        args = (images, scale, shift, lay.hr_pos, lay.lr_pos, lay.block_map, b, padding, channels, dtype)
+        got = torch.ops.segblocks.split_padded_frames(*args)
+        torch.testing.assert_close(got, _reference.split_padded_frames(*args), rtol=0, atol=0)
+        x = torch.empty((geometry.n, channels, images.shape[1], images.shape[2]), dtype=dtype, device=device,
+                        memory_format=torch.channels_last)
+        torch.ops.segblocks.normalize_frames_(x, images, scale, shift)
+        want = torch.ops.segblocks.split_padded(x, lay.hr_pos, lay.lr_pos, lay.block_map, b, padding)
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+        _check_layout(got, "channels_last")
 
 
 def check_combine(device, dtype, layout: str, geometry: Geometry) -> None:
@@ -591,6 +613,7 @@ _CHECKS = {
     "split_padded": check_split_padded,
     "combine": check_combine,
     "split_units": check_split_units,
+    "split_padded_frames": check_split_padded_frames,
     "combine_units": check_combine_units,
     "block_pad": check_block_pad,
     "block_pad_units": check_block_pad_units,
@@ -622,7 +645,10 @@ def parity_cases() -> Iterator[Case]:
         packed = op.startswith(("block_pad", "max_pool", "upsample2x")) or op in (
             "split", "split_padded", "combine", "split_units", "combine_units")
         layouts = BLOCK_PAD_LAYOUTS if packed else LAYOUTS
-        for dtype, layout, geometry in itertools.product(DTYPES, layouts, GEOMETRIES):
+        dtypes = DTYPES
+        if op == "split_padded_frames":  # uint8 frames in, normalize_frames' dtypes out
+            layouts, dtypes = ("contiguous",), ("f32", "f16", "bf16")
+        for dtype, layout, geometry in itertools.product(dtypes, layouts, GEOMETRIES):
             if op.startswith("block_pad"):
                 for pad in PADS:
                     yield Case(op, dtype, layout, geometry.name, pad)
@@ -734,7 +760,7 @@ OPS = ("split", "combine", "block_pad", "split_backward", "combine_backward", "b
 # not differentiable (inference only): opcheck only
 HEAD_OPS = ("upsample_argmax", "upsample_argmax_dense", "upsample_argmax_units", "block_pad_units",
             "max_pool_units", "max_pool_dense", "upsample2x_units", "upsample2x_dense", "cell_complexity",
-            "split_units", "combine_units")
+            "split_units", "combine_units", "split_padded_frames")
 OPCHECK_SAMPLES = {
     "mixed-channels_last-f32": dict(layout="channels_last", dtype=torch.float32),
     "tiny2px-contiguous-f64": dict(geometry="tiny_2px_batch2", dtype=torch.float64, mode="constant"),
@@ -776,7 +802,16 @@ def op_samples(device, dtype=torch.float64, layout="contiguous", geometry="mixed
         "cell_complexity": (x.detach(), x.shape[1], 2, 1e-4),
         "split_units": (x.detach(), *pos, b),
         "combine_units": (_reference.quarter(hr.detach()), lr.detach(), *pos, *lay.grid_shape),
+        "split_padded_frames": (_frames(geo, device), *_norm_constants(torch.device(device)), *pos, lay.block_map, b,
+                                1, 4, torch.float16),
     }
+
+
+def _frames(geometry: Geometry, device) -> Tensor:
+    gen = torch.Generator().manual_seed(geometry.seed)
+    b = geometry.hr_side
+    return torch.randint(0, 256, (geometry.n, geometry.grid_h * b, geometry.grid_w * b, 3), dtype=torch.uint8,
+                         generator=gen).to(device)
 
 
 def opcheck_op(device, op: str, sample: str) -> None:

@@ -295,6 +295,36 @@ def test_normalize_frames(lib, dtype, channels):
 
 
 @COMMON
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=["f32", "f16", "bf16"])
+@pytest.mark.parametrize("channels", [3, 4])
+@pytest.mark.parametrize("padding", [1, 3])
+@GEOMETRIES
+def test_split_padded_frames(lib, geometry, padding, channels, dtype, index32):
+    """The stem's padded blocks straight from uint8 frames (normalised as they are read; the
+    8-byte pack path for 4 half or bfloat16 channels): bitwise normalize_frames +
+    split_padded of the reference."""
+    from segblocks_core.engine import _norm_constants
+
+    lay = geometry.layout("cpu")
+    b = geometry.hr_side
+    g = torch.Generator().manual_seed(channels + padding)
+    images = torch.randint(0, 256, (geometry.n, geometry.grid_h * b, geometry.grid_w * b, 3), dtype=torch.uint8,
+                           generator=g)
+    scale, shift = _norm_constants(torch.device("cpu"))
+    hp, lp = b + 2 * padding, b // 2 + 2 * padding
+    hr = _empty((lay.num_highres, channels, hp, hp), torch.empty(0, dtype=dtype), True)
+    lr = _empty((lay.num_lowres, channels, lp, lp), torch.empty(0, dtype=dtype), True)
+    bm = lay.block_map.contiguous()
+    _call(lib.segblocks_host_split_padded_frames, DTYPE_CODES[dtype], _ptr(images), _ptr(scale), _ptr(shift),
+          ctypes.c_int64(images.shape[1]), ctypes.c_int64(images.shape[2]), _ptr(hr), _ptr(lr), _ptr(lay.hr_pos),
+          _ptr(lay.lr_pos), _ptr(bm), _grid(lay, b, channels), ctypes.c_int64(padding), int(index32))
+    args = (images, scale, shift, lay.hr_pos, lay.lr_pos, lay.block_map, b, padding, channels, dtype)
+    want = _reference.split_padded_frames(*args)
+    torch.testing.assert_close((hr, lr), want, rtol=0, atol=0)
+    torch.testing.assert_close(torch.ops.segblocks.split_padded_frames(*args), want, rtol=0, atol=0)
+
+
+@COMMON
 @DTYPES
 @LAYOUTS
 @GEOMETRIES

@@ -486,9 +486,8 @@ inline void check_scale_shift_relu_args(const at::Tensor& x, const at::Tensor& s
 }
 
 // normalize_frames_(out [N, C, H, W], images uint8 [N, H, W, 3], scale float32 [3], shift float32 [3])
-inline void check_normalize_frames_args(const at::Tensor& out, const at::Tensor& images, const at::Tensor& scale,
-                                        const at::Tensor& shift) {
-  const char* op = "normalize_frames_";
+// uint8 RGB frames [N, H, W, 3] (contiguous) and the float32 [3] constants of normalize_frames
+inline void check_frames(const char* op, const at::Tensor& images, const at::Tensor& scale, const at::Tensor& shift) {
   TORCH_CHECK(images.defined() && images.dim() == 4 && images.size(3) == 3, op,
               ": images must be uint8 RGB frames [N, H, W, 3], got shape ",
               images.defined() ? images.sizes() : at::IntArrayRef{});
@@ -501,6 +500,12 @@ inline void check_normalize_frames_args(const at::Tensor& out, const at::Tensor&
     TORCH_CHECK(t.device() == images.device(), op, ": ", name, " is on ", t.device(), " but images is on ",
                 images.device());
   }
+}
+
+inline void check_normalize_frames_args(const at::Tensor& out, const at::Tensor& images, const at::Tensor& scale,
+                                        const at::Tensor& shift) {
+  const char* op = "normalize_frames_";
+  check_frames(op, images, scale, shift);
   TORCH_CHECK(out.defined() && out.dim() == 4 && out.size(0) == images.size(0) && out.size(1) >= 3 &&
                   out.size(2) == images.size(1) && out.size(3) == images.size(2),
               op, ": out must be [N, C >= 3, H, W] for images ", images.sizes(), ", got ",
@@ -512,6 +517,39 @@ inline void check_normalize_frames_args(const at::Tensor& out, const at::Tensor&
               images.device());
   TORCH_CHECK(channels_last_contiguous(out), op, ": out must be channels_last contiguous, got strides ",
               out.strides());
+}
+
+// split_padded_frames(images, scale, shift, hr_pos, lr_pos, block_map, block_size, padding,
+// channels, dtype): normalize_frames' frames and constants, split_padded's blocks on the
+// frames' grid
+inline BlockGrid check_split_padded_frames_args(const at::Tensor& images, const at::Tensor& scale,
+                                                const at::Tensor& shift, const at::Tensor& hr_pos,
+                                                const at::Tensor& lr_pos, const at::Tensor& block_map,
+                                                int64_t block_size, int64_t padding, int64_t channels,
+                                                at::ScalarType dtype) {
+  const char* op = "split_padded_frames";
+  check_frames(op, images, scale, shift);
+  TORCH_CHECK(channels >= 3, op, ": channels must be >= 3 (RGB plus optional zero channels), got ", channels);
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16, op,
+              ": dtype must be float32, float16 or bfloat16, got ", dtype);
+  check_positions(op, "hr_pos", hr_pos, images);
+  check_positions(op, "lr_pos", lr_pos, images);
+  check_padding(op, padding);
+  TORCH_CHECK(block_size >= 2 && block_size % 2 == 0, op, ": block_size must be an even number >= 2, got ",
+              block_size);
+  TORCH_CHECK(images.size(1) % block_size == 0 && images.size(2) % block_size == 0, op, ": the frames' size ",
+              images.size(1), "x", images.size(2), " is not a multiple of block_size ", block_size);
+  BlockGrid g{};
+  g.hr_side = block_size;
+  g.channels = channels;
+  g.num_highres = hr_pos.size(0);
+  g.num_lowres = lr_pos.size(0);
+  check_grid_size(op, g, images.size(0), images.size(1) / block_size, images.size(2) / block_size);
+  check_block_map(op, block_map, images);
+  TORCH_CHECK(block_map.size(0) == g.grid_n && block_map.size(1) == g.grid_h && block_map.size(2) == g.grid_w, op,
+              ": block_map must have the frames' grid shape [", g.grid_n, ", ", g.grid_h, ", ", g.grid_w, "], got ",
+              block_map.sizes());
+  return g;
 }
 
 // block_pad_ring_(padded, hr_pos, lr_pos, block_map, padding): the tiles' layout, checked

@@ -28,7 +28,8 @@ __all__ = [
     "use_backend", "has_native", "BUILD_HINT", "split_tensor", "combine_tensor",
     "block_pad_tensor", "block_pad_units_tensor", "split_units_tensor", "combine_units_tensor", "upsample_argmax_tensor", "upsample_argmax_units_tensor",
     "max_pool_units_tensor", "upsample2x_units", "upsample2x_dense", "upsample2x_units_tensor",
-    "cell_complexity", "normalize_frames", "scale_shift_relu", "conv3x3_units", "conv3x3_units_tensor",
+    "cell_complexity", "normalize_frames", "split_padded_frames", "scale_shift_relu", "conv3x3_units",
+    "conv3x3_units_tensor",
     "conv3x3_units_supported", "block_pad_ring_", "conv_into_", "cutlass_conv_configs",
 ]
 
@@ -331,6 +332,37 @@ def normalize_frames(images: Tensor, scale: Tensor, shift: Tensor, channels: int
     else:
         _reference.normalize_frames_(out, images, scale, shift)
     return out
+
+
+def split_padded_frames(images: Tensor, scale: Tensor, shift: Tensor, channels: int, dtype: torch.dtype,
+                        layout: BlockLayout, block_size: Optional[int] = None, padding: int = 1) -> BlockTensor:
+    """:func:`split_padded` of ``normalize_frames(images, scale, shift, channels, dtype)``
+    without the normalised map: the padded blocks (channels_last) straight from the uint8
+    frames, each value normalised as it is read (one pass with the native kernel; the
+    values are those of the two ops in turn)."""
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must be uint8 RGB frames [N, H, W, 3], got {images.dtype} {tuple(images.shape)}")
+    if channels < 3:
+        raise ValueError(f"channels must be >= 3 (RGB plus optional zero channels), got {channels}")
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
+    if not isinstance(layout, BlockLayout):
+        raise TypeError(f"layout must be a BlockLayout, got {type(layout).__name__}")
+    padding = int(padding)
+    if padding < 1:
+        raise ValueError(f"padding must be >= 1, got {padding}")
+    b = layout.block_size if block_size is None else int(block_size)
+    n, h, w, _ = images.shape
+    if b < 2 or b % 2 or h % b or w % b or layout.grid_shape != (n, h // b, w // b):
+        raise ValueError(f"frames of shape {tuple(images.shape)} do not split into the layout's grid "
+                         f"{layout.grid_shape} with block side {b}")
+    images = images.contiguous()
+    args = (images, scale, shift, layout.hr_pos, layout.lr_pos, layout.block_map, b, padding, channels, dtype)
+    if _use_native(images.device, "split_padded_frames"):
+        hr, lr = torch.ops.segblocks.split_padded_frames(*args)
+    else:
+        hr, lr = _reference.split_padded_frames(*args)
+    return BlockTensor.from_padded_blocks(hr, lr, padding, layout)
 
 
 def conv3x3_units_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor,

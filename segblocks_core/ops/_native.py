@@ -236,6 +236,22 @@ if hasattr(torch.ops.segblocks, "normalize_frames_"):  # an extension built befo
     torch.library.register_fake("segblocks::normalize_frames_")(_normalize_frames_fake)
 
 
+def _split_padded_frames_fake(images: Tensor, scale: Tensor, shift: Tensor, hr_pos: Tensor, lr_pos: Tensor,
+                              block_map: Tensor, block_size: int, padding: int, channels: int, dtype: torch.dtype):
+    torch._check(images.dim() == 4 and images.shape[-1] == 3,
+                 lambda: f"split_padded_frames: images must be [N, H, W, 3], got {tuple(images.shape)}")
+    hp, lp = block_size + 2 * padding, block_size // 2 + 2 * padding
+
+    def tiles(n, side):
+        return torch.empty((n, channels, side, side), dtype=dtype, device=images.device,
+                           memory_format=torch.channels_last)
+    return tiles(hr_pos.shape[0], hp), tiles(lr_pos.shape[0], lp)
+
+
+if hasattr(torch.ops.segblocks, "split_padded_frames"):  # an extension built before the op lacks it
+    torch.library.register_fake("segblocks::split_padded_frames")(_split_padded_frames_fake)
+
+
 def _conv3x3_units_fake(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor,
                         weight: Tensor, bias: Optional[Tensor] = None, residual: Optional[Tensor] = None,
                         relu: bool = False, quartered: bool = False, stride: int = 1,

@@ -256,6 +256,16 @@ def normalize_frames_(out: Tensor, images: Tensor, scale: Tensor, shift: Tensor)
     out[:, :3].copy_(value.float().permute(0, 3, 1, 2))
 
 
+def split_padded_frames(images: Tensor, scale: Tensor, shift: Tensor, hr_pos: Tensor, lr_pos: Tensor,
+                        block_map: Tensor, block_size: int, padding: int, channels: int,
+                        dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """:func:`split_padded` of :func:`normalize_frames_`'s map of ``images`` (channels_last)."""
+    n, h, w, _ = images.shape
+    x = torch.empty((n, channels, h, w), dtype=dtype, device=images.device, memory_format=torch.channels_last)
+    normalize_frames_(x, images, scale, shift)
+    return split_padded(x, hr_pos, lr_pos, block_map, block_size, padding)
+
+
 def cell_complexity(x: Tensor, channels: int, factor: int, floor: float) -> Tensor:
     """The complexity policy's per-cell texture, float32 ``[N, H/f, W/f]``: per ``f x f``
     cell, the sum over the first ``channels`` channels and its pixels of

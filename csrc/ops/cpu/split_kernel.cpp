@@ -97,9 +97,30 @@ std::tuple<at::Tensor, at::Tensor> split_padded_kernel(const at::Tensor& x, cons
   return block_pad.call(highres, lowres, hr_pos, lr_pos, block_map, padding, "constant", 0.0);
 }
 
+// split_padded_frames(images, scale, shift, hr_pos, lr_pos, block_map, block_size, padding,
+// channels, dtype) = split_padded(normalize_frames(images, ...), ...): on the CPU the two ops
+// in turn (the CUDA kernel normalises the frames' pixels as it reads them).
+std::tuple<at::Tensor, at::Tensor> split_padded_frames_kernel(const at::Tensor& images, const at::Tensor& scale,
+                                                              const at::Tensor& shift, const at::Tensor& hr_pos,
+                                                              const at::Tensor& lr_pos, const at::Tensor& block_map,
+                                                              int64_t block_size, int64_t padding, int64_t channels,
+                                                              at::ScalarType dtype) {
+  check_split_padded_frames_args(images, scale, shift, hr_pos, lr_pos, block_map, block_size, padding, channels,
+                                 dtype);
+  at::Tensor x = at::empty({images.size(0), channels, images.size(1), images.size(2)},
+                           images.options().dtype(dtype).memory_format(at::MemoryFormat::ChannelsLast));
+  static const auto normalize =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("segblocks::normalize_frames_", "")
+          .typed<void(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&)>();
+  normalize.call(x, images, scale, shift);
+  return split_padded_kernel(x, hr_pos, lr_pos, block_map, block_size, padding);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(segblocks, CPU, m) {
+  m.impl("split_padded_frames", &split_padded_frames_kernel);
   m.impl("split", &split_kernel);
   m.impl("split_padded", &split_padded_kernel);
   m.impl("split_units", &split_units_kernel);

@@ -16,6 +16,7 @@
 // test/cuda_kernels_host.cu) on machines without a GPU.
 #pragma once
 
+#include <cmath>
 #include <initializer_list>
 #include <type_traits>
 #include <utility>
@@ -242,10 +243,72 @@ void with_dense_to_units(const scalar_t* dense, Strides4 dense_strides, scalar_t
 // split's arithmetic (the same sum order, one rounding), so the values are identical.
 // ---------------------------------------------------------------------------------------
 
-template <typename scalar_t, typename D>
-struct SplitPaddedParams {
+// Where split_padded reads the map: a dense tensor through its strides, or (split_padded_frames)
+// uint8 RGB frames [N, H, W, 3] normalised on the fly with normalize_frames' arithmetic
+// (ops/normalize.h: one float32 fma per value, rounded to the dtype; channels past the third
+// are 0), so the values are those of split_padded(normalize_frames(images)) and the
+// normalised map is never written.
+template <typename scalar_t>
+struct DenseMap {
   const scalar_t* dense;
-  Strides4 dense_strides;
+  Strides4 strides;
+};
+
+struct FramesMap {
+  const uint8_t* images;  // [N, H, W, 3] contiguous
+  const float* scale;     // [3]
+  const float* shift;     // [3]
+  int64_t height, width;
+};
+
+template <typename scalar_t, int kPack, typename index_t>
+SEGBLOCKS_HOST_DEVICE Pack<scalar_t, kPack> map_pack(const DenseMap<scalar_t>& m, index_t n, index_t c, index_t y,
+                                                     index_t x) {
+  return load_pack<scalar_t, kPack>(m.dense + StridesT<index_t>(m.strides).offset(n, c, y, x));
+}
+
+// The 2x2 group at (y, x): (y, x), (y, x + 1), (y + 1, x), (y + 1, x + 1).
+template <typename scalar_t, int kPack, typename index_t>
+SEGBLOCKS_HOST_DEVICE void map_quad(const DenseMap<scalar_t>& m, index_t n, index_t c, index_t y, index_t x,
+                                    Pack<scalar_t, kPack> (&q)[4]) {
+  const StridesT<index_t> ds(m.strides);
+  const scalar_t* p = m.dense + ds.offset(n, c, y, x);
+  q[0] = load_pack<scalar_t, kPack>(p);
+  q[1] = load_pack<scalar_t, kPack>(p + ds.w);
+  q[2] = load_pack<scalar_t, kPack>(p + ds.h);
+  q[3] = load_pack<scalar_t, kPack>(p + ds.h + ds.w);
+}
+
+template <typename scalar_t, int kPack>
+SEGBLOCKS_HOST_DEVICE Pack<scalar_t, kPack> frame_pack(const FramesMap& m, const uint8_t* px, int64_t c) {
+  Pack<scalar_t, kPack> v;
+  SEGBLOCKS_UNROLL
+  for (int l = 0; l < kPack; ++l) {
+    const int64_t ch = c + l;
+    v.v[l] = from_acc<scalar_t>(ch < 3 ? fmaf(static_cast<float>(px[ch]), m.scale[ch], m.shift[ch]) : 0.0f);
+  }
+  return v;
+}
+
+template <typename scalar_t, int kPack, typename index_t>
+SEGBLOCKS_HOST_DEVICE Pack<scalar_t, kPack> map_pack(const FramesMap& m, index_t n, index_t c, index_t y, index_t x) {
+  return frame_pack<scalar_t, kPack>(m, m.images + ((static_cast<int64_t>(n) * m.height + y) * m.width + x) * 3, c);
+}
+
+template <typename scalar_t, int kPack, typename index_t>
+SEGBLOCKS_HOST_DEVICE void map_quad(const FramesMap& m, index_t n, index_t c, index_t y, index_t x,
+                                    Pack<scalar_t, kPack> (&q)[4]) {
+  const uint8_t* p = m.images + ((static_cast<int64_t>(n) * m.height + y) * m.width + x) * 3;
+  const int64_t row = m.width * 3;
+  q[0] = frame_pack<scalar_t, kPack>(m, p, c);
+  q[1] = frame_pack<scalar_t, kPack>(m, p + 3, c);
+  q[2] = frame_pack<scalar_t, kPack>(m, p + row, c);
+  q[3] = frame_pack<scalar_t, kPack>(m, p + row + 3, c);
+}
+
+template <typename scalar_t, typename D, typename Map = DenseMap<scalar_t>>
+struct SplitPaddedParams {
+  Map map;
   scalar_t* highres;  // [Nh, C, b+2p, b+2p], contiguous in the output order
   scalar_t* lowres;   // [Nl, C, b/2+2p, b/2+2p], same order
   const int64_t* hr_pos;
@@ -259,17 +322,16 @@ struct SplitPaddedParams {
   int64_t hr_total;  // elements (packs) of highres; the following ones are lowres ones
 };
 
-template <typename scalar_t, bool kChannelsLast, typename D, int kPack = 1>
-SEGBLOCKS_HOST_DEVICE void split_padded_element(const SplitPaddedParams<scalar_t, D>& prm, int64_t linear) {
+template <typename scalar_t, bool kChannelsLast, typename D, int kPack = 1, typename Map = DenseMap<scalar_t>>
+SEGBLOCKS_HOST_DEVICE void split_padded_element(const SplitPaddedParams<scalar_t, D, Map>& prm, int64_t linear) {
   using index_t = typename D::index_t;
   using acc_t = acc_type<scalar_t>;
   using P = Pack<scalar_t, kPack>;
-  const StridesT<index_t> ds(prm.dense_strides);
   const bool out_lowres = linear >= prm.hr_total;
   const index_t e = static_cast<index_t>(out_lowres ? linear - prm.hr_total : linear);
   const auto el = unravel_block_element<kChannelsLast>(e, prm.channels_div,
                                                        out_lowres ? prm.lr_padded_div : prm.hr_padded_div);
-  const index_t c = el.c * kPack, p = static_cast<index_t>(prm.padding), b = prm.grid.hr_side;
+  const index_t c = el.c * kPack, p = static_cast<index_t>(prm.padding);
   const auto cell = cell_of_position(static_cast<index_t>(out_lowres ? prm.lr_pos[el.k] : prm.hr_pos[el.k]),
                                      prm.grid);
   const index_t side = prm.grid.side(out_lowres);
@@ -291,15 +353,14 @@ SEGBLOCKS_HOST_DEVICE void split_padded_element(const SplitPaddedParams<scalar_t
       yy = copy ? y : y - (y & 1);
       xx = copy ? x : x - (x & 1);
     }
-    const scalar_t* q = prm.dense + ds.offset(cell.n, c, yy, xx);
     if (copy) {
-      out = load_pack<scalar_t, kPack>(q);
+      out = map_pack<scalar_t, kPack>(prm.map, cell.n, c, yy, xx);
     } else {
-      const P a = load_pack<scalar_t, kPack>(q), bb = load_pack<scalar_t, kPack>(q + ds.w),
-              cc = load_pack<scalar_t, kPack>(q + ds.h), d = load_pack<scalar_t, kPack>(q + ds.h + ds.w);
+      P q[4];
+      map_quad<scalar_t, kPack>(prm.map, cell.n, c, yy, xx, q);
       SEGBLOCKS_UNROLL
       for (int l = 0; l < kPack; ++l) {  // split's (and avg_pool2d's) order, row by row
-        const acc_t sum = to_acc(a.v[l]) + to_acc(bb.v[l]) + to_acc(cc.v[l]) + to_acc(d.v[l]);
+        const acc_t sum = to_acc(q[0].v[l]) + to_acc(q[1].v[l]) + to_acc(q[2].v[l]) + to_acc(q[3].v[l]);
         out.v[l] = from_acc<scalar_t>(sum * acc_t(0.25));
       }
     }
@@ -319,10 +380,33 @@ void with_split_padded(const scalar_t* dense, Strides4 dense_strides, scalar_t* 
     constexpr int kPack = decltype(pack)::value;
     using D = decltype(div);
     using Params = SplitPaddedParams<scalar_t, D>;
-    const Params prm{dense,  dense_strides, highres, lowres, hr_pos, lr_pos, block_map, GridIndexer<D>(g),
-                     D(g.channels / kPack), D(hp), D(lp), padding, hr_total / kPack};
+    const Params prm{DenseMap<scalar_t>{dense, dense_strides}, highres, lowres, hr_pos, lr_pos, block_map,
+                     GridIndexer<D>(g), D(g.channels / kPack), D(hp), D(lp), padding, hr_total / kPack};
     run.template operator()<Params, &split_padded_element<scalar_t, decltype(layout)::value, D, kPack>>(
         prm, total / kPack);
+  });
+}
+
+// split_padded_frames: the stem's padded blocks straight from the uint8 frames (FramesMap);
+// `highres` / `lowres` channels_last, contiguous, g.channels >= 3 (the zero channels too).
+template <typename scalar_t, typename Run>
+void with_split_padded_frames(const uint8_t* images, const float* scale, const float* shift, int64_t height,
+                              int64_t width, scalar_t* highres, scalar_t* lowres, const int64_t* hr_pos,
+                              const int64_t* lr_pos, const int32_t* block_map, const BlockGrid& g, int64_t padding,
+                              bool index32, Run&& run) {
+  const int64_t hp = g.hr_side + 2 * padding, lp = g.hr_side / 2 + 2 * padding;
+  const int64_t hr_total = g.num_highres * g.channels * hp * hp;
+  const int64_t total = hr_total + g.num_lowres * g.channels * lp * lp;
+  if (total == 0) return;
+  const std::initializer_list<PackCheck> tensors{{highres, Strides4{0, 1, 0, 0}, g.num_highres == 0},
+                                                 {lowres, Strides4{0, 1, 0, 0}, g.num_lowres == 0}};
+  with_pack_layout_and_index<scalar_t>(true, g.channels, tensors, index32, [&](auto pack, auto layout, auto div) {
+    constexpr int kPack = decltype(pack)::value;
+    using D = decltype(div);
+    using Params = SplitPaddedParams<scalar_t, D, FramesMap>;
+    const Params prm{FramesMap{images, scale, shift, height, width}, highres, lowres, hr_pos, lr_pos, block_map,
+                     GridIndexer<D>(g), D(g.channels / kPack), D(hp), D(lp), padding, hr_total / kPack};
+    run.template operator()<Params, &split_padded_element<scalar_t, true, D, kPack, FramesMap>>(prm, total / kPack);
   });
 }
 

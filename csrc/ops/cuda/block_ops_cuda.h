@@ -35,6 +35,14 @@ cudaError_t launch_split_padded(const scalar_t* x, Strides4 x_strides, scalar_t*
                                 const BlockGrid& grid, int64_t padding, bool channels_last, bool index32,
                                 cudaStream_t stream);
 
+// split_padded_frames: uint8 RGB frames [N, H, W, 3] -> the padded blocks of their
+// normalised map (split_padded(normalize_frames(...)) in one pass; channels_last outputs).
+template <typename scalar_t>
+cudaError_t launch_split_padded_frames(const uint8_t* images, const float* scale, const float* shift, int64_t height,
+                                       int64_t width, scalar_t* highres, scalar_t* lowres, const int64_t* hr_pos,
+                                       const int64_t* lr_pos, const int32_t* block_map, const BlockGrid& grid,
+                                       int64_t padding, bool index32, cudaStream_t stream);
+
 // split_units: dense x -> units [4 Nh + Nl, C, b/2, b/2], contiguous in the output order:
 // the high-res blocks' quarters (copies), then the low-res blocks (2x2 averages).
 template <typename scalar_t>

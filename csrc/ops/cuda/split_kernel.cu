@@ -28,6 +28,16 @@ cudaError_t launch_split_padded(const scalar_t* x, Strides4 x_strides, scalar_t*
 }
 
 template <typename scalar_t>
+cudaError_t launch_split_padded_frames(const uint8_t* images, const float* scale, const float* shift, int64_t height,
+                                       int64_t width, scalar_t* highres, scalar_t* lowres, const int64_t* hr_pos,
+                                       const int64_t* lr_pos, const int32_t* block_map, const BlockGrid& grid,
+                                       int64_t padding, bool index32, cudaStream_t stream) {
+  with_split_padded_frames(images, scale, shift, height, width, highres, lowres, hr_pos, lr_pos, block_map, grid,
+                           padding, index32, LaunchOnStream{stream});
+  return cudaGetLastError();
+}
+
+template <typename scalar_t>
 cudaError_t launch_split_units(const scalar_t* x, Strides4 x_strides, scalar_t* units, const int64_t* hr_pos,
                                const int64_t* lr_pos, const BlockGrid& grid, bool channels_last, bool index32,
                                cudaStream_t stream) {
@@ -64,6 +74,18 @@ SEGBLOCKS_INSTANTIATE_SPLIT(double)
 SEGBLOCKS_INSTANTIATE_SPLIT(__half)
 SEGBLOCKS_INSTANTIATE_SPLIT(__nv_bfloat16)
 #undef SEGBLOCKS_INSTANTIATE_SPLIT
+
+// normalize_frames' dtypes only
+#define SEGBLOCKS_INSTANTIATE_SPLIT_FRAMES(T)                                                               \
+  template cudaError_t launch_split_padded_frames<T>(const uint8_t*, const float*, const float*, int64_t, \
+                                                     int64_t, T*, T*, const int64_t*, const int64_t*,      \
+                                                     const int32_t*, const BlockGrid&, int64_t, bool,      \
+                                                     cudaStream_t);
+
+SEGBLOCKS_INSTANTIATE_SPLIT_FRAMES(float)
+SEGBLOCKS_INSTANTIATE_SPLIT_FRAMES(__half)
+SEGBLOCKS_INSTANTIATE_SPLIT_FRAMES(__nv_bfloat16)
+#undef SEGBLOCKS_INSTANTIATE_SPLIT_FRAMES
 
 }  // namespace cuda
 }  // namespace segblocks

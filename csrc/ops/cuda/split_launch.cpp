@@ -4,6 +4,8 @@
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
+#include <type_traits>
+
 #include "ops/block_checks.h"
 #include "ops/cuda/block_ops_cuda.h"
 #include "ops/cuda/cuda_launch.h"
@@ -105,9 +107,39 @@ std::tuple<at::Tensor, at::Tensor> split_padded_cuda(const at::Tensor& x, const 
   return {highres, lowres};
 }
 
+std::tuple<at::Tensor, at::Tensor> split_padded_frames_cuda(const at::Tensor& images, const at::Tensor& scale,
+                                                            const at::Tensor& shift, const at::Tensor& hr_pos,
+                                                            const at::Tensor& lr_pos, const at::Tensor& block_map,
+                                                            int64_t block_size, int64_t padding, int64_t channels,
+                                                            at::ScalarType dtype) {
+  const BlockGrid g = check_split_padded_frames_args(images, scale, shift, hr_pos, lr_pos, block_map, block_size,
+                                                     padding, channels, dtype);
+  check_cuda_tensor("split_padded_frames", "images", images);
+  const c10::cuda::CUDAGuard device_guard(images.device());
+  const auto options = images.options().dtype(dtype).memory_format(at::MemoryFormat::ChannelsLast);
+  const int64_t hp = block_size + 2 * padding, lp = block_size / 2 + 2 * padding;
+  at::Tensor highres = at::empty({g.num_highres, channels, hp, hp}, options);
+  at::Tensor lowres = at::empty({g.num_lowres, channels, lp, lp}, options);
+  if (images.numel() == 0) return {highres, lowres};
+  const at::Tensor hr_p = hr_pos.contiguous(), lr_p = lr_pos.contiguous(), bm = block_map.contiguous();
+  const bool index32 = fits_index32({images, highres, lowres}, g);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "segblocks_split_padded_frames_cuda", [&] {
+    if constexpr (!std::is_same_v<scalar_t, double>) {
+      C10_CUDA_CHECK(launch_split_padded_frames(
+          images.const_data_ptr<uint8_t>(), scale.const_data_ptr<float>(), shift.const_data_ptr<float>(),
+          images.size(1), images.size(2), cuda_mutable_data<scalar_t>(highres), cuda_mutable_data<scalar_t>(lowres),
+          hr_p.const_data_ptr<int64_t>(), lr_p.const_data_ptr<int64_t>(), bm.const_data_ptr<int32_t>(), g, padding,
+          index32, stream));
+    }
+  });
+  return {highres, lowres};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(segblocks, CUDA, m) {
+  m.impl("split_padded_frames", &split_padded_frames_cuda);
   m.impl("split", &split_cuda);
   m.impl("split_units", &split_units_cuda);
   m.impl("split_padded", &split_padded_cuda);
