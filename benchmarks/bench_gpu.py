@@ -28,8 +28,8 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from segblocks_core import SegBlocks, count_macs  # noqa: E402
-from segblocks_core.engine import normalize  # noqa: E402
-from segblocks_core.executor import concurrent_lowres, units_min_side  # noqa: E402
+from segblocks_core.engine import frame_labels, normalize  # noqa: E402
+from segblocks_core.executor import concurrent_lowres, frames_split, units_min_side  # noqa: E402
 from segblocks_core.fastpath import GraphedSegmenter, prepare_network  # noqa: E402
 from segblocks_core import fused, ops  # noqa: E402
 from segblocks_core.fused import (CONV_UNITS_MODES, PADDED_OUTPUT_MODES, conv_units, cutlass_convs,  # noqa: E402
@@ -185,6 +185,10 @@ def main():
                     help="time only CUTLASS's own convolution kernel (one thread block per tile), not also the "
                          "persistent configurations (ping-pong, stream-K); writes "
                          "no-persistent-cutlass-gpu-<gpu>-<date>.json")
+    ap.add_argument("--no-frames-split", dest="frames_split", action="store_false",
+                    help="SegBlocks normalises the frames into a dense map and splits that, instead of "
+                         "reading the frames straight into the stem's tiles (executor.frames_split); writes "
+                         "no-frames-split-gpu-<gpu>-<date>.json")
     ap.add_argument("--padded-outputs", choices=PADDED_OUTPUT_MODES, default="auto",
                     help="SegBlocks' convolutions write their consumers' BlockPad-ed tiles (CUTLASS into the "
                          "interiors, then the frames; fused.padded_outputs): auto (timed per shape, where the "
@@ -195,7 +199,7 @@ def main():
     with fast_upsampling(args.fast_upsample), conv_units(args.conv_units), upsample_tiles(args.upsample_tiles), \
             space_to_depth_convs(args.space_to_depth), units_min_side(args.units_min_side), \
             pad_classifier(args.pad_classifier), cutlass_convs(args.cutlass, args.persistent_cutlass), \
-            padded_outputs(args.padded_outputs):
+            padded_outputs(args.padded_outputs), frames_split(args.frames_split):
         run(args)
 
 
@@ -334,6 +338,7 @@ def run(args) -> None:
         ("" if args.cutlass else "no-cutlass-") + \
         ("" if args.persistent_cutlass or not args.cutlass else "no-persistent-cutlass-") + \
         ("" if args.padded_outputs == "auto" else f"padded-outputs-{args.padded_outputs}-") + \
+        ("" if args.frames_split else "no-frames-split-") + \
         ("" if args.fuse_epilogue else "unfused-epilogue-") + \
         ("" if args.input_channels == 4 else f"input{args.input_channels}-")
     path = os.path.join(args.out, f"{prefix}gpu-{slug}-{date}.json")
@@ -367,15 +372,18 @@ class _GraphOf:
 
 class _FixedLayoutGraph(_GraphOf):
     """CUDA graph of one frame with a fixed layout (fixed-fraction rows): the same job as
-    the other rows (uint8 frame -> normalise -> network in blocks -> class ids)."""
+    the other rows (uint8 frame -> normalise -> network in blocks -> class ids).
+    ``frames_split``: the frames go straight into the stem's tiles (``frame_labels``; the
+    normalised map is not written); off: normalise, then the network."""
 
-    def __init__(self, sb, frames, layout, concurrent=True):
+    def __init__(self, sb, frames, layout, concurrent=True, frames_split=True):
         lowres_stream = torch.cuda.Stream() if concurrent else None
 
         def frame():
-            x = normalize(frames, torch.float16, sb.in_channels)
             with concurrent_lowres(lowres_stream):
-                return sb.labels(x, layout=layout)
+                if frames_split:
+                    return frame_labels(sb, frames, torch.float16, layout=layout)
+                return sb.labels(normalize(frames, torch.float16, sb.in_channels), layout=layout)
         super().__init__(frame)
 
 

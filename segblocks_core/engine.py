@@ -90,6 +90,16 @@ def normalize(images: Tensor, dtype: torch.dtype = torch.float32, channels: int 
     return ops.normalize_frames(images, scale, shift, channels, dtype, out)
 
 
+def frame_labels(segblocks, images: Tensor, dtype: torch.dtype = torch.float32, *,
+                 layout: Optional[BlockLayout] = None) -> Tensor:
+    """Class ids ``[N, H, W]`` of uint8 RGB frames: ``segblocks.labels(normalize(images,
+    dtype, segblocks.in_channels), layout=layout)``, with the frames read straight into the
+    stem's tiles where the block plan allows (:meth:`SegBlocks.labels_from_frames`: the
+    normalised map is then never written; the labels are the same)."""
+    scale, shift = _norm_constants(images.device)
+    return segblocks.labels_from_frames(images, scale, shift, dtype, layout=layout)
+
+
 @dataclass
 class FrameStats:
     """Per-frame statistics (timings are for the whole batch the frame was part of)."""

@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import copy
+import dataclasses
 import math
 import operator
 from dataclasses import dataclass
@@ -66,13 +67,43 @@ class UnsupportedLayerError(TypeError):
 # ----------------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class _FramesInput:
+    """The network input of :meth:`SegBlocks.labels_from_frames`: ``stand_in`` (the plan's
+    input, a tensor of the normalised map's shape whose values are never read) is
+    ``normalize_frames(images, scale, shift)``."""
+    stand_in: Tensor
+    images: Tensor
+    scale: Tensor
+    shift: Tensor
+
+
+_INPUT_FRAMES: contextvars.ContextVar[Optional[_FramesInput]] = contextvars.ContextVar(
+    "segblocks_input_frames", default=None)
+_FRAMES_SPLIT: contextvars.ContextVar[bool] = contextvars.ContextVar("segblocks_frames_split", default=True)
+
+
+@contextlib.contextmanager
+def frames_split(enabled: bool = True):
+    """:meth:`SegBlocks.labels_from_frames` reads the frames straight into the stem's tiles
+    where the plan allows (on by default); off: it normalises the frames first (the A/B)."""
+    with context_value(_FRAMES_SPLIT, bool(enabled)):
+        yield
+
+
 def split_like(x: Tensor, layout: BlockLayout, side: int, padding: int = 0) -> BlockTensor:
     """Split a dense map whose blocks are ``side`` pixels (a dense operand meeting blocks).
     ``padding`` (the plan's hint: the only user is a zero-padded convolution on whole
     blocks, the stem): the blocks' BlockPad-ed tiles are written instead, straight from the
-    map (:func:`segblocks_core.ops.split_padded`)."""
+    map (:func:`segblocks_core.ops.split_padded`), or, if ``x`` stands in for frames
+    (:meth:`SegBlocks.labels_from_frames`), straight from the frames
+    (:func:`segblocks_core.ops.split_padded_frames`)."""
     units = _units_at(layout, side)
     if padding > 0 and not units:
+        frames = _INPUT_FRAMES.get()
+        if frames is not None and x is frames.stand_in:
+            return ops.split_padded_frames(frames.images, frames.scale, frames.shift, x.shape[1], x.dtype, layout,
+                                           side, padding)
         return ops.split_padded(x, layout, side, padding)
     return ops.split(x, layout, side, units=units)
 
@@ -889,6 +920,50 @@ class SegBlocks(nn.Module):
             with units_mode(self.units):
                 out = block_plan(x, layout)
         return out[..., :h, :w] if (hp, wp) != (h, w) else out
+
+    def labels_from_frames(self, images: Tensor, scale: Tensor, shift: Tensor, dtype: torch.dtype,
+                           grid: Optional[Tensor] = None, *, layout: Optional[BlockLayout] = None) -> Tensor:
+        """:meth:`labels` of ``ops.normalize_frames(images, scale, shift, self.in_channels,
+        dtype)``, the uint8 RGB frames ``[N, H, W, 3]`` normalised.
+
+        Where the block plan reads its input only through the stem's BlockPad-ed split (a
+        network that starts with a zero-padded convolution at input resolution, as
+        SwiftNet does), the frames go straight into the stem's tiles
+        (:func:`segblocks_core.ops.split_padded_frames`) and the normalised map is never
+        written. Otherwise (no grid or layout, a layout the dense network runs, frames that
+        are not whole blocks) they are normalised first. The labels are the same either
+        way: the stem's tiles are bitwise equal."""
+        if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.dim() != 4 \
+                or images.shape[-1] != 3:
+            raise ValueError(f"images must be uint8 RGB frames [N, H, W, 3], got "
+                             f"{getattr(images, 'dtype', type(images).__name__)} {tuple(getattr(images, 'shape', ()))}")
+        n, h, w, _ = images.shape
+        # the plan's input: the normalised map's shape and dtype, one element of memory
+        stand_in = torch.empty((), dtype=dtype, device=images.device).expand(n, self.in_channels, h, w)
+        if grid is not None or layout is not None:
+            layout = self._frame_layout(stand_in, grid, layout)
+            _, gh, gw = layout.grid_shape
+            if (_FRAMES_SPLIT.get() and (gh * self.block_size, gw * self.block_size) == (h, w)
+                    and not self._runs_dense(layout) and self._input_read_by_stem_split()):
+                token = _INPUT_FRAMES.set(_FramesInput(stand_in, images, scale, shift))
+                try:
+                    return self.labels(stand_in, layout=layout)
+                finally:
+                    _INPUT_FRAMES.reset(token)
+        x = ops.normalize_frames(images, scale, shift, self.in_channels, dtype)
+        return self.labels(x, layout=layout) if layout is not None else self.labels(x)
+
+    def _input_read_by_stem_split(self) -> bool:
+        """Every user of the block labels plan's input is the stem's BlockPad-ed split
+        (:func:`split_like` with padding at the input resolution), which reads frames."""
+        if self._labels_plans is None:
+            self._labels_plans = (_labels_graph(self._traced, _fuse_dense_head),
+                                  _labels_graph(self._plan, _fuse_block_head))
+        x = next(n for n in self._labels_plans[1].graph.nodes if n.op == "placeholder")
+        return bool(x.users) and all(
+            u.op == "call_function" and u.target is split_like and u.args[0] is x and len(u.args) > 3
+            and u.args[2] == self.block_size and isinstance(u.args[3], int) and u.args[3] > 0 and not u.kwargs
+            for u in x.users)
 
     def _runs_dense(self, layout: BlockLayout) -> bool:
         """``layout`` has no low-res block and the dense network may stand in (eval mode)."""
