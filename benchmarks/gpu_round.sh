@@ -24,6 +24,8 @@
 #   ncuconv   Nsight Compute (speed of light, memory, warp states, occupancy; CSV in the log) of
 #             cuDNN's pick and each CUTLASS configuration on NCU_SHAPES (default: b4 layer1 units,
 #             b1 layer4 units) of conv_config_probe.py
+#   abframes  bench_gpu.py RN18 subsets (tau 0.5; AB_BATCHES, default 1,4): as is (frames straight into the
+#             policy's cells and the stem's tiles) and --no-frames-split (normalised first)
 #   ringprobe ring_probe.py: the frame passes' time against a copy of their bytes and a one-element kernel
 #   ncuring   Nsight Compute of block_pad_ring_ on ring_probe.py's geometries (batch 1, eager)
 #   abpersistent  bench_gpu.py RN18 subsets (tau 0.5; AB_BATCHES, default 1,4): as is and
@@ -50,6 +52,13 @@ stage() {  # name, command...: run, log, remember a failure (and return it)
     echo "$name: FAILED rc=$rc ($((SECONDS - t0)) s)"; tail -20 "$R/$name.log"; status=1
   fi
   return $rc
+}
+
+ab_pair() {  # name, flag: bench_gpu.py RN18 subsets (tau 0.5; AB_BATCHES) as is, then with the flag
+  stage "ab_$1" $PY benchmarks/bench_gpu.py --out "$R/ab" --models swiftnet_rn18 --taus 0.5 \
+    --batches "${AB_BATCHES:-1,4}"
+  stage "ab_no-$1" $PY benchmarks/bench_gpu.py --out "$R/ab" --models swiftnet_rn18 --taus 0.5 \
+    --batches "${AB_BATCHES:-1,4}" "$2"
 }
 
 for s in "$@"; do
@@ -88,6 +97,8 @@ for s in "$@"; do
         --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy --section LaunchStats \
         --csv --page details $PY benchmarks/conv_config_probe.py \
         --shapes "${NCU_SHAPES:-b4 layer1 units,b1 layer4 units}" --profile-once ;;
+    abframes)
+      ab_pair frames --no-frames-split ;;
     ringprobe)
       stage ringprobe $PY benchmarks/ring_probe.py --json "$R/ring-probe.json" ;;
     ncuring)
@@ -95,11 +106,7 @@ for s in "$@"; do
         --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy --section LaunchStats \
         --section SchedulerStats --csv --page details $PY benchmarks/ring_probe.py --batches 1 --profile-once ;;
     abpersistent)
-      for variant in persistent no-persistent; do
-        flag=""; [ $variant = no-persistent ] && flag=--no-persistent-cutlass
-        stage "ab_$variant" $PY benchmarks/bench_gpu.py --out "$R/ab" --models swiftnet_rn18 --taus 0.5 \
-          --batches "${AB_BATCHES:-1,4}" $flag
-      done ;;
+      ab_pair persistent --no-persistent-cutlass ;;
     ab)
       stage ab_s2d_off $PY benchmarks/bench_gpu.py --out "$R/ab" --models swiftnet_rn18 --taus 0.5
       stage ab_s2d_on $PY benchmarks/bench_gpu.py --out "$R/ab" --models swiftnet_rn18 --taus 0.5 \

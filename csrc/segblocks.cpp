@@ -83,6 +83,10 @@ TORCH_LIBRARY(segblocks, m) {
       "int stride=1, Tensor? pre_scale=None, Tensor? pre_shift=None, int splits=0) -> Tensor");
   // the complexity policy's per-cell texture (ops/complexity.h), float32 [N, H/f, W/f]
   m.def("cell_complexity(Tensor x, int channels, int factor, float floor) -> Tensor");
+  // the same of normalize_frames(images, scale, shift, 3, dtype), from the uint8 frames
+  // [N, H, W, 3] (each value normalised as it is read)
+  m.def("cell_complexity_frames(Tensor images, Tensor scale, Tensor shift, ScalarType dtype, int factor, float floor) "
+        "-> Tensor");
   // relu(x * scale + shift) per channel in one pass (an eval BatchNorm + ReLU; x channels_last
   // in 16-byte channel packs, ops/scale_shift_relu.h)
   m.def("scale_shift_relu(Tensor x, Tensor scale, Tensor shift) -> Tensor");

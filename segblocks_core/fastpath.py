@@ -1,7 +1,10 @@
 """GPU fast path: one CUDA graph per input size, no host synchronisation per frame.
 
-A frame runs as graph replays: uint8 upload buffer -> normalisation -> complexity policy
--> block layout -> SegBlocks plan -> class ids (the final bilinear upsampling and the argmax
+A frame runs as graph replays: uint8 upload buffer -> complexity policy -> block layout
+-> SegBlocks plan -> class ids (SegBlocks reads the uint8 frames straight into the policy's
+cells and the stem's tiles, normalising each value as it reads it, so the normalised map is
+never written: :func:`segblocks_core.ops.cell_complexity_frames`,
+:meth:`SegBlocks.labels_from_frames`; the dense baseline normalises first; the final bilinear upsampling and the argmax
 fused into one kernel, :func:`segblocks_core.ops.upsample_argmax`; the dense baseline uses
 its dense twin, so both sides skip the full-resolution logits). The number of high-res blocks is data
 dependent, so the layout is built for a fixed *capacity* per bucket
@@ -39,7 +42,7 @@ import torch
 import torch.fx as fx
 from torch import Tensor, nn
 
-from .engine import normalize
+from .engine import _norm_constants, frame_labels, normalize
 from .executor import SegBlocks, concurrent_lowres
 from .fused import check_conv_units_mode
 from .fused import conv_units as fused_conv_units
@@ -302,16 +305,19 @@ class GraphedSegmenter:
         # channels_last, padded with zero channels to what the network reads
         return normalize(self.images, self.dtype, self.segblocks.in_channels)
 
-    def _policy(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        complexity = self.policy.complexity(x[:, :3])
+    def _policy(self) -> tuple[Tensor, Tensor]:
+        # straight from the frames (the normalised map is not written for SegBlocks)
+        scale, shift = _norm_constants(self.device)
+        complexity = self.policy.complexity_from_frames(self.images, scale, shift, self.dtype)
         grid = complexity > self.tau
         self.count.copy_(grid.sum())
         return complexity, grid
 
-    def _body(self, x: Tensor, complexity: Tensor, grid: Tensor, capacity: int) -> None:
+    def _body(self, complexity: Tensor, grid: Tensor, capacity: int) -> None:
         layout = BlockLayout.from_grid(grid, self.block_size, capacity, complexity)
         with concurrent_lowres(self._lowres_stream):
-            self.labels.copy_(self.segblocks.labels(x, layout=layout))
+            # the frames straight into the stem's tiles (normalised first where the plan needs it)
+            self.labels.copy_(frame_labels(self.segblocks, self.images, self.dtype, layout=layout))
         self.grid.copy_(layout.grid)
 
     def _dense_body(self, x: Tensor) -> None:
@@ -336,13 +342,12 @@ class GraphedSegmenter:
         stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(stream):
             # warm-up outside capture: cuDNN picks algorithms and allocates workspaces
-            x = self._input()
             if self.dense:
-                self._dense_body(x)
+                self._dense_body(self._input())
             else:
-                complexity, grid = self._policy(x)
+                complexity, grid = self._policy()
                 for capacity in self.capacities:
-                    self._body(x, complexity, grid, capacity)
+                    self._body(complexity, grid, capacity)
         torch.cuda.current_stream(self.device).wait_stream(stream)
         torch.cuda.synchronize(self.device)
         pool = torch.cuda.graph_pool_handle()
@@ -350,27 +355,24 @@ class GraphedSegmenter:
             self._graphs[-1] = self._capture_one(lambda: self._dense_body(self._input()), pool)
         elif self.sync_free:
             def frame():
-                x = self._input()
-                complexity, grid = self._policy(x)
+                complexity, grid = self._policy()
                 capacity = self._bucket_capacity(self.count)
                 for k in self.capacities:
                     with _if_node(capacity == k):
-                        self._body(x, complexity, grid, k)
+                        self._body(complexity, grid, k)
             self._graphs[-1] = self._capture_one(frame, pool)
         else:
             # static buffers shared by the policy graph and every bucket graph
-            self._x = self._input()
-            self._complexity, self._grid = self._policy(self._x)
+            self._complexity, self._grid = self._policy()
 
             def policy():
-                normalize(self.images, self.dtype, self.segblocks.in_channels, out=self._x)
-                complexity, grid = self._policy(self._x)
+                complexity, grid = self._policy()
                 self._complexity.copy_(complexity)
                 self._grid.copy_(grid)
             self._policy_graph = self._capture_one(policy, pool)
             for k in self.capacities:
                 self._graphs[k] = self._capture_one(
-                    lambda k=k: self._body(self._x, self._complexity, self._grid, k), pool)
+                    lambda k=k: self._body(self._complexity, self._grid, k), pool)
         if self._auto_dense and not self.dense:
             self.dense_above = 0.5 if self.sync_free else self._measure_dense_above()
 

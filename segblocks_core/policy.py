@@ -95,6 +95,23 @@ class ComplexityPolicy:
         valid[..., :h, :w] = 1
         return (F.avg_pool2d(per_pixel * valid, b) / F.avg_pool2d(valid, b)).squeeze(1)
 
+    def complexity_from_frames(self, images: Tensor, scale: Tensor, shift: Tensor, dtype: torch.dtype) -> Tensor:
+        """:meth:`complexity` of ``ops.normalize_frames(images, scale, shift, 3, dtype)``, the
+        uint8 RGB frames ``[N, H, W, 3]`` normalised: where the frames are whole blocks, read
+        straight from them (:func:`segblocks_core.ops.cell_complexity_frames`, the normalised
+        map never written); otherwise normalised first. The same values either way."""
+        from . import ops
+        if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.dim() != 4 \
+                or images.shape[-1] != 3:
+            raise ValueError(f"images must be uint8 RGB frames [N, H, W, 3], got "
+                             f"{getattr(images, 'dtype', type(images).__name__)} {tuple(getattr(images, 'shape', ()))}")
+        n, h, w, _ = images.shape
+        b, f = self.block_size, POOL_FACTOR
+        if h == 0 or w == 0 or h % b or w % b:
+            return self.complexity(ops.normalize_frames(images, scale, shift, 3, dtype))
+        cells = ops.cell_complexity_frames(images, scale, shift, dtype, f, _ROUNDING_FLOOR)
+        return cells.view(n, h // b, b // f, w // b, b // f).sum((2, 4)) / (b * b)
+
     def __call__(self, x: Tensor, tau: Optional[float] = None) -> Tensor:
         """Bool grid ``[N, ceil(H/B), ceil(W/B)]``, True = high resolution.
 

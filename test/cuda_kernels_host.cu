@@ -342,6 +342,19 @@ int segblocks_host_cell_complexity(int dtype, const void* x, const int64_t* stri
   });
 }
 
+// float32 (0), half (2) and bfloat16 (3): normalize_frames' dtypes
+int segblocks_host_cell_complexity_frames(int dtype, const uint8_t* images, const float* scale, const float* shift,
+                                          float* out, int64_t n, int64_t h, int64_t w, int64_t factor, float floor,
+                                          int index32) {
+  if (dtype == 1) return 1;
+  return with_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (!std::is_same_v<T, double>) {
+      with_cell_complexity_frames<T>(images, scale, shift, out, n, h, w, factor, floor, index32 != 0, RunOnHost{});
+    }
+  });
+}
+
 // half (2) and bfloat16 (3) only, like the CUDA kernel
 int segblocks_host_conv3x3_units(int dtype, const void* highres, const int64_t* highres_strides, const void* lowres,
                                  const int64_t* lowres_strides, const int64_t* hr_pos, const int64_t* lr_pos,

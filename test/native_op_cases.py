@@ -477,6 +477,21 @@ def check_cell_complexity(device, dtype, layout: str, geometry: Geometry) -> Non
         assert (got[:, 0] == 0).all(), "flat cells have no texture"
 
 
+def check_cell_complexity_frames(device, dtype, layout: str, geometry: Geometry) -> None:
+    """The per-cell texture straight from uint8 frames: bitwise the native cell_complexity of
+    normalize_frames (same element code), close to the reference's. ``layout`` unused."""
+    images = _frames(geometry, device)
+    scale, shift = _norm_constants(torch.device(device))
+    factor = 2 if geometry.hr_side % 4 else 4
+    got = torch.ops.segblocks.cell_complexity_frames(images, scale, shift, dtype, factor, 1e-4)
+    x = torch.empty((images.shape[0], 3, images.shape[1], images.shape[2]), dtype=dtype, device=device,
+                    memory_format=torch.channels_last)
+    torch.ops.segblocks.normalize_frames_(x, images, scale, shift)
+    torch.testing.assert_close(got, torch.ops.segblocks.cell_complexity(x, 3, factor, 1e-4), rtol=0, atol=0)
+    want = _reference.cell_complexity_frames(images, scale, shift, dtype, factor, 1e-4)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
 def assert_labels_match(got: Tensor, logits: Tensor) -> None:
     """``got`` (uint8 labels) equals ``logits.argmax(1)`` wherever the top two logits are
     further apart than rounding could move them; exact ties and near-ties may differ
@@ -633,6 +648,7 @@ _CHECKS = {
     "upsample2x_units_padded": check_upsample2x_units_padded,
     "upsample2x_dense": check_upsample2x_dense,
     "cell_complexity": check_cell_complexity,
+    "cell_complexity_frames": check_cell_complexity_frames,
 }
 HEAD_FACTORS = (1, 3, 4)  # 4: SwiftNet's final upsampling; 3: a factor that is not a power of two
 
@@ -646,7 +662,7 @@ def parity_cases() -> Iterator[Case]:
             "split", "split_padded", "combine", "split_units", "combine_units")
         layouts = BLOCK_PAD_LAYOUTS if packed else LAYOUTS
         dtypes = DTYPES
-        if op == "split_padded_frames":  # uint8 frames in, normalize_frames' dtypes out
+        if op in ("split_padded_frames", "cell_complexity_frames"):  # uint8 frames in, normalize_frames' dtypes
             layouts, dtypes = ("contiguous",), ("f32", "f16", "bf16")
         for dtype, layout, geometry in itertools.product(dtypes, layouts, GEOMETRIES):
             if op.startswith("block_pad"):
@@ -760,7 +776,7 @@ OPS = ("split", "combine", "block_pad", "split_backward", "combine_backward", "b
 # not differentiable (inference only): opcheck only
 HEAD_OPS = ("upsample_argmax", "upsample_argmax_dense", "upsample_argmax_units", "block_pad_units",
             "max_pool_units", "max_pool_dense", "upsample2x_units", "upsample2x_dense", "cell_complexity",
-            "split_units", "combine_units", "split_padded_frames")
+            "split_units", "combine_units", "split_padded_frames", "cell_complexity_frames")
 OPCHECK_SAMPLES = {
     "mixed-channels_last-f32": dict(layout="channels_last", dtype=torch.float32),
     "tiny2px-contiguous-f64": dict(geometry="tiny_2px_batch2", dtype=torch.float64, mode="constant"),
@@ -804,6 +820,8 @@ def op_samples(device, dtype=torch.float64, layout="contiguous", geometry="mixed
         "combine_units": (_reference.quarter(hr.detach()), lr.detach(), *pos, *lay.grid_shape),
         "split_padded_frames": (_frames(geo, device), *_norm_constants(torch.device(device)), *pos, lay.block_map, b,
                                 1, 4, torch.float16),
+        "cell_complexity_frames": (_frames(geo, device), *_norm_constants(torch.device(device)), torch.float32, 2,
+                                   1e-4),
     }
 
 

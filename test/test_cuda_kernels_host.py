@@ -342,6 +342,34 @@ def test_cell_complexity(lib, geometry, layout, dtype, index32):
 
 
 @COMMON
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=["f32", "f16", "bf16"])
+@pytest.mark.parametrize("factor", [1, 4])
+def test_cell_complexity_frames(lib, factor, dtype, index32):
+    """The policy's per-cell texture straight from uint8 frames (each value normalised and
+    rounded to the dtype as it is read): bitwise the native CPU ops' cell_complexity of
+    normalize_frames (the same element code's sums), close to the reference's (PyTorch's
+    reductions sum in another order)."""
+    from segblocks_core.engine import _norm_constants
+
+    g = torch.Generator().manual_seed(factor)
+    images = torch.randint(0, 256, (2, 12, 20, 3), dtype=torch.uint8, generator=g)
+    images[0, :4, :4] = 7  # a flat cell: every difference is rounding, below the floor
+    scale, shift = _norm_constants(torch.device("cpu"))
+    got = torch.full((2, 12 // factor, 20 // factor), float("nan"))
+    _call(lib.segblocks_host_cell_complexity_frames, DTYPE_CODES[dtype], _ptr(images), _ptr(scale), _ptr(shift),
+          _ptr(got), ctypes.c_int64(2), ctypes.c_int64(12), ctypes.c_int64(20), ctypes.c_int64(factor),
+          ctypes.c_float(1e-4), int(index32))
+    x = torch.empty((2, 4, 12, 20), dtype=dtype, memory_format=torch.channels_last)
+    torch.ops.segblocks.normalize_frames_(x, images, scale, shift)
+    want = torch.ops.segblocks.cell_complexity(x, 3, factor, 1e-4)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    torch.testing.assert_close(torch.ops.segblocks.cell_complexity_frames(images, scale, shift, dtype, factor, 1e-4),
+                               want, rtol=0, atol=0)
+    torch.testing.assert_close(got, _reference.cell_complexity_frames(images, scale, shift, dtype, factor, 1e-4))
+    assert factor == 1 or got[0, 0, 0] == 0  # the flat cell
+
+
+@COMMON
 @DTYPES
 @BLOCK_PAD_LAYOUTS
 @GEOMETRIES

@@ -124,3 +124,31 @@ def test_labels_from_frames_rejects_bad_frames():
             sb.labels_from_frames(bad, scale, shift, torch.float32, layout=_layout(1, 1, 1))
     with pytest.raises(ValueError, match="layout grid"):
         sb.labels_from_frames(_frames(1, 128, 256), scale, shift, torch.float32, layout=_layout(1, 2, 2))
+
+
+@torch.no_grad()
+def test_graphed_segmenter_bodies_read_the_frames(calls):
+    """The bodies GraphedSegmenter captures (CUDA only: here run eagerly on the CPU, without
+    the capture): the policy and the network read the uint8 frames, never a normalised map,
+    and give what normalising first gives."""
+    from segblocks_core.fastpath import GraphedSegmenter
+    from segblocks_core.policy import ComplexityPolicy
+    sb = SegBlocks(_swiftnet(True).net, units=True, dense_when_all_highres=True)
+    seg = GraphedSegmenter.__new__(GraphedSegmenter)  # the bodies only: no CUDA graphs on a CPU
+    seg.device, seg.dtype, seg.block_size, seg.segblocks = torch.device("cpu"), torch.float32, 128, sb
+    seg.policy, seg._lowres_stream = ComplexityPolicy(0.0, 128), None
+    seg.images = _frames(2, 256, 384, seed=8)
+    seg.images[:, :128] = 60  # flat blocks: both resolutions
+    seg.tau = torch.tensor(0.3)
+    seg.labels = torch.zeros(2, 256, 384, dtype=torch.uint8)
+    seg.grid = torch.zeros(2, 2, 3, dtype=torch.bool)
+    seg.count = torch.zeros((), dtype=torch.int64)
+    complexity, grid = seg._policy()
+    seg._body(complexity, grid, 8)
+    assert calls == ["split_padded_frames"]
+    x = normalize(seg.images, torch.float32, sb.in_channels)
+    want_complexity = seg.policy.complexity(x[:, :3])
+    assert torch.equal(complexity, want_complexity) and int(seg.count) == int((want_complexity > 0.3).sum())
+    layout = BlockLayout.from_grid(want_complexity > 0.3, 128, 8, want_complexity)
+    assert 0 < layout.num_lowres and torch.equal(seg.grid, layout.grid)
+    assert torch.equal(seg.labels, sb.labels(x, layout=layout))

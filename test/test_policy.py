@@ -103,3 +103,27 @@ def test_native_cell_complexity_gives_the_reference_complexity():
             want = policy.complexity(x)
         assert got.shape == (2, 2, 3) and got[0, 0, 0] == 0
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("size", [(256, 384), (200, 300)], ids=["whole-blocks", "partial-blocks"])
+def test_complexity_from_frames_is_the_normalised_inputs(monkeypatch, size, dtype):
+    """Read straight from the uint8 frames where they are whole blocks (the normalised map
+    never written), normalised first otherwise: the complexity of normalize(frames) either
+    way, bitwise."""
+    from segblocks_core import ops
+    from segblocks_core.engine import _norm_constants
+    g = torch.Generator().manual_seed(3)
+    images = torch.randint(0, 256, (2, *size, 3), dtype=torch.uint8, generator=g)
+    images[0, :128, :128] = 90  # a flat block
+    policy = ComplexityPolicy(0.3, 128)
+    want = policy.complexity(normalize(images, dtype, 4)[:, :3])
+    normalized = []
+    original = ops.normalize_frames
+    monkeypatch.setattr(ops, "normalize_frames", lambda *a, **k: normalized.append(1) or original(*a, **k))
+    got = policy.complexity_from_frames(images, *_norm_constants(torch.device("cpu")), dtype)
+    assert torch.equal(got, want)
+    assert got[0, 0, 0] == 0
+    assert bool(normalized) == (size[0] % 128 != 0)
+    with pytest.raises(ValueError, match="uint8 RGB frames"):
+        policy.complexity_from_frames(images.float(), *_norm_constants(torch.device("cpu")), dtype)

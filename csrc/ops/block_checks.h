@@ -552,6 +552,17 @@ inline BlockGrid check_split_padded_frames_args(const at::Tensor& images, const 
   return g;
 }
 
+// cell_complexity_frames(images, scale, shift, dtype, factor, floor)
+inline void check_cell_complexity_frames_args(const at::Tensor& images, const at::Tensor& scale,
+                                              const at::Tensor& shift, at::ScalarType dtype, int64_t factor) {
+  const char* op = "cell_complexity_frames";
+  check_frames(op, images, scale, shift);
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16, op,
+              ": dtype must be float32, float16 or bfloat16, got ", dtype);
+  TORCH_CHECK(factor >= 1 && images.size(1) % factor == 0 && images.size(2) % factor == 0, op, ": the frames ",
+              images.sizes(), " must divide into cells of ", factor, " x ", factor, " pixels");
+}
+
 // block_pad_ring_(padded, hr_pos, lr_pos, block_map, padding): the tiles' layout, checked
 // like block_pad_units' quartered input (the interiors), and the tiles contiguous.
 inline BlockPadArgs check_block_pad_ring_args(const at::Tensor& padded, const at::Tensor& hr_pos,

@@ -5,6 +5,9 @@
 //                      threshold(| x[n, c, p] - mean_cell(x[n, c]) |, floor)
 //   (threshold: values <= floor count as 0, like F.threshold), computed in float32 as the
 //   reference does (x.float()). The block complexity C_b is the sum of its cells / B^2.
+//   cell_complexity_frames(images uint8 [N, H, W, 3], scale, shift, dtype, factor, floor):
+//       the same of normalize_frames(images, scale, shift, 3, dtype) (ops/normalize.h), each
+//       value normalised and rounded to dtype as it is read, the map never written.
 //
 // One pass over the input instead of the reference's chain of full-size float32 temporaries
 // (the policy graph took 0.24 ms of a 2.4 ms frame on the H100).
@@ -12,6 +15,7 @@
 // Torch-free and CUDA-free: the CPU and CUDA kernels run this element function (one cell).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "ops/block_indexing.h"
@@ -26,9 +30,16 @@ struct CellComplexityParams {
   D cells_w_div, cells_h_div;  // divide by W/f and H/f
   int64_t channels, factor;
   float floor;
+  // cell_complexity_frames (x unused): uint8 RGB frames [N, height, width, 3] contiguous and
+  // normalize_frames' float32 [3] constants
+  const uint8_t* images = nullptr;
+  const float* scale = nullptr;
+  const float* shift = nullptr;
+  int64_t height = 0, width = 0;
 };
 
-template <typename Cvt, typename D>
+// kFrames: the values are normalize_frames' of prm.images (fma, rounded to the dtype).
+template <typename Cvt, typename D, bool kFrames = false>
 SEGBLOCKS_HOST_DEVICE void cell_complexity_element(const CellComplexityParams<typename Cvt::scalar_t, D>& prm,
                                                    int64_t linear) {
   using index_t = typename D::index_t;
@@ -43,7 +54,13 @@ SEGBLOCKS_HOST_DEVICE void cell_complexity_element(const CellComplexityParams<ty
   float total = 0.0f;
   for (index_t c = 0; c < static_cast<index_t>(prm.channels); ++c) {
     const auto at = [&](index_t dy, index_t dx) {
-      return static_cast<float>(Cvt::to_acc(prm.x[s.offset(n, c, i * f + dy, j * f + dx)]));
+      if constexpr (kFrames) {
+        const int64_t pixel = (static_cast<int64_t>(n) * prm.height + i * f + dy) * prm.width + j * f + dx;
+        const float v = fmaf(static_cast<float>(prm.images[pixel * 3 + c]), prm.scale[c], prm.shift[c]);
+        return static_cast<float>(Cvt::to_acc(Cvt::round(v)));
+      } else {
+        return static_cast<float>(Cvt::to_acc(prm.x[s.offset(n, c, i * f + dy, j * f + dx)]));
+      }
     };
     float sum = 0.0f;
     for (index_t dy = 0; dy < f; ++dy) {

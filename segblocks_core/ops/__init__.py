@@ -26,10 +26,11 @@ __all__ = [
     "split", "combine", "block_pad", "block_pad_units", "max_pool_units", "max_pool_dense",
     "upsample_argmax", "upsample_argmax_dense", "argmax_labels", "backend",
     "use_backend", "has_native", "BUILD_HINT", "split_tensor", "combine_tensor",
-    "block_pad_tensor", "block_pad_units_tensor", "split_units_tensor", "combine_units_tensor", "upsample_argmax_tensor", "upsample_argmax_units_tensor",
+    "block_pad_tensor", "block_pad_units_tensor", "split_units_tensor", "combine_units_tensor",
+    "upsample_argmax_tensor", "upsample_argmax_units_tensor",
     "max_pool_units_tensor", "upsample2x_units", "upsample2x_dense", "upsample2x_units_tensor",
-    "cell_complexity", "normalize_frames", "split_padded_frames", "scale_shift_relu", "conv3x3_units",
-    "conv3x3_units_tensor",
+    "cell_complexity", "cell_complexity_frames", "normalize_frames", "split_padded_frames", "scale_shift_relu",
+    "conv3x3_units", "conv3x3_units_tensor",
     "conv3x3_units_supported", "block_pad_ring_", "conv_into_", "cutlass_conv_configs",
 ]
 
@@ -292,6 +293,25 @@ def cell_complexity(x: Tensor, channels: int, factor: int, floor: float) -> Tens
     return _reference.cell_complexity(x, int(channels), int(factor), float(floor))
 
 
+def cell_complexity_frames(images: Tensor, scale: Tensor, shift: Tensor, dtype: torch.dtype, factor: int,
+                           floor: float) -> Tensor:
+    """:func:`cell_complexity` of ``normalize_frames(images, scale, shift, 3, dtype)`` (all
+    three channels) from the uint8 frames ``[N, H, W, 3]``, each value normalised as it is
+    read: the normalised map is never written (native kernel; the values are those of the
+    two ops in turn)."""
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must be uint8 RGB frames [N, H, W, 3], got {images.dtype} {tuple(images.shape)}")
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
+    factor = int(factor)
+    if factor < 1 or images.shape[1] % factor or images.shape[2] % factor:
+        raise ValueError(f"frames of shape {tuple(images.shape)} do not divide into cells of {factor} x {factor}")
+    images = images.contiguous()
+    if _use_native(images.device, "cell_complexity_frames"):
+        return torch.ops.segblocks.cell_complexity_frames(images, scale, shift, dtype, factor, float(floor))
+    return _reference.cell_complexity_frames(images, scale, shift, dtype, factor, float(floor))
+
+
 def scale_shift_relu(x: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
     """``relu(x * scale + shift)`` per channel: an eval BatchNorm and its ReLU
     (:class:`segblocks_core.fused.BatchNormReLU`). One pass with the native kernel where ``x``
@@ -346,16 +366,8 @@ def split_padded_frames(images: Tensor, scale: Tensor, shift: Tensor, channels: 
         raise ValueError(f"channels must be >= 3 (RGB plus optional zero channels), got {channels}")
     if dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
-    if not isinstance(layout, BlockLayout):
-        raise TypeError(f"layout must be a BlockLayout, got {type(layout).__name__}")
-    padding = int(padding)
-    if padding < 1:
-        raise ValueError(f"padding must be >= 1, got {padding}")
-    b = layout.block_size if block_size is None else int(block_size)
     n, h, w, _ = images.shape
-    if b < 2 or b % 2 or h % b or w % b or layout.grid_shape != (n, h // b, w // b):
-        raise ValueError(f"frames of shape {tuple(images.shape)} do not split into the layout's grid "
-                         f"{layout.grid_shape} with block side {b}")
+    b, padding = _padded_split_args(layout, block_size, padding, (n, h, w), f"frames of shape {tuple(images.shape)}")
     images = images.contiguous()
     args = (images, scale, shift, layout.hr_pos, layout.lr_pos, layout.block_map, b, padding, channels, dtype)
     if _use_native(images.device, "split_padded_frames"):
@@ -532,6 +544,22 @@ def split(x: Tensor, grid: Union[Tensor, BlockLayout], block_size: Optional[int]
     return BlockTensor(highres, lowres, layout)
 
 
+def _padded_split_args(layout: BlockLayout, block_size: Optional[int], padding: int, size: tuple[int, int, int],
+                       what: str) -> tuple[int, int]:
+    """The block side and padding of a padded split of a map of ``size`` (N, H, W) on
+    ``layout``, checked."""
+    if not isinstance(layout, BlockLayout):
+        raise TypeError(f"layout must be a BlockLayout, got {type(layout).__name__}")
+    padding = int(padding)
+    if padding < 1:
+        raise ValueError(f"padding must be >= 1, got {padding}")
+    b = layout.block_size if block_size is None else int(block_size)
+    n, h, w = size
+    if b < 2 or b % 2 or h % b or w % b or layout.grid_shape != (n, h // b, w // b):
+        raise ValueError(f"{what} does not split into the layout's grid {layout.grid_shape} with block side {b}")
+    return b, padding
+
+
 def split_padded(x: Tensor, layout: BlockLayout, block_size: Optional[int] = None,
                  padding: int = 1) -> BlockTensor:
     """:func:`split` into tiles BlockPad-ed by ``padding`` px with a zero image border, the
@@ -540,16 +568,8 @@ def split_padded(x: Tensor, layout: BlockLayout, block_size: Optional[int] = Non
     are the tiles' interiors and ``result.padded`` holds the tiles
     (:meth:`BlockTensor.from_padded_blocks`)."""
     _check_feature_map(x)
-    if not isinstance(layout, BlockLayout):
-        raise TypeError(f"layout must be a BlockLayout, got {type(layout).__name__}")
-    padding = int(padding)
-    if padding < 1:
-        raise ValueError(f"padding must be >= 1, got {padding}")
-    b = layout.block_size if block_size is None else int(block_size)
     n, _, h, w = x.shape
-    if b < 2 or b % 2 or h % b or w % b or layout.grid_shape != (n, h // b, w // b):
-        raise ValueError(f"x of shape {tuple(x.shape)} does not split into the layout's grid "
-                         f"{layout.grid_shape} with block side {b}")
+    b, padding = _padded_split_args(layout, block_size, padding, (n, h, w), f"x of shape {tuple(x.shape)}")
     args = (x, layout.hr_pos, layout.lr_pos, layout.block_map, b, padding)
     if _no_grad(x) and _use_native(x.device, "split_padded"):
         hr, lr = torch.ops.segblocks.split_padded(*args)

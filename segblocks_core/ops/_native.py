@@ -252,6 +252,18 @@ if hasattr(torch.ops.segblocks, "split_padded_frames"):  # an extension built be
     torch.library.register_fake("segblocks::split_padded_frames")(_split_padded_frames_fake)
 
 
+def _cell_complexity_frames_fake(images: Tensor, scale: Tensor, shift: Tensor, dtype: torch.dtype, factor: int,
+                                 floor: float):
+    torch._check(images.dim() == 4 and images.shape[-1] == 3,
+                 lambda: f"cell_complexity_frames: images must be [N, H, W, 3], got {tuple(images.shape)}")
+    return images.new_empty((images.shape[0], images.shape[1] // factor, images.shape[2] // factor),
+                            dtype=torch.float32)
+
+
+if hasattr(torch.ops.segblocks, "cell_complexity_frames"):  # an extension built before the op lacks it
+    torch.library.register_fake("segblocks::cell_complexity_frames")(_cell_complexity_frames_fake)
+
+
 def _conv3x3_units_fake(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor,
                         weight: Tensor, bias: Optional[Tensor] = None, residual: Optional[Tensor] = None,
                         relu: bool = False, quartered: bool = False, stride: int = 1,

@@ -266,6 +266,15 @@ def split_padded_frames(images: Tensor, scale: Tensor, shift: Tensor, hr_pos: Te
     return split_padded(x, hr_pos, lr_pos, block_map, block_size, padding)
 
 
+def cell_complexity_frames(images: Tensor, scale: Tensor, shift: Tensor, dtype: torch.dtype, factor: int,
+                           floor: float) -> Tensor:
+    """:func:`cell_complexity` of :func:`normalize_frames_`'s 3-channel map of ``images``."""
+    n, h, w, _ = images.shape
+    x = torch.empty((n, 3, h, w), dtype=dtype, device=images.device, memory_format=torch.channels_last)
+    normalize_frames_(x, images, scale, shift)
+    return cell_complexity(x, 3, factor, floor)
+
+
 def cell_complexity(x: Tensor, channels: int, factor: int, floor: float) -> Tensor:
     """The complexity policy's per-cell texture, float32 ``[N, H/f, W/f]``: per ``f x f``
     cell, the sum over the first ``channels`` channels and its pixels of

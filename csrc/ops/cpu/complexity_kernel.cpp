@@ -26,9 +26,31 @@ at::Tensor cell_complexity_kernel(const at::Tensor& x, int64_t channels, int64_t
   return out;
 }
 
+at::Tensor cell_complexity_frames_kernel(const at::Tensor& images, const at::Tensor& scale, const at::Tensor& shift,
+                                         at::ScalarType dtype, int64_t factor, double floor) {
+  check_cell_complexity_frames_args(images, scale, shift, dtype, factor);
+  const int64_t h = images.size(1), w = images.size(2);
+  at::Tensor out = at::empty({images.size(0), h / factor, w / factor}, images.options().dtype(at::kFloat));
+  if (out.numel() == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "segblocks_cell_complexity_frames_cpu", [&] {
+    CellComplexityParams<scalar_t, Div> prm{nullptr, Strides4{0, 0, 0, 0}, out.mutable_data_ptr<float>(),
+                                            Div(w / factor), Div(h / factor), 3, factor, static_cast<float>(floor)};
+    prm.images = images.const_data_ptr<uint8_t>();
+    prm.scale = scale.const_data_ptr<float>();
+    prm.shift = shift.const_data_ptr<float>();
+    prm.height = h;
+    prm.width = w;
+    for_each_pixel(out.numel(), prm, &cell_complexity_element<CpuCvt<scalar_t>, Div, true>);
+  });
+  return out;
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(segblocks, CPU, m) { m.impl("cell_complexity", &cell_complexity_kernel); }
+TORCH_LIBRARY_IMPL(segblocks, CPU, m) {
+  m.impl("cell_complexity", &cell_complexity_kernel);
+  m.impl("cell_complexity_frames", &cell_complexity_frames_kernel);
+}
 
 }  // namespace cpu
 }  // namespace segblocks

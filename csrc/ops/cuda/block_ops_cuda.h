@@ -161,6 +161,13 @@ cudaError_t launch_cell_complexity(const scalar_t* x, Strides4 strides, float* o
                                    int64_t w, int64_t channels, int64_t factor, float floor, bool index32,
                                    cudaStream_t stream);
 
+// cell_complexity_frames: cell_complexity of normalize_frames(images) (3 channels, scalar_t),
+// normalising each value as it is read.
+template <typename scalar_t>
+cudaError_t launch_cell_complexity_frames(const uint8_t* images, const float* scale, const float* shift, float* out,
+                                          int64_t n, int64_t h, int64_t w, int64_t factor, float floor, bool index32,
+                                          cudaStream_t stream);
+
 // upsample_argmax_units: the same labels from block_pad_units' padded tiles (padding 1).
 template <typename scalar_t>
 cudaError_t launch_upsample_argmax_units(const scalar_t* units, Strides4 strides, uint8_t* labels,

@@ -12,50 +12,41 @@ namespace segblocks {
 namespace cuda {
 namespace {
 
-at::Tensor combine_cuda(const at::Tensor& highres, const at::Tensor& lowres, const at::Tensor& hr_pos,
-                        const at::Tensor& lr_pos, int64_t grid_n, int64_t grid_h, int64_t grid_w) {
-  const BlockGrid g = check_combine_args(highres, lowres, hr_pos, lr_pos, grid_n, grid_h, grid_w);
-  check_cuda_tensor("combine", "highres", highres);
+// combine (units = false) and combine_units (highres given as the blocks' units): the same
+// kernel, the high-res blocks read through HrStridesT
+at::Tensor combine_any_cuda(const char* op, const BlockGrid& g, const at::Tensor& highres, const at::Tensor& lowres,
+                            const at::Tensor& hr_pos, const at::Tensor& lr_pos, bool units) {
+  check_cuda_tensor(op, "highres", highres);
   const c10::cuda::CUDAGuard device_guard(highres.device());
   const at::MemoryFormat format = output_memory_format({highres, lowres});
   const int64_t h = g.hr_side;
-  at::Tensor dense = at::empty({grid_n, g.channels, grid_h * h, grid_w * h},
+  at::Tensor dense = at::empty({g.grid_n, g.channels, g.grid_h * h, g.grid_w * h},
                                highres.options().memory_format(format));
   if (dense.numel() == 0) return dense;
   const at::Tensor hr_p = hr_pos.contiguous(), lr_p = lr_pos.contiguous();
   const bool index32 = fits_index32({highres, lowres, dense}, g);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, highres.scalar_type(), "segblocks_combine_cuda", [&] {
-    C10_CUDA_CHECK(launch_combine(cuda_data<scalar_t>(highres), strides_of(highres),
-                                  cuda_data<scalar_t>(lowres), strides_of(lowres),
-                                  cuda_mutable_data<scalar_t>(dense), hr_p.const_data_ptr<int64_t>(),
-                                  lr_p.const_data_ptr<int64_t>(), g,
-                                  format == at::MemoryFormat::ChannelsLast, index32, stream));
+    using cuda_t = typename CudaScalar<scalar_t>::type;
+    const auto launch = units ? &launch_combine_units<cuda_t> : &launch_combine<cuda_t>;
+    C10_CUDA_CHECK(launch(cuda_data<scalar_t>(highres), strides_of(highres), cuda_data<scalar_t>(lowres),
+                          strides_of(lowres), cuda_mutable_data<scalar_t>(dense), hr_p.const_data_ptr<int64_t>(),
+                          lr_p.const_data_ptr<int64_t>(), g, format == at::MemoryFormat::ChannelsLast, index32,
+                          stream));
   });
   return dense;
+}
+
+at::Tensor combine_cuda(const at::Tensor& highres, const at::Tensor& lowres, const at::Tensor& hr_pos,
+                        const at::Tensor& lr_pos, int64_t grid_n, int64_t grid_h, int64_t grid_w) {
+  const BlockGrid g = check_combine_args(highres, lowres, hr_pos, lr_pos, grid_n, grid_h, grid_w);
+  return combine_any_cuda("combine", g, highres, lowres, hr_pos, lr_pos, /*units=*/false);
 }
 
 at::Tensor combine_units_cuda(const at::Tensor& highres, const at::Tensor& lowres, const at::Tensor& hr_pos,
                               const at::Tensor& lr_pos, int64_t grid_n, int64_t grid_h, int64_t grid_w) {
   const BlockGrid g = check_combine_units_args(highres, lowres, hr_pos, lr_pos, grid_n, grid_h, grid_w);
-  check_cuda_tensor("combine_units", "highres", highres);
-  const c10::cuda::CUDAGuard device_guard(highres.device());
-  const at::MemoryFormat format = output_memory_format({highres, lowres});
-  const int64_t h = g.hr_side;
-  at::Tensor dense = at::empty({grid_n, g.channels, grid_h * h, grid_w * h},
-                               highres.options().memory_format(format));
-  if (dense.numel() == 0) return dense;
-  const at::Tensor hr_p = hr_pos.contiguous(), lr_p = lr_pos.contiguous();
-  const bool index32 = fits_index32({highres, lowres, dense}, g);
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, highres.scalar_type(), "segblocks_combine_units_cuda", [&] {
-    C10_CUDA_CHECK(launch_combine_units(cuda_data<scalar_t>(highres), strides_of(highres),
-                                        cuda_data<scalar_t>(lowres), strides_of(lowres),
-                                        cuda_mutable_data<scalar_t>(dense), hr_p.const_data_ptr<int64_t>(),
-                                        lr_p.const_data_ptr<int64_t>(), g,
-                                        format == at::MemoryFormat::ChannelsLast, index32, stream));
-  });
-  return dense;
+  return combine_any_cuda("combine_units", g, highres, lowres, hr_pos, lr_pos, /*units=*/true);
 }
 
 std::tuple<at::Tensor, at::Tensor> combine_backward_cuda(const at::Tensor& grad, const at::Tensor& hr_pos,
