@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import copy
-import dataclasses
 import math
 import operator
 from dataclasses import dataclass
@@ -67,7 +66,7 @@ class UnsupportedLayerError(TypeError):
 # ----------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(frozen=True)
 class _FramesInput:
     """The network input of :meth:`SegBlocks.labels_from_frames`: ``stand_in`` (the plan's
     input, a tensor of the normalised map's shape whose values are never read) is
@@ -933,10 +932,7 @@ class SegBlocks(nn.Module):
         written. Otherwise (no grid or layout, a layout the dense network runs, frames that
         are not whole blocks) they are normalised first. The labels are the same either
         way: the stem's tiles are bitwise equal."""
-        if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.dim() != 4 \
-                or images.shape[-1] != 3:
-            raise ValueError(f"images must be uint8 RGB frames [N, H, W, 3], got "
-                             f"{getattr(images, 'dtype', type(images).__name__)} {tuple(getattr(images, 'shape', ()))}")
+        ops.check_frames(images)
         n, h, w, _ = images.shape
         # the plan's input: the normalised map's shape and dtype, one element of memory
         stand_in = torch.empty((), dtype=dtype, device=images.device).expand(n, self.in_channels, h, w)

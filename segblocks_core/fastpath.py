@@ -1,12 +1,13 @@
 """GPU fast path: one CUDA graph per input size, no host synchronisation per frame.
 
 A frame runs as graph replays: uint8 upload buffer -> complexity policy -> block layout
--> SegBlocks plan -> class ids (SegBlocks reads the uint8 frames straight into the policy's
+-> SegBlocks plan -> class ids. SegBlocks reads the uint8 frames straight into the policy's
 cells and the stem's tiles, normalising each value as it reads it, so the normalised map is
-never written: :func:`segblocks_core.ops.cell_complexity_frames`,
-:meth:`SegBlocks.labels_from_frames`; the dense baseline normalises first; the final bilinear upsampling and the argmax
-fused into one kernel, :func:`segblocks_core.ops.upsample_argmax`; the dense baseline uses
-its dense twin, so both sides skip the full-resolution logits). The number of high-res blocks is data
+never written (:func:`segblocks_core.ops.cell_complexity_frames`,
+:meth:`SegBlocks.labels_from_frames`); the dense baseline normalises first. The final
+bilinear upsampling and the argmax run as one kernel
+(:func:`segblocks_core.ops.upsample_argmax`; the dense baseline uses its dense twin), so
+both sides skip the full-resolution logits. The number of high-res blocks is data
 dependent, so the layout is built for a fixed *capacity* per bucket
 (``ceil(count / step) * step`` blocks, the most complex low-res blocks promoted to fill it)
 and every bucket's frame is captured as its own graph. The threshold tau lives in a device

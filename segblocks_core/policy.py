@@ -101,10 +101,7 @@ class ComplexityPolicy:
         straight from them (:func:`segblocks_core.ops.cell_complexity_frames`, the normalised
         map never written); otherwise normalised first. The same values either way."""
         from . import ops
-        if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.dim() != 4 \
-                or images.shape[-1] != 3:
-            raise ValueError(f"images must be uint8 RGB frames [N, H, W, 3], got "
-                             f"{getattr(images, 'dtype', type(images).__name__)} {tuple(getattr(images, 'shape', ()))}")
+        ops.check_frames(images)
         n, h, w, _ = images.shape
         b, f = self.block_size, POOL_FACTOR
         if h == 0 or w == 0 or h % b or w % b:

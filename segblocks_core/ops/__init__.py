@@ -29,7 +29,8 @@ __all__ = [
     "block_pad_tensor", "block_pad_units_tensor", "split_units_tensor", "combine_units_tensor",
     "upsample_argmax_tensor", "upsample_argmax_units_tensor",
     "max_pool_units_tensor", "upsample2x_units", "upsample2x_dense", "upsample2x_units_tensor",
-    "cell_complexity", "cell_complexity_frames", "normalize_frames", "split_padded_frames", "scale_shift_relu",
+    "check_frames", "cell_complexity", "cell_complexity_frames", "normalize_frames", "split_padded_frames",
+    "scale_shift_relu",
     "conv3x3_units", "conv3x3_units_tensor",
     "conv3x3_units_supported", "block_pad_ring_", "conv_into_", "cutlass_conv_configs",
 ]
@@ -299,8 +300,7 @@ def cell_complexity_frames(images: Tensor, scale: Tensor, shift: Tensor, dtype: 
     three channels) from the uint8 frames ``[N, H, W, 3]``, each value normalised as it is
     read: the normalised map is never written (native kernel; the values are those of the
     two ops in turn)."""
-    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[-1] != 3:
-        raise ValueError(f"images must be uint8 RGB frames [N, H, W, 3], got {images.dtype} {tuple(images.shape)}")
+    check_frames(images)
     if dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
     factor = int(factor)
@@ -334,8 +334,7 @@ def normalize_frames(images: Tensor, scale: Tensor, shift: Tensor, channels: int
     one fused multiply-add rounded to float32, then to ``dtype``; channels past the third
     are 0. One pass with the native kernel (float32, float16, bfloat16); ``out``: a
     channels_last tensor to write into (returned)."""
-    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[-1] != 3:
-        raise ValueError(f"images must be uint8 RGB frames [N, H, W, 3], got {images.dtype} {tuple(images.shape)}")
+    check_frames(images)
     if channels < 3:
         raise ValueError(f"channels must be >= 3 (RGB plus optional zero channels), got {channels}")
     n, h, w, _ = images.shape
@@ -360,14 +359,14 @@ def split_padded_frames(images: Tensor, scale: Tensor, shift: Tensor, channels: 
     without the normalised map: the padded blocks (channels_last) straight from the uint8
     frames, each value normalised as it is read (one pass with the native kernel; the
     values are those of the two ops in turn)."""
-    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[-1] != 3:
-        raise ValueError(f"images must be uint8 RGB frames [N, H, W, 3], got {images.dtype} {tuple(images.shape)}")
+    check_frames(images)
     if channels < 3:
         raise ValueError(f"channels must be >= 3 (RGB plus optional zero channels), got {channels}")
     if dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
     n, h, w, _ = images.shape
-    b, padding = _padded_split_args(layout, block_size, padding, (n, h, w), f"frames of shape {tuple(images.shape)}")
+    b, padding = _padded_split_args(layout, block_size, padding, (n, h, w),
+                                    f"frames of shape {tuple(images.shape)}")
     images = images.contiguous()
     args = (images, scale, shift, layout.hr_pos, layout.lr_pos, layout.block_map, b, padding, channels, dtype)
     if _use_native(images.device, "split_padded_frames"):
@@ -463,6 +462,13 @@ def upsample_argmax_units_tensor(units_padded: Tensor, hr_pos: Tensor, lr_pos: T
 # ----------------------------------------------------------------------------------------
 # user-level ops on BlockTensor
 # ----------------------------------------------------------------------------------------
+
+
+def check_frames(images) -> None:
+    """Raise ``ValueError`` unless ``images`` are uint8 RGB frames ``[N, H, W, 3]``."""
+    if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.dim() != 4 or images.shape[-1] != 3:
+        what = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"images must be uint8 RGB frames [N, H, W, 3], got {what}")
 
 
 def _check_feature_map(x: Tensor, name: str = "x") -> None:

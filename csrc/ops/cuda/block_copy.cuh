@@ -223,7 +223,7 @@ void with_dense_to_units(const scalar_t* dense, Strides4 dense_strides, scalar_t
   const int64_t total = hr_total + g.num_lowres * g.channels * u * u;
   if (total == 0) return;
   scalar_t* lowres = units + hr_total;
-  with_dense_and_blocks(dense, dense_strides, units, lowres, g, channels_last, index32, [&](auto pack, auto layout, auto div) {
+  const auto launch = [&](auto pack, auto layout, auto div) {
     constexpr int kPack = decltype(pack)::value;
     using D = decltype(div);
     using Params = DenseToBlocksParams<scalar_t, D>;
@@ -231,7 +231,8 @@ void with_dense_to_units(const scalar_t* dense, Strides4 dense_strides, scalar_t
                      D(g.channels / kPack), hr_total / kPack, static_cast<acc_type<scalar_t>>(0.25)};
     run.template operator()<Params, &dense_to_blocks_element<scalar_t, decltype(layout)::value, D, kPack, true>>(
         prm, total / kPack);
-  });
+  };
+  with_dense_and_blocks(dense, dense_strides, units, lowres, g, channels_last, index32, launch);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -291,7 +292,8 @@ SEGBLOCKS_HOST_DEVICE Pack<scalar_t, kPack> frame_pack(const FramesMap& m, const
 }
 
 template <typename scalar_t, int kPack, typename index_t>
-SEGBLOCKS_HOST_DEVICE Pack<scalar_t, kPack> map_pack(const FramesMap& m, index_t n, index_t c, index_t y, index_t x) {
+SEGBLOCKS_HOST_DEVICE Pack<scalar_t, kPack> map_pack(const FramesMap& m, index_t n, index_t c, index_t y,
+                                                     index_t x) {
   return frame_pack<scalar_t, kPack>(m, m.images + ((static_cast<int64_t>(n) * m.height + y) * m.width + x) * 3, c);
 }
 
