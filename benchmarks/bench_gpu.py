@@ -115,11 +115,12 @@ def prepared_segblocks(model: str, batch: int, height: int, width: int):
     return sb, torch.from_numpy(street_frames(batch, height, width)).to(dev)
 
 
-def fixed_layout_setup(args):
+def fixed_layout_setup(args, with_frames=False):
     """For the probes: the prepared fp16 network of ``args.model`` as SegBlocks on units
     (dense shortcut on), generated street frames on the GPU, normalised as its input, and a
     seeded layout of ``args.fraction`` high-res blocks, as this benchmark's fixed-fraction
-    rows use them. Returns ``(sb, x, layout)``."""
+    rows use them. Returns ``(sb, x, layout)``, and the uint8 frames too with
+    ``with_frames``."""
     autotune_cudnn()
     dev = torch.device("cuda")
     sb, frames = prepared_segblocks(args.model, args.batch, args.height, args.width)
@@ -127,7 +128,8 @@ def fixed_layout_setup(args):
     grid, _ = fixed_grid(n, gh, gw, args.fraction)
     with torch.inference_mode():
         x = normalize(frames, torch.float16, sb.in_channels)
-    return sb, x, BlockLayout.from_grid(grid.to(dev), sb.block_size)
+    layout = BlockLayout.from_grid(grid.to(dev), sb.block_size)
+    return (sb, x, layout, frames) if with_frames else (sb, x, layout)
 
 
 def main():

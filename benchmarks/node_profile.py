@@ -1,6 +1,8 @@
 """Where does SegBlocks lose to the static network, node by node?
 
-Runs the static best's labels plan and SegBlocks' (units, fixed seeded layout) eagerly
+Runs the static best's labels plan and SegBlocks' (units, fixed seeded layout) eagerly,
+each from the uint8 frames (the static side's normalisation is a node of its own; SegBlocks'
+stem split reads the frames, ``--no-frames-split``: normalised first),
 through an ``fx.Interpreter`` that puts every plan node in a profiler range, and reports
 the GPU time of the kernels each node launched (CUPTI) per run, averaged over ``--iters`` runs. A node is
 named by the module it runs (``backbone.layer1.0.conv1`` in both plans; SegBlocks' own
@@ -23,7 +25,8 @@ import torch.fx as fx
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from benchmarks.bench_gpu import add_setup_args, fixed_layout_setup  # noqa: E402
-from segblocks_core.executor import units_mode  # noqa: E402
+from segblocks_core.engine import _norm_constants, normalize  # noqa: E402
+from segblocks_core.executor import _INPUT_FRAMES, _FramesInput, units_mode  # noqa: E402
 from probe_json import write_probe_json  # noqa: E402  (this folder: the script's own)
 
 
@@ -51,16 +54,18 @@ class _Labelled(fx.Interpreter):
             return super().run_node(n)
 
 
-def node_times(gm: fx.GraphModule, args: tuple, iters: int) -> dict[str, float]:
+def node_times(gm: fx.GraphModule, args: tuple, iters: int, run=None) -> dict[str, float]:
     """GPU kernel time (ms per run, CUPTI) of each call node of ``gm``, in execution order;
-    nodes of one module (a convolution and its handoff) add up."""
+    nodes of one module (a convolution and its handoff) add up. ``run``: how one run goes
+    (default: ``gm`` on ``args`` through :class:`_Labelled`)."""
+    run = run or (lambda: _Labelled(gm).run(*args))
     for _ in range(3):
-        _Labelled(gm).run(*args)
+        run()
     torch.cuda.synchronize()
     acts = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
     with torch.profiler.profile(activities=acts) as prof:
         for _ in range(iters):
-            _Labelled(gm).run(*args)
+            run()
         torch.cuda.synchronize()
     # kernel durations only, each added to the node range it was launched in (a range's
     # own device time spans its first to its last kernel, host gaps between them included)
@@ -86,19 +91,41 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     add_setup_args(ap)
     ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--no-frames-split", dest="frames_split", action="store_false",
+                    help="SegBlocks normalises the frames and splits the map (as both sides did before "
+                         "SegBlocks.labels_from_frames)")
     args = ap.parse_args()
-    sb, xh, layout = fixed_layout_setup(args)
+    sb, xh, layout, frames = fixed_layout_setup(args, with_frames=True)
     dev = xh.device
     mac_ratio = (args.fraction + (1 - args.fraction) / 4)
+    scale, shift = _norm_constants(dev)
+
+    def normalized():  # the static side's input stage, a node of its own
+        with torch.profiler.record_function("node:normalize_frames"):
+            return normalize(frames, xh.dtype, sb.in_channels)
+
     with torch.inference_mode():
         sb.labels(xh)
         sb.labels(xh, layout=layout)  # builds both labels plans, warms cuDNN up
         dense_plan, block_plan = sb._labels_plans
-        static = node_times(dense_plan, (xh,), args.iters)
+        static = node_times(dense_plan, (), args.iters, run=lambda: _Labelled(dense_plan).run(normalized()))
         static_kernels = dict(KERNELS)
         KERNELS.clear()
+        if args.frames_split and sb._input_read_by_stem_split():
+            # as SegBlocks.labels_from_frames runs its plan: the stem's split reads the frames
+            stand_in = torch.empty((), dtype=xh.dtype, device=dev).expand(xh.shape)
+
+            def run_blocks():
+                token = _INPUT_FRAMES.set(_FramesInput(stand_in, frames, scale, shift))
+                try:
+                    return _Labelled(block_plan).run(stand_in, layout)
+                finally:
+                    _INPUT_FRAMES.reset(token)
+        else:
+            def run_blocks():
+                return _Labelled(block_plan).run(normalized(), layout)
         with units_mode(sb.units):  # as SegBlocks.labels runs its plan
-            blocks = node_times(block_plan, (xh, layout), args.iters)
+            blocks = node_times(block_plan, (), args.iters, run=run_blocks)
     rows = []
     for name in list(static) + [k for k in blocks if k not in static]:
         s, b = static.get(name), blocks.get(name)
