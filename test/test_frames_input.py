@@ -152,3 +152,40 @@ def test_graphed_segmenter_bodies_read_the_frames(calls):
     layout = BlockLayout.from_grid(want_complexity > 0.3, 128, 8, want_complexity)
     assert 0 < layout.num_lowres and torch.equal(seg.grid, layout.grid)
     assert torch.equal(seg.labels, sb.labels(x, layout=layout))
+
+
+def test_new_ops_reject_bad_input():
+    """The native ops behind the frames and units paths check their arguments."""
+    sb_ops = torch.ops.segblocks
+    layout = _layout(1, 2, 3, block=4)
+    scale, shift = _norm_constants(torch.device("cpu"))
+    images = _frames(1, 8, 12)
+    pos = (layout.hr_pos, layout.lr_pos)
+    x = torch.randn(1, 4, 8, 12)
+    cases = [
+        (lambda: sb_ops.split_units(x, *pos, 3), "block_size must be an even number"),
+        (lambda: sb_ops.split_units(x[:, :, :6], *pos, 4), "not a multiple of block_size"),
+        (lambda: sb_ops.combine_units(torch.randn(4 * layout.num_highres + 1, 4, 2, 2),
+                                      torch.randn(layout.num_lowres, 4, 2, 2), *pos, 1, 2, 3), "4 units each"),
+        (lambda: sb_ops.combine_units(torch.randn(4 * layout.num_highres, 4, 2, 2),
+                                      torch.randn(layout.num_lowres, 4, 1, 1), *pos, 1, 2, 3), "equal size"),
+        (lambda: sb_ops.combine_units(torch.randn(4 * layout.num_highres, 4, 2, 2),
+                                      torch.randn(layout.num_lowres, 4, 2, 2), *pos, 1, 3, 3), "cells"),
+        (lambda: sb_ops.split_padded_frames(images.float(), scale, shift, *pos, layout.block_map, 4, 1, 4,
+                                            torch.float32), "must be uint8"),
+        (lambda: sb_ops.split_padded_frames(images, scale, shift, *pos, layout.block_map, 4, 1, 2, torch.float32),
+         "channels must be >= 3"),
+        (lambda: sb_ops.split_padded_frames(images, scale, shift, *pos, layout.block_map, 4, 1, 4, torch.float64),
+         "dtype must be float32, float16 or bfloat16"),
+        (lambda: sb_ops.split_padded_frames(images, scale, shift, *pos, layout.block_map, 8, 1, 4, torch.float32),
+         "not a multiple of block_size|cells"),
+        (lambda: sb_ops.cell_complexity_frames(images, scale, shift, torch.float32, 5, 1e-4), "cells of 5 x 5"),
+        (lambda: sb_ops.cell_complexity_frames(images, scale[:2], shift, torch.float32, 4, 1e-4), "3 values"),
+    ]
+    for call, message in cases:
+        with pytest.raises(RuntimeError, match=message):
+            call()
+    with pytest.raises(ValueError, match="uint8 RGB frames"):
+        ops.cell_complexity_frames(images[0], scale, shift, torch.float32, 4, 1e-4)
+    with pytest.raises(ValueError, match=r"frames of shape \(1, 8, 12, 3\) does not split into the layout's grid"):
+        ops.split_padded_frames(images, scale, shift, 4, torch.float32, _layout(1, 1, 3, block=4))

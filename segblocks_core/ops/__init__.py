@@ -366,7 +366,7 @@ def split_padded_frames(images: Tensor, scale: Tensor, shift: Tensor, channels: 
         raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
     n, h, w, _ = images.shape
     b, padding = _padded_split_args(layout, block_size, padding, (n, h, w),
-                                    f"frames of shape {tuple(images.shape)}")
+                                    f"a batch of frames of shape {tuple(images.shape)}")
     images = images.contiguous()
     args = (images, scale, shift, layout.hr_pos, layout.lr_pos, layout.block_map, b, padding, channels, dtype)
     if _use_native(images.device, "split_padded_frames"):
