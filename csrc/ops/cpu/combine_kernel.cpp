@@ -40,20 +40,10 @@ at::Tensor combine_kernel(const at::Tensor& highres, const at::Tensor& lowres,
 // them in place).
 at::Tensor combine_units_kernel(const at::Tensor& highres, const at::Tensor& lowres, const at::Tensor& hr_pos,
                                 const at::Tensor& lr_pos, int64_t grid_n, int64_t grid_h, int64_t grid_w) {
-  const BlockGrid g = check_combine_units_args(highres, lowres, hr_pos, lr_pos, grid_n, grid_h, grid_w);
-  check_layout_values_cpu("combine_units", hr_pos, lr_pos, nullptr, g);
-  const at::MemoryFormat format = output_memory_format({highres, lowres});
-  const int64_t h = g.hr_side;
-  at::Tensor dense = at::empty({grid_n, g.channels, grid_h * h, grid_w * h},
-                               highres.options().memory_format(format));
-  if (dense.numel() == 0) return dense;
-  const at::Tensor blocks = unquarter_units(highres);
-  const at::Tensor hr_p = hr_pos.contiguous(), lr_p = lr_pos.contiguous();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, highres.scalar_type(), "segblocks_combine_units_cpu", [&] {
-    blocks_to_dense<scalar_t>(blocks, lowres, dense, hr_p, lr_p, g, /*lowres_scale=*/1.0,
-                              format == at::MemoryFormat::ChannelsLast);
-  });
-  return dense;
+  check_combine_units_args(highres, lowres, hr_pos, lr_pos, grid_n, grid_h, grid_w);
+  // the blocks in the units' memory format, so the output's is the one the units ask for
+  const at::Tensor blocks = unquarter_units(highres).contiguous(output_memory_format({highres, lowres}));
+  return combine_kernel(blocks, lowres, hr_pos, lr_pos, grid_n, grid_h, grid_w);
 }
 
 std::tuple<at::Tensor, at::Tensor> combine_backward_kernel(const at::Tensor& grad,

@@ -58,19 +58,13 @@ cudaError_t launch_split_backward(const scalar_t* grad_highres, Strides4 grad_hi
                                   const BlockGrid& grid, bool channels_last, bool index32,
                                   cudaStream_t stream);
 
-// combine: blocks -> dense map (high-res copied, low-res nearest-upsampled x2).
+// combine: blocks -> dense map (high-res copied, low-res nearest-upsampled x2); hr_unit
+// b/2 (combine_units): highres is the blocks' units [4 Nh, C, b/2, b/2], read in place.
 template <typename scalar_t>
 cudaError_t launch_combine(const scalar_t* highres, Strides4 highres_strides, const scalar_t* lowres,
                            Strides4 lowres_strides, scalar_t* dense, const int64_t* hr_pos,
                            const int64_t* lr_pos, const BlockGrid& grid, bool channels_last,
-                           bool index32, cudaStream_t stream);
-
-// combine_units: combine with highres given as the blocks' units [4 Nh, C, b/2, b/2].
-template <typename scalar_t>
-cudaError_t launch_combine_units(const scalar_t* highres, Strides4 highres_strides, const scalar_t* lowres,
-                                 Strides4 lowres_strides, scalar_t* dense, const int64_t* hr_pos,
-                                 const int64_t* lr_pos, const BlockGrid& grid, bool channels_last,
-                                 bool index32, cudaStream_t stream);
+                           bool index32, cudaStream_t stream, int64_t hr_unit = 0);
 
 // combine_backward: dense grad -> grad blocks (high-res copied, low-res = 2x2 sums).
 template <typename scalar_t>

@@ -12,20 +12,9 @@ template <typename scalar_t>
 cudaError_t launch_combine(const scalar_t* highres, Strides4 highres_strides, const scalar_t* lowres,
                            Strides4 lowres_strides, scalar_t* dense, const int64_t* hr_pos,
                            const int64_t* lr_pos, const BlockGrid& grid, bool channels_last,
-                           bool index32, cudaStream_t stream) {
+                           bool index32, cudaStream_t stream, int64_t hr_unit) {
   with_blocks_to_dense(highres, highres_strides, lowres, lowres_strides, dense, hr_pos, lr_pos, grid,
-                       /*lowres_scale=*/1.0, channels_last, index32, LaunchOnStream{stream});
-  return cudaGetLastError();
-}
-
-template <typename scalar_t>
-cudaError_t launch_combine_units(const scalar_t* highres, Strides4 highres_strides, const scalar_t* lowres,
-                                 Strides4 lowres_strides, scalar_t* dense, const int64_t* hr_pos,
-                                 const int64_t* lr_pos, const BlockGrid& grid, bool channels_last,
-                                 bool index32, cudaStream_t stream) {
-  with_blocks_to_dense(highres, highres_strides, lowres, lowres_strides, dense, hr_pos, lr_pos, grid,
-                       /*lowres_scale=*/1.0, channels_last, index32, LaunchOnStream{stream},
-                       /*hr_unit=*/grid.hr_side / 2);
+                       /*lowres_scale=*/1.0, channels_last, index32, LaunchOnStream{stream}, hr_unit);
   return cudaGetLastError();
 }
 
@@ -43,10 +32,7 @@ cudaError_t launch_combine_backward(const scalar_t* grad, Strides4 grad_strides,
 #define SEGBLOCKS_INSTANTIATE_COMBINE(T)                                                        \
   template cudaError_t launch_combine<T>(const T*, Strides4, const T*, Strides4, T*,            \
                                          const int64_t*, const int64_t*, const BlockGrid&, bool, \
-                                         bool, cudaStream_t);                                   \
-  template cudaError_t launch_combine_units<T>(const T*, Strides4, const T*, Strides4, T*,      \
-                                               const int64_t*, const int64_t*, const BlockGrid&, \
-                                               bool, bool, cudaStream_t);                         \
+                                         bool, cudaStream_t, int64_t);                          \
   template cudaError_t launch_combine_backward<T>(const T*, Strides4, T*, T*, const int64_t*,   \
                                                   const int64_t*, const BlockGrid&, bool, bool, \
                                                   cudaStream_t);

@@ -27,12 +27,11 @@ at::Tensor combine_any_cuda(const char* op, const BlockGrid& g, const at::Tensor
   const bool index32 = fits_index32({highres, lowres, dense}, g);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, highres.scalar_type(), "segblocks_combine_cuda", [&] {
-    using cuda_t = typename CudaScalar<scalar_t>::type;
-    const auto launch = units ? &launch_combine_units<cuda_t> : &launch_combine<cuda_t>;
-    C10_CUDA_CHECK(launch(cuda_data<scalar_t>(highres), strides_of(highres), cuda_data<scalar_t>(lowres),
-                          strides_of(lowres), cuda_mutable_data<scalar_t>(dense), hr_p.const_data_ptr<int64_t>(),
-                          lr_p.const_data_ptr<int64_t>(), g, format == at::MemoryFormat::ChannelsLast, index32,
-                          stream));
+    C10_CUDA_CHECK(launch_combine(cuda_data<scalar_t>(highres), strides_of(highres), cuda_data<scalar_t>(lowres),
+                                  strides_of(lowres), cuda_mutable_data<scalar_t>(dense),
+                                  hr_p.const_data_ptr<int64_t>(), lr_p.const_data_ptr<int64_t>(), g,
+                                  format == at::MemoryFormat::ChannelsLast, index32, stream,
+                                  /*hr_unit=*/units ? h / 2 : 0));
   });
   return dense;
 }
