@@ -107,7 +107,7 @@ def main() -> None:
     with torch.inference_mode():
         sb.labels(xh)
         sb.labels(xh, layout=layout)  # builds both labels plans, warms cuDNN up
-        dense_plan, block_plan = sb._labels_plans
+        dense_plan, block_plan = sb._labels_graphs()
         static = node_times(dense_plan, (), args.iters, run=lambda: _Labelled(dense_plan).run(normalized()))
         static_kernels = dict(KERNELS)
         KERNELS.clear()

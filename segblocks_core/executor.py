@@ -818,6 +818,7 @@ class SegBlocks(nn.Module):
         self._mac_nodes = builder.mac_nodes
         self._mac_cache: dict[tuple[int, ...], dict[str, float]] = {}
         self._labels_plans: Optional[tuple[fx.GraphModule, fx.GraphModule]] = None  # built on first use
+        self._stem_split_reads_input = False  # set with the labels plans (_labels_graphs)
 
     @property
     def plan(self) -> fx.GraphModule:
@@ -903,11 +904,8 @@ class SegBlocks(nn.Module):
         that never writes the full-resolution logits. Otherwise the logits are computed
         and reduced. Labels agree with ``forward(...).argmax(1)`` up to exact ties.
         """
-        if self._labels_plans is None:
-            self._labels_plans = (_labels_graph(self._traced, _fuse_dense_head),
-                                  _labels_graph(self._plan, _fuse_block_head))
         self._check_input(x)
-        dense_plan, block_plan = self._labels_plans
+        dense_plan, block_plan = self._labels_graphs()
         if grid is None and layout is None:
             return dense_plan(x)
         layout = self._frame_layout(x, grid, layout)
@@ -949,17 +947,24 @@ class SegBlocks(nn.Module):
         x = ops.normalize_frames(images, scale, shift, self.in_channels, dtype)
         return self.labels(x, layout=layout) if layout is not None else self.labels(x)
 
-    def _input_read_by_stem_split(self) -> bool:
-        """Every user of the block labels plan's input is the stem's BlockPad-ed split
-        (:func:`split_like` with padding at the input resolution), which reads frames."""
+    def _labels_graphs(self) -> tuple[fx.GraphModule, fx.GraphModule]:
+        """The dense and the block labels plans (built on first use), and with them whether
+        the block plan reads its input only through the stem's split."""
         if self._labels_plans is None:
             self._labels_plans = (_labels_graph(self._traced, _fuse_dense_head),
                                   _labels_graph(self._plan, _fuse_block_head))
-        x = next(n for n in self._labels_plans[1].graph.nodes if n.op == "placeholder")
-        return bool(x.users) and all(
-            u.op == "call_function" and u.target is split_like and u.args[0] is x and len(u.args) > 3
-            and u.args[2] == self.block_size and isinstance(u.args[3], int) and u.args[3] > 0 and not u.kwargs
-            for u in x.users)
+            x = next(n for n in self._labels_plans[1].graph.nodes if n.op == "placeholder")
+            self._stem_split_reads_input = bool(x.users) and all(
+                u.op == "call_function" and u.target is split_like and u.args[0] is x and len(u.args) > 3
+                and u.args[2] == self.block_size and isinstance(u.args[3], int) and u.args[3] > 0 and not u.kwargs
+                for u in x.users)
+        return self._labels_plans
+
+    def _input_read_by_stem_split(self) -> bool:
+        """Every user of the block labels plan's input is the stem's BlockPad-ed split
+        (:func:`split_like` with padding at the input resolution), which reads frames."""
+        self._labels_graphs()
+        return self._stem_split_reads_input
 
     def _runs_dense(self, layout: BlockLayout) -> bool:
         """``layout`` has no low-res block and the dense network may stand in (eval mode)."""
