@@ -19,6 +19,7 @@ CU_DEFINES  := -D__CUDA_NO_HALF_OPERATORS__ -D__CUDA_NO_HALF_CONVERSIONS__ \
                -D__CUDA_NO_BFLOAT16_CONVERSIONS__ -D__CUDA_NO_HALF2_OPERATORS__
 BUILD_DIR   := build/cuda-check
 export OMP_NUM_THREADS ?= 2
+SHELL       := /bin/bash
 
 .PHONY: test venv install cuda-check cuda-launcher-check cutlass-check pytest demo bench-cpu clean
 
@@ -51,15 +52,26 @@ cuda-check:
 	@$(MAKE) --no-print-directory cutlass-check
 
 # The torch-facing CUDA launchers (*_launch.cpp) need torch's CUDA headers, which the CPU
-# wheel lacks: type-check them with g++ -fsyntax-only against stand-ins for c10/cuda
-# (test/cuda_launcher_stubs) and nvcc's CUDA runtime headers.
+# wheel lacks: compile them with g++ against stand-ins for c10/cuda (test/cuda_launcher_stubs)
+# and nvcc's CUDA runtime headers, then check that every segblocks::cuda symbol they call is
+# defined by the kernel objects of cuda-check (an instantiation missing for one dtype only
+# shows when the extension is loaded on a GPU host otherwise).
 cuda-launcher-check:
 	@test -x $(PY) || { echo "cuda-launcher-check: needs $(PY) with torch (make venv)"; exit 1; }
 	@inc=$$($(NVCC) -v --dryrun -x cu -c /dev/null -o /dev/null 2>&1 | sed -n 's/.*INCLUDES="\([^"]*\)".*/\1/p' | head -1); \
 	tinc=$$($(PY) -c "import torch.utils.cpp_extension as c; print(' '.join('-I' + p for p in c.include_paths()))"); \
-	for f in $(LAUNCH_SOURCES); do echo "g++ -fsyntax-only $$f"; \
-	  $(CXX) -std=c++20 -fsyntax-only -Icsrc -Itest/cuda_launcher_stubs $$tinc $$inc $$f || exit 1; \
+	mkdir -p $(BUILD_DIR)/launch; \
+	for f in $(LAUNCH_SOURCES); do echo "g++ -c $$f"; \
+	  $(CXX) -std=c++20 -O0 -c -Icsrc -Itest/cuda_launcher_stubs $$tinc $$inc $$f \
+	    -o $(BUILD_DIR)/launch/$$(basename $$f .cpp).o || exit 1; \
 	done
+	@for a in $(CUDA_ARCHS); do \
+	  missing=$$(comm -23 \
+	    <(nm -u --format=just-symbols $(BUILD_DIR)/launch/*.o | grep '^_ZN9segblocks4cuda' | sort -u) \
+	    <(nm --defined-only --format=just-symbols $(BUILD_DIR)/*_sm$$a.o | sort -u)); \
+	  if [ -n "$$missing" ]; then echo "cuda-launcher-check: launchers call kernels no .cu file defines (sm_$$a):"; \
+	    echo "$$missing" | c++filt; exit 1; fi; \
+	done; echo "cuda-launcher-check: every kernel the launchers call is defined ($(CUDA_ARCHS))"
 
 # The CUTLASS convolutions (segblocks_core._cutlass: Hopper only, sm_90a) against the CUTLASS
 # headers of the nvidia-cutlass wheel (requirements-test.txt), and their launcher like the

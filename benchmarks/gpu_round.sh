@@ -66,7 +66,11 @@ for s in "$@"; do
     build)
       export CXX=/usr/bin/g++ FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16
       if [ -d build/cutlass/include ]; then export SEGBLOCKS_CUTLASS_DIR=$PWD/build/cutlass; fi
-      stage build $PY setup.py -q build_ext --inplace || { tar -C "$OUT" -czf "$OUT/round.tgz" round; exit 1; } ;;
+      # a build whose _C does not load (e.g. an undefined symbol) would leave every later stage on
+      # the reference ops: stop here instead
+      { stage build $PY setup.py -q build_ext --inplace &&
+        stage build_load $PY -c "from segblocks_core import ops; assert ops.has_native('cuda'), ops.backend_message(); print(ops.backend_message())"; } ||
+        { tar -C "$OUT" -czf "$OUT/round.tgz" round; exit 1; } ;;
     parity)
       stage parity $PY benchmarks/gpu_parity.py --out "$R" ;;
     tests)

@@ -20,6 +20,15 @@ from segblocks_core.models import swiftnet_rn18
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
+@cuda
+def test_the_native_cuda_kernels_are_loaded():
+    """Every other test here also passes on the reference ops; on a GPU host they are meant to
+    run on the extension's CUDA kernels (a build whose _C fails to load must not pass unseen)."""
+    from segblocks_core import ops
+    assert ops.has_native("cuda"), ops.backend_message()
+    assert ops.backend("cuda") == "native-cuda"
+
+
 def frames(n=1, h=256, w=512, seed=0):
     """Left half textured, right half smooth: both kinds of block."""
     rng = np.random.default_rng(seed)

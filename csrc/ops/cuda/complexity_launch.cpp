@@ -44,7 +44,7 @@ at::Tensor cell_complexity_frames_cuda(const at::Tensor& images, const at::Tenso
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "segblocks_cell_complexity_frames_cuda", [&] {
     if constexpr (!std::is_same_v<scalar_t, double>) {
-      C10_CUDA_CHECK(launch_cell_complexity_frames<scalar_t>(
+      C10_CUDA_CHECK(launch_cell_complexity_frames<typename CudaScalar<scalar_t>::type>(
           images.const_data_ptr<uint8_t>(), scale.const_data_ptr<float>(), shift.const_data_ptr<float>(),
           out.mutable_data_ptr<float>(), images.size(0), h, w, factor, static_cast<float>(floor), index32, stream));
     }
