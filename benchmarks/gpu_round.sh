@@ -106,7 +106,7 @@ for s in "$@"; do
     ringprobe)
       stage ringprobe $PY benchmarks/ring_probe.py --json "$R/ring-probe.json" ;;
     ncuring)
-      stage ncuring ncu --clock-control none --kernel-name regex:BlockPadRing --section SpeedOfLight \
+      stage ncuring ncu --clock-control none --kernel-name-base mangled --kernel-name regex:block_pad_ring_element --section SpeedOfLight \
         --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy --section LaunchStats \
         --section SchedulerStats --csv --page details $PY benchmarks/ring_probe.py --batches 1 --profile-once ;;
     abpersistent)
