@@ -19,7 +19,6 @@ CU_DEFINES  := -D__CUDA_NO_HALF_OPERATORS__ -D__CUDA_NO_HALF_CONVERSIONS__ \
                -D__CUDA_NO_BFLOAT16_CONVERSIONS__ -D__CUDA_NO_HALF2_OPERATORS__
 BUILD_DIR   := build/cuda-check
 export OMP_NUM_THREADS ?= 2
-SHELL       := /bin/bash
 
 .PHONY: test venv install cuda-check cuda-launcher-check cutlass-check pytest demo bench-cpu clean
 
@@ -66,16 +65,13 @@ cuda-launcher-check:
 	    -o $(BUILD_DIR)/launch/$$(basename $$f .cpp).o || exit 1; \
 	done
 	@for a in $(CUDA_ARCHS); do \
-	  missing=$$(comm -23 \
-	    <(nm -u --format=just-symbols $(BUILD_DIR)/launch/*.o | grep '^_ZN9segblocks4cuda' | sort -u) \
-	    <(nm --defined-only --format=just-symbols $(BUILD_DIR)/*_sm$$a.o | sort -u)); \
-	  if [ -n "$$missing" ]; then echo "cuda-launcher-check: launchers call kernels no .cu file defines (sm_$$a):"; \
-	    echo "$$missing" | c++filt; exit 1; fi; \
-	done; echo "cuda-launcher-check: every kernel the launchers call is defined ($(CUDA_ARCHS))"
+	  test/cuda_launcher_stubs/check_symbols.sh "cuda-launcher-check (sm_$$a)" "$(BUILD_DIR)/launch/*.o" \
+	    "$(patsubst csrc/ops/cuda/%.cu,$(BUILD_DIR)/%_sm$$a.o,$(CU_SOURCES))" || exit 1; \
+	done
 
 # The CUTLASS convolutions (segblocks_core._cutlass: Hopper only, sm_90a) against the CUTLASS
 # headers of the nvidia-cutlass wheel (requirements-test.txt), and their launcher like the
-# others (with Python's headers: it is also the module's init).
+# others (with Python's headers: it is also the module's init), symbols included.
 cutlass-check:
 	@test -x $(PY) || { echo "cutlass-check: needs $(PY) (make venv)"; exit 1; }
 	@root=$$($(PY) -c "import cutlass_library, pathlib; print(pathlib.Path(cutlass_library.__file__).parent / 'source')") \
@@ -88,9 +84,13 @@ cutlass-check:
 	inc=$$($(NVCC) -v --dryrun -x cu -c /dev/null -o /dev/null 2>&1 | sed -n 's/.*INCLUDES="\([^"]*\)".*/\1/p' | head -1); \
 	tinc=$$($(PY) -c "import torch.utils.cpp_extension as c; print(' '.join('-I' + p for p in c.include_paths()))"); \
 	pinc=$$($(PY) -c "import sysconfig; print(sysconfig.get_paths()['include'])"); \
-	for f in csrc/ops/cuda/cutlass/*.cpp; do echo "g++ -fsyntax-only $$f"; \
-	  $(CXX) -std=c++20 -fsyntax-only -Icsrc -Itest/cuda_launcher_stubs $$tinc $$inc -I$$pinc $$f || exit 1; \
-	done
+	mkdir -p $(BUILD_DIR)/launch-cutlass; \
+	for f in csrc/ops/cuda/cutlass/*.cpp; do echo "g++ -c $$f"; \
+	  $(CXX) -std=c++20 -O0 -c -Icsrc -Itest/cuda_launcher_stubs $$tinc $$inc -I$$pinc $$f \
+	    -o $(BUILD_DIR)/launch-cutlass/$$(basename $$f .cpp).o || exit 1; \
+	done; \
+	test/cuda_launcher_stubs/check_symbols.sh cutlass-check "$(BUILD_DIR)/launch-cutlass/*.o" \
+	  "$(patsubst csrc/ops/cuda/cutlass/%.cu,$(BUILD_DIR)/%_sm90a.o,$(CUTLASS_SOURCES))"
 
 pytest:
 	$(PY) -m pytest -q test
