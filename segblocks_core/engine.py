@@ -234,6 +234,9 @@ class SegmentationEngine:
         self.dense_above = dense_above
         log.info("%s on %s (%s%s); %s", model, self.device, precision,
                  ", CUDA-graph fast path" if self.fast_path else "", ops.backend_message())
+        missing = ops.missing_native_warning(self.device)
+        if missing:
+            log.warning("%s", missing)
 
     # -- input handling ------------------------------------------------------------------
 

@@ -187,3 +187,18 @@ def test_backend_reports_and_forces():
         with ops.use_backend("fast"):
             pass
     assert "segblocks block ops" in ops.backend_message()
+
+
+def test_missing_native_cuda_kernels_are_warned_about(monkeypatch):
+    """A CUDA device whose native kernels are missing (a CPU-only build, or an extension
+    that fails to load on the GPU host) gets a warning naming why; the CPU and a CUDA
+    device with its kernels get none."""
+    assert ops.missing_native_warning("cpu") is None
+    monkeypatch.setattr(ops, "has_native", lambda device="cpu": torch.device(device).type == "cpu")
+    monkeypatch.setattr(ops, "_native_error", "segblocks_core._C failed to load: undefined symbol: x")
+    msg = ops.missing_native_warning("cuda:0")
+    assert msg is not None and "cuda:0" in msg and "reference" in msg and "undefined symbol: x" in msg
+    monkeypatch.setattr(ops, "_native_error", None)
+    assert "built without CUDA kernels" in ops.missing_native_warning(torch.device("cuda"))
+    monkeypatch.setattr(ops, "has_native", lambda device="cpu": True)
+    assert ops.missing_native_warning("cuda") is None

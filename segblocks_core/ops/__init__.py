@@ -100,6 +100,19 @@ def backend_message() -> str:
     return f"segblocks block ops: pure-PyTorch reference{why}; {BUILD_HINT}"
 
 
+def missing_native_warning(device: Union[str, torch.device]) -> Optional[str]:
+    """A warning for logs where ``device`` is a CUDA device without the extension's CUDA
+    kernels (not built with CUDA, or an extension that fails to load there): the block ops
+    then run on the pure-PyTorch reference, several times slower than the static network.
+    None where there is nothing to warn about (the CPU, or CUDA kernels loaded)."""
+    device = torch.device(device)
+    if device.type != "cuda" or has_native(device):
+        return None
+    why = _native_error or "segblocks_core._C was built without CUDA kernels"
+    return (f"segblocks block ops on {device} run on the pure-PyTorch reference ({why}), several "
+            f"times slower than the static network; {BUILD_HINT}")
+
+
 @contextlib.contextmanager
 def use_backend(name: str) -> Iterator[None]:
     """Force ``"native"``, ``"reference"`` or ``"auto"`` inside the block (this thread)."""
