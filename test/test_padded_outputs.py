@@ -392,3 +392,15 @@ def test_cutlass_configuration_list_matches_its_sources():
         else:
             want = "ConvCutlassPersistentConfig<{}, {}, {}, {}, {}>".format(*tile, 1 if kind == "pingpong" else 2)
         assert f"SEGBLOCKS_DEFINE_CUTLASS_CONV({name}, {want})" in sources[name], name
+
+
+def test_a_built_cutlass_module_loads():
+    """Where segblocks_core._cutlass was built (the Hopper host), it imports and lists its
+    configurations: a module that fails to load only warns at import and turns the CUTLASS
+    convolutions off, which would leave every CUTLASS test here skipped rather than failed.
+    (Without the module, CI and builds without CUTLASS, there is nothing to check.)"""
+    import importlib.util
+    if importlib.util.find_spec("segblocks_core._cutlass") is None:
+        pytest.skip("segblocks_core._cutlass is not built (no CUTLASS headers or no CUDA)")
+    import segblocks_core._cutlass as kernels  # raises on a broken build
+    assert tuple(kernels.configs()) == CUTLASS and CUTLASS
