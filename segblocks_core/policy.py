@@ -79,9 +79,7 @@ class ComplexityPolicy:
         if not (pad_h or pad_w):
             # one pass over x (native kernel where built): per-cell sums, then per block
             from . import ops
-            cells = ops.cell_complexity(x, x.shape[1], f, _ROUNDING_FLOOR)
-            n = x.shape[0]
-            return cells.view(n, gh, b // f, gw, b // f).sum((2, 4)) / (b * b)
+            return self._per_block(ops.cell_complexity(x, x.shape[1], f, _ROUNDING_FLOOR))
         # partial blocks: replicate-pad to whole blocks, average over the valid pixels only
         x = F.pad(x.float(), (0, pad_w, 0, pad_h), mode="replicate")
         n, c = x.shape[:2]
@@ -102,12 +100,17 @@ class ComplexityPolicy:
         map never written); otherwise normalised first. The same values either way."""
         from . import ops
         ops.check_frames(images)
-        n, h, w, _ = images.shape
+        _, h, w, _ = images.shape
         b, f = self.block_size, POOL_FACTOR
         if h == 0 or w == 0 or h % b or w % b:
             return self.complexity(ops.normalize_frames(images, scale, shift, 3, dtype))
-        cells = ops.cell_complexity_frames(images, scale, shift, dtype, f, _ROUNDING_FLOOR)
-        return cells.view(n, h // b, b // f, w // b, b // f).sum((2, 4)) / (b * b)
+        return self._per_block(ops.cell_complexity_frames(images, scale, shift, dtype, f, _ROUNDING_FLOOR))
+
+    def _per_block(self, cells: Tensor) -> Tensor:
+        """Per-cell sums ``[N, H/f, W/f]`` of whole blocks -> the per-pixel mean per block."""
+        b, f = self.block_size, POOL_FACTOR
+        n, ch, cw = cells.shape
+        return cells.view(n, ch * f // b, b // f, cw * f // b, b // f).sum((2, 4)) / (b * b)
 
     def __call__(self, x: Tensor, tau: Optional[float] = None) -> Tensor:
         """Bool grid ``[N, ceil(H/B), ceil(W/B)]``, True = high resolution.

@@ -313,9 +313,7 @@ def cell_complexity_frames(images: Tensor, scale: Tensor, shift: Tensor, dtype: 
     three channels) from the uint8 frames ``[N, H, W, 3]``, each value normalised as it is
     read: the normalised map is never written (native kernel; the values are those of the
     two ops in turn)."""
-    check_frames(images)
-    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-        raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
+    check_frames(images, dtype=dtype)
     factor = int(factor)
     if factor < 1 or images.shape[1] % factor or images.shape[2] % factor:
         raise ValueError(f"frames of shape {tuple(images.shape)} do not divide into cells of {factor} x {factor}")
@@ -347,9 +345,7 @@ def normalize_frames(images: Tensor, scale: Tensor, shift: Tensor, channels: int
     one fused multiply-add rounded to float32, then to ``dtype``; channels past the third
     are 0. One pass with the native kernel (float32, float16, bfloat16); ``out``: a
     channels_last tensor to write into (returned)."""
-    check_frames(images)
-    if channels < 3:
-        raise ValueError(f"channels must be >= 3 (RGB plus optional zero channels), got {channels}")
+    check_frames(images, channels=channels)
     n, h, w, _ = images.shape
     if out is None:
         out = torch.empty((n, channels, h, w), dtype=dtype, device=images.device,
@@ -372,11 +368,7 @@ def split_padded_frames(images: Tensor, scale: Tensor, shift: Tensor, channels: 
     without the normalised map: the padded blocks (channels_last) straight from the uint8
     frames, each value normalised as it is read (one pass with the native kernel; the
     values are those of the two ops in turn)."""
-    check_frames(images)
-    if channels < 3:
-        raise ValueError(f"channels must be >= 3 (RGB plus optional zero channels), got {channels}")
-    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-        raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
+    check_frames(images, channels=channels, dtype=dtype)
     n, h, w, _ = images.shape
     b, padding = _padded_split_args(layout, block_size, padding, (n, h, w),
                                     f"a batch of frames of shape {tuple(images.shape)}")
@@ -477,11 +469,17 @@ def upsample_argmax_units_tensor(units_padded: Tensor, hr_pos: Tensor, lr_pos: T
 # ----------------------------------------------------------------------------------------
 
 
-def check_frames(images) -> None:
-    """Raise ``ValueError`` unless ``images`` are uint8 RGB frames ``[N, H, W, 3]``."""
+def check_frames(images, *, channels: Optional[int] = None, dtype: Optional[torch.dtype] = None) -> None:
+    """Raise ``ValueError`` unless ``images`` are uint8 RGB frames ``[N, H, W, 3]`` and, where
+    given, ``channels`` (of the normalised map) is at least 3 and ``dtype`` (of the values
+    read from the frames) is one of the fused ops' float32, float16, bfloat16."""
     if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.dim() != 4 or images.shape[-1] != 3:
         what = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, Tensor) else type(images).__name__
         raise ValueError(f"images must be uint8 RGB frames [N, H, W, 3], got {what}")
+    if channels is not None and channels < 3:
+        raise ValueError(f"channels must be >= 3 (RGB plus optional zero channels), got {channels}")
+    if dtype is not None and dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
 
 
 def _check_feature_map(x: Tensor, name: str = "x") -> None:
