@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from segblocks_core import SegBlocks, count_macs  # noqa: E402
 from segblocks_core.engine import frame_labels, normalize  # noqa: E402
-from segblocks_core.executor import concurrent_lowres, frames_split, units_min_side  # noqa: E402
+from segblocks_core.executor import concurrent_lowres, frames_split, pooling_tiles, units_min_side  # noqa: E402
 from segblocks_core.fastpath import GraphedSegmenter, prepare_network  # noqa: E402
 from segblocks_core import fused, ops  # noqa: E402
 from segblocks_core.fused import (CONV_UNITS_MODES, PADDED_OUTPUT_MODES, conv_units, cutlass_convs,  # noqa: E402
@@ -191,6 +191,10 @@ def main():
                     help="SegBlocks normalises the frames into a dense map and splits that, instead of "
                          "reading the frames straight into the stem's tiles (executor.frames_split); writes "
                          "no-frames-split-gpu-<gpu>-<date>.json")
+    ap.add_argument("--pooling-tiles", action="store_true",
+                    help="SegBlocks' max pooling writes layer 1's first convolution's padded tiles (interiors, then "
+                         "frames) instead of packed units that BlockPad copies (executor.pooling_tiles); writes "
+                         "pooling-tiles-gpu-<gpu>-<date>.json")
     ap.add_argument("--padded-outputs", choices=PADDED_OUTPUT_MODES, default="auto",
                     help="SegBlocks' convolutions write their consumers' BlockPad-ed tiles (CUTLASS into the "
                          "interiors, then the frames; fused.padded_outputs): auto (timed per shape, where the "
@@ -201,7 +205,7 @@ def main():
     with fast_upsampling(args.fast_upsample), conv_units(args.conv_units), upsample_tiles(args.upsample_tiles), \
             space_to_depth_convs(args.space_to_depth), units_min_side(args.units_min_side), \
             pad_classifier(args.pad_classifier), cutlass_convs(args.cutlass, args.persistent_cutlass), \
-            padded_outputs(args.padded_outputs), frames_split(args.frames_split):
+            padded_outputs(args.padded_outputs), frames_split(args.frames_split), pooling_tiles(args.pooling_tiles):
         run(args)
 
 
@@ -316,7 +320,7 @@ def run(args) -> None:
               "conv_units": args.conv_units, "upsample_tiles": args.upsample_tiles,
               "space_to_depth": args.space_to_depth, "units_min_side": args.units_min_side,
               "cudnn_benchmark_limit": torch.backends.cudnn.benchmark_limit,
-              "pad_classifier": args.pad_classifier,
+              "pad_classifier": args.pad_classifier, "pooling_tiles": args.pooling_tiles,
               # every built configuration (conv_ways' "cutlass:<i>" index it) and those timed
               "cutlass_configs": list(ops.cutlass_conv_configs()),
               "cutlass_config_indices": list(fused.cutlass_config_indices()),
@@ -341,6 +345,7 @@ def run(args) -> None:
         ("" if args.persistent_cutlass or not args.cutlass else "no-persistent-cutlass-") + \
         ("" if args.padded_outputs == "auto" else f"padded-outputs-{args.padded_outputs}-") + \
         ("" if args.frames_split else "no-frames-split-") + \
+        ("pooling-tiles-" if args.pooling_tiles else "") + \
         ("" if args.fuse_epilogue else "unfused-epilogue-") + \
         ("" if args.input_channels == 4 else f"input{args.input_channels}-")
     path = os.path.join(args.out, f"{prefix}gpu-{slug}-{date}.json")

@@ -26,6 +26,8 @@
 #             b1 layer4 units) of conv_config_probe.py
 #   abframes  bench_gpu.py RN18 subsets (tau 0.5; AB_BATCHES, default 1,4): as is (frames straight into the
 #             policy's cells and the stem's tiles) and --no-frames-split (normalised first)
+#   abpool    bench_gpu.py RN18 subsets (tau 0.5; AB_BATCHES): as is, --pooling-tiles (the max pooling
+#             writes layer 1's first padded tiles), as is again
 #   ringprobe ring_probe.py: the frame passes' time against a copy of their bytes and a one-element kernel
 #   ncuring   Nsight Compute of block_pad_ring_ on ring_probe.py's geometries (batch 1, eager)
 #   abpersistent  bench_gpu.py RN18 subsets (tau 0.5; AB_BATCHES, default 1,4): as is and
@@ -103,6 +105,11 @@ for s in "$@"; do
         --shapes "${NCU_SHAPES:-b4 layer1 units,b1 layer4 units}" --profile-once ;;
     abframes)
       ab_pair frames --no-frames-split ;;
+    abpool)
+      # as is, --pooling-tiles, as is again (the spread of the two "as is" runs bounds the pair)
+      ab_pair pooling-tiles --pooling-tiles
+      stage ab_pooling-tiles_again $PY benchmarks/bench_gpu.py --out "$R/ab-again" --models swiftnet_rn18 \
+        --taus 0.5 --batches "${AB_BATCHES:-1,4}" ;;
     ringprobe)
       stage ringprobe $PY benchmarks/ring_probe.py --json "$R/ring-probe.json" ;;
     ncuring)

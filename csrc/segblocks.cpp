@@ -57,10 +57,12 @@ TORCH_LIBRARY(segblocks, m) {
       "Tensor block_map, int factor) -> Tensor");
   m.def("upsample_argmax_dense(Tensor logits, int factor) -> Tensor");
   // max pooling without indices (ops/max_pool.h): on units fused with BlockPad (-inf
-  // border), and dense; inference only
+  // border), and dense; inference only. On units, out_padding > 0: the output is
+  // block_pad_units of that, out_padding px, zero image border ([4Nh + Nl, C, uo + 2q, uo + 2q],
+  // a zero-padded convolution's input)
   m.def(
       "max_pool_units(Tensor highres, Tensor lowres, Tensor hr_pos, Tensor lr_pos, Tensor block_map, "
-      "int kernel, int stride, int padding, bool quartered) -> Tensor");
+      "int kernel, int stride, int padding, bool quartered, int out_padding=0) -> Tensor");
   m.def("max_pool_dense(Tensor x, int kernel, int stride, int padding) -> Tensor");
   // SwiftNet's decoder step, bilinear x2 (+ skip) (ops/upsample2x.h): on units fused with
   // BlockPad (1 px, replicate), and dense; inference only. On units, post_scale/post_shift

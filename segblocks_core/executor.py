@@ -442,12 +442,35 @@ def block_module(bt: BlockTensor, module: nn.Module) -> BlockTensor:
     return bt.map(module)
 
 
-def block_max_pool2d(bt: BlockTensor, kernel_size, stride, padding) -> BlockTensor:
+_POOLING_TILES: contextvars.ContextVar[bool] = contextvars.ContextVar("segblocks_pooling_tiles", default=False)
+
+
+@contextlib.contextmanager
+def pooling_tiles(enabled: bool = True):
+    """Max pooling on units writes the next convolution's BlockPad-ed tiles where the plan
+    marks it (``padded_out``): the pooling into their interiors, one pass their frames,
+    instead of BlockPad copying the pooled map whole for the convolution (the A/B of
+    ``benchmarks/bench_gpu.py --pooling-tiles``). Off by default: on the H100 at batch 1 it
+    was within the spread of two runs (RN18 40%: 0.784 against 0.787 ms) and raised the 40%
+    peak from 45.5 to 47.6 MB (the padded tiles are alive with the stem's output);
+    batch 4, where the copy it saves is larger, is not measured yet. Read when the ops run,
+    so a CUDA graph keeps what was active at capture."""
+    with context_value(_POOLING_TILES, bool(enabled)):
+        yield
+
+
+def block_max_pool2d(bt: BlockTensor, kernel_size, stride, padding, padded_out: int = 0) -> BlockTensor:
+    """Max pooling on blocks (BlockPad with -inf, then pooling). ``padded_out`` (the plan:
+    the output feeds a convolution zero-padded by that many px, as its input or residual
+    only): on units the output is written as that convolution's BlockPad-ed tiles
+    (:func:`pooling_tiles`)."""
     pad_h, pad_w = _two(padding)
     if _use_units(bt):
         (kh, kw), (sh, sw) = _two(kernel_size), _two(stride)
         if kh == kw and sh == sw and pad_h == pad_w:  # one kernel: BlockPad and pooling, no indices
-            return BlockTensor.from_units(ops.max_pool_units(bt, kh, sh, pad_h), bt.layout)
+            q = int(padded_out) if _POOLING_TILES.get() else 0
+            out = ops.max_pool_units(bt, kh, sh, pad_h, q)
+            return BlockTensor.from_padded_units(out, q, bt.layout) if q else BlockTensor.from_units(out, bt.layout)
         x = _pad_units(bt, pad_h, pad_w, "constant", float("-inf"))
         return BlockTensor.from_units(F.max_pool2d(x, kernel_size, stride), bt.layout)
     bt = bt.to_standard()
@@ -1192,9 +1215,12 @@ class _PlanBuilder:
         convolution's output feeds a convolution zero-padded by ``p`` px as its input (without
         a BatchNorm prologue) and every other user is a convolution reading it as its
         residual or unpadded: the output may then be written as the padded tiles the first
-        reads (:func:`_conv_into_tiles`), which the others see as a view of their interiors."""
+        reads (:func:`_conv_into_tiles`), which the others see as a view of their interiors.
+        The same for max pooling (``block_max_pool2d``, :func:`pooling_tiles`: ResNet's max
+        pooling feeds layer 1's first block, as its input and its residual)."""
         for node in list(self.g.nodes):
-            if node.op != "call_function" or node.target is not block_conv2d or "padded_out" in node.kwargs:
+            if (node.op != "call_function" or node.target not in (block_conv2d, block_max_pool2d)
+                    or "padded_out" in node.kwargs):
                 continue
             pads = set()
             for user in node.users:

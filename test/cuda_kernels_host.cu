@@ -248,13 +248,14 @@ int segblocks_host_upsample_argmax_units(int dtype, const void* units, const int
 
 int segblocks_host_max_pool_units(int dtype, const void* highres, const int64_t* highres_strides,
                                   const void* lowres, const int64_t* lowres_strides, void* out,
-                                  const int64_t* hr_pos, const int64_t* lr_pos, const int32_t* block_map,
-                                  const int64_t* grid, int64_t kernel, int64_t stride, int64_t padding,
-                                  int quartered, int channels_last, int index32) {
+                                  const int64_t* out_strides, const int64_t* hr_pos, const int64_t* lr_pos,
+                                  const int32_t* block_map, const int64_t* grid, int64_t kernel, int64_t stride,
+                                  int64_t padding, int quartered, int channels_last, int index32) {
   return with_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     with_max_pool_units(static_cast<const T*>(highres), strides_from(highres_strides),
-                        static_cast<const T*>(lowres), strides_from(lowres_strides), static_cast<T*>(out), hr_pos,
+                        static_cast<const T*>(lowres), strides_from(lowres_strides), static_cast<T*>(out),
+                        strides_from(out_strides), hr_pos,
                         lr_pos, block_map, grid_from(grid), kernel, stride, padding, quartered != 0,
                         channels_last != 0, index32 != 0, RunOnHost{});
   });

@@ -317,6 +317,29 @@ def check_max_pool_units_quartered(device, dtype, layout: str, geometry: Geometr
     check_max_pool_units(device, dtype, layout, geometry, quartered=True)
 
 
+def check_max_pool_units_padded(device, dtype, layout: str, geometry: Geometry) -> None:
+    """Max pooling writing a zero-padded convolution's tiles (``out_padding``): bitwise
+    BlockPad's tiles of the op's own unpadded output, and the reference's; whole blocks and
+    units in."""
+    for quartered in (False, True):
+        inputs = unit_inputs if quartered else block_inputs
+        lay, highres, lowres = inputs(geometry, dtype, device, layout)
+        args = (lay.hr_pos, lay.lr_pos, lay.block_map)
+        u, nh = geometry.hr_side // 2, 4 * lay.num_highres
+        for (k, s, p), q in itertools.product(POOLS, (1, 2)):
+            if u + 2 * p < k or q > (u + 2 * p - k) // s + 1:
+                continue
+            got = torch.ops.segblocks.max_pool_units(highres, lowres, *args, k, s, p, quartered, q)
+            plain = torch.ops.segblocks.max_pool_units(highres, lowres, *args, k, s, p, quartered)
+            assert got.shape[-1] == plain.shape[-1] + 2 * q, (got.shape, plain.shape)
+            framed = torch.ops.segblocks.block_pad_units(plain[:nh], plain[nh:], *args, q, "constant", 0.0, True)
+            torch.testing.assert_close(got, framed, rtol=0, atol=0)
+            want = _reference.max_pool_units(highres, lowres, *args, k, s, p, quartered, q)
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+            if not (highres.is_contiguous() and lowres.is_contiguous()):
+                _check_layout([got], layout)
+
+
 def check_max_pool_dense(device, dtype, layout: str, geometry: Geometry) -> None:
     _, x = dense_input(geometry, dtype, device, layout)
     x = x.clone()
@@ -641,6 +664,7 @@ _CHECKS = {
     "upsample_argmax_units": check_upsample_argmax_units,
     "max_pool_units": check_max_pool_units,
     "max_pool_units_quartered": check_max_pool_units_quartered,
+    "max_pool_units_padded": check_max_pool_units_padded,
     "max_pool_dense": check_max_pool_dense,
     "upsample_argmax_dense": check_upsample_argmax_dense,
     "upsample2x_units": check_upsample2x_units,
@@ -808,7 +832,7 @@ def op_samples(device, dtype=torch.float64, layout="contiguous", geometry="mixed
         "block_pad_units": (hr.detach(), lr.detach(), *pos, lay.block_map, padding, mode, 0.0, False),
         "upsample_argmax_units": (_reference.block_pad_units(hr.detach(), lr.detach(), *pos, lay.block_map, 1,
                                                              "replicate"), *pos, lay.block_map, 4),
-        "max_pool_units": (hr.detach(), lr.detach(), *pos, lay.block_map, 3, 2, 1, False),
+        "max_pool_units": (hr.detach(), lr.detach(), *pos, lay.block_map, 3, 2, 1, False, 1),  # into padded tiles
         "max_pool_dense": (x.detach(), 3, 2, 1),
         "upsample2x_units": (hr.detach(), lr.detach(), *pos, lay.block_map, False,
                              make_tensor((4 * lay.num_highres + lay.num_lowres, hr.shape[1], b, b), dtype, device,

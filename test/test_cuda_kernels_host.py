@@ -242,12 +242,26 @@ def test_max_pool_units_and_dense(lib, geometry, layout, dtype, index32, quarter
             uo = (u + 2 * p - k) // s + 1
             got = _empty((4 * lay.num_highres + lay.num_lowres, c, uo, uo), hr, cl)
             _call(lib.segblocks_host_max_pool_units, DTYPE_CODES[dtype], _ptr(hr), _i64(hr.stride()), _ptr(lr),
-                  _i64(lr.stride()), _ptr(got), _ptr(lay.hr_pos), _ptr(lay.lr_pos), _ptr(bm),
+                  _i64(lr.stride()), _ptr(got), _i64(got.stride()), _ptr(lay.hr_pos), _ptr(lay.lr_pos), _ptr(bm),
                   _grid(lay, 2 * u, c), ctypes.c_int64(k), ctypes.c_int64(s), ctypes.c_int64(p), int(quartered),
                   int(cl), int(index32))
             want = torch.ops.segblocks.max_pool_units(hr, lr, lay.hr_pos, lay.lr_pos, lay.block_map, k, s, p,
                                                       quartered)
             torch.testing.assert_close(got, want, rtol=0, atol=0)
+            # into the interiors of padded tiles (the CUDA launcher's out_padding): the same
+            # values there, the frames untouched
+            q = 1
+            tiles = torch.full((got.shape[0], c, uo + 2 * q, uo + 2 * q), 7.0, dtype=dtype)
+            if cl:
+                tiles = tiles.contiguous(memory_format=torch.channels_last)
+            interior = tiles[:, :, q:q + uo, q:q + uo]
+            _call(lib.segblocks_host_max_pool_units, DTYPE_CODES[dtype], _ptr(hr), _i64(hr.stride()), _ptr(lr),
+                  _i64(lr.stride()), _ptr(interior), _i64(interior.stride()), _ptr(lay.hr_pos), _ptr(lay.lr_pos),
+                  _ptr(bm), _grid(lay, 2 * u, c), ctypes.c_int64(k), ctypes.c_int64(s), ctypes.c_int64(p),
+                  int(quartered), int(cl), int(index32))
+            torch.testing.assert_close(interior, want, rtol=0, atol=0)
+            interior.fill_(7.0)
+            assert (tiles == 7.0).all()
         xcl = _is_channels_last(x)
         n, cx, h, w = x.shape
         dense = _empty((n, cx, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1), x, xcl)

@@ -241,6 +241,56 @@ def test_convolutions_write_their_consumers_tiles(monkeypatch, model, marked):
     assert counts["ring"] == counts["into"] == 0 and counts["pad"] == pads_before
 
 
+@pytest.mark.parametrize("model,marked", [("swiftnet_rn18", 1), ("resnet18", 1), ("swiftnet_rn50", 0)])
+def test_max_pooling_writes_layer1s_first_tiles(monkeypatch, model, marked):
+    """The plan marks the max pooling where its output feeds layer 1's first 3x3 convolution
+    (input) and second (residual), as in SwiftNet-RN18 and ResNet-18; RN50's layer 1 starts
+    with 1x1 convolutions (nothing to pad). Under ``pooling_tiles`` (off by default) the pooling
+    writes the convolution's BlockPad-ed tiles (on the CPU: the native op's BlockPad of its
+    output) and the convolution reads them: one BlockPad pass fewer, the output bitwise the
+    same as with ``pooling_tiles(False)``."""
+    from segblocks_core import SegBlocks, models
+    from segblocks_core.executor import block_max_pool2d, pooling_tiles
+    fast = _prepared(getattr(models, model))
+    x4 = F.pad(torch.randn(1, 3, 256, 384), (0, 0, 0, 0, 0, 1))
+    grid = torch.tensor([[[True, False, True], [False, True, False]]])
+    sb = SegBlocks(fast, units=True)
+    pools = [n for n in sb.plan.graph.nodes if n.op == "call_function" and n.target is block_max_pool2d]
+    assert len(pools) == 1 and pools[0].kwargs.get("padded_out", 0) == marked
+
+    pads, pooled = [], []
+    real_pad, real_pool = ops.block_pad_units, ops.max_pool_units
+
+    def pad(*a, **k):
+        pads.append(a[1])
+        return real_pad(*a, **k)
+
+    def pool(blocks, kernel, stride, padding, out_padding=0):
+        pooled.append(out_padding)
+        return real_pool(blocks, kernel, stride, padding, out_padding)
+    monkeypatch.setattr(ops, "block_pad_units", pad)
+    monkeypatch.setattr(ops, "max_pool_units", pool)
+    want = sb(x4, grid)  # off by default
+    pads_before = len(pads)
+    assert pooled == [0]
+    pads.clear(), pooled.clear()
+    with pooling_tiles(True):
+        got = sb(x4, grid)
+    assert torch.equal(got, want)
+    assert pooled == [marked]
+    assert pads_before - len(pads) == marked
+
+
+def test_max_pool_units_out_padding_is_checked():
+    lay, hr, lr = cases.block_inputs(cases.GEOMETRY_BY_NAME["mixed_batch2"], torch.float32, "cpu", "contiguous")
+    args = (hr, lr, lay.hr_pos, lay.lr_pos, lay.block_map, 3, 2, 1, False)
+    uo = (hr.shape[-1] // 2 + 2 - 3) // 2 + 1
+    for bad in (-1, uo + 1):
+        with pytest.raises(RuntimeError, match="out_padding must be in"):
+            torch.ops.segblocks.max_pool_units(*args, bad)
+    assert torch.ops.segblocks.max_pool_units(*args, uo).shape[-1] == 3 * uo
+
+
 def test_padded_outputs_mode_is_checked():
     from segblocks_core import fused
     with pytest.raises(ValueError, match="padded_outputs mode"):

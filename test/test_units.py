@@ -462,11 +462,17 @@ def test_one_pass_conv_units_in_the_prepared_network(monkeypatch):
     # the decoder's three blends read the padded tiles their upsampling wrote (there is no
     # BlockPad pass left to save), so the 16 convolutions of the backbone run in one pass
     assert len(calls) == 16 and not any(pre for *_, pre in calls)
-    # without that fusion (the plan pass off), the blends run in one pass too, with their
-    # BatchNorm + ReLU as the kernel's prologue
+    # with the max pooling writing layer1's first tiles, that convolution reads them: 15
+    calls.clear()
+    with fused.conv_units("always"), executor.pooling_tiles(True):
+        got = SegBlocks(fast, units=True)(x4, grid)
+    assert max_rel_diff(got, want) <= TOL
+    assert len(calls) == 15 and not any(pre for *_, pre in calls)
+    # without the blends' fusion either (the plan pass off), the blends run in one pass too,
+    # with their BatchNorm + ReLU as the kernel's prologue
     monkeypatch.setattr(executor._PlanBuilder, "fuse_upsample_pad", lambda self: None)
     calls.clear()
-    with fused.conv_units("always"):
+    with fused.conv_units("always"), executor.pooling_tiles(False):
         got = SegBlocks(fast, units=True)(x4, grid)
     assert max_rel_diff(got, want) <= TOL
     # SwiftNet-RN18's 3x3 convolutions below the input resolution: 4 in layer1 and 4 in each

@@ -360,7 +360,7 @@ inline void check_pool_window(const char* op, int64_t kernel, int64_t stride, in
 inline BlockPadArgs check_max_pool_units_args(const at::Tensor& highres, const at::Tensor& lowres,
                                               const at::Tensor& hr_pos, const at::Tensor& lr_pos,
                                               const at::Tensor& block_map, int64_t kernel, int64_t stride,
-                                              int64_t padding, bool quartered) {
+                                              int64_t padding, bool quartered, int64_t out_padding = 0) {
   const char* op = "max_pool_units";
   check_pool_window(op, kernel, stride, padding);
   const BlockPadArgs a = check_block_pad_units_args(highres, lowres, hr_pos, lr_pos, block_map, padding,
@@ -368,6 +368,10 @@ inline BlockPadArgs check_max_pool_units_args(const at::Tensor& highres, const a
   const int64_t u = a.grid.hr_side / 2;
   TORCH_CHECK(u + 2 * padding >= kernel, op, ": the window (kernel ", kernel, ", padding ", padding,
               ") is larger than units of side ", u, " with their halo");
+  const int64_t uo = (u + 2 * padding - kernel) / stride + 1;
+  // BlockPad's limit for the output's tiles: at most their own side
+  TORCH_CHECK(out_padding >= 0 && out_padding <= uo, op, ": out_padding must be in [0, ", uo,
+              "] (the output units' side), got ", out_padding);
   return a;
 }
 

@@ -46,7 +46,8 @@ struct MaxOfPack : AccPack<Cvt, kPack> {
 template <typename scalar_t, typename D>
 struct MaxPoolUnitsParams {
   UnitsInput<scalar_t> in;
-  scalar_t* out;  // [4Nh + Nl, C, uo, uo], contiguous in NCHW or NHWC order
+  scalar_t* out;  // [4Nh + Nl, C, uo, uo]: a tensor in NCHW or NHWC order, or the interior of padded tiles
+  Strides4 out_strides;
   GridIndexer<D> grid;
   D channels_div;  // divides by C / kPack
   D out_side_div;  // divides by uo
@@ -72,7 +73,7 @@ SEGBLOCKS_HOST_DEVICE void max_pool_units_element(
       if (win.read(el.i * st + dy, el.j * st + dx, x)) best.add(x);
     }
   }
-  best.store(prm.out + static_cast<int64_t>(e) * kPack);
+  best.store(prm.out + StridesT<index_t>(prm.out_strides).offset(el.k, el.c * kPack, el.i, el.j));
 }
 
 template <typename scalar_t, typename D>

@@ -215,23 +215,28 @@ def upsample_argmax_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_p
 
 def max_pool_units_tensor(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor,
                           block_map: Tensor, kernel: int, stride: int, padding: int,
-                          quartered: bool = False) -> Tensor:
+                          quartered: bool = False, out_padding: int = 0) -> Tensor:
     if _no_grad(highres, lowres) and _use_native(highres.device, "max_pool_units"):
         return torch.ops.segblocks.max_pool_units(highres, lowres, hr_pos, lr_pos, block_map, kernel,
-                                                  stride, padding, quartered)
+                                                  stride, padding, quartered, out_padding)
     return _reference.max_pool_units(highres, lowres, hr_pos, lr_pos, block_map, kernel, stride,
-                                     padding, quartered)
+                                     padding, quartered, out_padding)
 
 
-def max_pool_units(blocks: BlockTensor, kernel: int, stride: int, padding: int) -> Tensor:
+def max_pool_units(blocks: BlockTensor, kernel: int, stride: int, padding: int, out_padding: int = 0) -> Tensor:
     """Max pooling of :func:`block_pad_units` tiles with a -inf border, without writing
     them: ``F.max_pool2d(block_pad_units(blocks, padding, "constant", -inf), kernel,
-    stride)`` as ``Tensor[4*Nh + Nl, C, uo, uo]``. No indices are written."""
+    stride)`` as ``Tensor[4*Nh + Nl, C, uo, uo]``. No indices are written.
+
+    ``out_padding`` > 0: the output as the BlockPad-ed tiles of a zero-padded convolution,
+    ``block_pad_units`` of it by ``out_padding`` px (zero image border), ``[.., uo + 2q,
+    uo + 2q]``: on CUDA the pooling writes their interiors and one pass their frames
+    (``block_pad_ring_``), instead of BlockPad copying the pooled map whole."""
     _check_blocks(blocks)
     layout = blocks.layout
     return max_pool_units_tensor(blocks.highres, blocks.lowres, layout.hr_pos, layout.lr_pos,
                                  layout.block_map, int(kernel), int(stride), int(padding),
-                                 blocks.quartered)
+                                 blocks.quartered, int(out_padding))
 
 
 def max_pool_dense(x: Tensor, kernel: int, stride: int, padding: int) -> Tensor:

@@ -180,10 +180,10 @@ def _upsample_argmax_units_fake(units_padded: Tensor, hr_pos: Tensor, lr_pos: Te
 
 @torch.library.register_fake("segblocks::max_pool_units")
 def _max_pool_units_fake(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor,
-                         kernel: int, stride: int, padding: int, quartered: bool):
+                         kernel: int, stride: int, padding: int, quartered: bool, out_padding: int = 0):
     u = lowres.shape[-1]
-    uo = (u + 2 * padding - kernel) // stride + 1
-    return _empty((4 * hr_pos.shape[0] + lr_pos.shape[0], highres.shape[1], uo, uo), highres,
+    side = (u + 2 * padding - kernel) // stride + 1 + 2 * out_padding
+    return _empty((4 * hr_pos.shape[0] + lr_pos.shape[0], highres.shape[1], side, side), highres,
                   _memory_format(highres, lowres))
 
 

@@ -201,11 +201,16 @@ def block_pad_units(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Ten
 
 
 def max_pool_units(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor,
-                   kernel: int, stride: int, padding: int, quartered: bool = False) -> Tensor:
-    """Max pooling of :func:`block_pad_units` tiles (-inf border): ``[4*Nh + Nl, C, uo, uo]``."""
+                   kernel: int, stride: int, padding: int, quartered: bool = False, out_padding: int = 0) -> Tensor:
+    """Max pooling of :func:`block_pad_units` tiles (-inf border): ``[4*Nh + Nl, C, uo, uo]``;
+    ``out_padding``: :func:`block_pad_units` of that (zero border), ``[.., uo + 2q, uo + 2q]``."""
     units = block_pad_units(highres, lowres, hr_pos, lr_pos, block_map, padding, "constant",
                             float("-inf"), quartered)
-    return F.max_pool2d(units, kernel, stride)
+    out = F.max_pool2d(units, kernel, stride)
+    if out_padding == 0:
+        return out
+    nh = 4 * hr_pos.shape[0]
+    return block_pad_units(out[:nh], out[nh:], hr_pos, lr_pos, block_map, out_padding, "constant", 0.0, True)
 
 
 def conv3x3_units(highres: Tensor, lowres: Tensor, hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor,

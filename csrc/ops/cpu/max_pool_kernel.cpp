@@ -12,33 +12,51 @@ namespace segblocks {
 namespace cpu {
 namespace {
 
+// out_padding > 0: the pooled units, then BlockPad's padded tiles of them (the CPU's
+// block_pad_units); the CUDA kernel writes the tiles' interiors directly and fills only their
+// frames.
 at::Tensor max_pool_units_kernel(const at::Tensor& highres, const at::Tensor& lowres, const at::Tensor& hr_pos,
                                  const at::Tensor& lr_pos, const at::Tensor& block_map, int64_t kernel,
-                                 int64_t stride, int64_t padding, bool quartered) {
+                                 int64_t stride, int64_t padding, bool quartered, int64_t out_padding) {
   const char* op = "max_pool_units";
   const BlockPadArgs checked = check_max_pool_units_args(highres, lowres, hr_pos, lr_pos, block_map, kernel,
-                                                         stride, padding, quartered);
+                                                         stride, padding, quartered, out_padding);
   const BlockGrid& g = checked.grid;
   check_layout_values_cpu(op, hr_pos, lr_pos, &block_map, g);
   const at::MemoryFormat format = output_memory_format({highres, lowres});
   const int64_t uo = (g.hr_side / 2 + 2 * padding - kernel) / stride + 1;
   at::Tensor out = at::empty({4 * g.num_highres + g.num_lowres, g.channels, uo, uo},
                              highres.options().memory_format(format));
-  if (out.numel() == 0) return out;
+  if (out.numel() == 0) {
+    const int64_t side = uo + 2 * out_padding;
+    return at::empty({out.size(0), g.channels, side, side}, highres.options().memory_format(format));
+  }
   const at::Tensor hr_p = hr_pos.contiguous(), lr_p = lr_pos.contiguous(), bm = block_map.contiguous();
   const bool channels_last = format == at::MemoryFormat::ChannelsLast;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, highres.scalar_type(), "segblocks_max_pool_units_cpu", [&] {
     const MaxPoolUnitsParams<scalar_t, Div> prm{
         units_input<scalar_t>(highres, lowres, hr_p, lr_p, bm, quartered ? g.hr_side / 2 : 0),
-        out.mutable_data_ptr<scalar_t>(), GridIndexer<Div>(g), Div(g.channels), Div(uo), 4 * g.num_highres,
-        kernel, stride, padding};
+        out.mutable_data_ptr<scalar_t>(), strides_of(out), GridIndexer<Div>(g), Div(g.channels), Div(uo),
+        4 * g.num_highres, kernel, stride, padding};
     if (channels_last) {
       for_each_pixel(out.numel(), prm, &max_pool_units_element<CpuCvt<scalar_t>, true, Div>);
     } else {
       for_each_pixel(out.numel(), prm, &max_pool_units_element<CpuCvt<scalar_t>, false, Div>);
     }
   });
-  return out;
+  if (out_padding == 0) return out;
+  static const auto block_pad_units =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("segblocks::block_pad_units", "")
+          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                            const at::Tensor&, int64_t, c10::string_view, double, bool,
+                            const std::optional<at::Tensor>&, const std::optional<at::Tensor>&)>();
+  const int64_t nh = 4 * g.num_highres;
+  // in the inputs' memory format also where the pooled units are 1 px (whose format is ambiguous)
+  return block_pad_units
+      .call(out.narrow(0, 0, nh), out.narrow(0, nh, g.num_lowres), hr_pos, lr_pos, block_map, out_padding, "constant",
+            0.0, /*quartered=*/true, std::nullopt, std::nullopt)
+      .contiguous(format);
 }
 
 at::Tensor max_pool_dense_kernel(const at::Tensor& x, int64_t kernel, int64_t stride, int64_t padding) {

@@ -104,7 +104,7 @@ cudaError_t launch_block_pad_backward(const scalar_t* grad_highres_padded,
 // the window reads through BlockPad's rules (-inf border), no padded copy is written.
 template <typename scalar_t>
 cudaError_t launch_max_pool_units(const scalar_t* highres, Strides4 highres_strides, const scalar_t* lowres,
-                                  Strides4 lowres_strides, scalar_t* out, const int64_t* hr_pos,
+                                  Strides4 lowres_strides, scalar_t* out, Strides4 out_strides, const int64_t* hr_pos,
                                   const int64_t* lr_pos, const int32_t* block_map, const BlockGrid& grid,
                                   int64_t kernel, int64_t stride, int64_t padding, bool quartered,
                                   bool channels_last, bool index32, cudaStream_t stream);

@@ -23,22 +23,23 @@ struct MinBlocksPerSM<MaxPoolUnitsParams<scalar_t, D>> {
 
 template <typename scalar_t, typename Run>
 void with_max_pool_units(const scalar_t* highres, Strides4 highres_strides, const scalar_t* lowres,
-                         Strides4 lowres_strides, scalar_t* out, const int64_t* hr_pos, const int64_t* lr_pos,
-                         const int32_t* block_map, const BlockGrid& g, int64_t kernel, int64_t stride,
-                         int64_t padding, bool quartered, bool channels_last, bool index32, Run&& run) {
+                         Strides4 lowres_strides, scalar_t* out, Strides4 out_strides, const int64_t* hr_pos,
+                         const int64_t* lr_pos, const int32_t* block_map, const BlockGrid& g, int64_t kernel,
+                         int64_t stride, int64_t padding, bool quartered, bool channels_last, bool index32,
+                         Run&& run) {
   const int64_t uo = (g.hr_side / 2 + 2 * padding - kernel) / stride + 1;
   const int64_t total = (4 * g.num_highres + g.num_lowres) * g.channels * uo * uo;
   if (total == 0) return;
   const std::initializer_list<PackCheck> tensors{{highres, highres_strides, g.num_highres == 0},
                                                  {lowres, lowres_strides, g.num_lowres == 0},
-                                                 {out, Strides4{0, 1, 0, 0}, false}};
+                                                 {out, out_strides, false}};
   with_pack_layout_and_index<scalar_t>(channels_last, g.channels, tensors, index32, [&](auto pack, auto layout, auto div) {
     constexpr int kPack = decltype(pack)::value;
     using D = decltype(div);
     using Params = MaxPoolUnitsParams<scalar_t, D>;
     const Params prm{{highres, highres_strides, quartered ? g.hr_side / 2 : 0, lowres, lowres_strides, hr_pos, lr_pos,
                       block_map},
-                     out, GridIndexer<D>(g), D(g.channels / kPack), D(uo), 4 * g.num_highres, kernel, stride, padding};
+                     out, out_strides, GridIndexer<D>(g), D(g.channels / kPack), D(uo), 4 * g.num_highres, kernel, stride, padding};
     run.template operator()<Params, &max_pool_units_element<CudaCvt<scalar_t>, decltype(layout)::value, D, kPack>>(
         prm, total / kPack);
   });

@@ -12,29 +12,41 @@ namespace segblocks {
 namespace cuda {
 namespace {
 
+// out_padding > 0: the output is the padded tiles of a zero-padded convolution; the pooling
+// writes their interiors (a view of them), block_pad_ring their frames.
 at::Tensor max_pool_units_cuda(const at::Tensor& highres, const at::Tensor& lowres, const at::Tensor& hr_pos,
                                const at::Tensor& lr_pos, const at::Tensor& block_map, int64_t kernel,
-                               int64_t stride, int64_t padding, bool quartered) {
+                               int64_t stride, int64_t padding, bool quartered, int64_t out_padding) {
   const char* op = "max_pool_units";
   const BlockPadArgs checked = check_max_pool_units_args(highres, lowres, hr_pos, lr_pos, block_map, kernel,
-                                                         stride, padding, quartered);
+                                                         stride, padding, quartered, out_padding);
   const BlockGrid& g = checked.grid;
   check_cuda_tensor(op, "highres", highres);
   const c10::cuda::CUDAGuard device_guard(highres.device());
   const at::MemoryFormat format = output_memory_format({highres, lowres});
   const int64_t uo = (g.hr_side / 2 + 2 * padding - kernel) / stride + 1;
-  at::Tensor out = at::empty({4 * g.num_highres + g.num_lowres, g.channels, uo, uo},
+  const int64_t side = uo + 2 * out_padding;
+  at::Tensor out = at::empty({4 * g.num_highres + g.num_lowres, g.channels, side, side},
                              highres.options().memory_format(format));
   if (out.numel() == 0) return out;
+  at::Tensor interior = out.narrow(2, out_padding, uo).narrow(3, out_padding, uo);
   const at::Tensor hr_p = hr_pos.contiguous(), lr_p = lr_pos.contiguous(), bm = block_map.contiguous();
   const bool index32 = fits_index32({highres, lowres, out}, g);
+  const bool channels_last = format == at::MemoryFormat::ChannelsLast;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, highres.scalar_type(), "segblocks_max_pool_units_cuda", [&] {
     C10_CUDA_CHECK(launch_max_pool_units(
         cuda_data<scalar_t>(highres), strides_of(highres), cuda_data<scalar_t>(lowres), strides_of(lowres),
-        cuda_mutable_data<scalar_t>(out), hr_p.const_data_ptr<int64_t>(), lr_p.const_data_ptr<int64_t>(),
-        bm.const_data_ptr<int32_t>(), g, kernel, stride, padding, quartered,
-        format == at::MemoryFormat::ChannelsLast, index32, stream));
+        cuda_mutable_data<scalar_t>(interior), strides_of(interior), hr_p.const_data_ptr<int64_t>(),
+        lr_p.const_data_ptr<int64_t>(), bm.const_data_ptr<int32_t>(), g, kernel, stride, padding, quartered,
+        channels_last, index32, stream));
+    if (out_padding > 0) {
+      BlockGrid out_grid = g;  // the output's high-res blocks: units of side uo
+      out_grid.hr_side = 2 * uo;
+      C10_CUDA_CHECK(launch_block_pad_ring(cuda_mutable_data<scalar_t>(out), hr_p.const_data_ptr<int64_t>(),
+                                           lr_p.const_data_ptr<int64_t>(), bm.const_data_ptr<int32_t>(), out_grid,
+                                           out_padding, /*replicate=*/false, 0.0, channels_last, index32, stream));
+    }
   });
   return out;
 }
