@@ -55,8 +55,11 @@ struct MaxPoolUnitsParams {
   int64_t kernel, stride, padding;
 };
 
-// Output element (kPack = 1) or channel pack `linear` of max_pool_units.
-template <typename Cvt, bool kChannelsLast, typename D, int kPack = 1>
+// Output element (kPack = 1) or channel pack `linear` of max_pool_units. kStridedOut: `out`
+// is a view (the interiors of padded tiles) written through out_strides; otherwise it is
+// contiguous in the output order (element `linear` at linear * kPack: fewer registers, which
+// the kernel's bound of 40 makes count).
+template <typename Cvt, bool kChannelsLast, typename D, int kPack = 1, bool kStridedOut = false>
 SEGBLOCKS_HOST_DEVICE void max_pool_units_element(
     const MaxPoolUnitsParams<typename Cvt::scalar_t, D>& prm, int64_t linear) {
   static_assert(kPack == 1 || kChannelsLast, "channel packs are channels_last");
@@ -73,7 +76,11 @@ SEGBLOCKS_HOST_DEVICE void max_pool_units_element(
       if (win.read(el.i * st + dy, el.j * st + dx, x)) best.add(x);
     }
   }
-  best.store(prm.out + StridesT<index_t>(prm.out_strides).offset(el.k, el.c * kPack, el.i, el.j));
+  if (kStridedOut) {
+    best.store(prm.out + StridesT<index_t>(prm.out_strides).offset(el.k, el.c * kPack, el.i, el.j));
+  } else {
+    best.store(prm.out + static_cast<int64_t>(e) * kPack);
+  }
 }
 
 template <typename scalar_t, typename D>

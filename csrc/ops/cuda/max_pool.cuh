@@ -40,8 +40,19 @@ void with_max_pool_units(const scalar_t* highres, Strides4 highres_strides, cons
     const Params prm{{highres, highres_strides, quartered ? g.hr_side / 2 : 0, lowres, lowres_strides, hr_pos, lr_pos,
                       block_map},
                      out, out_strides, GridIndexer<D>(g), D(g.channels / kPack), D(uo), 4 * g.num_highres, kernel, stride, padding};
-    run.template operator()<Params, &max_pool_units_element<CudaCvt<scalar_t>, decltype(layout)::value, D, kPack>>(
-        prm, total / kPack);
+    constexpr bool kCl = decltype(layout)::value;
+    // the output packed in its order (the op's own tensor), or a view (padded tiles' interiors)
+    const int64_t c = g.channels;
+    const Strides4 packed = kCl ? Strides4{uo * uo * c, 1, uo * c, c} : Strides4{c * uo * uo, uo * uo, uo, 1};
+    const bool strided = !(out_strides.n == packed.n && out_strides.c == packed.c && out_strides.h == packed.h &&
+                           out_strides.w == packed.w);
+    if (strided) {
+      run.template operator()<Params, &max_pool_units_element<CudaCvt<scalar_t>, kCl, D, kPack, true>>(prm,
+                                                                                                     total / kPack);
+    } else {
+      run.template operator()<Params, &max_pool_units_element<CudaCvt<scalar_t>, kCl, D, kPack, false>>(prm,
+                                                                                                      total / kPack);
+    }
   });
 }
 
