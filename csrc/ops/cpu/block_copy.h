@@ -16,9 +16,11 @@
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 
 #include <algorithm>
 #include <limits>
+#include <optional>
 
 #include "ops/block_checks.h"  // strides_of
 #include "ops/block_indexing.h"
@@ -26,6 +28,27 @@
 
 namespace segblocks {
 namespace cpu {
+
+// The zero-padded convolution's tiles of `units` ([4Nh + Nl, C, u, u]: the high-res units,
+// then the low-res blocks) by `padding` px: the block_pad_units op (through the dispatcher,
+// so the CPU kernel of whatever registered it), in `format`. How the ops that can write
+// their consumer's padded tiles (upsample2x_units, max_pool_units) do it on the CPU; their
+// CUDA kernels write the interiors and only fill the frames.
+inline at::Tensor padded_tiles_of_units(const at::Tensor& units, const at::Tensor& hr_pos, const at::Tensor& lr_pos,
+                                        const at::Tensor& block_map, int64_t padding, at::MemoryFormat format) {
+  static const auto block_pad_units =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("segblocks::block_pad_units", "")
+          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                            const at::Tensor&, int64_t, c10::string_view, double, bool,
+                            const std::optional<at::Tensor>&, const std::optional<at::Tensor>&)>();
+  const int64_t nh = 4 * hr_pos.size(0);
+  // in `format` also where the units are 1 px (whose memory format is ambiguous)
+  return block_pad_units
+      .call(units.narrow(0, 0, nh), units.narrow(0, nh, units.size(0) - nh), hr_pos, lr_pos, block_map, padding,
+            "constant", 0.0, /*quartered=*/true, std::nullopt, std::nullopt)
+      .contiguous(format);
+}
 
 using CpuGridIndexer = GridIndexer<PlainDivider<int64_t>>;
 using CpuCell = GridCell<int64_t>;

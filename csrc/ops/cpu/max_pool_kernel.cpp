@@ -45,18 +45,7 @@ at::Tensor max_pool_units_kernel(const at::Tensor& highres, const at::Tensor& lo
     }
   });
   if (out_padding == 0) return out;
-  static const auto block_pad_units =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("segblocks::block_pad_units", "")
-          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                            const at::Tensor&, int64_t, c10::string_view, double, bool,
-                            const std::optional<at::Tensor>&, const std::optional<at::Tensor>&)>();
-  const int64_t nh = 4 * g.num_highres;
-  // in the inputs' memory format also where the pooled units are 1 px (whose format is ambiguous)
-  return block_pad_units
-      .call(out.narrow(0, 0, nh), out.narrow(0, nh, g.num_lowres), hr_pos, lr_pos, block_map, out_padding, "constant",
-            0.0, /*quartered=*/true, std::nullopt, std::nullopt)
-      .contiguous(format);
+  return padded_tiles_of_units(out, hr_pos, lr_pos, block_map, out_padding, format);
 }
 
 at::Tensor max_pool_dense_kernel(const at::Tensor& x, int64_t kernel, int64_t stride, int64_t padding) {

@@ -64,15 +64,7 @@ at::Tensor upsample2x_units_kernel(const at::Tensor& highres, const at::Tensor& 
     }
   });
   if (padding == 0) return out;
-  static const auto block_pad_units =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("segblocks::block_pad_units", "")
-          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                            const at::Tensor&, int64_t, c10::string_view, double, bool,
-                            const std::optional<at::Tensor>&, const std::optional<at::Tensor>&)>();
-  const int64_t nh = 4 * g.num_highres;
-  return block_pad_units.call(out.narrow(0, 0, nh), out.narrow(0, nh, g.num_lowres), hr_pos, lr_pos, block_map,
-                              padding, "constant", 0.0, /*quartered=*/true, std::nullopt, std::nullopt);
+  return padded_tiles_of_units(out, hr_pos, lr_pos, block_map, padding, format);
 }
 
 at::Tensor upsample2x_dense_kernel(const at::Tensor& x, const std::optional<at::Tensor>& skip) {
