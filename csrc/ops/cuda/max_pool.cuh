@@ -39,7 +39,8 @@ void with_max_pool_units(const scalar_t* highres, Strides4 highres_strides, cons
     using Params = MaxPoolUnitsParams<scalar_t, D>;
     const Params prm{{highres, highres_strides, quartered ? g.hr_side / 2 : 0, lowres, lowres_strides, hr_pos, lr_pos,
                       block_map},
-                     out, out_strides, GridIndexer<D>(g), D(g.channels / kPack), D(uo), 4 * g.num_highres, kernel, stride, padding};
+                     out, out_strides, GridIndexer<D>(g), D(g.channels / kPack), D(uo), 4 * g.num_highres,
+                     kernel, stride, padding};
     constexpr bool kCl = decltype(layout)::value;
     // the output packed in its order (the op's own tensor), or a view (padded tiles' interiors)
     const int64_t c = g.channels;

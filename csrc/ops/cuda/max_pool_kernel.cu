@@ -13,8 +13,8 @@ cudaError_t launch_max_pool_units(const scalar_t* highres, Strides4 highres_stri
                                   const int64_t* lr_pos, const int32_t* block_map, const BlockGrid& grid,
                                   int64_t kernel, int64_t stride, int64_t padding, bool quartered,
                                   bool channels_last, bool index32, cudaStream_t stream) {
-  with_max_pool_units(highres, highres_strides, lowres, lowres_strides, out, out_strides, hr_pos, lr_pos, block_map, grid,
-                      kernel, stride, padding, quartered, channels_last, index32, LaunchOnStream{stream});
+  with_max_pool_units(highres, highres_strides, lowres, lowres_strides, out, out_strides, hr_pos, lr_pos, block_map,
+                      grid, kernel, stride, padding, quartered, channels_last, index32, LaunchOnStream{stream});
   return cudaGetLastError();
 }
 
