@@ -28,6 +28,7 @@
 #             policy's cells and the stem's tiles) and --no-frames-split (normalised first)
 #   abpool    bench_gpu.py RN18 subsets (tau 0.5; AB_BATCHES): as is, --pooling-tiles (the max pooling
 #             writes layer 1's first padded tiles), as is again
+#   abpoolprofile  node_profile.py RN18 at 40%, batch 1 and 4, with and without --pooling-tiles
 #   ringprobe ring_probe.py: the frame passes' time against a copy of their bytes and a one-element kernel
 #   ncuring   Nsight Compute of block_pad_ring_ on ring_probe.py's geometries (batch 1, eager)
 #   abpersistent  bench_gpu.py RN18 subsets (tau 0.5; AB_BATCHES, default 1,4): as is and
@@ -110,6 +111,14 @@ for s in "$@"; do
       ab_pair pooling-tiles --pooling-tiles
       stage ab_pooling-tiles_again $PY benchmarks/bench_gpu.py --out "$R/ab-again" --models swiftnet_rn18 \
         --taus 0.5 --batches "${AB_BATCHES:-1,4}" ;;
+    abpoolprofile)
+      # the same A/B in node profiles (kernel times per plan node, one process each): RN18 at 40%
+      for batch in 1 4; do
+        for flag in "" --pooling-tiles; do
+          stage "profile-b$batch${flag:+-pooling-tiles}" $PY benchmarks/node_profile.py --batch "$batch" \
+            --fraction 0.4 --iters 20 $flag --json "$R/node-profile-rn18-b$batch${flag:+-pooling-tiles}.json"
+        done
+      done ;;
     ringprobe)
       stage ringprobe $PY benchmarks/ring_probe.py --json "$R/ring-probe.json" ;;
     ncuring)

@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from benchmarks.bench_gpu import add_setup_args, fixed_layout_setup  # noqa: E402
 from segblocks_core.engine import _norm_constants, normalize  # noqa: E402
-from segblocks_core.executor import _INPUT_FRAMES, _FramesInput, units_mode  # noqa: E402
+from segblocks_core.executor import _INPUT_FRAMES, _FramesInput, pooling_tiles, units_mode  # noqa: E402
 from probe_json import write_probe_json  # noqa: E402  (this folder: the script's own)
 
 
@@ -94,6 +94,9 @@ def main() -> None:
     ap.add_argument("--no-frames-split", dest="frames_split", action="store_false",
                     help="SegBlocks normalises the frames and splits the map (as both sides did before "
                          "SegBlocks.labels_from_frames)")
+    ap.add_argument("--pooling-tiles", action="store_true",
+                    help="SegBlocks' max pooling writes layer 1's first padded tiles (executor.pooling_tiles): "
+                         "the kernel-level A/B of bench_gpu.py --pooling-tiles")
     args = ap.parse_args()
     sb, xh, layout, frames = fixed_layout_setup(args, with_frames=True)
     dev = xh.device
@@ -124,7 +127,7 @@ def main() -> None:
         else:
             def run_blocks():
                 return _Labelled(block_plan).run(normalized(), layout)
-        with units_mode(sb.units):  # as SegBlocks.labels runs its plan
+        with units_mode(sb.units), pooling_tiles(args.pooling_tiles):  # as SegBlocks.labels runs its plan
             blocks = node_times(block_plan, (), args.iters, run=run_blocks)
     rows = []
     for name in list(static) + [k for k in blocks if k not in static]:
@@ -143,6 +146,7 @@ def main() -> None:
         fmt = lambda v: f"{v * 1e3:8.1f}" if v is not None else f"{'-':>8s}"  # noqa: E731
         print(f"{r['node'][:48]:48s} {fmt(r['static_ms'])} {fmt(r['segblocks_ms'])} {fmt(r['excess_ms'])}")
     write_probe_json(args.json, model=args.model, batch=args.batch, fraction=args.fraction, mac_ratio=mac_ratio,
+                     frames_split=args.frames_split, pooling_tiles=args.pooling_tiles,
                      static_total_ms=total_s, segblocks_total_ms=total_b, rows=rows,
                      segblocks_in_order=list(blocks.items()), static_in_order=list(static.items()),
                      static_kernels=static_kernels, segblocks_kernels=KERNELS)
