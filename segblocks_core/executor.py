@@ -452,7 +452,7 @@ def pooling_tiles(enabled: bool = True):
     instead of BlockPad copying the pooled map whole for the convolution (the A/B of
     ``benchmarks/bench_gpu.py --pooling-tiles``). Off by default: on the H100 at batch 1 it
     was within the spread of two runs (RN18 40%: 0.784 against 0.787 ms) and raised the 40%
-    peak from 45.5 to 47.6 MB (the padded tiles are alive with the stem's output);
+    peak from 45.5 to 47.6 MB (presumably the padded tiles, alive with the stem's output);
     batch 4, where the copy it saves is larger, is not measured yet. Read when the ops run,
     so a CUDA graph keeps what was active at capture."""
     with context_value(_POOLING_TILES, bool(enabled)):
