@@ -28,7 +28,8 @@
 #             policy's cells and the stem's tiles) and --no-frames-split (normalised first)
 #   abpool    bench_gpu.py RN18 subsets (tau 0.5; AB_BATCHES): as is, --pooling-tiles (the max pooling
 #             writes layer 1's first padded tiles), as is again
-#   abpoolprofile  node_profile.py RN18 at 40%, batch 1 and 4, with and without --pooling-tiles
+#   abpoolprofile  node_profile.py RN18 at 40%, batch 1 and 4, with and without --pooling-tiles, and
+#             memory_probe.py with it (what is alive at the 40% peak)
 #   ringprobe ring_probe.py: the frame passes' time against a copy of their bytes and a one-element kernel
 #   ncuring   Nsight Compute of block_pad_ring_ on ring_probe.py's geometries (batch 1, eager)
 #   abpersistent  bench_gpu.py RN18 subsets (tau 0.5; AB_BATCHES, default 1,4): as is and
@@ -118,7 +119,9 @@ for s in "$@"; do
           stage "profile-b$batch${flag:+-pooling-tiles}" $PY benchmarks/node_profile.py --batch "$batch" \
             --fraction 0.4 --iters 20 $flag --json "$R/node-profile-rn18-b$batch${flag:+-pooling-tiles}.json"
         done
-      done ;;
+      done
+      stage memory-pooling-tiles $PY benchmarks/memory_probe.py --fraction 0.4 --pooling-tiles \
+        --json "$R/memory-probe-pooling-tiles.json" ;;
     ringprobe)
       stage ringprobe $PY benchmarks/ring_probe.py --json "$R/ring-probe.json" ;;
     ncuring)

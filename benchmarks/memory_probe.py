@@ -22,6 +22,7 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from benchmarks.bench_gpu import add_setup_args, fixed_layout_setup  # noqa: E402
+from segblocks_core.executor import pooling_tiles  # noqa: E402
 
 _SKIP = ("torch/", "contextlib", "functools", "<frozen")
 
@@ -69,12 +70,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     add_setup_args(ap)
     ap.add_argument("--top", type=int, default=12)
+    ap.add_argument("--pooling-tiles", action="store_true",
+                    help="SegBlocks' max pooling writes layer 1's first padded tiles (executor.pooling_tiles)")
     args = ap.parse_args()
     sb, xh, layout = fixed_layout_setup(args)
     dev = xh.device
     result = {"gpu": torch.cuda.get_device_name(dev), "torch": torch.__version__, "model": args.model,
-              "batch": args.batch, "fraction": args.fraction, "runs": {}}
-    with torch.inference_mode():
+              "batch": args.batch, "fraction": args.fraction, "pooling_tiles": args.pooling_tiles, "runs": {}}
+    with torch.inference_mode(), pooling_tiles(args.pooling_tiles):
         for name, fn in (("static", lambda: sb.labels(xh)),
                          ("segblocks", lambda: sb.labels(xh, layout=layout))):
             for _ in range(2):  # warm-up: cuDNN autotuning, lazy constants
