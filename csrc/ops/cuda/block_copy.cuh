@@ -28,10 +28,18 @@ namespace segblocks {
 namespace cuda {
 
 // Strides of the dense map [N, C, GH*b, GW*b] contiguous in NCHW or NHWC order.
-inline Strides4 contiguous_dense_strides(const BlockGrid& g, bool channels_last) {
-  const int64_t c = g.channels, h = g.grid_h * g.hr_side, w = g.grid_w * g.hr_side;
+// Strides of a tensor [N, C, H, W] contiguous in NCHW or NHWC order.
+inline Strides4 contiguous_strides(int64_t c, int64_t h, int64_t w, bool channels_last) {
   if (channels_last) return Strides4{h * w * c, 1, w * c, c};
   return Strides4{c * h * w, h * w, w, 1};
+}
+
+inline bool same_strides(const Strides4& a, const Strides4& b) {
+  return a.n == b.n && a.c == b.c && a.h == b.h && a.w == b.w;
+}
+
+inline Strides4 contiguous_dense_strides(const BlockGrid& g, bool channels_last) {
+  return contiguous_strides(g.channels, g.grid_h * g.hr_side, g.grid_w * g.hr_side, channels_last);
 }
 
 // Calls f(kChannelsLast tag, divider tag) with the instantiation a launch needs.

@@ -43,11 +43,7 @@ void with_max_pool_units(const scalar_t* highres, Strides4 highres_strides, cons
                      kernel, stride, padding};
     constexpr bool kCl = decltype(layout)::value;
     // the output packed in its order (the op's own tensor), or a view (padded tiles' interiors)
-    const int64_t c = g.channels;
-    const Strides4 packed = kCl ? Strides4{uo * uo * c, 1, uo * c, c} : Strides4{c * uo * uo, uo * uo, uo, 1};
-    const bool strided = !(out_strides.n == packed.n && out_strides.c == packed.c && out_strides.h == packed.h &&
-                           out_strides.w == packed.w);
-    if (strided) {
+    if (!same_strides(out_strides, contiguous_strides(g.channels, uo, uo, kCl))) {
       run.template operator()<Params, &max_pool_units_element<CudaCvt<scalar_t>, kCl, D, kPack, true>>(prm,
                                                                                                      total / kPack);
     } else {
