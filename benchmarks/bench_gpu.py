@@ -191,10 +191,10 @@ def main():
                     help="SegBlocks normalises the frames into a dense map and splits that, instead of "
                          "reading the frames straight into the stem's tiles (executor.frames_split); writes "
                          "no-frames-split-gpu-<gpu>-<date>.json")
-    ap.add_argument("--pooling-tiles", action="store_true",
-                    help="SegBlocks' max pooling writes layer 1's first convolution's padded tiles (interiors, then "
-                         "frames) instead of packed units that BlockPad copies (executor.pooling_tiles); writes "
-                         "pooling-tiles-gpu-<gpu>-<date>.json")
+    ap.add_argument("--no-pooling-tiles", dest="pooling_tiles", action="store_false",
+                    help="SegBlocks' max pooling writes packed units that BlockPad copies for layer 1's first "
+                         "convolution, instead of that convolution's padded tiles (interiors, then frames; "
+                         "executor.pooling_tiles); writes no-pooling-tiles-gpu-<gpu>-<date>.json"
     ap.add_argument("--padded-outputs", choices=PADDED_OUTPUT_MODES, default="auto",
                     help="SegBlocks' convolutions write their consumers' BlockPad-ed tiles (CUTLASS into the "
                          "interiors, then the frames; fused.padded_outputs): auto (timed per shape, where the "
@@ -345,7 +345,7 @@ def run(args) -> None:
         ("" if args.persistent_cutlass or not args.cutlass else "no-persistent-cutlass-") + \
         ("" if args.padded_outputs == "auto" else f"padded-outputs-{args.padded_outputs}-") + \
         ("" if args.frames_split else "no-frames-split-") + \
-        ("pooling-tiles-" if args.pooling_tiles else "") + \
+        ("" if args.pooling_tiles else "no-pooling-tiles-") + \
         ("" if args.fuse_epilogue else "unfused-epilogue-") + \
         ("" if args.input_channels == 4 else f"input{args.input_channels}-")
     path = os.path.join(args.out, f"{prefix}gpu-{slug}-{date}.json")

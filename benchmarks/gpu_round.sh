@@ -26,9 +26,9 @@
 #             b1 layer4 units) of conv_config_probe.py
 #   abframes  bench_gpu.py RN18 subsets (tau 0.5; AB_BATCHES, default 1,4): as is (frames straight into the
 #             policy's cells and the stem's tiles) and --no-frames-split (normalised first)
-#   abpool    bench_gpu.py RN18 subsets (tau 0.5; AB_BATCHES): as is, --pooling-tiles (the max pooling
-#             writes layer 1's first padded tiles), as is again
-#   abpoolprofile  node_profile.py RN18 at 40%, batch 1 and 4, with and without --pooling-tiles, and
+#   abpool    bench_gpu.py RN18 subsets (tau 0.5; AB_BATCHES): as is, --no-pooling-tiles (the max
+#             pooling writes packed units, not layer 1's first padded tiles), as is again
+#   abpoolprofile  node_profile.py RN18 at 40%, batch 1 and 4, as is and with --no-pooling-tiles, and
 #             memory_probe.py with it (what is alive at the 40% peak)
 #   ringprobe ring_probe.py: the frame passes' time against a copy of their bytes and a one-element kernel
 #   ncuring   Nsight Compute of block_pad_ring_ on ring_probe.py's geometries (batch 1, eager)
@@ -108,20 +108,20 @@ for s in "$@"; do
     abframes)
       ab_pair frames --no-frames-split ;;
     abpool)
-      # as is, --pooling-tiles, as is again (the spread of the two "as is" runs bounds the pair)
-      ab_pair pooling-tiles --pooling-tiles
+      # as is, --no-pooling-tiles, as is again (the spread of the two "as is" runs bounds the pair)
+      ab_pair pooling-tiles --no-pooling-tiles
       stage ab_pooling-tiles_again $PY benchmarks/bench_gpu.py --out "$R/ab-again" --models swiftnet_rn18 \
         --taus 0.5 --batches "${AB_BATCHES:-1,4}" ;;
     abpoolprofile)
       # the same A/B in node profiles (kernel times per plan node, one process each): RN18 at 40%
       for batch in 1 4; do
-        for flag in "" --pooling-tiles; do
-          stage "profile-b$batch${flag:+-pooling-tiles}" $PY benchmarks/node_profile.py --batch "$batch" \
-            --fraction 0.4 --iters 20 $flag --json "$R/node-profile-rn18-b$batch${flag:+-pooling-tiles}.json"
+        for flag in "" --no-pooling-tiles; do
+          stage "profile-b$batch${flag:+-no-pooling-tiles}" $PY benchmarks/node_profile.py --batch "$batch" \
+            --fraction 0.4 --iters 20 $flag --json "$R/node-profile-rn18-b$batch${flag:+-no-pooling-tiles}.json"
         done
       done
-      stage memory-pooling-tiles $PY benchmarks/memory_probe.py --fraction 0.4 --pooling-tiles \
-        --json "$R/memory-probe-pooling-tiles.json" ;;
+      stage memory-no-pooling-tiles $PY benchmarks/memory_probe.py --fraction 0.4 --no-pooling-tiles \
+        --json "$R/memory-probe-no-pooling-tiles.json" ;;
     ringprobe)
       stage ringprobe $PY benchmarks/ring_probe.py --json "$R/ring-probe.json" ;;
     ncuring)

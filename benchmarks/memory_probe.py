@@ -70,8 +70,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     add_setup_args(ap)
     ap.add_argument("--top", type=int, default=12)
-    ap.add_argument("--pooling-tiles", action="store_true",
-                    help="SegBlocks' max pooling writes layer 1's first padded tiles (executor.pooling_tiles)")
+    ap.add_argument("--no-pooling-tiles", dest="pooling_tiles", action="store_false",
+                    help="SegBlocks' max pooling writes packed units, not layer 1's first padded tiles "
+                         "(executor.pooling_tiles)")
     args = ap.parse_args()
     sb, xh, layout = fixed_layout_setup(args)
     dev = xh.device

@@ -94,9 +94,10 @@ def main() -> None:
     ap.add_argument("--no-frames-split", dest="frames_split", action="store_false",
                     help="SegBlocks normalises the frames and splits the map (as both sides did before "
                          "SegBlocks.labels_from_frames)")
-    ap.add_argument("--pooling-tiles", action="store_true",
-                    help="SegBlocks' max pooling writes layer 1's first padded tiles (executor.pooling_tiles): "
-                         "the kernel-level A/B of bench_gpu.py --pooling-tiles")
+    ap.add_argument("--no-pooling-tiles", dest="pooling_tiles", action="store_false",
+                    help="SegBlocks' max pooling writes packed units that BlockPad copies, not layer 1's first "
+                         "padded tiles (executor.pooling_tiles): the kernel-level A/B of bench_gpu.py "
+                         "--no-pooling-tiles")
     args = ap.parse_args()
     sb, xh, layout, frames = fixed_layout_setup(args, with_frames=True)
     dev = xh.device

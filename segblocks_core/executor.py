@@ -442,7 +442,7 @@ def block_module(bt: BlockTensor, module: nn.Module) -> BlockTensor:
     return bt.map(module)
 
 
-_POOLING_TILES: contextvars.ContextVar[bool] = contextvars.ContextVar("segblocks_pooling_tiles", default=False)
+_POOLING_TILES: contextvars.ContextVar[bool] = contextvars.ContextVar("segblocks_pooling_tiles", default=True)
 
 
 @contextlib.contextmanager
@@ -450,10 +450,11 @@ def pooling_tiles(enabled: bool = True):
     """Max pooling on units writes the next convolution's BlockPad-ed tiles where the plan
     marks it (``padded_out``): the pooling into their interiors, one pass their frames,
     instead of BlockPad copying the pooled map whole for the convolution (the A/B of
-    ``benchmarks/bench_gpu.py --pooling-tiles``). Off by default: on the H100 at batch 1 it
-    was within the spread of two runs (RN18 40%: 0.784 against 0.787 ms) and raised the 40%
-    peak from 45.5 to 47.6 MB (presumably the padded tiles, alive with the stem's output);
-    batch 4, where the copy it saves is larger, is not measured yet. Read when the ops run,
+    ``benchmarks/bench_gpu.py --no-pooling-tiles``). On by default: in node profiles on the
+    H100 (RN18 at 40%) SegBlocks' kernels took 2.197 against 2.239 ms at batch 4 and 0.771
+    against 0.776 ms at batch 1, layer 1's first convolution losing its BlockPad copy; the
+    40% peak at batch 1 rises from 45.0 to 46.2 MB (memory probe: the padded tiles are
+    alive with the stem's output), 0.58x of the static best's. Read when the ops run,
     so a CUDA graph keeps what was active at capture."""
     with context_value(_POOLING_TILES, bool(enabled)):
         yield

@@ -245,7 +245,7 @@ def test_convolutions_write_their_consumers_tiles(monkeypatch, model, marked):
 def test_max_pooling_writes_layer1s_first_tiles(monkeypatch, model, marked):
     """The plan marks the max pooling where its output feeds layer 1's first 3x3 convolution
     (input) and second (residual), as in SwiftNet-RN18 and ResNet-18; RN50's layer 1 starts
-    with 1x1 convolutions (nothing to pad). Under ``pooling_tiles`` (off by default) the pooling
+    with 1x1 convolutions (nothing to pad). Under ``pooling_tiles`` (on by default) the pooling
     writes the convolution's BlockPad-ed tiles (on the CPU: the native op's BlockPad of its
     output) and the convolution reads them: one BlockPad pass fewer, the output bitwise the
     same as with ``pooling_tiles(False)``."""
@@ -270,12 +270,12 @@ def test_max_pooling_writes_layer1s_first_tiles(monkeypatch, model, marked):
         return real_pool(blocks, kernel, stride, padding, out_padding)
     monkeypatch.setattr(ops, "block_pad_units", pad)
     monkeypatch.setattr(ops, "max_pool_units", pool)
-    want = sb(x4, grid)  # off by default
+    with pooling_tiles(False):
+        want = sb(x4, grid)
     pads_before = len(pads)
     assert pooled == [0]
     pads.clear(), pooled.clear()
-    with pooling_tiles(True):
-        got = sb(x4, grid)
+    got = sb(x4, grid)  # on by default
     assert torch.equal(got, want)
     assert pooled == [marked]
     assert pads_before - len(pads) == marked

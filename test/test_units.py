@@ -456,15 +456,16 @@ def test_one_pass_conv_units_in_the_prepared_network(monkeypatch):
 
     monkeypatch.setattr(ops, "conv3x3_units_supported", lambda *a, **k: True)
     monkeypatch.setattr(ops, "conv3x3_units", spy)
-    with fused.conv_units("always"):
+    with fused.conv_units("always"), executor.pooling_tiles(False):
         got = SegBlocks(fast, units=True)(x4, grid)
     assert max_rel_diff(got, want) <= TOL
     # the decoder's three blends read the padded tiles their upsampling wrote (there is no
     # BlockPad pass left to save), so the 16 convolutions of the backbone run in one pass
     assert len(calls) == 16 and not any(pre for *_, pre in calls)
-    # with the max pooling writing layer1's first tiles, that convolution reads them: 15
+    # with the max pooling writing layer1's first tiles (the default), that convolution
+    # reads them: 15
     calls.clear()
-    with fused.conv_units("always"), executor.pooling_tiles(True):
+    with fused.conv_units("always"):
         got = SegBlocks(fast, units=True)(x4, grid)
     assert max_rel_diff(got, want) <= TOL
     assert len(calls) == 15 and not any(pre for *_, pre in calls)
