@@ -30,6 +30,9 @@
 #             pooling writes packed units, not layer 1's first padded tiles), as is again
 #   abpoolprofile  node_profile.py RN18 at 40%, batch 1 and 4, as is and with --no-pooling-tiles, and
 #             memory_probe.py with it (what is alive at the 40% peak)
+#   abbuild   the A/B of a kernel change: node_profile.py RN18 at 40%, batch 1 and 4, with this build, then
+#             with the csrc files under $AB_OLD (a tree like the repository's, e.g. the old version's headers
+#             from `git show`, carried under build/) built in their place, then this build restored
 #   ringprobe ring_probe.py: the frame passes' time against a copy of their bytes and a one-element kernel
 #   ncuring   Nsight Compute of block_pad_ring_ on ring_probe.py's geometries (batch 1, eager)
 #   abpersistent  bench_gpu.py RN18 subsets (tau 0.5; AB_BATCHES, default 1,4): as is and
@@ -122,6 +125,24 @@ for s in "$@"; do
       done
       stage memory-no-pooling-tiles $PY benchmarks/memory_probe.py --fraction 0.4 --no-pooling-tiles \
         --json "$R/memory-probe-no-pooling-tiles.json" ;;
+    abbuild)
+      : "${AB_OLD:?set AB_OLD to a tree of the old csrc files}"
+      so=$(ls segblocks_core/_C*.so) && keep=$(mktemp -d) && cp "$so" "$keep/" || { status=1; continue; }
+      for side in new old; do
+        if [ $side = old ]; then
+          (cd "$AB_OLD" && find csrc -type f) > "$keep/files"
+          while read -r f; do mkdir -p "$keep/src/$(dirname "$f")"; cp "$f" "$keep/src/$f"; cp "$AB_OLD/$f" "$f"; done < "$keep/files"
+          stage build_old env CXX=/usr/bin/g++ FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16 \
+            $PY setup.py -q build_ext --inplace || break
+        fi
+        for batch in 1 4; do
+          stage "profile-$side-b$batch" $PY benchmarks/node_profile.py --batch "$batch" --fraction 0.4 --iters 20 \
+            --json "$R/node-profile-rn18-b$batch-$side.json"
+        done
+      done
+      # this build and its sources back (the old files' newer times make a later build recompile them)
+      [ -f "$keep/files" ] && while read -r f; do cp "$keep/src/$f" "$f"; done < "$keep/files"
+      cp "$keep/$(basename "$so")" "$so" ;;
     ringprobe)
       stage ringprobe $PY benchmarks/ring_probe.py --json "$R/ring-probe.json" ;;
     ncuring)

@@ -93,7 +93,10 @@ struct UnitWindow {
   index_t i0, j0;  // the tile's origin in its padded block
   index_t ch, padding, side;
   bool replicate;
-  GridCell<index_t> cell;
+  // the block's grid position is pos[k] (hr_pos or lr_pos); its cell is decoded where a
+  // halo pixel is looked up only (a load and two divisions that a tile's inner pixels never
+  // need: most outputs of upsample2x_units and max_pool_units read no halo)
+  const int64_t* pos;
 
   // unit `unit` of [4Nh + Nl] units, padded by `padding`
   SEGBLOCKS_HOST_DEVICE UnitWindow(const UnitsInput<scalar_t>& in, const GridIndexer<D>& grid_, int64_t num_hr_units,
@@ -110,11 +113,15 @@ struct UnitWindow {
         padding(static_cast<index_t>(padding_)),
         side(grid_.side(lowres_unit)),
         replicate(replicate_),
-        cell(cell_of_position(static_cast<index_t>(lowres_unit ? in.lr_pos[k] : in.hr_pos[k]), grid_)) {
+        pos(lowres_unit ? in.lr_pos : in.hr_pos) {
     const index_t u = grid_.hr_side / 2;
     const index_t q = lowres_unit ? 0 : unit - 4 * k;
     i0 = (q >> 1) * u;
     j0 = (q & 1) * u;
+  }
+
+  SEGBLOCKS_HOST_DEVICE GridCell<index_t> cell() const {
+    return cell_of_position(static_cast<index_t>(pos[k]), grid);
   }
 
   SEGBLOCKS_HOST_DEVICE const scalar_t* hr_at(index_t slot, index_t y, index_t x) const {
@@ -132,7 +139,7 @@ struct UnitWindow {
     if (y >= 0 && y < side && x >= 0 && x < side) {  // the block itself
       return PadSource<index_t>{lowres_unit ? kPadLowres : kPadHighres, k, y, x};
     }
-    return pad_source(block_map, grid, cell, lowres_unit, i, j, padding, replicate);
+    return pad_source(block_map, grid, cell(), lowres_unit, i, j, padding, replicate);
   }
 
   // Channels [ch, ch + kPack) of `src` into `v`; false (v untouched) for the constant border.
