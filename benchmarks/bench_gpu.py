@@ -194,7 +194,7 @@ def main():
     ap.add_argument("--no-pooling-tiles", dest="pooling_tiles", action="store_false",
                     help="SegBlocks' max pooling writes packed units that BlockPad copies for layer 1's first "
                          "convolution, instead of that convolution's padded tiles (interiors, then frames; "
-                         "executor.pooling_tiles); writes no-pooling-tiles-gpu-<gpu>-<date>.json"
+                         "executor.pooling_tiles); writes no-pooling-tiles-gpu-<gpu>-<date>.json")
     ap.add_argument("--padded-outputs", choices=PADDED_OUTPUT_MODES, default="auto",
                     help="SegBlocks' convolutions write their consumers' BlockPad-ed tiles (CUTLASS into the "
                          "interiors, then the frames; fused.padded_outputs): auto (timed per shape, where the "
