@@ -1,0 +1,28 @@
+"""The benchmark scripts the GPU rounds run (benchmarks/gpu_round.sh) parse their command
+lines: a script that does not even compile, or whose argument parser is broken, would only
+fail on the GPU host, after the build, costing a device call (CPU)."""
+import py_compile
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = sorted((ROOT / "benchmarks").glob("*.py"))
+# what gpu_round.sh runs, and what the README tells users to run
+RUN_BY_ROUNDS = ["bench_gpu.py", "node_profile.py", "memory_probe.py", "gpu_parity.py", "ring_probe.py",
+                 "conv_config_probe.py", "merge_bench.py", "readme_table.py"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_benchmark_script_compiles(script, tmp_path):
+    py_compile.compile(str(script), cfile=str(tmp_path / "out.pyc"), doraise=True)
+
+
+@pytest.mark.parametrize("name", RUN_BY_ROUNDS)
+def test_benchmark_script_parses_its_arguments(name):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / name), "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("usage:")
