@@ -68,11 +68,15 @@ ab_pair() {  # name, flag: bench_gpu.py RN18 subsets (tau 0.5; AB_BATCHES) as is
     --batches "${AB_BATCHES:-1,4}" "$2"
 }
 
+build_env() {  # the build's environment: sm_90 with the system g++ (README), CUTLASS where carried
+  export CXX=/usr/bin/g++ FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16
+  if [ -d build/cutlass/include ]; then export SEGBLOCKS_CUTLASS_DIR=$PWD/build/cutlass; fi
+}
+
 for s in "$@"; do
   case $s in
     build)
-      export CXX=/usr/bin/g++ FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16
-      if [ -d build/cutlass/include ]; then export SEGBLOCKS_CUTLASS_DIR=$PWD/build/cutlass; fi
+      build_env
       # a build whose _C does not load (e.g. an undefined symbol) would leave every later stage on
       # the reference ops: stop here instead
       { stage build $PY setup.py -q build_ext --inplace &&
@@ -132,8 +136,8 @@ for s in "$@"; do
         if [ $side = old ]; then
           (cd "$AB_OLD" && find csrc -type f) > "$keep/files"
           while read -r f; do mkdir -p "$keep/src/$(dirname "$f")"; cp "$f" "$keep/src/$f"; cp "$AB_OLD/$f" "$f"; done < "$keep/files"
-          stage build_old env CXX=/usr/bin/g++ FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16 \
-            $PY setup.py -q build_ext --inplace || break
+          build_env
+          stage build_old $PY setup.py -q build_ext --inplace || break
         fi
         for batch in 1 4; do
           stage "profile-$side-b$batch" $PY benchmarks/node_profile.py --batch "$batch" --fraction 0.4 --iters 20 \
