@@ -35,6 +35,8 @@
 #             from `git show`, carried under build/) built in their place, then this build restored
 #   ringprobe ring_probe.py: the frame passes' time against a copy of their bytes and a one-element kernel
 #   ncuring   Nsight Compute of block_pad_ring_ on ring_probe.py's geometries (batch 1, eager)
+#   ncuunits  Nsight Compute of the pooling / upsampling / head kernels (units and dense) of one
+#             eager RN18 run at 40% (node_profile.py --profile-once; NCU_BATCH, default 4)
 #   abpersistent  bench_gpu.py RN18 subsets (tau 0.5; AB_BATCHES, default 1,4): as is and
 #             --no-persistent-cutlass (CUTLASS's own convolution kernel only)
 #   ab        bench_gpu.py RN18 subsets: as is, with --space-to-depth, and with whole blocks in
@@ -153,6 +155,12 @@ for s in "$@"; do
       stage ncuring ncu --clock-control none --kernel-name-base mangled --kernel-name regex:block_pad_ring_element --section SpeedOfLight \
         --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy --section LaunchStats \
         --section SchedulerStats --csv --page details $PY benchmarks/ring_probe.py --batches 1 --profile-once ;;
+    ncuunits)
+      stage ncuunits ncu --clock-control none --profile-from-start off --kernel-name-base mangled \
+        --kernel-name "regex:${NCU_KERNELS:-Upsample2x|MaxPool|UpsampleArgmax}" --section SpeedOfLight \
+        --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy --section LaunchStats \
+        --section SchedulerStats --section ComputeWorkloadAnalysis --section InstructionStats --csv --page details \
+        $PY benchmarks/node_profile.py --batch "${NCU_BATCH:-4}" --fraction 0.4 --profile-once ;;
     abpersistent)
       ab_pair persistent --no-persistent-cutlass ;;
     ab)

@@ -98,6 +98,9 @@ def main() -> None:
                     help="SegBlocks' max pooling writes packed units that BlockPad copies, not layer 1's first "
                          "padded tiles (executor.pooling_tiles): the kernel-level A/B of bench_gpu.py "
                          "--no-pooling-tiles")
+    ap.add_argument("--profile-once", action="store_true",
+                    help="no timing: run each plan once, eagerly, between cudaProfilerStart/Stop (for Nsight "
+                         "Compute with --profile-from-start off; gpu_round.sh ncuunits)")
     args = ap.parse_args()
     sb, xh, layout, frames = fixed_layout_setup(args, with_frames=True)
     dev = xh.device
@@ -112,9 +115,10 @@ def main() -> None:
         sb.labels(xh)
         sb.labels(xh, layout=layout)  # builds both labels plans, warms cuDNN up
         dense_plan, block_plan = sb._labels_graphs()
-        static = node_times(dense_plan, (), args.iters, run=lambda: _Labelled(dense_plan).run(normalized()))
-        static_kernels = dict(KERNELS)
-        KERNELS.clear()
+        if not args.profile_once:
+            static = node_times(dense_plan, (), args.iters, run=lambda: _Labelled(dense_plan).run(normalized()))
+            static_kernels = dict(KERNELS)
+            KERNELS.clear()
         if args.frames_split and sb._input_read_by_stem_split():
             # as SegBlocks.labels_from_frames runs its plan: the stem's split reads the frames
             stand_in = torch.empty((), dtype=xh.dtype, device=dev).expand(xh.shape)
@@ -128,6 +132,18 @@ def main() -> None:
         else:
             def run_blocks():
                 return _Labelled(block_plan).run(normalized(), layout)
+        if args.profile_once:  # CUPTI (torch.profiler) and Nsight Compute do not share a process well
+            with units_mode(sb.units), pooling_tiles(args.pooling_tiles):
+                for _ in range(2):  # warm
+                    _Labelled(dense_plan).run(normalized())
+                    run_blocks()
+                torch.cuda.synchronize()
+                torch.cuda.profiler.start()
+                _Labelled(dense_plan).run(normalized())
+                run_blocks()
+                torch.cuda.synchronize()
+                torch.cuda.profiler.stop()
+            return
         with units_mode(sb.units), pooling_tiles(args.pooling_tiles):  # as SegBlocks.labels runs its plan
             blocks = node_times(block_plan, (), args.iters, run=run_blocks)
     rows = []
