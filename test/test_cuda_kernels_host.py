@@ -154,6 +154,8 @@ DTYPES = pytest.mark.parametrize("dtype", list(cases.DTYPES.values()), ids=list(
 LAYOUTS = pytest.mark.parametrize("layout", cases.LAYOUTS)
 BLOCK_PAD_LAYOUTS = pytest.mark.parametrize("layout", cases.BLOCK_PAD_LAYOUTS)
 GEOMETRIES = pytest.mark.parametrize("geometry", cases.GEOMETRIES, ids=[g.name for g in cases.GEOMETRIES])
+WINDOW_GEOMETRIES = pytest.mark.parametrize("geometry", cases.WINDOW_GEOMETRIES,
+                                            ids=[g.name for g in cases.WINDOW_GEOMETRIES])
 
 
 @COMMON
@@ -227,7 +229,7 @@ def test_block_pad_and_backward(lib, geometry, layout, dtype, index32, pad):
 @COMMON
 @DTYPES
 @BLOCK_PAD_LAYOUTS
-@GEOMETRIES
+@WINDOW_GEOMETRIES
 @pytest.mark.parametrize("quartered", [False, True], ids=["blocks_in", "units_in"])
 def test_max_pool_units_and_dense(lib, geometry, layout, dtype, index32, quartered):
     """The CUDA element code of max pooling without indices: bitwise the native CPU ops."""
@@ -405,7 +407,7 @@ def test_split_padded(lib, geometry, layout, dtype, index32, padding):
 @COMMON
 @DTYPES
 @BLOCK_PAD_LAYOUTS
-@GEOMETRIES
+@WINDOW_GEOMETRIES
 @pytest.mark.parametrize("quartered", [False, True], ids=["blocks_in", "units_in"])
 def test_upsample2x_units_and_dense(lib, geometry, layout, dtype, index32, quartered):
     """The CUDA element code of bilinear x2 (+ skip): bitwise the native CPU ops."""
@@ -447,7 +449,7 @@ def host_upsample2x_units(lib, hr, lr, lay, skip, out, post, quartered, index32)
 @COMMON
 @DTYPES
 @BLOCK_PAD_LAYOUTS
-@GEOMETRIES
+@WINDOW_GEOMETRIES
 @pytest.mark.parametrize("padding", cases.UPSAMPLE_PADDINGS)
 def test_upsample2x_units_padded(lib, geometry, layout, dtype, index32, padding):
     """The CUDA path of upsample2x_units with a BatchNorm + ReLU epilogue and padded output:

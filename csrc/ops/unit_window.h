@@ -25,8 +25,8 @@ struct AccPack {
   using acc_t = typename Cvt::acc_t;
   acc_t v[kPack];
 
-  SEGBLOCKS_HOST_DEVICE void load(const scalar_t* p) {
-    const auto x = load_pack<scalar_t, kPack>(p);
+  SEGBLOCKS_HOST_DEVICE void load(const scalar_t* p) { set(load_pack<scalar_t, kPack>(p)); }
+  SEGBLOCKS_HOST_DEVICE void set(const Pack<scalar_t, kPack>& x) {
     SEGBLOCKS_UNROLL
     for (int l = 0; l < kPack; ++l) v[l] = Cvt::to_acc(x.v[l]);
   }
@@ -130,6 +130,15 @@ struct UnitWindow {
   SEGBLOCKS_HOST_DEVICE const scalar_t* lr_at(index_t slot, index_t y, index_t x) const {
     return lowres + ls.offset(slot, ch, y, x);
   }
+
+  // Pixel (y, x) of the unit itself (unit coordinates: 0 <= y, x < u; tile pixel
+  // (y + padding, x + padding)), and the element steps between the unit's rows and columns:
+  // a window inside the unit is read from one base, with no lookup per pixel.
+  SEGBLOCKS_HOST_DEVICE const scalar_t* own_at(index_t y, index_t x) const {
+    return lowres_unit ? lr_at(k, y, x) : hr_at(k, i0 + y, j0 + x);
+  }
+  SEGBLOCKS_HOST_DEVICE index_t own_row_step() const { return lowres_unit ? ls.h : hs.h; }
+  SEGBLOCKS_HOST_DEVICE index_t own_col_step() const { return lowres_unit ? ls.w : hs.w; }
 
   // Where pixel (ti, tj) of the padded tile comes from: the unit's own block (kind
   // kPadHighres / kPadLowres at the block's slot), a neighbour, or the constant border.

@@ -23,7 +23,8 @@
 // h0 * (w0 * x00 + w1 * x01) + h1 * (w0 * x10 + w1 * x11) in acc_t, rounded to the dtype;
 // with a skip, that rounded value plus the skip, rounded again (as `up + skip` would be).
 // On the GPU, channels_last maps with a channel count that fills 16-byte packs run one
-// thread per output pixel and pack.
+// thread per output pixel and pack (dense), or per 2x2 output quad and pack (units:
+// upsample2x_units_quad_element; the CPU op runs upsample2x_units_element, one per output).
 //
 // Torch-free and CUDA-free: the CPU and CUDA kernels run these element functions.
 #pragma once
@@ -45,21 +46,50 @@ struct PostOp {
   const scalar_t* shift;
 };
 
+// PostOp's scale and shift of channels [ch, ch + kPack), read once for the outputs of a
+// thread, kept in the dtype (`on` false: no epilogue).
+template <typename Cvt, int kPack>
+struct PostPack {
+  bool on = false;
+  Pack<typename Cvt::scalar_t, kPack> scale, shift;
+  PostPack() = default;
+  template <typename index_t>
+  SEGBLOCKS_HOST_DEVICE PostPack(const PostOp<typename Cvt::scalar_t>& post, index_t ch) : on(post.scale != nullptr) {
+    if (!on) return;
+    SEGBLOCKS_UNROLL
+    for (int l = 0; l < kPack; ++l) {
+      scale.v[l] = post.scale[ch + l];
+      shift.v[l] = post.shift[ch + l];
+    }
+  }
+};
+
+// Lane l of a pack in the accumulation type: values already converted (AccPack) or as
+// stored (Pack, converted here, lane by lane, so that a thread holding several packs keeps
+// them in the dtype's registers).
+template <typename Cvt, int kPack>
+SEGBLOCKS_HOST_DEVICE typename Cvt::acc_t acc_lane(const AccPack<Cvt, kPack>& x, int l) {
+  return x.v[l];
+}
+template <typename Cvt, int kPack>
+SEGBLOCKS_HOST_DEVICE typename Cvt::acc_t acc_lane(const Pack<typename Cvt::scalar_t, kPack>& x, int l) {
+  return Cvt::to_acc(x.v[l]);
+}
+
 // h0 * (w0 * a + w1 * b) + h1 * (w0 * c + w1 * d) per lane, rounded to the dtype; plus the
-// skip (rounded again) when given; then the epilogue `post` (channels [ch, ch + kPack)).
-template <typename Cvt, int kPack, typename index_t>
-SEGBLOCKS_HOST_DEVICE void blend_store(const AccPack<Cvt, kPack>& a, const AccPack<Cvt, kPack>& b,
-                                       const AccPack<Cvt, kPack>& c, const AccPack<Cvt, kPack>& d,
+// skip (rounded again) when given; then the epilogue `post`. X: AccPack or Pack.
+template <typename Cvt, int kPack, typename index_t, typename X>
+SEGBLOCKS_HOST_DEVICE void blend_store(const X& a, const X& b, const X& c, const X& d,
                                        const LinearTap<typename Cvt::acc_t, index_t>& ty,
                                        const LinearTap<typename Cvt::acc_t, index_t>& tx,
                                        const typename Cvt::scalar_t* skip, typename Cvt::scalar_t* out,
-                                       const PostOp<typename Cvt::scalar_t>& post = {nullptr, nullptr},
-                                       index_t ch = 0) {
+                                       const PostPack<Cvt, kPack>& post = PostPack<Cvt, kPack>()) {
   using acc_t = typename Cvt::acc_t;
+  const auto at = [](const X& x, int l) { return acc_lane<Cvt, kPack>(x, l); };
   AccPack<Cvt, kPack> r;
   SEGBLOCKS_UNROLL
   for (int l = 0; l < kPack; ++l) {
-    const acc_t v = ty.w0 * (tx.w0 * a.v[l] + tx.w1 * b.v[l]) + ty.w1 * (tx.w0 * c.v[l] + tx.w1 * d.v[l]);
+    const acc_t v = ty.w0 * (tx.w0 * at(a, l) + tx.w1 * at(b, l)) + ty.w1 * (tx.w0 * at(c, l) + tx.w1 * at(d, l));
     r.v[l] = Cvt::to_acc(Cvt::round(v));
   }
   if (skip != nullptr) {
@@ -68,11 +98,11 @@ SEGBLOCKS_HOST_DEVICE void blend_store(const AccPack<Cvt, kPack>& a, const AccPa
     SEGBLOCKS_UNROLL
     for (int l = 0; l < kPack; ++l) r.v[l] = r.v[l] + s.v[l];
   }
-  if (post.scale != nullptr) {
+  if (post.on) {
     SEGBLOCKS_UNROLL
     for (int l = 0; l < kPack; ++l) {
       const acc_t v = Cvt::to_acc(Cvt::round(r.v[l]));  // the value BlockPad's prologue would read
-      r.v[l] = batchnorm_relu(v, Cvt::to_acc(post.scale[ch + l]), Cvt::to_acc(post.shift[ch + l]));
+      r.v[l] = batchnorm_relu(v, Cvt::to_acc(post.scale.v[l]), Cvt::to_acc(post.shift.v[l]));
     }
   }
   r.store(out);
@@ -113,8 +143,66 @@ SEGBLOCKS_HOST_DEVICE void upsample2x_units_element(const Upsample2xUnitsParams<
   win.read(ty.i1, tx.i1, d);
   const StridesT<index_t> ss(prm.skip_strides), os(prm.out_strides);
   const typename Cvt::scalar_t* skip = prm.skip == nullptr ? nullptr : prm.skip + ss.offset(el.k, ch, el.i, el.j);
-  blend_store<Cvt, kPack, index_t>(a, b, c, d, ty, tx, skip, prm.out + os.offset(el.k, ch, el.i, el.j), prm.post,
-                                   ch);
+  blend_store<Cvt, kPack, index_t>(a, b, c, d, ty, tx, skip, prm.out + os.offset(el.k, ch, el.i, el.j),
+                                   PostPack<Cvt, kPack>(prm.post, ch));
+}
+
+// Four outputs of upsample2x_units at once (the GPU's element): the quad (2m..2m+1,
+// 2n..2n+1) of unit k, channels [ch, ch + kPack) (`linear` runs over [4Nh + Nl, C / kPack,
+// u, u] in the output's order). Output row 2m blends tile rows m, m+1 and row 2m+1 tile rows
+// m+1, m+2 (linear_tap at 2m+2 and 2m+3 in the (u + 2)-px padded tile: source m + 0.75 and
+// m + 1.25, never clamped, never at the last row); the same for columns. So the quad reads
+// the 3x3 tile pixels (m..m+2, n..n+2) once, where four upsample2x_units_element calls read
+// 16 with a lookup each, and from one base pointer when they lie inside the unit (all quads
+// but the unit's outer ring); every output is computed as upsample2x_units_element computes it.
+template <typename Cvt, bool kChannelsLast, typename D, int kPack = 1>
+SEGBLOCKS_HOST_DEVICE void upsample2x_units_quad_element(
+    const Upsample2xUnitsParams<typename Cvt::scalar_t, D>& prm, int64_t linear) {
+  static_assert(kPack == 1 || kChannelsLast, "channel packs are channels_last");
+  using index_t = typename D::index_t;
+  using acc_t = typename Cvt::acc_t;
+  using scalar_t = typename Cvt::scalar_t;
+  using P = Pack<scalar_t, kPack>;
+  const index_t e = static_cast<index_t>(linear);
+  const auto el = unravel_block_element<kChannelsLast>(e, prm.channels_div, prm.grid.lr_side_div);
+  const index_t ch = el.c * kPack, m = el.i, n = el.j;
+  const UnitWindow<Cvt, kPack, D> win(prm.in, prm.grid, prm.num_hr_units, el.k, ch, 1, true);
+  const index_t u = prm.grid.hr_side / 2;
+  P t[3][3];  // tile pixels (m + dy, n + dx): unit pixels (m - 1 + dy, n - 1 + dx)
+  if (m >= 1 && m + 1 < u && n >= 1 && n + 1 < u) {
+    const scalar_t* p = win.own_at(m - 1, n - 1);
+    const index_t row = win.own_row_step(), col = win.own_col_step();
+    SEGBLOCKS_UNROLL
+    for (int dy = 0; dy < 3; ++dy) {
+      SEGBLOCKS_UNROLL
+      for (int dx = 0; dx < 3; ++dx) t[dy][dx] = load_pack<scalar_t, kPack>(p + dy * row + dx * col);
+    }
+  } else {
+    SEGBLOCKS_UNROLL
+    for (int dy = 0; dy < 3; ++dy) {
+      SEGBLOCKS_UNROLL
+      for (int dx = 0; dx < 3; ++dx) {  // replicate mode: every tile pixel has a source
+        win.fetch_values(win.locate(m + dy, n + dx), t[dy][dx].v);
+      }
+    }
+  }
+  const index_t tile = u + 2;
+  const acc_t half = static_cast<acc_t>(0.5);  // the scale of a x2 upsampling
+  const LinearTap<acc_t, index_t> ty[2] = {linear_tap(half, 2 * m + 2, tile), linear_tap(half, 2 * m + 3, tile)};
+  const LinearTap<acc_t, index_t> tx[2] = {linear_tap(half, 2 * n + 2, tile), linear_tap(half, 2 * n + 3, tile)};
+  const PostPack<Cvt, kPack> post(prm.post, ch);
+  const StridesT<index_t> ss(prm.skip_strides), os(prm.out_strides);
+  const scalar_t* skip = prm.skip == nullptr ? nullptr : prm.skip + ss.offset(el.k, ch, 2 * m, 2 * n);
+  scalar_t* out = prm.out + os.offset(el.k, ch, 2 * m, 2 * n);
+  SEGBLOCKS_UNROLL
+  for (int r = 0; r < 2; ++r) {
+    SEGBLOCKS_UNROLL
+    for (int s = 0; s < 2; ++s) {  // output (2m + r, 2n + s): tile rows m + r, m + r + 1, columns n + s, n + s + 1
+      blend_store<Cvt, kPack, index_t>(t[r][s], t[r][s + 1], t[r + 1][s], t[r + 1][s + 1], ty[r], tx[s],
+                                       skip == nullptr ? nullptr : skip + r * ss.h + s * ss.w,
+                                       out + r * os.h + s * os.w, post);
+    }
+  }
 }
 
 template <typename scalar_t, typename D>

@@ -102,8 +102,9 @@ void with_dense_and_blocks(const scalar_t* dense, Strides4 dense_strides, const 
 // argument; 1: not bounded). Kernels whose element function needs many registers and waits
 // on its loads specialise it for `Params`, trading registers for resident warps that hide
 // the loads' latency. Measured on the H100 (node_profile.py, batch 4, 40% high-res;
-// benchmarks/results/steps/22-*): upsample2x_units 4 (196 -> 170 us; 6 spills: 304 us),
-// max_pool_units 6 (110 -> 104 us; 4: 123 us).
+// benchmarks/results/steps/22-*; the one-output-per-thread kernels of the time):
+// upsample2x_units 4 (196 -> 170 us; 6 spills: 304 us), max_pool_units 6 (110 -> 104 us;
+// 4: 123 us).
 template <typename Params>
 struct MinBlocksPerSM {
   static constexpr int value = 1;

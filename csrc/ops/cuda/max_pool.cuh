@@ -14,12 +14,9 @@
 namespace segblocks {
 namespace cuda {
 
-// Unbounded, 46 registers a thread left 5 blocks of 256 threads per SM; at most 40 allow 6
-// (see MinBlocksPerSM).
-template <typename scalar_t, typename D>
-struct MinBlocksPerSM<MaxPoolUnitsParams<scalar_t, D>> {
-  static constexpr int value = 6;
-};
+// Not register-bounded: with the windows inside their unit read from one base and the maxima
+// taken in the dtype, the units kernel needs 40 registers (6 blocks of 256 threads per SM) on
+// its own (sm_90, half, 16-byte packs; bounded to 40 it spilled 8 bytes).
 
 template <typename scalar_t, typename Run>
 void with_max_pool_units(const scalar_t* highres, Strides4 highres_strides, const scalar_t* lowres,

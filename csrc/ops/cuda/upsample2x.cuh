@@ -1,6 +1,6 @@
 // Bilinear x2 (+ skip) on the GPU: Params for the element functions of ops/upsample2x.h
-// (one thread per output element, or per 16-byte pack of channels in channels_last;
-// grid-stride loop). The launchers are in upsample2x_kernel.cu; test/cuda_kernels_host.cu
+// (one thread per output element, or per 16-byte pack of channels in channels_last, of the
+// dense op; per 2x2 output quad and pack of the units op; grid-stride loop). The launchers are in upsample2x_kernel.cu; test/cuda_kernels_host.cu
 // runs the same element functions on the CPU.
 #pragma once
 
@@ -13,11 +13,12 @@
 namespace segblocks {
 namespace cuda {
 
-// Unbounded, 73 registers a thread left 3 blocks of 256 threads per SM (30% occupancy)
-// waiting on the four taps' loads; at most 64 allow 4 (see MinBlocksPerSM).
+// A thread computes a 2x2 output quad from 9 input packs: unbounded, 108 registers (sm_90,
+// half, 16-byte packs) allow 2 blocks of 256 threads per SM; at most 80 allow 3, with 68
+// bytes spilled (see MinBlocksPerSM).
 template <typename scalar_t, typename D>
 struct MinBlocksPerSM<Upsample2xUnitsParams<scalar_t, D>> {
-  static constexpr int value = 4;
+  static constexpr int value = 3;
 };
 
 // out / out_strides: the output, or the interior of padded tiles (the pixel (0, 0) of tile 0's
@@ -44,8 +45,9 @@ void with_upsample2x_units(const scalar_t* highres, Strides4 highres_strides, co
                       block_map},
                      skip, skip_strides, out, out_strides, {post_scale, post_shift}, GridIndexer<D>(g),
                      D(g.channels / kPack), D(side), 4 * g.num_highres};
-    run.template operator()<Params, &upsample2x_units_element<CudaCvt<scalar_t>, decltype(layout)::value, D, kPack>>(
-        prm, total / kPack);
+    // one thread per output quad and channel pack (upsample2x_units_quad_element)
+    run.template operator()<Params, &upsample2x_units_quad_element<CudaCvt<scalar_t>, decltype(layout)::value, D, kPack>>(
+        prm, total / (4 * kPack));
   });
 }
 
