@@ -18,6 +18,11 @@ namespace cuda {
 // taken in the dtype, the units kernel needs 40 registers (6 blocks of 256 threads per SM) on
 // its own (sm_90, half, 16-byte packs; bounded to 40 it spilled 8 bytes).
 
+template <typename scalar_t, typename D>
+struct MinBlocksPerSM<MaxPoolUnitsParams<scalar_t, D>> {
+  static constexpr int value = 8;
+};
+
 template <typename scalar_t, typename Run>
 void with_max_pool_units(const scalar_t* highres, Strides4 highres_strides, const scalar_t* lowres,
                          Strides4 lowres_strides, scalar_t* out, Strides4 out_strides, const int64_t* hr_pos,

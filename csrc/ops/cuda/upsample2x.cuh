@@ -16,6 +16,10 @@ namespace cuda {
 // A thread computes a 2x2 output quad from 9 input packs: unbounded, 108 registers (sm_90,
 // half, 16-byte packs) allow 2 blocks of 256 threads per SM; at most 80 allow 3, with 68
 // bytes spilled (see MinBlocksPerSM).
+// The units' side (u, input) from which a thread computes two outputs at once
+// (with_upsample2x_units' pairs_min_side: the host harness tests both elements on every side).
+constexpr int64_t kUpsamplePairsMinSide = 4;
+
 template <typename scalar_t, typename D>
 struct MinBlocksPerSM<Upsample2xUnitsParams<scalar_t, D>> {
   static constexpr int value = 3;
@@ -29,7 +33,8 @@ void with_upsample2x_units(const scalar_t* highres, Strides4 highres_strides, co
                            Strides4 lowres_strides, const scalar_t* skip, Strides4 skip_strides, scalar_t* out,
                            Strides4 out_strides, const scalar_t* post_scale, const scalar_t* post_shift,
                            const int64_t* hr_pos, const int64_t* lr_pos, const int32_t* block_map,
-                           const BlockGrid& g, bool quartered, bool channels_last, bool index32, Run&& run) {
+                           const BlockGrid& g, bool quartered, bool channels_last, bool index32, Run&& run,
+                           int64_t pairs_min_side = kUpsamplePairsMinSide) {
   const int64_t side = g.hr_side;  // the output units: u = h/2 upsampled x2
   const int64_t total = (4 * g.num_highres + g.num_lowres) * g.channels * side * side;
   if (total == 0) return;
@@ -45,9 +50,18 @@ void with_upsample2x_units(const scalar_t* highres, Strides4 highres_strides, co
                       block_map},
                      skip, skip_strides, out, out_strides, {post_scale, post_shift}, GridIndexer<D>(g),
                      D(g.channels / kPack), D(side), 4 * g.num_highres};
-    // one thread per output quad and channel pack (upsample2x_units_quad_element)
-    run.template operator()<Params, &upsample2x_units_quad_element<CudaCvt<scalar_t>, decltype(layout)::value, D, kPack>>(
-        prm, total / (4 * kPack));
+    constexpr bool kCl = decltype(layout)::value;
+    if (g.hr_side / 2 >= pairs_min_side) {
+      // one thread per output pair and channel pack: 6 input packs for 2 outputs
+      run.template operator()<Params, &upsample2x_units_quad_element<CudaCvt<scalar_t>, kCl, D, kPack, 1>>(
+          prm, total / (2 * kPack));
+    } else {
+      // units of 1-2 px: no window lies inside its unit, and quads or pairs would leave the
+      // GPU with too few threads (node_profile.py, RN18 batch 1: 9.0 against 13.0 us for
+      // the decoder's first upsampling, units of 2 px, in quads)
+      run.template operator()<Params, &upsample2x_units_element<CudaCvt<scalar_t>, kCl, D, kPack>>(prm,
+                                                                                                 total / kPack);
+    }
   });
 }
 
