@@ -66,6 +66,41 @@ class Recorder:
             return None
 
 
+PATCH_ENV = "SEGBLOCKS_UPSAMPLE_UNITS_PATCH"  # upsample2x_units' outputs per CUDA thread (upsample2x_launch.cpp)
+PATCHES = ("one", "pair", "quad")
+
+
+def with_patch(patch: str, check: Callable[[], object]) -> Callable[[], object]:
+    """``check`` run with upsample2x_units' CUDA kernel forced to ``patch`` outputs per thread."""
+    def run():
+        saved = os.environ.get(PATCH_ENV)
+        os.environ[PATCH_ENV] = patch
+        try:
+            return check()
+        finally:
+            if saved is None:
+                del os.environ[PATCH_ENV]
+            else:
+                os.environ[PATCH_ENV] = saved
+    return run
+
+
+def upsample2x_units_large(device: str, hr_side: int, padding: int, post: bool) -> None:
+    """upsample2x_units at a decoder's size (128 channels, fp16, channels_last; units of
+    hr_side / 2 px): enough work for the size rule to pick quads (units of 8 px) or pairs
+    (4 px); against the reference."""
+    geometry = cases.Geometry("large", 2, 8, 16, hr_side, "mixed", seed=7)
+    lay = geometry.layout(device)
+    u, c, dt_ = hr_side // 2, 128, torch.float16
+    hr = cases.make_tensor((4 * lay.num_highres, c, u, u), dt_, device, "channels_last", 1)
+    lr = cases.make_tensor((lay.num_lowres, c, u, u), dt_, device, "channels_last", 2)
+    skip = cases.make_tensor((hr.shape[0] + lr.shape[0], c, hr_side, hr_side), dt_, device, "channels_last", 3)
+    scale, shift = cases.prologue(c, dt_, device) if post else (None, None)
+    args = (lay.hr_pos, lay.lr_pos, lay.block_map, True, skip, scale, shift, padding)
+    got = torch.ops.segblocks.upsample2x_units(hr, lr, *args)
+    torch.testing.assert_close(got, cases._reference.upsample2x_units(hr, lr, *args))
+
+
 def run_parity(rec: Recorder, device: str) -> None:
     start = time.perf_counter()
     n_before = rec.cases
@@ -74,6 +109,16 @@ def run_parity(rec: Recorder, device: str) -> None:
     if device == "cuda":  # conv3x3_units has a CUDA kernel only
         for name, check in cases.conv_units_cases(device):
             rec.run(f"parity/{name}", check)
+        # every CUDA element of upsample2x_units, on every case, and at a decoder's size
+        for patch in ("auto",) + PATCHES:
+            for case in cases.parity_cases():
+                if case.op.startswith("upsample2x_units") and patch != "auto":
+                    rec.run(f"parity/patch-{patch}/{case.id}", with_patch(patch, lambda case=case: case.run(device)))
+            for hr_side in (8, 16):
+                for padding, post in ((0, False), (1, True)):
+                    rec.run(f"parity/patch-{patch}/upsample2x_units-large-side{hr_side}-p{padding}",
+                            with_patch(patch, lambda h=hr_side, p=padding, q=post:
+                                       upsample2x_units_large(device, h, p, q)))
     rec.details["parity_cases"] = rec.cases - n_before
     rec.details["parity_seconds"] = round(time.perf_counter() - start, 1)
 

@@ -37,6 +37,8 @@
 #   ncuring   Nsight Compute of block_pad_ring_ on ring_probe.py's geometries (batch 1, eager)
 #   ncuunits  Nsight Compute of the pooling / upsampling / head kernels (units and dense) of one
 #             eager RN18 run at 40% (node_profile.py --profile-once; NCU_BATCH, default 4)
+#   abpatch   node_profile.py RN18 at 40%, batch 1 and 4, with upsample2x_units' CUDA kernel forced to
+#             each patch of outputs per thread (SEGBLOCKS_UPSAMPLE_UNITS_PATCH: one, pair, quad)
 #   abpersistent  bench_gpu.py RN18 subsets (tau 0.5; AB_BATCHES, default 1,4): as is and
 #             --no-persistent-cutlass (CUTLASS's own convolution kernel only)
 #   ab        bench_gpu.py RN18 subsets: as is, with --space-to-depth, and with whole blocks in
@@ -161,6 +163,13 @@ for s in "$@"; do
         --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy --section LaunchStats \
         --section SchedulerStats --section ComputeWorkloadAnalysis --section InstructionStats --csv --page details \
         $PY benchmarks/node_profile.py --batch "${NCU_BATCH:-4}" --fraction 0.4 --profile-once ;;
+    abpatch)
+      for patch in one pair quad; do
+        for batch in 1 4; do
+          stage "profile-$patch-b$batch" env SEGBLOCKS_UPSAMPLE_UNITS_PATCH=$patch $PY benchmarks/node_profile.py \
+            --batch "$batch" --fraction 0.4 --iters 20 --json "$R/node-profile-rn18-b$batch-$patch.json"
+        done
+      done ;;
     abpersistent)
       ab_pair persistent --no-persistent-cutlass ;;
     ab)

@@ -31,7 +31,7 @@ using namespace segblocks;
 using namespace segblocks::cuda;
 
 struct RunOnHost {
-  template <typename Params, void (*element)(const Params&, int64_t)>
+  template <typename Params, void (*element)(const Params&, int64_t), int kMinBlocks = 1>  // (a GPU register bound)
   void operator()(const Params& prm, int64_t total) const {
     for (int64_t linear = 0; linear < total; ++linear) element(prm, linear);
   }
@@ -276,7 +276,7 @@ int segblocks_host_upsample2x_units(int dtype, const void* highres, const int64_
                                     const int64_t* skip_strides, void* out, const int64_t* out_strides,
                                     const void* post_scale, const void* post_shift, const int64_t* hr_pos,
                                     const int64_t* lr_pos, const int32_t* block_map, const int64_t* grid,
-                                    int quartered, int channels_last, int index32, int64_t pairs_min_side) {
+                                    int quartered, int channels_last, int index32, int patch) {
   return with_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     with_upsample2x_units(static_cast<const T*>(highres), strides_from(highres_strides),
@@ -284,7 +284,7 @@ int segblocks_host_upsample2x_units(int dtype, const void* highres, const int64_
                           strides_from(skip_strides), static_cast<T*>(out), strides_from(out_strides),
                           static_cast<const T*>(post_scale), static_cast<const T*>(post_shift), hr_pos, lr_pos,
                           block_map, grid_from(grid), quartered != 0, channels_last != 0, index32 != 0, RunOnHost{},
-                          pairs_min_side);
+                          static_cast<UpsamplePatch>(patch));
   });
 }
 

@@ -409,8 +409,8 @@ def test_split_padded(lib, geometry, layout, dtype, index32, padding):
 @BLOCK_PAD_LAYOUTS
 @WINDOW_GEOMETRIES
 @pytest.mark.parametrize("quartered", [False, True], ids=["blocks_in", "units_in"])
-@pytest.mark.parametrize("pairs_min_side", [1, 1 << 40], ids=["pairs", "per_output"])  # the CUDA elements of both
-def test_upsample2x_units_and_dense(lib, geometry, layout, dtype, index32, quartered, pairs_min_side):
+@pytest.mark.parametrize("patch", [1, 2, 4], ids=["one", "pair", "quad"])  # the outputs per CUDA thread
+def test_upsample2x_units_and_dense(lib, geometry, layout, dtype, index32, quartered, patch):
     """The CUDA element code of bilinear x2 (+ skip): bitwise the native CPU ops."""
     inputs = cases.unit_inputs if quartered else cases.block_inputs
     lay, hr, lr = inputs(geometry, dtype, "cpu", layout)
@@ -420,7 +420,7 @@ def test_upsample2x_units_and_dense(lib, geometry, layout, dtype, index32, quart
     skip = cases.make_tensor(shape, dtype, "cpu", layout, 31)
     for sk in (None, skip):
         got = _empty(shape, hr, cl)
-        host_upsample2x_units(lib, hr, lr, lay, sk, got, None, quartered, index32, pairs_min_side)
+        host_upsample2x_units(lib, hr, lr, lay, sk, got, None, quartered, index32, patch)
         want = torch.ops.segblocks.upsample2x_units(hr, lr, lay.hr_pos, lay.lr_pos, lay.block_map, quartered, sk)
         torch.testing.assert_close(got, want, rtol=0, atol=0)
     _, x = cases.dense_input(geometry, dtype, "cpu", layout)
@@ -435,11 +435,10 @@ def test_upsample2x_units_and_dense(lib, geometry, layout, dtype, index32, quart
         torch.testing.assert_close(dense, torch.ops.segblocks.upsample2x_dense(x, sk), rtol=0, atol=0)
 
 
-def host_upsample2x_units(lib, hr, lr, lay, skip, out, post, quartered, index32, pairs_min_side):
+def host_upsample2x_units(lib, hr, lr, lay, skip, out, post, quartered, index32, patch):
     """The units upsampling into ``out`` (any strides: a tensor, or the interiors of padded
-    tiles), with the epilogue ``post`` = (scale, shift) or None; units of at least
-    ``pairs_min_side`` px run the element of two outputs per thread, smaller ones the element
-    of one."""
+    tiles), with the epilogue ``post`` = (scale, shift) or None, by the CUDA element of
+    ``patch`` (UpsamplePatch: 1, 2 or 4) outputs per thread."""
     cl = _is_channels_last(hr, lr)
     h, c = 2 * lr.shape[-1], hr.shape[1]
     scale, shift = (None, None) if post is None else (_ptr(post[0]), _ptr(post[1]))
@@ -447,7 +446,7 @@ def host_upsample2x_units(lib, hr, lr, lay, skip, out, post, quartered, index32,
           _i64(lr.stride()), None if skip is None else _ptr(skip), _i64(out.stride() if skip is None else skip.stride()),
           _ptr(out), _i64(out.stride()), scale, shift, _ptr(lay.hr_pos), _ptr(lay.lr_pos),
           _ptr(lay.block_map.contiguous()), _grid(lay, h, c), int(quartered), int(cl), int(index32),
-          ctypes.c_int64(pairs_min_side))
+          ctypes.c_int(patch))
 
 
 @COMMON
@@ -455,8 +454,8 @@ def host_upsample2x_units(lib, hr, lr, lay, skip, out, post, quartered, index32,
 @BLOCK_PAD_LAYOUTS
 @WINDOW_GEOMETRIES
 @pytest.mark.parametrize("padding", cases.UPSAMPLE_PADDINGS)
-@pytest.mark.parametrize("pairs_min_side", [1, 1 << 40], ids=["pairs", "per_output"])  # the CUDA elements of both
-def test_upsample2x_units_padded(lib, geometry, layout, dtype, index32, padding, pairs_min_side):
+@pytest.mark.parametrize("patch", [1, 2, 4], ids=["one", "pair", "quad"])  # the outputs per CUDA thread
+def test_upsample2x_units_padded(lib, geometry, layout, dtype, index32, padding, patch):
     """The CUDA path of upsample2x_units with a BatchNorm + ReLU epilogue and padded output:
     the element code writes the tiles' interiors (strided), block_pad_ring their frames;
     bitwise the native CPU op."""
@@ -469,7 +468,7 @@ def test_upsample2x_units_padded(lib, geometry, layout, dtype, index32, padding,
     w = h + 2 * padding
     got = _empty((tiles, c, w, w), hr, cl)
     host_upsample2x_units(lib, hr, lr, lay, skip, got[:, :, padding:padding + h, padding:padding + h], post, True,
-                          index32, pairs_min_side)
+                          index32, patch)
     _call(lib.segblocks_host_block_pad_ring, DTYPE_CODES[dtype], _ptr(got), _ptr(lay.hr_pos), _ptr(lay.lr_pos),
           _ptr(lay.block_map.contiguous()), _grid(lay, 2 * h, c), ctypes.c_int64(padding), 0, ctypes.c_double(0.0),
           int(cl), int(index32))

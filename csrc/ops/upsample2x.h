@@ -46,8 +46,8 @@ struct PostOp {
   const scalar_t* shift;
 };
 
-// PostOp's scale and shift of channels [ch, ch + kPack), read once for the outputs of a
-// thread, kept in the dtype (`on` false: no epilogue).
+// PostOp's scale and shift of channels [ch, ch + kPack), read once (one aligned load each)
+// for the outputs of a thread, kept in the dtype (`on` false: no epilogue).
 template <typename Cvt, int kPack>
 struct PostPack {
   bool on = false;
@@ -55,12 +55,9 @@ struct PostPack {
   PostPack() = default;
   template <typename index_t>
   SEGBLOCKS_HOST_DEVICE PostPack(const PostOp<typename Cvt::scalar_t>& post, index_t ch) : on(post.scale != nullptr) {
-    if (!on) return;
-    SEGBLOCKS_UNROLL
-    for (int l = 0; l < kPack; ++l) {
-      scale.v[l] = post.scale[ch + l];
-      shift.v[l] = post.shift[ch + l];
-    }
+    if (!on) return;  // packs of kPack > 1: the launcher checked the pointers' alignment
+    scale = load_pack<typename Cvt::scalar_t, kPack>(post.scale + ch);
+    shift = load_pack<typename Cvt::scalar_t, kPack>(post.shift + ch);
   }
 };
 
@@ -147,20 +144,20 @@ SEGBLOCKS_HOST_DEVICE void upsample2x_units_element(const Upsample2xUnitsParams<
                                    PostPack<Cvt, kPack>(prm.post, ch));
 }
 
-// Two or four outputs of upsample2x_units at once (the GPU's elements): kRows = 2, the quad
-// (2m..2m+1, 2n..2n+1) of unit k, channels [ch, ch + kPack) (`linear` runs over
-// [4Nh + Nl, C / kPack, u, u] in the output's order); kRows = 1, the pair (o, 2n..2n+1) of
-// output row o (over [4Nh + Nl, C / kPack, 2u, u]). Output row 2m + r blends tile rows
-// m + r and m + r + 1 (linear_tap at 2m + r + 2 in the (u + 2)-px padded tile: source
-// m + r + 0.75 - 0.5 r, never clamped, never at the last row); the same for columns. So a
-// quad reads the 3x3 tile pixels (m..m+2, n..n+2) once, where four upsample2x_units_element
-// calls read 16 with a lookup each (a pair: 2x3 for 8), and from one base pointer where they
-// lie inside the unit; every output is computed as upsample2x_units_element computes it.
-template <typename Cvt, bool kChannelsLast, typename D, int kPack = 1, int kRows = 2>
-SEGBLOCKS_HOST_DEVICE void upsample2x_units_quad_element(
+// A patch of kRows x kCols outputs of upsample2x_units (1 or 2 each; the GPU's elements):
+// outputs (o0 + r, p0 + s) of unit k, channels [ch, ch + kPack), where `linear` runs over
+// [4Nh + Nl, C / kPack, 2u / kRows, 2u / kCols] in the output's order. Output row 2m + r
+// blends tile rows m + r and m + r + 1 (linear_tap at 2m + r + 2 in the (u + 2)-px padded
+// tile: source m + 0.75 + 0.5 r, never clamped, never at the last row); the same for columns.
+// So the patch reads its (kRows + 1) x (kCols + 1) tile pixels once (a 2x2 quad: 9, where
+// four upsample2x_units_element calls read 16 with a lookup each), from one base pointer
+// where they lie inside the unit, each through BlockPad's rules (UnitWindow) elsewhere; every
+// output is computed as upsample2x_units_element computes it.
+template <typename Cvt, bool kChannelsLast, typename D, int kPack, int kRows, int kCols>
+SEGBLOCKS_HOST_DEVICE void upsample2x_units_patch_element(
     const Upsample2xUnitsParams<typename Cvt::scalar_t, D>& prm, int64_t linear) {
   static_assert(kPack == 1 || kChannelsLast, "channel packs are channels_last");
-  static_assert(kRows == 1 || kRows == 2, "a pair or a quad of outputs");
+  static_assert((kRows == 1 || kRows == 2) && (kCols == 1 || kCols == 2), "patches of 1 or 2 rows and columns");
   using index_t = typename D::index_t;
   using acc_t = typename Cvt::acc_t;
   using scalar_t = typename Cvt::scalar_t;
@@ -168,43 +165,43 @@ SEGBLOCKS_HOST_DEVICE void upsample2x_units_quad_element(
   const index_t e = static_cast<index_t>(linear);
   const auto el = unravel_element<kChannelsLast>(e, prm.channels_div,
                                                  kRows == 2 ? prm.grid.lr_side_div : prm.grid.hr_side_div,
-                                                 prm.grid.lr_side_div);
-  const index_t ch = el.c * kPack, n = el.j;
-  const index_t o0 = kRows == 2 ? 2 * el.i : el.i;  // the first output row
-  const index_t top = (o0 >> 1) + (o0 & 1);        // its first tap's tile row
+                                                 kCols == 2 ? prm.grid.lr_side_div : prm.grid.hr_side_div);
+  const index_t ch = el.c * kPack;
+  const index_t o0 = kRows * el.i, p0 = kCols * el.j;  // the first output row and column
+  const index_t top = (o0 >> 1) + (o0 & 1), left = (p0 >> 1) + (p0 & 1);  // their first taps' tile pixel
   const UnitWindow<Cvt, kPack, D> win(prm.in, prm.grid, prm.num_hr_units, el.k, ch, 1, true);
   const index_t u = prm.grid.hr_side / 2;
-  P t[kRows + 1][3];  // tile pixels (top + dy, n + dx): unit pixels (top - 1 + dy, n - 1 + dx)
-  if (top >= 1 && top + kRows - 1 < u && n >= 1 && n + 1 < u) {
-    const scalar_t* p = win.own_at(top - 1, n - 1);
+  P t[kRows + 1][kCols + 1];  // tile pixels (top + dy, left + dx): unit pixels (top - 1 + dy, left - 1 + dx)
+  if (top >= 1 && top + kRows <= u && left >= 1 && left + kCols <= u) {
+    const scalar_t* p = win.own_at(top - 1, left - 1);
     const index_t row = win.own_row_step(), col = win.own_col_step();
     SEGBLOCKS_UNROLL
     for (int dy = 0; dy <= kRows; ++dy) {
       SEGBLOCKS_UNROLL
-      for (int dx = 0; dx < 3; ++dx) t[dy][dx] = load_pack<scalar_t, kPack>(p + dy * row + dx * col);
+      for (int dx = 0; dx <= kCols; ++dx) t[dy][dx] = load_pack<scalar_t, kPack>(p + dy * row + dx * col);
     }
   } else {
     SEGBLOCKS_UNROLL
     for (int dy = 0; dy <= kRows; ++dy) {
       SEGBLOCKS_UNROLL
-      for (int dx = 0; dx < 3; ++dx) {  // replicate mode: every tile pixel has a source
-        win.fetch_values(win.locate(top + dy, n + dx), t[dy][dx].v);
+      for (int dx = 0; dx <= kCols; ++dx) {  // replicate mode: every tile pixel has a source
+        win.fetch_values(win.locate(top + dy, left + dx), t[dy][dx].v);
       }
     }
   }
   const index_t tile = u + 2;
   const acc_t half = static_cast<acc_t>(0.5);  // the scale of a x2 upsampling
-  const LinearTap<acc_t, index_t> tx[2] = {linear_tap(half, 2 * n + 2, tile), linear_tap(half, 2 * n + 3, tile)};
   const PostPack<Cvt, kPack> post(prm.post, ch);
   const StridesT<index_t> ss(prm.skip_strides), os(prm.out_strides);
-  const scalar_t* skip = prm.skip == nullptr ? nullptr : prm.skip + ss.offset(el.k, ch, o0, 2 * n);
-  scalar_t* out = prm.out + os.offset(el.k, ch, o0, 2 * n);
+  const scalar_t* skip = prm.skip == nullptr ? nullptr : prm.skip + ss.offset(el.k, ch, o0, p0);
+  scalar_t* out = prm.out + os.offset(el.k, ch, o0, p0);
   SEGBLOCKS_UNROLL
   for (int r = 0; r < kRows; ++r) {  // output row o0 + r: tile rows top + r, top + r + 1
     const auto ty = linear_tap(half, o0 + r + 2, tile);
     SEGBLOCKS_UNROLL
-    for (int s = 0; s < 2; ++s) {  // output column 2n + s: tile columns n + s, n + s + 1
-      blend_store<Cvt, kPack, index_t>(t[r][s], t[r][s + 1], t[r + 1][s], t[r + 1][s + 1], ty, tx[s],
+    for (int s = 0; s < kCols; ++s) {  // output column p0 + s: tile columns left + s, left + s + 1
+      const auto tx = linear_tap(half, p0 + s + 2, tile);
+      blend_store<Cvt, kPack, index_t>(t[r][s], t[r][s + 1], t[r + 1][s], t[r + 1][s + 1], ty, tx,
                                        skip == nullptr ? nullptr : skip + r * ss.h + s * ss.w,
                                        out + r * os.h + s * os.w, post);
     }

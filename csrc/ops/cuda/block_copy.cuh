@@ -490,9 +490,10 @@ void with_blocks_to_dense(const scalar_t* highres, Strides4 highres_strides, con
 // Launches element functions on a stream (the `run` of the with_* helpers).
 struct LaunchOnStream {
   cudaStream_t stream;
-  template <typename Params, void (*element)(const Params&, int64_t)>
+  // kMin: the register bound, MinBlocksPerSM<Params> unless the launcher names one for this
+  // element (a Params type whose elements differ in registers)
+  template <typename Params, void (*element)(const Params&, int64_t), int kMin = MinBlocksPerSM<Params>::value>
   void operator()(const Params& prm, int64_t total) const {
-    constexpr int kMin = MinBlocksPerSM<Params>::value;
     if constexpr (kMin > 1) {
       grid_stride_kernel_bounded<Params, element, kMin>
           <<<blocks_for(total), kThreadsPerBlock, 0, stream>>>(prm, total);

@@ -125,7 +125,7 @@ cudaError_t launch_upsample2x_units(const scalar_t* highres, Strides4 highres_st
                                     scalar_t* out, Strides4 out_strides, const scalar_t* post_scale,
                                     const scalar_t* post_shift, const int64_t* hr_pos, const int64_t* lr_pos,
                                     const int32_t* block_map, const BlockGrid& grid, bool quartered,
-                                    bool channels_last, bool index32, cudaStream_t stream);
+                                    bool channels_last, bool index32, int patch, cudaStream_t stream);
 
 // block_pad_ring: the p-px frames of padded tiles [4Nh + Nl, C, h/2+2p, h/2+2p] (contiguous)
 // filled in place from their interiors by BlockPad's rules (block_pad.cuh).

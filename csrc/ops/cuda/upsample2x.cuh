@@ -13,17 +13,24 @@
 namespace segblocks {
 namespace cuda {
 
-// A thread computes a 2x2 output quad from 9 input packs: unbounded, 108 registers (sm_90,
-// half, 16-byte packs) allow 2 blocks of 256 threads per SM; at most 80 allow 3, with 68
-// bytes spilled (see MinBlocksPerSM).
-// The units' side (u, input) from which a thread computes two outputs at once
-// (with_upsample2x_units' pairs_min_side: the host harness tests both elements on every side).
-constexpr int64_t kUpsamplePairsMinSide = 4;
+// The outputs a thread of upsample2x_units computes (upsample2x_units_patch_element): one,
+// a pair in a row, or a 2x2 quad; kAuto picks by size (upsample2x_units_patch). Forced
+// through SEGBLOCKS_UPSAMPLE_UNITS_PATCH (upsample2x_launch.cpp) for A/B measurements, and by
+// the host harness, which tests each on every geometry.
+enum class UpsamplePatch : int { kAuto = 0, kOne = 1, kPair = 2, kQuad = 4 };
 
-template <typename scalar_t, typename D>
-struct MinBlocksPerSM<Upsample2xUnitsParams<scalar_t, D>> {
-  static constexpr int value = 3;
-};
+// Measured on the H100 (node_profile.py and Nsight Compute, RN18 at 40%, benchmarks/results/steps/59-*):
+// quads need 80 registers (108 unbounded: 68 bytes spilled at 80), pairs 80, single
+// outputs fewer; with units of 2 px no window lies inside its unit and fewer threads only
+// lose (quads: 9.0 -> 13.0 us at batch 1).
+// The register bound of the one-output element (pairs and quads: 3 blocks, 80 registers).
+constexpr int kOneOutputMinBlocks = 4;
+
+inline UpsamplePatch upsample2x_units_patch(int64_t u, int64_t outputs, UpsamplePatch forced) {
+  if (forced != UpsamplePatch::kAuto) return forced;
+  if (u < 4) return UpsamplePatch::kOne;
+  return outputs / 4 >= (int64_t(1) << 19) ? UpsamplePatch::kQuad : UpsamplePatch::kPair;
+}
 
 // out / out_strides: the output, or the interior of padded tiles (the pixel (0, 0) of tile 0's
 // interior and the padded tensor's strides); post_scale / post_shift (or nullptr): the
@@ -34,14 +41,18 @@ void with_upsample2x_units(const scalar_t* highres, Strides4 highres_strides, co
                            Strides4 out_strides, const scalar_t* post_scale, const scalar_t* post_shift,
                            const int64_t* hr_pos, const int64_t* lr_pos, const int32_t* block_map,
                            const BlockGrid& g, bool quartered, bool channels_last, bool index32, Run&& run,
-                           int64_t pairs_min_side = kUpsamplePairsMinSide) {
+                           UpsamplePatch patch = UpsamplePatch::kAuto) {
   const int64_t side = g.hr_side;  // the output units: u = h/2 upsampled x2
   const int64_t total = (4 * g.num_highres + g.num_lowres) * g.channels * side * side;
   if (total == 0) return;
+  // the epilogue's scale and shift are read in packs too (PostPack)
+  const Strides4 vector{0, 1, 0, 0};
   const std::initializer_list<PackCheck> tensors{{highres, highres_strides, g.num_highres == 0},
                                                  {lowres, lowres_strides, g.num_lowres == 0},
                                                  {skip, skip_strides, skip == nullptr},
-                                                 {out, out_strides, false}};
+                                                 {out, out_strides, false},
+                                                 {post_scale, vector, post_scale == nullptr},
+                                                 {post_shift, vector, post_shift == nullptr}};
   with_pack_layout_and_index<scalar_t>(channels_last, g.channels, tensors, index32, [&](auto pack, auto layout, auto div) {
     constexpr int kPack = decltype(pack)::value;
     using D = decltype(div);
@@ -51,16 +62,19 @@ void with_upsample2x_units(const scalar_t* highres, Strides4 highres_strides, co
                      skip, skip_strides, out, out_strides, {post_scale, post_shift}, GridIndexer<D>(g),
                      D(g.channels / kPack), D(side), 4 * g.num_highres};
     constexpr bool kCl = decltype(layout)::value;
-    if (g.hr_side / 2 >= pairs_min_side) {
-      // one thread per output pair and channel pack: 6 input packs for 2 outputs
-      run.template operator()<Params, &upsample2x_units_quad_element<CudaCvt<scalar_t>, kCl, D, kPack, 1>>(
-          prm, total / (2 * kPack));
-    } else {
-      // units of 1-2 px: no window lies inside its unit, and quads or pairs would leave the
-      // GPU with too few threads (node_profile.py, RN18 batch 1: 9.0 against 13.0 us for
-      // the decoder's first upsampling, units of 2 px, in quads)
-      run.template operator()<Params, &upsample2x_units_element<CudaCvt<scalar_t>, kCl, D, kPack>>(prm,
-                                                                                                 total / kPack);
+    const int64_t packs = total / kPack;  // output pixels x channel packs
+    switch (upsample2x_units_patch(g.hr_side / 2, packs, patch)) {
+      case UpsamplePatch::kQuad:
+        run.template operator()<Params, &upsample2x_units_patch_element<CudaCvt<scalar_t>, kCl, D, kPack, 2, 2>, 3>(
+            prm, packs / 4);
+        break;
+      case UpsamplePatch::kPair:
+        run.template operator()<Params, &upsample2x_units_patch_element<CudaCvt<scalar_t>, kCl, D, kPack, 1, 2>, 3>(
+            prm, packs / 2);
+        break;
+      default:
+        run.template operator()<Params, &upsample2x_units_patch_element<CudaCvt<scalar_t>, kCl, D, kPack, 1, 1>,
+                                kOneOutputMinBlocks>(prm, packs);
     }
   });
 }

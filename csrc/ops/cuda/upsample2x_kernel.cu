@@ -13,10 +13,10 @@ cudaError_t launch_upsample2x_units(const scalar_t* highres, Strides4 highres_st
                                     scalar_t* out, Strides4 out_strides, const scalar_t* post_scale,
                                     const scalar_t* post_shift, const int64_t* hr_pos, const int64_t* lr_pos,
                                     const int32_t* block_map, const BlockGrid& grid, bool quartered,
-                                    bool channels_last, bool index32, cudaStream_t stream) {
+                                    bool channels_last, bool index32, int patch, cudaStream_t stream) {
   with_upsample2x_units(highres, highres_strides, lowres, lowres_strides, skip, skip_strides, out, out_strides,
                         post_scale, post_shift, hr_pos, lr_pos, block_map, grid, quartered, channels_last, index32,
-                        LaunchOnStream{stream});
+                        LaunchOnStream{stream}, static_cast<UpsamplePatch>(patch));
   return cudaGetLastError();
 }
 
@@ -33,7 +33,7 @@ cudaError_t launch_upsample2x_dense(const scalar_t* x, Strides4 strides, const s
   template cudaError_t launch_upsample2x_units<T>(const T*, Strides4, const T*, Strides4, const T*, Strides4, \
                                                   T*, Strides4, const T*, const T*, const int64_t*,           \
                                                   const int64_t*, const int32_t*,                             \
-                                                  const BlockGrid&, bool, bool, bool, cudaStream_t);          \
+                                                  const BlockGrid&, bool, bool, bool, int, cudaStream_t);     \
   template cudaError_t launch_upsample2x_dense<T>(const T*, Strides4, const T*, Strides4, T*, int64_t,        \
                                                   int64_t, int64_t, int64_t, bool, bool, cudaStream_t);
 

@@ -4,6 +4,8 @@
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <optional>
 
 #include "ops/block_checks.h"
@@ -22,6 +24,19 @@ const typename CudaScalar<scalar_t>::type* skip_data(const std::optional<at::Ten
 
 Strides4 skip_strides(const std::optional<at::Tensor>& skip) {
   return skip.has_value() ? strides_of(*skip) : Strides4{0, 0, 0, 0};
+}
+
+// The outputs per thread of the units kernel (UpsamplePatch, upsample2x.cuh): chosen by size,
+// unless SEGBLOCKS_UPSAMPLE_UNITS_PATCH is "one", "pair" or "quad" (A/B measurements:
+// node_profile.py, gpu_round.sh abpatch; gpu_parity.py checks each).
+int upsample_units_patch_from_env() {
+  const char* v = std::getenv("SEGBLOCKS_UPSAMPLE_UNITS_PATCH");
+  // the values of UpsamplePatch (ops/cuda/upsample2x.cuh, a CUDA header)
+  if (v == nullptr || *v == '\0' || std::strcmp(v, "auto") == 0) return 0;
+  if (std::strcmp(v, "one") == 0) return 1;
+  if (std::strcmp(v, "pair") == 0) return 2;
+  if (std::strcmp(v, "quad") == 0) return 4;
+  TORCH_CHECK(false, "SEGBLOCKS_UPSAMPLE_UNITS_PATCH must be auto, one, pair or quad, not '", v, "'");
 }
 
 // padding > 0: the output is the padded tiles of a zero-padded convolution; the upsampling
@@ -48,13 +63,14 @@ at::Tensor upsample2x_units_cuda(const at::Tensor& highres, const at::Tensor& lo
   const bool index32 = fits_index32({highres, lowres, out, skip.value_or(out)}, g);
   const bool channels_last = format == at::MemoryFormat::ChannelsLast;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const int patch = upsample_units_patch_from_env();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, highres.scalar_type(), "segblocks_upsample2x_units_cuda", [&] {
     C10_CUDA_CHECK(launch_upsample2x_units(
         cuda_data<scalar_t>(highres), strides_of(highres), cuda_data<scalar_t>(lowres), strides_of(lowres),
         skip_data<scalar_t>(skip), skip_strides(skip), cuda_mutable_data<scalar_t>(interior), strides_of(interior),
         scale.defined() ? cuda_data<scalar_t>(scale) : nullptr, shift.defined() ? cuda_data<scalar_t>(shift) : nullptr,
         hr_p.const_data_ptr<int64_t>(), lr_p.const_data_ptr<int64_t>(), bm.const_data_ptr<int32_t>(), g,
-        quartered, channels_last, index32, stream));
+        quartered, channels_last, index32, patch, stream));
     if (padding > 0) {
       BlockGrid out_grid = g;  // the output's high-res blocks: one stride finer
       out_grid.hr_side = 2 * g.hr_side;
