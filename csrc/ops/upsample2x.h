@@ -23,8 +23,8 @@
 // h0 * (w0 * x00 + w1 * x01) + h1 * (w0 * x10 + w1 * x11) in acc_t, rounded to the dtype;
 // with a skip, that rounded value plus the skip, rounded again (as `up + skip` would be).
 // On the GPU, channels_last maps with a channel count that fills 16-byte packs run one
-// thread per output pixel and pack (dense), or per 2x2 output quad and pack (units:
-// upsample2x_units_quad_element; the CPU op runs upsample2x_units_element, one per output).
+// thread per output pixel and pack (dense), or per patch of 1, 2 or 4 outputs and pack (units:
+// upsample2x_units_patch_element; the CPU op runs upsample2x_units_element, one per output).
 //
 // Torch-free and CUDA-free: the CPU and CUDA kernels run these element functions.
 #pragma once

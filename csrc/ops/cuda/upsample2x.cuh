@@ -1,7 +1,7 @@
 // Bilinear x2 (+ skip) on the GPU: Params for the element functions of ops/upsample2x.h
-// (one thread per output element, or per 16-byte pack of channels in channels_last, of the
-// dense op; per 2x2 output quad and pack of the units op; grid-stride loop). The launchers are in upsample2x_kernel.cu; test/cuda_kernels_host.cu
-// runs the same element functions on the CPU.
+// (dense: one thread per output element, or per 16-byte pack of channels in channels_last;
+// units: per patch of 1, 2 or 4 outputs and pack; grid-stride loop). The launchers are in
+// upsample2x_kernel.cu; test/cuda_kernels_host.cu runs the same element functions on the CPU.
 #pragma once
 
 #include <initializer_list>
@@ -14,22 +14,22 @@ namespace segblocks {
 namespace cuda {
 
 // The outputs a thread of upsample2x_units computes (upsample2x_units_patch_element): one,
-// a pair in a row, or a 2x2 quad; kAuto picks by size (upsample2x_units_patch). Forced
+// a pair in a row, or a 2x2 quad; kAuto picks by the units' side (upsample2x_units_patch). Forced
 // through SEGBLOCKS_UPSAMPLE_UNITS_PATCH (upsample2x_launch.cpp) for A/B measurements, and by
 // the host harness, which tests each on every geometry.
 enum class UpsamplePatch : int { kAuto = 0, kOne = 1, kPair = 2, kQuad = 4 };
 
-// Measured on the H100 (node_profile.py and Nsight Compute, RN18 at 40%, benchmarks/results/steps/59-*):
-// quads need 80 registers (108 unbounded: 68 bytes spilled at 80), pairs 80, single
-// outputs fewer; with units of 2 px no window lies inside its unit and fewer threads only
-// lose (quads: 9.0 -> 13.0 us at batch 1).
-// The register bound of the one-output element (pairs and quads: 3 blocks, 80 registers).
-constexpr int kOneOutputMinBlocks = 4;
+// Measured on the H100 (node_profile.py, RN18 at 40%, each patch forced; benchmarks/results/
+// steps/59-patch-*): units of 2 px (no window inside its unit): one 5.0, pair 6.5, quad 7.7 us
+// at batch 1; units of 4 px: quad 9.0 / 26.4 us at batch 1 / 4 against 9.8 / 30.5 (one) and
+// 9.8 / 30.6 (pair); units of 8 px: quad 23.9 / 97.7 against 27.4 / 109.7 and 27.6 / 113.3.
+// The best patch followed the units' side at both batch sizes. Quads need 80 registers
+// (sm_90, half, 16-byte packs; 3 blocks of 256 threads per SM), pairs 72, one output 64 (4).
+constexpr int kOneOutputMinBlocks = 4;  // the register bound of the one-output element
 
-inline UpsamplePatch upsample2x_units_patch(int64_t u, int64_t outputs, UpsamplePatch forced) {
+inline UpsamplePatch upsample2x_units_patch(int64_t u, UpsamplePatch forced) {
   if (forced != UpsamplePatch::kAuto) return forced;
-  if (u < 4) return UpsamplePatch::kOne;
-  return outputs / 4 >= (int64_t(1) << 19) ? UpsamplePatch::kQuad : UpsamplePatch::kPair;
+  return u < 4 ? UpsamplePatch::kOne : UpsamplePatch::kQuad;
 }
 
 // out / out_strides: the output, or the interior of padded tiles (the pixel (0, 0) of tile 0's
@@ -63,7 +63,7 @@ void with_upsample2x_units(const scalar_t* highres, Strides4 highres_strides, co
                      D(g.channels / kPack), D(side), 4 * g.num_highres};
     constexpr bool kCl = decltype(layout)::value;
     const int64_t packs = total / kPack;  // output pixels x channel packs
-    switch (upsample2x_units_patch(g.hr_side / 2, packs, patch)) {
+    switch (upsample2x_units_patch(g.hr_side / 2, patch)) {
       case UpsamplePatch::kQuad:
         run.template operator()<Params, &upsample2x_units_patch_element<CudaCvt<scalar_t>, kCl, D, kPack, 2, 2>, 3>(
             prm, packs / 4);
