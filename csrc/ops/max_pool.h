@@ -53,26 +53,33 @@ struct MaxOfPack {
   }
   SEGBLOCKS_HOST_DEVICE void add(const P& x) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    if constexpr (kPack % 2 == 0 && std::is_same<scalar_t, __half>::value) {
+    constexpr bool kHalf2 = kPack % 2 == 0 && std::is_same<scalar_t, __half>::value;
+    constexpr bool kBf162 = kPack % 2 == 0 && std::is_same<scalar_t, __nv_bfloat16>::value;
+#else
+    constexpr bool kHalf2 = false, kBf162 = false;
+#endif
+    if constexpr (kHalf2) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
       SEGBLOCKS_UNROLL
       for (int l = 0; l < kPack; l += 2) {
         *reinterpret_cast<__half2*>(&best.v[l]) =
             __hmax2_nan(*reinterpret_cast<const __half2*>(&best.v[l]), *reinterpret_cast<const __half2*>(&x.v[l]));
       }
-      return;
-    } else if constexpr (kPack % 2 == 0 && std::is_same<scalar_t, __nv_bfloat16>::value) {
+#endif
+    } else if constexpr (kBf162) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
       SEGBLOCKS_UNROLL
       for (int l = 0; l < kPack; l += 2) {
         *reinterpret_cast<__nv_bfloat162*>(&best.v[l]) = __hmax2_nan(
             *reinterpret_cast<const __nv_bfloat162*>(&best.v[l]), *reinterpret_cast<const __nv_bfloat162*>(&x.v[l]));
       }
-      return;
-    }
 #endif
-    SEGBLOCKS_UNROLL
-    for (int l = 0; l < kPack; ++l) {
-      const auto v = Cvt::to_acc(x.v[l]);
-      if (v > Cvt::to_acc(best.v[l]) || v != v) best.v[l] = x.v[l];
+    } else {
+      SEGBLOCKS_UNROLL
+      for (int l = 0; l < kPack; ++l) {
+        const auto v = Cvt::to_acc(x.v[l]);
+        if (v > Cvt::to_acc(best.v[l]) || v != v) best.v[l] = x.v[l];
+      }
     }
   }
   SEGBLOCKS_HOST_DEVICE void add(const scalar_t* p) { add(load_pack<scalar_t, kPack>(p)); }

@@ -25,8 +25,8 @@ struct AccPack {
   using acc_t = typename Cvt::acc_t;
   acc_t v[kPack];
 
-  SEGBLOCKS_HOST_DEVICE void load(const scalar_t* p) { set(load_pack<scalar_t, kPack>(p)); }
-  SEGBLOCKS_HOST_DEVICE void set(const Pack<scalar_t, kPack>& x) {
+  SEGBLOCKS_HOST_DEVICE void load(const scalar_t* p) {
+    const auto x = load_pack<scalar_t, kPack>(p);
     SEGBLOCKS_UNROLL
     for (int l = 0; l < kPack; ++l) v[l] = Cvt::to_acc(x.v[l]);
   }

@@ -26,8 +26,8 @@ Strides4 skip_strides(const std::optional<at::Tensor>& skip) {
   return skip.has_value() ? strides_of(*skip) : Strides4{0, 0, 0, 0};
 }
 
-// The outputs per thread of the units kernel (UpsamplePatch, upsample2x.cuh): chosen by size,
-// unless SEGBLOCKS_UPSAMPLE_UNITS_PATCH is "one", "pair" or "quad" (A/B measurements:
+// The outputs per thread of the units kernel (UpsamplePatch, upsample2x.cuh): chosen by the
+// units' side, unless SEGBLOCKS_UPSAMPLE_UNITS_PATCH is "one", "pair" or "quad" (A/B measurements:
 // node_profile.py, gpu_round.sh abpatch; gpu_parity.py checks each).
 int upsample_units_patch_from_env() {
   const char* v = std::getenv("SEGBLOCKS_UPSAMPLE_UNITS_PATCH");
