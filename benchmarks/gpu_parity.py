@@ -87,8 +87,8 @@ def with_patch(patch: str, check: Callable[[], object]) -> Callable[[], object]:
 
 def upsample2x_units_large(device: str, hr_side: int, padding: int, post: bool) -> None:
     """upsample2x_units at a decoder's size (128 channels, fp16, channels_last; units of
-    hr_side / 2 px): enough work for the size rule to pick quads (units of 8 px) or pairs
-    (4 px); against the reference."""
+    hr_side / 2 px): enough work for the size rule to pick one output per thread (units of
+    2 px) or quads (4 and 8 px); against the reference."""
     geometry = cases.Geometry("large", 2, 8, 16, hr_side, "mixed", seed=7)
     lay = geometry.layout(device)
     u, c, dt_ = hr_side // 2, 128, torch.float16
@@ -101,6 +101,25 @@ def upsample2x_units_large(device: str, hr_side: int, padding: int, post: bool) 
     torch.testing.assert_close(got, cases._reference.upsample2x_units(hr, lr, *args))
 
 
+def upsample_argmax_large(device: str, factor: int) -> None:
+    """The fused head at a decoder's size (19 classes, fp16, channels_last; tiles of 16 px,
+    the units and the dense map): many tiles and rows per factor, against the reference's
+    upsampled logits."""
+    geometry = cases.Geometry("large-head", 2, 4, 8, 32, "mixed", seed=8)
+    lay = geometry.layout(device)
+    b, c, dt_ = geometry.hr_side, 19, torch.float16
+    hr = cases.make_tensor((lay.num_highres, c, b, b), dt_, device, "channels_last", 4)
+    lr = cases.make_tensor((lay.num_lowres, c, b // 2, b // 2), dt_, device, "channels_last", 5)
+    args = (lay.hr_pos, lay.lr_pos, lay.block_map)
+    units = cases._reference.block_pad_units(hr, lr, *args, 1, "replicate").contiguous(
+        memory_format=torch.channels_last)
+    got = torch.ops.segblocks.upsample_argmax_units(units, *args, factor)
+    cases.assert_labels_match(got, cases._reference.upsample_logits(hr, lr, *args, factor))
+    x = cases.make_tensor((2, c, 4 * b, 8 * b), dt_, device, "channels_last", 6)
+    got = torch.ops.segblocks.upsample_argmax_dense(x, factor)
+    cases.assert_labels_match(got, cases._reference.upsample_logits_dense(x, factor))
+
+
 def run_parity(rec: Recorder, device: str) -> None:
     start = time.perf_counter()
     n_before = rec.cases
@@ -109,12 +128,14 @@ def run_parity(rec: Recorder, device: str) -> None:
     if device == "cuda":  # conv3x3_units has a CUDA kernel only
         for name, check in cases.conv_units_cases(device):
             rec.run(f"parity/{name}", check)
+        for factor in cases.HEAD_FACTORS:
+            rec.run(f"parity/upsample_argmax-large-f{factor}", lambda f=factor: upsample_argmax_large(device, f))
         # every CUDA element of upsample2x_units, on every case, and at a decoder's size
         for patch in ("auto",) + PATCHES:
             for case in cases.parity_cases():
                 if case.op.startswith("upsample2x_units") and patch != "auto":
                     rec.run(f"parity/patch-{patch}/{case.id}", with_patch(patch, lambda case=case: case.run(device)))
-            for hr_side in (8, 16):
+            for hr_side in (4, 8, 16):
                 for padding, post in ((0, False), (1, True)):
                     rec.run(f"parity/patch-{patch}/upsample2x_units-large-side{hr_side}-p{padding}",
                             with_patch(patch, lambda h=hr_side, p=padding, q=post:
