@@ -1,5 +1,5 @@
 """How fast is each built CUTLASS configuration of ``ops.conv_into_`` against cuDNN, per
-SwiftNet-RN18 3x3 convolution? (GPU probe; needs the Hopper build with segblocks_core._cutlass.)
+SwiftNet-RN18 3x3 convolution and for the 7x7 stem? (GPU probe; needs the Hopper build with segblocks_core._cutlass.)
 
 For the units convolutions at 40% high-res (the tiles the executor runs: [U, C, s+2, s+2]
 BlockPad-ed, no padding, output [U, K, s, s]) at batch 1 and 4, and the static network's
@@ -48,16 +48,28 @@ SHAPES += [
     ("b1 layer4 dense", 1, 512, (32, 64), 512, 1, 1, True),
     ("b4 layer1 dense", 4, 64, (256, 512), 64, 1, 1, True),
 ]
+# The stem (7x7 stride 2, 64 outputs): the BlockPad-ed tiles split_padded_frames writes at 40%
+# high-res (51 high-res blocks of 128 px, 77 low-res of 64 px, padding 3, at batch 1) and the
+# static network's dense padded image; with the executor's 4 input channels (cuDNN only: the
+# CUTLASS kernels' TMA needs 8) and with 8 (the image's 3 channels zero-padded to 8)
+for batch in (1, 4):
+    for c in (4, 8):
+        SHAPES += [
+            (f"b{batch} stem c{c} lr tiles", 77 * batch, c, 70, 64, 2, 0, False, 7),
+            (f"b{batch} stem c{c} hr tiles", 51 * batch, c, 134, 64, 2, 0, False, 7),
+            (f"b{batch} stem c{c} dense", batch, c, (1024, 2048), 64, 2, 3, False, 7),
+        ]
 
 
-def case(n, c, side, k, stride, padding, residual, seed=0):
+def case(n, c, side, k, stride, padding, residual, kernel=3, seed=0):
     gen = torch.Generator().manual_seed(seed)
     h, w = (side, side) if isinstance(side, int) else side
     cl = torch.channels_last
     x = torch.randn(n, c, h, w, generator=gen).half().cuda().contiguous(memory_format=cl)
-    wt = (torch.randn(k, c, 3, 3, generator=gen) / (3 * c ** 0.5)).half().cuda().contiguous(memory_format=cl)
+    wt = (torch.randn(k, c, kernel, kernel, generator=gen) / (kernel * c ** 0.5)).half().cuda().contiguous(
+        memory_format=cl)
     b = (torch.randn(k, generator=gen) * 0.1).half().cuda()
-    ho, wo = (h + 2 * padding - 3) // stride + 1, (w + 2 * padding - 3) // stride + 1
+    ho, wo = (h + 2 * padding - kernel) // stride + 1, (w + 2 * padding - kernel) // stride + 1
     res = torch.randn(n, k, ho, wo, generator=gen).half().cuda().contiguous(memory_format=cl) if residual else None
     out = torch.empty(n, k, ho, wo, dtype=torch.float16, device="cuda", memory_format=cl)
     return x, wt, b, res, out
@@ -78,8 +90,8 @@ def main() -> int:
         return 1
     rows = []
     with cudnn_autotuning():
-        for label, n, c, side, k, stride, padding, residual in shapes:
-            x, wt, b, res, out = case(n, c, side, k, stride, padding, residual)
+        for label, n, c, side, k, stride, padding, residual, *kernel in shapes:
+            x, wt, b, res, out = case(n, c, side, k, stride, padding, residual, *kernel)
             conv_args = (x, wt, b, (stride, stride), (padding, padding), (1, 1), 1, res)
             want = fused._WAYS["fused"](*conv_args)
             row = {"shape": label, "x": list(x.shape), "weight": list(wt.shape), "stride": stride,
@@ -94,7 +106,8 @@ def main() -> int:
                         "max_abs_diff": err}
                 except RuntimeError as exc:
                     row[name] = {"error": str(exc).splitlines()[0][:200]}
-            best = min((v["us"], nm) for nm, v in row.items() if isinstance(v, dict) and "us" in v)
+            best = min([(v["us"], nm) for nm, v in row.items() if isinstance(v, dict) and "us" in v] or
+                       [(float("nan"), "-")])
             print(f"{label:24s} cudnn {row['cudnn_us']:7.1f} us  best {best[1]:24s} {best[0]:7.1f} us  " +
                   " ".join(f"{nm}={v['us']:.1f}" if "us" in v else f"{nm}=x"
                            for nm, v in row.items() if isinstance(v, dict)), flush=True)
