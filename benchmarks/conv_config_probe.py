@@ -1,5 +1,6 @@
 """How fast is each built CUTLASS configuration of ``ops.conv_into_`` against cuDNN, per
-SwiftNet-RN18 3x3 convolution and for the 7x7 stem? (GPU probe; needs the Hopper build with segblocks_core._cutlass.)
+SwiftNet-RN18 3x3 convolution and for the 7x7 stem? (GPU probe; needs the Hopper build with
+segblocks_core._cutlass.)
 
 For the units convolutions at 40% high-res (the tiles the executor runs: [U, C, s+2, s+2]
 BlockPad-ed, no padding, output [U, K, s, s]) at batch 1 and 4, and the static network's
@@ -31,8 +32,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from segblocks_core import fused, ops  # noqa: E402
 from segblocks_core.fastpath import cudnn_autotuning  # noqa: E402
 
-# (name, N, C, H=W or (H, W), K, stride, padding, residual): RN18 units at 40% high-res
-# (U = 359 tiles at batch 1, 1436 at batch 4), then the static network's dense convolutions
+# (name, N, C, H=W or (H, W), K, stride, padding, residual[, kernel side, 3 if left out]): RN18
+# units at 40% high-res (U = 359 tiles at batch 1, 1436 at batch 4), then the static network's
+# dense convolutions
 SHAPES = []
 for batch, units in ((1, 359), (4, 1436)):
     SHAPES += [
