@@ -39,6 +39,8 @@
 #             eager RN18 run at 40% (node_profile.py --profile-once; NCU_BATCH, default 4)
 #   abpatch   node_profile.py RN18 at 40%, batch 1 and 4, with upsample2x_units' CUDA kernel forced to
 #             each patch of outputs per thread (SEGBLOCKS_UPSAMPLE_UNITS_PATCH: one, pair, quad)
+#   halfresstem  halfres_stem_probe.py: the stem's low-res half as the dense stem of the half-resolution
+#             image against the low-res tiles (cuDNN only; needs no build)
 #   abpersistent  bench_gpu.py RN18 subsets (tau 0.5; AB_BATCHES, default 1,4): as is and
 #             --no-persistent-cutlass (CUTLASS's own convolution kernel only)
 #   ab        bench_gpu.py RN18 subsets: as is, with --space-to-depth, and with whole blocks in
@@ -170,6 +172,8 @@ for s in "$@"; do
             --batch "$batch" --fraction 0.4 --iters 20 --json "$R/node-profile-rn18-b$batch-$patch.json"
         done
       done ;;
+    halfresstem)
+      stage halfresstem $PY benchmarks/halfres_stem_probe.py --json "$R/halfres-stem-probe.json" ;;
     abpersistent)
       ab_pair persistent --no-persistent-cutlass ;;
     ab)

@@ -100,6 +100,29 @@ def test_block_pad_all_hr_equals_zero_padded_dense_windows():
     torch.testing.assert_close(hr[0], padded[0, :, 0:8, 0:8])
 
 
+@pytest.mark.parametrize("grid_name", list(GRIDS))
+@pytest.mark.parametrize("side,p", [(4, 1), (4, 3), (8, 3), (2, 3)])
+def test_split_padded_lowres_tiles_are_windows_of_the_half_resolution_image(grid_name, side, p):
+    """Every value a low-res block's BlockPad-ed tile holds (interior, halo over low- and
+    high-res neighbours, even p px deep across several cells, zero border) is a pixel of the
+    map's 2x2-mean half-resolution image: the tile is that image's zero-padded window at the
+    block's cell. So a zero-padded convolution of the half-resolution image gives the low-res
+    blocks' outputs (the premise of benchmarks/halfres_stem_probe.py for the stem)."""
+    grid = GRIDS[grid_name]
+    x, blocks = make_blocks(grid, side)
+    with ops.use_backend("reference"):
+        (_, lr_tiles), pad = ops.split_padded(x, blocks.layout, side, p).padded
+    assert pad == p
+    half = F.pad(F.avg_pool2d(x, 2), (p, p, p, p))
+    s = side // 2
+    lr_cells = [(n, r, c) for n in range(grid.shape[0]) for r in range(grid.shape[1]) for c in range(grid.shape[2])
+                if not grid[n, r, c]]
+    assert lr_tiles.shape[0] == len(lr_cells)
+    for k, (n, r, c) in enumerate(lr_cells):
+        torch.testing.assert_close(lr_tiles[k], half[n, :, r * s:(r + 1) * s + 2 * p, c * s:(c + 1) * s + 2 * p],
+                                   rtol=0, atol=1e-12)
+
+
 def test_split_definition_and_order():
     x, blocks = make_blocks(MIXED, 4)
     layout = blocks.layout
