@@ -47,11 +47,13 @@ def lowres_tiles(image: torch.Tensor, cells: torch.Tensor, grid_w: int, side: in
 
 
 def gather_blocks(out: torch.Tensor, cells: torch.Tensor, side: int) -> torch.Tensor:
-    """The [K, C, side, side] blocks of the dense map ``out`` at the flat cell indices."""
+    """The [K, C, side, side] blocks (channels_last) of the channels_last dense map ``out`` at
+    the flat cell indices: one gather of the selected blocks, no copy of the whole map."""
     n, c, h, w = out.shape
     gh, gw = h // side, w // side
-    blocks = out.reshape(n, c, gh, side, gw, side).permute(0, 2, 4, 1, 3, 5).reshape(n * gh * gw, c, side, side)
-    return blocks.index_select(0, cells).contiguous(memory_format=torch.channels_last)
+    pixels = out.permute(0, 2, 3, 1).view(n, gh, side, gw, side, c).permute(0, 1, 3, 2, 4, 5)  # [n, gh, gw, s, s, c]
+    img, rem = cells // (gh * gw), cells % (gh * gw)
+    return pixels[img, rem // gw, rem % gw].permute(0, 3, 1, 2)
 
 
 def main() -> int:
