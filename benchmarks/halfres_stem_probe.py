@@ -7,6 +7,7 @@ blocks' cells. This probe times, per batch (fp16, channels_last, cudnn.benchmark
 graphs; 4 input channels as the executor's stem; 2048x1024 frames, blocks of 128 px, 40%
 high-res: 77 low-res cells of 128 at batch 1):
 
+  (each with bias and ReLU as PyTorch runs them, and as the convolution alone: *_conv_us)
   tiles     the executor's way: the [Nl, 4, 70, 70] BlockPad-ed low-res tiles
   dense     the half-resolution image [N, 4, 512, 1024] with padding 3
   gather    index_select of the low-res blocks' [64, 32, 32] outputs out of the dense output
@@ -89,6 +90,11 @@ def main() -> int:
                 "tiles_us": cuda_graph_median_ms(lambda: F.relu(F.conv2d(tiles, w, b, stride=2))) * 1e3,
                 "halfres_dense_us": cuda_graph_median_ms(
                     lambda: F.relu(F.conv2d(half, w, b, stride=2, padding=3))) * 1e3,
+                # the convolutions alone (no bias, no ReLU: PyTorch adds those in passes over
+                # the output, which the executor's fused epilogue does not pay)
+                "tiles_conv_us": cuda_graph_median_ms(lambda: F.conv2d(tiles, w, stride=2)) * 1e3,
+                "halfres_dense_conv_us": cuda_graph_median_ms(
+                    lambda: F.conv2d(half, w, stride=2, padding=3)) * 1e3,
                 "gather_us": cuda_graph_median_ms(lambda: gather_blocks(dense, cells, side // 2)) * 1e3,
                 "fullres_dense_us": cuda_graph_median_ms(
                     lambda: F.relu(F.conv2d(full, w, b, stride=2, padding=3))) * 1e3,

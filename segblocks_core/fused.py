@@ -181,8 +181,8 @@ _CUTLASS: contextvars.ContextVar[bool] = contextvars.ContextVar("segblocks_cutla
 _CUTLASS_PERSISTENT: contextvars.ContextVar[bool] = contextvars.ContextVar("segblocks_cutlass_persistent",
                                                                             default=True)
 # name endings of the persistent configurations (conv_cutlass_persistent.cuh: ping-pong,
-# cooperative with the stream-K scheduler)
-PERSISTENT_CUTLASS_SCHEDULES = ("pingpong", "streamk")
+# cooperative with the stream-K scheduler, cooperative)
+PERSISTENT_CUTLASS_SCHEDULES = ("pingpong", "streamk", "coop")
 
 
 @contextlib.contextmanager

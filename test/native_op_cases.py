@@ -692,7 +692,10 @@ def parity_cases() -> Iterator[Case]:
         dtypes = DTYPES
         if op in ("split_padded_frames", "cell_complexity_frames"):  # uint8 frames in, normalize_frames' dtypes
             layouts, dtypes = ("contiguous",), ("f32", "f16", "bf16")
-        geometries = WINDOW_GEOMETRIES if op.startswith(("max_pool_units", "upsample2x_units")) else GEOMETRIES
+        # (split_padded_frames: side16's interiors run the CUDA kernel's two-pixel path as the
+        # executor's 128-px blocks do)
+        geometries = (WINDOW_GEOMETRIES if op.startswith(("max_pool_units", "upsample2x_units"))
+                      or op == "split_padded_frames" else GEOMETRIES)
         for dtype, layout, geometry in itertools.product(dtypes, layouts, geometries):
             if op.startswith("block_pad"):
                 for pad in PADS:

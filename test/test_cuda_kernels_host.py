@@ -314,11 +314,12 @@ def test_normalize_frames(lib, dtype, channels):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=["f32", "f16", "bf16"])
 @pytest.mark.parametrize("channels", [3, 4])
 @pytest.mark.parametrize("padding", [1, 3])
-@GEOMETRIES
+@WINDOW_GEOMETRIES
 def test_split_padded_frames(lib, geometry, padding, channels, dtype, index32):
     """The stem's padded blocks straight from uint8 frames (normalised as they are read; the
-    8-byte pack path for 4 half or bfloat16 channels): bitwise normalize_frames +
-    split_padded of the reference."""
+    8-byte pack path for 4 half or bfloat16 channels; with 4 channels and blocks of a
+    multiple of 4 px, two pixels per thread): bitwise normalize_frames + split_padded of the
+    reference."""
     from segblocks_core.engine import _norm_constants
 
     lay = geometry.layout("cpu")

@@ -376,9 +376,10 @@ def test_cutlass_config_indices_follow_cutlass_convs(monkeypatch):
     ``cutlass_convs(persistent=False)`` (the A/B of ``--no-persistent-cutlass``), none under
     ``cutlass_convs(False)``; with no kernels built, none."""
     from segblocks_core import fused
-    names = ("128x64x64_s4", "64x128x64_s4_pingpong", "64x64x64_s4", "128x128x64_s4_streamk")
+    names = ("128x64x64_s4", "64x128x64_s4_pingpong", "64x64x64_s4", "128x128x64_s4_streamk",
+             "256x64x64_s0_coop")
     monkeypatch.setattr(ops, "cutlass_conv_configs", lambda: names)
-    assert fused.cutlass_config_indices() == (0, 1, 2, 3)
+    assert fused.cutlass_config_indices() == (0, 1, 2, 3, 4)
     with fused.cutlass_convs(True, persistent=False):
         assert fused.cutlass_config_indices() == (0, 2)
     with fused.cutlass_convs(False):
@@ -423,7 +424,7 @@ def test_cutlass_conv_applies_only_to_what_the_kernels_run(monkeypatch):
 def test_cutlass_configuration_list_matches_its_sources():
     """configs.h names each CUTLASS configuration once, in config-index order, and each has
     the one conv_<name>.cu that defines it with the matching kernel kind (persistent names
-    end in _pingpong / _streamk and use ConvCutlassPersistentConfig with kind 1 / 2, the
+    end in _pingpong / _streamk / _coop and use ConvCutlassPersistentConfig with kind 1 / 2 / 3, the
     others ConvCutlassConfig), with tile and stages as named. A mismatch would only show as
     an undefined symbol when the Hopper build imports segblocks_core._cutlass (CPU check)."""
     import re
@@ -434,13 +435,14 @@ def test_cutlass_configuration_list_matches_its_sources():
     sources = {p.stem[len("conv_"):]: p.read_text() for p in folder.glob("conv_*.cu")}
     assert set(sources) == set(names)
     for name in names:
-        m = re.fullmatch(r"(\d+)x(\d+)x(\d+)_s(\d+)(?:_(pingpong|streamk))?", name)
+        m = re.fullmatch(r"(\d+)x(\d+)x(\d+)_s(\d+)(?:_(pingpong|streamk|coop))?", name)
         assert m, name
         tile, kind = m.groups()[:4], m.group(5)
         if kind is None:
             want = "ConvCutlassConfig<{}, {}, {}, {}>".format(*tile)
         else:
-            want = "ConvCutlassPersistentConfig<{}, {}, {}, {}, {}>".format(*tile, 1 if kind == "pingpong" else 2)
+            kinds = {"pingpong": 1, "streamk": 2, "coop": 3}
+            want = "ConvCutlassPersistentConfig<{}, {}, {}, {}, {}>".format(*tile, kinds[kind])
         assert f"SEGBLOCKS_DEFINE_CUTLASS_CONV({name}, {want})" in sources[name], name
 
 

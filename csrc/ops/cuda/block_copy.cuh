@@ -379,6 +379,95 @@ SEGBLOCKS_HOST_DEVICE void split_padded_element(const SplitPaddedParams<scalar_t
   *reinterpret_cast<P*>((out_lowres ? prm.lowres : prm.highres) + static_cast<int64_t>(e) * kPack) = out;
 }
 
+// split_padded_frames where one pack holds a whole pixel (the stem's 4 channels): two
+// horizontally adjacent output pixels per thread (padded rows of even width), one store of
+// both packs where it fits 16 bytes. The block's position, cell and row are found once per
+// pair; the normalisation constants are read once; a high-res tile's interior pixels are
+// copied without the block-map lookup (their cell is the tile's own, high-res). Values and
+// the order of the 2x2 mean's additions are split_padded_element's, pixel by pixel.
+// prm.hr_total counts pairs here.
+template <typename scalar_t, typename D, int kPack>
+SEGBLOCKS_HOST_DEVICE void split_padded_frames_pair_element(const SplitPaddedParams<scalar_t, D, FramesMap>& prm,
+                                                            int64_t linear) {
+  using index_t = typename D::index_t;
+  using acc_t = acc_type<scalar_t>;
+  using P = Pack<scalar_t, kPack>;
+  const bool out_lowres = linear >= prm.hr_total;
+  const index_t e = static_cast<index_t>(out_lowres ? linear - prm.hr_total : linear);
+  const D& wdiv = out_lowres ? prm.lr_padded_div : prm.hr_padded_div;
+  const index_t w = static_cast<index_t>(wdiv.divisor);
+  const index_t pixel = 2 * e, row = wdiv.div(pixel), j = pixel - row * w;
+  const index_t k = wdiv.div(row), i = row - k * w;
+  const index_t p = static_cast<index_t>(prm.padding);
+  const auto cell = cell_of_position(static_cast<index_t>(out_lowres ? prm.lr_pos[k] : prm.hr_pos[k]), prm.grid);
+  const index_t side = prm.grid.side(out_lowres);
+  const index_t y = cell.r * side + i - p, x0 = cell.c * side + j - p;
+  const bool row_in = y >= 0 && y < prm.grid.grid_h * side;
+  const bool row_interior = i >= p && i < p + side;
+  const index_t width = prm.grid.grid_w * side;
+  const FramesMap& m = prm.map;
+  float scale[3], shift[3];
+  SEGBLOCKS_UNROLL
+  for (int ch = 0; ch < 3; ++ch) {
+    scale[ch] = m.scale[ch];
+    shift[ch] = m.shift[ch];
+  }
+  const int64_t frame_row = m.width * 3;
+  // the normalised pixel at frame address px (rounded to the dtype, as frame_pack)
+  const auto frame_px = [&](const uint8_t* px) {
+    P v;
+    SEGBLOCKS_UNROLL
+    for (int l = 0; l < kPack; ++l) {
+      v.v[l] = from_acc<scalar_t>(l < 3 ? fmaf(static_cast<float>(px[l]), scale[l], shift[l]) : 0.0f);
+    }
+    return v;
+  };
+  P out[2];
+  SEGBLOCKS_UNROLL
+  for (int h = 0; h < 2; ++h) {
+    const index_t x = x0 + h;
+    if (!row_in || x < 0 || x >= width) {
+      SEGBLOCKS_UNROLL
+      for (int l = 0; l < kPack; ++l) out[h].v[l] = from_acc<scalar_t>(acc_t(0));
+      continue;
+    }
+    bool copy = false;
+    index_t yy = 2 * y, xx = 2 * x;
+    if (!out_lowres) {
+      copy = (row_interior && j + h >= p && j + h < p + side) ||
+             prm.block_map[(cell.n * prm.grid.grid_h + prm.grid.hr_side_div.div(y)) * prm.grid.grid_w +
+                           prm.grid.hr_side_div.div(x)] >= 0;
+      yy = copy ? y : y - (y & 1);
+      xx = copy ? x : x - (x & 1);
+    }
+    const uint8_t* src = m.images + ((static_cast<int64_t>(cell.n) * m.height + yy) * m.width + xx) * 3;
+    if (copy) {
+      out[h] = frame_px(src);
+    } else {
+      const P a = frame_px(src), b = frame_px(src + 3), c = frame_px(src + frame_row),
+              d = frame_px(src + frame_row + 3);
+      SEGBLOCKS_UNROLL
+      for (int l = 0; l < kPack; ++l) {  // split_padded_element's order
+        const acc_t sum = to_acc(a.v[l]) + to_acc(b.v[l]) + to_acc(c.v[l]) + to_acc(d.v[l]);
+        out[h].v[l] = from_acc<scalar_t>(sum * acc_t(0.25));
+      }
+    }
+  }
+  scalar_t* dst = (out_lowres ? prm.lowres : prm.highres) + static_cast<int64_t>(e) * 2 * kPack;
+  if constexpr (2 * kPack * sizeof(scalar_t) <= 16) {
+    Pack<scalar_t, 2 * kPack> both;
+    SEGBLOCKS_UNROLL
+    for (int l = 0; l < kPack; ++l) {
+      both.v[l] = out[0].v[l];
+      both.v[kPack + l] = out[1].v[l];
+    }
+    *reinterpret_cast<Pack<scalar_t, 2 * kPack>*>(dst) = both;
+  } else {
+    reinterpret_cast<P*>(dst)[0] = out[0];
+    reinterpret_cast<P*>(dst)[1] = out[1];
+  }
+}
+
 template <typename scalar_t, typename Run>
 void with_split_padded(const scalar_t* dense, Strides4 dense_strides, scalar_t* highres, scalar_t* lowres,
                        const int64_t* hr_pos, const int64_t* lr_pos, const int32_t* block_map, const BlockGrid& g,
@@ -415,9 +504,22 @@ void with_split_padded_frames(const uint8_t* images, const float* scale, const f
     constexpr int kPack = decltype(pack)::value;
     using D = decltype(div);
     using Params = SplitPaddedParams<scalar_t, D, FramesMap>;
+    // pairs of pixels: one pack per pixel, even padded widths, both outputs aligned for the
+    // pair's store
+    constexpr int64_t kPairBytes = 2 * kPack * sizeof(scalar_t) <= 16 ? 2 * kPack * sizeof(scalar_t) : 16;
+    const auto pair_aligned = [&](const scalar_t* t, bool empty) {
+      return empty || reinterpret_cast<uintptr_t>(t) % kPairBytes == 0;
+    };
+    const bool pairs = g.channels == kPack && hp % 2 == 0 && lp % 2 == 0 &&
+                       pair_aligned(highres, g.num_highres == 0) && pair_aligned(lowres, g.num_lowres == 0);
+    const int64_t per = pairs ? 2 * kPack : kPack;
     const Params prm{FramesMap{images, scale, shift, height, width}, highres, lowres, hr_pos, lr_pos, block_map,
-                     GridIndexer<D>(g), D(g.channels / kPack), D(hp), D(lp), padding, hr_total / kPack};
-    run.template operator()<Params, &split_padded_element<scalar_t, true, D, kPack, FramesMap>>(prm, total / kPack);
+                     GridIndexer<D>(g), D(g.channels / kPack), D(hp), D(lp), padding, hr_total / per};
+    if (pairs) {
+      run.template operator()<Params, &split_padded_frames_pair_element<scalar_t, D, kPack>>(prm, total / per);
+    } else {
+      run.template operator()<Params, &split_padded_element<scalar_t, true, D, kPack, FramesMap>>(prm, total / per);
+    }
   });
 }
 

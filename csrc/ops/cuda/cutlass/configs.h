@@ -2,7 +2,7 @@
 // the order of their config index (segblocks_core.ops.cutlass_conv_configs()); the file
 // conv_<name>.cu defines each (conv_cutlass.cuh, conv_cutlass_persistent.cuh). Names: tile
 // MxNxK, pipeline stages (s0: as many as shared memory holds), and the persistent kernels'
-// schedule (ping-pong; cooperative with the stream-K scheduler). Kept from
+// schedule (ping-pong; cooperative with the stream-K scheduler; cooperative, "coop"). Kept from
 // benchmarks/conv_config_probe.py on the H100 (results/conv-config-probe-*: 13 and then 14
 // configurations against cuDNN on SwiftNet-RN18's 3x3 convolutions, units at 40% and dense,
 // batch 1 and 4): each was the fastest CUTLASS configuration of some shape there, or often
@@ -14,3 +14,7 @@ SEGBLOCKS_CUTLASS_CONFIG(128x128x64_s0)
 SEGBLOCKS_CUTLASS_CONFIG(128x128x64_s4_streamk)
 SEGBLOCKS_CUTLASS_CONFIG(64x64x64_s0_pingpong)
 SEGBLOCKS_CUTLASS_CONFIG(64x128x64_s0_pingpong)
+// the 256-row cooperative tiles: cuDNN's choice for the static best's 64-channel layer 1 (256x64)
+// and some deep layers (node profiles, steps/60-*); not yet in the probe's results
+SEGBLOCKS_CUTLASS_CONFIG(256x64x64_s0_coop)
+SEGBLOCKS_CUTLASS_CONFIG(256x128x64_s0_coop)

@@ -119,10 +119,13 @@ struct GemmFacingConvEpilogue : Epilogue {
 };
 
 // kKind 1: ping-pong (two consumer warp groups alternate tiles, 64-row tiles); kKind 2:
-// cooperative (both on one 128-row tile) with the stream-K tile scheduler.
+// cooperative (both on one tile of 128 or more rows) with the stream-K tile scheduler;
+// kKind 3: cooperative with the plain persistent scheduler (one tile per thread block at a
+// time, whole K loops; cuDNN's fastest kernel for 64-channel maps on the H100 has a
+// 256-row tile).
 template <int kM, int kN, int kK, int kStages, int kKind>
 struct ConvCutlassPersistentConfig {
-  static_assert(kKind == 1 || kKind == 2, "kind 1: ping-pong, 2: cooperative stream-K");
+  static_assert(kKind >= 1 && kKind <= 3, "kind 1: ping-pong, 2: cooperative stream-K, 3: cooperative");
   using Half = cutlass::half_t;
   using TileShape = cute::Shape<cute::Int<kM>, cute::Int<kN>, cute::Shape<cute::Int<kK>>>;
   using ClusterShape = cute::Shape<cute::_1, cute::_1, cute::_1>;
@@ -138,10 +141,10 @@ struct ConvCutlassPersistentConfig {
                         cutlass::gemm::collective::detail::sm90_smem_capacity_bytes, Half, Half, TileShape>(
                         cutlass::conv::collective::StageCountAutoCarveout<
                             static_cast<int>(sizeof(typename EpilogueOp::SharedStorage)) + 1024>{});
-  using Scheduler = cute::conditional_t<kKind == 1, cutlass::gemm::PersistentScheduler, cutlass::gemm::StreamKScheduler>;
+  using Scheduler = cute::conditional_t<kKind == 2, cutlass::gemm::StreamKScheduler, cutlass::gemm::PersistentScheduler>;
   // What the convolution's collective builder makes (K-major A and B, im2col TMA for A),
   // with the persistent schedule tag, which the builder does not accept.
-  using AtomLayout = cute::conditional_t<kKind == 2, cute::Layout<cute::Shape<cute::_2, cute::_1, cute::_1>>,
+  using AtomLayout = cute::conditional_t<kKind != 1, cute::Layout<cute::Shape<cute::_2, cute::_1, cute::_1>>,
                                          cute::Layout<cute::Shape<cute::_1, cute::_1, cute::_1>>>;
   using TiledMma = decltype(cute::make_tiled_mma(
       cute::GMMA::ss_op_selector<Half, Half, float, TileShape, cute::GMMA::Major::K, cute::GMMA::Major::K>(),

@@ -1,0 +1,9 @@
+// CUTLASS convolution, tile 256 x 128 x 64, as many stages as fit, persistent cooperative (two
+// consumer warp groups on one tile, whole K loops); see conv_cutlass_persistent.cuh.
+#include "conv_cutlass_persistent.cuh"
+
+namespace segblocks {
+namespace cuda {
+SEGBLOCKS_DEFINE_CUTLASS_CONV(256x128x64_s0_coop, ConvCutlassPersistentConfig<256, 128, 64, 0, 3>)
+}  // namespace cuda
+}  // namespace segblocks
