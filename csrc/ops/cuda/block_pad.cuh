@@ -104,13 +104,15 @@ SEGBLOCKS_HOST_DEVICE PadSource<typename D::index_t> halo_source(
                     static_cast<index_t>(prm.padding), prm.replicate);
 }
 
-template <typename scalar_t, bool kChannelsLast, typename D>
-SEGBLOCKS_HOST_DEVICE void block_pad_element(const BlockPadParams<scalar_t, D>& prm, int64_t linear) {
+// One element of the padded outputs, located (locate_padded, or the frame pass's own
+// arithmetic): its value by BlockPad's rules, stored.
+template <typename scalar_t, typename D>
+SEGBLOCKS_HOST_DEVICE void block_pad_element_at(const BlockPadParams<scalar_t, D>& prm,
+                                                const PaddedPixel<typename D::index_t>& px) {
   using index_t = typename D::index_t;
   using acc_t = acc_type<scalar_t>;
   const HrStridesT<index_t> hs(prm.highres_strides, prm.hr_unit_in);
   const StridesT<index_t> ls(prm.lowres_strides);
-  const auto px = locate_padded<kChannelsLast>(prm, linear);
   const bool out_lowres = px.out_lowres;
   const auto& el = px.el;
   const bool pre = prm.pre_scale != nullptr;
@@ -145,6 +147,11 @@ SEGBLOCKS_HOST_DEVICE void block_pad_element(const BlockPadParams<scalar_t, D>& 
   (out_lowres ? prm.lowres_padded : prm.highres_padded)[px.e] = v;
 }
 
+template <typename scalar_t, bool kChannelsLast, typename D>
+SEGBLOCKS_HOST_DEVICE void block_pad_element(const BlockPadParams<scalar_t, D>& prm, int64_t linear) {
+  block_pad_element_at(prm, locate_padded<kChannelsLast>(prm, linear));
+}
+
 // Channels-last fast path: one thread per padded pixel and *pack* of kPack consecutive
 // channels (16 bytes: 8 half/bfloat16, 4 float, 2 double), so every load and store is one
 // 128-bit access and the pixel's source is found once per pack instead of once per
@@ -153,15 +160,14 @@ SEGBLOCKS_HOST_DEVICE void block_pad_element(const BlockPadParams<scalar_t, D>& 
 // additions) are those of block_pad_element.
 // (Pack, load_pack, PackWidth: ops/block_indexing.h)
 template <typename scalar_t, int kPack, typename D>
-SEGBLOCKS_HOST_DEVICE void block_pad_packed_element(const BlockPadParams<scalar_t, D>& prm,
-                                                    int64_t linear) {
+SEGBLOCKS_HOST_DEVICE void block_pad_packed_at(const BlockPadParams<scalar_t, D>& prm,
+                                               const PaddedPixel<typename D::index_t>& px) {
   // here prm.channels_div divides by C / kPack and prm.hr_total counts packs
   using index_t = typename D::index_t;
   using acc_t = acc_type<scalar_t>;
   using P = Pack<scalar_t, kPack>;
   const HrStridesT<index_t> hs(prm.highres_strides, prm.hr_unit_in);
   const StridesT<index_t> ls(prm.lowres_strides);
-  const auto px = locate_padded<true>(prm, linear);
   const bool out_lowres = px.out_lowres;
   const index_t c = px.el.c * kPack;
   const bool pre = prm.pre_scale != nullptr;
@@ -205,6 +211,12 @@ SEGBLOCKS_HOST_DEVICE void block_pad_packed_element(const BlockPadParams<scalar_
     }
   }
   reinterpret_cast<P*>(out_lowres ? prm.lowres_padded : prm.highres_padded)[px.e] = v;
+}
+
+template <typename scalar_t, int kPack, typename D>
+SEGBLOCKS_HOST_DEVICE void block_pad_packed_element(const BlockPadParams<scalar_t, D>& prm,
+                                                    int64_t linear) {
+  block_pad_packed_at<scalar_t, kPack>(prm, locate_padded<true>(prm, linear));
 }
 
 template <typename scalar_t, typename Run>
@@ -256,6 +268,7 @@ struct BlockPadRingParams {
   D ring_div;   // divides by the frame's pixels per tile, (u + 2p)^2 - u^2
   D band_div;   // divides by 2p, the frame's pixels in one interior row
   D width_div;  // divides by u + 2p
+  int64_t hr_tiles;  // 4 Nh: the tiles before the low-res blocks'
 };
 
 // Row and column in the padded tile of frame pixel r: the p top rows, then the 2p side
@@ -300,14 +313,35 @@ SEGBLOCKS_HOST_DEVICE void block_pad_ring_element(const BlockPadRingParams<scala
     c = plane - t * packs;
   }
   index_t i, j;
-  ring_pixel(r, static_cast<index_t>(prm.pad.padding), prm.width_div, prm.band_div, i, j);
-  const index_t w = static_cast<index_t>(prm.width_div.divisor);
-  const int64_t padded = kChannelsLast ? ((static_cast<int64_t>(t) * w + i) * w + j) * packs + c
-                                       : ((static_cast<int64_t>(t) * packs + c) * w + i) * w + j;
-  if constexpr (kPack == 1) {
-    block_pad_element<scalar_t, kChannelsLast, D>(prm.pad, padded);
+  const index_t p = static_cast<index_t>(prm.pad.padding);
+  ring_pixel(r, p, prm.width_div, prm.band_div, i, j);
+  const index_t w = static_cast<index_t>(prm.width_div.divisor), u = w - 2 * p;
+  const index_t hr_tiles = static_cast<index_t>(prm.hr_tiles);
+  // what locate_padded would find for this element, without its divisions: tile t is unit
+  // t & 3 of high-res block t >> 2 (its window of the padded block), or low-res block
+  // t - 4 Nh
+  PaddedPixel<index_t> px;
+  px.out_lowres = t >= hr_tiles;
+  const index_t tt = px.out_lowres ? t - hr_tiles : t;
+  px.e = kChannelsLast ? ((tt * w + i) * w + j) * packs + c : ((tt * packs + c) * w + i) * w + j;
+  px.el.c = c;
+  if (px.out_lowres) {
+    px.el.k = tt;
+    px.el.i = i;
+    px.el.j = j;
   } else {
-    block_pad_packed_element<scalar_t, kPack, D>(prm.pad, padded);
+    px.el.k = t >> 2;
+    px.el.i = i + ((t >> 1) & 1) * u;
+    px.el.j = j + (t & 1) * u;
+  }
+  const index_t side = prm.pad.grid.side(px.out_lowres);
+  px.y = px.el.i - p;
+  px.x = px.el.j - p;
+  px.interior = px.y >= 0 && px.y < side && px.x >= 0 && px.x < side;
+  if constexpr (kPack == 1) {
+    block_pad_element_at(prm.pad, px);
+  } else {
+    block_pad_packed_at<scalar_t, kPack>(prm.pad, px);
   }
 }
 
@@ -335,7 +369,7 @@ void with_block_pad_ring(scalar_t* padded, const int64_t* hr_pos, const int64_t*
                                           D(C / kWidth), D(w), D(w), padding, replicate, fill, hr_total / kWidth,
                                           u, u, nullptr, nullptr};
     using Params = BlockPadRingParams<scalar_t, D>;
-    const Params prm{pad, D(frame), D(2 * padding), D(w)};
+    const Params prm{pad, D(frame), D(2 * padding), D(w), 4 * g.num_highres};
     run.template operator()<Params, &block_pad_ring_element<scalar_t, decltype(layout)::value, kWidth, D>>(
         prm, total / kWidth);
   });
