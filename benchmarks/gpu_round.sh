@@ -46,8 +46,14 @@
 #   ab        bench_gpu.py RN18 subsets: as is, with --space-to-depth, and with whole blocks in
 #             layer3/4 (--units-min-side 16) and in layer4 (--units-min-side 8)
 #   profiles  node_profile.py RN18 b1 / b4 and RN50 b1 at 40%, memory_probe.py at 40%
+#   profiles18  node_profile.py RN18 b1 / b4 at 40% only (a kernel change's profiles, to set
+#             against an earlier run's: the native kernels have no timed choices)
+#   testscutlass  pytest test/test_padded_outputs.py -k cutlass (every CUTLASS configuration's
+#             parity and the timed choices; after adding or changing a configuration)
 # Everything under $OUT/round is packed into $OUT/round.tgz (the device tool returns a few
-# files only).
+# files only) and $OUT/round is then removed: a later command of the same call that writes
+# into $OUT/round and packs it again replaces the first archive (its logs are lost), so add
+# a stage here instead, or pack elsewhere.
 set -u
 OUT=${OUT:?set OUT to the folder whose files come back}
 R="$OUT/round"
@@ -191,6 +197,13 @@ for s in "$@"; do
           --fraction 0.4 --iters 20 --json "$R/node-profile-$model-b$batch.json"
       done
       stage memory $PY benchmarks/memory_probe.py --fraction 0.4 --json "$R/memory-probe.json" ;;
+    profiles18)
+      for batch in 1 4; do
+        stage "profile-b$batch" $PY benchmarks/node_profile.py --batch "$batch" --fraction 0.4 --iters 20 \
+          --json "$R/node-profile-rn18-b$batch.json"
+      done ;;
+    testscutlass)
+      stage tests_cutlass $PY -m pytest -q -p no:cacheprovider test/test_padded_outputs.py -k cutlass ;;
     *)
       echo "unknown stage $s"; status=1 ;;
   esac
