@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from segblocks_core import SegBlocks, count_macs  # noqa: E402
 from segblocks_core.engine import frame_labels, normalize  # noqa: E402
 from segblocks_core.executor import concurrent_lowres, frames_split, pooling_tiles, units_min_side  # noqa: E402
+from segblocks_core.overlap import skip_overlap  # noqa: E402
 from segblocks_core.fastpath import GraphedSegmenter, prepare_network  # noqa: E402
 from segblocks_core import fused, ops  # noqa: E402
 from segblocks_core.fused import (CONV_UNITS_MODES, PADDED_OUTPUT_MODES, conv_units, cutlass_convs,  # noqa: E402
@@ -195,6 +196,10 @@ def main():
                     help="SegBlocks' max pooling writes packed units that BlockPad copies for layer 1's first "
                          "convolution, instead of that convolution's padded tiles (interiors, then frames; "
                          "executor.pooling_tiles); writes no-pooling-tiles-gpu-<gpu>-<date>.json")
+    ap.add_argument("--overlap-skips", type=int, default=0, metavar="LEVELS",
+                    help="both sides run the decoder's LEVELS deepest skip projections on a side stream, "
+                         "overlapping the last backbone layer (segblocks_core.overlap; 0: off, the default); "
+                         "other than 0 writes overlap-skips-<LEVELS>-gpu-<gpu>-<date>.json")
     ap.add_argument("--padded-outputs", choices=PADDED_OUTPUT_MODES, default="auto",
                     help="SegBlocks' convolutions write their consumers' BlockPad-ed tiles (CUTLASS into the "
                          "interiors, then the frames; fused.padded_outputs): auto (timed per shape, where the "
@@ -205,7 +210,8 @@ def main():
     with fast_upsampling(args.fast_upsample), conv_units(args.conv_units), upsample_tiles(args.upsample_tiles), \
             space_to_depth_convs(args.space_to_depth), units_min_side(args.units_min_side), \
             pad_classifier(args.pad_classifier), cutlass_convs(args.cutlass, args.persistent_cutlass), \
-            padded_outputs(args.padded_outputs), frames_split(args.frames_split), pooling_tiles(args.pooling_tiles):
+            padded_outputs(args.padded_outputs), frames_split(args.frames_split), pooling_tiles(args.pooling_tiles), \
+            skip_overlap(args.overlap_skips):
         run(args)
 
 
@@ -321,6 +327,7 @@ def run(args) -> None:
               "space_to_depth": args.space_to_depth, "units_min_side": args.units_min_side,
               "cudnn_benchmark_limit": torch.backends.cudnn.benchmark_limit,
               "pad_classifier": args.pad_classifier, "pooling_tiles": args.pooling_tiles,
+              "overlap_skips": args.overlap_skips,
               # every built configuration (conv_ways' "cutlass:<i>" index it) and those timed
               "cutlass_configs": list(ops.cutlass_conv_configs()),
               "cutlass_config_indices": list(fused.cutlass_config_indices()),
@@ -346,6 +353,7 @@ def run(args) -> None:
         ("" if args.padded_outputs == "auto" else f"padded-outputs-{args.padded_outputs}-") + \
         ("" if args.frames_split else "no-frames-split-") + \
         ("" if args.pooling_tiles else "no-pooling-tiles-") + \
+        (f"overlap-skips-{args.overlap_skips}-" if args.overlap_skips else "") + \
         ("" if args.fuse_epilogue else "unfused-epilogue-") + \
         ("" if args.input_channels == 4 else f"input{args.input_channels}-")
     path = os.path.join(args.out, f"{prefix}gpu-{slug}-{date}.json")

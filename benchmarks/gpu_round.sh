@@ -46,6 +46,8 @@
 #   ab        bench_gpu.py RN18 subsets: as is, with --space-to-depth, and with whole blocks in
 #             layer3/4 (--units-min-side 16) and in layer4 (--units-min-side 8)
 #   profiles  node_profile.py RN18 b1 / b4 and RN50 b1 at 40%, memory_probe.py at 40%
+#   aboverlap bench_gpu.py RN18 subsets (tau 0.5; AB_BATCHES): as is, --overlap-skips=2 (both sides'
+#             two deepest decoder skip projections on a side stream during layer 4), as is again
 #   profiles18  node_profile.py RN18 b1 / b4 at 40% only (a kernel change's profiles, to set
 #             against an earlier run's: the native kernels have no timed choices)
 #   testscutlass  pytest test/test_padded_outputs.py -k cutlass (every CUTLASS configuration's
@@ -197,6 +199,11 @@ for s in "$@"; do
           --fraction 0.4 --iters 20 --json "$R/node-profile-$model-b$batch.json"
       done
       stage memory $PY benchmarks/memory_probe.py --fraction 0.4 --json "$R/memory-probe.json" ;;
+    aboverlap)
+      # as is, with both sides' two deepest decoder skip projections on a side stream, as is again
+      ab_pair overlap --overlap-skips=2
+      stage ab_overlap_again $PY benchmarks/bench_gpu.py --out "$R/ab-again" --models swiftnet_rn18 \
+        --taus 0.5 --batches "${AB_BATCHES:-1,4}" ;;
     profiles18)
       for batch in 1 4; do
         stage "profile-b$batch" $PY benchmarks/node_profile.py --batch "$batch" --fraction 0.4 --iters 20 \

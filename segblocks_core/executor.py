@@ -568,6 +568,8 @@ def _labels_graph(gm: fx.GraphModule, fuse: Callable[[fx.Node], Optional[tuple]]
     labels.graph.eliminate_dead_code()
     _pad_classifier(labels, new)
     labels.recompile()
+    from .overlap import overlap_skip_projections, skip_overlap_levels
+    overlap_skip_projections(labels, skip_overlap_levels())
     return labels
 
 
