@@ -289,21 +289,48 @@ SEGBLOCKS_HOST_DEVICE void map_quad(const DenseMap<scalar_t>& m, index_t n, inde
   q[3] = load_pack<scalar_t, kPack>(p + ds.h + ds.w);
 }
 
+// FramesMap's normalisation constants, read once.
+struct FrameConstants {
+  float scale[3], shift[3];
+  SEGBLOCKS_HOST_DEVICE explicit FrameConstants(const FramesMap& m) {
+    SEGBLOCKS_UNROLL
+    for (int ch = 0; ch < 3; ++ch) {
+      scale[ch] = m.scale[ch];
+      shift[ch] = m.shift[ch];
+    }
+  }
+};
+
+// Channels [c, c + kPack) of the normalised frame pixel at px (rounded to the dtype; zero
+// past the third channel).
 template <typename scalar_t, int kPack>
-SEGBLOCKS_HOST_DEVICE Pack<scalar_t, kPack> frame_pack(const FramesMap& m, const uint8_t* px, int64_t c) {
+SEGBLOCKS_HOST_DEVICE Pack<scalar_t, kPack> frame_pack(const FrameConstants& k, const uint8_t* px, int64_t c) {
   Pack<scalar_t, kPack> v;
   SEGBLOCKS_UNROLL
   for (int l = 0; l < kPack; ++l) {
     const int64_t ch = c + l;
-    v.v[l] = from_acc<scalar_t>(ch < 3 ? fmaf(static_cast<float>(px[ch]), m.scale[ch], m.shift[ch]) : 0.0f);
+    v.v[l] = from_acc<scalar_t>(ch < 3 ? fmaf(static_cast<float>(px[ch]), k.scale[ch], k.shift[ch]) : 0.0f);
   }
   return v;
+}
+
+// The 2x2 mean of four packs, in split's (and avg_pool2d's) order of additions.
+template <typename scalar_t, int kPack>
+SEGBLOCKS_HOST_DEVICE Pack<scalar_t, kPack> quad_mean(const Pack<scalar_t, kPack> (&q)[4]) {
+  using acc_t = acc_type<scalar_t>;
+  Pack<scalar_t, kPack> out;
+  SEGBLOCKS_UNROLL
+  for (int l = 0; l < kPack; ++l) {
+    const acc_t sum = to_acc(q[0].v[l]) + to_acc(q[1].v[l]) + to_acc(q[2].v[l]) + to_acc(q[3].v[l]);
+    out.v[l] = from_acc<scalar_t>(sum * acc_t(0.25));
+  }
+  return out;
 }
 
 template <typename scalar_t, int kPack, typename index_t>
 SEGBLOCKS_HOST_DEVICE Pack<scalar_t, kPack> map_pack(const FramesMap& m, index_t n, index_t c, index_t y,
                                                      index_t x) {
-  return frame_pack<scalar_t, kPack>(m, m.images + ((static_cast<int64_t>(n) * m.height + y) * m.width + x) * 3, c);
+  return frame_pack<scalar_t, kPack>(FrameConstants(m), m.images + ((static_cast<int64_t>(n) * m.height + y) * m.width + x) * 3, c);
 }
 
 template <typename scalar_t, int kPack, typename index_t>
@@ -311,10 +338,11 @@ SEGBLOCKS_HOST_DEVICE void map_quad(const FramesMap& m, index_t n, index_t c, in
                                     Pack<scalar_t, kPack> (&q)[4]) {
   const uint8_t* p = m.images + ((static_cast<int64_t>(n) * m.height + y) * m.width + x) * 3;
   const int64_t row = m.width * 3;
-  q[0] = frame_pack<scalar_t, kPack>(m, p, c);
-  q[1] = frame_pack<scalar_t, kPack>(m, p + 3, c);
-  q[2] = frame_pack<scalar_t, kPack>(m, p + row, c);
-  q[3] = frame_pack<scalar_t, kPack>(m, p + row + 3, c);
+  const FrameConstants k(m);
+  q[0] = frame_pack<scalar_t, kPack>(k, p, c);
+  q[1] = frame_pack<scalar_t, kPack>(k, p + 3, c);
+  q[2] = frame_pack<scalar_t, kPack>(k, p + row, c);
+  q[3] = frame_pack<scalar_t, kPack>(k, p + row + 3, c);
 }
 
 template <typename scalar_t, typename D, typename Map = DenseMap<scalar_t>>
@@ -369,11 +397,7 @@ SEGBLOCKS_HOST_DEVICE void split_padded_element(const SplitPaddedParams<scalar_t
     } else {
       P q[4];
       map_quad<scalar_t, kPack>(prm.map, cell.n, c, yy, xx, q);
-      SEGBLOCKS_UNROLL
-      for (int l = 0; l < kPack; ++l) {  // split's (and avg_pool2d's) order, row by row
-        const acc_t sum = to_acc(q[0].v[l]) + to_acc(q[1].v[l]) + to_acc(q[2].v[l]) + to_acc(q[3].v[l]);
-        out.v[l] = from_acc<scalar_t>(sum * acc_t(0.25));
-      }
+      out = quad_mean(q);
     }
   }
   *reinterpret_cast<P*>((out_lowres ? prm.lowres : prm.highres) + static_cast<int64_t>(e) * kPack) = out;
@@ -406,22 +430,8 @@ SEGBLOCKS_HOST_DEVICE void split_padded_frames_pair_element(const SplitPaddedPar
   const bool row_interior = i >= p && i < p + side;
   const index_t width = prm.grid.grid_w * side;
   const FramesMap& m = prm.map;
-  float scale[3], shift[3];
-  SEGBLOCKS_UNROLL
-  for (int ch = 0; ch < 3; ++ch) {
-    scale[ch] = m.scale[ch];
-    shift[ch] = m.shift[ch];
-  }
+  const FrameConstants norm(m);
   const int64_t frame_row = m.width * 3;
-  // the normalised pixel at frame address px (rounded to the dtype, as frame_pack)
-  const auto frame_px = [&](const uint8_t* px) {
-    P v;
-    SEGBLOCKS_UNROLL
-    for (int l = 0; l < kPack; ++l) {
-      v.v[l] = from_acc<scalar_t>(l < 3 ? fmaf(static_cast<float>(px[l]), scale[l], shift[l]) : 0.0f);
-    }
-    return v;
-  };
   P out[2];
   SEGBLOCKS_UNROLL
   for (int h = 0; h < 2; ++h) {
@@ -442,15 +452,12 @@ SEGBLOCKS_HOST_DEVICE void split_padded_frames_pair_element(const SplitPaddedPar
     }
     const uint8_t* src = m.images + ((static_cast<int64_t>(cell.n) * m.height + yy) * m.width + xx) * 3;
     if (copy) {
-      out[h] = frame_px(src);
+      out[h] = frame_pack<scalar_t, kPack>(norm, src, 0);
     } else {
-      const P a = frame_px(src), b = frame_px(src + 3), c = frame_px(src + frame_row),
-              d = frame_px(src + frame_row + 3);
-      SEGBLOCKS_UNROLL
-      for (int l = 0; l < kPack; ++l) {  // split_padded_element's order
-        const acc_t sum = to_acc(a.v[l]) + to_acc(b.v[l]) + to_acc(c.v[l]) + to_acc(d.v[l]);
-        out[h].v[l] = from_acc<scalar_t>(sum * acc_t(0.25));
-      }
+      const P q[4] = {frame_pack<scalar_t, kPack>(norm, src, 0), frame_pack<scalar_t, kPack>(norm, src + 3, 0),
+                      frame_pack<scalar_t, kPack>(norm, src + frame_row, 0),
+                      frame_pack<scalar_t, kPack>(norm, src + frame_row + 3, 0)};
+      out[h] = quad_mean(q);
     }
   }
   scalar_t* dst = (out_lowres ? prm.lowres : prm.highres) + static_cast<int64_t>(e) * 2 * kPack;

@@ -70,6 +70,17 @@ struct PaddedPixel {
   bool interior;              // inside the block: read the block itself at (y, x)
 };
 
+// px.el in the padded block's coordinates (a high-res unit's already moved to its quarter's
+// offset): the pixel's row and column in the unpadded block, and whether it lies inside.
+template <typename scalar_t, typename D>
+SEGBLOCKS_HOST_DEVICE void place_in_block(const BlockPadParams<scalar_t, D>& prm, PaddedPixel<typename D::index_t>& px) {
+  using index_t = typename D::index_t;
+  const index_t p = static_cast<index_t>(prm.padding), side = prm.grid.side(px.out_lowres);
+  px.y = px.el.i - p;
+  px.x = px.el.j - p;
+  px.interior = px.y >= 0 && px.y < side && px.x >= 0 && px.x < side;
+}
+
 template <bool kChannelsLast, typename scalar_t, typename D>
 SEGBLOCKS_HOST_DEVICE PaddedPixel<typename D::index_t> locate_padded(const BlockPadParams<scalar_t, D>& prm,
                                                                      int64_t linear) {
@@ -86,10 +97,7 @@ SEGBLOCKS_HOST_DEVICE PaddedPixel<typename D::index_t> locate_padded(const Block
     px.el.i += (q >> 1) * u;
     px.el.j += (q & 1) * u;
   }
-  const index_t p = static_cast<index_t>(prm.padding), side = prm.grid.side(px.out_lowres);
-  px.y = px.el.i - p;
-  px.x = px.el.j - p;
-  px.interior = px.y >= 0 && px.y < side && px.x >= 0 && px.x < side;
+  place_in_block(prm, px);
   return px;
 }
 
@@ -334,10 +342,7 @@ SEGBLOCKS_HOST_DEVICE void block_pad_ring_element(const BlockPadRingParams<scala
     px.el.i = i + ((t >> 1) & 1) * u;
     px.el.j = j + (t & 1) * u;
   }
-  const index_t side = prm.pad.grid.side(px.out_lowres);
-  px.y = px.el.i - p;
-  px.x = px.el.j - p;
-  px.interior = px.y >= 0 && px.y < side && px.x >= 0 && px.x < side;
+  place_in_block(prm.pad, px);
   if constexpr (kPack == 1) {
     block_pad_element_at(prm.pad, px);
   } else {
