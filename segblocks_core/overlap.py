@@ -22,6 +22,10 @@ The pass is off by default (:func:`skip_overlap`, read when a labels graph is bu
 ``bench_gpu.py --overlap-skips``): on the H100 it took about 5 us off SwiftNet-RN18's 0.75 ms
 at batch 1 and 40% high-res, within the spread of two runs (``benchmarks/PERFORMANCE.md``).
 The values are the same either way: the same ops on the same inputs, in another order.
+Before it can be on by default: an exception raised inside a moved chain (between
+:func:`side_begin` and :func:`side_end`) leaves the side stream current for the caller,
+since the plan's generated code has no ``finally``; the labels graph's forward would need a
+guard that restores the caller's stream.
 """
 from __future__ import annotations
 
