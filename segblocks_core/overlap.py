@@ -7,9 +7,10 @@ layer's output, but the plan runs it where the decoder needs it. At batch 1 SegB
 layer-4 convolutions leave SMs idle (their units give 72 output tiles of 64 x 128 for the
 H100's 132 SMs, where the dense network's give 128), so the projections of the deepest
 skips can run there instead: :func:`overlap_skip_projections` moves them to right after
-the deepest skip's layer output, on a side stream (fork: the side stream waits for the
-current one; join: the current stream waits for the side one right before the decoder
-reads the projection). Inside a CUDA graph capture the fork and join become parallel
+the deepest skip's layer output, each as one call that runs it on a side stream
+(:func:`run_on_side`: the side stream waits for the current one, and the caller's stream is
+current again afterwards, also if the chain raised), and the current stream waits for the
+side one right before the decoder reads the projection (:func:`side_join`). Inside a CUDA graph capture the fork and join become parallel
 branches of the graph. Both labels graphs get the same pass (the static best's dense one
 and SegBlocks' block plan), so a ratio between them compares like with like.
 
@@ -22,10 +23,6 @@ The pass is off by default (:func:`skip_overlap`, read when a labels graph is bu
 ``bench_gpu.py --overlap-skips``): on the H100 it took about 5 us off SwiftNet-RN18's 0.75 ms
 at batch 1 and 40% high-res, within the spread of two runs (``benchmarks/PERFORMANCE.md``).
 The values are the same either way: the same ops on the same inputs, in another order.
-Before it can be on by default: an exception raised inside a moved chain (between
-:func:`side_begin` and :func:`side_end`) leaves the side stream current for the caller,
-since the plan's generated code has no ``finally``; the labels graph's forward would need a
-guard that restores the caller's stream.
 """
 from __future__ import annotations
 
@@ -78,13 +75,14 @@ def _cuda_device(value: Any) -> Optional[torch.device]:
     return None
 
 
-def side_begin(value: Any) -> Optional[torch.cuda.Stream]:
-    """Fork: the side stream waits for the current one, ``value`` (the chain's input) is
-    recorded as used there, and the side stream becomes current. Returns the stream to come
-    back to (None off CUDA: nothing changes)."""
+def run_on_side(chain: nn.Module, value: Any) -> Any:
+    """``chain(value)`` on the side stream: the fork (the side stream waits for the current
+    one, ``value`` is recorded as used there), the chain, then its output recorded as used
+    by the caller's stream, which is current again even if the chain raised. Off CUDA, just
+    ``chain(value)``."""
     device = _cuda_device(value)
     if device is None:
-        return None
+        return chain(value)
     main = torch.cuda.current_stream(device)
     side = _SIDE_STREAMS.get(device)
     if side is None:
@@ -93,17 +91,13 @@ def side_begin(value: Any) -> Optional[torch.cuda.Stream]:
     for t in _tensors(value):
         t.record_stream(side)
     torch.cuda.set_stream(side)
-    return main
-
-
-def side_end(main: Optional[torch.cuda.Stream], value: Any) -> Any:
-    """The chain's output, recorded as used by the stream it goes back to, which becomes
-    current again."""
-    if main is not None:
-        for t in _tensors(value):
-            t.record_stream(main)
+    try:
+        out = chain(value)
+    finally:
         torch.cuda.set_stream(main)
-    return value
+    for t in _tensors(out):
+        t.record_stream(main)
+    return out
 
 
 def side_join(value: Any) -> Any:
@@ -179,10 +173,24 @@ def _skip_chains(gm: fx.GraphModule) -> list[tuple[fx.Node, list[fx.Node], fx.No
     return chains
 
 
+def _chain_module(gm: fx.GraphModule, value: fx.Node, chain: list[fx.Node]) -> fx.GraphModule:
+    """The chain as a graph of its own, ``value`` its input, sharing ``gm``'s modules."""
+    graph = fx.Graph()
+    env = {value: graph.placeholder("x")}
+    for node in chain:
+        for arg in node.args:
+            if isinstance(arg, fx.Node) and arg not in env:
+                env[arg] = graph.node_copy(arg)  # a module reference (get_attr)
+        env[node] = graph.node_copy(node, lambda n: env[n])
+    graph.output(env[chain[-1]])
+    return fx.GraphModule(gm, graph, class_name="SkipProjection")
+
+
 def overlap_skip_projections(gm: fx.GraphModule, levels: int) -> int:
-    """Move the ``levels`` deepest skip projections of ``gm`` (in place) to right after the
-    deepest one's input, each between :func:`side_begin` and :func:`side_end`, with a
-    :func:`side_join` before its first reader. Returns how many moved."""
+    """Replace the ``levels`` deepest skip projections of ``gm`` (in place) by one
+    :func:`run_on_side` call each (the chain a submodule ``side_chain_<k>``), placed right
+    after the deepest one's input, with a :func:`side_join` before its first reader.
+    Returns how many moved."""
     if levels <= 0:
         return 0
     order = {n: i for i, n in enumerate(gm.graph.nodes)}
@@ -190,24 +198,26 @@ def overlap_skip_projections(gm: fx.GraphModule, levels: int) -> int:
     if not chains:
         return 0
     anchor = chains[-1][0]  # the deepest skip's layer output
-    for value, chain, projection in reversed(chains):
+    for k, (value, chain, projection) in enumerate(reversed(chains)):
+        if any(arg not in (value, *chain) and arg.op != "get_attr"
+               for node in chain for arg in node.all_input_nodes):
+            raise AssertionError(f"skip chain {[n.name for n in chain]} reads more than its input")
+        name = f"side_chain_{k}"
+        gm.add_submodule(name, _chain_module(gm, value, chain))
         first_reader = min(projection.users, key=lambda u: order[u])
         with gm.graph.inserting_after(anchor):
-            begin = gm.graph.call_function(side_begin, (value,))
-        place = begin
-        for node in chain:
-            # the chain's module references come along (the block plan emits them next to it)
-            for arg in node.args:
-                if isinstance(arg, fx.Node) and arg.op == "get_attr" and order[arg] > order[anchor]:
-                    place.append(arg)
-                    place = arg
-            place.append(node)
-            place = node
-        with gm.graph.inserting_after(place):
-            end = gm.graph.call_function(side_end, (begin, projection))
+            ref = gm.graph.get_attr(name)
+        with gm.graph.inserting_after(ref):
+            run = gm.graph.call_function(run_on_side, (ref, value))
         with gm.graph.inserting_before(first_reader):
-            join = gm.graph.call_function(side_join, (end,))
-        projection.replace_all_uses_with(join, delete_user_cb=lambda u: u is not end)
+            join = gm.graph.call_function(side_join, (run,))
+        projection.replace_all_uses_with(join)
+        for node in reversed(chain):
+            refs = [a for a in node.args if isinstance(a, fx.Node) and a.op == "get_attr"]
+            gm.graph.erase_node(node)
+            for a in refs:
+                if not a.users:
+                    gm.graph.erase_node(a)
     gm.graph.lint()
     gm.recompile()
     return len(chains)

@@ -11,7 +11,7 @@ from segblocks_core.executor import block_interpolate
 from segblocks_core.fused import upsample_add
 from segblocks_core.layout import BlockLayout
 from segblocks_core.models import swiftnet_rn18
-from segblocks_core.overlap import side_begin, side_end, side_join, skip_overlap, skip_overlap_levels
+from segblocks_core.overlap import run_on_side, side_join, skip_overlap, skip_overlap_levels
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -38,30 +38,33 @@ def test_the_deepest_skip_projections_move_after_the_deepest_skip(fast, levels):
     _, graphs = labels_graphs(fast, levels)
     for gm in graphs:
         nodes = list(gm.graph.nodes)
-        begins, ends, joins = (targets(gm, f) for f in (side_begin, side_end, side_join))
-        assert len(begins) == len(ends) == len(joins) == levels
+        runs, joins = targets(gm, run_on_side), targets(gm, side_join)
+        assert len(runs) == len(joins) == levels
         # the chains' inputs: layer 3's output (deepest), then layer 2's, then layer 1's
-        inputs = [b.args[0] for b in begins]
+        inputs = [r.args[1] for r in runs]
         deepest = max(inputs, key=nodes.index)
         assert "layer3" in deepest.name or deepest.name == "block_conv2d_14"
-        first = min(nodes.index(b) for b in begins)
-        assert first == nodes.index(deepest) + 1 + sum(  # right after it (module references aside)
-            1 for n in nodes[nodes.index(deepest) + 1:first] if n.op == "get_attr")
-        for begin in begins:
-            (end,) = [e for e in ends if e.args[0] is begin]
-            (join,) = [j for j in joins if j.args[0] is end]
-            # the projection between them, read (through the join) by the decoder's upsample + add
-            projection = end.args[1]
-            assert nodes.index(begin) < nodes.index(projection) < nodes.index(end)
+        between = nodes[nodes.index(deepest) + 1:min(nodes.index(r) for r in runs) + 1]
+        # right after it: the runs and their submodule references, nothing of layer 4 first
+        assert all(n in runs or n.op == "get_attr" for n in between)
+        for run in runs:
+            chain = gm.get_submodule(run.args[0].target)
+            ops = [n for n in chain.graph.nodes if n.op in ("call_module", "call_function")]
+            assert len(ops) in (2, 3)  # BatchNorm + ReLU, (handoff,) 1x1 convolution
+            (join,) = [j for j in joins if j.args[0] is run]
+            assert set(run.users) == {join}
             readers = [u for u in join.users if u.target is not getattr]
             assert len(readers) == 1 and readers[0].target in (upsample_add, block_interpolate)
-            assert set(projection.users) == {end}
+        # the graph itself keeps the other projections (a norm and a conv module each,
+        # called or referenced) and none of the moved ones
+        left = [n for n in nodes if n.op in ("call_module", "get_attr") and "bottleneck" in str(n.target)]
+        assert len(left) == 2 * (3 - levels)
 
 
 def test_off_by_default_and_levels_checked(fast):
     assert skip_overlap_levels() == 0
     _, graphs = labels_graphs(fast, 0)
-    assert not any(targets(gm, side_begin) for gm in graphs)
+    assert not any(targets(gm, run_on_side) for gm in graphs)
     with pytest.raises(ValueError, match="levels must be >= 0"):
         with skip_overlap(-1):
             pass
@@ -117,3 +120,18 @@ def test_side_stream_gives_identical_labels_eager_and_captured(fast_cuda):
         results[levels] = (eager[0], captured)
     assert torch.equal(results[0][0], results[2][0])
     assert all(torch.equal(a, b) for a, b in zip(results[0][1], results[2][1]))
+
+
+@cuda
+def test_the_callers_stream_is_current_again_when_a_chain_raises():
+    """run_on_side restores the caller's stream also when the chain raises (the labels
+    graph's generated code has no ``finally`` of its own)."""
+    x = torch.zeros(4, device="cuda")
+    before = torch.cuda.current_stream()
+
+    def chain(value):
+        assert torch.cuda.current_stream() != before  # the chain runs on the side stream
+        raise RuntimeError("in the chain")
+    with pytest.raises(RuntimeError, match="in the chain"):
+        run_on_side(chain, x)
+    assert torch.cuda.current_stream() == before
