@@ -10,8 +10,8 @@ skips can run there instead: :func:`overlap_skip_projections` moves them to righ
 the deepest skip's layer output, each as one call that runs it on a side stream
 (:func:`run_on_side`: the side stream waits for the current one, and the caller's stream is
 current again afterwards, also if the chain raised), and the current stream waits for the
-side one right before the decoder reads the projection (:func:`side_join`). Inside a CUDA graph capture the fork and join become parallel
-branches of the graph. Both labels graphs get the same pass (the static best's dense one
+side one right before the decoder reads the projection (:func:`side_join`). Inside a CUDA
+graph capture the fork and join become parallel branches of the graph. Both labels graphs get the same pass (the static best's dense one
 and SegBlocks' block plan), so a ratio between them compares like with like.
 
 Only the ``levels`` deepest skips move: a shallower skip's projection has a larger output
@@ -34,7 +34,7 @@ import torch
 import torch.fx as fx
 from torch import Tensor, nn
 
-from .fused import BatchNormReLU, upsample_add
+from .fused import BatchNormReLU, context_value, upsample_add
 from .layout import BlockTensor
 
 _LEVELS: contextvars.ContextVar[int] = contextvars.ContextVar("segblocks_skip_overlap", default=0)
@@ -47,11 +47,8 @@ def skip_overlap(levels: int = 2):
     side stream (0: off, the default)."""
     if int(levels) < 0:
         raise ValueError(f"levels must be >= 0, got {levels}")
-    token = _LEVELS.set(int(levels))
-    try:
+    with context_value(_LEVELS, int(levels)):
         yield
-    finally:
-        _LEVELS.reset(token)
 
 
 def skip_overlap_levels() -> int:
