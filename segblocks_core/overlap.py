@@ -34,6 +34,7 @@ import torch
 import torch.fx as fx
 from torch import Tensor, nn
 
+from .executor import block_conv2d, block_interpolate, block_module, handoff
 from .fused import BatchNormReLU, context_value, upsample_add
 from .layout import BlockTensor
 
@@ -113,7 +114,6 @@ def _module(gm: fx.GraphModule, node: Any) -> Optional[nn.Module]:
 
 def _is_norm(gm: fx.GraphModule, node: fx.Node) -> bool:
     """A BatchNormReLU: called as a module (the dense graph) or through block_module."""
-    from .executor import block_module
     if node.op == "call_module":
         return isinstance(gm.get_submodule(node.target), BatchNormReLU)
     return (node.op == "call_function" and node.target is block_module
@@ -122,7 +122,6 @@ def _is_norm(gm: fx.GraphModule, node: fx.Node) -> bool:
 
 def _is_pointwise_conv(gm: fx.GraphModule, node: fx.Node) -> bool:
     """A 1x1 stride-1 convolution: a module (dense) or block_conv2d without a residual."""
-    from .executor import block_conv2d
     if node.op == "call_module":
         conv = gm.get_submodule(node.target)
     elif node.op == "call_function" and node.target is block_conv2d and len(node.args) == 2 and not node.kwargs:
@@ -135,7 +134,6 @@ def _is_pointwise_conv(gm: fx.GraphModule, node: fx.Node) -> bool:
 
 def _is_skip_reader(node: fx.Node, value: fx.Node) -> bool:
     """The decoder's upsample + skip add reading ``value`` as its skip."""
-    from .executor import block_interpolate
     if node.op != "call_function":
         return False
     if node.target is upsample_add:
@@ -152,7 +150,6 @@ def _skip_chains(gm: fx.GraphModule) -> list[tuple[fx.Node, list[fx.Node], fx.No
     """``(input, chain, projection)`` per decoder skip: a BatchNormReLU of ``input``, then
     (in the block plan) its handoff, then a 1x1 convolution read by the decoder's upsample +
     add (and otherwise only by shape reads), each link the previous one's only user."""
-    from .executor import handoff
     chains = []
     for norm in gm.graph.nodes:
         if not _is_norm(gm, norm) or not isinstance(norm.args[0], fx.Node):
