@@ -327,16 +327,22 @@ SEGBLOCKS_HOST_DEVICE Pack<scalar_t, kPack> quad_mean(const Pack<scalar_t, kPack
   return out;
 }
 
+// The bytes of frame n's pixel (y, x).
+template <typename index_t>
+SEGBLOCKS_HOST_DEVICE const uint8_t* frame_pixel(const FramesMap& m, index_t n, index_t y, index_t x) {
+  return m.images + ((static_cast<int64_t>(n) * m.height + y) * m.width + x) * 3;
+}
+
 template <typename scalar_t, int kPack, typename index_t>
 SEGBLOCKS_HOST_DEVICE Pack<scalar_t, kPack> map_pack(const FramesMap& m, index_t n, index_t c, index_t y,
                                                      index_t x) {
-  return frame_pack<scalar_t, kPack>(FrameConstants(m), m.images + ((static_cast<int64_t>(n) * m.height + y) * m.width + x) * 3, c);
+  return frame_pack<scalar_t, kPack>(FrameConstants(m), frame_pixel(m, n, y, x), c);
 }
 
 template <typename scalar_t, int kPack, typename index_t>
 SEGBLOCKS_HOST_DEVICE void map_quad(const FramesMap& m, index_t n, index_t c, index_t y, index_t x,
                                     Pack<scalar_t, kPack> (&q)[4]) {
-  const uint8_t* p = m.images + ((static_cast<int64_t>(n) * m.height + y) * m.width + x) * 3;
+  const uint8_t* p = frame_pixel(m, n, y, x);
   const int64_t row = m.width * 3;
   const FrameConstants k(m);
   q[0] = frame_pack<scalar_t, kPack>(k, p, c);
@@ -450,7 +456,7 @@ SEGBLOCKS_HOST_DEVICE void split_padded_frames_pair_element(const SplitPaddedPar
       yy = copy ? y : y - (y & 1);
       xx = copy ? x : x - (x & 1);
     }
-    const uint8_t* src = m.images + ((static_cast<int64_t>(cell.n) * m.height + yy) * m.width + xx) * 3;
+    const uint8_t* src = frame_pixel(m, cell.n, yy, xx);
     if (copy) {
       out[h] = frame_pack<scalar_t, kPack>(norm, src, 0);
     } else {
