@@ -46,7 +46,7 @@
 #   ab        bench_gpu.py RN18 subsets: as is, with --space-to-depth, and with whole blocks in
 #             layer3/4 (--units-min-side 16) and in layer4 (--units-min-side 8)
 #   profiles  node_profile.py RN18 b1 / b4 and RN50 b1 at 40%, memory_probe.py at 40%
-#   aboverlap bench_gpu.py RN18 subsets (tau 0.5; AB_BATCHES): as is, --overlap-skips=2 (both sides'
+#   aboverlap bench_gpu.py subsets (AB_MODELS, default RN18; tau 0.5; AB_BATCHES): as is, --overlap-skips=2 (both sides'
 #             two deepest decoder skip projections on a side stream during layer 4), as is again
 #   profiles18  node_profile.py RN18 b1 / b4 at 40% only (a kernel change's profiles, to set
 #             against an earlier run's: the native kernels have no timed choices)
@@ -75,11 +75,12 @@ stage() {  # name, command...: run, log, remember a failure (and return it)
   return $rc
 }
 
-ab_pair() {  # name, flag: bench_gpu.py RN18 subsets (tau 0.5; AB_BATCHES) as is, then with the flag
-  stage "ab_$1" $PY benchmarks/bench_gpu.py --out "$R/ab" --models swiftnet_rn18 --taus 0.5 \
-    --batches "${AB_BATCHES:-1,4}"
-  stage "ab_no-$1" $PY benchmarks/bench_gpu.py --out "$R/ab" --models swiftnet_rn18 --taus 0.5 \
-    --batches "${AB_BATCHES:-1,4}" "$2"
+ab_pair() {  # name, flag: bench_gpu.py subsets (AB_MODELS, default RN18; tau 0.5; AB_BATCHES) as is,
+             # then with the flag
+  stage "ab_$1" $PY benchmarks/bench_gpu.py --out "$R/ab" --models "${AB_MODELS:-swiftnet_rn18}" \
+    --taus 0.5 --batches "${AB_BATCHES:-1,4}"
+  stage "ab_no-$1" $PY benchmarks/bench_gpu.py --out "$R/ab" --models "${AB_MODELS:-swiftnet_rn18}" \
+    --taus 0.5 --batches "${AB_BATCHES:-1,4}" "$2"
 }
 
 build_env() {  # the build's environment: sm_90 with the system g++ (README), CUTLASS where carried
@@ -202,8 +203,8 @@ for s in "$@"; do
     aboverlap)
       # as is, with both sides' two deepest decoder skip projections on a side stream, as is again
       ab_pair overlap --overlap-skips=2
-      stage ab_overlap_again $PY benchmarks/bench_gpu.py --out "$R/ab-again" --models swiftnet_rn18 \
-        --taus 0.5 --batches "${AB_BATCHES:-1,4}" ;;
+      stage ab_overlap_again $PY benchmarks/bench_gpu.py --out "$R/ab-again" \
+        --models "${AB_MODELS:-swiftnet_rn18}" --taus 0.5 --batches "${AB_BATCHES:-1,4}" ;;
     profiles18)
       for batch in 1 4; do
         stage "profile-b$batch" $PY benchmarks/node_profile.py --batch "$batch" --fraction 0.4 --iters 20 \
