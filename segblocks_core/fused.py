@@ -255,6 +255,8 @@ def _fastest_way(args) -> str:
     (:func:`cutlass_conv_applies`) and agree with the unfused result. Each way's first call
     is its warm-up."""
     want = _unfused(*args)
+    if want.numel() == 0:
+        return "unfused"  # nothing to time (an empty bucket's tiles): the capture would be empty
     ways = {"unfused": _unfused}
     s2d = _SPACE_TO_DEPTH.get() and space_to_depth_applies(*args[:2], *args[3:7])
     for name in ("fused", "space_to_depth") if s2d else ("fused",):
@@ -523,6 +525,8 @@ def _fastest_agreeing(what: str, key: tuple, ways: dict, two_pass) -> Optional[s
     + cuDNN), or None where ``two_pass`` is at least as fast or none agrees (each
     disagreement warns). Every call is timed by :func:`choice_ms`; outside capture only."""
     want = two_pass()
+    if want.numel() == 0:
+        return None  # nothing to time (an empty bucket's tiles): BlockPad + cuDNN
     agree = {}
     for name, fn in ways.items():
         err = output_disagreement(fn(), want)

@@ -178,6 +178,7 @@ def test_fastest_way_times_only_the_ways_that_apply(monkeypatch):
             calls.append(name)
             if name in reject:
                 raise RuntimeError("not supported")
+            return torch.ones(1)
         return run
     monkeypatch.setattr(fused, "_unfused", way("unfused"))
     monkeypatch.setattr(fused, "_WAYS", {n: way(n) for n in speed})
@@ -197,6 +198,22 @@ def test_fastest_way_times_only_the_ways_that_apply(monkeypatch):
         reject.clear()
         speed["unfused"] = 0.5
         assert fused._fastest_way(stem) == "unfused"
+
+
+def test_an_empty_problem_is_not_timed(monkeypatch):
+    """An empty batch of tiles (a bucket without low- or high-res tiles) has nothing to time:
+    the unfused way (convolutions) and BlockPad + cuDNN (padded outputs, units) are kept
+    without a capture, which would be empty (the CUDA graph warns)."""
+    def timed(fn):
+        raise AssertionError("an empty problem was timed")
+    monkeypatch.setattr(fused, "choice_ms", timed)
+    empty = (torch.empty(0, 64, 18, 18), torch.randn(64, 64, 3, 3), torch.randn(64), (1, 1), (1, 1), (1, 1), 1, None)
+    assert fused._fastest_way(empty) == "unfused"
+    ways = {"kernel": lambda: torch.empty(0, 8)}
+    assert fused._fastest_agreeing("padded outputs", ("k",), ways, lambda: torch.empty(0, 8)) is None
+    one = (torch.randn(1, 64, 18, 18), *empty[1:])
+    with pytest.raises(AssertionError, match="was timed"):
+        fused._fastest_way(one)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
