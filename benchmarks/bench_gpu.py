@@ -328,6 +328,8 @@ def run(args) -> None:
               "cudnn_benchmark_limit": torch.backends.cudnn.benchmark_limit,
               "pad_classifier": args.pad_classifier, "pooling_tiles": args.pooling_tiles,
               "overlap_skips": args.overlap_skips,
+              # kernels launched while the one before ends (SEGBLOCKS_PDL=0: off)
+              "programmatic_launch": ops.programmatic_launch(),
               # every built configuration (conv_ways' "cutlass:<i>" index it) and those timed
               "cutlass_configs": list(ops.cutlass_conv_configs()),
               "cutlass_config_indices": list(fused.cutlass_config_indices()),
@@ -354,6 +356,7 @@ def run(args) -> None:
         ("" if args.frames_split else "no-frames-split-") + \
         ("" if args.pooling_tiles else "no-pooling-tiles-") + \
         (f"overlap-skips-{args.overlap_skips}-" if args.overlap_skips else "") + \
+        ("" if ops.programmatic_launch() else "no-pdl-") + \
         ("" if args.fuse_epilogue else "unfused-epilogue-") + \
         ("" if args.input_channels == 4 else f"input{args.input_channels}-")
     path = os.path.join(args.out, f"{prefix}gpu-{slug}-{date}.json")

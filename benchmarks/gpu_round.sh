@@ -48,6 +48,9 @@
 #   profiles  node_profile.py RN18 b1 / b4 and RN50 b1 at 40%, memory_probe.py at 40%
 #   aboverlap bench_gpu.py subsets (AB_MODELS, default RN18; tau 0.5; AB_BATCHES): as is, --overlap-skips=2 (both sides'
 #             two deepest decoder skip projections on a side stream during layer 4), as is again
+#   abpdl     bench_gpu.py subsets (AB_MODELS, default RN18; tau 0.5; AB_BATCHES): as is (kernels launched
+#             programmatically, csrc/ops/cuda/pdl.cuh), SEGBLOCKS_PDL=0, as is again
+#   testspdl  pytest test/test_programmatic_launch.py (dependent chains against the ordinary launches)
 #   profiles18  node_profile.py RN18 b1 / b4 at 40% only (a kernel change's profiles, to set
 #             against an earlier run's: the native kernels have no timed choices)
 #   testscutlass  pytest test/test_padded_outputs.py -k cutlass (every CUTLASS configuration's
@@ -205,6 +208,16 @@ for s in "$@"; do
       ab_pair overlap --overlap-skips=2
       stage ab_overlap_again $PY benchmarks/bench_gpu.py --out "$R/ab-again" \
         --models "${AB_MODELS:-swiftnet_rn18}" --taus 0.5 --batches "${AB_BATCHES:-1,4}" ;;
+    abpdl)
+      # as is (programmatic launches), SEGBLOCKS_PDL=0 (every kernel launched the ordinary way), as is again
+      stage ab_pdl $PY benchmarks/bench_gpu.py --out "$R/ab" --models "${AB_MODELS:-swiftnet_rn18}" --taus 0.5 \
+        --batches "${AB_BATCHES:-1,4}"
+      SEGBLOCKS_PDL=0 stage ab_no-pdl $PY benchmarks/bench_gpu.py --out "$R/ab" \
+        --models "${AB_MODELS:-swiftnet_rn18}" --taus 0.5 --batches "${AB_BATCHES:-1,4}"
+      stage ab_pdl_again $PY benchmarks/bench_gpu.py --out "$R/ab-again" --models "${AB_MODELS:-swiftnet_rn18}" \
+        --taus 0.5 --batches "${AB_BATCHES:-1,4}" ;;
+    testspdl)
+      stage tests_pdl $PY -m pytest -q -p no:cacheprovider test/test_programmatic_launch.py ;;
     profiles18)
       for batch in 1 4; do
         stage "profile-b$batch" $PY benchmarks/node_profile.py --batch "$batch" --fraction 0.4 --iters 20 \

@@ -7,6 +7,10 @@
 #include <torch/extension.h>
 #include <torch/library.h>
 
+#ifdef SEGBLOCKS_WITH_CUDA
+#include "ops/cuda/pdl.cuh"
+#endif
+
 TORCH_LIBRARY(segblocks, m) {
   // forward ops: the signatures of segblocks_core.ops._reference
   m.def("split(Tensor x, Tensor hr_pos, Tensor lr_pos, int block_size) -> (Tensor, Tensor)");
@@ -124,6 +128,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "SegBlocks block ops (split, block_pad, combine): registers torch.ops.segblocks.*";
 #ifdef SEGBLOCKS_WITH_CUDA
   m.attr("with_cuda") = true;
+  m.def("programmatic_launch", [] { return segblocks::cuda::programmatic_launch_enabled(); },
+        "Whether the CUDA kernels are launched programmatically on the current device (pdl.cuh)");
 #else
   m.attr("with_cuda") = false;
 #endif

@@ -760,6 +760,18 @@ def block_pad_ring_(padded: Tensor, layout: BlockLayout, padding: int) -> Tensor
 
 
 @functools.lru_cache(maxsize=None)
+def programmatic_launch() -> bool:
+    """Whether the extension's CUDA kernels (and the persistent CUTLASS convolutions) are
+    launched programmatically on the current CUDA device: each may start while the kernel
+    before it ends, its blocks waiting for that one's results (compute capability 9.0+;
+    ``csrc/ops/cuda/pdl.cuh``). ``SEGBLOCKS_PDL=0`` in the environment turns it off. False
+    without the CUDA kernels or a GPU."""
+    if _native_error is not None or not has_native("cuda"):
+        return False
+    from .. import _C
+    return bool(_C.programmatic_launch())
+
+
 def cutlass_conv_configs() -> tuple[str, ...]:
     """The CUDA kernel configurations of :func:`conv_into_` (``config`` indexes them; tile
     ``MxNxK`` and pipeline stages): the CUTLASS convolutions of ``segblocks_core._cutlass``,

@@ -23,6 +23,7 @@
 
 #include "ops/block_indexing.h"
 #include "ops/cuda/cuda_scalar.cuh"
+#include "ops/cuda/pdl.cuh"
 
 namespace segblocks {
 namespace cuda {
@@ -119,8 +120,12 @@ __device__ __forceinline__ void grid_stride_loop(const Params& params, int64_t t
   }
 }
 
+// Every kernel below may be launched programmatically (pdl.cuh): it waits for the kernel
+// before it first thing, then lets the next one launch (its blocks wait for this one's end).
 template <typename Params, void (*element)(const Params&, int64_t)>
 __global__ void __launch_bounds__(kThreadsPerBlock) grid_stride_kernel(Params params, int64_t total) {
+  wait_for_prerequisite_grid();
+  allow_dependent_grid();
   grid_stride_loop<Params, element>(params, total);
 }
 
@@ -130,6 +135,8 @@ __global__ void __launch_bounds__(kThreadsPerBlock) grid_stride_kernel(Params pa
 template <typename Params, void (*element)(const Params&, int64_t), int kMinBlocks>
 __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocks)
     grid_stride_kernel_bounded(Params params, int64_t total) {
+  wait_for_prerequisite_grid();
+  allow_dependent_grid();
   grid_stride_loop<Params, element>(params, total);
 }
 
@@ -610,10 +617,10 @@ struct LaunchOnStream {
   template <typename Params, void (*element)(const Params&, int64_t), int kMin = MinBlocksPerSM<Params>::value>
   void operator()(const Params& prm, int64_t total) const {
     if constexpr (kMin > 1) {
-      grid_stride_kernel_bounded<Params, element, kMin>
-          <<<blocks_for(total), kThreadsPerBlock, 0, stream>>>(prm, total);
+      launch_kernel(grid_stride_kernel_bounded<Params, element, kMin>, blocks_for(total), kThreadsPerBlock, stream,
+                    prm, total);
     } else {
-      grid_stride_kernel<Params, element><<<blocks_for(total), kThreadsPerBlock, 0, stream>>>(prm, total);
+      launch_kernel(grid_stride_kernel<Params, element>, blocks_for(total), kThreadsPerBlock, stream, prm, total);
     }
   }
 };

@@ -1,5 +1,7 @@
 // CUTLASS convolution, tile 256 x 128 x 64, as many stages as fit, persistent cooperative (two
 // consumer warp groups on one tile, whole K loops); see conv_cutlass_persistent.cuh.
+// the GEMM kernel's griddepcontrol: launched programmatically (pdl.cuh)
+#define CUTLASS_ENABLE_GDC_FOR_SM90
 #include "conv_cutlass_persistent.cuh"
 
 namespace segblocks {

@@ -1,5 +1,7 @@
 // CUTLASS convolution, tile 64 x 128 x 64, as many stages as fit, persistent ping-pong; see
 // conv_cutlass_persistent.cuh.
+// the GEMM kernel's griddepcontrol: launched programmatically (pdl.cuh)
+#define CUTLASS_ENABLE_GDC_FOR_SM90
 #include "conv_cutlass_persistent.cuh"
 
 namespace segblocks {

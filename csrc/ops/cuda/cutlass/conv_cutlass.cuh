@@ -28,6 +28,7 @@
 #include "cutlass/epilogue/fusion/operations.hpp"
 #include "cutlass/epilogue/thread/activation.h"
 #include "ops/cuda/cutlass/conv_problem.h"
+#include "ops/cuda/pdl.cuh"
 
 namespace segblocks {
 namespace cuda {
@@ -73,6 +74,8 @@ void set_epilogue_arguments(EpilogueArguments& epi, const ConvCutlassProblem& p)
 // CUTLASS's own convolution kernel: one thread block per output tile.
 template <int kM, int kN, int kK, int kStages>
 struct ConvCutlassConfig {
+  // CUTLASS 4.2's convolution kernel has no griddepcontrol.wait: never launched early (pdl.cuh)
+  static constexpr bool kProgrammatic = false;
   using Half = cutlass::half_t;
   using TileShape = cute::Shape<cute::Int<kM>, cute::Int<kN>, cute::Shape<cute::Int<kK>>>;
   using ClusterShape = cute::Shape<cute::_1, cute::_1, cute::_1>;
@@ -115,7 +118,11 @@ int launch_conv_cutlass(const ConvCutlassProblem& p, cudaStream_t stream) {
   if (Op::get_workspace_size(args) > p.workspace_bytes) return 2000;
   st = op.initialize(args, p.workspace, stream);
   if (st != cutlass::Status::kSuccess) return 3000 + static_cast<int>(st);
-  st = op.run(stream);
+  if constexpr (Config::kProgrammatic) {
+    st = op.run(stream, nullptr, programmatic_launch_enabled());
+  } else {
+    st = op.run(stream);
+  }
   if (st != cutlass::Status::kSuccess) return 4000 + static_cast<int>(st);
   return 0;
 }

@@ -13,6 +13,14 @@
 namespace segblocks {
 namespace cuda {
 
+// Whether this translation unit's GEMM kernels have griddepcontrol (a define, so that the
+// host pass, which launches them, sees it too).
+#ifdef CUTLASS_ENABLE_GDC_FOR_SM90
+static constexpr bool kGdcBuilt = true;
+#else
+static constexpr bool kGdcBuilt = false;
+#endif
+
 // -- Persistent configurations ---------------------------------------------------------
 //
 // CUTLASS 4.2's convolution kernel launches one thread block per output tile ("Persistent
@@ -126,6 +134,11 @@ struct GemmFacingConvEpilogue : Epilogue {
 template <int kM, int kN, int kK, int kStages, int kKind>
 struct ConvCutlassPersistentConfig {
   static_assert(kKind >= 1 && kKind <= 3, "kind 1: ping-pong, 2: cooperative stream-K, 3: cooperative");
+  // Built with CUTLASS_ENABLE_GDC_FOR_SM90 (defined by the configuration's .cu file), the
+  // GEMM kernels wait (griddepcontrol.wait) in every warp role that loads and let the next
+  // kernel launch after their main loops: launched programmatically (pdl.cuh). Not stream-K:
+  // CUTLASS 4.2's stream-K scheduler does not compile with it.
+  static constexpr bool kProgrammatic = kKind != 2 && kGdcBuilt;
   using Half = cutlass::half_t;
   using TileShape = cute::Shape<cute::Int<kM>, cute::Int<kN>, cute::Shape<cute::Int<kK>>>;
   using ClusterShape = cute::Shape<cute::_1, cute::_1, cute::_1>;
