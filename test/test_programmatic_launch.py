@@ -97,6 +97,27 @@ def chains(device: str = "cuda") -> dict[str, torch.Tensor]:
     return {k: v.cpu() for k, v in out.items()}
 
 
+def test_every_programmatically_launched_kernel_waits_first():
+    """The contract of pdl.cuh, checked in the sources (CI has no GPU): each kernel passed to
+    launch_kernel waits for the kernel before it before its first statement that could touch
+    memory, i.e. wait_for_prerequisite_grid() opens its body."""
+    import glob
+    import re
+
+    sources = {path: open(path).read() for pattern in ("csrc/**/*.cuh", "csrc/**/*.cu", "csrc/**/*.h")
+               for path in glob.glob(os.path.join(ROOT, pattern), recursive=True)}
+    launched = {m.group(1) for text in sources.values() for m in re.finditer(r"\blaunch_kernel\(\s*(\w+)", text)}
+    launched.discard("void")  # the template's own declaration
+    assert launched, "no programmatic launch found"
+    for name in launched:
+        bodies = [m.group(1) for text in sources.values()
+                  for m in re.finditer(r"__global__[^;{]*?\b" + name + r"\([^)]*\)\s*\{\s*([^;]*;)", text)]
+        assert bodies, f"kernel {name} (launched by launch_kernel) not found"
+        for first in bodies:
+            assert first.strip() == "wait_for_prerequisite_grid();", \
+                f"{name} is launched programmatically but starts with {first.strip()!r}"
+
+
 def test_programmatic_launch_is_off_without_cuda_kernels():
     if ops.has_native("cuda"):
         pytest.skip("this build has the CUDA kernels (the GPU tests check them)")
