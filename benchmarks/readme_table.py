@@ -39,7 +39,10 @@ def render(path: str) -> str:
         f"{data['width']}x{data['height']}, random weights, from "
         f"`{os.path.relpath(path, ROOT)}` (`python benchmarks/bench_gpu.py`). Each row: uint8 "
         f"frame in GPU memory -> class ids, median of CUDA-event timed CUDA-graph replays; "
-        f"ratios are against the static best (`{static}`) in the same run.",
+        f"ratios are against the static best (`{static}`) in the same run."
+        + ("" if "programmatic_launch" not in data else
+           f" Kernels launched programmatically (`csrc/ops/cuda/pdl.cuh`): "
+           f"{'on' if data['programmatic_launch'] else 'off'}."),
         "",
         "| model | batch | configuration | latency ms | vs static best | goal | peak MB | vs static | GMAC |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|",

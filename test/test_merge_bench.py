@@ -52,3 +52,29 @@ def test_merge_command_line_writes_the_table(tmp_path):
                    check=True, capture_output=True)
     merged = json.loads(out.read_text())
     assert len(merged["rows"]) == 4 and merged["conv_ways"] == {"fused": 2}
+
+
+def test_readme_table_says_whether_kernels_were_launched_programmatically(tmp_path):
+    """readme_table.py names the run's launch mode where the result records it (results
+    before programmatic launches do not) and a merge refuses runs that differ in it."""
+    from readme_table import render
+
+    rows = [{"model": "swiftnet_rn18", "mode": "static", "config": "fp16 NHWC BN-folded graph, fused head",
+             "batch": 1, "dtype": "float16", "highres_fraction": None, "tau": None, "latency_ms": 1.0,
+             "peak_mem_mb": 80.0, "gmacs": 103.6},
+            {"model": "swiftnet_rn18", "mode": "segblocks", "config": "fixed 40% high-res", "batch": 1,
+             "dtype": "float16", "highres_fraction": 0.4, "tau": None, "latency_ms": 0.8,
+             "peak_mem_mb": 48.0, "gmacs": 57.0}]
+    base = {"gpu": "G", "torch": "T", "cuda": "C", "height": 1024, "width": 2048, "rows": rows}
+    texts = {}
+    for state in (None, True, False):
+        data = dict(base) if state is None else dict(base, programmatic_launch=state)
+        path = tmp_path / f"gpu-{state}.json"
+        path.write_text(json.dumps(data))
+        texts[state] = render(str(path))
+        assert "| 0.80 | 0.80x | <= 0.75x |" in texts[state]
+    assert "programmatically" not in texts[None]
+    assert "programmatically (`csrc/ops/cuda/pdl.cuh`): on." in texts[True]
+    assert "programmatically (`csrc/ops/cuda/pdl.cuh`): off." in texts[False]
+    with pytest.raises(ValueError, match="programmatic_launch"):
+        merge([_run("rn18", {}, {}, programmatic_launch=True), _run("rn50", {}, {}, programmatic_launch=False)])
