@@ -759,7 +759,6 @@ def block_pad_ring_(padded: Tensor, layout: BlockLayout, padding: int) -> Tensor
     return padded
 
 
-@functools.lru_cache(maxsize=None)
 def programmatic_launch() -> bool:
     """Whether the extension's CUDA kernels (and the persistent CUTLASS convolutions) are
     launched programmatically on the current CUDA device: each may start while the kernel
@@ -772,6 +771,7 @@ def programmatic_launch() -> bool:
     return bool(_C.programmatic_launch())
 
 
+@functools.lru_cache(maxsize=None)
 def cutlass_conv_configs() -> tuple[str, ...]:
     """The CUDA kernel configurations of :func:`conv_into_` (``config`` indexes them; tile
     ``MxNxK`` and pipeline stages): the CUTLASS convolutions of ``segblocks_core._cutlass``,
