@@ -330,6 +330,8 @@ def run(args) -> None:
               "overlap_skips": args.overlap_skips,
               # kernels launched while the one before ends (SEGBLOCKS_PDL=0: off)
               "programmatic_launch": ops.programmatic_launch(),
+              # BlockPad's lookups before that wait (SEGBLOCKS_PDL_PREFETCH=1)
+              "programmatic_prefetch": ops.programmatic_prefetch(),
               # every built configuration (conv_ways' "cutlass:<i>" index it) and those timed
               "cutlass_configs": list(ops.cutlass_conv_configs()),
               "cutlass_config_indices": list(fused.cutlass_config_indices()),
@@ -357,6 +359,7 @@ def run(args) -> None:
         ("" if args.pooling_tiles else "no-pooling-tiles-") + \
         (f"overlap-skips-{args.overlap_skips}-" if args.overlap_skips else "") + \
         ("" if ops.programmatic_launch() else "no-pdl-") + \
+        ("pdl-prefetch-" if ops.programmatic_prefetch() else "") + \
         ("" if args.fuse_epilogue else "unfused-epilogue-") + \
         ("" if args.input_channels == 4 else f"input{args.input_channels}-")
     path = os.path.join(args.out, f"{prefix}gpu-{slug}-{date}.json")

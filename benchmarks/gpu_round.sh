@@ -50,6 +50,8 @@
 #             two deepest decoder skip projections on a side stream during layer 4), as is again
 #   abpdl     bench_gpu.py subsets (AB_MODELS, default RN18; tau 0.5; AB_BATCHES): as is (kernels launched
 #             programmatically, csrc/ops/cuda/pdl.cuh), SEGBLOCKS_PDL=0, as is again
+#   abprefetch  the same with SEGBLOCKS_PDL_PREFETCH=1 (the BlockPad passes look their sources up before
+#             they wait for the kernel before) against as is
 #   testspdl  pytest test/test_programmatic_launch.py (dependent chains against the ordinary launches)
 #   profiles18  node_profile.py RN18 b1 / b4 at 40% only (a kernel change's profiles, to set
 #             against an earlier run's: the native kernels have no timed choices)
@@ -84,6 +86,17 @@ ab_pair() {  # name, flag: bench_gpu.py subsets (AB_MODELS, default RN18; tau 0.
     --taus 0.5 --batches "${AB_BATCHES:-1,4}"
   stage "ab_no-$1" $PY benchmarks/bench_gpu.py --out "$R/ab" --models "${AB_MODELS:-swiftnet_rn18}" \
     --taus 0.5 --batches "${AB_BATCHES:-1,4}" "$2"
+}
+
+ab_env() {  # name as is, name with, VAR=value: bench_gpu.py subsets (AB_MODELS, AB_BATCHES) as is, with
+            # the variable set, as is again
+  local bench=($PY benchmarks/bench_gpu.py --models "${AB_MODELS:-swiftnet_rn18}" --taus 0.5
+               --batches "${AB_BATCHES:-1,4}")
+  stage "ab_$1" "${bench[@]}" --out "$R/ab"
+  export "$3"
+  stage "ab_$2" "${bench[@]}" --out "$R/ab"
+  unset "${3%%=*}"
+  stage "ab_$1_again" "${bench[@]}" --out "$R/ab-again"
 }
 
 build_env() {  # the build's environment: sm_90 with the system g++ (README), CUTLASS where carried
@@ -210,12 +223,10 @@ for s in "$@"; do
         --models "${AB_MODELS:-swiftnet_rn18}" --taus 0.5 --batches "${AB_BATCHES:-1,4}" ;;
     abpdl)
       # as is (programmatic launches), SEGBLOCKS_PDL=0 (every kernel launched the ordinary way), as is again
-      stage ab_pdl $PY benchmarks/bench_gpu.py --out "$R/ab" --models "${AB_MODELS:-swiftnet_rn18}" --taus 0.5 \
-        --batches "${AB_BATCHES:-1,4}"
-      SEGBLOCKS_PDL=0 stage ab_no-pdl $PY benchmarks/bench_gpu.py --out "$R/ab" \
-        --models "${AB_MODELS:-swiftnet_rn18}" --taus 0.5 --batches "${AB_BATCHES:-1,4}"
-      stage ab_pdl_again $PY benchmarks/bench_gpu.py --out "$R/ab-again" --models "${AB_MODELS:-swiftnet_rn18}" \
-        --taus 0.5 --batches "${AB_BATCHES:-1,4}" ;;
+      ab_env pdl no-pdl SEGBLOCKS_PDL=0 ;;
+    abprefetch)
+      # as is, SEGBLOCKS_PDL_PREFETCH=1 (BlockPad's lookups before the wait for the kernel before), as is again
+      ab_env as-is prefetch SEGBLOCKS_PDL_PREFETCH=1 ;;
     testspdl)
       stage tests_pdl $PY -m pytest -q -p no:cacheprovider test/test_programmatic_launch.py ;;
     profiles18)

@@ -130,6 +130,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("with_cuda") = true;
   m.def("programmatic_launch", [] { return segblocks::cuda::programmatic_launch_enabled(); },
         "Whether the CUDA kernels are launched programmatically on the current device (pdl.cuh)");
+  m.def("programmatic_prefetch", [] { return segblocks::cuda::programmatic_prefetch_enabled(); },
+        "Whether the BlockPad passes look their sources up before waiting for the kernel before (pdl.cuh)");
 #else
   m.attr("with_cuda") = false;
 #endif

@@ -35,6 +35,12 @@ struct RunOnHost {
   void operator()(const Params& prm, int64_t total) const {
     for (int64_t linear = 0; linear < total; ++linear) element(prm, linear);
   }
+  // two-phase elements: each located, then stored, as located_grid_stride_kernel does
+  template <typename Params, typename Located, Located (*locate)(const Params&, int64_t),
+            void (*store)(const Params&, const Located&)>
+  void located(const Params& prm, int64_t total) const {
+    for (int64_t linear = 0; linear < total; ++linear) store(prm, locate(prm, linear));
+  }
 };
 
 // conv3x3_units: the table, then every work item (output tile and K split) in turn, its

@@ -4,9 +4,11 @@ each waiting for its results before touching memory. A missing wait shows as a k
 reads its input before it is written (or writes memory the kernel before still reads): the
 chains below make every kernel depend on the one before, reuse freed memory, and must come out
 bitwise equal to the same chains launched the ordinary way (``SEGBLOCKS_PDL=0``, in a
-subprocess: the setting is read once per process), eagerly and replayed from a CUDA graph.
+subprocess: the setting is read once per process) and with the BlockPad passes' lookups
+before the wait (``SEGBLOCKS_PDL_PREFETCH=1``), eagerly and replayed from a CUDA graph.
 
-The GPU tests run on the H100 host; on the CPU only the off state is checked.
+The GPU tests run on the H100 host; on the CPU the sources are checked for the wait and the
+off state of a build without CUDA kernels.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from segblocks_core import ops  # noqa: E402
-from segblocks_core.layout import BlockLayout  # noqa: E402
+from segblocks_core.layout import BlockLayout, BlockTensor  # noqa: E402
 
 HOPPER = torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 9 and ops.has_native("cuda")
 needs_hopper = pytest.mark.skipif(not HOPPER, reason="needs the CUDA kernels on a Hopper (sm_90+) GPU")
@@ -64,8 +66,9 @@ def chains(device: str = "cuda") -> dict[str, torch.Tensor]:
     configs = _programmatic_configs()
     if configs:
         # conv_into_ (padding 0 on padded tiles) writes the next tiles' interiors, then
-        # block_pad_ring_ their frames from those interiors: each kernel reads the last one's
-        # output, as in the network's layers
+        # block_pad_ring_ their frames from those interiors, or packed units that
+        # block_pad_units pads whole: each kernel reads the last one's output, as in the
+        # network's layers
         grid = torch.rand(2, 4, 6, generator=gen) > 0.5
         grid.view(-1)[0], grid.view(-1)[-1] = True, False
         layout = BlockLayout.from_grid(grid.to(device), 32)
@@ -80,10 +83,16 @@ def chains(device: str = "cuda") -> dict[str, torch.Tensor]:
 
         def conv_chain(config):
             x = t0
-            for w in weights:
-                y = torch.empty_like(x)
-                ops.conv_into_(y[:, :, 1:-1, 1:-1], x, w, bias, None, 1, 0, config)
-                x = ops.block_pad_ring_(y, layout, 1)
+            for k, w in enumerate(weights):
+                if k % 2 == 0:  # into the interiors, then the frames
+                    y = torch.empty_like(x)
+                    ops.conv_into_(y[:, :, 1:-1, 1:-1], x, w, bias, None, 1, 0, config)
+                    x = ops.block_pad_ring_(y, layout, 1)
+                else:  # packed units, then a full BlockPad
+                    y = torch.empty(tiles, 64, u, u, device=device, dtype=torch.float16).contiguous(
+                        memory_format=torch.channels_last)
+                    ops.conv_into_(y, x, w, bias, None, 1, 0, config)
+                    x = ops.block_pad_units(BlockTensor.from_units(y, layout), 1)
             return x
 
         for config in configs:
@@ -99,8 +108,9 @@ def chains(device: str = "cuda") -> dict[str, torch.Tensor]:
 
 def test_every_programmatically_launched_kernel_waits_first():
     """The contract of pdl.cuh, checked in the sources (CI has no GPU): each kernel passed to
-    launch_kernel waits for the kernel before it before its first statement that could touch
-    memory, i.e. wait_for_prerequisite_grid() opens its body."""
+    launch_kernel waits for the kernel before it before anything that could touch the maps.
+    Before the wait a kernel may only compute its first index and, in the two-phase kernel,
+    call `locate` (which reads only the layout, block_copy.cuh)."""
     import glob
     import re
 
@@ -108,46 +118,58 @@ def test_every_programmatically_launched_kernel_waits_first():
                for path in glob.glob(os.path.join(ROOT, pattern), recursive=True)}
     launched = {m.group(1) for text in sources.values() for m in re.finditer(r"\blaunch_kernel\(\s*(\w+)", text)}
     launched.discard("void")  # the template's own declaration
-    assert launched, "no programmatic launch found"
+    assert {"grid_stride_kernel", "located_grid_stride_kernel"} <= launched
+    allowed = {"int64_t", "if", "locate"}
     for name in launched:
         bodies = [m.group(1) for text in sources.values()
-                  for m in re.finditer(r"__global__[^;{]*?\b" + name + r"\([^)]*\)\s*\{\s*([^;]*;)", text)]
-        assert bodies, f"kernel {name} (launched by launch_kernel) not found"
-        for first in bodies:
-            assert first.strip() == "wait_for_prerequisite_grid();", \
-                f"{name} is launched programmatically but starts with {first.strip()!r}"
+                  for m in re.finditer(r"__global__[^;{]*?\b" + name + r"\([^)]*\)\s*\{(.*?)wait_for_prerequisite_grid\(\);",
+                                       text, re.S)]
+        assert bodies, f"kernel {name} (launched by launch_kernel) has no wait_for_prerequisite_grid()"
+        for before in bodies:
+            calls = set(re.findall(r"(\w+)\s*\(", before))
+            assert calls <= allowed, f"{name} calls {sorted(calls - allowed)} before it waits"
 
 
 def test_programmatic_launch_is_off_without_cuda_kernels():
     if ops.has_native("cuda"):
         pytest.skip("this build has the CUDA kernels (the GPU tests check them)")
-    assert ops.programmatic_launch() is False
+    assert ops.programmatic_launch() is False and ops.programmatic_prefetch() is False
 
 
 @needs_hopper
-def test_programmatic_launch_is_on_by_default_and_off_with_the_variable():
-    assert ops.programmatic_launch() is True
-    env = dict(os.environ, SEGBLOCKS_PDL="0")
-    code = "from segblocks_core import ops; print(ops.programmatic_launch())"
-    off = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
-    assert off.stdout.strip() == "False"
+@pytest.mark.parametrize("env,want", [({}, "True False"), ({"SEGBLOCKS_PDL": "0"}, "False False"),
+                                      ({"SEGBLOCKS_PDL_PREFETCH": "1"}, "True True"),
+                                      ({"SEGBLOCKS_PDL": "0", "SEGBLOCKS_PDL_PREFETCH": "1"}, "False False")])
+def test_the_variables_switch_programmatic_launches_and_prefetch(env, want):
+    code = "from segblocks_core import ops; print(ops.programmatic_launch(), ops.programmatic_prefetch())"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SEGBLOCKS_PDL")}
+    out = subprocess.run([sys.executable, "-c", code], env=dict(clean, **env), cwd=ROOT, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == want
+
+
+def _chains_in_subprocess(tmp_path, **env) -> dict:
+    path = tmp_path / ("-".join(f"{k}={v}" for k, v in env.items()) + ".pt")
+    subprocess.run([sys.executable, __file__, str(path)], env=dict(os.environ, **env), cwd=ROOT, check=True)
+    return torch.load(path)
 
 
 @needs_hopper
 def test_dependent_chains_equal_the_ordinary_launches(tmp_path):
     """Every chain, eager and replayed from a graph, with programmatic launches (this process)
     is bitwise equal to the same chain launched the ordinary way (a subprocess with
-    SEGBLOCKS_PDL=0), and the scale_shift_relu chain equals its float64 value."""
+    SEGBLOCKS_PDL=0) and to the chain whose BlockPad passes look their sources up before
+    the wait (SEGBLOCKS_PDL_PREFETCH=1), and the scale_shift_relu chain equals its float64
+    value."""
     got = chains()
-    path = tmp_path / "ordinary.pt"
-    env = dict(os.environ, SEGBLOCKS_PDL="0")
-    subprocess.run([sys.executable, __file__, str(path)], env=env, cwd=ROOT, check=True)
-    want = torch.load(path)
-    assert set(got) == set(want)
+    assert set(got) == set(_chains_in_subprocess(tmp_path, SEGBLOCKS_PDL="0"))
     if ops.cutlass_conv_configs():
         assert any(k.startswith("conv_chain_") for k in got), "no programmatic CUTLASS configuration was chained"
+    for env in ({"SEGBLOCKS_PDL": "0"}, {"SEGBLOCKS_PDL_PREFETCH": "1"}):
+        want = _chains_in_subprocess(tmp_path, **env)
+        for name, value in got.items():
+            assert torch.equal(value, want[name]), f"{name} differs with {env}"
     for name, value in got.items():
-        assert torch.equal(value, want[name]), f"{name} differs from the ordinary launches"
         assert torch.isfinite(value.float()).all(), name
         assert value.float().std() > 0.05, f"{name}: the chain's values died out (nothing left to compare)"
     for name in got:

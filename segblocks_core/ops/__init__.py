@@ -771,6 +771,16 @@ def programmatic_launch() -> bool:
     return bool(_C.programmatic_launch())
 
 
+def programmatic_prefetch() -> bool:
+    """Whether, with :func:`programmatic_launch`, the BlockPad passes (full and frames) look
+    up where each element reads from before they wait for the kernel before them, so that the
+    lookups overlap its end (``SEGBLOCKS_PDL_PREFETCH=1``; off by default until measured)."""
+    if not programmatic_launch():
+        return False
+    from .. import _C
+    return bool(_C.programmatic_prefetch())
+
+
 @functools.lru_cache(maxsize=None)
 def cutlass_conv_configs() -> tuple[str, ...]:
     """The CUDA kernel configurations of :func:`conv_into_` (``config`` indexes them; tile

@@ -140,6 +140,32 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocks)
   grid_stride_loop<Params, element>(params, total);
 }
 
+// Elements in two phases: `locate` finds where element `linear` lies and what it reads, from
+// the parameters and from tensors no kernel of this extension writes (a layout's positions
+// and block map: torch ops build them); `store` reads the maps and writes the element.
+template <typename Params, typename Located, Located (*locate)(const Params&, int64_t),
+          void (*store)(const Params&, const Located&)>
+SEGBLOCKS_HOST_DEVICE void locate_then_store(const Params& params, int64_t linear) {
+  store(params, locate(params, linear));
+}
+
+// The same, with each thread's first element located before the wait for the kernel before
+// (programmatic launches, pdl.cuh): its lookups overlap that kernel's end. Safe because the
+// kernel before, whichever it is, started only after the one before it had finished, and no
+// kernel writes what `locate` reads.
+template <typename Params, typename Located, Located (*locate)(const Params&, int64_t),
+          void (*store)(const Params&, const Located&)>
+__global__ void __launch_bounds__(kThreadsPerBlock) located_grid_stride_kernel(Params params, int64_t total) {
+  int64_t linear = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  const int64_t step = int64_t(blockDim.x) * gridDim.x;
+  Located first{};
+  if (linear < total) first = locate(params, linear);
+  wait_for_prerequisite_grid();
+  allow_dependent_grid();
+  if (linear < total) store(params, first);
+  for (linear += step; linear < total; linear += step) store(params, locate(params, linear));
+}
+
 // ---------------------------------------------------------------------------------------
 // dense_to_blocks: split (scale 1/4) and combine_backward (scale 1)
 // ---------------------------------------------------------------------------------------
@@ -621,6 +647,18 @@ struct LaunchOnStream {
                     prm, total);
     } else {
       launch_kernel(grid_stride_kernel<Params, element>, blocks_for(total), kThreadsPerBlock, stream, prm, total);
+    }
+  }
+  // two-phase elements: located before the wait where that is switched on (pdl.cuh), else
+  // as one element like the others
+  template <typename Params, typename Located, Located (*locate)(const Params&, int64_t),
+            void (*store)(const Params&, const Located&)>
+  void located(const Params& prm, int64_t total) const {
+    if (programmatic_prefetch_enabled()) {
+      launch_kernel(located_grid_stride_kernel<Params, Located, locate, store>, blocks_for(total), kThreadsPerBlock,
+                    stream, prm, total);
+    } else {
+      this->template operator()<Params, &locate_then_store<Params, Located, locate, store>>(prm, total);
     }
   }
 };

@@ -2,7 +2,10 @@
 // and explicit instantiations are in block_pad_kernel.cu).
 //
 // Forward: one thread per padded output element (gather), or per pack of 16 bytes of
-// channels in channels_last (block_pad_packed_element). Interior pixels are the block
+// channels in channels_last (block_pad_packed_at), in two phases: where the element lies and
+// reads from (locate_pad_source, locate_ring_source), then its value (block_pad_element_at,
+// block_pad_packed_at); located_grid_stride_kernel may run the first before it waits for
+// the kernel before it (pdl.cuh). Interior pixels are the block
 // itself; halo pixels find their source with pad_source() (ops/block_indexing.h, the same
 // code the CPU kernel runs), which handles any padding, including halos that reach several
 // cells away (p=3 around 2-px blocks).
@@ -112,15 +115,34 @@ SEGBLOCKS_HOST_DEVICE PadSource<typename D::index_t> halo_source(
                     static_cast<index_t>(prm.padding), prm.replicate);
 }
 
-// One element of the padded outputs, located (locate_padded, or the frame pass's own
-// arithmetic): its value by BlockPad's rules, stored.
+// A padded element located (locate_padded, or the frame pass's own arithmetic) and, outside
+// its block, where its value comes from: all the element needs before it reads a map. The
+// lookups read only the layout (positions, block map), which torch ops build and no kernel of
+// this extension writes, so a programmatic launch may do them before it waits for the kernel
+// before it (located_grid_stride_kernel, block_copy.cuh).
+template <typename index_t>
+struct LocatedPixel {
+  PaddedPixel<index_t> px;
+  PadSource<index_t> src;  // not used inside the block
+};
+
+template <typename scalar_t, typename D>
+SEGBLOCKS_HOST_DEVICE LocatedPixel<typename D::index_t> with_source(const BlockPadParams<scalar_t, D>& prm,
+                                                                    const PaddedPixel<typename D::index_t>& px) {
+  LocatedPixel<typename D::index_t> l{px, {}};
+  if (!px.interior) l.src = halo_source(prm, px);
+  return l;
+}
+
+// One located element of the padded outputs: its value by BlockPad's rules, stored.
 template <typename scalar_t, typename D>
 SEGBLOCKS_HOST_DEVICE void block_pad_element_at(const BlockPadParams<scalar_t, D>& prm,
-                                                const PaddedPixel<typename D::index_t>& px) {
+                                                const LocatedPixel<typename D::index_t>& located) {
   using index_t = typename D::index_t;
   using acc_t = acc_type<scalar_t>;
   const HrStridesT<index_t> hs(prm.highres_strides, prm.hr_unit_in);
   const StridesT<index_t> ls(prm.lowres_strides);
+  const auto& px = located.px;
   const bool out_lowres = px.out_lowres;
   const auto& el = px.el;
   const bool pre = prm.pre_scale != nullptr;
@@ -130,7 +152,7 @@ SEGBLOCKS_HOST_DEVICE void block_pad_element_at(const BlockPadParams<scalar_t, D
     v = op(out_lowres ? prm.lowres[ls.offset(el.k, el.c, px.y, px.x)]
                       : prm.highres[hs.offset(el.k, el.c, px.y, px.x)]);
   } else {
-    const auto src = halo_source(prm, px);
+    const auto& src = located.src;
     switch (src.kind) {
       case kPadHighres:
         v = op(prm.highres[hs.offset(src.slot, el.c, src.y, src.x)]);
@@ -155,9 +177,17 @@ SEGBLOCKS_HOST_DEVICE void block_pad_element_at(const BlockPadParams<scalar_t, D
   (out_lowres ? prm.lowres_padded : prm.highres_padded)[px.e] = v;
 }
 
+// The full pass's two phases: where element `linear` lies and reads from, then its value.
 template <typename scalar_t, bool kChannelsLast, typename D>
-SEGBLOCKS_HOST_DEVICE void block_pad_element(const BlockPadParams<scalar_t, D>& prm, int64_t linear) {
-  block_pad_element_at(prm, locate_padded<kChannelsLast>(prm, linear));
+SEGBLOCKS_HOST_DEVICE LocatedPixel<typename D::index_t> locate_pad_source(const BlockPadParams<scalar_t, D>& prm,
+                                                                          int64_t linear) {
+  return with_source(prm, locate_padded<kChannelsLast>(prm, linear));
+}
+
+template <typename scalar_t, typename D>
+SEGBLOCKS_HOST_DEVICE void block_pad_store(const BlockPadParams<scalar_t, D>& prm,
+                                           const LocatedPixel<typename D::index_t>& located) {
+  block_pad_element_at(prm, located);
 }
 
 // Channels-last fast path: one thread per padded pixel and *pack* of kPack consecutive
@@ -165,17 +195,18 @@ SEGBLOCKS_HOST_DEVICE void block_pad_element(const BlockPadParams<scalar_t, D>& 
 // 128-bit access and the pixel's source is found once per pack instead of once per
 // channel. Used when the channel count is a multiple of the pack and every tensor is
 // channels_last with 16-byte aligned pixels; the values (and the order of the 2x2 mean's
-// additions) are those of block_pad_element.
+// additions) are those of block_pad_element_at.
 // (Pack, load_pack, PackWidth: ops/block_indexing.h)
 template <typename scalar_t, int kPack, typename D>
 SEGBLOCKS_HOST_DEVICE void block_pad_packed_at(const BlockPadParams<scalar_t, D>& prm,
-                                               const PaddedPixel<typename D::index_t>& px) {
+                                               const LocatedPixel<typename D::index_t>& located) {
   // here prm.channels_div divides by C / kPack and prm.hr_total counts packs
   using index_t = typename D::index_t;
   using acc_t = acc_type<scalar_t>;
   using P = Pack<scalar_t, kPack>;
   const HrStridesT<index_t> hs(prm.highres_strides, prm.hr_unit_in);
   const StridesT<index_t> ls(prm.lowres_strides);
+  const auto& px = located.px;
   const bool out_lowres = px.out_lowres;
   const index_t c = px.el.c * kPack;
   const bool pre = prm.pre_scale != nullptr;
@@ -192,7 +223,7 @@ SEGBLOCKS_HOST_DEVICE void block_pad_packed_at(const BlockPadParams<scalar_t, D>
     v = out_lowres ? load(prm.lowres + ls.offset(px.el.k, c, px.y, px.x))
                    : load(prm.highres + hs.offset(px.el.k, c, px.y, px.x));
   } else {
-    const auto src = halo_source(prm, px);
+    const auto& src = located.src;
     switch (src.kind) {
       case kPadHighres:
         v = load(prm.highres + hs.offset(src.slot, c, src.y, src.x));
@@ -222,9 +253,9 @@ SEGBLOCKS_HOST_DEVICE void block_pad_packed_at(const BlockPadParams<scalar_t, D>
 }
 
 template <typename scalar_t, int kPack, typename D>
-SEGBLOCKS_HOST_DEVICE void block_pad_packed_element(const BlockPadParams<scalar_t, D>& prm,
-                                                    int64_t linear) {
-  block_pad_packed_at<scalar_t, kPack>(prm, locate_padded<true>(prm, linear));
+SEGBLOCKS_HOST_DEVICE void block_pad_packed_store(const BlockPadParams<scalar_t, D>& prm,
+                                                  const LocatedPixel<typename D::index_t>& located) {
+  block_pad_packed_at<scalar_t, kPack>(prm, located);
 }
 
 template <typename scalar_t, typename Run>
@@ -253,10 +284,13 @@ void with_block_pad(const scalar_t* highres, Strides4 highres_strides, const sca
                      lowres_padded, hr_pos, lr_pos, block_map, GridIndexer<D>(g),
                      D(g.channels / kWidth), D(hp), D(lp), padding, replicate, fill,
                      hr_total / kWidth, hr_unit_in, hr_unit_out, pre_scale, pre_shift};
+    using Located = LocatedPixel<typename D::index_t>;
     if constexpr (kWidth == 1) {
-      run.template operator()<Params, &block_pad_element<scalar_t, decltype(layout)::value, D>>(prm, total);
+      run.template located<Params, Located, &locate_pad_source<scalar_t, decltype(layout)::value, D>,
+                           &block_pad_store<scalar_t, D>>(prm, total);
     } else {
-      run.template operator()<Params, &block_pad_packed_element<scalar_t, kWidth, D>>(prm, total / kWidth);
+      run.template located<Params, Located, &locate_pad_source<scalar_t, true, D>,
+                           &block_pad_packed_store<scalar_t, kWidth, D>>(prm, total / kWidth);
     }
   });
 }
@@ -301,8 +335,10 @@ SEGBLOCKS_HOST_DEVICE void ring_pixel(typename D::index_t r, typename D::index_t
   }
 }
 
-template <typename scalar_t, bool kChannelsLast, int kPack, typename D>
-SEGBLOCKS_HOST_DEVICE void block_pad_ring_element(const BlockPadRingParams<scalar_t, D>& prm, int64_t linear) {
+// The frame pass's two phases: where frame element `linear` lies and reads from, then its value.
+template <typename scalar_t, bool kChannelsLast, typename D>
+SEGBLOCKS_HOST_DEVICE LocatedPixel<typename D::index_t> locate_ring_source(const BlockPadRingParams<scalar_t, D>& prm,
+                                                                           int64_t linear) {
   // `linear` runs over [tiles, C, frame] (NCHW) or [tiles, frame, C / kPack] (NHWC)
   using index_t = typename D::index_t;
   const index_t e = static_cast<index_t>(linear);
@@ -343,10 +379,16 @@ SEGBLOCKS_HOST_DEVICE void block_pad_ring_element(const BlockPadRingParams<scala
     px.el.j = j + (t & 1) * u;
   }
   place_in_block(prm.pad, px);
+  return with_source(prm.pad, px);
+}
+
+template <typename scalar_t, int kPack, typename D>
+SEGBLOCKS_HOST_DEVICE void block_pad_ring_store(const BlockPadRingParams<scalar_t, D>& prm,
+                                                const LocatedPixel<typename D::index_t>& located) {
   if constexpr (kPack == 1) {
-    block_pad_element_at(prm.pad, px);
+    block_pad_element_at(prm.pad, located);
   } else {
-    block_pad_packed_at<scalar_t, kPack>(prm.pad, px);
+    block_pad_packed_at<scalar_t, kPack>(prm.pad, located);
   }
 }
 
@@ -375,8 +417,9 @@ void with_block_pad_ring(scalar_t* padded, const int64_t* hr_pos, const int64_t*
                                           u, u, nullptr, nullptr};
     using Params = BlockPadRingParams<scalar_t, D>;
     const Params prm{pad, D(frame), D(2 * padding), D(w), 4 * g.num_highres};
-    run.template operator()<Params, &block_pad_ring_element<scalar_t, decltype(layout)::value, kWidth, D>>(
-        prm, total / kWidth);
+    run.template located<Params, LocatedPixel<typename D::index_t>,
+                         &locate_ring_source<scalar_t, decltype(layout)::value, D>,
+                         &block_pad_ring_store<scalar_t, kWidth, D>>(prm, total / kWidth);
   });
 }
 

@@ -79,6 +79,17 @@ inline bool programmatic_launch_enabled() {
   return m >= 9;
 }
 
+// Two-phase elements (located_grid_stride_kernel, block_copy.cuh: the BlockPad passes) do
+// their lookups before the wait: SEGBLOCKS_PDL_PREFETCH=1 with programmatic launches on. Off by
+// default until measured on a GPU against the one-phase kernel.
+inline bool programmatic_prefetch_enabled() {
+  static const bool requested = [] {
+    const char* v = std::getenv("SEGBLOCKS_PDL_PREFETCH");
+    return v != nullptr && std::strcmp(v, "1") == 0;
+  }();
+  return requested && programmatic_launch_enabled();
+}
+
 // Launches kernel<<<grid, block, 0, stream>>>(args...), programmatically where enabled. A
 // launch error is left for the caller's cudaGetLastError() check, like <<<>>>'s.
 template <typename... KernelArgs, typename... Args>
