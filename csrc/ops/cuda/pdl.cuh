@@ -47,12 +47,15 @@ __device__ __forceinline__ void allow_dependent_grid() {
 }
 #endif  // __CUDACC__
 
-// SEGBLOCKS_PDL unset or anything but "0": on.
+// An environment switch: unset `fallback`, "0" off, anything else on.
+inline bool env_switch(const char* name, bool fallback) {
+  const char* v = std::getenv(name);
+  return v == nullptr ? fallback : std::strcmp(v, "0") != 0;
+}
+
+// SEGBLOCKS_PDL: on unless "0" (read once).
 inline bool programmatic_launch_requested() {
-  static const bool on = [] {
-    const char* v = std::getenv("SEGBLOCKS_PDL");
-    return v == nullptr || std::strcmp(v, "0") != 0;
-  }();
+  static const bool on = env_switch("SEGBLOCKS_PDL", true);
   return on;
 }
 
@@ -80,13 +83,10 @@ inline bool programmatic_launch_enabled() {
 }
 
 // Two-phase elements (located_grid_stride_kernel, block_copy.cuh: the BlockPad passes) do
-// their lookups before the wait: SEGBLOCKS_PDL_PREFETCH=1 with programmatic launches on. Off by
-// default until measured on a GPU against the one-phase kernel.
+// their lookups before the wait: SEGBLOCKS_PDL_PREFETCH=1 with programmatic launches on (read
+// once). Off by default until measured on a GPU against the one-phase kernel.
 inline bool programmatic_prefetch_enabled() {
-  static const bool requested = [] {
-    const char* v = std::getenv("SEGBLOCKS_PDL_PREFETCH");
-    return v != nullptr && std::strcmp(v, "1") == 0;
-  }();
+  static const bool requested = env_switch("SEGBLOCKS_PDL_PREFETCH", false);
   return requested && programmatic_launch_enabled();
 }
 
