@@ -177,17 +177,12 @@ SEGBLOCKS_HOST_DEVICE void block_pad_element_at(const BlockPadParams<scalar_t, D
   (out_lowres ? prm.lowres_padded : prm.highres_padded)[px.e] = v;
 }
 
-// The full pass's two phases: where element `linear` lies and reads from, then its value.
+// The full pass's first phase: where element `linear` lies and reads from (the second is
+// block_pad_element_at or block_pad_packed_at).
 template <typename scalar_t, bool kChannelsLast, typename D>
 SEGBLOCKS_HOST_DEVICE LocatedPixel<typename D::index_t> locate_pad_source(const BlockPadParams<scalar_t, D>& prm,
                                                                           int64_t linear) {
   return with_source(prm, locate_padded<kChannelsLast>(prm, linear));
-}
-
-template <typename scalar_t, typename D>
-SEGBLOCKS_HOST_DEVICE void block_pad_store(const BlockPadParams<scalar_t, D>& prm,
-                                           const LocatedPixel<typename D::index_t>& located) {
-  block_pad_element_at(prm, located);
 }
 
 // Channels-last fast path: one thread per padded pixel and *pack* of kPack consecutive
@@ -252,11 +247,6 @@ SEGBLOCKS_HOST_DEVICE void block_pad_packed_at(const BlockPadParams<scalar_t, D>
   reinterpret_cast<P*>(out_lowres ? prm.lowres_padded : prm.highres_padded)[px.e] = v;
 }
 
-template <typename scalar_t, int kPack, typename D>
-SEGBLOCKS_HOST_DEVICE void block_pad_packed_store(const BlockPadParams<scalar_t, D>& prm,
-                                                  const LocatedPixel<typename D::index_t>& located) {
-  block_pad_packed_at<scalar_t, kPack>(prm, located);
-}
 
 template <typename scalar_t, typename Run>
 void with_block_pad(const scalar_t* highres, Strides4 highres_strides, const scalar_t* lowres,
@@ -287,10 +277,10 @@ void with_block_pad(const scalar_t* highres, Strides4 highres_strides, const sca
     using Located = LocatedPixel<typename D::index_t>;
     if constexpr (kWidth == 1) {
       run.template located<Params, Located, &locate_pad_source<scalar_t, decltype(layout)::value, D>,
-                           &block_pad_store<scalar_t, D>>(prm, total);
+                           &block_pad_element_at<scalar_t, D>>(prm, total);
     } else {
       run.template located<Params, Located, &locate_pad_source<scalar_t, true, D>,
-                           &block_pad_packed_store<scalar_t, kWidth, D>>(prm, total / kWidth);
+                           &block_pad_packed_at<scalar_t, kWidth, D>>(prm, total / kWidth);
     }
   });
 }
