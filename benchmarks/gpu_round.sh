@@ -80,23 +80,25 @@ stage() {  # name, command...: run, log, remember a failure (and return it)
   return $rc
 }
 
-ab_pair() {  # name, flag: bench_gpu.py subsets (AB_MODELS, default RN18; tau 0.5; AB_BATCHES) as is,
-             # then with the flag
-  stage "ab_$1" $PY benchmarks/bench_gpu.py --out "$R/ab" --models "${AB_MODELS:-swiftnet_rn18}" \
-    --taus 0.5 --batches "${AB_BATCHES:-1,4}"
-  stage "ab_no-$1" $PY benchmarks/bench_gpu.py --out "$R/ab" --models "${AB_MODELS:-swiftnet_rn18}" \
-    --taus 0.5 --batches "${AB_BATCHES:-1,4}" "$2"
+ab_bench() {  # stage name, output folder under round/, extra arguments: bench_gpu.py subsets (AB_MODELS,
+              # default RN18; tau 0.5; AB_BATCHES, default 1,4)
+  local name=$1 out=$2
+  shift 2
+  stage "$name" $PY benchmarks/bench_gpu.py --out "$R/$out" --models "${AB_MODELS:-swiftnet_rn18}" --taus 0.5 \
+    --batches "${AB_BATCHES:-1,4}" "$@"
 }
 
-ab_env() {  # name as is, name with, VAR=value: bench_gpu.py subsets (AB_MODELS, AB_BATCHES) as is, with
-            # the variable set, as is again
-  local bench=($PY benchmarks/bench_gpu.py --models "${AB_MODELS:-swiftnet_rn18}" --taus 0.5
-               --batches "${AB_BATCHES:-1,4}")
-  stage "ab_$1" "${bench[@]}" --out "$R/ab"
+ab_pair() {  # name, flag: ab_bench as is, then with the flag
+  ab_bench "ab_$1" ab
+  ab_bench "ab_no-$1" ab "$2"
+}
+
+ab_env() {  # name as is, name with, VAR=value: ab_bench as is, with the variable set, as is again
+  ab_bench "ab_$1" ab
   export "$3"
-  stage "ab_$2" "${bench[@]}" --out "$R/ab"
+  ab_bench "ab_$2" ab
   unset "${3%%=*}"
-  stage "ab_$1_again" "${bench[@]}" --out "$R/ab-again"
+  ab_bench "ab_$1_again" ab-again
 }
 
 build_env() {  # the build's environment: sm_90 with the system g++ (README), CUTLASS where carried
@@ -148,8 +150,7 @@ for s in "$@"; do
     abpool)
       # as is, --no-pooling-tiles, as is again (the spread of the two "as is" runs bounds the pair)
       ab_pair pooling-tiles --no-pooling-tiles
-      stage ab_pooling-tiles_again $PY benchmarks/bench_gpu.py --out "$R/ab-again" --models swiftnet_rn18 \
-        --taus 0.5 --batches "${AB_BATCHES:-1,4}" ;;
+      ab_bench ab_pooling-tiles_again ab-again ;;
     abpoolprofile)
       # the same A/B in node profiles (kernel times per plan node, one process each): RN18 at 40%
       for batch in 1 4; do
@@ -219,8 +220,7 @@ for s in "$@"; do
     aboverlap)
       # as is, with both sides' two deepest decoder skip projections on a side stream, as is again
       ab_pair overlap --overlap-skips=2
-      stage ab_overlap_again $PY benchmarks/bench_gpu.py --out "$R/ab-again" \
-        --models "${AB_MODELS:-swiftnet_rn18}" --taus 0.5 --batches "${AB_BATCHES:-1,4}" ;;
+      ab_bench ab_overlap_again ab-again ;;
     abpdl)
       # as is (programmatic launches), SEGBLOCKS_PDL=0 (every kernel launched the ordinary way), as is again
       ab_env pdl no-pdl SEGBLOCKS_PDL=0 ;;
