@@ -11,8 +11,9 @@ the deepest skip's layer output, each as one call that runs it on a side stream
 (:func:`run_on_side`: the side stream waits for the current one, and the caller's stream is
 current again afterwards, also if the chain raised), and the current stream waits for the
 side one right before the decoder reads the projection (:func:`side_join`). Inside a CUDA
-graph capture the fork and join become parallel branches of the graph. Both labels graphs get the same pass (the static best's dense one
-and SegBlocks' block plan), so a ratio between them compares like with like.
+graph capture the fork and join become parallel branches of the graph. Both labels graphs
+get the same pass (the static best's dense one and SegBlocks' block plan), so a ratio
+between them compares like with like.
 
 Only the ``levels`` deepest skips move: a shallower skip's projection has a larger output
 (SwiftNet's stride-4 one: 18 MB at batch 1 and 2048x1024), which would then stay alive
