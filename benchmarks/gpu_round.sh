@@ -52,6 +52,10 @@
 #             programmatically, csrc/ops/cuda/pdl.cuh), SEGBLOCKS_PDL=0, as is again
 #   abprefetch  the same with SEGBLOCKS_PDL_PREFETCH=1 (the BlockPad passes look their sources up before
 #             they wait for the kernel before) against as is
+#   abcluster bench_gpu.py subsets (AB_MODELS, default RN18; tau 0.5; AB_BATCHES): as is, --no-cluster-cutlass
+#             (the CUTLASS configurations in thread-block clusters left out of the timed choices), as is again
+#   clusterprobe  conv_config_probe.py on the deep layers' shapes (layers 3 and 4, units and dense) and
+#             pytest test/test_padded_outputs.py -k "cutlass and _c2" (the clustered configurations' parity)
 #   testspdl  pytest test/test_programmatic_launch.py (dependent chains against the ordinary launches)
 #   profiles18  node_profile.py RN18 b1 / b4 at 40% only (a kernel change's profiles, to set
 #             against an earlier run's: the native kernels have no timed choices)
@@ -227,6 +231,13 @@ for s in "$@"; do
     abprefetch)
       # as is, SEGBLOCKS_PDL_PREFETCH=1 (BlockPad's lookups before the wait for the kernel before), as is again
       ab_env as-is prefetch SEGBLOCKS_PDL_PREFETCH=1 ;;
+    abcluster)
+      ab_pair cluster --no-cluster-cutlass
+      ab_bench ab_cluster_again ab-again ;;
+    clusterprobe)
+      stage tests_cluster $PY -m pytest -q -p no:cacheprovider test/test_padded_outputs.py -k "cutlass and _c2"
+      stage cluster_probe $PY benchmarks/conv_config_probe.py --shapes "layer3,layer4,layer2 units" \
+        --json "$R/conv-config-probe-clusters.json" ;;
     testspdl)
       stage tests_pdl $PY -m pytest -q -p no:cacheprovider test/test_programmatic_launch.py ;;
     profiles18)

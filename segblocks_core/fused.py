@@ -26,6 +26,7 @@ import contextlib
 import contextvars
 import functools
 import operator
+import re
 import warnings
 import weakref
 from typing import Iterator, Optional
@@ -180,31 +181,40 @@ def _space_to_depth_conv(conv, x, weight, bias, stride, padding, dilation, group
 _CUTLASS: contextvars.ContextVar[bool] = contextvars.ContextVar("segblocks_cutlass_convs", default=True)
 _CUTLASS_PERSISTENT: contextvars.ContextVar[bool] = contextvars.ContextVar("segblocks_cutlass_persistent",
                                                                             default=True)
+_CUTLASS_CLUSTERS: contextvars.ContextVar[bool] = contextvars.ContextVar("segblocks_cutlass_clusters",
+                                                                          default=True)
 # name endings of the persistent configurations (conv_cutlass_persistent.cuh: ping-pong,
 # cooperative with the stream-K scheduler, cooperative)
 PERSISTENT_CUTLASS_SCHEDULES = ("pingpong", "streamk", "coop")
+# the part of a configuration's name that gives its thread-block cluster (persistent only;
+# configs.h: "_c2x1" for clusters of 2 x 1)
+_CLUSTER_NAME = re.compile(r"_c\d+x\d+(_|$)")
 
 
 @contextlib.contextmanager
-def cutlass_convs(enabled: bool = True, persistent: bool = True):
+def cutlass_convs(enabled: bool = True, persistent: bool = True, clusters: bool = True):
     """Let :func:`conv_bias_relu` and the padded outputs time the CUTLASS convolutions
     (default, where built) or (off) use cuDNN alone: the A/B of ``benchmarks/bench_gpu.py
     --no-cutlass``; ``persistent=False`` leaves out the persistent configurations
-    (``--no-persistent-cutlass``). Read when a call shape is first timed."""
-    with context_value(_CUTLASS, bool(enabled)), context_value(_CUTLASS_PERSISTENT, bool(persistent)):
+    (``--no-persistent-cutlass``), ``clusters=False`` those in thread-block clusters
+    (``--no-cluster-cutlass``). Read when a call shape is first timed."""
+    with context_value(_CUTLASS, bool(enabled)), context_value(_CUTLASS_PERSISTENT, bool(persistent)), \
+            context_value(_CUTLASS_CLUSTERS, bool(clusters)):
         yield
 
 
 def cutlass_config_indices() -> tuple[int, ...]:
     """The ``config`` indices of :func:`ops.conv_into_` the timed choices try, under
-    :func:`cutlass_convs`: every built configuration, or none, or the non-persistent ones."""
+    :func:`cutlass_convs`: every built configuration, or none, or those left after leaving
+    out the persistent or the clustered ones."""
     from . import ops
     if not _CUTLASS.get():
         return ()
     names = ops.cutlass_conv_configs()
-    keep_persistent = _CUTLASS_PERSISTENT.get()
+    keep_persistent, keep_clusters = _CUTLASS_PERSISTENT.get(), _CUTLASS_CLUSTERS.get()
     return tuple(i for i, name in enumerate(names)
-                 if keep_persistent or not name.endswith(PERSISTENT_CUTLASS_SCHEDULES))
+                 if (keep_persistent or not name.endswith(PERSISTENT_CUTLASS_SCHEDULES))
+                 and (keep_clusters or not _CLUSTER_NAME.search(name)))
 
 
 def cutlass_conv_applies(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride, padding, dilation,

@@ -373,15 +373,18 @@ def test_fastest_way_times_only_agreeing_cutlass_configurations(monkeypatch):
 
 def test_cutlass_config_indices_follow_cutlass_convs(monkeypatch):
     """The timed choices try every built configuration, the non-persistent ones under
-    ``cutlass_convs(persistent=False)`` (the A/B of ``--no-persistent-cutlass``), none under
+    ``cutlass_convs(persistent=False)`` (the A/B of ``--no-persistent-cutlass``), those not
+    in clusters under ``cutlass_convs(clusters=False)`` (``--no-cluster-cutlass``), none under
     ``cutlass_convs(False)``; with no kernels built, none."""
     from segblocks_core import fused
     names = ("128x64x64_s4", "64x128x64_s4_pingpong", "64x64x64_s4", "128x128x64_s4_streamk",
-             "256x64x64_s0_coop")
+             "256x64x64_s0_coop", "64x128x64_s0_c2x1_pingpong", "64x64x64_s0_c2x2_pingpong")
     monkeypatch.setattr(ops, "cutlass_conv_configs", lambda: names)
-    assert fused.cutlass_config_indices() == (0, 1, 2, 3, 4)
+    assert fused.cutlass_config_indices() == (0, 1, 2, 3, 4, 5, 6)
     with fused.cutlass_convs(True, persistent=False):
         assert fused.cutlass_config_indices() == (0, 2)
+    with fused.cutlass_convs(True, clusters=False):
+        assert fused.cutlass_config_indices() == (0, 1, 2, 3, 4)
     with fused.cutlass_convs(False):
         assert fused.cutlass_config_indices() == ()
     monkeypatch.setattr(ops, "cutlass_conv_configs", lambda: ())
@@ -425,8 +428,9 @@ def test_cutlass_configuration_list_matches_its_sources():
     """configs.h names each CUTLASS configuration once, in config-index order, and each has
     the one conv_<name>.cu that defines it with the matching kernel kind (persistent names
     end in _pingpong / _streamk / _coop and use ConvCutlassPersistentConfig with kind 1 / 2 / 3, the
-    others ConvCutlassConfig), with tile and stages as named. A mismatch would only show as
-    an undefined symbol when the Hopper build imports segblocks_core._cutlass (CPU check)."""
+    others ConvCutlassConfig), with tile, stages and (_c<M>x<N>, persistent only) cluster as
+    named. A mismatch would only show as an undefined symbol when the Hopper build imports
+    segblocks_core._cutlass, or as a kernel other than the one its name promises (CPU check)."""
     import re
     from pathlib import Path
     folder = Path(__file__).resolve().parents[1] / "csrc" / "ops" / "cuda" / "cutlass"
@@ -435,14 +439,16 @@ def test_cutlass_configuration_list_matches_its_sources():
     sources = {p.stem[len("conv_"):]: p.read_text() for p in folder.glob("conv_*.cu")}
     assert set(sources) == set(names)
     for name in names:
-        m = re.fullmatch(r"(\d+)x(\d+)x(\d+)_s(\d+)(?:_(pingpong|streamk|coop))?", name)
+        m = re.fullmatch(r"(\d+)x(\d+)x(\d+)_s(\d+)(?:_c(\d)x(\d))?(?:_(pingpong|streamk|coop))?", name)
         assert m, name
-        tile, kind = m.groups()[:4], m.group(5)
+        tile, cluster, kind = m.groups()[:4], m.groups()[4:6], m.group(7)
         if kind is None:
+            assert cluster == (None, None), f"{name}: clusters only for the persistent kernels"
             want = "ConvCutlassConfig<{}, {}, {}, {}>".format(*tile)
         else:
             kinds = {"pingpong": 1, "streamk": 2, "coop": 3}
-            want = "ConvCutlassPersistentConfig<{}, {}, {}, {}, {}>".format(*tile, kinds[kind])
+            clustered = "" if cluster == (None, None) else ", {}, {}".format(*cluster)
+            want = "ConvCutlassPersistentConfig<{}, {}, {}, {}, {}{}>".format(*tile, kinds[kind], clustered)
         assert f"SEGBLOCKS_DEFINE_CUTLASS_CONV({name}, {want})" in sources[name], name
 
 

@@ -131,7 +131,7 @@ struct GemmFacingConvEpilogue : Epilogue {
 // kKind 3: cooperative with the plain persistent scheduler (one tile per thread block at a
 // time, whole K loops; cuDNN's fastest kernel for 64-channel maps on the H100 has a
 // 256-row tile).
-template <int kM, int kN, int kK, int kStages, int kKind>
+template <int kM, int kN, int kK, int kStages, int kKind, int kClusterM = 1, int kClusterN = 1>
 struct ConvCutlassPersistentConfig {
   static_assert(kKind >= 1 && kKind <= 3, "kind 1: ping-pong, 2: cooperative stream-K, 3: cooperative");
   // Built with CUTLASS_ENABLE_GDC_FOR_SM90 (defined by the configuration's .cu file), the
@@ -141,7 +141,10 @@ struct ConvCutlassPersistentConfig {
   static constexpr bool kProgrammatic = kKind != 2 && kGdcBuilt;
   using Half = cutlass::half_t;
   using TileShape = cute::Shape<cute::Int<kM>, cute::Int<kN>, cute::Shape<cute::Int<kK>>>;
-  using ClusterShape = cute::Shape<cute::_1, cute::_1, cute::_1>;
+  // A cluster of kClusterM x kClusterN thread blocks: the weights' tiles (B) are loaded once
+  // by TMA multicast for the kClusterM blocks of one cluster column, the im2col tiles (A) for
+  // the kClusterN of one row, which cuts the traffic from L2 of the deep layers' long K loops.
+  using ClusterShape = cute::Shape<cute::Int<kClusterM>, cute::Int<kClusterN>, cute::_1>;
   using Schedule = cute::conditional_t<kKind == 1, ConvPingpongSchedule, ConvCooperativeSchedule>;
   using EpilogueSchedule = cute::conditional_t<kKind == 1, cutlass::epilogue::TmaWarpSpecialized,
                                                cutlass::epilogue::TmaWarpSpecializedCooperative>;
