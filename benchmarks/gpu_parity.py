@@ -41,7 +41,7 @@ import torch  # noqa: E402
 
 import native_op_cases as cases  # noqa: E402
 import segblocks_core  # noqa: E402
-from segblocks_core.ops import has_native, use_backend  # noqa: E402
+from segblocks_core.ops import has_native, programmatic_launch, programmatic_prefetch, use_backend  # noqa: E402
 
 
 def gpu_slug(name: str) -> str:
@@ -307,6 +307,10 @@ def run_all(args, device: str, gpu: str) -> int:
         "cuda": torch.version.cuda,
         "date": dt.date.today().isoformat(),
         "backend": segblocks_core.backend(),
+        # how the kernels were launched (SEGBLOCKS_PDL, SEGBLOCKS_PDL_PREFETCH; the pytest run
+        # below inherits the environment)
+        "programmatic_launch": programmatic_launch(),
+        "programmatic_prefetch": programmatic_prefetch(),
         "cases": rec.cases,
         "failures": len(rec.failed),
         "failed_cases": rec.failed,
@@ -332,7 +336,10 @@ def run_all(args, device: str, gpu: str) -> int:
             result["kernel_timings"] = {"error": f"{type(exc).__name__}: {exc}"}
             print(f"kernel timing failed: {exc}")
 
-    name = f"parity-{gpu_slug(gpu)}-{result['date']}.json"
+    # a run with a non-default launch gets its own file (bench_gpu.py's prefixes), not the default's
+    launch = ("" if result["programmatic_launch"] or device != "cuda" else "no-pdl-") + \
+        ("pdl-prefetch-" if result["programmatic_prefetch"] else "")
+    name = f"{launch}parity-{gpu_slug(gpu)}-{result['date']}.json"
     path = args.out / name
     path.write_text(json.dumps(result, indent=2) + "\n")
     results_dir = ROOT / "benchmarks" / "results"

@@ -52,6 +52,8 @@
 #             programmatically, csrc/ops/cuda/pdl.cuh), SEGBLOCKS_PDL=0, as is again
 #   abprefetch  the same with SEGBLOCKS_PDL_PREFETCH=1 (the BlockPad passes look their sources up before
 #             they wait for the kernel before) against as is
+#   parityprefetch  gpu_parity.py (and its pytest -k cuda) with SEGBLOCKS_PDL_PREFETCH=1: BlockPad's
+#             lookups before the wait, on every parity case (file prefix pdl-prefetch-)
 #   abcluster bench_gpu.py subsets (AB_MODELS, default RN18; tau 0.5; AB_BATCHES): as is, --no-cluster-cutlass
 #             (the CUTLASS configurations in thread-block clusters left out of the timed choices), as is again
 #   clusterprobe  conv_config_probe.py on the deep layers' shapes (layers 3 and 4, units and dense) and
@@ -121,6 +123,10 @@ for s in "$@"; do
         { tar -C "$OUT" -czf "$OUT/round.tgz" round; exit 1; } ;;
     parity)
       stage parity $PY benchmarks/gpu_parity.py --out "$R" ;;
+    parityprefetch)
+      export SEGBLOCKS_PDL_PREFETCH=1
+      stage parity_prefetch $PY benchmarks/gpu_parity.py --out "$R"
+      unset SEGBLOCKS_PDL_PREFETCH ;;
     tests)
       # every test of the GPU fast path (no host sync, graphs, units in fp16), the CUDA ones of the rest
       stage tests_fastpath $PY -m pytest -q -p no:cacheprovider test/test_gpu_fastpath.py
