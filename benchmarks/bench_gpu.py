@@ -212,7 +212,8 @@ def main():
     # read at capture: the graphs keep them
     with fast_upsampling(args.fast_upsample), conv_units(args.conv_units), upsample_tiles(args.upsample_tiles), \
             space_to_depth_convs(args.space_to_depth), units_min_side(args.units_min_side), \
-            pad_classifier(args.pad_classifier), cutlass_convs(args.cutlass, args.persistent_cutlass, args.cluster_cutlass), \
+            pad_classifier(args.pad_classifier), \
+            cutlass_convs(args.cutlass, args.persistent_cutlass, args.cluster_cutlass), \
             padded_outputs(args.padded_outputs), frames_split(args.frames_split), pooling_tiles(args.pooling_tiles), \
             skip_overlap(args.overlap_skips):
         run(args)

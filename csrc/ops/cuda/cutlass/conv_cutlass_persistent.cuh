@@ -143,7 +143,7 @@ struct ConvCutlassPersistentConfig {
   using TileShape = cute::Shape<cute::Int<kM>, cute::Int<kN>, cute::Shape<cute::Int<kK>>>;
   // A cluster of kClusterM x kClusterN thread blocks: the weights' tiles (B) are loaded once
   // by TMA multicast for the kClusterM blocks of one cluster column, the im2col tiles (A) for
-  // the kClusterN of one row, which cuts the traffic from L2 of the deep layers' long K loops.
+  // the kClusterN of one row (less traffic from L2; configs.h says what it measured).
   using ClusterShape = cute::Shape<cute::Int<kClusterM>, cute::Int<kClusterN>, cute::_1>;
   using Schedule = cute::conditional_t<kKind == 1, ConvPingpongSchedule, ConvCooperativeSchedule>;
   using EpilogueSchedule = cute::conditional_t<kKind == 1, cutlass::epilogue::TmaWarpSpecialized,
