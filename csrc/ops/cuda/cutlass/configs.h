@@ -19,9 +19,9 @@ SEGBLOCKS_CUTLASS_CONFIG(64x128x64_s0_pingpong)
 SEGBLOCKS_CUTLASS_CONFIG(256x64x64_s0_coop)
 SEGBLOCKS_CUTLASS_CONFIG(256x128x64_s0_coop)
 // clustered persistent tiles (TMA multicast of the shared operand within a cluster), written for
-// the deep layers' units at batch 1 (few output tiles, long K loops). On the H200 they are slower
-// than the same tiles without clusters there (steps/68-cluster-conv-config-probe-*); the timed
-// choices still pick them for about 30 of some 350 shapes of the bench (steps/68-cluster-ab-*)
+// the deep layers' units at batch 1 (few output tiles, long K loops). On the H200 none is the
+// fastest way of any of those shapes (steps/68-cluster-conv-config-probe-*); the timed choices
+// still pick them for about 40 of the bench's 560 (steps/68-cluster-ab-*)
 SEGBLOCKS_CUTLASS_CONFIG(64x128x64_s0_c2x1_pingpong)
 SEGBLOCKS_CUTLASS_CONFIG(64x64x64_s0_c2x2_pingpong)
 SEGBLOCKS_CUTLASS_CONFIG(128x128x64_s0_c2x1_coop)
