@@ -99,6 +99,11 @@ ab_pair() {  # name, flag: ab_bench as is, then with the flag
   ab_bench "ab_no-$1" ab "$2"
 }
 
+ab_pair_again() {  # name, flag: ab_pair, then as is again (the two as-is runs bound the spread)
+  ab_pair "$1" "$2"
+  ab_bench "ab_$1_again" ab-again
+}
+
 ab_env() {  # name as is, name with, VAR=value: ab_bench as is, with the variable set, as is again
   ab_bench "ab_$1" ab
   export "$3"
@@ -159,8 +164,7 @@ for s in "$@"; do
       ab_pair frames --no-frames-split ;;
     abpool)
       # as is, --no-pooling-tiles, as is again (the spread of the two "as is" runs bounds the pair)
-      ab_pair pooling-tiles --no-pooling-tiles
-      ab_bench ab_pooling-tiles_again ab-again ;;
+      ab_pair_again pooling-tiles --no-pooling-tiles ;;
     abpoolprofile)
       # the same A/B in node profiles (kernel times per plan node, one process each): RN18 at 40%
       for batch in 1 4; do
@@ -229,8 +233,7 @@ for s in "$@"; do
       stage memory $PY benchmarks/memory_probe.py --fraction 0.4 --json "$R/memory-probe.json" ;;
     aboverlap)
       # as is, with both sides' two deepest decoder skip projections on a side stream, as is again
-      ab_pair overlap --overlap-skips=2
-      ab_bench ab_overlap_again ab-again ;;
+      ab_pair_again overlap --overlap-skips=2 ;;
     abpdl)
       # as is (programmatic launches), SEGBLOCKS_PDL=0 (every kernel launched the ordinary way), as is again
       ab_env pdl no-pdl SEGBLOCKS_PDL=0 ;;
@@ -238,8 +241,7 @@ for s in "$@"; do
       # as is, SEGBLOCKS_PDL_PREFETCH=1 (BlockPad's lookups before the wait for the kernel before), as is again
       ab_env as-is prefetch SEGBLOCKS_PDL_PREFETCH=1 ;;
     abcluster)
-      ab_pair cluster --no-cluster-cutlass
-      ab_bench ab_cluster_again ab-again ;;
+      ab_pair_again cluster --no-cluster-cutlass ;;
     clusterprobe)
       stage tests_cluster $PY -m pytest -q -p no:cacheprovider test/test_padded_outputs.py -k "cutlass and _c2"
       stage cluster_probe $PY benchmarks/conv_config_probe.py --shapes "layer3,layer4,layer2 units" \
