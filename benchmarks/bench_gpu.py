@@ -37,6 +37,7 @@ from segblocks_core.fused import (CONV_UNITS_MODES, PADDED_OUTPUT_MODES, conv_un
                                   fast_upsampling, pad_classifier, padded_outputs, space_to_depth_convs,
                                   upsample_tiles)
 from segblocks_core.timing import cuda_median_ms  # noqa: E402
+from probe_json import launch_prefix  # noqa: E402
 from segblocks_core.layout import BlockLayout  # noqa: E402
 from segblocks_core.models import build_model  # noqa: E402
 
@@ -363,8 +364,7 @@ def run(args) -> None:
         ("" if args.frames_split else "no-frames-split-") + \
         ("" if args.pooling_tiles else "no-pooling-tiles-") + \
         (f"overlap-skips-{args.overlap_skips}-" if args.overlap_skips else "") + \
-        ("" if ops.programmatic_launch() else "no-pdl-") + \
-        ("pdl-prefetch-" if ops.programmatic_prefetch() else "") + \
+        launch_prefix() + \
         ("" if args.fuse_epilogue else "unfused-epilogue-") + \
         ("" if args.input_channels == 4 else f"input{args.input_channels}-")
     path = os.path.join(args.out, f"{prefix}gpu-{slug}-{date}.json")

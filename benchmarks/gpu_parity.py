@@ -42,6 +42,7 @@ import torch  # noqa: E402
 import native_op_cases as cases  # noqa: E402
 import segblocks_core  # noqa: E402
 from segblocks_core.ops import has_native, programmatic_launch, programmatic_prefetch, use_backend  # noqa: E402
+from probe_json import launch_prefix  # noqa: E402
 
 
 def gpu_slug(name: str) -> str:
@@ -337,8 +338,7 @@ def run_all(args, device: str, gpu: str) -> int:
             print(f"kernel timing failed: {exc}")
 
     # a run with a non-default launch gets its own file (bench_gpu.py's prefixes), not the default's
-    launch = ("" if result["programmatic_launch"] or device != "cuda" else "no-pdl-") + \
-        ("pdl-prefetch-" if result["programmatic_prefetch"] else "")
+    launch = launch_prefix() if device == "cuda" else ""
     name = f"{launch}parity-{gpu_slug(gpu)}-{result['date']}.json"
     path = args.out / name
     path.write_text(json.dumps(result, indent=2) + "\n")

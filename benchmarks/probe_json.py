@@ -14,3 +14,12 @@ def write_probe_json(path, **fields) -> None:
            "cudnn": torch.backends.cudnn.version(), **fields}
     with open(path, "w") as f:
         json.dump(doc, f, indent=1)
+
+
+def launch_prefix() -> str:
+    """The result file's name prefix for kernels not launched the default way (on a GPU):
+    ``no-pdl-`` without programmatic launch (``SEGBLOCKS_PDL=0``, or a GPU before Hopper),
+    ``pdl-prefetch-`` with BlockPad's lookups before the wait (``SEGBLOCKS_PDL_PREFETCH=1``)."""
+    from segblocks_core import ops  # the caller's checkout (the scripts put it on sys.path)
+    return ("" if ops.programmatic_launch() else "no-pdl-") + \
+        ("pdl-prefetch-" if ops.programmatic_prefetch() else "")
