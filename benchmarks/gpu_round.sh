@@ -56,7 +56,7 @@
 #             lookups before the wait, on every parity case (file prefix pdl-prefetch-)
 #   abcluster bench_gpu.py subsets (AB_MODELS, default RN18; tau 0.5; AB_BATCHES): as is, --no-cluster-cutlass
 #             (the CUTLASS configurations in thread-block clusters left out of the timed choices), as is again
-#   clusterprobe  conv_config_probe.py on the deep layers' shapes (layers 3 and 4, units and dense) and
+#   clusterprobe  conv_config_probe.py on layer 2 units and layers 3 and 4 (units and dense) and
 #             pytest test/test_padded_outputs.py -k "cutlass and _c2" (the clustered configurations' parity)
 #   testspdl  pytest test/test_programmatic_launch.py (dependent chains against the ordinary launches)
 #   profiles18  node_profile.py RN18 b1 / b4 at 40% only (a kernel change's profiles, to set
