@@ -26,3 +26,19 @@ def test_benchmark_script_parses_its_arguments(name):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("usage:")
+
+
+@pytest.mark.parametrize("launch,prefetch,want", [(True, False, ""), (False, False, "no-pdl-"),
+                                                  (True, True, "pdl-prefetch-")])
+def test_a_non_default_launch_names_its_result_file_apart(monkeypatch, launch, prefetch, want):
+    """bench_gpu.py and gpu_parity.py prefix their result files with how the kernels were
+    launched (probe_json.launch_prefix), so an A/B run never overwrites the default run's file."""
+    from segblocks_core import ops
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from probe_json import launch_prefix
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    monkeypatch.setattr(ops, "programmatic_launch", lambda: launch)
+    monkeypatch.setattr(ops, "programmatic_prefetch", lambda: prefetch)
+    assert launch_prefix() == want
