@@ -335,7 +335,7 @@ def run(args) -> None:
               "overlap_skips": args.overlap_skips,
               # kernels launched while the one before ends (SEGBLOCKS_PDL=0: off)
               "programmatic_launch": ops.programmatic_launch(),
-              # BlockPad's lookups before that wait (SEGBLOCKS_PDL_PREFETCH=1)
+              # BlockPad's lookups before that wait (SEGBLOCKS_PDL_PREFETCH=0: after it)
               "programmatic_prefetch": ops.programmatic_prefetch(),
               # every built configuration (conv_ways' "cutlass:<i>" index it) and those timed
               "cutlass_configs": list(ops.cutlass_conv_configs()),

@@ -50,10 +50,10 @@
 #             two deepest decoder skip projections on a side stream during layer 4), as is again
 #   abpdl     bench_gpu.py subsets (AB_MODELS, default RN18; tau 0.5; AB_BATCHES): as is (kernels launched
 #             programmatically, csrc/ops/cuda/pdl.cuh), SEGBLOCKS_PDL=0, as is again
-#   abprefetch  the same with SEGBLOCKS_PDL_PREFETCH=1 (the BlockPad passes look their sources up before
-#             they wait for the kernel before) against as is
-#   parityprefetch  gpu_parity.py (and its pytest -k cuda) with SEGBLOCKS_PDL_PREFETCH=1: BlockPad's
-#             lookups before the wait, on every parity case (file prefix pdl-prefetch-)
+#   abprefetch  the same with SEGBLOCKS_PDL_PREFETCH=0 (the BlockPad passes look their sources up after
+#             they wait for the kernel before, not before it as by default) against as is
+#   paritynoprefetch  gpu_parity.py (and its pytest -k cuda) with SEGBLOCKS_PDL_PREFETCH=0: BlockPad's
+#             lookups after the wait, on every parity case (file prefix no-prefetch-)
 #   abcluster bench_gpu.py subsets (AB_MODELS, default RN18; tau 0.5; AB_BATCHES): as is, --no-cluster-cutlass
 #             (the CUTLASS configurations in thread-block clusters left out of the timed choices), as is again
 #   clusterprobe  conv_config_probe.py on layer 2 units and layers 3 and 4 (units and dense) and
@@ -128,9 +128,9 @@ for s in "$@"; do
         { tar -C "$OUT" -czf "$OUT/round.tgz" round; exit 1; } ;;
     parity)
       stage parity $PY benchmarks/gpu_parity.py --out "$R" ;;
-    parityprefetch)
-      export SEGBLOCKS_PDL_PREFETCH=1
-      stage parity_prefetch $PY benchmarks/gpu_parity.py --out "$R"
+    paritynoprefetch)
+      export SEGBLOCKS_PDL_PREFETCH=0
+      stage parity_noprefetch $PY benchmarks/gpu_parity.py --out "$R"
       unset SEGBLOCKS_PDL_PREFETCH ;;
     tests)
       # every test of the GPU fast path (no host sync, graphs, units in fp16), the CUDA ones of the rest
@@ -238,8 +238,8 @@ for s in "$@"; do
       # as is (programmatic launches), SEGBLOCKS_PDL=0 (every kernel launched the ordinary way), as is again
       ab_env pdl no-pdl SEGBLOCKS_PDL=0 ;;
     abprefetch)
-      # as is, SEGBLOCKS_PDL_PREFETCH=1 (BlockPad's lookups before the wait for the kernel before), as is again
-      ab_env as-is prefetch SEGBLOCKS_PDL_PREFETCH=1 ;;
+      # as is, SEGBLOCKS_PDL_PREFETCH=0 (BlockPad's lookups after the wait for the kernel before), as is again
+      ab_env as-is no-prefetch SEGBLOCKS_PDL_PREFETCH=0 ;;
     abcluster)
       ab_pair_again cluster --no-cluster-cutlass ;;
     clusterprobe)

@@ -19,7 +19,8 @@ def write_probe_json(path, **fields) -> None:
 def launch_prefix() -> str:
     """The result file's name prefix for kernels not launched the default way (on a GPU):
     ``no-pdl-`` without programmatic launch (``SEGBLOCKS_PDL=0``, or a GPU before Hopper),
-    ``pdl-prefetch-`` with BlockPad's lookups before the wait (``SEGBLOCKS_PDL_PREFETCH=1``)."""
+    ``no-prefetch-`` with it but BlockPad's lookups after the wait (``SEGBLOCKS_PDL_PREFETCH=0``)."""
     from segblocks_core import ops  # the caller's checkout (the scripts put it on sys.path)
-    return ("" if ops.programmatic_launch() else "no-pdl-") + \
-        ("pdl-prefetch-" if ops.programmatic_prefetch() else "")
+    if not ops.programmatic_launch():
+        return "no-pdl-"
+    return "" if ops.programmatic_prefetch() else "no-prefetch-"

@@ -28,8 +28,8 @@ def test_benchmark_script_parses_its_arguments(name):
     assert proc.stdout.startswith("usage:")
 
 
-@pytest.mark.parametrize("launch,prefetch,want", [(True, False, ""), (False, False, "no-pdl-"),
-                                                  (True, True, "pdl-prefetch-")])
+@pytest.mark.parametrize("launch,prefetch,want", [(True, True, ""), (False, False, "no-pdl-"),
+                                                  (True, False, "no-prefetch-")])
 def test_a_non_default_launch_names_its_result_file_apart(monkeypatch, launch, prefetch, want):
     """bench_gpu.py and gpu_parity.py prefix their result files with how the kernels were
     launched (probe_json.launch_prefix), so an A/B run never overwrites the default run's file."""

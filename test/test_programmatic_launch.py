@@ -5,7 +5,8 @@ reads its input before it is written (or writes memory the kernel before still r
 chains below make every kernel depend on the one before, reuse freed memory, and must come out
 bitwise equal to the same chains launched the ordinary way (``SEGBLOCKS_PDL=0``, in a
 subprocess: the setting is read once per process) and with the BlockPad passes' lookups
-before the wait (``SEGBLOCKS_PDL_PREFETCH=1``), eagerly and replayed from a CUDA graph.
+after the wait (``SEGBLOCKS_PDL_PREFETCH=0``; by default they look up before it), eagerly and
+replayed from a CUDA graph.
 
 The GPU tests run on the H100 host; on the CPU the sources are checked for the wait and the
 off state of a build without CUDA kernels.
@@ -137,7 +138,8 @@ def test_programmatic_launch_is_off_without_cuda_kernels():
 
 
 @needs_hopper
-@pytest.mark.parametrize("env,want", [({}, "True False"), ({"SEGBLOCKS_PDL": "0"}, "False False"),
+@pytest.mark.parametrize("env,want", [({}, "True True"), ({"SEGBLOCKS_PDL": "0"}, "False False"),
+                                      ({"SEGBLOCKS_PDL_PREFETCH": "0"}, "True False"),
                                       ({"SEGBLOCKS_PDL_PREFETCH": "1"}, "True True"),
                                       ({"SEGBLOCKS_PDL": "0", "SEGBLOCKS_PDL_PREFETCH": "1"}, "False False")])
 def test_the_variables_switch_programmatic_launches_and_prefetch(env, want):
@@ -158,14 +160,15 @@ def _chains_in_subprocess(tmp_path, **env) -> dict:
 def test_dependent_chains_equal_the_ordinary_launches(tmp_path):
     """Every chain, eager and replayed from a graph, with programmatic launches (this process)
     is bitwise equal to the same chain launched the ordinary way (a subprocess with
-    SEGBLOCKS_PDL=0) and to the chain whose BlockPad passes look their sources up before
-    the wait (SEGBLOCKS_PDL_PREFETCH=1), and the scale_shift_relu chain equals its float64
+    SEGBLOCKS_PDL=0) and to the chain whose BlockPad passes look their sources up after
+    the wait (SEGBLOCKS_PDL_PREFETCH=0), and the scale_shift_relu chain equals its float64
     value."""
     got = chains()
     assert set(got) == set(_chains_in_subprocess(tmp_path, SEGBLOCKS_PDL="0"))
     if ops.cutlass_conv_configs():
         assert any(k.startswith("conv_chain_") for k in got), "no programmatic CUTLASS configuration was chained"
-    for env in ({"SEGBLOCKS_PDL": "0"}, {"SEGBLOCKS_PDL_PREFETCH": "1"}):
+    assert ops.programmatic_prefetch(), "this process should have the default launches (lookups before the wait)"
+    for env in ({"SEGBLOCKS_PDL": "0"}, {"SEGBLOCKS_PDL_PREFETCH": "0"}):
         want = _chains_in_subprocess(tmp_path, **env)
         for name, value in got.items():
             assert torch.equal(value, want[name]), f"{name} differs with {env}"

@@ -774,7 +774,8 @@ def programmatic_launch() -> bool:
 def programmatic_prefetch() -> bool:
     """Whether, with :func:`programmatic_launch`, the BlockPad passes (full and frames) look
     up where each element reads from before they wait for the kernel before them, so that the
-    lookups overlap its end (``SEGBLOCKS_PDL_PREFETCH=1``; off by default until measured)."""
+    lookups overlap its end. On by default; ``SEGBLOCKS_PDL_PREFETCH=0`` in the environment turns
+    it off (the one-phase passes: each element looks up after the wait)."""
     if not programmatic_launch():
         return False
     from .. import _C

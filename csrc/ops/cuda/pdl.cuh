@@ -83,10 +83,12 @@ inline bool programmatic_launch_enabled() {
 }
 
 // Two-phase elements (located_grid_stride_kernel, block_copy.cuh: the BlockPad passes) do
-// their lookups before the wait: SEGBLOCKS_PDL_PREFETCH=1 with programmatic launches on (read
-// once). Off by default until measured on a GPU against the one-phase kernel.
+// their lookups before the wait, with programmatic launches on; SEGBLOCKS_PDL_PREFETCH=0 turns
+// it off (read once). On by default since its GPU parity run (every parity case and the CUDA
+// tests on an H100, benchmarks/results/parity-*-2026-11-27.json) and A/Bs in which it was
+// never slower (benchmarks/results/steps/66-*, 69-*).
 inline bool programmatic_prefetch_enabled() {
-  static const bool requested = env_switch("SEGBLOCKS_PDL_PREFETCH", false);
+  static const bool requested = env_switch("SEGBLOCKS_PDL_PREFETCH", true);
   return requested && programmatic_launch_enabled();
 }
 
