@@ -42,7 +42,10 @@ def render(path: str) -> str:
         f"ratios are against the static best (`{static}`) in the same run."
         + ("" if "programmatic_launch" not in data else
            f" Kernels launched programmatically (`csrc/ops/cuda/pdl.cuh`): "
-           f"{'on' if data['programmatic_launch'] else 'off'}."),
+           f"{'on' if data['programmatic_launch'] else 'off'}.")
+        + ("" if not data.get("programmatic_launch") or "programmatic_prefetch" not in data else
+           f" BlockPad's lookups before the wait for the kernel before: "
+           f"{'on' if data['programmatic_prefetch'] else 'off'}."),
         "",
         "| model | batch | configuration | latency ms | vs static best | goal | peak MB | vs static | GMAC |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|",

@@ -56,7 +56,8 @@ def test_merge_command_line_writes_the_table(tmp_path):
 
 def test_readme_table_says_whether_kernels_were_launched_programmatically(tmp_path):
     """readme_table.py names the run's launch mode where the result records it (results
-    before programmatic launches do not) and a merge refuses runs that differ in it."""
+    before programmatic launches do not), and with programmatic launch whether the BlockPad
+    passes looked up before the wait; a merge refuses runs that differ in it."""
     from readme_table import render
 
     rows = [{"model": "swiftnet_rn18", "mode": "static", "config": "fp16 NHWC BN-folded graph, fused head",
@@ -76,5 +77,13 @@ def test_readme_table_says_whether_kernels_were_launched_programmatically(tmp_pa
     assert "programmatically" not in texts[None]
     assert "programmatically (`csrc/ops/cuda/pdl.cuh`): on." in texts[True]
     assert "programmatically (`csrc/ops/cuda/pdl.cuh`): off." in texts[False]
+    assert not any("lookups before the wait" in text for text in texts.values())  # not recorded
+    for prefetch in (True, False):
+        path = tmp_path / f"gpu-prefetch-{prefetch}.json"
+        path.write_text(json.dumps(dict(base, programmatic_launch=True, programmatic_prefetch=prefetch)))
+        want = "on" if prefetch else "off"
+        assert f"BlockPad's lookups before the wait for the kernel before: {want}." in render(str(path))
+    path.write_text(json.dumps(dict(base, programmatic_launch=False, programmatic_prefetch=False)))
+    assert "lookups before the wait" not in render(str(path))  # no wait without programmatic launch
     with pytest.raises(ValueError, match="programmatic_launch"):
         merge([_run("rn18", {}, {}, programmatic_launch=True), _run("rn50", {}, {}, programmatic_launch=False)])
