@@ -160,15 +160,16 @@ def _chains_in_subprocess(tmp_path, **env) -> dict:
 def test_dependent_chains_equal_the_ordinary_launches(tmp_path):
     """Every chain, eager and replayed from a graph, with programmatic launches (this process)
     is bitwise equal to the same chain launched the ordinary way (a subprocess with
-    SEGBLOCKS_PDL=0) and to the chain whose BlockPad passes look their sources up after
-    the wait (SEGBLOCKS_PDL_PREFETCH=0), and the scale_shift_relu chain equals its float64
-    value."""
+    SEGBLOCKS_PDL=0) and to the chain whose BlockPad passes look their sources up on the
+    other side of the wait (SEGBLOCKS_PDL_PREFETCH=0 where this process has the default, 1
+    where it was started with 0), and the scale_shift_relu chain equals its float64 value."""
     got = chains()
     assert set(got) == set(_chains_in_subprocess(tmp_path, SEGBLOCKS_PDL="0"))
     if ops.cutlass_conv_configs():
         assert any(k.startswith("conv_chain_") for k in got), "no programmatic CUTLASS configuration was chained"
-    assert ops.programmatic_prefetch(), "this process should have the default launches (lookups before the wait)"
-    for env in ({"SEGBLOCKS_PDL": "0"}, {"SEGBLOCKS_PDL_PREFETCH": "0"}):
+    # the other side of the lookups from this process's (by default: before the wait)
+    other = {"SEGBLOCKS_PDL_PREFETCH": "0" if ops.programmatic_prefetch() else "1"}
+    for env in ({"SEGBLOCKS_PDL": "0"}, other):
         want = _chains_in_subprocess(tmp_path, **env)
         for name, value in got.items():
             assert torch.equal(value, want[name]), f"{name} differs with {env}"
