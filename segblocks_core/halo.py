@@ -1,0 +1,172 @@
+"""Halo indices: BlockPad-ed units as an index over their own pixels, not a copy.
+
+:func:`segblocks_core.ops.block_pad_units` writes every unit's padded tile (its pixels and a
+1-px frame taken from the neighbours by BlockPad's rules), and a convolution reads the
+tiles. Almost every frame pixel is a copy of some unit pixel: a neighbour's (same
+resolution), the nearest low-res pixel (a high-res unit beside a low-res block), or zero
+(the image border). Only a low-res block beside a high-res one needs new values, the means
+of 2x2 high-res pixels. So the padded tiles can be described without writing them:
+
+* ``source``: the units' pixels as rows ``[T*s*s, C]`` (channels_last units, as they are),
+  then one row per 2x2 mean a frame needs, then one zero row;
+* ``index``: for every pixel of every padded tile, its row of ``source``.
+
+``source[index]`` is then exactly ``block_pad_units(blocks, 1)`` (zero image border). A
+convolution that gathers its operand rows through ``index`` (the GPU's halo-gathering
+convolution) reads the padded tiles without anyone writing them; only the mean rows are
+computed, a few per cent of the frame. The index depends on the layout and the unit side
+only, so one index serves every 3x3 convolution that reads units of that side (stride 1 or
+2: the index is over the input's tiles).
+
+This module is the reference: plain PyTorch on any device, the oracle for native builders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .layout import BlockLayout
+
+
+@dataclass(frozen=True, eq=False)
+class HaloIndex:
+    """Where each pixel of the 1-px padded tiles of :func:`block_pad_units` comes from.
+
+    Attributes:
+        side: the unit side ``s`` (pixels).
+        index (Tensor[T, s+2, s+2] int32): row of the source for each padded-tile pixel,
+            ``T = 4*Nh + Nl`` tiles in :func:`block_pad_units` order.
+        mean_rows (Tensor[B, 4] int32): for each mean row ``b`` (source row
+            ``unit_rows + b``), the four unit rows it averages.
+        unit_rows: ``T*s*s``, the rows of the units (source rows ``0 .. unit_rows-1``:
+            tile ``t``, pixel ``(y, x)`` is row ``t*s*s + y*s + x``).
+    """
+
+    side: int
+    index: Tensor
+    mean_rows: Tensor
+    unit_rows: int
+
+    @property
+    def num_means(self) -> int:
+        return self.mean_rows.shape[0]
+
+    @property
+    def zero_row(self) -> int:
+        """The source row that holds zeros (the image border)."""
+        return self.unit_rows + self.num_means
+
+    @property
+    def rows(self) -> int:
+        """Rows of the source: the units', the means', the zero row."""
+        return self.zero_row + 1
+
+
+def _unit_rows(first_tile: Tensor, side: int) -> Tensor:
+    """Rows ``[K, s, s]`` of tiles ``first_tile [K]`` (int64)."""
+    pix = torch.arange(side * side, device=first_tile.device).view(side, side)
+    return first_tile.view(-1, 1, 1) * (side * side) + pix
+
+
+def _place(dense: Tensor, pos: Tensor, blocks: Tensor, grid_h: int, grid_w: int) -> None:
+    """Write ``blocks [K, b, b]`` into ``dense [N, GH*b, GW*b]`` at flat grid positions ``pos``."""
+    b = blocks.shape[-1]
+    view = dense.view(dense.shape[0], grid_h, b, grid_w, b)
+    view[pos // (grid_h * grid_w), (pos % (grid_h * grid_w)) // grid_w, :, pos % grid_w, :] = blocks
+
+
+def _windows(dense: Tensor, side: int) -> Tensor:
+    """``[N, H+2, W+2]`` padded map -> overlapping ``(side+2)`` windows every ``side`` px,
+    ``[N, H/side, W/side, side+2, side+2]``."""
+    return dense.unfold(1, side + 2, side).unfold(2, side + 2, side)
+
+
+def halo_index(layout: BlockLayout, side: int) -> HaloIndex:
+    """The :class:`HaloIndex` of units of side ``side`` (high-res blocks ``2*side`` px) for
+    ``layout``: ``gather_padded(halo_source(units, h), h)`` equals
+    ``block_pad_units(BlockTensor.from_units(units, layout), 1)``."""
+    if not isinstance(layout, BlockLayout):
+        raise TypeError(f"layout must be a BlockLayout, got {type(layout).__name__}")
+    side = int(side)
+    if side < 1:
+        raise ValueError(f"side must be >= 1, got {side}")
+    n_img, gh, gw = layout.grid_shape
+    nh, nl = layout.num_highres, layout.num_lowres
+    dev = layout.device
+    unit_rows = (4 * nh + nl) * side * side
+    hr_pos, lr_pos = layout.hr_pos.to(dev), layout.lr_pos.to(dev)
+    big = 2 * side
+    zero = -(2 ** 62)  # the image border; becomes the zero row at the end
+
+    # Dense map at high-res resolution, each pixel its source row: a high-res block's pixels
+    # are its units' rows, a low-res block's are its pixels' rows repeated 2x2 (nearest).
+    hr_units = _unit_rows(4 * torch.arange(nh, device=dev).repeat_interleave(4)
+                          + torch.arange(4, device=dev).repeat(nh), side)          # [4Nh, s, s]
+    hr_blocks = hr_units.view(nh, 2, 2, side, side).permute(0, 1, 3, 2, 4).reshape(nh, big, big)
+    lr_tiles = _unit_rows(4 * nh + torch.arange(nl, device=dev), side)            # [Nl, s, s]
+    lr_up = lr_tiles.repeat_interleave(2, 1).repeat_interleave(2, 2)
+    dense_hr = torch.empty((n_img, gh * big, gw * big), dtype=torch.int64, device=dev)
+    _place(dense_hr, hr_pos, hr_blocks, gh, gw)
+    _place(dense_hr, lr_pos, lr_up, gh, gw)
+
+    # Dense map at low-res resolution: a low-res block's own rows; where a high-res block
+    # is, -1 - (its 2x2 quad's position), a mean to be made only if some frame needs it.
+    quad = -1 - torch.arange(n_img * gh * side * gw * side, device=dev).view(n_img, gh * side, gw * side)
+    dense_lr = quad.clone()
+    _place(dense_lr, lr_pos, lr_tiles, gh, gw)
+
+    pad = torch.nn.functional.pad
+    win_hr = _windows(pad(dense_hr, (1, 1, 1, 1), value=zero), side)   # [N, 2GH, 2GW, s+2, s+2]
+    n_idx, r_idx, c_idx = hr_pos // (gh * gw), (hr_pos % (gh * gw)) // gw, hr_pos % gw
+    qy = torch.tensor([0, 0, 1, 1], device=dev)
+    qx = torch.tensor([0, 1, 0, 1], device=dev)
+    hr_index = win_hr[n_idx.repeat_interleave(4), (2 * r_idx).repeat_interleave(4) + qy.repeat(nh),
+                      (2 * c_idx).repeat_interleave(4) + qx.repeat(nh)]
+    win_lr = _windows(pad(dense_lr, (1, 1, 1, 1), value=zero), side)   # [N, GH, GW, s+2, s+2]
+    n_idx, r_idx, c_idx = lr_pos // (gh * gw), (lr_pos % (gh * gw)) // gw, lr_pos % gw
+    lr_index = win_lr[n_idx, r_idx, c_idx]
+    index = torch.cat([hr_index.reshape(-1, side + 2, side + 2), lr_index.reshape(-1, side + 2, side + 2)])
+
+    # The means the frames need: one source row per quad position, in ascending order.
+    is_mean = (index < 0) & (index != zero)
+    quads = torch.unique(index[is_mean])
+    quad_pos = -1 - quads                                  # flat (n, y, x) at low-res resolution
+    qn = quad_pos // (gh * side * gw * side)
+    qy_ = (quad_pos // (gw * side)) % (gh * side)
+    qx_ = quad_pos % (gw * side)
+    mean_rows = torch.stack([dense_hr[qn, 2 * qy_ + dy, 2 * qx_ + dx] for dy in (0, 1) for dx in (0, 1)], 1)
+    if is_mean.any():
+        index[is_mean] = unit_rows + torch.searchsorted(quads, index[is_mean])
+    index[index == zero] = unit_rows + quads.shape[0]
+    return HaloIndex(side, index.to(torch.int32), mean_rows.to(torch.int32).view(-1, 4), unit_rows)
+
+
+def _check_units(units: Tensor, halo: HaloIndex) -> None:
+    if units.dim() != 4 or units.shape[-1] != halo.side or units.shape[-2] != halo.side \
+            or units.shape[0] * halo.side * halo.side != halo.unit_rows:
+        raise ValueError(f"units [T, C, {halo.side}, {halo.side}] with T*s*s = {halo.unit_rows} expected, "
+                         f"got {tuple(units.shape)}")
+
+
+def halo_source(units: Tensor, halo: HaloIndex) -> Tensor:
+    """The source rows ``[halo.rows, C]`` of ``units [T, C, s, s]``: the units' pixels
+    (tile-major, then row, column), the 2x2 means (their float sum times 0.25, rounded to the
+    dtype once, as BlockPad rounds them), a zero row."""
+    _check_units(units, halo)
+    c = units.shape[1]
+    rows = units.permute(0, 2, 3, 1).reshape(-1, c)
+    acc = torch.float64 if units.dtype == torch.float64 else torch.float32
+    means = rows[halo.mean_rows.long()].to(acc).mean(1).to(units.dtype)
+    return torch.cat([rows, means, rows.new_zeros((1, c))])
+
+
+def gather_padded(source: Tensor, halo: HaloIndex) -> Tensor:
+    """``source[index]`` as padded tiles ``[T, C, s+2, s+2]`` (channels_last)."""
+    if source.dim() != 2 or source.shape[0] != halo.rows:
+        raise ValueError(f"source [{halo.rows}, C] expected, got {tuple(source.shape)}")
+    t = halo.index.shape[0]
+    w = halo.side + 2
+    return source[halo.index.long().view(-1)].view(t, w, w, -1).permute(0, 3, 1, 2)

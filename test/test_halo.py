@@ -1,0 +1,121 @@
+"""Halo indices (segblocks_core.halo): BlockPad-ed units described as rows of their own pixels.
+
+The oracle is ``ops.block_pad_units`` (1 px, zero image border): gathering the source rows
+through the index must give exactly its padded tiles, on every kind of neighbour (same
+resolution, a low-res block beside a high-res one and the reverse, corners, image borders,
+the images of a batch apart), for every unit side the networks use, including 1 px.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from segblocks_core import ops
+from segblocks_core.halo import HaloIndex, gather_padded, halo_index, halo_source
+from segblocks_core.layout import BlockLayout, BlockTensor
+
+
+def _layout(shape, seed, p=0.5, block=16):
+    gen = torch.Generator().manual_seed(seed)
+    return BlockLayout.from_grid(torch.rand(shape, generator=gen) < p, block)
+
+
+def _units(layout, side, channels=3, dtype=torch.float64, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    t = 4 * layout.num_highres + layout.num_lowres
+    return torch.randn((t, channels, side, side), generator=gen).to(dtype)
+
+
+def _oracle(units, layout):
+    return ops.block_pad_units(BlockTensor.from_units(units, layout), 1)
+
+
+@pytest.mark.parametrize("side", [1, 2, 3, 4, 8])
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("shape", [(1, 3, 4), (2, 2, 3), (3, 1, 5)])
+def test_gathered_tiles_equal_block_pad_units(shape, seed, side):
+    layout = _layout(shape, seed)
+    units = _units(layout, side, seed=seed)
+    halo = halo_index(layout, side)
+    got = gather_padded(halo_source(units, halo), halo)
+    torch.testing.assert_close(got, _oracle(units, layout), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("p", [0.0, 1.0])
+def test_one_resolution_needs_no_means(p):
+    layout = _layout((2, 3, 3), 0, p)
+    units = _units(layout, 4)
+    halo = halo_index(layout, 4)
+    assert halo.num_means == 0
+    assert torch.equal(gather_padded(halo_source(units, halo), halo), _oracle(units, layout))
+
+
+def test_index_structure():
+    # one image, high-res block left of a low-res block: [[H, L]]
+    layout = BlockLayout.from_grid(torch.tensor([[[True, False]]]), 8)
+    s = 2
+    halo = halo_index(layout, s)
+    assert isinstance(halo, HaloIndex)
+    assert halo.index.shape == (5, s + 2, s + 2) and halo.index.dtype == torch.int32
+    assert halo.unit_rows == 5 * s * s
+    idx = halo.index
+    zero = halo.zero_row
+    # interiors are the tiles' own rows
+    for t in range(5):
+        assert idx[t, 1:-1, 1:-1].flatten().tolist() == list(range(t * s * s, (t + 1) * s * s))
+    # the image border is the zero row: the top rows of the top units and of the low-res
+    # block, the left columns of the left units, the bottom rows of the bottom units
+    for t in (0, 1, 4):
+        assert (idx[t, 0, :] == zero).all()
+    for t in (0, 2):
+        assert (idx[t, :, 0] == zero).all()
+    for t in (2, 3, 4):
+        assert (idx[t, -1, :] == zero).all()
+    # unit 2's top frame: unit 0's bottom row (and the border in the corner)
+    assert idx[2, 0, 1:].tolist() == [s * (s - 1), s * (s - 1) + 1, s * s + s * (s - 1)]
+    # unit 1's (top right quarter) right frame: the low-res block's pixels (nearest), rows 0
+    lr0 = 4 * s * s
+    assert idx[1, 1:-1, -1].tolist() == [lr0, lr0]
+    # unit 0's right frame: unit 1's left column
+    assert idx[0, 1:-1, -1].tolist() == [s * s, s * s + s]
+    # the low-res block's left frame: means of unit 1's / unit 3's right 2x2 pixels
+    left = idx[4, 1:-1, 0]
+    assert (left >= halo.unit_rows).all() and (left < zero).all()
+    rows = halo.mean_rows[(left - halo.unit_rows).long()]
+    assert sorted(rows[0].tolist()) == [s * s, s * s + 1, s * s + 2, s * s + 3]          # unit 1
+    assert sorted(rows[1].tolist()) == [3 * s * s + i for i in range(4)]                  # unit 3
+    assert halo.num_means == 2 and halo.rows == zero + 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_means_rounded_like_block_pad(dtype):
+    layout = _layout((2, 3, 4), 3)
+    units = _units(layout, 4, channels=8, dtype=dtype, seed=3)
+    halo = halo_index(layout, 4)
+    source = halo_source(units, halo)
+    assert source.dtype == dtype and source.shape == (halo.rows, 8)
+    assert torch.equal(source[halo.zero_row], torch.zeros(8, dtype=dtype))
+    torch.testing.assert_close(gather_padded(source, halo), _oracle(units, layout), rtol=0, atol=0)
+
+
+def test_channels_last_units_are_their_own_rows():
+    layout = _layout((1, 2, 2), 1)
+    units = _units(layout, 4, channels=6).contiguous(memory_format=torch.channels_last)
+    halo = halo_index(layout, 4)
+    source = halo_source(units, halo)
+    flat = units.permute(0, 2, 3, 1).reshape(-1, 6)
+    assert torch.equal(source[:halo.unit_rows], flat)
+
+
+def test_bad_input():
+    layout = _layout((1, 2, 2), 1)
+    with pytest.raises(TypeError, match="BlockLayout"):
+        halo_index(torch.zeros(1, 2, 2, dtype=torch.bool), 4)
+    with pytest.raises(ValueError, match="side"):
+        halo_index(layout, 0)
+    halo = halo_index(layout, 4)
+    with pytest.raises(ValueError, match="units"):
+        halo_source(_units(layout, 2), halo)
+    with pytest.raises(ValueError, match="source"):
+        gather_padded(torch.zeros(3, 2), halo)
