@@ -34,6 +34,9 @@
 #             with the csrc files under $AB_OLD (a tree like the repository's, e.g. the old version's headers
 #             from `git show`, carried under build/) built in their place, then this build restored
 #   ringprobe ring_probe.py: the frame passes' time against a copy of their bytes and a one-element kernel
+#   gatherprobe  gather_conv_probe.py: the halo-gathering convolution (CUTLASS cp.async mainloop, built by
+#             the probe; carry build/cutlass) against the TMA convolution plus its frame pass, per RN18 3x3
+#             units shape (GATHER_SHAPES, GATHER_BATCHES: default all, 1,4)
 #   ncuring   Nsight Compute of block_pad_ring_ on ring_probe.py's geometries (batch 1, eager)
 #   ncuunits  Nsight Compute of the pooling / upsampling / head kernels (units and dense) of one
 #             eager RN18 run at 40% (node_profile.py --profile-once; NCU_BATCH, default 4)
@@ -193,6 +196,10 @@ for s in "$@"; do
       # this build and its sources back (the old files' newer times make a later build recompile them)
       [ -f "$keep/files" ] && while read -r f; do cp "$keep/src/$f" "$f"; done < "$keep/files"
       cp "$keep/$(basename "$so")" "$so" ;;
+    gatherprobe)
+      build_env
+      stage gatherprobe $PY benchmarks/gather_conv_probe.py --cutlass "${SEGBLOCKS_CUTLASS_DIR:-build/cutlass}" \
+        --batches "${GATHER_BATCHES:-1,4}" --shapes "${GATHER_SHAPES:-}" --json "$R/gather-conv-probe.json" ;;
     ringprobe)
       stage ringprobe $PY benchmarks/ring_probe.py --json "$R/ring-probe.json" ;;
     ncuring)

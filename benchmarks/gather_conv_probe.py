@@ -1,0 +1,194 @@
+"""Can a 3x3 convolution on units gather its halo through an index (``segblocks_core.halo``)
+as fast as today's convolution on BlockPad-ed tiles plus the pass that fills their frames?
+(GPU probe; CUTLASS 3 headers needed, not part of the extension.)
+
+Today every units convolution reads tiles ``[T, C, s+2, s+2]`` whose 1-px frames a kernel
+wrote (``block_pad_ring_`` after a convolution that wrote the interiors, or a full BlockPad),
+through CUTLASS's TMA im2col (``ops.conv_into_``). The halo-gathering convolution
+(``gather_conv_probe/gather_conv.cuh``: CUTLASS's cp.async warp-specialized wgmma mainloop
+with a producer that looks each A row up in the halo index, the TMA epilogue) reads the
+units' own pixels, packed, and writes packed units; of the frames only the 2x2 means of
+low-res blocks beside high-res ones are written (a small kernel, ``means_``).
+
+Per SwiftNet-RN18 3x3 convolution on units (seeded 40% high-res layout, batch 1 and 4,
+fp16, bias + residual + ReLU), times in CUDA graphs (``fused.choice_ms``):
+
+  tma_us      the fastest ``ops.conv_into_`` configuration, into the next tiles' interiors
+  ring_us     ``block_pad_ring_`` of those tiles (what the next convolution needs)
+  gather_us   the fastest gather configuration (each one's time and error listed too)
+  means_us    the means kernel
+
+and the ratio (gather + means) / (tma + ring). Every result is checked against the fp32
+reference (``block_pad_units`` then ``F.conv2d``); the probe fails on a mismatch.
+
+    python benchmarks/gather_conv_probe.py --cutlass build/cutlass --json out.json
+"""
+import argparse
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, HERE)
+
+from bench_gpu import fixed_grid  # noqa: E402
+from probe_json import write_probe_json  # noqa: E402
+from segblocks_core import ops  # noqa: E402
+from segblocks_core.fused import choice_ms  # noqa: E402
+from segblocks_core.halo import halo_index, halo_source  # noqa: E402
+from segblocks_core.layout import BlockLayout, BlockTensor  # noqa: E402
+
+# (label, unit side out, stride, C in, C out, residual): SwiftNet-RN18's 3x3 convolutions on
+# units with 128-px blocks (layer1 at stride 4: 16-px units)
+SHAPES = (
+    ("layer1", 16, 1, 64, 64, True),
+    ("layer2 down", 8, 2, 64, 128, False),
+    ("layer2", 8, 1, 128, 128, True),
+    ("layer3 down", 4, 2, 128, 256, False),
+    ("layer3", 4, 1, 256, 256, True),
+    ("layer4 down", 2, 2, 256, 512, False),
+    ("layer4", 2, 1, 512, 512, True),
+)
+TOL = 3e-2  # max abs error against the fp32 reference, outputs of magnitude ~1
+
+
+def load_extension(cutlass_root: str):
+    from torch.utils.cpp_extension import load
+    os.environ["TORCH_CUDA_ARCH_LIST"] = "9.0a"  # wgmma: sm_90a, whatever the extension's build used
+    src = os.path.join(HERE, "gather_conv_probe")
+    sources = [os.path.join(src, f) for f in sorted(os.listdir(src)) if f.endswith((".cu", ".cpp"))]
+    includes = [os.path.join(cutlass_root, "include"), os.path.join(cutlass_root, "tools", "util", "include"), src]
+    return load(name="segblocks_gather_conv_probe", sources=sources,
+                extra_include_paths=[p for p in includes if os.path.isdir(p)],
+                extra_cuda_cflags=["-O3", "-DNDEBUG", "--expt-relaxed-constexpr", "-std=c++17",
+                                   "-U__CUDA_NO_HALF_OPERATORS__", "-U__CUDA_NO_HALF_CONVERSIONS__",
+                                   "-U__CUDA_NO_HALF2_OPERATORS__"],
+                verbose=False)
+
+
+def case(layout: BlockLayout, side, stride, cin, cout, residual, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    cl = torch.channels_last
+    tiles = 4 * layout.num_highres + layout.num_lowres
+    si = side * stride
+    x = torch.randn(tiles, cin, si, si, generator=gen).half().cuda().contiguous(memory_format=cl)
+    w = (torch.randn(cout, cin, 3, 3, generator=gen) / (3 * cin ** 0.5)).half().cuda().contiguous(memory_format=cl)
+    b = (torch.randn(cout, generator=gen) * 0.1).half().cuda()
+    res = torch.randn(tiles, cout, side, side, generator=gen).half().cuda().contiguous(memory_format=cl) \
+        if residual else None
+    return x, w, b, res
+
+
+def reference(x, w, b, res, layout, stride):
+    padded = ops.block_pad_units(BlockTensor.from_units(x, layout), 1)
+    y = F.conv2d(padded.float(), w.float(), b.float(), stride)
+    if res is not None:
+        y = y + res.float()
+    return y.relu()
+
+
+def rows_of(t):
+    """``[T, C, s, s]`` channels_last -> its pixels as rows ``[T*s*s, C]`` (a view)."""
+    return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cutlass", default="build/cutlass")
+    ap.add_argument("--fraction", type=float, default=0.4)
+    ap.add_argument("--batches", default="1,4")
+    ap.add_argument("--shapes", default="", help="comma-separated parts of the labels to keep")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    ext = load_extension(args.cutlass)
+    configs = list(ext.configs())
+    tma_configs = ops.cutlass_conv_configs()
+    keep = [p.strip() for p in args.shapes.split(",") if p.strip()]
+    print(torch.cuda.get_device_name(), torch.__version__, "gather configs", configs, flush=True)
+    cl = torch.channels_last
+    results, failures = [], 0
+    with torch.inference_mode():
+        for batch in (int(v) for v in args.batches.split(",")):
+            grid, _ = fixed_grid(batch, 8, 16, args.fraction)
+            layout = BlockLayout.from_grid(grid.cuda(), 128)
+            tiles = 4 * layout.num_highres + layout.num_lowres
+            for label, side, stride, cin, cout, residual in SHAPES:
+                if keep and not any(p in label for p in keep):
+                    continue
+                x, w, b, res = case(layout, side, stride, cin, cout, residual)
+                want = reference(x, w, b, res, layout, stride)
+                row = {"batch": batch, "shape": label, "tiles": tiles, "side": side, "stride": stride,
+                       "c_in": cin, "c_out": cout, "residual": residual}
+
+                # today: TMA convolution into the next tiles' interiors, then their frames
+                padded = ops.block_pad_units(BlockTensor.from_units(x, layout), 1)
+                nxt = torch.zeros(tiles, cout, side + 2, side + 2, dtype=torch.float16,
+                                  device="cuda").contiguous(memory_format=cl)
+                inner = nxt[:, :, 1:-1, 1:-1]
+                tma = {}
+                for i, name in enumerate(tma_configs):
+                    try:
+                        ops.conv_into_(inner, padded, w, b, res, stride, 0, i)
+                    except RuntimeError:
+                        continue
+                    err = (inner.float() - want).abs().max().item()
+                    tma[name] = {"us": choice_ms(lambda i=i: ops.conv_into_(inner, padded, w, b, res, stride, 0, i))
+                                 * 1e3, "max_abs_err": err}
+                best_tma = min(tma, key=lambda k: tma[k]["us"]) if tma else None
+                row["tma"] = tma
+                row["tma_us"] = tma[best_tma]["us"] if best_tma else None
+                row["ring_us"] = choice_ms(lambda: ops.block_pad_ring_(nxt, layout, 1)) * 1e3
+
+                # the gather: packed source rows (units, means, zero row), packed output rows
+                halo = halo_index(layout, side * stride)
+                source = halo_source(x, halo).contiguous()
+                check = source.clone()
+                source[halo.unit_rows:halo.zero_row] = 0
+                ext.means_(source, halo.mean_rows, halo.unit_rows)
+                means_err = (source.float() - check.float()).abs().max().item()
+                row["means"] = halo.num_means
+                row["means_max_abs_err"] = means_err
+                if means_err > 1e-2:
+                    failures += 1
+                    print(f"  MEANS MISMATCH {means_err}", flush=True)
+                row["means_us"] = choice_ms(lambda: ext.means_(source, halo.mean_rows, halo.unit_rows)) * 1e3
+                out = torch.empty(tiles * side * side, cout, dtype=torch.float16, device="cuda")
+                res_rows = rows_of(res) if res is not None else None
+                want_rows = rows_of(want)
+                gather = {}
+                for i, name in enumerate(configs):
+                    try:
+                        out.fill_(float("nan"))
+                        ext.conv(source, halo.index, w, b, res_rows, out, tiles, side, stride, i)
+                    except RuntimeError as exc:
+                        gather[name] = {"error": str(exc).splitlines()[0][:200]}
+                        continue
+                    err = (out.float() - want_rows).abs().max().item()
+                    us = choice_ms(lambda i=i: ext.conv(source, halo.index, w, b, res_rows, out, tiles, side,
+                                                        stride, i)) * 1e3
+                    gather[name] = {"us": us, "max_abs_err": err}
+                    if not err <= TOL:
+                        failures += 1
+                        print(f"  MISMATCH {name}: max abs err {err}", flush=True)
+                row["gather"] = gather
+                ok = {k: v for k, v in gather.items() if "us" in v and v["max_abs_err"] <= TOL}
+                best = min(ok, key=lambda k: ok[k]["us"]) if ok else None
+                row["gather_us"] = ok[best]["us"] if best else None
+                if best and row["tma_us"]:
+                    row["ratio"] = (row["gather_us"] + row["means_us"]) / (row["tma_us"] + row["ring_us"])
+                print(f"b{batch} {label:12s} T={tiles:5d} tma {row['tma_us'] or float('nan'):7.1f} ({best_tma}) "
+                      f"+ ring {row['ring_us']:5.1f} | gather {row['gather_us'] or float('nan'):7.1f} ({best}) "
+                      f"+ means {row['means_us']:5.1f} ({halo.num_means} rows) | ratio {row.get('ratio', float('nan')):.2f} "
+                      + " ".join(f"{k}={v['us']:.1f}/{v['max_abs_err']:.3f}" if "us" in v else f"{k}=x"
+                                 for k, v in gather.items()), flush=True)
+                results.append(row)
+    write_probe_json(args.json, fraction=args.fraction, gather_configs=configs, tma_configs=list(tma_configs),
+                     rows=results, failures=failures)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

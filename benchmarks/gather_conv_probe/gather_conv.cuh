@@ -1,0 +1,311 @@
+// A 3x3 convolution on units that gathers its halo through an index (segblocks_core.halo)
+// instead of reading BlockPad-ed tiles: the GPU probe of benchmarks/gather_conv_probe.py.
+//
+// out[m, n] = relu(sum_{tap, c} source[index[v(m) + off(tap)], c] * w[n, tap, c] + bias[n]
+//                  + residual[m, n])
+// where m = (tile, y, x) is an output pixel of the units (side `side`, x fastest), v(m) the
+// top-left corner of its 3x3 window in the virtual padded canvas [tiles, si + 2, si + 2]
+// (si = side * stride, the input units' side) and off(tap) = r * (si + 2) + s. `source` is
+// the units' pixels as rows [rows, C] followed by the frames' 2x2 means and a zero row.
+//
+// Built from CUTLASS 3's Hopper collectives: the cp.async warp-specialized wgmma mainloop
+// (its consumer side as it is; the producer side is this file's: each producer thread
+// looks up the rows of its A tile through the index, once per tap) and the TMA epilogue
+// (bias, residual, ReLU). Persistent: each CTA walks output tiles gridDim.x apart, N tiles
+// of one M tile first (they gather the same rows).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "cute/tensor.hpp"
+#include "cutlass/cutlass.h"
+#include "cutlass/arch/mma_sm90.h"
+#include "cutlass/epilogue/collective/collective_builder.hpp"
+#include "cutlass/epilogue/fusion/operations.hpp"
+#include "cutlass/epilogue/thread/activation.h"
+#include "cutlass/gemm/collective/collective_builder.hpp"
+#include "cutlass/gemm/dispatch_policy.hpp"
+#include "cutlass/pipeline/pipeline.hpp"
+#include "problem.h"
+
+namespace gather_probe {
+
+template <int kM, int kN, int kK, class Schedule>
+struct GatherConv {
+  using Half = cutlass::half_t;
+  using TileShape = cute::Shape<cute::Int<kM>, cute::Int<kN>, cute::Int<kK>>;
+  using ClusterShape = cute::Shape<cute::_1, cute::_1, cute::_1>;
+  static constexpr bool kCooperative =
+      cute::is_same_v<Schedule, cutlass::gemm::KernelCpAsyncWarpSpecializedCooperative> && kM >= 128;
+  using EpilogueSchedule = cute::conditional_t<kCooperative, cutlass::epilogue::TmaWarpSpecializedCooperative,
+                                               cutlass::epilogue::TmaWarpSpecialized>;
+  using Epilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, TileShape, ClusterShape,
+      cutlass::epilogue::collective::EpilogueTileAuto, float, float, Half, cutlass::layout::RowMajor, 8, Half,
+      cutlass::layout::RowMajor, 8, EpilogueSchedule,
+      cutlass::epilogue::fusion::LinCombPerColBiasEltAct<cutlass::epilogue::thread::ReLu, Half, float, Half, Half,
+                                                         float>>::CollectiveOp;
+  using Mainloop = typename cutlass::gemm::collective::CollectiveBuilder<
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Half, cutlass::layout::RowMajor, 8, Half,
+      cutlass::layout::ColumnMajor, 8, float, TileShape, ClusterShape,
+      cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(sizeof(typename Epilogue::SharedStorage))>,
+      Schedule>::CollectiveOp;
+
+  using TiledMma = typename Mainloop::TiledMma;
+  using GmemTiledCopyA = typename Mainloop::GmemTiledCopyA;
+  using GmemTiledCopyB = typename Mainloop::GmemTiledCopyB;
+  using MainloopPipeline = typename Mainloop::MainloopPipeline;
+  using EpiLoadPipeline = typename Epilogue::LoadPipeline;
+  using EpiStorePipeline = typename Epilogue::StorePipeline;
+
+  static constexpr int kLoadWarpGroups = cute::size(GmemTiledCopyA{}) / cutlass::NumThreadsPerWarpGroup;
+  static constexpr int kMmaThreads = cute::size(TiledMma{});
+  static constexpr int kThreads = kLoadWarpGroups * cutlass::NumThreadsPerWarpGroup + kMmaThreads;
+
+  struct SharedStorage {
+    // not a union: the producers load the next tile while the consumers' epilogue runs
+    struct TensorStorage : cute::aligned_struct<128, cute::_1> {
+      typename Mainloop::TensorStorage mainloop;
+      typename Epilogue::TensorStorage epilogue;
+    } tensors;
+    struct PipelineStorage : cute::aligned_struct<16, cute::_1> {
+      alignas(16) typename Mainloop::PipelineStorage mainloop;
+      alignas(16) typename Epilogue::PipelineStorage epi_load;
+    } pipelines;
+  };
+
+  struct Params {
+    const Half* source;
+    const int* index;
+    int tiles, side_shift, stride, c, m, n, k;
+    typename Mainloop::Params mainloop;
+    typename Epilogue::Params epilogue;
+  };
+
+  static auto problem_shape(const Problem& p) {
+    const int m = p.tiles * p.side * p.side;
+    return cute::make_shape(m, p.n, 9 * p.c, 1);
+  }
+
+  static typename Epilogue::Arguments epilogue_arguments(const Problem& p) {
+    typename Epilogue::Arguments epi{};
+    epi.thread.alpha = 1.f;
+    epi.thread.beta = p.residual != nullptr ? 1.f : 0.f;
+    epi.thread.bias_ptr = static_cast<const Half*>(p.bias);
+    epi.ptr_C = static_cast<const Half*>(p.residual);
+    epi.dC = cute::make_stride(p.residual != nullptr ? p.residual_ld : p.out_ld, cute::_1{}, int64_t(0));
+    epi.ptr_D = static_cast<Half*>(p.out);
+    epi.dD = cute::make_stride(p.out_ld, cute::_1{}, int64_t(0));
+    return epi;
+  }
+
+  // 0, or why not: 1 shapes (c % kK, n % kN, side a power of two, stride), 2 the epilogue
+  static int check(const Problem& p) {
+    if (p.c % kK != 0 || p.n % kN != 0 || p.side < 1 || (p.side & (p.side - 1)) != 0 ||
+        (p.stride != 1 && p.stride != 2) || p.tiles < 1)
+      return 1;
+    if (!Epilogue::can_implement(problem_shape(p), epilogue_arguments(p))) return 2;
+    return 0;
+  }
+
+  static Params params(const Problem& p) {
+    Params out{};
+    out.source = static_cast<const Half*>(p.source);
+    out.index = p.index;
+    out.tiles = p.tiles;
+    int shift = 0;
+    while ((1 << shift) < p.side) ++shift;
+    out.side_shift = shift;
+    out.stride = p.stride;
+    out.c = p.c;
+    out.m = p.tiles * p.side * p.side;
+    out.n = p.n;
+    out.k = 9 * p.c;
+    typename Mainloop::Arguments ml{};
+    ml.ptr_A = out.source;
+    ml.ptr_B = static_cast<const Half*>(p.weight);
+    ml.dB = cute::make_stride(int64_t(out.k), cute::_1{}, int64_t(0));
+    out.mainloop = Mainloop::to_underlying_arguments(problem_shape(p), ml, nullptr);
+    out.epilogue = Epilogue::to_underlying_arguments(problem_shape(p), epilogue_arguments(p), nullptr);
+    return out;
+  }
+
+  CUTLASS_HOST_DEVICE static int num_tiles(const Params& p) { return ((p.m + kM - 1) / kM) * (p.n / kN); }
+
+  // The producer warp groups: A rows through the index, B (the weights) as they are.
+  CUTLASS_DEVICE static void load_tile(const Params& p, MainloopPipeline& pipeline,
+                                       typename Mainloop::PipelineState& state, int m_tile, int n_tile,
+                                       int thread_idx, typename Mainloop::TensorStorage& storage) {
+    using namespace cute;
+    Tensor sA = make_tensor(make_smem_ptr(storage.smem_A.data()), typename Mainloop::SmemLayoutA{});
+    Tensor sB = make_tensor(make_smem_ptr(storage.smem_B.data()), typename Mainloop::SmemLayoutB{});
+    GmemTiledCopyA copy_a;
+    GmemTiledCopyB copy_b;
+    auto thr_a = copy_a.get_slice(thread_idx);
+    auto thr_b = copy_b.get_slice(thread_idx);
+    Tensor tAsA = thr_a.partition_D(sA);                                              // (ACPY,ACPY_M,ACPY_K,PIPE)
+    Tensor tAcA = thr_a.partition_S(make_identity_tensor(make_shape(Int<kM>{}, Int<kK>{})));
+    Tensor mB = make_tensor(make_gmem_ptr(p.mainloop.ptr_B), make_shape(p.n, p.k), make_stride(p.k, _1{}));
+    Tensor gB = local_tile(mB, make_shape(Int<kN>{}, Int<kK>{}), make_coord(n_tile, _));  // (BLK_N,BLK_K,k)
+    Tensor tBgB = thr_b.partition_S(gB);
+    Tensor tBsB = thr_b.partition_D(sB);
+    constexpr int kRowsA = size<1>(tAsA);
+    constexpr int kColsA = size<2>(tAsA);
+
+    // each of this thread's A rows: the source rows of its output pixel's nine taps, looked
+    // up once per tile (all loads in flight together), -1 past m
+    const int side = 1 << p.side_shift;
+    const int wide = side * p.stride + 2;
+    int rows[kRowsA][9];
+    CUTLASS_PRAGMA_UNROLL
+    for (int i = 0; i < kRowsA; ++i) {
+      const int m = m_tile * kM + get<0>(tAcA(0, i, 0));
+      const int tile = m >> (2 * p.side_shift);
+      const int y = (m >> p.side_shift) & (side - 1);
+      const int x = m & (side - 1);
+      const int* window = p.index + tile * wide * wide + p.stride * (y * wide + x);
+      CUTLASS_PRAGMA_UNROLL
+      for (int tap = 0; tap < 9; ++tap) rows[i][tap] = m < p.m ? __ldg(window + (tap / 3) * wide + tap % 3) : -1;
+    }
+    Copy_Atom<SM80_CP_ASYNC_CACHEALWAYS<uint128_t>, Half> atom_a;
+    const int chunks = p.c / kK;
+    const int k_tiles = p.k / kK;
+    int tap = 0, chunk = 0;
+    for (int kt = 0; kt < k_tiles; ++kt) {
+      pipeline.producer_acquire(state);
+      const int stage = state.index();
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < kRowsA; ++i) {
+        int row = rows[i][0];
+        CUTLASS_PRAGMA_UNROLL
+        for (int t = 1; t < 9; ++t) row = tap == t ? rows[i][t] : row;
+        if (row >= 0) {
+          const Half* base = p.source + int64_t(row) * p.c + chunk * kK;
+          CUTLASS_PRAGMA_UNROLL
+          for (int j = 0; j < kColsA; ++j) {
+            Tensor src = make_tensor(make_gmem_ptr(base + get<1>(tAcA(0, i, j))), Layout<Shape<Int<8>>>{});
+            copy(atom_a, src, tAsA(_, i, j, stage));
+          }
+        }
+      }
+      copy(copy_b, tBgB(_, _, _, kt), tBsB(_, _, _, stage));
+      pipeline.producer_commit(state, cutlass::arch::cpasync_barrier_arrive);
+      ++state;
+      if (++chunk == chunks) {
+        chunk = 0;
+        ++tap;
+      }
+    }
+  }
+
+  CUTLASS_DEVICE void operator()(const Params& p, char* smem_buf) {
+    using namespace cute;
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    SharedStorage& shared = *reinterpret_cast<SharedStorage*>(smem_buf);
+    const int thread_idx = int(threadIdx.x);
+    const int mma_thread_idx = thread_idx % kMmaThreads;
+    const int wg_thread_idx = thread_idx % cutlass::NumThreadsPerWarpGroup;
+    const bool producer = cutlass::canonical_warp_group_idx() < kLoadWarpGroups;
+    const bool epilogue_loader = producer && cutlass::canonical_warp_idx_sync() == 0;
+
+    typename MainloopPipeline::Params ml_params;
+    ml_params.role = producer ? MainloopPipeline::ThreadCategory::Producer : MainloopPipeline::ThreadCategory::Consumer;
+    ml_params.producer_arv_count = kLoadWarpGroups * cutlass::NumThreadsPerWarpGroup;
+    ml_params.consumer_arv_count = kMmaThreads;
+    MainloopPipeline pipeline(shared.pipelines.mainloop, ml_params);
+
+    typename EpiLoadPipeline::Params el_params;
+    if (epilogue_loader) el_params.role = EpiLoadPipeline::ThreadCategory::Producer;
+    if (!producer) el_params.role = EpiLoadPipeline::ThreadCategory::Consumer;
+    el_params.dst_blockid = cute::block_rank_in_cluster();
+    el_params.producer_arv_count = cutlass::NumThreadsPerWarp;
+    el_params.consumer_arv_count = kMmaThreads;
+    if constexpr (Epilogue::RequiresTransactionBytes) {
+      el_params.transaction_bytes = p.epilogue.tma_transaction_bytes;
+    }
+    EpiLoadPipeline epi_load_pipeline(shared.pipelines.epi_load, el_params);
+    typename EpiStorePipeline::Params es_params;
+    es_params.always_wait = true;
+    EpiStorePipeline epi_store_pipeline(es_params);
+
+    typename Mainloop::PipelineState ml_consumer_state;
+    typename Mainloop::PipelineState ml_producer_state = cutlass::make_producer_start_state<MainloopPipeline>();
+    typename Epilogue::LoadPipelineState el_consumer_state;
+    typename Epilogue::LoadPipelineState el_producer_state = cutlass::make_producer_start_state<EpiLoadPipeline>();
+    typename Epilogue::StorePipelineState es_producer_state = cutlass::make_producer_start_state<EpiStorePipeline>();
+
+    auto problem = make_shape(p.m, p.n, p.k, 1);
+    auto blk_shape = TileShape{};
+    TiledMma tiled_mma;
+    Mainloop mainloop;
+    Epilogue epilogue{p.epilogue, shared.tensors.epilogue};
+    const int n_tiles = p.n / kN;
+    const int tiles = num_tiles(p);
+    const int k_tiles = p.k / kK;
+    __syncthreads();
+
+    if (producer) {
+      for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
+        const int m_tile = t / n_tiles, n_tile = t % n_tiles;
+        load_tile(p, pipeline, ml_producer_state, m_tile, n_tile, thread_idx, shared.tensors.mainloop);
+        if (epilogue_loader && epilogue.is_producer_load_needed()) {
+          el_producer_state = epilogue.load(epi_load_pipeline, el_producer_state, problem, blk_shape,
+                                            make_coord(m_tile, n_tile, _, 0), tiled_mma, wg_thread_idx,
+                                            shared.tensors.epilogue);
+        }
+      }
+      mainloop.load_tail(pipeline, ml_producer_state);
+      if (epilogue_loader && epilogue.is_producer_load_needed()) {
+        epilogue.load_tail(epi_load_pipeline, el_producer_state);
+      }
+    } else {
+      bool stored = false;
+      for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
+        const int m_tile = t / n_tiles, n_tile = t % n_tiles;
+        auto accumulators = partition_fragment_C(tiled_mma, take<0, 2>(blk_shape));
+        mainloop.mma(pipeline, ml_consumer_state, accumulators, k_tiles, mma_thread_idx, shared.tensors.mainloop,
+                     p.mainloop);
+        mainloop.mma_tail(pipeline, ml_consumer_state, k_tiles);
+        ml_consumer_state.advance(k_tiles);
+        auto [el_next, es_next] =
+            epilogue.store(epi_load_pipeline, el_consumer_state, epi_store_pipeline, es_producer_state, problem,
+                           blk_shape, make_coord(m_tile, n_tile, _, 0), accumulators, tiled_mma, mma_thread_idx,
+                           shared.tensors.epilogue);
+        el_consumer_state = el_next;
+        es_producer_state = es_next;
+        stored = true;
+      }
+      if (stored) epilogue.store_tail(epi_load_pipeline, el_consumer_state, epi_store_pipeline, es_producer_state);
+    }
+#endif
+  }
+};
+
+template <class Conv>
+// __grid_constant__: the TMA descriptors in the parameters must stay in parameter memory (their
+// addresses are taken), not be copied to the stack
+__global__ void __launch_bounds__(Conv::kThreads, 1) gather_conv_kernel(const __grid_constant__ typename Conv::Params p) {
+  extern __shared__ char smem[];
+  Conv{}(p, smem);
+}
+
+// 0, or the failing step * 1000 + detail (1: check, 2: shared memory attribute, 3: launch).
+template <class Conv>
+int run(const Problem& p, cudaStream_t stream) {
+  const int bad = Conv::check(p);
+  if (bad != 0) return 1000 + bad;
+  const auto params = Conv::params(p);
+  const int smem = static_cast<int>(sizeof(typename Conv::SharedStorage));
+  if (cudaFuncSetAttribute(gather_conv_kernel<Conv>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) !=
+      cudaSuccess)
+    return 2000;
+  const int tiles = Conv::num_tiles(params);
+  const int grid = tiles < p.sm_count ? tiles : p.sm_count;
+  gather_conv_kernel<Conv><<<grid, Conv::kThreads, smem, stream>>>(params);
+  if (cudaGetLastError() != cudaSuccess) return 3000;
+  return 0;
+}
+
+}  // namespace gather_probe
