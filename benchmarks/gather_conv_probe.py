@@ -26,6 +26,7 @@ reference (``block_pad_units`` then ``F.conv2d``); the probe fails on a mismatch
 import argparse
 import os
 import sys
+import time
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +54,21 @@ SHAPES = (
     ("layer4", 2, 1, 512, 512, True),
 )
 TOL = 3e-2  # max abs error against the fp32 reference, outputs of magnitude ~1
+WATCHDOG_S = 30.0  # a first call still running after this long has deadlocked
+
+
+def finished_in(seconds: float) -> bool:
+    """Whether the work queued on the current stream finishes within ``seconds`` (a new
+    kernel's barriers can deadlock it: then the probe names the kernel instead of hanging
+    until the device call's limit)."""
+    done = torch.cuda.Event()
+    done.record()
+    deadline = time.monotonic() + seconds
+    while not done.query():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
 
 
 def load_extension(cutlass_root: str):
@@ -101,11 +117,18 @@ def main() -> int:
     ap.add_argument("--fraction", type=float, default=0.4)
     ap.add_argument("--batches", default="1,4")
     ap.add_argument("--shapes", default="", help="comma-separated parts of the labels to keep")
+    ap.add_argument("--configs", default="", help="comma-separated gather configurations to run (default all)")
+    ap.add_argument("--no-baseline", action="store_true",
+                    help="skip the TMA convolutions and frame passes (no extension build needed)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     ext = load_extension(args.cutlass)
     configs = list(ext.configs())
-    tma_configs = ops.cutlass_conv_configs()
+    wanted = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = sorted(set(wanted) - set(configs))
+    if unknown:
+        ap.error(f"unknown configurations {unknown}; built: {configs}")
+    tma_configs = () if args.no_baseline else ops.cutlass_conv_configs()
     keep = [p.strip() for p in args.shapes.split(",") if p.strip()]
     print(torch.cuda.get_device_name(), torch.__version__, "gather configs", configs, flush=True)
     cl = torch.channels_last
@@ -140,7 +163,8 @@ def main() -> int:
                 best_tma = min(tma, key=lambda k: tma[k]["us"]) if tma else None
                 row["tma"] = tma
                 row["tma_us"] = tma[best_tma]["us"] if best_tma else None
-                row["ring_us"] = choice_ms(lambda: ops.block_pad_ring_(nxt, layout, 1)) * 1e3
+                if not args.no_baseline:
+                    row["ring_us"] = choice_ms(lambda: ops.block_pad_ring_(nxt, layout, 1)) * 1e3
 
                 # the gather: packed source rows (units, means, zero row), packed output rows
                 halo = halo_index(layout, side * stride)
@@ -158,32 +182,57 @@ def main() -> int:
                 out = torch.empty(tiles * side * side, cout, dtype=torch.float16, device="cuda")
                 res_rows = rows_of(res) if res is not None else None
                 want_rows = rows_of(want)
-                gather = {}
-                for i, name in enumerate(configs):
-                    try:
-                        out.fill_(float("nan"))
-                        ext.conv(source, halo.index, w, b, res_rows, out, tiles, side, stride, i)
-                    except RuntimeError as exc:
-                        gather[name] = {"error": str(exc).splitlines()[0][:200]}
-                        continue
-                    err = (out.float() - want_rows).abs().max().item()
-                    us = choice_ms(lambda i=i: ext.conv(source, halo.index, w, b, res_rows, out, tiles, side,
-                                                        stride, i)) * 1e3
-                    gather[name] = {"us": us, "max_abs_err": err}
-                    if not err <= TOL:
-                        failures += 1
-                        print(f"  MISMATCH {name}: max abs err {err}", flush=True)
-                row["gather"] = gather
-                ok = {k: v for k, v in gather.items() if "us" in v and v["max_abs_err"] <= TOL}
-                best = min(ok, key=lambda k: ok[k]["us"]) if ok else None
-                row["gather_us"] = ok[best]["us"] if best else None
-                if best and row["tma_us"]:
-                    row["ratio"] = (row["gather_us"] + row["means_us"]) / (row["tma_us"] + row["ring_us"])
-                print(f"b{batch} {label:12s} T={tiles:5d} tma {row['tma_us'] or float('nan'):7.1f} ({best_tma}) "
-                      f"+ ring {row['ring_us']:5.1f} | gather {row['gather_us'] or float('nan'):7.1f} ({best}) "
-                      f"+ means {row['means_us']:5.1f} ({halo.num_means} rows) | ratio {row.get('ratio', float('nan')):.2f} "
-                      + " ".join(f"{k}={v['us']:.1f}/{v['max_abs_err']:.3f}" if "us" in v else f"{k}=x"
-                                 for k, v in gather.items()), flush=True)
+                # the same source with its mean rows poisoned: the kernels that make the means
+                # themselves must not read them
+                poisoned = source.clone()
+                poisoned[halo.unit_rows:halo.zero_row] = float("nan")
+                for key, src, means in (("gather", source, None), ("inline", poisoned, halo.mean_rows)):
+                    ways = {}
+                    for i, name in enumerate(configs):
+                        if wanted and name not in wanted:
+                            continue
+
+                        def run(i=i, src=src, means=means):
+                            ext.conv(src, halo.index, w, b, res_rows, out, tiles, side, stride, i, means,
+                                     halo.unit_rows)
+                        try:
+                            out.fill_(float("nan"))
+                            run()
+                        except RuntimeError as exc:
+                            ways[name] = {"error": str(exc).splitlines()[0][:200]}
+                            continue
+                        if not finished_in(WATCHDOG_S):  # a kernel that never ends: say which, stop
+                            print(f"HANG: {key} {name} on b{batch} {label} (not done after {WATCHDOG_S} s)",
+                                  flush=True)
+                            write_probe_json(args.json, fraction=args.fraction, gather_configs=configs,
+                                             rows=results, failures=failures + 1,
+                                             hang=f"{key} {name} b{batch} {label}")
+                            os._exit(3)
+                        err = (out.float() - want_rows).abs().max().item()
+                        ways[name] = {"us": choice_ms(run) * 1e3, "max_abs_err": err}
+                        if not err <= TOL:
+                            failures += 1
+                            print(f"  MISMATCH {key} {name}: max abs err {err}", flush=True)
+                    row[key] = ways
+                    ok = {k: v for k, v in ways.items() if "us" in v and v["max_abs_err"] <= TOL}
+                    best = min(ok, key=lambda k: ok[k]["us"]) if ok else None
+                    row[f"{key}_best"] = best
+                    row[f"{key}_us"] = ok[best]["us"] if best else None
+                two_pass = row["tma_us"] + row["ring_us"] if row.get("tma_us") else None
+                if two_pass and row["gather_us"]:
+                    row["ratio_means_kernel"] = (row["gather_us"] + row["means_us"]) / two_pass
+                if two_pass and row["inline_us"]:
+                    row["ratio_inline_means"] = row["inline_us"] / two_pass
+                nan = float("nan")
+                print(f"b{batch} {label:12s} T={tiles:5d} tma {row.get('tma_us') or nan:6.1f} + ring "
+                      f"{row.get('ring_us') or nan:4.1f} | gather {row['gather_us'] or nan:6.1f} "
+                      f"({row['gather_best']}) + means {row['means_us']:4.1f} ({halo.num_means} rows) | inline "
+                      f"{row['inline_us'] or nan:6.1f} ({row['inline_best']}) | ratios "
+                      f"{row.get('ratio_means_kernel', nan):.2f} {row.get('ratio_inline_means', nan):.2f}", flush=True)
+                for key in ("gather", "inline"):
+                    print("    " + key + " " + " ".join(
+                        f"{k}={v['us']:.1f}/{v['max_abs_err']:.3f}" if "us" in v else f"{k}=x"
+                        for k, v in row[key].items()), flush=True)
                 results.append(row)
     write_probe_json(args.json, fraction=args.fraction, gather_configs=configs, tma_configs=list(tma_configs),
                      rows=results, failures=failures)

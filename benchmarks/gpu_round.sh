@@ -36,7 +36,8 @@
 #   ringprobe ring_probe.py: the frame passes' time against a copy of their bytes and a one-element kernel
 #   gatherprobe  gather_conv_probe.py: the halo-gathering convolution (CUTLASS cp.async mainloop, built by
 #             the probe; carry build/cutlass) against the TMA convolution plus its frame pass, per RN18 3x3
-#             units shape (GATHER_SHAPES, GATHER_BATCHES: default all, 1,4)
+#             units shape (GATHER_SHAPES, GATHER_BATCHES: default all, 1,4; GATHER_ARGS=--no-baseline: the
+#             gather kernels only, no build stage needed; GATHER_CONFIGS: which gather configurations)
 #   ncuring   Nsight Compute of block_pad_ring_ on ring_probe.py's geometries (batch 1, eager)
 #   ncuunits  Nsight Compute of the pooling / upsampling / head kernels (units and dense) of one
 #             eager RN18 run at 40% (node_profile.py --profile-once; NCU_BATCH, default 4)
@@ -199,7 +200,7 @@ for s in "$@"; do
     gatherprobe)
       build_env
       stage gatherprobe $PY benchmarks/gather_conv_probe.py --cutlass "${SEGBLOCKS_CUTLASS_DIR:-build/cutlass}" \
-        --batches "${GATHER_BATCHES:-1,4}" --shapes "${GATHER_SHAPES:-}" --json "$R/gather-conv-probe.json" ;;
+        --batches "${GATHER_BATCHES:-1,4}" --shapes "${GATHER_SHAPES:-}" --configs "${GATHER_CONFIGS:-}" ${GATHER_ARGS:-} --json "$R/gather-conv-probe.json" ;;
     ringprobe)
       stage ringprobe $PY benchmarks/ring_probe.py --json "$R/ring-probe.json" ;;
     ncuring)

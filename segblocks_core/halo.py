@@ -40,7 +40,8 @@ class HaloIndex:
         index (Tensor[T, s+2, s+2] int32): row of the source for each padded-tile pixel,
             ``T = 4*Nh + Nl`` tiles in :func:`block_pad_units` order.
         mean_rows (Tensor[B, 4] int32): for each mean row ``b`` (source row
-            ``unit_rows + b``), the four unit rows it averages.
+            ``unit_rows + b``), the four unit rows it averages (a fixed index's unused mean
+            rows: the zero row, four times).
         unit_rows: ``T*s*s``, the rows of the units (source rows ``0 .. unit_rows-1``:
             tile ``t``, pixel ``(y, x)`` is row ``t*s*s + y*s + x``).
     """
@@ -84,10 +85,28 @@ def _windows(dense: Tensor, side: int) -> Tensor:
     return dense.unfold(1, side + 2, side).unfold(2, side + 2, side)
 
 
-def halo_index(layout: BlockLayout, side: int) -> HaloIndex:
+def _ring_slots(side: int, device) -> Tensor:
+    """``[s+2, s+2]`` int64: each frame pixel's number ``0 .. 4s+3`` (top row, bottom row, left
+    column, right column), -1 inside."""
+    w = side + 2
+    slots = torch.full((w, w), -1, dtype=torch.int64, device=device)
+    slots[0] = torch.arange(w, device=device)
+    slots[-1] = w + torch.arange(w, device=device)
+    slots[1:-1, 0] = 2 * w + torch.arange(side, device=device)
+    slots[1:-1, -1] = 2 * w + side + torch.arange(side, device=device)
+    return slots
+
+
+def halo_index(layout: BlockLayout, side: int, fixed: bool = False) -> HaloIndex:
     """The :class:`HaloIndex` of units of side ``side`` (high-res blocks ``2*side`` px) for
     ``layout``: ``gather_padded(halo_source(units, h), h)`` equals
-    ``block_pad_units(BlockTensor.from_units(units, layout), 1)``."""
+    ``block_pad_units(BlockTensor.from_units(units, layout), 1)``.
+
+    ``fixed``: one mean row for every frame pixel of every low-res block (``Nl * (4s + 4)``;
+    those that are not a 2x2 mean average the zero row four times), so every shape depends
+    on the block counts only and nothing is read back to the host: the form a CUDA graph can
+    rebuild each frame. Otherwise only the means some frame needs, each once (fewer rows to
+    compute; finding them synchronises with the device)."""
     if not isinstance(layout, BlockLayout):
         raise TypeError(f"layout must be a BlockLayout, got {type(layout).__name__}")
     side = int(side)
@@ -130,14 +149,35 @@ def halo_index(layout: BlockLayout, side: int) -> HaloIndex:
     lr_index = win_lr[n_idx, r_idx, c_idx]
     index = torch.cat([hr_index.reshape(-1, side + 2, side + 2), lr_index.reshape(-1, side + 2, side + 2)])
 
-    # The means the frames need: one source row per quad position, in ascending order.
+    def quad_rows(code: Tensor) -> Tensor:
+        """The four unit rows ``[..., 4]`` of the 2x2 quads coded ``-1 - position``."""
+        quad_pos = -1 - code                               # flat (n, y, x) at low-res resolution
+        qn = quad_pos // (gh * side * gw * side)
+        qy_ = (quad_pos // (gw * side)) % (gh * side)
+        qx_ = quad_pos % (gw * side)
+        return torch.stack([dense_hr[qn, 2 * qy_ + dy, 2 * qx_ + dx] for dy in (0, 1) for dx in (0, 1)], -1)
+
     is_mean = (index < 0) & (index != zero)
+    if fixed:
+        # mean row of frame pixel r of low-res block l: unit_rows + l * (4s + 4) + r
+        per_tile = 4 * side + 4
+        ring = _ring_slots(side, dev)
+        slot = torch.cat([torch.zeros((4 * nh, side + 2, side + 2), dtype=torch.int64, device=dev),
+                          torch.arange(nl, device=dev).view(-1, 1, 1) * per_tile + ring.clamp(min=0)])
+        zero_row = unit_rows + nl * per_tile
+        def frame(t: Tensor) -> Tensor:  # [Nl, s+2, s+2] -> its frames [Nl, 4s + 4], in ring order
+            return torch.cat([t[:, 0], t[:, -1], t[:, 1:-1, 0], t[:, 1:-1, -1]], 1)
+
+        lr_codes, lr_means = frame(index[4 * nh:]), frame(is_mean[4 * nh:])
+        rows = quad_rows(torch.where(lr_means, lr_codes, torch.full_like(lr_codes, -1)))
+        mean_rows = torch.where(lr_means.unsqueeze(-1), rows, torch.full_like(rows, zero_row)).view(-1, 4)
+        index = torch.where(is_mean, unit_rows + slot, index)
+        index = torch.where(index == zero, torch.full_like(index, zero_row), index)
+        return HaloIndex(side, index.to(torch.int32), mean_rows.to(torch.int32), unit_rows)
+
+    # The means the frames need: one source row per quad position, in ascending order.
     quads = torch.unique(index[is_mean])
-    quad_pos = -1 - quads                                  # flat (n, y, x) at low-res resolution
-    qn = quad_pos // (gh * side * gw * side)
-    qy_ = (quad_pos // (gw * side)) % (gh * side)
-    qx_ = quad_pos % (gw * side)
-    mean_rows = torch.stack([dense_hr[qn, 2 * qy_ + dy, 2 * qx_ + dx] for dy in (0, 1) for dx in (0, 1)], 1)
+    mean_rows = quad_rows(quads)
     if is_mean.any():
         index[is_mean] = unit_rows + torch.searchsorted(quads, index[is_mean])
     index[index == zero] = unit_rows + quads.shape[0]
@@ -154,13 +194,17 @@ def _check_units(units: Tensor, halo: HaloIndex) -> None:
 def halo_source(units: Tensor, halo: HaloIndex) -> Tensor:
     """The source rows ``[halo.rows, C]`` of ``units [T, C, s, s]``: the units' pixels
     (tile-major, then row, column), the 2x2 means (their float sum times 0.25, rounded to the
-    dtype once, as BlockPad rounds them), a zero row."""
+    dtype once, as BlockPad rounds them; zeros for a fixed index's unused mean rows), a zero
+    row."""
     _check_units(units, halo)
     c = units.shape[1]
     rows = units.permute(0, 2, 3, 1).reshape(-1, c)
     acc = torch.float64 if units.dtype == torch.float64 else torch.float32
-    means = rows[halo.mean_rows.long()].to(acc).mean(1).to(units.dtype)
-    return torch.cat([rows, means, rows.new_zeros((1, c))])
+    zero = rows.new_zeros((1, c))
+    # a fixed index's unused mean rows average the zero row
+    quads = halo.mean_rows.long().clamp(max=halo.unit_rows)
+    means = torch.cat([rows, zero])[quads].to(acc).mean(1).to(units.dtype)
+    return torch.cat([rows, means, zero])
 
 
 def gather_padded(source: Tensor, halo: HaloIndex) -> Tensor:

@@ -119,3 +119,56 @@ def test_bad_input():
         halo_source(_units(layout, 2), halo)
     with pytest.raises(ValueError, match="source"):
         gather_padded(torch.zeros(3, 2), halo)
+
+
+# -- the fixed form: shapes from the block counts alone, nothing read back to the host ------
+
+
+@pytest.mark.parametrize("side", [1, 2, 4, 8])
+@pytest.mark.parametrize("seed", range(4))
+def test_fixed_index_gathers_the_same_tiles(seed, side):
+    layout = _layout((2, 3, 4), seed)
+    units = _units(layout, side, seed=seed)
+    halo = halo_index(layout, side, fixed=True)
+    assert halo.num_means == layout.num_lowres * (4 * side + 4)
+    got = gather_padded(halo_source(units, halo), halo)
+    torch.testing.assert_close(got, _oracle(units, layout), rtol=0, atol=0)
+    compact = halo_index(layout, side)
+    assert torch.equal(got, gather_padded(halo_source(units, compact), compact))
+
+
+def test_fixed_index_shapes_depend_on_counts_only():
+    a = BlockLayout.from_grid(torch.tensor([[[True, False, False], [False, True, False]]]), 8)
+    b = BlockLayout.from_grid(torch.tensor([[[False, False, True], [True, False, False]]]), 8)
+    ha, hb = halo_index(a, 4, fixed=True), halo_index(b, 4, fixed=True)
+    assert ha.index.shape == hb.index.shape and ha.mean_rows.shape == hb.mean_rows.shape
+    assert ha.rows == hb.rows == (2 * 4 + 4) * 16 + 4 * 20 + 1
+    assert not torch.equal(ha.index, hb.index)
+
+
+def test_fixed_index_unused_mean_rows_average_zero():
+    # [[H, L]]: the low-res block's left frame (rows 1..s) reads means, the rest of its
+    # frame is the image border
+    layout = BlockLayout.from_grid(torch.tensor([[[True, False]]]), 8)
+    s = 2
+    halo = halo_index(layout, s, fixed=True)
+    ring_left = [2 * (s + 2) + i for i in range(s)]          # the left column's mean slots
+    used = halo.mean_rows[ring_left]
+    assert (used < halo.unit_rows).all()
+    others = [r for r in range(4 * s + 4) if r not in ring_left]
+    assert (halo.mean_rows[others] == halo.zero_row).all()
+    assert halo.index[4, 1:-1, 0].tolist() == [halo.unit_rows + r for r in ring_left]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fixed_index_builds_without_host_sync():
+    layout = BlockLayout.from_grid((torch.rand(2, 4, 8) < 0.4).cuda(), 64)
+    halo_index(layout, 8, fixed=True)  # warm-up (allocations, kernels' first launch)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        halo = halo_index(layout, 8, fixed=True)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    units = torch.randn(4 * layout.num_highres + layout.num_lowres, 8, 8, 8, device="cuda")
+    torch.testing.assert_close(gather_padded(halo_source(units, halo), halo), _oracle(units, layout), rtol=0, atol=0)

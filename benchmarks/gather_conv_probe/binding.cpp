@@ -13,7 +13,7 @@ using ConvFn = int (*)(const gather_probe::Problem&, cudaStream_t);
 
 const std::vector<std::pair<std::string, ConvFn>>& configs() {
   static const std::vector<std::pair<std::string, ConvFn>> all = {
-#define GATHER_CONFIG(name, m, n, k, schedule) {#name, gather_probe::gather_conv_##name},
+#define GATHER_CONFIG(name, m, n, k, load_groups, pingpong, cooperative) {#name, gather_probe::gather_conv_##name},
 #include "configs.inc"
 #undef GATHER_CONFIG
   };
@@ -32,9 +32,11 @@ void check_half(const at::Tensor& t, const char* name) {
 
 // out [m, n] (rows of any stride, columns packed) = relu(conv3x3 of the units through the
 // halo index + bias + residual); see gather_conv.cuh
+// mean_rows ([B, 4] int32, the halo's): the kernel makes the frames' means itself (source rows
+// unit_rows .. unit_rows + B - 1 are not read); without it they must be in the source
 void conv(const at::Tensor& source, const at::Tensor& index, const at::Tensor& weight, const at::Tensor& bias,
           const c10::optional<at::Tensor>& residual, at::Tensor out, int64_t tiles, int64_t side, int64_t stride,
-          int64_t config) {
+          int64_t config, const c10::optional<at::Tensor>& mean_rows, int64_t unit_rows) {
   check_half(source, "source");
   check_half(weight, "weight");
   check_half(bias, "bias");
@@ -62,6 +64,16 @@ void conv(const at::Tensor& source, const at::Tensor& index, const at::Tensor& w
                 "residual must be [M, N]");
     p.residual = residual->data_ptr();
     p.residual_ld = residual->stride(0);
+  }
+  p.unit_rows = unit_rows;
+  p.zero_row = unit_rows;
+  if (mean_rows.has_value()) {
+    TORCH_CHECK(mean_rows->is_cuda() && mean_rows->scalar_type() == at::kInt && mean_rows->is_contiguous() &&
+                    mean_rows->dim() == 2 && mean_rows->size(1) == 4,
+                "mean_rows must be [B, 4] int32");
+    TORCH_CHECK(unit_rows + mean_rows->size(0) < source.size(0), "source too short for the means");
+    p.mean_rows = mean_rows->data_ptr<int>();
+    p.zero_row = unit_rows + mean_rows->size(0);
   }
   p.tiles = int(tiles);
   p.side = int(side);

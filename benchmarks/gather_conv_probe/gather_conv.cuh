@@ -32,13 +32,18 @@
 
 namespace gather_probe {
 
-template <int kM, int kN, int kK, class Schedule>
+// kLoadGroups producer warp groups. The consumers: kPingpong, two warp groups on alternate
+// output tiles (one's epilogue under the other's main loop, in CUTLASS's ping-pong order);
+// kCooperative, two warp groups on each tile (64 rows each); else one warp group.
+template <int kM, int kN, int kK, int kLoadGroups, bool kPingpong, bool kCooperative = false>
 struct GatherConv {
   using Half = cutlass::half_t;
   using TileShape = cute::Shape<cute::Int<kM>, cute::Int<kN>, cute::Int<kK>>;
   using ClusterShape = cute::Shape<cute::_1, cute::_1, cute::_1>;
-  static constexpr bool kCooperative =
-      cute::is_same_v<Schedule, cutlass::gemm::KernelCpAsyncWarpSpecializedCooperative> && kM >= 128;
+  static_assert(!(kPingpong && kCooperative), "one schedule");
+  // the mainloop's consumer layout: one warp group per tile, or two (cooperative, 128+ rows)
+  using Schedule = cute::conditional_t<kCooperative, cutlass::gemm::KernelCpAsyncWarpSpecializedCooperative,
+                                       cutlass::gemm::KernelCpAsyncWarpSpecializedPingpong>;
   using EpilogueSchedule = cute::conditional_t<kCooperative, cutlass::epilogue::TmaWarpSpecializedCooperative,
                                                cutlass::epilogue::TmaWarpSpecialized>;
   using Epilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
@@ -54,15 +59,20 @@ struct GatherConv {
       Schedule>::CollectiveOp;
 
   using TiledMma = typename Mainloop::TiledMma;
-  using GmemTiledCopyA = typename Mainloop::GmemTiledCopyA;
-  using GmemTiledCopyB = typename Mainloop::GmemTiledCopyB;
+  // the producers' A rows: 8 halves (16 B, one cp.async) per thread and row chunk
+  using GmemTiledCopyA = decltype(cutlass::gemm::collective::detail::make_simt_gmem_tiled_copy<
+                                  cute::Copy_Atom<cute::SM80_CP_ASYNC_CACHEALWAYS<cute::uint128_t>, Half>,
+                                  kLoadGroups * cutlass::NumThreadsPerWarpGroup, 8,
+                                  cute::Stride<int64_t, cute::_1, int64_t>, cute::Int<kM>, cute::Int<kK>>());
   using MainloopPipeline = typename Mainloop::MainloopPipeline;
   using EpiLoadPipeline = typename Epilogue::LoadPipeline;
   using EpiStorePipeline = typename Epilogue::StorePipeline;
 
-  static constexpr int kLoadWarpGroups = cute::size(GmemTiledCopyA{}) / cutlass::NumThreadsPerWarpGroup;
-  static constexpr int kMmaThreads = cute::size(TiledMma{});
-  static constexpr int kThreads = kLoadWarpGroups * cutlass::NumThreadsPerWarpGroup + kMmaThreads;
+  static constexpr int kLoadWarpGroups = kLoadGroups;
+  static constexpr int kMmaThreads = cute::size(TiledMma{});  // per consumer group
+  static constexpr int kMmaGroups = kPingpong ? 2 : 1;
+  static constexpr int kThreads = kLoadWarpGroups * cutlass::NumThreadsPerWarpGroup + kMmaGroups * kMmaThreads;
+  using OrderBarrier = cutlass::OrderedSequenceBarrier<2, 2>;  // ping-pong: main loops, then epilogues
 
   struct SharedStorage {
     // not a union: the producers load the next tile while the consumers' epilogue runs
@@ -73,12 +83,28 @@ struct GatherConv {
     struct PipelineStorage : cute::aligned_struct<16, cute::_1> {
       alignas(16) typename Mainloop::PipelineStorage mainloop;
       alignas(16) typename Epilogue::PipelineStorage epi_load;
+      alignas(16) typename OrderBarrier::SharedStorage order;
     } pipelines;
   };
 
+  // The weights [n, 9c] (K-major) through TMA into the mainloop's B stages: one elected producer
+  // thread per stage adds their bytes to the stage's full barrier, which also counts the
+  // producers' cp.async arrivals (the A rows)
+  using SmemLayoutB = typename Mainloop::SmemLayoutB;
+  static auto make_tma_b(const Half* weight, int n, int k) {
+    auto tensor = cute::make_tensor(cute::make_gmem_ptr(weight),
+                                    cute::make_layout(cute::make_shape(n, k), cute::make_stride(int64_t(k), cute::_1{})));
+    return cute::make_tma_copy(cute::SM90_TMA_LOAD{}, tensor, SmemLayoutB{}(cute::_, cute::_, cute::Int<0>{}));
+  }
+  using TmaB = decltype(make_tma_b(nullptr, 0, 0));
+  static constexpr uint32_t kBytesB = kN * kK * sizeof(Half);
+
   struct Params {
+    TmaB tma_b;
     const Half* source;
     const int* index;
+    const int* mean_rows;  // nullptr: the source holds the means (halo_means ran)
+    int unit_rows, zero_row;
     int tiles, side_shift, stride, c, m, n, k;
     typename Mainloop::Params mainloop;
     typename Epilogue::Params epilogue;
@@ -114,6 +140,9 @@ struct GatherConv {
     Params out{};
     out.source = static_cast<const Half*>(p.source);
     out.index = p.index;
+    out.mean_rows = p.mean_rows;
+    out.unit_rows = static_cast<int>(p.unit_rows);
+    out.zero_row = static_cast<int>(p.zero_row);
     out.tiles = p.tiles;
     int shift = 0;
     while ((1 << shift) < p.side) ++shift;
@@ -128,6 +157,7 @@ struct GatherConv {
     ml.ptr_B = static_cast<const Half*>(p.weight);
     ml.dB = cute::make_stride(int64_t(out.k), cute::_1{}, int64_t(0));
     out.mainloop = Mainloop::to_underlying_arguments(problem_shape(p), ml, nullptr);
+    out.tma_b = make_tma_b(static_cast<const Half*>(p.weight), p.n, out.k);
     out.epilogue = Epilogue::to_underlying_arguments(problem_shape(p), epilogue_arguments(p), nullptr);
     return out;
   }
@@ -142,15 +172,15 @@ struct GatherConv {
     Tensor sA = make_tensor(make_smem_ptr(storage.smem_A.data()), typename Mainloop::SmemLayoutA{});
     Tensor sB = make_tensor(make_smem_ptr(storage.smem_B.data()), typename Mainloop::SmemLayoutB{});
     GmemTiledCopyA copy_a;
-    GmemTiledCopyB copy_b;
     auto thr_a = copy_a.get_slice(thread_idx);
-    auto thr_b = copy_b.get_slice(thread_idx);
     Tensor tAsA = thr_a.partition_D(sA);                                              // (ACPY,ACPY_M,ACPY_K,PIPE)
     Tensor tAcA = thr_a.partition_S(make_identity_tensor(make_shape(Int<kM>{}, Int<kK>{})));
-    Tensor mB = make_tensor(make_gmem_ptr(p.mainloop.ptr_B), make_shape(p.n, p.k), make_stride(p.k, _1{}));
+    Tensor mB = p.tma_b.get_tma_tensor(make_shape(p.n, p.k));
     Tensor gB = local_tile(mB, make_shape(Int<kN>{}, Int<kK>{}), make_coord(n_tile, _));  // (BLK_N,BLK_K,k)
-    Tensor tBgB = thr_b.partition_S(gB);
-    Tensor tBsB = thr_b.partition_D(sB);
+    auto cta_tma_b = p.tma_b.get_slice(0);
+    Tensor tBgB = cta_tma_b.partition_S(gB);                                          // (TMA,TMA_N,TMA_K,k)
+    Tensor tBsB = cta_tma_b.partition_D(sB);                                          // (TMA,TMA_N,TMA_K,PIPE)
+    const bool loads_b = thread_idx == 0;
     constexpr int kRowsA = size<1>(tAsA);
     constexpr int kColsA = size<2>(tAsA);
 
@@ -176,21 +206,50 @@ struct GatherConv {
     for (int kt = 0; kt < k_tiles; ++kt) {
       pipeline.producer_acquire(state);
       const int stage = state.index();
+      bool wrote_means = false;
       CUTLASS_PRAGMA_UNROLL
       for (int i = 0; i < kRowsA; ++i) {
         int row = rows[i][0];
         CUTLASS_PRAGMA_UNROLL
         for (int t = 1; t < 9; ++t) row = tap == t ? rows[i][t] : row;
-        if (row >= 0) {
-          const Half* base = p.source + int64_t(row) * p.c + chunk * kK;
+        if (row < 0) continue;
+        if (p.mean_rows != nullptr && row >= p.unit_rows && row < p.zero_row) {
+          // a 2x2 mean of a low-res block's frame: made here, stored to shared memory
+          const int* quad = p.mean_rows + 4 * (row - p.unit_rows);
+          const int q0 = __ldg(quad), q1 = __ldg(quad + 1), q2 = __ldg(quad + 2), q3 = __ldg(quad + 3);
           CUTLASS_PRAGMA_UNROLL
           for (int j = 0; j < kColsA; ++j) {
-            Tensor src = make_tensor(make_gmem_ptr(base + get<1>(tAcA(0, i, j))), Layout<Shape<Int<8>>>{});
-            copy(atom_a, src, tAsA(_, i, j, stage));
+            const int col = chunk * kK + get<1>(tAcA(0, i, j));
+            float sum[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+            const int qs[4] = {q0, q1, q2, q3};
+            CUTLASS_PRAGMA_UNROLL
+            for (int q = 0; q < 4; ++q) {
+              const uint4 v = __ldg(reinterpret_cast<const uint4*>(p.source + int64_t(qs[q]) * p.c + col));
+              const Half* h = reinterpret_cast<const Half*>(&v);
+              CUTLASS_PRAGMA_UNROLL
+              for (int e = 0; e < 8; ++e) sum[e] += float(h[e]);
+            }
+            Tensor dst = tAsA(_, i, j, stage);
+            CUTLASS_PRAGMA_UNROLL
+            for (int e = 0; e < 8; ++e) dst(e) = Half(0.25f * sum[e]);
           }
+          wrote_means = true;
+          continue;
+        }
+        const Half* base = p.source + int64_t(row) * p.c + chunk * kK;
+        CUTLASS_PRAGMA_UNROLL
+        for (int j = 0; j < kColsA; ++j) {
+          Tensor src = make_tensor(make_gmem_ptr(base + get<1>(tAcA(0, i, j))), Layout<Shape<Int<8>>>{});
+          copy(atom_a, src, tAsA(_, i, j, stage));
         }
       }
-      copy(copy_b, tBgB(_, _, _, kt), tBsB(_, _, _, stage));
+      // shared-memory stores, read by wgmma (the async proxy) after the stage's barrier
+      if (wrote_means) cutlass::arch::fence_view_async_shared();
+      if (loads_b) {
+        auto* full = pipeline.producer_get_barrier(state);
+        cutlass::arch::ClusterTransactionBarrier::expect_transaction(full, kBytesB);
+        copy(p.tma_b.with(*full), tBgB(_, _, _, kt), tBsB(_, _, _, stage));
+      }
       pipeline.producer_commit(state, cutlass::arch::cpasync_barrier_arrive);
       ++state;
       if (++chunk == chunks) {
@@ -230,6 +289,12 @@ struct GatherConv {
     es_params.always_wait = true;
     EpiStorePipeline epi_store_pipeline(es_params);
 
+    const int group = producer ? 0 : (cutlass::canonical_warp_group_idx() - kLoadWarpGroups) * 128 / kMmaThreads;
+    typename OrderBarrier::Params order_params;
+    order_params.group_id = group;
+    order_params.group_size = cutlass::NumThreadsPerWarpGroup;
+    OrderBarrier order(shared.pipelines.order, order_params);
+
     typename Mainloop::PipelineState ml_consumer_state;
     typename Mainloop::PipelineState ml_producer_state = cutlass::make_producer_start_state<MainloopPipeline>();
     typename Epilogue::LoadPipelineState el_consumer_state;
@@ -244,6 +309,8 @@ struct GatherConv {
     const int n_tiles = p.n / kN;
     const int tiles = num_tiles(p);
     const int k_tiles = p.k / kK;
+    const int c_count = Epilogue::get_load_pipe_increment(blk_shape);
+    const int d_count = Epilogue::get_store_pipe_increment(blk_shape);
     __syncthreads();
 
     if (producer) {
@@ -251,14 +318,48 @@ struct GatherConv {
         const int m_tile = t / n_tiles, n_tile = t % n_tiles;
         load_tile(p, pipeline, ml_producer_state, m_tile, n_tile, thread_idx, shared.tensors.mainloop);
         if (epilogue_loader && epilogue.is_producer_load_needed()) {
-          el_producer_state = epilogue.load(epi_load_pipeline, el_producer_state, problem, blk_shape,
-                                            make_coord(m_tile, n_tile, _, 0), tiled_mma, wg_thread_idx,
-                                            shared.tensors.epilogue);
+          epilogue.load(epi_load_pipeline, el_producer_state, problem, blk_shape, make_coord(m_tile, n_tile, _, 0),
+                        tiled_mma, wg_thread_idx, shared.tensors.epilogue);
+          el_producer_state.advance(c_count);
         }
       }
       mainloop.load_tail(pipeline, ml_producer_state);
       if (epilogue_loader && epilogue.is_producer_load_needed()) {
         epilogue.load_tail(epi_load_pipeline, el_producer_state);
+      }
+    } else if constexpr (kPingpong) {
+      // group g takes this CTA's tiles g, g + 2, ...; its pipeline states skip the other's
+      if (group == 1) {
+        ml_consumer_state.advance(k_tiles);
+        el_consumer_state.advance(c_count);
+        es_producer_state.advance(d_count);
+      }
+      const int mine = (tiles - int(blockIdx.x) + int(gridDim.x) - 1) / int(gridDim.x);
+      for (int local = group; local < mine; local += 2) {
+        const int t = int(blockIdx.x) + local * int(gridDim.x);
+        const int m_tile = t / n_tiles, n_tile = t % n_tiles;
+        auto accumulators = partition_fragment_C(tiled_mma, take<0, 2>(blk_shape));
+        order.wait();
+        mainloop.mma(pipeline, ml_consumer_state, accumulators, k_tiles, wg_thread_idx, shared.tensors.mainloop,
+                     p.mainloop);
+        order.arrive();
+        mainloop.mma_tail(pipeline, ml_consumer_state, k_tiles);
+        ml_consumer_state.advance(2 * k_tiles);
+        order.wait();
+        epilogue.store(epi_load_pipeline, el_consumer_state, epi_store_pipeline, es_producer_state, problem,
+                       blk_shape, make_coord(m_tile, n_tile, _, 0), accumulators, tiled_mma, wg_thread_idx,
+                       shared.tensors.epilogue);
+        el_consumer_state.advance(2 * c_count);
+        es_producer_state.advance(2 * d_count);
+        epi_store_pipeline.producer_tail(es_producer_state);
+        order.arrive();
+      }
+      // an odd count: group 0's last tile waits in the order barrier for group 1's turns
+      if (group == 1 && mine % 2 == 1) {
+        order.wait();
+        order.arrive();
+        order.wait();
+        order.arrive();
       }
     } else {
       bool stored = false;

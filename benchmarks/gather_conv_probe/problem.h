@@ -11,10 +11,14 @@ namespace gather_probe {
 // source [rows, c] float16, index [tiles, (si+2)^2] int32 (si = side * stride), weight
 // [n, 3, 3, c] (channels_last [n, c, 3, 3]), bias [n]; out and residual (nullptr: none)
 // [m, n] rows of out_ld / residual_ld elements, m = tiles * side * side. side: the output
-// units' side (a power of two); stride 1 or 2.
+// units' side (a power of two); stride 1 or 2. mean_rows [means, 4] int32 (nullptr: the
+// source already holds the means, halo_means ran): the producers make the frames' 2x2
+// means of source rows unit_rows .. zero_row - 1 themselves.
 struct Problem {
   const void* source;
   const int* index;
+  const int* mean_rows;
+  int64_t unit_rows, zero_row;
   const void* weight;
   const void* bias;
   const void* residual;
@@ -24,7 +28,7 @@ struct Problem {
   int sm_count;
 };
 
-#define GATHER_CONFIG(name, m, n, k, schedule) int gather_conv_##name(const Problem& p, cudaStream_t stream);
+#define GATHER_CONFIG(name, m, n, k, load_groups, pingpong, cooperative) int gather_conv_##name(const Problem& p, cudaStream_t stream);
 #include "configs.inc"
 #undef GATHER_CONFIG
 

@@ -1,8 +1,0 @@
-// The halo-gathering convolution, tile 128 x 64 x 64, cutlass::gemm::KernelCpAsyncWarpSpecialized (gather_conv.cuh).
-#include "gather_conv.cuh"
-
-namespace gather_probe {
-int gather_conv_128x64_ws(const Problem& p, cudaStream_t stream) {
-  return run<GatherConv<128, 64, 64, cutlass::gemm::KernelCpAsyncWarpSpecialized>>(p, stream);
-}
-}  // namespace gather_probe
