@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from .layout import BlockLayout
+from .ops._reference import _unflatten_pos, _windows
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,14 +76,15 @@ def _unit_rows(first_tile: Tensor, side: int) -> Tensor:
 def _place(dense: Tensor, pos: Tensor, blocks: Tensor, grid_h: int, grid_w: int) -> None:
     """Write ``blocks [K, b, b]`` into ``dense [N, GH*b, GW*b]`` at flat grid positions ``pos``."""
     b = blocks.shape[-1]
-    view = dense.view(dense.shape[0], grid_h, b, grid_w, b)
-    view[pos // (grid_h * grid_w), (pos % (grid_h * grid_w)) // grid_w, :, pos % grid_w, :] = blocks
+    n_idx, r_idx, c_idx = _unflatten_pos(pos, grid_h, grid_w)
+    dense.view(dense.shape[0], grid_h, b, grid_w, b)[n_idx, r_idx, :, c_idx, :] = blocks
 
 
-def _windows(dense: Tensor, side: int) -> Tensor:
-    """``[N, H+2, W+2]`` padded map -> overlapping ``(side+2)`` windows every ``side`` px,
-    ``[N, H/side, W/side, side+2, side+2]``."""
-    return dense.unfold(1, side + 2, side).unfold(2, side + 2, side)
+def _frame_windows(dense: Tensor, side: int, border: int) -> Tensor:
+    """``[N, H, W]`` padded by 1 with ``border`` -> the ``(side+2)`` windows every ``side`` px,
+    ``[N, H/side, W/side, side+2, side+2]`` (a view)."""
+    padded = torch.nn.functional.pad(dense, (1, 1, 1, 1), value=border)
+    return _windows(padded.unsqueeze(1), side + 2, side).squeeze(1)
 
 
 def _ring_slots(side: int, device) -> Tensor:
@@ -137,15 +139,14 @@ def halo_index(layout: BlockLayout, side: int, fixed: bool = False) -> HaloIndex
     dense_lr = quad.clone()
     _place(dense_lr, lr_pos, lr_tiles, gh, gw)
 
-    pad = torch.nn.functional.pad
-    win_hr = _windows(pad(dense_hr, (1, 1, 1, 1), value=zero), side)   # [N, 2GH, 2GW, s+2, s+2]
-    n_idx, r_idx, c_idx = hr_pos // (gh * gw), (hr_pos % (gh * gw)) // gw, hr_pos % gw
+    win_hr = _frame_windows(dense_hr, side, zero)                       # [N, 2GH, 2GW, s+2, s+2]
+    n_idx, r_idx, c_idx = _unflatten_pos(hr_pos, gh, gw)
     qy = torch.tensor([0, 0, 1, 1], device=dev)
     qx = torch.tensor([0, 1, 0, 1], device=dev)
     hr_index = win_hr[n_idx.repeat_interleave(4), (2 * r_idx).repeat_interleave(4) + qy.repeat(nh),
                       (2 * c_idx).repeat_interleave(4) + qx.repeat(nh)]
-    win_lr = _windows(pad(dense_lr, (1, 1, 1, 1), value=zero), side)   # [N, GH, GW, s+2, s+2]
-    n_idx, r_idx, c_idx = lr_pos // (gh * gw), (lr_pos % (gh * gw)) // gw, lr_pos % gw
+    win_lr = _frame_windows(dense_lr, side, zero)                       # [N, GH, GW, s+2, s+2]
+    n_idx, r_idx, c_idx = _unflatten_pos(lr_pos, gh, gw)
     lr_index = win_lr[n_idx, r_idx, c_idx]
     index = torch.cat([hr_index.reshape(-1, side + 2, side + 2), lr_index.reshape(-1, side + 2, side + 2)])
 
