@@ -8,18 +8,26 @@ through CUTLASS's TMA im2col (``ops.conv_into_``). The halo-gathering convolutio
 (``gather_conv_probe/gather_conv.cuh``: CUTLASS's cp.async warp-specialized wgmma mainloop
 with a producer that looks each A row up in the halo index, the TMA epilogue) reads the
 units' own pixels, packed, and writes packed units; of the frames only the 2x2 means of
-low-res blocks beside high-res ones are written (a small kernel, ``means_``).
+low-res blocks beside high-res ones are values that exist nowhere else: either a small
+kernel (``means_``) writes them into the source first, or the producers make them while
+they load (``inline``: the source's mean rows are NaN then, so a kernel that read them
+would fail the check).
 
 Per SwiftNet-RN18 3x3 convolution on units (seeded 40% high-res layout, batch 1 and 4,
 fp16, bias + residual + ReLU), times in CUDA graphs (``fused.choice_ms``):
 
   tma_us      the fastest ``ops.conv_into_`` configuration, into the next tiles' interiors
   ring_us     ``block_pad_ring_`` of those tiles (what the next convolution needs)
-  gather_us   the fastest gather configuration (each one's time and error listed too)
+  gather_us   the fastest gather configuration, means in the source (each one's time and
+              error listed too)
   means_us    the means kernel
+  inline_us   the fastest gather configuration making the means itself
 
-and the ratio (gather + means) / (tma + ring). Every result is checked against the fp32
-reference (``block_pad_units`` then ``F.conv2d``); the probe fails on a mismatch.
+and the ratios (gather + means) / (tma + ring) and inline / (tma + ring). Every result is
+checked against the fp32 reference (``block_pad_units`` then ``F.conv2d``); the probe fails
+on a mismatch, and stops naming the kernel (``HANG: ...``) if a first call does not finish
+within 30 s. ``--configs`` runs some gather configurations only; ``--no-baseline`` skips the
+TMA convolutions and frame passes (then the extension need not be built).
 
     python benchmarks/gather_conv_probe.py --cutlass build/cutlass --json out.json
 """
