@@ -10,9 +10,11 @@
 //
 // Built from CUTLASS 3's Hopper collectives: the cp.async warp-specialized wgmma mainloop
 // (its consumer side as it is; the producer side is this file's: each producer thread
-// looks up the rows of its A tile through the index, once per tap) and the TMA epilogue
-// (bias, residual, ReLU). Persistent: each CTA walks output tiles gridDim.x apart, N tiles
-// of one M tile first (they gather the same rows).
+// looks up its A rows' nine source rows in the index once per tile and copies their
+// 16-byte chunks with cp.async; the weights come by TMA; with mean_rows given, the
+// producers also make the frames' 2x2 means) and the TMA epilogue (bias, residual, ReLU).
+// Persistent: each CTA walks output tiles gridDim.x apart, N tiles of one M tile first
+// (they gather the same rows).
 #pragma once
 
 #include <cuda_runtime.h>
