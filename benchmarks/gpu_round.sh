@@ -199,8 +199,12 @@ for s in "$@"; do
       cp "$keep/$(basename "$so")" "$so" ;;
     gatherprobe)
       build_env
-      stage gatherprobe $PY benchmarks/gather_conv_probe.py --cutlass "${SEGBLOCKS_CUTLASS_DIR:-build/cutlass}" \
-        --batches "${GATHER_BATCHES:-1,4}" --shapes "${GATHER_SHAPES:-}" --configs "${GATHER_CONFIGS:-}" ${GATHER_ARGS:-} --json "$R/gather-conv-probe.json" ;;
+      # one log and JSON per configuration subset, so one call can run several (a hung kernel
+      # stops only its own run: the probe names it and exits)
+      tag="gatherprobe${GATHER_CONFIGS:+-${GATHER_CONFIGS//,/-}}"
+      stage "$tag" $PY benchmarks/gather_conv_probe.py --cutlass "${SEGBLOCKS_CUTLASS_DIR:-build/cutlass}" \
+        --batches "${GATHER_BATCHES:-1,4}" --shapes "${GATHER_SHAPES:-}" --configs "${GATHER_CONFIGS:-}" ${GATHER_ARGS:-} \
+        --json "$R/${tag/gatherprobe/gather-conv-probe}.json" ;;
     ringprobe)
       stage ringprobe $PY benchmarks/ring_probe.py --json "$R/ring-probe.json" ;;
     ncuring)
