@@ -37,7 +37,8 @@
 #   gatherprobe  gather_conv_probe.py: the halo-gathering convolution (CUTLASS cp.async mainloop, built by
 #             the probe; carry build/cutlass) against the TMA convolution plus its frame pass, per RN18 3x3
 #             units shape (GATHER_SHAPES, GATHER_BATCHES: default all, 1,4; GATHER_ARGS=--no-baseline: the
-#             gather kernels only, no build stage needed; GATHER_CONFIGS: which gather configurations)
+#             gather kernels only, no build stage needed; GATHER_RUNS: runs of configuration subsets, e.g.
+#             "64x128_ws2 64x64_pp2,64x128_pp2": one probe run and log each)
 #   ncuring   Nsight Compute of block_pad_ring_ on ring_probe.py's geometries (batch 1, eager)
 #   ncuunits  Nsight Compute of the pooling / upsampling / head kernels (units and dense) of one
 #             eager RN18 run at 40% (node_profile.py --profile-once; NCU_BATCH, default 4)
@@ -199,12 +200,16 @@ for s in "$@"; do
       cp "$keep/$(basename "$so")" "$so" ;;
     gatherprobe)
       build_env
-      # one log and JSON per configuration subset, so one call can run several (a hung kernel
-      # stops only its own run: the probe names it and exits)
-      tag="gatherprobe${GATHER_CONFIGS:+-${GATHER_CONFIGS//,/-}}"
-      stage "$tag" $PY benchmarks/gather_conv_probe.py --cutlass "${SEGBLOCKS_CUTLASS_DIR:-build/cutlass}" \
-        --batches "${GATHER_BATCHES:-1,4}" --shapes "${GATHER_SHAPES:-}" --configs "${GATHER_CONFIGS:-}" ${GATHER_ARGS:-} \
-        --json "$R/${tag/gatherprobe/gather-conv-probe}.json" ;;
+      # one run, log and JSON per configuration subset of GATHER_RUNS (space-separated; each a
+      # comma-separated list, "all" for every configuration): a hung kernel stops only its own
+      # run (the probe names it and exits)
+      for subset in ${GATHER_RUNS:-all}; do
+        [ "$subset" = all ] && subset=""
+        tag="gatherprobe${subset:+-${subset//,/-}}"
+        stage "$tag" $PY benchmarks/gather_conv_probe.py --cutlass "${SEGBLOCKS_CUTLASS_DIR:-build/cutlass}" \
+          --batches "${GATHER_BATCHES:-1,4}" --shapes "${GATHER_SHAPES:-}" --configs "$subset" ${GATHER_ARGS:-} \
+          --json "$R/${tag/gatherprobe/gather-conv-probe}.json"
+      done ;;
     ringprobe)
       stage ringprobe $PY benchmarks/ring_probe.py --json "$R/ring-probe.json" ;;
     ncuring)
