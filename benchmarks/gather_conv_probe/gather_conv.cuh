@@ -348,12 +348,21 @@ struct GatherConv {
         mainloop.mma_tail(pipeline, ml_consumer_state, k_tiles);
         ml_consumer_state.advance(2 * k_tiles);
         order.wait();
-        epilogue.store(epi_load_pipeline, el_consumer_state, epi_store_pipeline, es_producer_state, problem,
-                       blk_shape, make_coord(m_tile, n_tile, _, 0), accumulators, tiled_mma, wg_thread_idx,
-                       shared.tensors.epilogue);
-        el_consumer_state.advance(2 * c_count);
-        es_producer_state.advance(2 * d_count);
-        epi_store_pipeline.producer_tail(es_producer_state);
+        auto [el_stored, es_stored] =
+            epilogue.store(epi_load_pipeline, el_consumer_state, epi_store_pipeline, es_producer_state, problem,
+                           blk_shape, make_coord(m_tile, n_tile, _, 0), accumulators, tiled_mma, wg_thread_idx,
+                           shared.tensors.epilogue);
+        // the tail per tile, as CUTLASS's TMA ping-pong kernel does: it waits for this group's
+        // TMA stores (the other group reuses the epilogue's shared memory next) and, since the
+        // residual and the output share their stages (ReuseSmemC: both float16), releases the
+        // residual stages the store still held. Without it those stages are never released
+        // and the producer's next residual load waits forever (steps/78's hang, presumably:
+        // CUTLASS's cp.async ping-pong kernel only waits for the stores here).
+        auto [el_done, es_done] = epilogue.store_tail(epi_load_pipeline, el_stored, epi_store_pipeline, es_stored);
+        el_consumer_state = el_done;
+        es_producer_state = es_done;
+        el_consumer_state.advance(c_count);  // past the other group's tile
+        es_producer_state.advance(d_count);
         order.arrive();
       }
       // an odd count: group 0's last tile waits in the order barrier for group 1's turns
