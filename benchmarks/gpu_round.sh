@@ -141,7 +141,7 @@ for s in "$@"; do
       # every test of the GPU fast path (no host sync, graphs, units in fp16), the CUDA ones of the rest
       stage tests_fastpath $PY -m pytest -q -p no:cacheprovider test/test_gpu_fastpath.py
       stage tests_cuda $PY -m pytest -q -p no:cacheprovider -k cuda test/test_native_ops.py test/test_fused.py \
-        test/test_units.py
+        test/test_units.py test/test_halo.py
       stage tests_padded $PY -m pytest -q -p no:cacheprovider test/test_padded_outputs.py ;;
     probes)
       stage stem_probe $PY benchmarks/stem_probe.py
