@@ -161,7 +161,7 @@ def test_fixed_index_unused_mean_rows_average_zero():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_fixed_index_builds_without_host_sync():
+def test_fixed_index_builds_on_cuda_without_host_sync():
     layout = BlockLayout.from_grid((torch.rand(2, 4, 8) < 0.4).cuda(), 64)
     halo_index(layout, 8, fixed=True)  # warm-up (allocations, kernels' first launch)
     torch.cuda.synchronize()
