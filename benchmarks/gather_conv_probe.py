@@ -47,7 +47,7 @@ from bench_gpu import fixed_grid  # noqa: E402
 from probe_json import write_probe_json  # noqa: E402
 from segblocks_core import ops  # noqa: E402
 from segblocks_core.fused import choice_ms  # noqa: E402
-from segblocks_core.halo import halo_index, halo_source  # noqa: E402
+from segblocks_core.halo import halo_index, halo_source, pixel_rows  # noqa: E402
 from segblocks_core.layout import BlockLayout, BlockTensor  # noqa: E402
 
 # (label, unit side out, stride, C in, C out, residual): SwiftNet-RN18's 3x3 convolutions on
@@ -112,11 +112,6 @@ def reference(x, w, b, res, layout, stride):
     if res is not None:
         y = y + res.float()
     return y.relu()
-
-
-def rows_of(t):
-    """``[T, C, s, s]`` channels_last -> its pixels as rows ``[T*s*s, C]`` (a view)."""
-    return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
 
 
 def main() -> int:
@@ -188,8 +183,8 @@ def main() -> int:
                     print(f"  MEANS MISMATCH {means_err}", flush=True)
                 row["means_us"] = choice_ms(lambda: ext.means_(source, halo.mean_rows, halo.unit_rows)) * 1e3
                 out = torch.empty(tiles * side * side, cout, dtype=torch.float16, device="cuda")
-                res_rows = rows_of(res) if res is not None else None
-                want_rows = rows_of(want)
+                res_rows = pixel_rows(res) if res is not None else None
+                want_rows = pixel_rows(want)
                 # the same source with its mean rows poisoned: the kernels that make the means
                 # themselves must not read them
                 poisoned = source.clone()

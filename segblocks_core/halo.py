@@ -87,16 +87,18 @@ def _frame_windows(dense: Tensor, side: int, border: int) -> Tensor:
     return _windows(padded.unsqueeze(1), side + 2, side).squeeze(1)
 
 
+def _frame(tiles: Tensor) -> Tensor:
+    """The frame pixels ``[K, 4s + 4]`` of tiles ``[K, s+2, s+2]``, in ring order: top row,
+    bottom row, left column, right column."""
+    return torch.cat([tiles[:, 0], tiles[:, -1], tiles[:, 1:-1, 0], tiles[:, 1:-1, -1]], 1)
+
+
 def _ring_slots(side: int, device) -> Tensor:
-    """``[s+2, s+2]`` int64: each frame pixel's number ``0 .. 4s+3`` (top row, bottom row, left
-    column, right column), -1 inside."""
+    """``[s+2, s+2]`` int64: each frame pixel's place in :func:`_frame`'s order, -1 inside."""
     w = side + 2
-    slots = torch.full((w, w), -1, dtype=torch.int64, device=device)
-    slots[0] = torch.arange(w, device=device)
-    slots[-1] = w + torch.arange(w, device=device)
-    slots[1:-1, 0] = 2 * w + torch.arange(side, device=device)
-    slots[1:-1, -1] = 2 * w + side + torch.arange(side, device=device)
-    return slots
+    slots = torch.full((w * w,), -1, dtype=torch.int64, device=device)
+    slots[_frame(torch.arange(w * w, device=device).view(1, w, w))[0]] = torch.arange(4 * side + 4, device=device)
+    return slots.view(w, w)
 
 
 def halo_index(layout: BlockLayout, side: int, fixed: bool = False) -> HaloIndex:
@@ -135,8 +137,7 @@ def halo_index(layout: BlockLayout, side: int, fixed: bool = False) -> HaloIndex
 
     # Dense map at low-res resolution: a low-res block's own rows; where a high-res block
     # is, -1 - (its 2x2 quad's position), a mean to be made only if some frame needs it.
-    quad = -1 - torch.arange(n_img * gh * side * gw * side, device=dev).view(n_img, gh * side, gw * side)
-    dense_lr = quad.clone()
+    dense_lr = -1 - torch.arange(n_img * gh * side * gw * side, device=dev).view(n_img, gh * side, gw * side)
     _place(dense_lr, lr_pos, lr_tiles, gh, gw)
 
     win_hr = _frame_windows(dense_hr, side, zero)                       # [N, 2GH, 2GW, s+2, s+2]
@@ -152,10 +153,7 @@ def halo_index(layout: BlockLayout, side: int, fixed: bool = False) -> HaloIndex
 
     def quad_rows(code: Tensor) -> Tensor:
         """The four unit rows ``[..., 4]`` of the 2x2 quads coded ``-1 - position``."""
-        quad_pos = -1 - code                               # flat (n, y, x) at low-res resolution
-        qn = quad_pos // (gh * side * gw * side)
-        qy_ = (quad_pos // (gw * side)) % (gh * side)
-        qx_ = quad_pos % (gw * side)
+        qn, qy_, qx_ = _unflatten_pos(-1 - code, gh * side, gw * side)  # (n, y, x) at low-res resolution
         return torch.stack([dense_hr[qn, 2 * qy_ + dy, 2 * qx_ + dx] for dy in (0, 1) for dx in (0, 1)], -1)
 
     is_mean = (index < 0) & (index != zero)
@@ -166,10 +164,7 @@ def halo_index(layout: BlockLayout, side: int, fixed: bool = False) -> HaloIndex
         slot = torch.cat([torch.zeros((4 * nh, side + 2, side + 2), dtype=torch.int64, device=dev),
                           torch.arange(nl, device=dev).view(-1, 1, 1) * per_tile + ring.clamp(min=0)])
         zero_row = unit_rows + nl * per_tile
-        def frame(t: Tensor) -> Tensor:  # [Nl, s+2, s+2] -> its frames [Nl, 4s + 4], in ring order
-            return torch.cat([t[:, 0], t[:, -1], t[:, 1:-1, 0], t[:, 1:-1, -1]], 1)
-
-        lr_codes, lr_means = frame(index[4 * nh:]), frame(is_mean[4 * nh:])
+        lr_codes, lr_means = _frame(index[4 * nh:]), _frame(is_mean[4 * nh:])
         rows = quad_rows(torch.where(lr_means, lr_codes, torch.full_like(lr_codes, -1)))
         mean_rows = torch.where(lr_means.unsqueeze(-1), rows, torch.full_like(rows, zero_row)).view(-1, 4)
         index = torch.where(is_mean, unit_rows + slot, index)
@@ -192,16 +187,21 @@ def _check_units(units: Tensor, halo: HaloIndex) -> None:
                          f"got {tuple(units.shape)}")
 
 
+def pixel_rows(units: Tensor) -> Tensor:
+    """``[T, C, s, s]`` -> its pixels as rows ``[T*s*s, C]`` (tile-major, then row, column;
+    a view of channels_last units)."""
+    return units.permute(0, 2, 3, 1).reshape(-1, units.shape[1])
+
+
 def halo_source(units: Tensor, halo: HaloIndex) -> Tensor:
     """The source rows ``[halo.rows, C]`` of ``units [T, C, s, s]``: the units' pixels
     (tile-major, then row, column), the 2x2 means (their float sum times 0.25, rounded to the
     dtype once, as BlockPad rounds them; zeros for a fixed index's unused mean rows), a zero
     row."""
     _check_units(units, halo)
-    c = units.shape[1]
-    rows = units.permute(0, 2, 3, 1).reshape(-1, c)
+    rows = pixel_rows(units)
     acc = torch.float64 if units.dtype == torch.float64 else torch.float32
-    zero = rows.new_zeros((1, c))
+    zero = rows.new_zeros((1, rows.shape[1]))
     # a fixed index's unused mean rows average the zero row
     quads = halo.mean_rows.long().clamp(max=halo.unit_rows)
     means = torch.cat([rows, zero])[quads].to(acc).mean(1).to(units.dtype)
