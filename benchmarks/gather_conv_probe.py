@@ -106,8 +106,8 @@ def case(layout: BlockLayout, side, stride, cin, cout, residual, seed=0):
     return x, w, b, res
 
 
-def reference(x, w, b, res, layout, stride):
-    padded = ops.block_pad_units(BlockTensor.from_units(x, layout), 1)
+def reference(padded, w, b, res, stride):
+    """The fp32 result on ``padded``, ``block_pad_units`` of the input units (the oracle)."""
     y = F.conv2d(padded.float(), w.float(), b.float(), stride)
     if res is not None:
         y = y + res.float()
@@ -145,12 +145,13 @@ def main() -> int:
                 if keep and not any(p in label for p in keep):
                     continue
                 x, w, b, res = case(layout, side, stride, cin, cout, residual)
-                want = reference(x, w, b, res, layout, stride)
+                # BlockPad-ed tiles: the oracle's input and today's convolution's
+                padded = ops.block_pad_units(BlockTensor.from_units(x, layout), 1)
+                want = reference(padded, w, b, res, stride)
                 row = {"batch": batch, "shape": label, "tiles": tiles, "side": side, "stride": stride,
                        "c_in": cin, "c_out": cout, "residual": residual}
 
                 # today: TMA convolution into the next tiles' interiors, then their frames
-                padded = ops.block_pad_units(BlockTensor.from_units(x, layout), 1)
                 nxt = torch.zeros(tiles, cout, side + 2, side + 2, dtype=torch.float16,
                                   device="cuda").contiguous(memory_format=cl)
                 inner = nxt[:, :, 1:-1, 1:-1]
