@@ -107,8 +107,8 @@ struct GatherConv {
     const int* index;
     const int* mean_rows;  // nullptr: the source holds the means (halo_means ran)
     int unit_rows, zero_row;
-    int tiles, side_shift, stride, c, m, n, k;
-    typename Mainloop::Params mainloop;
+    int side_shift, stride, c, m, n, k;
+    typename Mainloop::Params mainloop;  // the consumers' (mma); the operands come through load_tile
     typename Epilogue::Params epilogue;
   };
 
@@ -145,7 +145,6 @@ struct GatherConv {
     out.mean_rows = p.mean_rows;
     out.unit_rows = static_cast<int>(p.unit_rows);
     out.zero_row = static_cast<int>(p.zero_row);
-    out.tiles = p.tiles;
     int shift = 0;
     while ((1 << shift) < p.side) ++shift;
     out.side_shift = shift;
@@ -154,11 +153,7 @@ struct GatherConv {
     out.m = p.tiles * p.side * p.side;
     out.n = p.n;
     out.k = 9 * p.c;
-    typename Mainloop::Arguments ml{};
-    ml.ptr_A = out.source;
-    ml.ptr_B = static_cast<const Half*>(p.weight);
-    ml.dB = cute::make_stride(int64_t(out.k), cute::_1{}, int64_t(0));
-    out.mainloop = Mainloop::to_underlying_arguments(problem_shape(p), ml, nullptr);
+    out.mainloop = Mainloop::to_underlying_arguments(problem_shape(p), typename Mainloop::Arguments{}, nullptr);
     out.tma_b = make_tma_b(static_cast<const Half*>(p.weight), p.n, out.k);
     out.epilogue = Epilogue::to_underlying_arguments(problem_shape(p), epilogue_arguments(p), nullptr);
     return out;
