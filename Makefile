@@ -12,6 +12,9 @@ PIP         := $(PY) -m pip --disable-pip-version-check -q
 CU_SOURCES  := $(wildcard csrc/ops/cuda/*.cu)
 LAUNCH_SOURCES := $(wildcard csrc/ops/cuda/*_launch.cpp)
 CUTLASS_SOURCES := $(wildcard csrc/ops/cuda/cutlass/*.cu)
+# the halo-tile convolution probe's kernels (benchmarks/halo_conv_probe.py builds them on the
+# GPU host; compiled here so a broken one shows before a device call)
+PROBE_SOURCES := $(wildcard benchmarks/halo_conv_probe/*.cu)
 CUTLASS_JOBS ?= 2
 CXX         ?= g++
 # the defines torch's extension build passes to nvcc (half/bfloat16 only through intrinsics)
@@ -20,7 +23,7 @@ CU_DEFINES  := -D__CUDA_NO_HALF_OPERATORS__ -D__CUDA_NO_HALF_CONVERSIONS__ \
 BUILD_DIR   := build/cuda-check
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: test venv install cuda-check cuda-launcher-check cutlass-check pytest demo bench-cpu clean
+.PHONY: test venv install cuda-check cuda-launcher-check cutlass-check probe-check pytest demo bench-cpu clean
 
 test:
 	rm -rf $(VENV)
@@ -49,6 +52,7 @@ cuda-check:
 	done; done
 	@$(MAKE) --no-print-directory cuda-launcher-check
 	@$(MAKE) --no-print-directory cutlass-check
+	@$(MAKE) --no-print-directory probe-check
 
 # The torch-facing CUDA launchers (*_launch.cpp) need torch's CUDA headers, which the CPU
 # wheel lacks: compile them with g++ against stand-ins for c10/cuda (test/cuda_launcher_stubs)
@@ -91,6 +95,15 @@ cutlass-check:
 	done; \
 	test/cuda_launcher_stubs/check_symbols.sh cutlass-check "$(BUILD_DIR)/launch-cutlass/*.o" \
 	  "$(patsubst csrc/ops/cuda/cutlass/%.cu,$(BUILD_DIR)/%_sm90a.o,$(CUTLASS_SOURCES))"
+
+probe-check:
+	@test -x $(PY) || { echo "probe-check: needs $(PY) (make venv)"; exit 1; }
+	@root=$$($(PY) -c "import cutlass_library, pathlib; print(pathlib.Path(cutlass_library.__file__).parent / 'source')") \
+	  || { echo "probe-check: nvidia-cutlass is not installed"; exit 1; }; \
+	mkdir -p $(BUILD_DIR)/probe; \
+	printf '%s\n' $(PROBE_SOURCES) | xargs -P $(CUTLASS_JOBS) -I{} sh -c 'echo "nvcc -c {} (sm_90a)"; \
+	  $(NVCC) -std=c++17 -O2 -DNDEBUG --expt-relaxed-constexpr -Ibenchmarks/halo_conv_probe -I'"$$root"'/include \
+	    -gencode arch=compute_90a,code=sm_90a -c {} -o $(BUILD_DIR)/probe/$$(basename {} .cu).o' || exit 1
 
 pytest:
 	$(PY) -m pytest -q test

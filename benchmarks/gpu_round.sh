@@ -39,6 +39,12 @@
 #             units shape (GATHER_SHAPES, GATHER_BATCHES: default all, 1,4; GATHER_ARGS=--no-baseline: the
 #             gather kernels only, no build stage needed; GATHER_RUNS: runs of configuration subsets, e.g.
 #             "64x128_ws2 64x64_pp2,64x128_pp2": one probe run and log each)
+#   haloprobe halo_conv_probe.py: the halo-tile convolution (padded tiles loaded once per chunk, taps
+#             as shifted ldmatrix rows, wgmma with A in registers; built by the probe; carry
+#             build/cutlass) against the TMA convolution, per RN18 stride-1 3x3 units shape
+#             (HALO_SHAPES, HALO_BATCHES: default all, 1,4; HALO_ARGS=--no-baseline: no build stage)
+#   ncuhalo   Nsight Compute of the halo-tile convolution's first calls (HALO_NCU_SHAPES, default
+#             "layer1 conv1"; HALO_NCU_CONFIGS, default s16_u1_n64,s16_u1_n64_rb; batch 4; no build)
 #   ncuring   Nsight Compute of block_pad_ring_ on ring_probe.py's geometries (batch 1, eager)
 #   ncuunits  Nsight Compute of the pooling / upsampling / head kernels (units and dense) of one
 #             eager RN18 run at 40% (node_profile.py --profile-once; NCU_BATCH, default 4)
@@ -210,6 +216,17 @@ for s in "$@"; do
           --batches "${GATHER_BATCHES:-1,4}" --shapes "${GATHER_SHAPES:-}" --configs "$subset" ${GATHER_ARGS:-} \
           --json "$R/${tag/gatherprobe/gather-conv-probe}.json"
       done ;;
+    haloprobe)
+      build_env
+      stage haloprobe $PY benchmarks/halo_conv_probe.py --cutlass "${SEGBLOCKS_CUTLASS_DIR:-build/cutlass}" \
+        --batches "${HALO_BATCHES:-1,4}" --shapes "${HALO_SHAPES:-}" ${HALO_ARGS:-} --json "$R/halo-conv-probe.json" ;;
+    ncuhalo)
+      build_env
+      stage ncuhalo ncu --clock-control none --kernel-name-base mangled --kernel-name regex:halo_conv_kernel \
+        --launch-count 2 --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats \
+        --section ComputeWorkloadAnalysis --section SchedulerStats --section Occupancy --csv --page details \
+        $PY benchmarks/halo_conv_probe.py --cutlass "${SEGBLOCKS_CUTLASS_DIR:-build/cutlass}" --no-baseline \
+        --batches 4 --shapes "${HALO_NCU_SHAPES:-layer1 conv1}" --configs "${HALO_NCU_CONFIGS:-s16_u1_n64,s16_u1_n64_rb}" ;;
     ringprobe)
       stage ringprobe $PY benchmarks/ring_probe.py --json "$R/ring-probe.json" ;;
     ncuring)

@@ -126,11 +126,12 @@ def halo_index(layout: BlockLayout, side: int, fixed: bool = False) -> HaloIndex
 
     # Dense map at high-res resolution, each pixel its source row: a high-res block's pixels
     # are its units' rows, a low-res block's are its pixels' rows repeated 2x2 (nearest).
-    hr_units = _unit_rows(4 * torch.arange(nh, device=dev).repeat_interleave(4)
-                          + torch.arange(4, device=dev).repeat(nh), side)          # [4Nh, s, s]
+    # (no repeat_interleave or tensors from Python lists here: on CUDA they synchronise, and
+    # the fixed index must not)
+    hr_units = _unit_rows(torch.arange(4 * nh, device=dev), side)                # [4Nh, s, s]
     hr_blocks = hr_units.view(nh, 2, 2, side, side).permute(0, 1, 3, 2, 4).reshape(nh, big, big)
     lr_tiles = _unit_rows(4 * nh + torch.arange(nl, device=dev), side)            # [Nl, s, s]
-    lr_up = lr_tiles.repeat_interleave(2, 1).repeat_interleave(2, 2)
+    lr_up = lr_tiles[:, :, None, :, None].expand(nl, side, 2, side, 2).reshape(nl, big, big)
     dense_hr = torch.empty((n_img, gh * big, gw * big), dtype=torch.int64, device=dev)
     _place(dense_hr, hr_pos, hr_blocks, gh, gw)
     _place(dense_hr, lr_pos, lr_up, gh, gw)
@@ -142,10 +143,12 @@ def halo_index(layout: BlockLayout, side: int, fixed: bool = False) -> HaloIndex
 
     win_hr = _frame_windows(dense_hr, side, zero)                       # [N, 2GH, 2GW, s+2, s+2]
     n_idx, r_idx, c_idx = _unflatten_pos(hr_pos, gh, gw)
-    qy = torch.tensor([0, 0, 1, 1], device=dev)
-    qx = torch.tensor([0, 1, 0, 1], device=dev)
-    hr_index = win_hr[n_idx.repeat_interleave(4), (2 * r_idx).repeat_interleave(4) + qy.repeat(nh),
-                      (2 * c_idx).repeat_interleave(4) + qx.repeat(nh)]
+    quad = torch.arange(4, device=dev)                                  # units in a block: 2x2, x fastest
+
+    def per_unit(v: Tensor) -> Tensor:
+        return v[:, None].expand(-1, 4).reshape(-1)
+    hr_index = win_hr[per_unit(n_idx), per_unit(2 * r_idx) + (quad // 2).repeat(nh),
+                      per_unit(2 * c_idx) + (quad % 2).repeat(nh)]
     win_lr = _frame_windows(dense_lr, side, zero)                       # [N, GH, GW, s+2, s+2]
     n_idx, r_idx, c_idx = _unflatten_pos(lr_pos, gh, gw)
     lr_index = win_lr[n_idx, r_idx, c_idx]

@@ -13,7 +13,7 @@ SCRIPTS = sorted((ROOT / "benchmarks").glob("*.py"))
 # what gpu_round.sh runs, and what the README tells users to run
 RUN_BY_ROUNDS = ["bench_gpu.py", "node_profile.py", "memory_probe.py", "gpu_parity.py", "ring_probe.py",
                  "conv_config_probe.py", "merge_bench.py", "readme_table.py", "halfres_stem_probe.py",
-                 "gather_conv_probe.py"]
+                 "gather_conv_probe.py", "halo_conv_probe.py"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)

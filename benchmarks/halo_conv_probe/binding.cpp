@@ -1,0 +1,85 @@
+// Python binding of the halo-tile convolution probe (benchmarks/halo_conv_probe.py).
+#include <ATen/cuda/CUDAContext.h>
+#include <torch/extension.h>
+
+#include <string>
+#include <vector>
+
+#include "problem.h"
+
+namespace {
+
+using ConvFn = int (*)(const halo_probe::Problem&, cudaStream_t);
+
+const std::vector<std::pair<std::string, ConvFn>>& configs() {
+  static const std::vector<std::pair<std::string, ConvFn>> all = {
+#define HALO_CONFIG(name, side, units, nb, stages, resident_b) {#name, halo_probe::halo_conv_##name},
+#include "configs.inc"
+#undef HALO_CONFIG
+  };
+  return all;
+}
+
+std::vector<std::string> config_names() {
+  std::vector<std::string> names;
+  for (const auto& c : configs()) names.push_back(c.first);
+  return names;
+}
+
+void check_half(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.is_cuda() && t.scalar_type() == at::kHalf, name, " must be a CUDA float16 tensor");
+}
+
+// [T, N, s, s] with channels contiguous (stride 1 on dim 1): its tile, y, x strides
+void pixel_strides(const at::Tensor& t, int64_t tiles, int64_t n, int64_t side, const char* name, int64_t* out) {
+  check_half(t, name);
+  TORCH_CHECK(t.dim() == 4 && t.size(0) == tiles && t.size(1) == n && t.size(2) == side && t.size(3) == side &&
+                  t.stride(1) == 1,
+              name, " must be [T, N, s, s] with channels contiguous");
+  TORCH_CHECK(t.stride(0) % 8 == 0 && t.stride(2) % 8 == 0 && t.stride(3) % 8 == 0, name,
+              ": pixel strides must be multiples of 8 elements");
+  out[0] = t.stride(0);
+  out[1] = t.stride(2);
+  out[2] = t.stride(3);
+}
+
+// out [T, N, s, s] = relu(conv3x3(padded [T, C, s+2, s+2]) + bias + residual); see halo_conv.cuh
+void conv(const at::Tensor& padded, const at::Tensor& weight, const at::Tensor& bias,
+          const c10::optional<at::Tensor>& residual, at::Tensor out, int64_t config) {
+  check_half(padded, "padded");
+  check_half(weight, "weight");
+  check_half(bias, "bias");
+  TORCH_CHECK(padded.dim() == 4 && padded.size(2) == padded.size(3) && padded.size(2) >= 3 &&
+                  padded.is_contiguous(at::MemoryFormat::ChannelsLast),
+              "padded must be [T, C, s+2, s+2] channels_last");
+  const int64_t tiles = padded.size(0), c = padded.size(1), side = padded.size(2) - 2, n = weight.size(0);
+  TORCH_CHECK(weight.dim() == 4 && weight.size(1) == c && weight.size(2) == 3 && weight.size(3) == 3 &&
+                  weight.is_contiguous(at::MemoryFormat::ChannelsLast),
+              "weight must be [N, C, 3, 3] channels_last");
+  TORCH_CHECK(bias.numel() == n && bias.is_contiguous(), "bias must be [N]");
+  halo_probe::Problem p{};
+  pixel_strides(out, tiles, n, side, "out", p.out_strides);
+  if (residual.has_value()) {
+    pixel_strides(*residual, tiles, n, side, "residual", p.res_strides);
+    p.residual = residual->data_ptr();
+  }
+  p.padded = padded.data_ptr();
+  p.weight = weight.data_ptr();
+  p.bias = bias.data_ptr();
+  p.out = out.data_ptr();
+  p.tiles = int(tiles);
+  p.side = int(side);
+  p.c = int(c);
+  p.n = int(n);
+  p.sm_count = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  TORCH_CHECK(config >= 0 && config < int64_t(configs().size()), "config out of range");
+  const int rc = configs()[config].second(p, at::cuda::getCurrentCUDAStream());
+  TORCH_CHECK(rc == 0, "halo conv ", configs()[config].first, " failed: ", rc);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("configs", &config_names, "the configuration names, in index order");
+  m.def("conv", &conv, "halo-tile 3x3 stride-1 convolution of padded tiles (probe)");
+}

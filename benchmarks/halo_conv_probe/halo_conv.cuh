@@ -1,0 +1,388 @@
+// A 3x3 stride-1 convolution on BlockPad-ed units that reads each input pixel from global
+// memory once per output tile, not nine times: the GPU probe of benchmarks/halo_conv_probe.py.
+//
+// Today's units convolution (ops.conv_into_, CUTLASS's implicit GEMM with TMA im2col) loads
+// a box of input pixels per filter tap: every input pixel crosses L2 -> shared memory nine
+// times. At SwiftNet's shallow layers (64-128 channels) that traffic, not the tensor cores,
+// bounds it (layer 1 at batch 1: ~83 MB in ~22 us, ~3.8 TB/s, a quarter of the MMA peak).
+// Here a job is U whole units (padded tiles [s+2, s+2] of one 64-channel chunk, one TMA box)
+// and every tap reads its shifted window of them from shared memory:
+//
+//   out[t, y, x, n] = relu(sum_{r, s, c} P[t, y + r, x + s, c] * W[n, r, s, c] + bias[n]
+//                          + residual[t, y, x, n])
+//
+// P: the padded tiles [T, s+2, s+2, C] (channels_last), W: [N, 3, 3, C] (channels_last).
+//
+// * A (the activations) goes to the tensor cores from registers: each consumer thread's
+//   ldmatrix row address is its output pixel's tap-shifted pixel in the tile, so a shift is
+//   an address, for any unit side. The tiles arrive by TMA with the 128-byte swizzle (one
+//   pixel = one 128-byte row of 64 channels), which makes eight consecutive pixels'
+//   ldmatrix rows conflict-free.
+// * B (the weights) streams by TMA, one [NB, 64] slab per (tap, chunk), into a ring of
+//   stages read by wgmma through 128-byte-swizzle K-major descriptors.
+// * One producer warp (TMA), two consumer warp groups (each half of the job's rows, every
+//   tap: m64nNBk16 wgmmas with A in registers, two taps in flight). Persistent CTAs.
+// * Epilogue from registers: bias, residual, ReLU, float16 pairs stored through strides (so
+//   the output can be the next padded tiles' interiors, as conv_into_ writes them).
+#pragma once
+
+#include <cuda.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <utility>
+
+#include "cute/arch/copy_sm90_desc.hpp"
+#include "cute/arch/copy_sm90_tma.hpp"
+#include "cute/arch/mma_sm90_desc.hpp"
+#include "cute/arch/mma_sm90_gmma.hpp"
+#include "cutlass/arch/barrier.h"
+#include "cutlass/arch/reg_reconfig.h"
+#include "cutlass/cuda_host_adapter.hpp"
+#include "problem.h"
+
+namespace halo_probe {
+
+struct Params {
+  CUtensorMap tma_a;  // the padded tiles: (C, s+2, s+2, T), box (64, s+2, s+2, U), 128B swizzle
+  CUtensorMap tma_b;  // the weights: (9C, N), box (64, NB), 128B swizzle
+  const __half* bias;
+  const __half* residual;
+  __half* out;
+  int64_t os[3], rs[3];  // tile, y, x strides (elements) of out and residual
+  int tiles, c, n, jobs, n_blocks;
+};
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+// K-major B, 128-byte swizzle: rows of 64 halves, 8-row groups 1024 B apart
+__device__ __forceinline__ uint64_t desc_b_sw128(uint32_t addr) {
+  cute::GmmaDescriptor d;
+  d.bitfield.start_address_ = static_cast<uint16_t>((addr & 0x3FFFF) >> 4);
+  d.bitfield.leading_byte_offset_ = 1;
+  d.bitfield.stride_byte_offset_ = 1024 >> 4;
+  d.bitfield.base_offset_ = 0;
+  d.bitfield.layout_type_ = 1;  // SWIZZLE_128B
+  return d.desc_;
+}
+
+template <int kN>
+struct Wgmma;
+template <>
+struct Wgmma<64> {
+  using Op = cute::SM90::GMMA::MMA_64x64x16_F32F16F16_RS<cute::SM90::GMMA::Major::K, cute::SM90::GMMA::Major::K>;
+};
+template <>
+struct Wgmma<128> {
+  using Op = cute::SM90::GMMA::MMA_64x128x16_F32F16F16_RS<cute::SM90::GMMA::Major::K, cute::SM90::GMMA::Major::K>;
+};
+
+template <class Op, int kAcc, size_t... I>
+__device__ __forceinline__ void wgmma_rs(const uint32_t (&a)[4], uint64_t desc, float (&d)[kAcc],
+                                         std::index_sequence<I...>) {
+  Op::fma(a[0], a[1], a[2], a[3], desc, d[I]..., cute::SM90::GMMA::ScaleOut::One);
+}
+
+// kS unit side, kU units per job (kU * kS * kS = 128 or 256 output rows), kNB output channels
+// per job (64 or 128), kBStages weight stages; kResidentB: the weights are one chunk and one
+// N block (C = 64, N = kNB: SwiftNet's layer 1), loaded once per CTA into nine stages
+template <int kS, int kU, int kNB_, int kBStages, bool kResidentB = false>
+struct HaloConv {
+  static constexpr int kW = kS + 2;
+  static constexpr int kUnits = kU;
+  static constexpr int kNB = kNB_;
+  static constexpr int kM = kU * kS * kS;
+  static_assert(kM == 128 || kM == 256, "a job is 128 or 256 output rows");
+  static_assert(!kResidentB || kBStages == 9, "resident weights: a stage per tap");
+  static constexpr int kMT = kM / 128;  // m64 tiles per consumer warp group
+  static constexpr int kAcc = kNB / 2;  // accumulators per thread per m64 tile
+  static constexpr int kABytes = kU * kW * kW * 128;
+  static constexpr int kABuf = (kABytes + 1023) / 1024 * 1024;
+  static constexpr int kBBytes = kNB * 128;
+  static constexpr int kThreads = 384;
+  static constexpr int kSmem = 2 * kABuf + kBStages * kBBytes + (4 + 2 * kBStages) * 8 + 1024;
+  using Op = typename Wgmma<kNB>::Op;
+
+  // 0, or why not: 1 shapes
+  static int check(const Problem& p) {
+    if (p.side != kS || p.c % 64 != 0 || p.n % kNB != 0 || p.tiles < 1) return 1;
+    if (kResidentB && (p.c != 64 || p.n != kNB)) return 1;
+    return 0;
+  }
+
+  __device__ static void run(const Params& p, char* raw) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    using Barrier = cutlass::arch::ClusterBarrier;
+    using TxBarrier = cutlass::arch::ClusterTransactionBarrier;
+    char* smem = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(raw) + 1023) & ~uintptr_t(1023));
+    char* a_buf = smem;
+    char* b_buf = smem + 2 * kABuf;
+    uint64_t* bars = reinterpret_cast<uint64_t*>(b_buf + kBStages * kBBytes);
+    uint64_t* a_full = bars;
+    uint64_t* a_empty = bars + 2;
+    uint64_t* b_full = bars + 4;
+    uint64_t* b_empty = bars + 4 + kBStages;
+    const int warp_group = threadIdx.x / 128;
+    const int chunks = p.c / 64;
+
+    if (threadIdx.x == 0) {
+      for (int i = 0; i < 2; ++i) {
+        TxBarrier::init(&a_full[i], 1);
+        Barrier::init(&a_empty[i], 2);
+      }
+      for (int i = 0; i < kBStages; ++i) {
+        TxBarrier::init(&b_full[i], 1);
+        Barrier::init(&b_empty[i], 2);
+      }
+      cutlass::arch::fence_barrier_init();
+    }
+    __syncthreads();
+
+    if (warp_group == 0) {
+      cutlass::arch::warpgroup_reg_dealloc<40>();
+      if (threadIdx.x != 0) return;
+      constexpr uint64_t kHint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
+      int a_slot = 0, a_phase = 0, b_slot = 0, b_phase = 0;
+      if constexpr (kResidentB) {
+        TxBarrier::arrive_and_expect_tx(&b_full[0], 9 * kBBytes);
+        for (int tap = 0; tap < 9; ++tap)
+          cute::SM90_TMA_LOAD_2D::copy(&p.tma_b, &b_full[0], kHint, b_buf + tap * kBBytes, tap * p.c, 0);
+      }
+      for (int job = blockIdx.x; job < p.jobs; job += gridDim.x) {
+        const int unit0 = (job / p.n_blocks) * kU;
+        const int n0 = (job % p.n_blocks) * kNB;
+        for (int chunk = 0; chunk < chunks; ++chunk) {
+          Barrier::wait(&a_empty[a_slot], a_phase ^ 1);
+          TxBarrier::arrive_and_expect_tx(&a_full[a_slot], kABytes);
+          cute::SM90_TMA_LOAD_4D::copy(&p.tma_a, &a_full[a_slot], kHint, a_buf + a_slot * kABuf, chunk * 64, 0, 0,
+                                       unit0);
+          if (++a_slot == 2) {
+            a_slot = 0;
+            a_phase ^= 1;
+          }
+          for (int tap = 0; tap < 9 && !kResidentB; ++tap) {
+            Barrier::wait(&b_empty[b_slot], b_phase ^ 1);
+            TxBarrier::arrive_and_expect_tx(&b_full[b_slot], kBBytes);
+            cute::SM90_TMA_LOAD_2D::copy(&p.tma_b, &b_full[b_slot], kHint, b_buf + b_slot * kBBytes,
+                                         tap * p.c + chunk * 64, n0);
+            if (++b_slot == kBStages) {
+              b_slot = 0;
+              b_phase ^= 1;
+            }
+          }
+        }
+      }
+      return;
+    }
+
+    cutlass::arch::warpgroup_reg_alloc<232>();
+    const int wg = warp_group - 1;           // this consumer group's half of the job's rows
+    const int lane = threadIdx.x % 32;
+    const int warp = (threadIdx.x / 32) % 4;  // within the group: rows 16 * warp of each m64 tile
+    const bool releases = threadIdx.x % 128 == 0;
+    int a_slot = 0, a_phase = 0, b_slot = 0, b_phase = 0;
+    // this lane's ldmatrix row (output pixel) in each m64 tile, as a pixel of the job's tiles
+    int pix[kMT];
+    for (int mt = 0; mt < kMT; ++mt) {
+      const int m = wg * (kM / 2) + mt * 64 + warp * 16 + (lane & 15);
+      const int u = m / (kS * kS), y = (m / kS) % kS, x = m % kS;
+      pix[mt] = (u * kW + y) * kW + x;
+    }
+    const int khalf = lane >> 4;
+    if constexpr (kResidentB) TxBarrier::wait(&b_full[0], 0);
+
+    for (int job = blockIdx.x; job < p.jobs; job += gridDim.x) {
+      const int unit0 = (job / p.n_blocks) * kU;
+      const int n0 = (job % p.n_blocks) * kNB;
+      float acc[kMT][kAcc];
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+        for (int i = 0; i < kAcc; ++i) acc[mt][i] = 0.f;
+
+      for (int chunk = 0; chunk < chunks; ++chunk) {
+        Barrier::wait(&a_full[a_slot], a_phase);
+        const uint32_t a_base = smem_u32(a_buf + a_slot * kABuf);
+        uint32_t frag[2][4][kMT][4];
+        int prev_b = -1;
+#pragma unroll
+        for (int tap = 0; tap < 9; ++tap) {
+          const int shift = (tap / 3) * kW + tap % 3;
+          if constexpr (!kResidentB) TxBarrier::wait(&b_full[b_slot], b_phase);
+#pragma unroll
+          for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+            for (int mt = 0; mt < kMT; ++mt) {
+              const int q = pix[mt] + shift;
+              ldmatrix_x4(frag[tap & 1][kk][mt], a_base + q * 128 + ((((kk << 1) | khalf) ^ (q & 7)) << 4));
+            }
+#pragma unroll
+          for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+            for (int i = 0; i < kAcc; ++i) cute::warpgroup_fence_operand(acc[mt][i]);
+          cute::warpgroup_arrive();
+          const uint32_t b_base = smem_u32(b_buf + (kResidentB ? tap : b_slot) * kBBytes);
+#pragma unroll
+          for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+            for (int mt = 0; mt < kMT; ++mt)
+              wgmma_rs<Op>(frag[tap & 1][kk][mt], desc_b_sw128(b_base + kk * 32), acc[mt],
+                           std::make_index_sequence<kAcc>{});
+          cute::warpgroup_commit_batch();
+          cute::warpgroup_wait<1>();  // the previous tap's wgmmas are done
+#pragma unroll
+          for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+            for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+              for (int i = 0; i < 4; ++i) cute::warpgroup_fence_operand(frag[(tap + 1) & 1][kk][mt][i]);
+          if constexpr (!kResidentB) {
+            if (prev_b >= 0 && releases) Barrier::arrive(&b_empty[prev_b]);
+            prev_b = b_slot;
+            if (++b_slot == kBStages) {
+              b_slot = 0;
+              b_phase ^= 1;
+            }
+          }
+        }
+        cute::warpgroup_wait<0>();
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+          for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) cute::warpgroup_fence_operand(frag[0][kk][mt][i]);
+#pragma unroll
+        for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+          for (int i = 0; i < kAcc; ++i) cute::warpgroup_fence_operand(acc[mt][i]);
+        if (releases) {
+          if constexpr (!kResidentB) Barrier::arrive(&b_empty[prev_b]);
+          Barrier::arrive(&a_empty[a_slot]);
+        }
+        if (++a_slot == 2) {
+          a_slot = 0;
+          a_phase ^= 1;
+        }
+      }
+
+      // epilogue: rows warp * 16 + lane / 4 (+ 8), columns 8 j + 2 (lane % 4) (+ 1). Every
+      // residual and bias value is loaded before the first store: the compiler cannot know
+      // that out does not alias them, and each load after a store would wait its own latency
+      __half2 bv[kNB / 8];
+      __half2 rv[kMT][2][kNB / 8];
+#pragma unroll
+      for (int j = 0; j < kNB / 8; ++j)
+        bv[j] = *reinterpret_cast<const __half2*>(p.bias + n0 + 8 * j + 2 * (lane % 4));
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int m = wg * (kM / 2) + mt * 64 + warp * 16 + lane / 4 + 8 * h;
+          const int tile = unit0 + m / (kS * kS);
+          const int y = (m / kS) % kS, x = m % kS;
+          const bool has = p.residual != nullptr && tile < p.tiles;
+          const __half* res = p.residual + (has ? tile * p.rs[0] + y * p.rs[1] + x * p.rs[2] + n0 : 0);
+#pragma unroll
+          for (int j = 0; j < kNB / 8; ++j)
+            rv[mt][h][j] = has ? *reinterpret_cast<const __half2*>(res + 8 * j + 2 * (lane % 4))
+                               : __floats2half2_rn(0.f, 0.f);
+        }
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int m = wg * (kM / 2) + mt * 64 + warp * 16 + lane / 4 + 8 * h;
+          const int tile = unit0 + m / (kS * kS);
+          if (tile >= p.tiles) continue;
+          const int y = (m / kS) % kS, x = m % kS;
+          __half* out = p.out + tile * p.os[0] + y * p.os[1] + x * p.os[2] + n0;
+#pragma unroll
+          for (int j = 0; j < kNB / 8; ++j) {
+            const float v0 = acc[mt][4 * j + 2 * h] + __low2float(bv[j]) + __low2float(rv[mt][h][j]);
+            const float v1 = acc[mt][4 * j + 2 * h + 1] + __high2float(bv[j]) + __high2float(rv[mt][h][j]);
+            *reinterpret_cast<__half2*>(out + 8 * j + 2 * (lane % 4)) =
+                __floats2half2_rn(fmaxf(v0, 0.f), fmaxf(v1, 0.f));
+          }
+        }
+    }
+#endif
+  }
+};
+
+template <class Conv>
+__global__ void __launch_bounds__(384, 1) halo_conv_kernel(const __grid_constant__ Params p) {
+  extern __shared__ char smem[];
+  Conv::run(p, smem);
+}
+
+// the tensor maps: the padded tiles and the weights (128-byte swizzle both)
+inline int make_maps(const Problem& p, int units_per_job, int nb, Params& out) {
+  const int w = p.side + 2;
+  {
+    cuuint64_t dims[4] = {cuuint64_t(p.c), cuuint64_t(w), cuuint64_t(w), cuuint64_t(p.tiles)};
+    cuuint64_t strides[3] = {cuuint64_t(p.c) * 2, cuuint64_t(w) * p.c * 2, cuuint64_t(w) * w * p.c * 2};
+    cuuint32_t box[4] = {64, cuuint32_t(w), cuuint32_t(w), cuuint32_t(units_per_job)};
+    cuuint32_t elem[4] = {1, 1, 1, 1};
+    if (cutlass::call_cuTensorMapEncodeTiled(&out.tma_a, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4,
+                                             const_cast<void*>(p.padded), dims, strides, box, elem,
+                                             CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                             CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
+      return 1;
+  }
+  {
+    cuuint64_t dims[2] = {cuuint64_t(9) * p.c, cuuint64_t(p.n)};
+    cuuint64_t strides[1] = {cuuint64_t(9) * p.c * 2};
+    cuuint32_t box[2] = {64, cuuint32_t(nb)};
+    cuuint32_t elem[2] = {1, 1};
+    if (cutlass::call_cuTensorMapEncodeTiled(&out.tma_b, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2,
+                                             const_cast<void*>(p.weight), dims, strides, box, elem,
+                                             CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                             CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
+      return 2;
+  }
+  return 0;
+}
+
+// 0, or the failing step * 1000 + detail (1: check, 2: tensor maps, 3: shared memory
+// attribute, 4: launch)
+template <class Conv>
+int run(const Problem& p, cudaStream_t stream) {
+  const int bad = Conv::check(p);
+  if (bad != 0) return 1000 + bad;
+  Params params{};
+  const int maps = make_maps(p, Conv::kUnits, Conv::kNB, params);
+  if (maps != 0) return 2000 + maps;
+  params.bias = static_cast<const __half*>(p.bias);
+  params.residual = static_cast<const __half*>(p.residual);
+  params.out = static_cast<__half*>(p.out);
+  for (int i = 0; i < 3; ++i) {
+    params.os[i] = p.out_strides[i];
+    params.rs[i] = p.res_strides[i];
+  }
+  params.tiles = p.tiles;
+  params.c = p.c;
+  params.n = p.n;
+  params.n_blocks = p.n / Conv::kNB;
+  params.jobs = (p.tiles + Conv::kUnits - 1) / Conv::kUnits * params.n_blocks;
+  if (cudaFuncSetAttribute(halo_conv_kernel<Conv>, cudaFuncAttributeMaxDynamicSharedMemorySize, Conv::kSmem) !=
+      cudaSuccess)
+    return 3000;
+  const int grid = params.jobs < p.sm_count ? params.jobs : p.sm_count;
+  halo_conv_kernel<Conv><<<grid, Conv::kThreads, Conv::kSmem, stream>>>(params);
+  if (cudaGetLastError() != cudaSuccess) return 4000;
+  return 0;
+}
+
+}  // namespace halo_probe
