@@ -47,6 +47,7 @@ namespace halo_probe {
 struct Params {
   CUtensorMap tma_a;  // the padded tiles: (C, s+2, s+2, T), box (64, s+2, s+2, U), 128B swizzle
   CUtensorMap tma_b;  // the weights: (9C, N), box (64, NB), 128B swizzle
+  CUtensorMap tma_out, tma_res;  // out, residual: (N, s, s, T), box (64, s, s, U) (kTmaEpilogue)
   const __half* bias;
   const __half* residual;
   __half* out;
@@ -95,11 +96,15 @@ __device__ __forceinline__ void wgmma_rs(const uint32_t (&a)[4], uint64_t desc, 
 // kS unit side, kU units per job (kU * kS * kS = 128 or 256 output rows), kNB output channels
 // per job (64 or 128), kBStages weight stages; kResidentB: the weights are one chunk and one
 // N block (C = 64, N = kNB: SwiftNet's layer 1), loaded once per CTA into nine stages
-template <int kS, int kU, int kNB_, int kBStages, bool kResidentB = false>
+// kTmaEpilogue: the epilogue through shared memory: a second producer thread loads the job's
+// residual by TMA during its main loop, the consumers add bias and accumulators in place and
+// that thread stores the result by TMA while they go on to the next job
+template <int kS, int kU, int kNB_, int kBStages, bool kResidentB = false, bool kTmaEpilogue = false>
 struct HaloConv {
   static constexpr int kW = kS + 2;
   static constexpr int kUnits = kU;
   static constexpr int kNB = kNB_;
+  static constexpr bool kTma = kTmaEpilogue;
   static constexpr int kM = kU * kS * kS;
   static_assert(kM == 128 || kM == 256, "a job is 128 or 256 output rows");
   static_assert(!kResidentB || kBStages == 9, "resident weights: a stage per tap");
@@ -109,7 +114,10 @@ struct HaloConv {
   static constexpr int kABuf = (kABytes + 1023) / 1024 * 1024;
   static constexpr int kBBytes = kNB * 128;
   static constexpr int kThreads = 384;
-  static constexpr int kSmem = 2 * kABuf + kBStages * kBBytes + (4 + 2 * kBStages) * 8 + 1024;
+  static constexpr int kEBytes = kTmaEpilogue ? kM * kNB * 2 : 0;  // kNB / 64 slabs [kM, 64]
+  static constexpr int kBars = 4 + 2 * kBStages + 2;
+  static constexpr int kSmem = 2 * kABuf + kBStages * kBBytes + kEBytes + kBars * 8 + 1024;
+  static_assert(kSmem <= 232448, "shared memory");
   using Op = typename Wgmma<kNB>::Op;
 
   // 0, or why not: 1 shapes
@@ -126,11 +134,14 @@ struct HaloConv {
     char* smem = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(raw) + 1023) & ~uintptr_t(1023));
     char* a_buf = smem;
     char* b_buf = smem + 2 * kABuf;
-    uint64_t* bars = reinterpret_cast<uint64_t*>(b_buf + kBStages * kBBytes);
+    char* e_buf = b_buf + kBStages * kBBytes;
+    uint64_t* bars = reinterpret_cast<uint64_t*>(e_buf + kEBytes);
     uint64_t* a_full = bars;
     uint64_t* a_empty = bars + 2;
     uint64_t* b_full = bars + 4;
     uint64_t* b_empty = bars + 4 + kBStages;
+    uint64_t* e_full = bars + 4 + 2 * kBStages;  // the epilogue buffer holds the job's residual
+    uint64_t* e_ready = e_full + 1;              // ... and then its output, to be stored
     const int warp_group = threadIdx.x / 128;
     const int chunks = p.c / 64;
 
@@ -143,14 +154,46 @@ struct HaloConv {
         TxBarrier::init(&b_full[i], 1);
         Barrier::init(&b_empty[i], 2);
       }
+      TxBarrier::init(e_full, 1);
+      Barrier::init(e_ready, 256);
       cutlass::arch::fence_barrier_init();
     }
     __syncthreads();
 
     if (warp_group == 0) {
       cutlass::arch::warpgroup_reg_dealloc<40>();
-      if (threadIdx.x != 0) return;
       constexpr uint64_t kHint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
+      if (kTmaEpilogue && threadIdx.x == 32) {
+        // the epilogue's thread: the previous job's output out, then this job's residual in
+        int phase = 0, prev_unit0 = -1, prev_n0 = 0;
+        auto store = [&]() {
+          Barrier::wait(e_ready, phase ^ 1);
+          for (int sub = 0; sub < kNB / 64; ++sub)
+            cute::SM90_TMA_STORE_4D::copy(&p.tma_out, e_buf + sub * kM * 128, prev_n0 + 64 * sub, 0, 0, prev_unit0);
+          cute::tma_store_arrive();
+          cute::tma_store_wait<0>();  // read: the buffer may be refilled
+        };
+        for (int job = blockIdx.x; job < p.jobs; job += gridDim.x) {
+          if (prev_unit0 >= 0) store();
+          const int unit0 = (job / p.n_blocks) * kU;
+          const int n0 = (job % p.n_blocks) * kNB;
+          if (p.residual != nullptr) {
+            TxBarrier::arrive_and_expect_tx(e_full, kEBytes);
+            for (int sub = 0; sub < kNB / 64; ++sub)
+              cute::SM90_TMA_LOAD_4D::copy(&p.tma_res, e_full, kHint, e_buf + sub * kM * 128, n0 + 64 * sub, 0, 0,
+                                           unit0);
+          } else {
+            TxBarrier::arrive(e_full);
+          }
+          prev_unit0 = unit0;
+          prev_n0 = n0;
+          phase ^= 1;
+        }
+        if (prev_unit0 >= 0) store();
+        asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+        return;
+      }
+      if (threadIdx.x != 0) return;
       int a_slot = 0, a_phase = 0, b_slot = 0, b_phase = 0;
       if constexpr (kResidentB) {
         TxBarrier::arrive_and_expect_tx(&b_full[0], 9 * kBBytes);
@@ -200,15 +243,73 @@ struct HaloConv {
     const int khalf = lane >> 4;
     if constexpr (kResidentB) TxBarrier::wait(&b_full[0], 0);
 
-    for (int job = blockIdx.x; job < p.jobs; job += gridDim.x) {
-      const int unit0 = (job / p.n_blocks) * kU;
-      const int n0 = (job % p.n_blocks) * kNB;
-      float acc[kMT][kAcc];
+    // One quarter of a job's epilogue (m64 tile mt, rows + 8 h): rows warp * 16 + lane / 4
+    // (+ 8 h), columns 8 j + 2 (lane % 4) (+ 1). The residual and bias values are loaded before
+    // the first store: the compiler cannot know that out does not alias them, and a load after
+    // a store would wait its own latency.
+    auto epilogue_piece = [&](const float (&acc)[kMT][kAcc], int unit0, int n0, int piece) {
+      // (rows past the last tile clamped, their stores predicated off)
+      const int mt = piece / 2, h = piece % 2;
+      const int m = wg * (kM / 2) + mt * 64 + warp * 16 + lane / 4 + 8 * h;
+      const int tile_raw = unit0 + m / (kS * kS);
+      const int valid = tile_raw < p.tiles;
+      const int tile = valid ? tile_raw : p.tiles - 1;
+      const int y = (m / kS) % kS, x = m % kS;
+      __half2 bv[kNB / 8], rv[kNB / 8];
+#pragma unroll
+      for (int j = 0; j < kNB / 8; ++j) {
+        bv[j] = *reinterpret_cast<const __half2*>(p.bias + n0 + 8 * j + 2 * (lane % 4));
+        rv[j] = __floats2half2_rn(0.f, 0.f);
+      }
+      if (p.residual != nullptr) {
+        const __half* res = p.residual + tile * p.rs[0] + y * p.rs[1] + x * p.rs[2] + n0;
+#pragma unroll
+        for (int j = 0; j < kNB / 8; ++j) rv[j] = *reinterpret_cast<const __half2*>(res + 8 * j + 2 * (lane % 4));
+      }
+      __half* out = p.out + tile * p.os[0] + y * p.os[1] + x * p.os[2] + n0;
+#pragma unroll
+      for (int j = 0; j < kNB / 8; ++j) {
+        const float v0 = acc[mt][4 * j + 2 * h] + __low2float(bv[j]) + __low2float(rv[j]);
+        const float v1 = acc[mt][4 * j + 2 * h + 1] + __high2float(bv[j]) + __high2float(rv[j]);
+        const __half2 o = __floats2half2_rn(fmaxf(v0, 0.f), fmaxf(v1, 0.f));
+        asm volatile("{\n .reg .pred q;\n setp.ne.b32 q, %2, 0;\n @q st.global.b32 [%0], %1;\n}\n"
+                     :: "l"(out + 8 * j + 2 * (lane % 4)), "r"(*reinterpret_cast<const uint32_t*>(&o)), "r"(valid)
+                     : "memory");
+      }
+    };
+
+    // The epilogue through shared memory (kTmaEpilogue): the residual is there (or nothing,
+    // without one); each thread adds its accumulators and the bias in place (128-byte rows,
+    // 16-byte chunks swizzled like the TMA's: conflict-free) for the epilogue thread to store.
+    auto epilogue_smem = [&](const float (&acc)[kMT][kAcc], int n0) {
+      __half2 bv[kNB / 8];
+#pragma unroll
+      for (int j = 0; j < kNB / 8; ++j) bv[j] = *reinterpret_cast<const __half2*>(p.bias + n0 + 8 * j + 2 * (lane % 4));
+      const bool has_res = p.residual != nullptr;
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int m = wg * (kM / 2) + mt * 64 + warp * 16 + lane / 4 + 8 * h;
+#pragma unroll
+          for (int j = 0; j < kNB / 8; ++j) {
+            const int col = (8 * j) % 64;
+            __half2* at = reinterpret_cast<__half2*>(e_buf + (8 * j / 64) * kM * 128 + m * 128 +
+                                                     ((((col >> 3) ^ (m & 7))) << 4) + 4 * (lane % 4));
+            const __half2 r = has_res ? *at : __floats2half2_rn(0.f, 0.f);
+            const float v0 = acc[mt][4 * j + 2 * h] + __low2float(bv[j]) + __low2float(r);
+            const float v1 = acc[mt][4 * j + 2 * h + 1] + __high2float(bv[j]) + __high2float(r);
+            *at = __floats2half2_rn(fmaxf(v0, 0.f), fmaxf(v1, 0.f));
+          }
+        }
+    };
+
+    // One job's main loop into acc.
+    auto mainloop = [&](float (&acc)[kMT][kAcc]) {
 #pragma unroll
       for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
         for (int i = 0; i < kAcc; ++i) acc[mt][i] = 0.f;
-
       for (int chunk = 0; chunk < chunks; ++chunk) {
         Barrier::wait(&a_full[a_slot], a_phase);
         const uint32_t a_base = smem_u32(a_buf + a_slot * kABuf);
@@ -274,46 +375,24 @@ struct HaloConv {
           a_phase ^= 1;
         }
       }
+    };
+    auto unit0_of = [&](int job) { return (job / p.n_blocks) * kU; };
+    auto n0_of = [&](int job) { return (job % p.n_blocks) * kNB; };
 
-      // epilogue: rows warp * 16 + lane / 4 (+ 8), columns 8 j + 2 (lane % 4) (+ 1). Every
-      // residual and bias value is loaded before the first store: the compiler cannot know
-      // that out does not alias them, and each load after a store would wait its own latency
-      __half2 bv[kNB / 8];
-      __half2 rv[kMT][2][kNB / 8];
+    float acc[kMT][kAcc];
+    int e_phase = 0;
+    for (int job = blockIdx.x; job < p.jobs; job += gridDim.x) {
+      mainloop(acc);
+      if constexpr (kTmaEpilogue) {
+        Barrier::wait(e_full, e_phase);
+        e_phase ^= 1;
+        epilogue_smem(acc, n0_of(job));
+        cutlass::arch::fence_view_async_shared();  // the TMA store reads what these threads wrote
+        Barrier::arrive(e_ready);
+      } else {
 #pragma unroll
-      for (int j = 0; j < kNB / 8; ++j)
-        bv[j] = *reinterpret_cast<const __half2*>(p.bias + n0 + 8 * j + 2 * (lane % 4));
-#pragma unroll
-      for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int m = wg * (kM / 2) + mt * 64 + warp * 16 + lane / 4 + 8 * h;
-          const int tile = unit0 + m / (kS * kS);
-          const int y = (m / kS) % kS, x = m % kS;
-          const bool has = p.residual != nullptr && tile < p.tiles;
-          const __half* res = p.residual + (has ? tile * p.rs[0] + y * p.rs[1] + x * p.rs[2] + n0 : 0);
-#pragma unroll
-          for (int j = 0; j < kNB / 8; ++j)
-            rv[mt][h][j] = has ? *reinterpret_cast<const __half2*>(res + 8 * j + 2 * (lane % 4))
-                               : __floats2half2_rn(0.f, 0.f);
-        }
-#pragma unroll
-      for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int m = wg * (kM / 2) + mt * 64 + warp * 16 + lane / 4 + 8 * h;
-          const int tile = unit0 + m / (kS * kS);
-          if (tile >= p.tiles) continue;
-          const int y = (m / kS) % kS, x = m % kS;
-          __half* out = p.out + tile * p.os[0] + y * p.os[1] + x * p.os[2] + n0;
-#pragma unroll
-          for (int j = 0; j < kNB / 8; ++j) {
-            const float v0 = acc[mt][4 * j + 2 * h] + __low2float(bv[j]) + __low2float(rv[mt][h][j]);
-            const float v1 = acc[mt][4 * j + 2 * h + 1] + __high2float(bv[j]) + __high2float(rv[mt][h][j]);
-            *reinterpret_cast<__half2*>(out + 8 * j + 2 * (lane % 4)) =
-                __floats2half2_rn(fmaxf(v0, 0.f), fmaxf(v1, 0.f));
-          }
-        }
+        for (int piece = 0; piece < 2 * kMT; ++piece) epilogue_piece(acc, unit0_of(job), n0_of(job), piece);
+      }
     }
 #endif
   }
@@ -355,6 +434,22 @@ inline int make_maps(const Problem& p, int units_per_job, int nb, Params& out) {
   return 0;
 }
 
+// a [T, N, s, s] pixel tensor (channels contiguous; strides in elements) as (N, s, s, T), box
+// (64, s, s, U), 128B swizzle: the TMA epilogue's residual and output
+inline int make_pixel_map(CUtensorMap* map, const void* ptr, const int64_t* strides, const Problem& p,
+                          int units_per_job) {
+  cuuint64_t dims[4] = {cuuint64_t(p.n), cuuint64_t(p.side), cuuint64_t(p.side), cuuint64_t(p.tiles)};
+  cuuint64_t bytes[3] = {cuuint64_t(strides[2]) * 2, cuuint64_t(strides[1]) * 2, cuuint64_t(strides[0]) * 2};
+  cuuint32_t box[4] = {64, cuuint32_t(p.side), cuuint32_t(p.side), cuuint32_t(units_per_job)};
+  cuuint32_t elem[4] = {1, 1, 1, 1};
+  return cutlass::call_cuTensorMapEncodeTiled(map, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4, const_cast<void*>(ptr), dims,
+                                              bytes, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                                              CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                              CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS
+             ? 0
+             : 1;
+}
+
 // 0, or the failing step * 1000 + detail (1: check, 2: tensor maps, 3: shared memory
 // attribute, 4: launch)
 template <class Conv>
@@ -364,6 +459,11 @@ int run(const Problem& p, cudaStream_t stream) {
   Params params{};
   const int maps = make_maps(p, Conv::kUnits, Conv::kNB, params);
   if (maps != 0) return 2000 + maps;
+  if (Conv::kTma) {
+    if (make_pixel_map(&params.tma_out, p.out, p.out_strides, p, Conv::kUnits) != 0) return 2003;
+    if (p.residual != nullptr && make_pixel_map(&params.tma_res, p.residual, p.res_strides, p, Conv::kUnits) != 0)
+      return 2004;
+  }
   params.bias = static_cast<const __half*>(p.bias);
   params.residual = static_cast<const __half*>(p.residual);
   params.out = static_cast<__half*>(p.out);

@@ -3,6 +3,6 @@
 
 namespace halo_probe {
 int halo_conv_s8_u4_n128(const Problem& p, cudaStream_t stream) {
-  return run<HaloConv<8, 4, 128, 4, false>>(p, stream);
+  return run<HaloConv<8, 4, 128, 4, false, false>>(p, stream);
 }
 }  // namespace halo_probe

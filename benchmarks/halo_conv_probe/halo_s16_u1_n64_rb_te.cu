@@ -2,7 +2,7 @@
 #include "halo_conv.cuh"
 
 namespace halo_probe {
-int halo_conv_s8_u4_n64(const Problem& p, cudaStream_t stream) {
-  return run<HaloConv<8, 4, 64, 6, false>>(p, stream);
+int halo_conv_s16_u1_n64_rb_te(const Problem& p, cudaStream_t stream) {
+  return run<HaloConv<16, 1, 64, 9, true, true>>(p, stream);
 }
 }  // namespace halo_probe

@@ -2,7 +2,7 @@
 #include "halo_conv.cuh"
 
 namespace halo_probe {
-int halo_conv_s4_u16_n64(const Problem& p, cudaStream_t stream) {
-  return run<HaloConv<4, 16, 64, 6, false>>(p, stream);
+int halo_conv_s16_u1_n64_te(const Problem& p, cudaStream_t stream) {
+  return run<HaloConv<16, 1, 64, 6, false, true>>(p, stream);
 }
 }  // namespace halo_probe
