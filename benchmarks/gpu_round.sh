@@ -44,7 +44,7 @@
 #             build/cutlass) against the TMA convolution, per RN18 stride-1 3x3 units shape
 #             (HALO_SHAPES, HALO_BATCHES: default all, 1,4; HALO_ARGS=--no-baseline: no build stage)
 #   ncuhalo   Nsight Compute of the halo-tile convolution's first calls (HALO_NCU_SHAPES, default
-#             "layer1 conv1"; HALO_NCU_CONFIGS, default s16_u1_n64_rb,s16_u1_n64_rb_te; batch 4; no build;
+#             "layer1 conv1"; HALO_NCU_CONFIGS, default s16_u1_n64_rb_te,s16_u1_n64_rb_te_pf; batch 4; no build;
 #             stall reasons, tensor pipe, shared-memory bank conflicts)
 #   ncuring   Nsight Compute of block_pad_ring_ on ring_probe.py's geometries (batch 1, eager)
 #   ncuunits  Nsight Compute of the pooling / upsampling / head kernels (units and dense) of one
@@ -223,13 +223,16 @@ for s in "$@"; do
         --batches "${HALO_BATCHES:-1,4}" --shapes "${HALO_SHAPES:-}" ${HALO_ARGS:-} --json "$R/halo-conv-probe.json" ;;
     ncuhalo)
       build_env
-      stage ncuhalo ncu --clock-control none --kernel-name-base mangled --kernel-name regex:halo_conv_kernel \
-        --launch-count 8 --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats \
-        --section ComputeWorkloadAnalysis --section SchedulerStats --section Occupancy \
-        --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,regex:sm__pipe_tensor.*cycles_active\.avg\.pct_of_peak_sustained_active,regex:l1tex__data_bank_conflicts_pipe_lsu_mem_shared.*\.sum" \
-        --csv --page details \
-        $PY benchmarks/halo_conv_probe.py --cutlass "${SEGBLOCKS_CUTLASS_DIR:-build/cutlass}" --no-baseline \
-        --batches 4 --shapes "${HALO_NCU_SHAPES:-layer1 conv1}" --configs "${HALO_NCU_CONFIGS:-s16_u1_n64_rb,s16_u1_n64_rb_te}" ;;
+      # one run per configuration (the first call of each: later ones are graph replays)
+      for cfg in $(echo "${HALO_NCU_CONFIGS:-s16_u1_n64_rb_te,s16_u1_n64_rb_te_pf}" | tr , ' '); do
+        stage "ncuhalo-$cfg" ncu --clock-control none --kernel-name-base mangled --kernel-name regex:halo_conv_kernel \
+          --launch-count 1 --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats \
+          --section ComputeWorkloadAnalysis --section SchedulerStats --section Occupancy \
+          --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,sm__pipe_tensor_cycles_active.avg.pct_of_peak_sustained_active,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum" \
+          --csv --page details \
+          $PY benchmarks/halo_conv_probe.py --cutlass "${SEGBLOCKS_CUTLASS_DIR:-build/cutlass}" --no-baseline \
+          --batches 4 --shapes "${HALO_NCU_SHAPES:-layer1 conv1}" --configs "$cfg"
+      done ;;
     ringprobe)
       stage ringprobe $PY benchmarks/ring_probe.py --json "$R/ring-probe.json" ;;
     ncuring)

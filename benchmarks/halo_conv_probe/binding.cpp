@@ -13,7 +13,7 @@ using ConvFn = int (*)(const halo_probe::Problem&, cudaStream_t);
 
 const std::vector<std::pair<std::string, ConvFn>>& configs() {
   static const std::vector<std::pair<std::string, ConvFn>> all = {
-#define HALO_CONFIG(name, side, units, nb, stages, resident_b, tma_epilogue) {#name, halo_probe::halo_conv_##name},
+#define HALO_CONFIG(name, side, units, nb, stages, resident_b, tma_epilogue, prefetch_a) {#name, halo_probe::halo_conv_##name},
 #include "configs.inc"
 #undef HALO_CONFIG
   };

@@ -99,7 +99,11 @@ __device__ __forceinline__ void wgmma_rs(const uint32_t (&a)[4], uint64_t desc, 
 // kTmaEpilogue: the epilogue through shared memory: a second producer thread loads the job's
 // residual by TMA during its main loop, the consumers add bias and accumulators in place and
 // that thread stores the result by TMA while they go on to the next job
-template <int kS, int kU, int kNB_, int kBStages, bool kResidentB = false, bool kTmaEpilogue = false>
+// kPrefetchA: three A fragment sets, each tap's ldmatrix issued under the previous tap's wgmmas
+// (not after the wait for them: at 44% tensor-pipe activity, ncu's top stall was the
+// short scoreboard, the wgmmas waiting for their ldmatrix)
+template <int kS, int kU, int kNB_, int kBStages, bool kResidentB = false, bool kTmaEpilogue = false,
+          bool kPrefetchA = false>
 struct HaloConv {
   static constexpr int kW = kS + 2;
   static constexpr int kUnits = kU;
@@ -313,19 +317,32 @@ struct HaloConv {
       for (int chunk = 0; chunk < chunks; ++chunk) {
         Barrier::wait(&a_full[a_slot], a_phase);
         const uint32_t a_base = smem_u32(a_buf + a_slot * kABuf);
-        uint32_t frag[2][4][kMT][4];
-        int prev_b = -1;
-#pragma unroll
-        for (int tap = 0; tap < 9; ++tap) {
+        constexpr int kSets = kPrefetchA ? 3 : 2;
+        uint32_t frag[kSets][4][kMT][4];
+        auto load_frags = [&](uint32_t (&f)[4][kMT][4], int tap) {
           const int shift = (tap / 3) * kW + tap % 3;
-          if constexpr (!kResidentB) TxBarrier::wait(&b_full[b_slot], b_phase);
 #pragma unroll
           for (int kk = 0; kk < 4; ++kk)
 #pragma unroll
             for (int mt = 0; mt < kMT; ++mt) {
               const int q = pix[mt] + shift;
-              ldmatrix_x4(frag[tap & 1][kk][mt], a_base + q * 128 + ((((kk << 1) | khalf) ^ (q & 7)) << 4));
+              ldmatrix_x4(f[kk][mt], a_base + q * 128 + ((((kk << 1) | khalf) ^ (q & 7)) << 4));
             }
+        };
+        auto fence_frags = [&](uint32_t (&f)[4][kMT][4]) {
+#pragma unroll
+          for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+            for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+              for (int i = 0; i < 4; ++i) cute::warpgroup_fence_operand(f[kk][mt][i]);
+        };
+        if constexpr (kPrefetchA) load_frags(frag[0], 0);
+        int prev_b = -1;
+#pragma unroll
+        for (int tap = 0; tap < 9; ++tap) {
+          if constexpr (!kResidentB) TxBarrier::wait(&b_full[b_slot], b_phase);
+          if constexpr (!kPrefetchA) load_frags(frag[tap % kSets], tap);
 #pragma unroll
           for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
@@ -336,16 +353,15 @@ struct HaloConv {
           for (int kk = 0; kk < 4; ++kk)
 #pragma unroll
             for (int mt = 0; mt < kMT; ++mt)
-              wgmma_rs<Op>(frag[tap & 1][kk][mt], desc_b_sw128(b_base + kk * 32), acc[mt],
+              wgmma_rs<Op>(frag[tap % kSets][kk][mt], desc_b_sw128(b_base + kk * 32), acc[mt],
                            std::make_index_sequence<kAcc>{});
           cute::warpgroup_commit_batch();
+          // the next tap's fragments into the set the tap before last used (its wgmmas are done)
+          if constexpr (kPrefetchA) {
+            if (tap < 8) load_frags(frag[(tap + 1) % kSets], tap + 1);
+          }
           cute::warpgroup_wait<1>();  // the previous tap's wgmmas are done
-#pragma unroll
-          for (int kk = 0; kk < 4; ++kk)
-#pragma unroll
-            for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-              for (int i = 0; i < 4; ++i) cute::warpgroup_fence_operand(frag[(tap + 1) & 1][kk][mt][i]);
+          fence_frags(frag[(tap + kSets - 1) % kSets]);
           if constexpr (!kResidentB) {
             if (prev_b >= 0 && releases) Barrier::arrive(&b_empty[prev_b]);
             prev_b = b_slot;
@@ -356,12 +372,7 @@ struct HaloConv {
           }
         }
         cute::warpgroup_wait<0>();
-#pragma unroll
-        for (int kk = 0; kk < 4; ++kk)
-#pragma unroll
-          for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-            for (int i = 0; i < 4; ++i) cute::warpgroup_fence_operand(frag[0][kk][mt][i]);
+        fence_frags(frag[8 % kSets]);
 #pragma unroll
         for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll

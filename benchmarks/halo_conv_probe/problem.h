@@ -23,7 +23,7 @@ struct Problem {
   int sm_count;
 };
 
-#define HALO_CONFIG(name, side, units, nb, stages, resident_b, tma_epilogue) int halo_conv_##name(const Problem& p, cudaStream_t stream);
+#define HALO_CONFIG(name, side, units, nb, stages, resident_b, tma_epilogue, prefetch_a) int halo_conv_##name(const Problem& p, cudaStream_t stream);
 #include "configs.inc"
 #undef HALO_CONFIG
 

@@ -2,7 +2,7 @@
 #include "halo_conv.cuh"
 
 namespace halo_probe {
-int halo_conv_s8_u4_n128(const Problem& p, cudaStream_t stream) {
-  return run<HaloConv<8, 4, 128, 4, false, false>>(p, stream);
+int halo_conv_s2_u32_n128_te_pf(const Problem& p, cudaStream_t stream) {
+  return run<HaloConv<2, 32, 128, 4, false, true, true>>(p, stream);
 }
 }  // namespace halo_probe

@@ -2,7 +2,7 @@
 #include "halo_conv.cuh"
 
 namespace halo_probe {
-int halo_conv_s8_u2_n64(const Problem& p, cudaStream_t stream) {
-  return run<HaloConv<8, 2, 64, 6, false, false>>(p, stream);
+int halo_conv_s16_u1_n64_rb_te_pf(const Problem& p, cudaStream_t stream) {
+  return run<HaloConv<16, 1, 64, 9, true, true, true>>(p, stream);
 }
 }  // namespace halo_probe
