@@ -13,9 +13,15 @@ TMA box of U units) and feeds every tap's shifted window to the tensor cores fro
 Per SwiftNet-RN18 stride-1 3x3 convolution on units (seeded 40% high-res layout, batch 1 and
 4, fp16, bias + residual + ReLU), times in CUDA graphs (``fused.choice_ms``):
 
-  tma_us    the fastest ``ops.conv_into_`` configuration
-  halo_us   the fastest halo-tile configuration for the unit side (each one's time and
-            error listed too), and halo_us / tma_us
+  tma_us     the fastest ``ops.conv_into_`` configuration
+  ring_us    ``block_pad_ring_`` of the tiles it wrote (what the next convolution needs)
+  halo_us    the fastest halo-tile configuration for the unit side (each one's time and
+             error listed too), and halo_us / tma_us
+  gather_us  the fastest gathering configuration (``_g``): the tiles are not read but gathered
+             from the units' own pixels through ``segblocks_core.halo``'s index (the means in
+             the source), packed units out: no BlockPad and no frame pass
+  inline_us  the same making the frames' 2x2 means itself (the source's mean rows are NaN),
+             and inline_us / (tma_us + ring_us)
 
 Every result is checked against the fp32 reference (``F.conv2d`` of the padded tiles); the
 probe fails on a mismatch and stops naming the kernel (``HANG: ...``) if a first call does
@@ -38,6 +44,7 @@ from gather_conv_probe import TOL, WATCHDOG_S, case, finished_in, reference  # n
 from probe_json import write_probe_json  # noqa: E402
 from segblocks_core import ops  # noqa: E402
 from segblocks_core.fused import choice_ms  # noqa: E402
+from segblocks_core.halo import halo_index, halo_source  # noqa: E402
 from segblocks_core.layout import BlockLayout, BlockTensor  # noqa: E402
 
 # (label, unit side, C in, C out, residual): SwiftNet-RN18's stride-1 3x3 convolutions on
@@ -122,44 +129,71 @@ def main() -> int:
                 best_tma = min(tma, key=lambda k: tma[k]["us"]) if tma else None
                 row["tma_best"] = best_tma
                 row["tma_us"] = tma[best_tma]["us"] if best_tma else None
+                if not args.no_baseline:  # what the next convolution needs before it can read them
+                    row["ring_us"] = choice_ms(lambda: ops.block_pad_ring_(nxt, layout, 1)) * 1e3
 
-                ways = {}
-                for i, name in enumerate(configs):
-                    if side_of(name) != side or (wanted and name not in wanted):
-                        continue
+                # the gathered forms read the units themselves (packed rows; the means in the
+                # source, or made by the kernel from a source whose mean rows are NaN) and write
+                # packed units: no BlockPad, no frame pass
+                halo = halo_index(layout, side)
+                source = halo_source(x, halo).contiguous()
+                poisoned = source.clone()
+                poisoned[halo.unit_rows:halo.zero_row] = float("nan")
+                units_out = torch.empty(tiles, cout, side, side, dtype=torch.float16,
+                                        device="cuda").contiguous(memory_format=cl)
 
-                    def run(i=i):
-                        ext.conv(padded, w, b, res, inner, i)
-                    try:
-                        inner.fill_(float("nan"))
-                        run()
-                    except RuntimeError as exc:
-                        ways[name] = {"error": str(exc).splitlines()[0][:200]}
-                        continue
-                    if not finished_in(WATCHDOG_S):
-                        print(f"HANG: {name} on b{batch} {label} (not done after {WATCHDOG_S} s)", flush=True)
-                        write_probe_json(args.json, fraction=args.fraction, halo_configs=configs, rows=results,
-                                         failures=failures + 1, hang=f"{name} b{batch} {label}")
-                        os._exit(3)
-                    err = (inner.float() - want).abs().max().item()
-                    ways[name] = {"us": choice_ms(run) * 1e3, "max_abs_err": err}
-                    if not err <= TOL:
-                        failures += 1
-                        print(f"  MISMATCH {name}: max abs err {err}", flush=True)
-                row["halo"] = ways
-                ok = {k: v for k, v in ways.items() if "us" in v and v["max_abs_err"] <= TOL}
-                best = min(ok, key=lambda k: ok[k]["us"]) if ok else None
-                row["halo_best"] = best
-                row["halo_us"] = ok[best]["us"] if best else None
+                def measure(key, names, call, target):
+                    ways = {}
+                    for name in names:
+                        i = configs.index(name)
+                        try:
+                            target.fill_(float("nan"))
+                            call(i)
+                        except RuntimeError as exc:
+                            ways[name] = {"error": str(exc).splitlines()[0][:200]}
+                            continue
+                        if not finished_in(WATCHDOG_S):
+                            print(f"HANG: {key} {name} on b{batch} {label} (not done after {WATCHDOG_S} s)", flush=True)
+                            write_probe_json(args.json, fraction=args.fraction, halo_configs=configs, rows=results,
+                                             failures=failures + 1, hang=f"{key} {name} b{batch} {label}")
+                            os._exit(3)
+                        err = (target.float() - want).abs().max().item()
+                        ways[name] = {"us": choice_ms(lambda i=i: call(i)) * 1e3, "max_abs_err": err}
+                        if not err <= TOL:
+                            print(f"  MISMATCH {key} {name}: max abs err {err}", flush=True)
+                    ok = {k: v for k, v in ways.items() if "us" in v and v["max_abs_err"] <= TOL}
+                    best = min(ok, key=lambda k: ok[k]["us"]) if ok else None
+                    row[key] = ways
+                    row[f"{key}_best"] = best
+                    row[f"{key}_us"] = ok[best]["us"] if best else None
+                    return sum(1 for v in ways.values() if "us" in v and not v["max_abs_err"] <= TOL)
+
+                mine = [n for n in configs if side_of(n) == side and (not wanted or n in wanted)]
+                tiled = [n for n in mine if not n.endswith("_g")]
+                gathered = [n for n in mine if n.endswith("_g")]
+                failures += measure("halo", tiled, lambda i: ext.conv(padded, w, b, res, inner, i), inner)
+                failures += measure("gather", gathered, lambda i: ext.gather_conv(
+                    source, halo.index, None, halo.unit_rows, halo.zero_row, w, b, res, units_out, i), units_out)
+                failures += measure("inline", gathered, lambda i: ext.gather_conv(
+                    poisoned, halo.index, halo.mean_rows, halo.unit_rows, halo.zero_row, w, b, res, units_out, i),
+                    units_out)
+                best = row["halo_best"]
                 if row["halo_us"] and row["tma_us"]:
                     row["ratio"] = row["halo_us"] / row["tma_us"]
+                if row["inline_us"] and row.get("ring_us"):
+                    row["ratio_inline"] = row["inline_us"] / (row["tma_us"] + row["ring_us"])
                 nan = float("nan")
                 tflops = (lambda us: 2 * gmac / us * 1e3 if us else nan)
                 print(f"b{batch} {label:12s} T={tiles:5d} tma {row['tma_us'] or nan:6.1f} us "
-                      f"({tflops(row['tma_us']):5.0f} TF/s, {best_tma}) | halo {row['halo_us'] or nan:6.1f} us "
-                      f"({tflops(row['halo_us']):5.0f} TF/s, {best}) | ratio {row.get('ratio', nan):.2f}", flush=True)
-                print("    " + " ".join(f"{k}={v['us']:.1f}/{v['max_abs_err']:.3f}" if "us" in v
-                                        else f"{k}=x({v['error'][-40:]})" for k, v in ways.items()), flush=True)
+                      f"({tflops(row['tma_us']):5.0f} TF/s, {best_tma}) + ring {row.get('ring_us') or nan:4.1f} | "
+                      f"halo {row['halo_us'] or nan:6.1f} us ({tflops(row['halo_us']):5.0f} TF/s, {best}) | "
+                      f"gathered {row['gather_us'] or nan:6.1f} inline means {row['inline_us'] or nan:6.1f} | ratios "
+                      f"halo/tma {row.get('ratio', nan):.2f} inline/(tma+ring) {row.get('ratio_inline', nan):.2f}",
+                      flush=True)
+                for key in ("halo", "gather", "inline"):
+                    print(f"    {key}: " + " ".join(f"{k}={v['us']:.1f}/{v['max_abs_err']:.3f}" if "us" in v
+                                                   else f"{k}=x({v['error'][-40:]})" for k, v in row[key].items()),
+                          flush=True)
                 results.append(row)
     write_probe_json(args.json, fraction=args.fraction, halo_configs=configs, tma_configs=list(tma_configs),
                      rows=results, failures=failures)

@@ -13,7 +13,7 @@ using ConvFn = int (*)(const halo_probe::Problem&, cudaStream_t);
 
 const std::vector<std::pair<std::string, ConvFn>>& configs() {
   static const std::vector<std::pair<std::string, ConvFn>> all = {
-#define HALO_CONFIG(name, side, units, nb, stages, resident_b, tma_epilogue, prefetch_a) {#name, halo_probe::halo_conv_##name},
+#define HALO_CONFIG(name, side, units, nb, stages, resident_b, tma_epilogue, prefetch_a, gather) {#name, halo_probe::halo_conv_##name},
 #include "configs.inc"
 #undef HALO_CONFIG
   };
@@ -77,9 +77,58 @@ void conv(const at::Tensor& padded, const at::Tensor& weight, const at::Tensor& 
   TORCH_CHECK(rc == 0, "halo conv ", configs()[config].first, " failed: ", rc);
 }
 
+// out [T, N, s, s] = relu(conv3x3 of the units' BlockPad-ed tiles, gathered through the halo
+// index from source [rows, C] + bias + residual); mean_rows ([B, 4] int32, the halo's): the
+// kernel makes the frames' 2x2 means itself (source rows unit_rows .. unit_rows + B - 1 are
+// not read); without it they must be in the source (zero row: unit_rows + means)
+void gather_conv(const at::Tensor& source, const at::Tensor& index, const c10::optional<at::Tensor>& mean_rows,
+                 int64_t unit_rows, int64_t zero_row, const at::Tensor& weight, const at::Tensor& bias,
+                 const c10::optional<at::Tensor>& residual, at::Tensor out, int64_t config) {
+  check_half(source, "source");
+  check_half(weight, "weight");
+  check_half(bias, "bias");
+  TORCH_CHECK(source.dim() == 2 && source.is_contiguous() && source.size(0) > zero_row, "source [rows, C] contiguous");
+  TORCH_CHECK(index.is_cuda() && index.scalar_type() == at::kInt && index.is_contiguous() && index.dim() == 3 &&
+                  index.size(1) == index.size(2),
+              "index must be [T, s+2, s+2] int32");
+  const int64_t tiles = index.size(0), c = source.size(1), side = index.size(1) - 2, n = weight.size(0);
+  TORCH_CHECK(weight.dim() == 4 && weight.size(1) == c && weight.size(2) == 3 && weight.size(3) == 3 &&
+                  weight.is_contiguous(at::MemoryFormat::ChannelsLast),
+              "weight must be [N, C, 3, 3] channels_last");
+  TORCH_CHECK(bias.numel() == n && bias.is_contiguous(), "bias must be [N]");
+  halo_probe::Problem p{};
+  pixel_strides(out, tiles, n, side, "out", p.out_strides);
+  if (residual.has_value()) {
+    pixel_strides(*residual, tiles, n, side, "residual", p.res_strides);
+    p.residual = residual->data_ptr();
+  }
+  if (mean_rows.has_value()) {
+    TORCH_CHECK(mean_rows->is_cuda() && mean_rows->scalar_type() == at::kInt && mean_rows->is_contiguous() &&
+                    mean_rows->dim() == 2 && mean_rows->size(1) == 4 && unit_rows + mean_rows->size(0) == zero_row,
+                "mean_rows must be [zero_row - unit_rows, 4] int32");
+    p.mean_rows = mean_rows->data_ptr<int>();
+  }
+  p.source = source.data_ptr();
+  p.index = index.data_ptr<int>();
+  p.unit_rows = unit_rows;
+  p.zero_row = zero_row;
+  p.weight = weight.data_ptr();
+  p.bias = bias.data_ptr();
+  p.out = out.data_ptr();
+  p.tiles = int(tiles);
+  p.side = int(side);
+  p.c = int(c);
+  p.n = int(n);
+  p.sm_count = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  TORCH_CHECK(config >= 0 && config < int64_t(configs().size()), "config out of range");
+  const int rc = configs()[config].second(p, at::cuda::getCurrentCUDAStream());
+  TORCH_CHECK(rc == 0, "halo conv ", configs()[config].first, " failed: ", rc);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("configs", &config_names, "the configuration names, in index order");
   m.def("conv", &conv, "halo-tile 3x3 stride-1 convolution of padded tiles (probe)");
+  m.def("gather_conv", &gather_conv, "halo-tile 3x3 stride-1 convolution of units gathered through a halo index");
 }

@@ -48,6 +48,10 @@ struct Params {
   CUtensorMap tma_a;  // the padded tiles: (C, s+2, s+2, T), box (64, s+2, s+2, U), 128B swizzle
   CUtensorMap tma_b;  // the weights: (9C, N), box (64, NB), 128B swizzle
   CUtensorMap tma_out, tma_res;  // out, residual: (N, s, s, T), box (64, s, s, U) (kTmaEpilogue)
+  const __half* source;          // kGather: the source rows, the halo index, the mean rows' quads
+  const int* index;
+  const int* mean_rows;
+  int unit_rows, zero_row;
   const __half* bias;
   const __half* residual;
   __half* out;
@@ -102,8 +106,13 @@ __device__ __forceinline__ void wgmma_rs(const uint32_t (&a)[4], uint64_t desc, 
 // kPrefetchA: three A fragment sets, each tap's ldmatrix issued under the previous tap's wgmmas
 // (not after the wait for them: at 44% tensor-pipe activity, ncu's top stall was the
 // short scoreboard, the wgmmas waiting for their ldmatrix)
+// kGather: the tiles are not read from padded tiles but gathered from the units' own pixels
+// through segblocks_core.halo's index (source rows: the units' pixels, the 2x2 means, a zero
+// row): two producer warps copy each halo pixel's 16-byte chunks with cp.async into the same
+// swizzled layout the TMA writes; with mean_rows given they make the frames' 2x2 means
+// themselves (the source's mean rows are not read). No BlockPad, no frame pass.
 template <int kS, int kU, int kNB_, int kBStages, bool kResidentB = false, bool kTmaEpilogue = false,
-          bool kPrefetchA = false>
+          bool kPrefetchA = false, bool kGather = false>
 struct HaloConv {
   static constexpr int kW = kS + 2;
   static constexpr int kUnits = kU;
@@ -118,6 +127,10 @@ struct HaloConv {
   static constexpr int kABuf = (kABytes + 1023) / 1024 * 1024;
   static constexpr int kBBytes = kNB * 128;
   static constexpr int kThreads = 384;
+  static constexpr int kGatherThreads = 64;  // warps 2 and 3 of the producer group
+  // registers: the gather threads need more than TMA issuers
+  static constexpr int kProducerRegs = kGather ? 56 : 40;
+  static constexpr int kConsumerRegs = kGather ? 216 : 232;
   static constexpr int kEBytes = kTmaEpilogue ? kM * kNB * 2 : 0;  // kNB / 64 slabs [kM, 64]
   static constexpr int kBars = 4 + 2 * kBStages + 2;
   static constexpr int kSmem = 2 * kABuf + kBStages * kBBytes + kEBytes + kBars * 8 + 1024;
@@ -128,7 +141,66 @@ struct HaloConv {
   static int check(const Problem& p) {
     if (p.side != kS || p.c % 64 != 0 || p.n % kNB != 0 || p.tiles < 1) return 1;
     if (kResidentB && (p.c != 64 || p.n != kNB)) return 1;
+    if (kGather != (p.index != nullptr)) return 1;
     return 0;
+  }
+
+  // The gather threads (g = 0 .. kGatherThreads - 1): per job and 64-channel chunk, every halo
+  // pixel's eight 16-byte chunks, eight threads a pixel (128 contiguous bytes of its source
+  // row), into the A slot in the TMA's 128-byte swizzle; then, their copies landed, one arrive
+  // each (which also publishes the means they stored).
+  __device__ static void gather(const Params& p, char* a_buf, uint64_t* a_full, uint64_t* a_empty, int chunks, int g) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    using Barrier = cutlass::arch::ClusterBarrier;
+    constexpr int kPixels = kU * kW * kW;
+    int slot = 0, phase = 0;
+    for (int job = blockIdx.x; job < p.jobs; job += gridDim.x) {
+      const int unit0 = (job / p.n_blocks) * kU;
+      for (int chunk = 0; chunk < chunks; ++chunk) {
+        Barrier::wait(&a_empty[slot], phase ^ 1);
+        const uint32_t dst = smem_u32(a_buf + slot * kABuf);
+#pragma unroll 4
+        for (int e = g; e < kPixels * 8; e += kGatherThreads) {
+          const int pix = e >> 3, k16 = e & 7;
+          const int tile = unit0 + pix / (kW * kW);
+          const int row = tile < p.tiles ? __ldg(p.index + tile * (kW * kW) + pix % (kW * kW)) : p.zero_row;
+          const uint32_t at = dst + pix * 128 + ((k16 ^ (pix & 7)) << 4);
+          const int col = chunk * 64 + k16 * 8;
+          if (p.mean_rows != nullptr && row >= p.unit_rows && row < p.zero_row) {
+            const int* quad = p.mean_rows + 4 * (row - p.unit_rows);
+            float sum[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+            for (int q = 0; q < 4; ++q) {
+              const uint4 v = __ldg(reinterpret_cast<const uint4*>(p.source + int64_t(__ldg(quad + q)) * p.c + col));
+              const __half2* h = reinterpret_cast<const __half2*>(&v);
+#pragma unroll
+              for (int i = 0; i < 4; ++i) {
+                sum[2 * i] += __low2float(h[i]);
+                sum[2 * i + 1] += __high2float(h[i]);
+              }
+            }
+            uint4 m;
+            __half2* mh = reinterpret_cast<__half2*>(&m);
+#pragma unroll
+            for (int i = 0; i < 4; ++i) mh[i] = __floats2half2_rn(0.25f * sum[2 * i], 0.25f * sum[2 * i + 1]);
+            asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(at), "r"(m.x), "r"(m.y), "r"(m.z),
+                         "r"(m.w)
+                         : "memory");
+          } else {
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(at),
+                         "l"(p.source + int64_t(row) * p.c + col)
+                         : "memory");
+          }
+        }
+        asm volatile("cp.async.wait_all;\n" ::: "memory");
+        Barrier::arrive(&a_full[slot]);
+        if (++slot == 2) {
+          slot = 0;
+          phase ^= 1;
+        }
+      }
+    }
+#endif
   }
 
   __device__ static void run(const Params& p, char* raw) {
@@ -151,7 +223,7 @@ struct HaloConv {
 
     if (threadIdx.x == 0) {
       for (int i = 0; i < 2; ++i) {
-        TxBarrier::init(&a_full[i], 1);
+        TxBarrier::init(&a_full[i], kGather ? kGatherThreads : 1);
         Barrier::init(&a_empty[i], 2);
       }
       for (int i = 0; i < kBStages; ++i) {
@@ -165,7 +237,7 @@ struct HaloConv {
     __syncthreads();
 
     if (warp_group == 0) {
-      cutlass::arch::warpgroup_reg_dealloc<40>();
+      cutlass::arch::warpgroup_reg_dealloc<kProducerRegs>();
       constexpr uint64_t kHint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
       if (kTmaEpilogue && threadIdx.x == 32) {
         // the epilogue's thread: the previous job's output out, then this job's residual in
@@ -197,6 +269,10 @@ struct HaloConv {
         asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
         return;
       }
+      if (kGather && threadIdx.x >= 64) {
+        gather(p, a_buf, a_full, a_empty, chunks, threadIdx.x - 64);
+        return;
+      }
       if (threadIdx.x != 0) return;
       int a_slot = 0, a_phase = 0, b_slot = 0, b_phase = 0;
       if constexpr (kResidentB) {
@@ -208,13 +284,15 @@ struct HaloConv {
         const int unit0 = (job / p.n_blocks) * kU;
         const int n0 = (job % p.n_blocks) * kNB;
         for (int chunk = 0; chunk < chunks; ++chunk) {
-          Barrier::wait(&a_empty[a_slot], a_phase ^ 1);
-          TxBarrier::arrive_and_expect_tx(&a_full[a_slot], kABytes);
-          cute::SM90_TMA_LOAD_4D::copy(&p.tma_a, &a_full[a_slot], kHint, a_buf + a_slot * kABuf, chunk * 64, 0, 0,
-                                       unit0);
-          if (++a_slot == 2) {
-            a_slot = 0;
-            a_phase ^= 1;
+          if constexpr (!kGather) {
+            Barrier::wait(&a_empty[a_slot], a_phase ^ 1);
+            TxBarrier::arrive_and_expect_tx(&a_full[a_slot], kABytes);
+            cute::SM90_TMA_LOAD_4D::copy(&p.tma_a, &a_full[a_slot], kHint, a_buf + a_slot * kABuf, chunk * 64, 0, 0,
+                                         unit0);
+            if (++a_slot == 2) {
+              a_slot = 0;
+              a_phase ^= 1;
+            }
           }
           for (int tap = 0; tap < 9 && !kResidentB; ++tap) {
             Barrier::wait(&b_empty[b_slot], b_phase ^ 1);
@@ -231,7 +309,7 @@ struct HaloConv {
       return;
     }
 
-    cutlass::arch::warpgroup_reg_alloc<232>();
+    cutlass::arch::warpgroup_reg_alloc<kConsumerRegs>();
     const int wg = warp_group - 1;           // this consumer group's half of the job's rows
     const int lane = threadIdx.x % 32;
     const int warp = (threadIdx.x / 32) % 4;  // within the group: rows 16 * warp of each m64 tile
@@ -418,7 +496,7 @@ __global__ void __launch_bounds__(384, 1) halo_conv_kernel(const __grid_constant
 // the tensor maps: the padded tiles and the weights (128-byte swizzle both)
 inline int make_maps(const Problem& p, int units_per_job, int nb, Params& out) {
   const int w = p.side + 2;
-  {
+  if (p.padded != nullptr) {
     cuuint64_t dims[4] = {cuuint64_t(p.c), cuuint64_t(w), cuuint64_t(w), cuuint64_t(p.tiles)};
     cuuint64_t strides[3] = {cuuint64_t(p.c) * 2, cuuint64_t(w) * p.c * 2, cuuint64_t(w) * w * p.c * 2};
     cuuint32_t box[4] = {64, cuuint32_t(w), cuuint32_t(w), cuuint32_t(units_per_job)};
@@ -475,6 +553,11 @@ int run(const Problem& p, cudaStream_t stream) {
     if (p.residual != nullptr && make_pixel_map(&params.tma_res, p.residual, p.res_strides, p, Conv::kUnits) != 0)
       return 2004;
   }
+  params.source = static_cast<const __half*>(p.source);
+  params.index = p.index;
+  params.mean_rows = p.mean_rows;
+  params.unit_rows = int(p.unit_rows);
+  params.zero_row = int(p.zero_row);
   params.bias = static_cast<const __half*>(p.bias);
   params.residual = static_cast<const __half*>(p.residual);
   params.out = static_cast<__half*>(p.out);
