@@ -128,12 +128,14 @@ struct HaloConv {
   static constexpr int kBBytes = kNB * 128;
   static constexpr int kThreads = 384;
   static constexpr int kGatherThreads = 64;  // warps 2 and 3 of the producer group
+  static constexpr int kPixels = kU * kW * kW;  // a job's halo pixels (per chunk)
+  static constexpr int kRowBytes = kGather ? (kPixels * 4 + 15) / 16 * 16 : 0;  // their source rows
   // registers: the gather threads need more than TMA issuers
   static constexpr int kProducerRegs = kGather ? 56 : 40;
   static constexpr int kConsumerRegs = kGather ? 216 : 232;
   static constexpr int kEBytes = kTmaEpilogue ? kM * kNB * 2 : 0;  // kNB / 64 slabs [kM, 64]
   static constexpr int kBars = 4 + 2 * kBStages + 2;
-  static constexpr int kSmem = 2 * kABuf + kBStages * kBBytes + kEBytes + kBars * 8 + 1024;
+  static constexpr int kSmem = 2 * kABuf + kBStages * kBBytes + kEBytes + kRowBytes + kBars * 8 + 1024;
   static_assert(kSmem <= 232448, "shared memory");
   using Op = typename Wgmma<kNB>::Op;
 
@@ -149,21 +151,31 @@ struct HaloConv {
   // pixel's eight 16-byte chunks, eight threads a pixel (128 contiguous bytes of its source
   // row), into the A slot in the TMA's 128-byte swizzle; then, their copies landed, one arrive
   // each (which also publishes the means they stored).
-  __device__ static void gather(const Params& p, char* a_buf, uint64_t* a_full, uint64_t* a_empty, int chunks, int g) {
+  // The job's index entries go to shared memory first, all loads in flight together (a
+  // cp.async whose address waited on its own index load made the first version latency-bound:
+  // steps/84), once per job for all its chunks.
+  __device__ static void gather(const Params& p, char* a_buf, int* rows, uint64_t* a_full, uint64_t* a_empty,
+                                int chunks, int g) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using Barrier = cutlass::arch::ClusterBarrier;
-    constexpr int kPixels = kU * kW * kW;
     int slot = 0, phase = 0;
+    auto sync_gatherers = [] { asm volatile("bar.sync 1, %0;\n" ::"n"(kGatherThreads) : "memory"); };
     for (int job = blockIdx.x; job < p.jobs; job += gridDim.x) {
       const int unit0 = (job / p.n_blocks) * kU;
+      sync_gatherers();  // every copy of the last job issued (their addresses read rows)
+#pragma unroll
+      for (int pix = g; pix < kPixels; pix += kGatherThreads) {
+        const int tile = unit0 + pix / (kW * kW);
+        rows[pix] = tile < p.tiles ? __ldg(p.index + tile * (kW * kW) + pix % (kW * kW)) : p.zero_row;
+      }
+      sync_gatherers();
       for (int chunk = 0; chunk < chunks; ++chunk) {
         Barrier::wait(&a_empty[slot], phase ^ 1);
         const uint32_t dst = smem_u32(a_buf + slot * kABuf);
 #pragma unroll 4
         for (int e = g; e < kPixels * 8; e += kGatherThreads) {
           const int pix = e >> 3, k16 = e & 7;
-          const int tile = unit0 + pix / (kW * kW);
-          const int row = tile < p.tiles ? __ldg(p.index + tile * (kW * kW) + pix % (kW * kW)) : p.zero_row;
+          const int row = rows[pix];
           const uint32_t at = dst + pix * 128 + ((k16 ^ (pix & 7)) << 4);
           const int col = chunk * 64 + k16 * 8;
           if (p.mean_rows != nullptr && row >= p.unit_rows && row < p.zero_row) {
@@ -211,7 +223,8 @@ struct HaloConv {
     char* a_buf = smem;
     char* b_buf = smem + 2 * kABuf;
     char* e_buf = b_buf + kBStages * kBBytes;
-    uint64_t* bars = reinterpret_cast<uint64_t*>(e_buf + kEBytes);
+    int* rows = reinterpret_cast<int*>(e_buf + kEBytes);
+    uint64_t* bars = reinterpret_cast<uint64_t*>(e_buf + kEBytes + kRowBytes);
     uint64_t* a_full = bars;
     uint64_t* a_empty = bars + 2;
     uint64_t* b_full = bars + 4;
@@ -270,7 +283,7 @@ struct HaloConv {
         return;
       }
       if (kGather && threadIdx.x >= 64) {
-        gather(p, a_buf, a_full, a_empty, chunks, threadIdx.x - 64);
+        gather(p, a_buf, rows, a_full, a_empty, chunks, threadIdx.x - 64);
         return;
       }
       if (threadIdx.x != 0) return;
