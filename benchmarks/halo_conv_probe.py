@@ -17,9 +17,10 @@ Per SwiftNet-RN18 stride-1 3x3 convolution on units (seeded 40% high-res layout,
   ring_us    ``block_pad_ring_`` of the tiles it wrote (what the next convolution needs)
   halo_us    the fastest halo-tile configuration for the unit side (each one's time and
              error listed too), and halo_us / tma_us
-  gather_us  the fastest gathering configuration (``_g``): the tiles are not read but gathered
-             from the units' own pixels through ``segblocks_core.halo``'s index (the means in
-             the source), packed units out: no BlockPad and no frame pass
+  gather_us  the fastest gathering configuration (``_g``: cp.async, ``_gb``: a bulk copy per
+             pixel): the tiles are not read but gathered from the units' own pixels through
+             ``segblocks_core.halo``'s index (the means in the source), packed units out: no
+             BlockPad and no frame pass
   inline_us  the same making the frames' 2x2 means itself (the source's mean rows are NaN),
              and inline_us / (tma_us + ring_us)
 
@@ -169,12 +170,13 @@ def main() -> int:
                     return sum(1 for v in ways.values() if "us" in v and not v["max_abs_err"] <= TOL)
 
                 mine = [n for n in configs if side_of(n) == side and (not wanted or n in wanted)]
-                tiled = [n for n in mine if not n.endswith("_g")]
-                gathered = [n for n in mine if n.endswith("_g")]
+                tiled = [n for n in mine if not n.endswith(("_g", "_gb"))]
+                gathered = [n for n in mine if n.endswith(("_g", "_gb"))]
+                inline_means = [n for n in mine if n.endswith("_g")]  # _gb: bulk copies, means in the source only
                 failures += measure("halo", tiled, lambda i: ext.conv(padded, w, b, res, inner, i), inner)
                 failures += measure("gather", gathered, lambda i: ext.gather_conv(
                     source, halo.index, None, halo.unit_rows, halo.zero_row, w, b, res, units_out, i), units_out)
-                failures += measure("inline", gathered, lambda i: ext.gather_conv(
+                failures += measure("inline", inline_means, lambda i: ext.gather_conv(
                     poisoned, halo.index, halo.mean_rows, halo.unit_rows, halo.zero_row, w, b, res, units_out, i),
                     units_out)
                 best = row["halo_best"]

@@ -111,10 +111,15 @@ __device__ __forceinline__ void wgmma_rs(const uint32_t (&a)[4], uint64_t desc, 
 // row): two producer warps copy each halo pixel's 16-byte chunks with cp.async into the same
 // swizzled layout the TMA writes; with mean_rows given they make the frames' 2x2 means
 // themselves (the source's mean rows are not read). No BlockPad, no frame pass.
+// kGather = 2 (kBulk): one producer warp issues a 128-byte bulk copy (the TMA engine, no
+// registers, completing on the slot's barrier by bytes) per halo pixel and chunk; bulk copies
+// cannot swizzle, so the slot's pixels are 144 bytes apart instead (eight consecutive pixels'
+// 16-byte chunks then fall in distinct banks for ldmatrix); the means must be in the source.
 template <int kS, int kU, int kNB_, int kBStages, bool kResidentB = false, bool kTmaEpilogue = false,
-          bool kPrefetchA = false, bool kGather = false>
+          bool kPrefetchA = false, int kGather = 0>
 struct HaloConv {
   static constexpr int kW = kS + 2;
+  static constexpr bool kBulk = kGather == 2;
   static constexpr int kUnits = kU;
   static constexpr int kNB = kNB_;
   static constexpr bool kTma = kTmaEpilogue;
@@ -123,13 +128,14 @@ struct HaloConv {
   static_assert(!kResidentB || kBStages == 9, "resident weights: a stage per tap");
   static constexpr int kMT = kM / 128;  // m64 tiles per consumer warp group
   static constexpr int kAcc = kNB / 2;  // accumulators per thread per m64 tile
-  static constexpr int kABytes = kU * kW * kW * 128;
+  static constexpr int kABytes = kU * kW * kW * (kBulk ? 144 : 128);
   static constexpr int kABuf = (kABytes + 1023) / 1024 * 1024;
   static constexpr int kBBytes = kNB * 128;
   static constexpr int kThreads = 384;
   static constexpr int kGatherThreads = 64;  // warps 2 and 3 of the producer group
+  static constexpr int kPitch = kBulk ? 144 : 128;  // bytes from one halo pixel to the next in A
   static constexpr int kPixels = kU * kW * kW;  // a job's halo pixels (per chunk)
-  static constexpr int kRowBytes = kGather ? (kPixels * 4 + 15) / 16 * 16 : 0;  // their source rows
+  static constexpr int kRowBytes = kGather == 1 ? (kPixels * 4 + 15) / 16 * 16 : 0;  // their source rows
   // registers: the gather threads need more than TMA issuers
   static constexpr int kProducerRegs = kGather ? 56 : 40;
   static constexpr int kConsumerRegs = kGather ? 216 : 232;
@@ -143,7 +149,8 @@ struct HaloConv {
   static int check(const Problem& p) {
     if (p.side != kS || p.c % 64 != 0 || p.n % kNB != 0 || p.tiles < 1) return 1;
     if (kResidentB && (p.c != 64 || p.n != kNB)) return 1;
-    if (kGather != (p.index != nullptr)) return 1;
+    if ((kGather != 0) != (p.index != nullptr)) return 1;
+    if (kBulk && p.mean_rows != nullptr) return 1;  // the means must be in the source
     return 0;
   }
 
@@ -215,6 +222,50 @@ struct HaloConv {
 #endif
   }
 
+  // kBulk's producer warp (lane 0 .. 31): each lane's halo pixels' source rows are loaded once
+  // per job (all in flight), then per chunk lane 0 expects the slot's bytes and every lane
+  // issues its pixels' 128-byte bulk copies.
+  __device__ static void gather_bulk(const Params& p, char* a_buf, uint64_t* a_full, uint64_t* a_empty, int chunks,
+                                     int lane) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    using Barrier = cutlass::arch::ClusterBarrier;
+    using TxBarrier = cutlass::arch::ClusterTransactionBarrier;
+    constexpr int kPerLane = (kPixels + 31) / 32;
+    int slot = 0, phase = 0;
+    for (int job = blockIdx.x; job < p.jobs; job += gridDim.x) {
+      const int unit0 = (job / p.n_blocks) * kU;
+      int rows[kPerLane];
+#pragma unroll
+      for (int i = 0; i < kPerLane; ++i) {
+        const int pix = lane + 32 * i;
+        const int tile = unit0 + pix / (kW * kW);
+        rows[i] = pix >= kPixels ? 0 : tile < p.tiles ? __ldg(p.index + tile * (kW * kW) + pix % (kW * kW)) : p.zero_row;
+      }
+      for (int chunk = 0; chunk < chunks; ++chunk) {
+        Barrier::wait(&a_empty[slot], phase ^ 1);
+        if (lane == 0) TxBarrier::arrive_and_expect_tx(&a_full[slot], kPixels * 128);
+        __syncwarp();
+        const uint32_t dst = smem_u32(a_buf + slot * kABuf);
+        const uint32_t bar = smem_u32(&a_full[slot]);
+#pragma unroll
+        for (int i = 0; i < kPerLane; ++i) {
+          const int pix = lane + 32 * i;
+          if (pix < kPixels)
+            asm volatile(
+                "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], 128, [%2];\n" ::"r"(
+                    dst + pix * kPitch),
+                "l"(p.source + int64_t(rows[i]) * p.c + chunk * 64), "r"(bar)
+                : "memory");
+        }
+        if (++slot == 2) {
+          slot = 0;
+          phase ^= 1;
+        }
+      }
+    }
+#endif
+  }
+
   __device__ static void run(const Params& p, char* raw) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using Barrier = cutlass::arch::ClusterBarrier;
@@ -236,7 +287,7 @@ struct HaloConv {
 
     if (threadIdx.x == 0) {
       for (int i = 0; i < 2; ++i) {
-        TxBarrier::init(&a_full[i], kGather ? kGatherThreads : 1);
+        TxBarrier::init(&a_full[i], kGather == 1 ? kGatherThreads : 1);
         Barrier::init(&a_empty[i], 2);
       }
       for (int i = 0; i < kBStages; ++i) {
@@ -282,8 +333,12 @@ struct HaloConv {
         asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
         return;
       }
-      if (kGather && threadIdx.x >= 64) {
+      if (kGather == 1 && threadIdx.x >= 64) {
         gather(p, a_buf, rows, a_full, a_empty, chunks, threadIdx.x - 64);
+        return;
+      }
+      if (kBulk && threadIdx.x >= 64) {
+        if (threadIdx.x < 96) gather_bulk(p, a_buf, a_full, a_empty, chunks, threadIdx.x - 64);
         return;
       }
       if (threadIdx.x != 0) return;
@@ -417,7 +472,10 @@ struct HaloConv {
 #pragma unroll
             for (int mt = 0; mt < kMT; ++mt) {
               const int q = pix[mt] + shift;
-              ldmatrix_x4(f[kk][mt], a_base + q * 128 + ((((kk << 1) | khalf) ^ (q & 7)) << 4));
+              if constexpr (kBulk)
+                ldmatrix_x4(f[kk][mt], a_base + q * kPitch + (((kk << 1) | khalf) << 4));
+              else
+                ldmatrix_x4(f[kk][mt], a_base + q * 128 + ((((kk << 1) | khalf) ^ (q & 7)) << 4));
             }
         };
         auto fence_frags = [&](uint32_t (&f)[4][kMT][4]) {

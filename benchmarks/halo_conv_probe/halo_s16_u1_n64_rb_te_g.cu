@@ -3,6 +3,6 @@
 
 namespace halo_probe {
 int halo_conv_s16_u1_n64_rb_te_g(const Problem& p, cudaStream_t stream) {
-  return run<HaloConv<16, 1, 64, 9, true, true, false, true>>(p, stream);
+  return run<HaloConv<16, 1, 64, 9, true, true, false, 1>>(p, stream);
 }
 }  // namespace halo_probe

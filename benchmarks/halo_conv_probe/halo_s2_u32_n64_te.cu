@@ -3,6 +3,6 @@
 
 namespace halo_probe {
 int halo_conv_s2_u32_n64_te(const Problem& p, cudaStream_t stream) {
-  return run<HaloConv<2, 32, 64, 6, false, true, false, false>>(p, stream);
+  return run<HaloConv<2, 32, 64, 6, false, true, false, 0>>(p, stream);
 }
 }  // namespace halo_probe

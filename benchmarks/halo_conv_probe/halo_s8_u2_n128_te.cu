@@ -3,6 +3,6 @@
 
 namespace halo_probe {
 int halo_conv_s8_u2_n128_te(const Problem& p, cudaStream_t stream) {
-  return run<HaloConv<8, 2, 128, 4, false, true, false, false>>(p, stream);
+  return run<HaloConv<8, 2, 128, 4, false, true, false, 0>>(p, stream);
 }
 }  // namespace halo_probe
