@@ -114,130 +114,149 @@ def reference(padded, w, b, res, stride):
     return y.relu()
 
 
-def main() -> int:
+def probe_parser(kind: str) -> argparse.ArgumentParser:
+    """The command line of this probe and of ``halo_conv_probe.py`` (``kind``: what their
+    configurations are)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--cutlass", default="build/cutlass")
     ap.add_argument("--fraction", type=float, default=0.4)
     ap.add_argument("--batches", default="1,4")
     ap.add_argument("--shapes", default="", help="comma-separated parts of the labels to keep")
-    ap.add_argument("--configs", default="", help="comma-separated gather configurations to run (default all)")
+    ap.add_argument("--configs", default="", help=f"comma-separated {kind} configurations to run (default all)")
     ap.add_argument("--no-baseline", action="store_true",
                     help="skip the TMA convolutions and frame passes (no extension build needed)")
     ap.add_argument("--json", default=None)
-    args = ap.parse_args()
-    ext = load_extension(args.cutlass)
-    configs = list(ext.configs())
+    return ap
+
+
+def wanted_configs(ap: argparse.ArgumentParser, args, configs) -> list:
+    """``--configs`` as a list (empty: all), every one of them built."""
     wanted = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = sorted(set(wanted) - set(configs))
     if unknown:
         ap.error(f"unknown configurations {unknown}; built: {configs}")
-    tma_configs = () if args.no_baseline else ops.cutlass_conv_configs()
+    return wanted
+
+
+def probe_cases(args, shapes):
+    """``(batch, layout, tiles, shape)`` for every ``--batches`` batch (a seeded layout at
+    ``--fraction``, 128-px blocks) and every shape whose label has a ``--shapes`` part."""
     keep = [p.strip() for p in args.shapes.split(",") if p.strip()]
+    for batch in (int(v) for v in args.batches.split(",")):
+        grid, _ = fixed_grid(batch, 8, 16, args.fraction)
+        layout = BlockLayout.from_grid(grid.cuda(), 128)
+        tiles = 4 * layout.num_highres + layout.num_lowres
+        for shape in shapes:
+            if not keep or any(p in shape[0] for p in keep):
+                yield batch, layout, tiles, shape
+
+
+def main() -> int:
+    ap = probe_parser("gather")
+    args = ap.parse_args()
+    ext = load_extension(args.cutlass)
+    configs = list(ext.configs())
+    wanted = wanted_configs(ap, args, configs)
+    tma_configs = () if args.no_baseline else ops.cutlass_conv_configs()
     print(torch.cuda.get_device_name(), torch.__version__, "gather configs", configs, flush=True)
     cl = torch.channels_last
     results, failures = [], 0
     with torch.inference_mode():
-        for batch in (int(v) for v in args.batches.split(",")):
-            grid, _ = fixed_grid(batch, 8, 16, args.fraction)
-            layout = BlockLayout.from_grid(grid.cuda(), 128)
-            tiles = 4 * layout.num_highres + layout.num_lowres
-            for label, side, stride, cin, cout, residual in SHAPES:
-                if keep and not any(p in label for p in keep):
+        for batch, layout, tiles, (label, side, stride, cin, cout, residual) in probe_cases(args, SHAPES):
+            x, w, b, res = case(layout, side, stride, cin, cout, residual)
+            # BlockPad-ed tiles: the oracle's input and today's convolution's
+            padded = ops.block_pad_units(BlockTensor.from_units(x, layout), 1)
+            want = reference(padded, w, b, res, stride)
+            row = {"batch": batch, "shape": label, "tiles": tiles, "side": side, "stride": stride,
+                   "c_in": cin, "c_out": cout, "residual": residual}
+
+            # today: TMA convolution into the next tiles' interiors, then their frames
+            nxt = torch.zeros(tiles, cout, side + 2, side + 2, dtype=torch.float16,
+                              device="cuda").contiguous(memory_format=cl)
+            inner = nxt[:, :, 1:-1, 1:-1]
+            tma = {}
+            for i, name in enumerate(tma_configs):
+                try:
+                    ops.conv_into_(inner, padded, w, b, res, stride, 0, i)
+                except RuntimeError:
                     continue
-                x, w, b, res = case(layout, side, stride, cin, cout, residual)
-                # BlockPad-ed tiles: the oracle's input and today's convolution's
-                padded = ops.block_pad_units(BlockTensor.from_units(x, layout), 1)
-                want = reference(padded, w, b, res, stride)
-                row = {"batch": batch, "shape": label, "tiles": tiles, "side": side, "stride": stride,
-                       "c_in": cin, "c_out": cout, "residual": residual}
+                err = (inner.float() - want).abs().max().item()
+                tma[name] = {"us": choice_ms(lambda i=i: ops.conv_into_(inner, padded, w, b, res, stride, 0, i))
+                             * 1e3, "max_abs_err": err}
+            best_tma = min(tma, key=lambda k: tma[k]["us"]) if tma else None
+            row["tma"] = tma
+            row["tma_us"] = tma[best_tma]["us"] if best_tma else None
+            if not args.no_baseline:
+                row["ring_us"] = choice_ms(lambda: ops.block_pad_ring_(nxt, layout, 1)) * 1e3
 
-                # today: TMA convolution into the next tiles' interiors, then their frames
-                nxt = torch.zeros(tiles, cout, side + 2, side + 2, dtype=torch.float16,
-                                  device="cuda").contiguous(memory_format=cl)
-                inner = nxt[:, :, 1:-1, 1:-1]
-                tma = {}
-                for i, name in enumerate(tma_configs):
-                    try:
-                        ops.conv_into_(inner, padded, w, b, res, stride, 0, i)
-                    except RuntimeError:
+            # the gather: packed source rows (units, means, zero row), packed output rows
+            halo = halo_index(layout, side * stride)
+            source = halo_source(x, halo).contiguous()
+            check = source.clone()
+            source[halo.unit_rows:halo.zero_row] = 0
+            ext.means_(source, halo.mean_rows, halo.unit_rows)
+            means_err = (source.float() - check.float()).abs().max().item()
+            row["means"] = halo.num_means
+            row["means_max_abs_err"] = means_err
+            if means_err > 1e-2:
+                failures += 1
+                print(f"  MEANS MISMATCH {means_err}", flush=True)
+            row["means_us"] = choice_ms(lambda: ext.means_(source, halo.mean_rows, halo.unit_rows)) * 1e3
+            out = torch.empty(tiles * side * side, cout, dtype=torch.float16, device="cuda")
+            res_rows = pixel_rows(res) if res is not None else None
+            want_rows = pixel_rows(want)
+            # the same source with its mean rows poisoned: the kernels that make the means
+            # themselves must not read them
+            poisoned = source.clone()
+            poisoned[halo.unit_rows:halo.zero_row] = float("nan")
+            for key, src, means in (("gather", source, None), ("inline", poisoned, halo.mean_rows)):
+                ways = {}
+                for i, name in enumerate(configs):
+                    if wanted and name not in wanted:
                         continue
-                    err = (inner.float() - want).abs().max().item()
-                    tma[name] = {"us": choice_ms(lambda i=i: ops.conv_into_(inner, padded, w, b, res, stride, 0, i))
-                                 * 1e3, "max_abs_err": err}
-                best_tma = min(tma, key=lambda k: tma[k]["us"]) if tma else None
-                row["tma"] = tma
-                row["tma_us"] = tma[best_tma]["us"] if best_tma else None
-                if not args.no_baseline:
-                    row["ring_us"] = choice_ms(lambda: ops.block_pad_ring_(nxt, layout, 1)) * 1e3
 
-                # the gather: packed source rows (units, means, zero row), packed output rows
-                halo = halo_index(layout, side * stride)
-                source = halo_source(x, halo).contiguous()
-                check = source.clone()
-                source[halo.unit_rows:halo.zero_row] = 0
-                ext.means_(source, halo.mean_rows, halo.unit_rows)
-                means_err = (source.float() - check.float()).abs().max().item()
-                row["means"] = halo.num_means
-                row["means_max_abs_err"] = means_err
-                if means_err > 1e-2:
-                    failures += 1
-                    print(f"  MEANS MISMATCH {means_err}", flush=True)
-                row["means_us"] = choice_ms(lambda: ext.means_(source, halo.mean_rows, halo.unit_rows)) * 1e3
-                out = torch.empty(tiles * side * side, cout, dtype=torch.float16, device="cuda")
-                res_rows = pixel_rows(res) if res is not None else None
-                want_rows = pixel_rows(want)
-                # the same source with its mean rows poisoned: the kernels that make the means
-                # themselves must not read them
-                poisoned = source.clone()
-                poisoned[halo.unit_rows:halo.zero_row] = float("nan")
-                for key, src, means in (("gather", source, None), ("inline", poisoned, halo.mean_rows)):
-                    ways = {}
-                    for i, name in enumerate(configs):
-                        if wanted and name not in wanted:
-                            continue
-
-                        def run(i=i, src=src, means=means):
-                            ext.conv(src, halo.index, w, b, res_rows, out, tiles, side, stride, i, means,
-                                     halo.unit_rows)
-                        try:
-                            out.fill_(float("nan"))
-                            run()
-                        except RuntimeError as exc:
-                            ways[name] = {"error": str(exc).splitlines()[0][:200]}
-                            continue
-                        if not finished_in(WATCHDOG_S):  # a kernel that never ends: say which, stop
-                            print(f"HANG: {key} {name} on b{batch} {label} (not done after {WATCHDOG_S} s)",
-                                  flush=True)
-                            write_probe_json(args.json, fraction=args.fraction, gather_configs=configs,
-                                             rows=results, failures=failures + 1,
-                                             hang=f"{key} {name} b{batch} {label}")
-                            os._exit(3)
-                        err = (out.float() - want_rows).abs().max().item()
-                        ways[name] = {"us": choice_ms(run) * 1e3, "max_abs_err": err}
-                        if not err <= TOL:
-                            failures += 1
-                            print(f"  MISMATCH {key} {name}: max abs err {err}", flush=True)
-                    row[key] = ways
-                    ok = {k: v for k, v in ways.items() if "us" in v and v["max_abs_err"] <= TOL}
-                    best = min(ok, key=lambda k: ok[k]["us"]) if ok else None
-                    row[f"{key}_best"] = best
-                    row[f"{key}_us"] = ok[best]["us"] if best else None
-                two_pass = row["tma_us"] + row["ring_us"] if row.get("tma_us") else None
-                if two_pass and row["gather_us"]:
-                    row["ratio_means_kernel"] = (row["gather_us"] + row["means_us"]) / two_pass
-                if two_pass and row["inline_us"]:
-                    row["ratio_inline_means"] = row["inline_us"] / two_pass
-                nan = float("nan")
-                print(f"b{batch} {label:12s} T={tiles:5d} tma {row.get('tma_us') or nan:6.1f} + ring "
-                      f"{row.get('ring_us') or nan:4.1f} | gather {row['gather_us'] or nan:6.1f} "
-                      f"({row['gather_best']}) + means {row['means_us']:4.1f} ({halo.num_means} rows) | inline "
-                      f"{row['inline_us'] or nan:6.1f} ({row['inline_best']}) | ratios "
-                      f"{row.get('ratio_means_kernel', nan):.2f} {row.get('ratio_inline_means', nan):.2f}", flush=True)
-                for key in ("gather", "inline"):
-                    print("    " + key + " " + " ".join(
-                        f"{k}={v['us']:.1f}/{v['max_abs_err']:.3f}" if "us" in v else f"{k}=x"
-                        for k, v in row[key].items()), flush=True)
-                results.append(row)
+                    def run(i=i, src=src, means=means):
+                        ext.conv(src, halo.index, w, b, res_rows, out, tiles, side, stride, i, means,
+                                 halo.unit_rows)
+                    try:
+                        out.fill_(float("nan"))
+                        run()
+                    except RuntimeError as exc:
+                        ways[name] = {"error": str(exc).splitlines()[0][:200]}
+                        continue
+                    if not finished_in(WATCHDOG_S):  # a kernel that never ends: say which, stop
+                        print(f"HANG: {key} {name} on b{batch} {label} (not done after {WATCHDOG_S} s)",
+                              flush=True)
+                        write_probe_json(args.json, fraction=args.fraction, gather_configs=configs,
+                                         rows=results, failures=failures + 1,
+                                         hang=f"{key} {name} b{batch} {label}")
+                        os._exit(3)
+                    err = (out.float() - want_rows).abs().max().item()
+                    ways[name] = {"us": choice_ms(run) * 1e3, "max_abs_err": err}
+                    if not err <= TOL:
+                        failures += 1
+                        print(f"  MISMATCH {key} {name}: max abs err {err}", flush=True)
+                row[key] = ways
+                ok = {k: v for k, v in ways.items() if "us" in v and v["max_abs_err"] <= TOL}
+                best = min(ok, key=lambda k: ok[k]["us"]) if ok else None
+                row[f"{key}_best"] = best
+                row[f"{key}_us"] = ok[best]["us"] if best else None
+            two_pass = row["tma_us"] + row["ring_us"] if row.get("tma_us") else None
+            if two_pass and row["gather_us"]:
+                row["ratio_means_kernel"] = (row["gather_us"] + row["means_us"]) / two_pass
+            if two_pass and row["inline_us"]:
+                row["ratio_inline_means"] = row["inline_us"] / two_pass
+            nan = float("nan")
+            print(f"b{batch} {label:12s} T={tiles:5d} tma {row.get('tma_us') or nan:6.1f} + ring "
+                  f"{row.get('ring_us') or nan:4.1f} | gather {row['gather_us'] or nan:6.1f} "
+                  f"({row['gather_best']}) + means {row['means_us']:4.1f} ({halo.num_means} rows) | inline "
+                  f"{row['inline_us'] or nan:6.1f} ({row['inline_best']}) | ratios "
+                  f"{row.get('ratio_means_kernel', nan):.2f} {row.get('ratio_inline_means', nan):.2f}", flush=True)
+            for key in ("gather", "inline"):
+                print("    " + key + " " + " ".join(
+                    f"{k}={v['us']:.1f}/{v['max_abs_err']:.3f}" if "us" in v else f"{k}=x"
+                    for k, v in row[key].items()), flush=True)
+            results.append(row)
     write_probe_json(args.json, fraction=args.fraction, gather_configs=configs, tma_configs=list(tma_configs),
                      rows=results, failures=failures)
     return 1 if failures else 0

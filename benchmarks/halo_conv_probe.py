@@ -30,7 +30,6 @@ not finish within 30 s. ``--no-baseline`` skips the TMA convolutions (no extensi
 
     python benchmarks/halo_conv_probe.py --cutlass build/cutlass --json out.json
 """
-import argparse
 import os
 import sys
 
@@ -40,13 +39,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 
-from bench_gpu import fixed_grid  # noqa: E402
-from gather_conv_probe import TOL, WATCHDOG_S, case, finished_in, reference  # noqa: E402
+from gather_conv_probe import (TOL, WATCHDOG_S, case, finished_in, probe_cases, probe_parser,  # noqa: E402
+                               reference, wanted_configs)
 from probe_json import write_probe_json  # noqa: E402
 from segblocks_core import ops  # noqa: E402
 from segblocks_core.fused import choice_ms  # noqa: E402
 from segblocks_core.halo import halo_index, halo_source  # noqa: E402
-from segblocks_core.layout import BlockLayout, BlockTensor  # noqa: E402
+from segblocks_core.layout import BlockTensor  # noqa: E402
 
 # (label, unit side, C in, C out, residual): SwiftNet-RN18's stride-1 3x3 convolutions on
 # units with 128-px blocks; the first of a block has no residual
@@ -79,124 +78,107 @@ def side_of(config: str) -> int:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--cutlass", default="build/cutlass")
-    ap.add_argument("--fraction", type=float, default=0.4)
-    ap.add_argument("--batches", default="1,4")
-    ap.add_argument("--shapes", default="", help="comma-separated parts of the labels to keep")
-    ap.add_argument("--configs", default="", help="comma-separated halo configurations to run (default all)")
-    ap.add_argument("--no-baseline", action="store_true", help="skip the TMA convolutions (no extension build)")
-    ap.add_argument("--json", default=None)
+    ap = probe_parser("halo")
     args = ap.parse_args()
     ext = load_extension(args.cutlass)
     configs = list(ext.configs())
-    wanted = [c.strip() for c in args.configs.split(",") if c.strip()]
-    unknown = sorted(set(wanted) - set(configs))
-    if unknown:
-        ap.error(f"unknown configurations {unknown}; built: {configs}")
+    wanted = wanted_configs(ap, args, configs)
     tma_configs = () if args.no_baseline else ops.cutlass_conv_configs()
-    keep = [p.strip() for p in args.shapes.split(",") if p.strip()]
     print(torch.cuda.get_device_name(), torch.__version__, "halo configs", configs, flush=True)
     cl = torch.channels_last
     results, failures = [], 0
     with torch.inference_mode():
-        for batch in (int(v) for v in args.batches.split(",")):
-            grid, _ = fixed_grid(batch, 8, 16, args.fraction)
-            layout = BlockLayout.from_grid(grid.cuda(), 128)
-            tiles = 4 * layout.num_highres + layout.num_lowres
-            for label, side, cin, cout, residual in SHAPES:
-                if keep and not any(p in label for p in keep):
+        for batch, layout, tiles, (label, side, cin, cout, residual) in probe_cases(args, SHAPES):
+            x, w, b, res = case(layout, side, 1, cin, cout, residual)
+            padded = ops.block_pad_units(BlockTensor.from_units(x, layout), 1).contiguous(memory_format=cl)
+            want = reference(padded, w, b, res, 1)
+            gmac = tiles * side * side * cout * 9 * cin / 1e9
+            row = {"batch": batch, "shape": label, "tiles": tiles, "side": side, "c_in": cin, "c_out": cout,
+                   "residual": residual, "gmac": gmac}
+            # both write the next tiles' interiors, as the executor's convolutions do
+            nxt = torch.zeros(tiles, cout, side + 2, side + 2, dtype=torch.float16,
+                              device="cuda").contiguous(memory_format=cl)
+            inner = nxt[:, :, 1:-1, 1:-1]
+
+            tma = {}
+            for i, name in enumerate(tma_configs):
+                try:
+                    ops.conv_into_(inner, padded, w, b, res, 1, 0, i)
+                except RuntimeError:
                     continue
-                x, w, b, res = case(layout, side, 1, cin, cout, residual)
-                padded = ops.block_pad_units(BlockTensor.from_units(x, layout), 1).contiguous(memory_format=cl)
-                want = reference(padded, w, b, res, 1)
-                gmac = tiles * side * side * cout * 9 * cin / 1e9
-                row = {"batch": batch, "shape": label, "tiles": tiles, "side": side, "c_in": cin, "c_out": cout,
-                       "residual": residual, "gmac": gmac}
-                # both write the next tiles' interiors, as the executor's convolutions do
-                nxt = torch.zeros(tiles, cout, side + 2, side + 2, dtype=torch.float16,
-                                  device="cuda").contiguous(memory_format=cl)
-                inner = nxt[:, :, 1:-1, 1:-1]
+                err = (inner.float() - want).abs().max().item()
+                tma[name] = {"us": choice_ms(lambda i=i: ops.conv_into_(inner, padded, w, b, res, 1, 0, i))
+                             * 1e3, "max_abs_err": err}
+            best_tma = min(tma, key=lambda k: tma[k]["us"]) if tma else None
+            row["tma_best"] = best_tma
+            row["tma_us"] = tma[best_tma]["us"] if best_tma else None
+            if not args.no_baseline:  # what the next convolution needs before it can read them
+                row["ring_us"] = choice_ms(lambda: ops.block_pad_ring_(nxt, layout, 1)) * 1e3
 
-                tma = {}
-                for i, name in enumerate(tma_configs):
+            # the gathered forms read the units themselves (packed rows; the means in the
+            # source, or made by the kernel from a source whose mean rows are NaN) and write
+            # packed units: no BlockPad, no frame pass
+            halo = halo_index(layout, side)
+            source = halo_source(x, halo).contiguous()
+            poisoned = source.clone()
+            poisoned[halo.unit_rows:halo.zero_row] = float("nan")
+            units_out = torch.empty(tiles, cout, side, side, dtype=torch.float16,
+                                    device="cuda").contiguous(memory_format=cl)
+
+            def measure(key, names, call, target):
+                ways = {}
+                for name in names:
+                    i = configs.index(name)
                     try:
-                        ops.conv_into_(inner, padded, w, b, res, 1, 0, i)
-                    except RuntimeError:
+                        target.fill_(float("nan"))
+                        call(i)
+                    except RuntimeError as exc:
+                        ways[name] = {"error": str(exc).splitlines()[0][:200]}
                         continue
-                    err = (inner.float() - want).abs().max().item()
-                    tma[name] = {"us": choice_ms(lambda i=i: ops.conv_into_(inner, padded, w, b, res, 1, 0, i))
-                                 * 1e3, "max_abs_err": err}
-                best_tma = min(tma, key=lambda k: tma[k]["us"]) if tma else None
-                row["tma_best"] = best_tma
-                row["tma_us"] = tma[best_tma]["us"] if best_tma else None
-                if not args.no_baseline:  # what the next convolution needs before it can read them
-                    row["ring_us"] = choice_ms(lambda: ops.block_pad_ring_(nxt, layout, 1)) * 1e3
+                    if not finished_in(WATCHDOG_S):
+                        print(f"HANG: {key} {name} on b{batch} {label} (not done after {WATCHDOG_S} s)", flush=True)
+                        write_probe_json(args.json, fraction=args.fraction, halo_configs=configs, rows=results,
+                                         failures=failures + 1, hang=f"{key} {name} b{batch} {label}")
+                        os._exit(3)
+                    err = (target.float() - want).abs().max().item()
+                    ways[name] = {"us": choice_ms(lambda i=i: call(i)) * 1e3, "max_abs_err": err}
+                    if not err <= TOL:
+                        print(f"  MISMATCH {key} {name}: max abs err {err}", flush=True)
+                ok = {k: v for k, v in ways.items() if "us" in v and v["max_abs_err"] <= TOL}
+                best = min(ok, key=lambda k: ok[k]["us"]) if ok else None
+                row[key] = ways
+                row[f"{key}_best"] = best
+                row[f"{key}_us"] = ok[best]["us"] if best else None
+                return sum(1 for v in ways.values() if "us" in v and not v["max_abs_err"] <= TOL)
 
-                # the gathered forms read the units themselves (packed rows; the means in the
-                # source, or made by the kernel from a source whose mean rows are NaN) and write
-                # packed units: no BlockPad, no frame pass
-                halo = halo_index(layout, side)
-                source = halo_source(x, halo).contiguous()
-                poisoned = source.clone()
-                poisoned[halo.unit_rows:halo.zero_row] = float("nan")
-                units_out = torch.empty(tiles, cout, side, side, dtype=torch.float16,
-                                        device="cuda").contiguous(memory_format=cl)
-
-                def measure(key, names, call, target):
-                    ways = {}
-                    for name in names:
-                        i = configs.index(name)
-                        try:
-                            target.fill_(float("nan"))
-                            call(i)
-                        except RuntimeError as exc:
-                            ways[name] = {"error": str(exc).splitlines()[0][:200]}
-                            continue
-                        if not finished_in(WATCHDOG_S):
-                            print(f"HANG: {key} {name} on b{batch} {label} (not done after {WATCHDOG_S} s)", flush=True)
-                            write_probe_json(args.json, fraction=args.fraction, halo_configs=configs, rows=results,
-                                             failures=failures + 1, hang=f"{key} {name} b{batch} {label}")
-                            os._exit(3)
-                        err = (target.float() - want).abs().max().item()
-                        ways[name] = {"us": choice_ms(lambda i=i: call(i)) * 1e3, "max_abs_err": err}
-                        if not err <= TOL:
-                            print(f"  MISMATCH {key} {name}: max abs err {err}", flush=True)
-                    ok = {k: v for k, v in ways.items() if "us" in v and v["max_abs_err"] <= TOL}
-                    best = min(ok, key=lambda k: ok[k]["us"]) if ok else None
-                    row[key] = ways
-                    row[f"{key}_best"] = best
-                    row[f"{key}_us"] = ok[best]["us"] if best else None
-                    return sum(1 for v in ways.values() if "us" in v and not v["max_abs_err"] <= TOL)
-
-                mine = [n for n in configs if side_of(n) == side and (not wanted or n in wanted)]
-                tiled = [n for n in mine if not n.endswith(("_g", "_gb"))]
-                gathered = [n for n in mine if n.endswith(("_g", "_gb"))]
-                inline_means = [n for n in mine if n.endswith("_g")]  # _gb: bulk copies, means in the source only
-                failures += measure("halo", tiled, lambda i: ext.conv(padded, w, b, res, inner, i), inner)
-                failures += measure("gather", gathered, lambda i: ext.gather_conv(
-                    source, halo.index, None, halo.unit_rows, halo.zero_row, w, b, res, units_out, i), units_out)
-                failures += measure("inline", inline_means, lambda i: ext.gather_conv(
-                    poisoned, halo.index, halo.mean_rows, halo.unit_rows, halo.zero_row, w, b, res, units_out, i),
-                    units_out)
-                best = row["halo_best"]
-                if row["halo_us"] and row["tma_us"]:
-                    row["ratio"] = row["halo_us"] / row["tma_us"]
-                if row["inline_us"] and row.get("ring_us"):
-                    row["ratio_inline"] = row["inline_us"] / (row["tma_us"] + row["ring_us"])
-                nan = float("nan")
-                tflops = (lambda us: 2 * gmac / us * 1e3 if us else nan)
-                print(f"b{batch} {label:12s} T={tiles:5d} tma {row['tma_us'] or nan:6.1f} us "
-                      f"({tflops(row['tma_us']):5.0f} TF/s, {best_tma}) + ring {row.get('ring_us') or nan:4.1f} | "
-                      f"halo {row['halo_us'] or nan:6.1f} us ({tflops(row['halo_us']):5.0f} TF/s, {best}) | "
-                      f"gathered {row['gather_us'] or nan:6.1f} inline means {row['inline_us'] or nan:6.1f} | ratios "
-                      f"halo/tma {row.get('ratio', nan):.2f} inline/(tma+ring) {row.get('ratio_inline', nan):.2f}",
+            mine = [n for n in configs if side_of(n) == side and (not wanted or n in wanted)]
+            tiled = [n for n in mine if not n.endswith(("_g", "_gb"))]
+            gathered = [n for n in mine if n.endswith(("_g", "_gb"))]
+            inline_means = [n for n in mine if n.endswith("_g")]  # _gb: bulk copies, means in the source only
+            failures += measure("halo", tiled, lambda i: ext.conv(padded, w, b, res, inner, i), inner)
+            failures += measure("gather", gathered, lambda i: ext.gather_conv(
+                source, halo.index, None, halo.unit_rows, halo.zero_row, w, b, res, units_out, i), units_out)
+            failures += measure("inline", inline_means, lambda i: ext.gather_conv(
+                poisoned, halo.index, halo.mean_rows, halo.unit_rows, halo.zero_row, w, b, res, units_out, i),
+                units_out)
+            best = row["halo_best"]
+            if row["halo_us"] and row["tma_us"]:
+                row["ratio"] = row["halo_us"] / row["tma_us"]
+            if row["inline_us"] and row.get("ring_us"):
+                row["ratio_inline"] = row["inline_us"] / (row["tma_us"] + row["ring_us"])
+            nan = float("nan")
+            tflops = (lambda us: 2 * gmac / us * 1e3 if us else nan)
+            print(f"b{batch} {label:12s} T={tiles:5d} tma {row['tma_us'] or nan:6.1f} us "
+                  f"({tflops(row['tma_us']):5.0f} TF/s, {best_tma}) + ring {row.get('ring_us') or nan:4.1f} | "
+                  f"halo {row['halo_us'] or nan:6.1f} us ({tflops(row['halo_us']):5.0f} TF/s, {best}) | "
+                  f"gathered {row['gather_us'] or nan:6.1f} inline means {row['inline_us'] or nan:6.1f} | ratios "
+                  f"halo/tma {row.get('ratio', nan):.2f} inline/(tma+ring) {row.get('ratio_inline', nan):.2f}",
+                  flush=True)
+            for key in ("halo", "gather", "inline"):
+                print(f"    {key}: " + " ".join(f"{k}={v['us']:.1f}/{v['max_abs_err']:.3f}" if "us" in v
+                                               else f"{k}=x({v['error'][-40:]})" for k, v in row[key].items()),
                       flush=True)
-                for key in ("halo", "gather", "inline"):
-                    print(f"    {key}: " + " ".join(f"{k}={v['us']:.1f}/{v['max_abs_err']:.3f}" if "us" in v
-                                                   else f"{k}=x({v['error'][-40:]})" for k, v in row[key].items()),
-                          flush=True)
-                results.append(row)
+            results.append(row)
     write_probe_json(args.json, fraction=args.fraction, halo_configs=configs, tma_configs=list(tma_configs),
                      rows=results, failures=failures)
     return 1 if failures else 0

@@ -43,27 +43,22 @@ void pixel_strides(const at::Tensor& t, int64_t tiles, int64_t n, int64_t side, 
   out[2] = t.stride(3);
 }
 
-// out [T, N, s, s] = relu(conv3x3(padded [T, C, s+2, s+2]) + bias + residual); see halo_conv.cuh
-void conv(const at::Tensor& padded, const at::Tensor& weight, const at::Tensor& bias,
-          const c10::optional<at::Tensor>& residual, at::Tensor out, int64_t config) {
-  check_half(padded, "padded");
+// The weight, bias, output and residual of either form into p (T tiles of side s, C in):
+// checked, as the kernels read them
+void set_operands(const at::Tensor& weight, const at::Tensor& bias, const c10::optional<at::Tensor>& residual,
+                  const at::Tensor& out, int64_t tiles, int64_t c, int64_t side, halo_probe::Problem& p) {
   check_half(weight, "weight");
   check_half(bias, "bias");
-  TORCH_CHECK(padded.dim() == 4 && padded.size(2) == padded.size(3) && padded.size(2) >= 3 &&
-                  padded.is_contiguous(at::MemoryFormat::ChannelsLast),
-              "padded must be [T, C, s+2, s+2] channels_last");
-  const int64_t tiles = padded.size(0), c = padded.size(1), side = padded.size(2) - 2, n = weight.size(0);
+  const int64_t n = weight.size(0);
   TORCH_CHECK(weight.dim() == 4 && weight.size(1) == c && weight.size(2) == 3 && weight.size(3) == 3 &&
                   weight.is_contiguous(at::MemoryFormat::ChannelsLast),
               "weight must be [N, C, 3, 3] channels_last");
   TORCH_CHECK(bias.numel() == n && bias.is_contiguous(), "bias must be [N]");
-  halo_probe::Problem p{};
   pixel_strides(out, tiles, n, side, "out", p.out_strides);
   if (residual.has_value()) {
     pixel_strides(*residual, tiles, n, side, "residual", p.res_strides);
     p.residual = residual->data_ptr();
   }
-  p.padded = padded.data_ptr();
   p.weight = weight.data_ptr();
   p.bias = bias.data_ptr();
   p.out = out.data_ptr();
@@ -72,9 +67,25 @@ void conv(const at::Tensor& padded, const at::Tensor& weight, const at::Tensor& 
   p.c = int(c);
   p.n = int(n);
   p.sm_count = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+}
+
+void launch(const halo_probe::Problem& p, int64_t config) {
   TORCH_CHECK(config >= 0 && config < int64_t(configs().size()), "config out of range");
   const int rc = configs()[config].second(p, at::cuda::getCurrentCUDAStream());
   TORCH_CHECK(rc == 0, "halo conv ", configs()[config].first, " failed: ", rc);
+}
+
+// out [T, N, s, s] = relu(conv3x3(padded [T, C, s+2, s+2]) + bias + residual); see halo_conv.cuh
+void conv(const at::Tensor& padded, const at::Tensor& weight, const at::Tensor& bias,
+          const c10::optional<at::Tensor>& residual, at::Tensor out, int64_t config) {
+  check_half(padded, "padded");
+  TORCH_CHECK(padded.dim() == 4 && padded.size(2) == padded.size(3) && padded.size(2) >= 3 &&
+                  padded.is_contiguous(at::MemoryFormat::ChannelsLast),
+              "padded must be [T, C, s+2, s+2] channels_last");
+  halo_probe::Problem p{};
+  set_operands(weight, bias, residual, out, padded.size(0), padded.size(1), padded.size(2) - 2, p);
+  p.padded = padded.data_ptr();
+  launch(p, config);
 }
 
 // out [T, N, s, s] = relu(conv3x3 of the units' BlockPad-ed tiles, gathered through the halo
@@ -85,23 +96,12 @@ void gather_conv(const at::Tensor& source, const at::Tensor& index, const c10::o
                  int64_t unit_rows, int64_t zero_row, const at::Tensor& weight, const at::Tensor& bias,
                  const c10::optional<at::Tensor>& residual, at::Tensor out, int64_t config) {
   check_half(source, "source");
-  check_half(weight, "weight");
-  check_half(bias, "bias");
   TORCH_CHECK(source.dim() == 2 && source.is_contiguous() && source.size(0) > zero_row, "source [rows, C] contiguous");
   TORCH_CHECK(index.is_cuda() && index.scalar_type() == at::kInt && index.is_contiguous() && index.dim() == 3 &&
                   index.size(1) == index.size(2),
               "index must be [T, s+2, s+2] int32");
-  const int64_t tiles = index.size(0), c = source.size(1), side = index.size(1) - 2, n = weight.size(0);
-  TORCH_CHECK(weight.dim() == 4 && weight.size(1) == c && weight.size(2) == 3 && weight.size(3) == 3 &&
-                  weight.is_contiguous(at::MemoryFormat::ChannelsLast),
-              "weight must be [N, C, 3, 3] channels_last");
-  TORCH_CHECK(bias.numel() == n && bias.is_contiguous(), "bias must be [N]");
   halo_probe::Problem p{};
-  pixel_strides(out, tiles, n, side, "out", p.out_strides);
-  if (residual.has_value()) {
-    pixel_strides(*residual, tiles, n, side, "residual", p.res_strides);
-    p.residual = residual->data_ptr();
-  }
+  set_operands(weight, bias, residual, out, index.size(0), source.size(1), index.size(1) - 2, p);
   if (mean_rows.has_value()) {
     TORCH_CHECK(mean_rows->is_cuda() && mean_rows->scalar_type() == at::kInt && mean_rows->is_contiguous() &&
                     mean_rows->dim() == 2 && mean_rows->size(1) == 4 && unit_rows + mean_rows->size(0) == zero_row,
@@ -112,17 +112,7 @@ void gather_conv(const at::Tensor& source, const at::Tensor& index, const c10::o
   p.index = index.data_ptr<int>();
   p.unit_rows = unit_rows;
   p.zero_row = zero_row;
-  p.weight = weight.data_ptr();
-  p.bias = bias.data_ptr();
-  p.out = out.data_ptr();
-  p.tiles = int(tiles);
-  p.side = int(side);
-  p.c = int(c);
-  p.n = int(n);
-  p.sm_count = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-  TORCH_CHECK(config >= 0 && config < int64_t(configs().size()), "config out of range");
-  const int rc = configs()[config].second(p, at::cuda::getCurrentCUDAStream());
-  TORCH_CHECK(rc == 0, "halo conv ", configs()[config].first, " failed: ", rc);
+  launch(p, config);
 }
 
 }  // namespace
