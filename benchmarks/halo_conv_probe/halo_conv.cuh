@@ -3,10 +3,8 @@
 //
 // Today's units convolution (ops.conv_into_, CUTLASS's implicit GEMM with TMA im2col) loads
 // a box of input pixels per filter tap: every input pixel crosses L2 -> shared memory nine
-// times. At SwiftNet's shallow layers (64-128 channels) that traffic, not the tensor cores,
-// bounds it (layer 1 at batch 1: ~83 MB in ~22 us, ~3.8 TB/s, a quarter of the MMA peak).
-// Here a job is U whole units (padded tiles [s+2, s+2] of one 64-channel chunk, one TMA box)
-// and every tap reads its shifted window of them from shared memory:
+// times. Here a job is U whole units (padded tiles [s+2, s+2] of one 64-channel chunk, one TMA
+// box) and every tap reads its shifted window of them from shared memory:
 //
 //   out[t, y, x, n] = relu(sum_{r, s, c} P[t, y + r, x + s, c] * W[n, r, s, c] + bias[n]
 //                          + residual[t, y, x, n])
@@ -19,11 +17,15 @@
 //   pixel = one 128-byte row of 64 channels), which makes eight consecutive pixels'
 //   ldmatrix rows conflict-free.
 // * B (the weights) streams by TMA, one [NB, 64] slab per (tap, chunk), into a ring of
-//   stages read by wgmma through 128-byte-swizzle K-major descriptors.
-// * One producer warp (TMA), two consumer warp groups (each half of the job's rows, every
-//   tap: m64nNBk16 wgmmas with A in registers, two taps in flight). Persistent CTAs.
-// * Epilogue from registers: bias, residual, ReLU, float16 pairs stored through strides (so
-//   the output can be the next padded tiles' interiors, as conv_into_ writes them).
+//   stages read by wgmma through 128-byte-swizzle K-major descriptors (or stays resident).
+// * A producer warp group (a TMA thread; with kTmaEpilogue an epilogue thread; with kGather
+//   the gathering warps), two consumer warp groups (each half of the job's rows, every tap:
+//   m64nNBk16 wgmmas with A in registers, two taps in flight). Persistent CTAs.
+// * The epilogue (bias, residual, ReLU, float16) from registers through strides, or with
+//   kTmaEpilogue through shared memory by TMA; either way the output can be the next padded
+//   tiles' interiors, as conv_into_ writes them.
+//
+// Measured against conv_into_ in benchmarks/PERFORMANCE.md (steps/80-85).
 #pragma once
 
 #include <cuda.h>
