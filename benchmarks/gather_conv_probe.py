@@ -151,14 +151,23 @@ def probe_cases(args, shapes):
                 yield batch, layout, tiles, shape
 
 
-def main() -> int:
-    ap = probe_parser("gather")
+def probe_setup(kind: str, load):
+    """This probe's and ``halo_conv_probe.py``'s start: the command line (:func:`probe_parser`),
+    the probe's kernels built (``load(cutlass_root)``), ``--configs`` checked against them,
+    the device printed. Returns ``(args, ext, configs, wanted, tma_configs)``; ``tma_configs``:
+    the baseline's ``ops.conv_into_`` configurations (none with ``--no-baseline``)."""
+    ap = probe_parser(kind)
     args = ap.parse_args()
-    ext = load_extension(args.cutlass)
+    ext = load(args.cutlass)
     configs = list(ext.configs())
     wanted = wanted_configs(ap, args, configs)
     tma_configs = () if args.no_baseline else ops.cutlass_conv_configs()
-    print(torch.cuda.get_device_name(), torch.__version__, "gather configs", configs, flush=True)
+    print(torch.cuda.get_device_name(), torch.__version__, kind, "configs", configs, flush=True)
+    return args, ext, configs, wanted, tma_configs
+
+
+def main() -> int:
+    args, ext, configs, wanted, tma_configs = probe_setup("gather", load_extension)
     cl = torch.channels_last
     results, failures = [], 0
     with torch.inference_mode():

@@ -39,8 +39,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 
-from gather_conv_probe import (TOL, WATCHDOG_S, case, finished_in, probe_cases, probe_parser,  # noqa: E402
-                               reference, wanted_configs)
+from gather_conv_probe import (TOL, WATCHDOG_S, case, finished_in, probe_cases, probe_setup,  # noqa: E402
+                               reference)
 from probe_json import write_probe_json  # noqa: E402
 from segblocks_core import ops  # noqa: E402
 from segblocks_core.fused import choice_ms  # noqa: E402
@@ -78,13 +78,7 @@ def side_of(config: str) -> int:
 
 
 def main() -> int:
-    ap = probe_parser("halo")
-    args = ap.parse_args()
-    ext = load_extension(args.cutlass)
-    configs = list(ext.configs())
-    wanted = wanted_configs(ap, args, configs)
-    tma_configs = () if args.no_baseline else ops.cutlass_conv_configs()
-    print(torch.cuda.get_device_name(), torch.__version__, "halo configs", configs, flush=True)
+    args, ext, configs, wanted, tma_configs = probe_setup("halo", load_extension)
     cl = torch.channels_last
     results, failures = [], 0
     with torch.inference_mode():
