@@ -192,6 +192,9 @@ def main():
     ap.add_argument("--no-cluster-cutlass", dest="cluster_cutlass", action="store_false",
                     help="leave out the CUTLASS configurations in thread-block clusters (the weight or im2col "
                          "tiles multicast within a cluster); writes no-cluster-cutlass-gpu-<gpu>-<date>.json")
+    ap.add_argument("--no-halo-conv", dest="halo_conv", action="store_false",
+                    help="leave out the halo-tile convolutions (conv_into_'s halo_* configurations: 3x3 stride 1, "
+                         "channels multiples of 64); writes no-halo-conv-gpu-<gpu>-<date>.json")
     ap.add_argument("--no-frames-split", dest="frames_split", action="store_false",
                     help="SegBlocks normalises the frames into a dense map and splits that, instead of "
                          "reading the frames straight into the stem's tiles (executor.frames_split); writes "
@@ -214,7 +217,7 @@ def main():
     with fast_upsampling(args.fast_upsample), conv_units(args.conv_units), upsample_tiles(args.upsample_tiles), \
             space_to_depth_convs(args.space_to_depth), units_min_side(args.units_min_side), \
             pad_classifier(args.pad_classifier), \
-            cutlass_convs(args.cutlass, args.persistent_cutlass, args.cluster_cutlass), \
+            cutlass_convs(args.cutlass, args.persistent_cutlass, args.cluster_cutlass, args.halo_conv), \
             padded_outputs(args.padded_outputs), frames_split(args.frames_split), pooling_tiles(args.pooling_tiles), \
             skip_overlap(args.overlap_skips):
         run(args)
@@ -360,6 +363,7 @@ def run(args) -> None:
         ("" if args.cutlass else "no-cutlass-") + \
         ("" if args.persistent_cutlass or not args.cutlass else "no-persistent-cutlass-") + \
         ("" if args.cluster_cutlass or not args.cutlass else "no-cluster-cutlass-") + \
+        ("" if args.halo_conv or not args.cutlass else "no-halo-conv-") + \
         ("" if args.padded_outputs == "auto" else f"padded-outputs-{args.padded_outputs}-") + \
         ("" if args.frames_split else "no-frames-split-") + \
         ("" if args.pooling_tiles else "no-pooling-tiles-") + \

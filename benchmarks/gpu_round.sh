@@ -66,6 +66,10 @@
 #             they wait for the kernel before, not before it as by default) against as is
 #   paritynoprefetch  gpu_parity.py (and its pytest -k cuda) with SEGBLOCKS_PDL_PREFETCH=0: BlockPad's
 #             lookups after the wait, on every parity case (file prefix no-prefetch-)
+#   abhalo  bench_gpu.py subsets (AB_MODELS, default RN18; tau 0.5; AB_BATCHES): as is, --no-halo-conv
+#           (conv_into_'s halo-tile kernels left out of both sides' timed choices), as is again
+#   testshalo  pytest: conv_into_'s CUDA cases (every configuration, the halo-tile kernels' own) and
+#           test_programmatic_launch.py (their dependent chains)
 #   abcluster bench_gpu.py subsets (AB_MODELS, default RN18; tau 0.5; AB_BATCHES): as is, --no-cluster-cutlass
 #             (the CUTLASS configurations in thread-block clusters left out of the timed choices), as is again
 #   clusterprobe  conv_config_probe.py on layer 2 units and layers 3 and 4 (units and dense) and
@@ -282,6 +286,11 @@ for s in "$@"; do
       ab_env as-is no-prefetch SEGBLOCKS_PDL_PREFETCH=0 ;;
     abcluster)
       ab_pair_again cluster --no-cluster-cutlass ;;
+    abhalo)
+      ab_pair_again halo --no-halo-conv ;;
+    testshalo)
+      stage tests_halo $PY -m pytest -q -p no:cacheprovider test/test_padded_outputs.py \
+        test/test_programmatic_launch.py -k "cutlass or halo or chains or programmatic" ;;
     clusterprobe)
       stage tests_cluster $PY -m pytest -q -p no:cacheprovider test/test_padded_outputs.py -k "cutlass and _c2"
       stage cluster_probe $PY benchmarks/conv_config_probe.py --shapes "layer3,layer4,layer2 units" \

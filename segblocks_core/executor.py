@@ -50,8 +50,9 @@ from torch import Tensor, nn
 from . import ops
 from .fused import (CHANNEL_PACK, BatchNormReLU, ChannelPaddedConv2d, FusedConv2d, MaxPool2d,
                     adaptive_avg_pool2d, choose_padded_output, conv_bias_relu, context_value, conv_units_mode,
-                    cutlass_config_indices, cutlass_conv_applies, fast_upsampling_enabled, pad_classifier_enabled,
-                    padded_outputs_mode, upsample_add, upsample_tiles_enabled, use_conv_units)
+                    conv_config_applies, cutlass_config_indices, cutlass_conv_applies, fast_upsampling_enabled,
+                    pad_classifier_enabled, padded_outputs_mode, upsample_add, upsample_tiles_enabled,
+                    use_conv_units)
 from .layout import BlockLayout, BlockTensor
 
 __all__ = ["SegBlocks", "UnsupportedLayerError", "MacCount", "concurrent_lowres", "units_mode", "units_min_side"]
@@ -341,12 +342,13 @@ def _conv_into_tiles(x: Tensor, conv: nn.Conv2d, residual: Optional[BlockTensor]
             return ops.block_pad_ring_(tiles, layout, p)
         return run
 
-    configs = cutlass_config_indices() if cutlass else range(1)
+    configs = [i for i in cutlass_config_indices() if conv_config_applies(i, x, conv.weight, stride, 0)] \
+        if cutlass else range(1)
     ways = {f"into:{i}": into(i) for i in configs}
 
     def two_pass() -> Tensor:
         return ops.block_pad_units(BlockTensor.from_units(conv_padded(x), layout), p)
-    key = (tuple(x.shape), x.dtype, tuple(conv.weight.shape), stride, z is not None, p)
+    key = (tuple(x.shape), x.dtype, tuple(conv.weight.shape), stride, z is not None, p, tuple(configs))
     choice = choose_padded_output(key, ways, two_pass)
     return None if choice is None else ways[choice]()
 

@@ -43,7 +43,7 @@ __all__ = ["FusedConv2d", "conv_bias_relu", "space_to_depth_convs", "space_to_de
            "fuse_batchnorm_relu", "adaptive_avg_pool2d", "use_fast_pooling", "MaxPool2d",
            "use_fast_max_pooling", "conv_units", "conv_units_mode", "check_conv_units_mode", "CONV_UNITS_MODES",
            "ChannelPaddedConv2d", "CHANNEL_PACK", "pad_classifier", "pad_classifier_enabled",
-           "cutlass_convs", "cutlass_conv_applies", "cutlass_config_indices", "padded_outputs",
+           "cutlass_convs", "cutlass_conv_applies", "cutlass_config_indices", "conv_config_applies", "padded_outputs",
            "padded_outputs_mode", "PADDED_OUTPUT_MODES", "choose_padded_output"]
 
 # how each call shape runs ("unfused", "fused", "space_to_depth" or "cutlass:<config>"),
@@ -173,7 +173,8 @@ def _space_to_depth_conv(conv, x, weight, bias, stride, padding, dilation, group
 #
 # ops.conv_into_ runs relu(conv + bias + residual) as a CUTLASS 3 implicit GEMM (wgmma, TMA)
 # into any NHWC view; segblocks_core._cutlass has one kernel per tile configuration
-# (ops.cutlass_conv_configs()). conv_bias_relu times each configuration as one more way
+# (ops.cutlass_conv_configs()), and the halo-tile kernels ("halo_*": 3x3 stride 1, channels
+# multiples of 64; csrc/ops/cuda/cutlass/conv_halo.cuh). conv_bias_relu times each configuration as one more way
 # (into a new tensor), on both sides of the benchmark alike; the executor's padded outputs
 # (padded_outputs()) use them to write the next convolution's BlockPad-ed tiles.
 
@@ -183,38 +184,43 @@ _CUTLASS_PERSISTENT: contextvars.ContextVar[bool] = contextvars.ContextVar("segb
                                                                             default=True)
 _CUTLASS_CLUSTERS: contextvars.ContextVar[bool] = contextvars.ContextVar("segblocks_cutlass_clusters",
                                                                           default=True)
+_HALO_CONVS: contextvars.ContextVar[bool] = contextvars.ContextVar("segblocks_halo_convs", default=True)
 # name endings of the persistent configurations (conv_cutlass_persistent.cuh: ping-pong,
 # cooperative with the stream-K scheduler, cooperative)
 PERSISTENT_CUTLASS_SCHEDULES = ("pingpong", "streamk", "coop")
 # the part of a configuration's name that gives its thread-block cluster (persistent only;
 # configs.h: "_c2x1" for clusters of 2 x 1)
 _CLUSTER_NAME = re.compile(r"_c\d+x\d+(_|$)")
+# the name prefix of the halo-tile configurations (configs.h, conv_halo.cuh)
+HALO_CONFIG_PREFIX = "halo_"
 
 
 @contextlib.contextmanager
-def cutlass_convs(enabled: bool = True, persistent: bool = True, clusters: bool = True):
+def cutlass_convs(enabled: bool = True, persistent: bool = True, clusters: bool = True, halo: bool = True):
     """Let :func:`conv_bias_relu` and the padded outputs time the CUTLASS convolutions
     (default, where built) or (off) use cuDNN alone: the A/B of ``benchmarks/bench_gpu.py
-    --no-cutlass``; ``persistent=False`` leaves out the persistent configurations
+    --no-cutlass``; ``persistent=False`` leaves out the persistent CUTLASS configurations
     (``--no-persistent-cutlass``), ``clusters=False`` those in thread-block clusters
-    (``--no-cluster-cutlass``). Read when a call shape is first timed."""
+    (``--no-cluster-cutlass``), ``halo=False`` the halo-tile kernels (``--no-halo-conv``).
+    Read when a call shape is first timed."""
     with context_value(_CUTLASS, bool(enabled)), context_value(_CUTLASS_PERSISTENT, bool(persistent)), \
-            context_value(_CUTLASS_CLUSTERS, bool(clusters)):
+            context_value(_CUTLASS_CLUSTERS, bool(clusters)), context_value(_HALO_CONVS, bool(halo)):
         yield
 
 
 def cutlass_config_indices() -> tuple[int, ...]:
     """The ``config`` indices of :func:`ops.conv_into_` the timed choices try, under
     :func:`cutlass_convs`: every built configuration, or none, or those left after leaving
-    out the persistent or the clustered ones."""
+    out the persistent, the clustered or the halo-tile ones."""
     from . import ops
     if not _CUTLASS.get():
         return ()
     names = ops.cutlass_conv_configs()
-    keep_persistent, keep_clusters = _CUTLASS_PERSISTENT.get(), _CUTLASS_CLUSTERS.get()
+    keep_persistent, keep_clusters, keep_halo = _CUTLASS_PERSISTENT.get(), _CUTLASS_CLUSTERS.get(), _HALO_CONVS.get()
     return tuple(i for i, name in enumerate(names)
                  if (keep_persistent or not name.endswith(PERSISTENT_CUTLASS_SCHEDULES))
-                 and (keep_clusters or not _CLUSTER_NAME.search(name)))
+                 and (keep_clusters or not _CLUSTER_NAME.search(name))
+                 and (keep_halo or not name.startswith(HALO_CONFIG_PREFIX)))
 
 
 def cutlass_conv_applies(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride, padding, dilation,
@@ -234,6 +240,21 @@ def cutlass_conv_applies(x: Tensor, weight: Tensor, bias: Optional[Tensor], stri
             and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
             and (residual is None or (type(residual) is Tensor and residual.dtype == torch.float16
                                       and residual.stride(1) == 1)))
+
+
+def conv_config_applies(config: int, x: Tensor, weight: Tensor, stride, padding) -> bool:
+    """Whether :func:`ops.conv_into_`'s configuration ``config`` can run this convolution
+    (given :func:`cutlass_conv_applies`): the CUTLASS ones any; the halo-tile ones 3x3 stride 1
+    with channels multiples of 64, "_rb" (resident weights) only 64 in and out. The kernels
+    check the same and raise; asking first saves the timed choices the exception."""
+    from . import ops
+    name = ops.cutlass_conv_configs()[config]
+    if not name.startswith(HALO_CONFIG_PREFIX):
+        return True
+    c, k = x.shape[1], weight.shape[0]
+    ok = (_tuple2(stride) == (1, 1) and tuple(weight.shape[2:]) == (3, 3) and c % 64 == 0 and k % 64 == 0
+          and _tuple2(padding)[0] >= 0)
+    return ok and ("_rb" not in name or c == k == 64)
 
 
 def _cutlass_conv(config: int, x, weight, bias, stride, padding, dilation, groups, residual):
@@ -276,7 +297,7 @@ def _fastest_way(args) -> str:
             break  # cuDNN rejects the fused call (the space-to-depth way is one too)
         ways[name] = _WAYS[name]
     if cutlass_conv_applies(*args):
-        for i in cutlass_config_indices():
+        for i in (i for i in cutlass_config_indices() if conv_config_applies(i, args[0], args[1], *args[3:5])):
             name = f"cutlass:{i}"
             try:
                 err = output_disagreement(_way(name)(*args), want)
@@ -317,7 +338,7 @@ def conv_bias_relu(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride=1, 
         return _unfused(*args)
     key = (tuple(x.shape), tuple(x.stride()), x.dtype, tuple(weight.shape), stride, padding, dilation,
            groups, None if residual is None else (tuple(residual.shape), tuple(residual.stride())),
-           _SPACE_TO_DEPTH.get(), _CUTLASS.get())
+           _SPACE_TO_DEPTH.get(), cutlass_config_indices())
     choice = _CHOICE.get(key)
     if choice is None:
         if torch.cuda.is_current_stream_capturing():
@@ -539,7 +560,10 @@ def _fastest_agreeing(what: str, key: tuple, ways: dict, two_pass) -> Optional[s
         return None  # nothing to time (an empty bucket's tiles): BlockPad + cuDNN
     agree = {}
     for name, fn in ways.items():
-        err = output_disagreement(fn(), want)
+        try:
+            err = output_disagreement(fn(), want)
+        except RuntimeError as exc:  # a kernel configuration that cannot run this problem
+            err = str(exc).splitlines()[0]
         if err is None:
             agree[name] = fn
         else:

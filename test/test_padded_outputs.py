@@ -161,8 +161,60 @@ def test_conv_into_cutlass_cuda(config, stride, padding, residual, cin, cout, si
     The small cases have fewer output tiles than SMs (stream-K then splits their K loop over
     thread blocks); "many-tiles" has several per SM (the persistent kernels loop over tiles,
     the ping-pong one alternating them between its two consumer warp groups)."""
+    from segblocks_core import fused
     x, w, b, res, out_tiles, ref = _conv_case("cuda", torch.float16, n, cin, cout, side, stride, padding, residual)
+    if not fused.conv_config_applies(config, x, w, stride, padding):  # a halo-tile kernel: 3x3 stride 1, C % 64
+        with pytest.raises(RuntimeError, match="cannot run this problem"):
+            ops.conv_into_(out_tiles[:, :, 1:-1, 1:-1], x, w, b, res, stride, padding, config)
+        assert torch.isnan(out_tiles).all()
+        return
     ops.conv_into_(out_tiles[:, :, 1:-1, 1:-1], x, w, b, res, stride, padding, config)
+    torch.cuda.synchronize()
+    _check_into(out_tiles, ref, 2e-2 * max(1.0, ref.abs().max().item()))
+
+
+HALO = [i for i, name in enumerate(CUTLASS) if name.startswith("halo_")]
+
+
+@needs_cutlass
+@pytest.mark.parametrize("config", HALO, ids=lambda i: CUTLASS[i])
+@pytest.mark.parametrize("n,c,k,h,w,padding", [
+    (3, 64, 64, 18, 18, 0),      # units tiles: one 16 x 16 tile an image
+    (2, 64, 64, 37, 21, 1),      # a dense map whose tiles overhang its right and bottom edges
+    (1, 64, 64, 64, 96, 1),      # a dense map of whole tiles
+    (2, 128, 192, 20, 35, 1),    # two input chunks, three output blocks
+    (1, 64, 128, 9, 40, 2),      # padding 2, a map lower than a tile
+    (200, 64, 64, 18, 18, 0),    # more jobs than SMs: the persistent loop, both A slots
+], ids=["tiles", "dense-overhang", "dense-whole", "chunks-blocks", "pad2", "many-tiles"])
+@pytest.mark.parametrize("residual", [False, True], ids=["nores", "res"])
+def test_conv_into_halo_cuda(config, n, c, k, h, w, padding, residual):
+    """The halo-tile kernels against the float64 convolution: units tiles (padding 0), dense maps
+    with their zero padding from the TMA's out-of-bounds fill and tiles the output clips, several
+    channel chunks and output blocks; the output and residual views of padded tiles, nothing
+    written outside the output view. The resident-weights kernel takes only C = K = 64."""
+    from segblocks_core import fused
+    gen = torch.Generator().manual_seed(n + c + k + h + w + padding)
+    x = torch.randn(n, c, h, w, generator=gen).to("cuda", torch.float16).contiguous(memory_format=torch.channels_last)
+    wt = (torch.randn(k, c, 3, 3, generator=gen) / (3 * c ** 0.5)).to("cuda", torch.float16).contiguous(
+        memory_format=torch.channels_last)
+    b = (torch.randn(k, generator=gen) * 0.1).to("cuda", torch.float16)
+    p, q = h + 2 * padding - 2, w + 2 * padding - 2
+    out_tiles = torch.full((n, k, p + 2, q + 2), float("nan"), dtype=torch.float16, device="cuda").contiguous(
+        memory_format=torch.channels_last)
+    res = None
+    if residual:
+        res = torch.randn(n, k, p + 2, q + 2, generator=gen).to("cuda", torch.float16).contiguous(
+            memory_format=torch.channels_last)[:, :, 1:-1, 1:-1]
+    ref = F.conv2d(x.double(), wt.double(), b.double(), 1, padding)
+    if res is not None:
+        ref = ref + res.double()
+    ref = ref.relu()
+    if not fused.conv_config_applies(config, x, wt, 1, padding):
+        assert "_rb" in CUTLASS[config] and (c, k) != (64, 64)
+        with pytest.raises(RuntimeError, match="cannot run this problem"):
+            ops.conv_into_(out_tiles[:, :, 1:-1, 1:-1], x, wt, b, res, 1, padding, config)
+        return
+    ops.conv_into_(out_tiles[:, :, 1:-1, 1:-1], x, wt, b, res, 1, padding, config)
     torch.cuda.synchronize()
     _check_into(out_tiles, ref, 2e-2 * max(1.0, ref.abs().max().item()))
 
@@ -333,6 +385,12 @@ def test_padded_output_choice_keeps_the_faster_agreeing_way(monkeypatch):
     with fused.padded_outputs("off"):
         assert fused.choose_padded_output(("k",), ways, two_pass) is None
 
+    def cannot_run():
+        raise RuntimeError("conv_into_: CUTLASS configuration halo_s16_n64 cannot run this problem (step 1)")
+    times[cannot_run], times[good_fast] = 0.01, 0.5
+    with pytest.warns(RuntimeWarning, match="d disagrees .*cannot run this problem"):
+        assert fused.choose_padded_output(("k4",), {"d": cannot_run, "b": good_fast}, two_pass) == "b"
+
 
 def test_fastest_way_times_only_agreeing_cutlass_configurations(monkeypatch):
     """``conv_bias_relu``'s timed choice with the CUTLASS kernels built: each configuration is
@@ -387,8 +445,31 @@ def test_cutlass_config_indices_follow_cutlass_convs(monkeypatch):
         assert fused.cutlass_config_indices() == (0, 1, 2, 3, 4)
     with fused.cutlass_convs(False):
         assert fused.cutlass_config_indices() == ()
+    monkeypatch.setattr(ops, "cutlass_conv_configs", lambda: names + ("halo_s16_n64", "halo_s16_n64_rb_pf"))
+    assert fused.cutlass_config_indices() == tuple(range(9))
+    with fused.cutlass_convs(True, halo=False):  # --no-halo-conv
+        assert fused.cutlass_config_indices() == tuple(range(7))
+    with fused.cutlass_convs(True, persistent=False, clusters=False):  # the halo kernels are neither
+        assert fused.cutlass_config_indices() == (0, 2, 7, 8)
     monkeypatch.setattr(ops, "cutlass_conv_configs", lambda: ())
     assert fused.cutlass_config_indices() == ()
+
+
+def test_conv_config_applies_to_what_each_kernel_runs(monkeypatch):
+    """The CUTLASS configurations take any convolution :func:`fused.cutlass_conv_applies`
+    admits; the halo-tile ones 3x3 stride 1 with channels multiples of 64 (any padding), the
+    resident-weights one only 64 in and 64 out: the timed choices do not offer them the rest."""
+    from segblocks_core import fused
+    monkeypatch.setattr(ops, "cutlass_conv_configs", lambda: ("64x64x64_s0_pingpong", "halo_s16_n64",
+                                                                "halo_s16_n64_rb_pf"))
+
+    def applies(config, c, k, r=3, stride=1, padding=1):
+        return fused.conv_config_applies(config, torch.empty(1, c, 20, 20), torch.empty(k, c, r, r), stride, padding)
+    assert applies(0, 8, 16, r=7, stride=2)
+    assert applies(1, 64, 64) and applies(1, 128, 192, padding=0) and applies(1, 256, 64, padding=(2, 2))
+    assert not applies(1, 32, 64) and not applies(1, 64, 72) and not applies(1, 64, 64, stride=2)
+    assert not applies(1, 64, 64, r=1) and not applies(1, 64, 64, stride=(2, 2))
+    assert applies(2, 64, 64, padding=0) and not applies(2, 128, 64) and not applies(2, 64, 128)
 
 
 def test_cutlass_conv_applies_only_to_what_the_kernels_run(monkeypatch):
@@ -429,8 +510,9 @@ def test_cutlass_configuration_list_matches_its_sources():
     the one conv_<name>.cu that defines it with the matching kernel kind (persistent names
     end in _pingpong / _streamk / _coop and use ConvCutlassPersistentConfig with kind 1 / 2 / 3, the
     others ConvCutlassConfig), with tile, stages and (_c<M>x<N>, persistent only) cluster as
-    named. A mismatch would only show as an undefined symbol when the Hopper build imports
-    segblocks_core._cutlass, or as a kernel other than the one its name promises (CPU check)."""
+    named; the halo-tile ones (halo_s16_n64[_rb][_pf]) use HaloConv with resident weights
+    and prefetch as named. A mismatch would only show as an undefined symbol when the Hopper
+    build imports segblocks_core._cutlass, or as a kernel other than the one its name promises (CPU check)."""
     import re
     from pathlib import Path
     folder = Path(__file__).resolve().parents[1] / "csrc" / "ops" / "cuda" / "cutlass"
@@ -439,6 +521,13 @@ def test_cutlass_configuration_list_matches_its_sources():
     sources = {p.stem[len("conv_"):]: p.read_text() for p in folder.glob("conv_*.cu")}
     assert set(sources) == set(names)
     for name in names:
+        halo = re.fullmatch(r"halo_s16_n64(_rb)?(_pf)?", name)
+        if halo:  # conv_halo.cuh: 16 x 16 tiles, 64 channels a job; resident weights (nine stages), prefetch
+            rb, pf = (g is not None for g in halo.groups())
+            stages = "9" if rb else r"\d+"
+            want = f"halo::HaloConv<{stages}, {str(rb).lower()}, {str(pf).lower()}>"
+            assert re.search(rf"SEGBLOCKS_DEFINE_HALO_CONV\({name}, {want}\)", sources[name]), name
+            continue
         m = re.fullmatch(r"(\d+)x(\d+)x(\d+)_s(\d+)(?:_c(\d)x(\d))?(?:_(pingpong|streamk|coop))?", name)
         assert m, name
         tile, cluster, kind = m.groups()[:4], m.groups()[4:6], m.group(7)

@@ -36,9 +36,10 @@ STEPS = 12
 
 def _programmatic_configs() -> list[int]:
     """conv_into_'s configurations launched programmatically (the persistent ping-pong and
-    cooperative kernels; not stream-K, not CUTLASS's own convolution kernel)."""
+    cooperative kernels and the halo-tile ones; not stream-K, not CUTLASS's own convolution
+    kernel)."""
     return [i for i, name in enumerate(ops.cutlass_conv_configs())
-            if name.endswith(("_pingpong", "_coop"))]
+            if name.endswith(("_pingpong", "_coop")) or name.startswith("halo_")]
 
 
 def chains(device: str = "cuda") -> dict[str, torch.Tensor]:

@@ -25,3 +25,9 @@ SEGBLOCKS_CUTLASS_CONFIG(256x128x64_s0_coop)
 SEGBLOCKS_CUTLASS_CONFIG(64x128x64_s0_c2x1_pingpong)
 SEGBLOCKS_CUTLASS_CONFIG(64x64x64_s0_c2x2_pingpong)
 SEGBLOCKS_CUTLASS_CONFIG(128x128x64_s0_c2x1_coop)
+// halo-tile convolutions (conv_halo.cuh; not CUTLASS's kernels, its cute wrappers of wgmma and
+// TMA): 3x3 stride 1 only, C and K multiples of 64 (the "_rb" one C = K = 64); they reject the
+// other problems (step 1). From benchmarks/halo_conv_probe.py: faster than every CUTLASS
+// configuration on SwiftNet's 64-channel layer 1 units (steps/83-*, steps/86-*)
+SEGBLOCKS_CUTLASS_CONFIG(halo_s16_n64)
+SEGBLOCKS_CUTLASS_CONFIG(halo_s16_n64_rb_pf)
