@@ -113,6 +113,11 @@ __device__ __forceinline__ void wgmma_rs(const uint32_t (&a)[4], uint64_t desc, 
 // row): two producer warps copy each halo pixel's 16-byte chunks with cp.async into the same
 // swizzled layout the TMA writes; with mean_rows given they make the frames' 2x2 means
 // themselves (the source's mean rows are not read). No BlockPad, no frame pass.
+// kGather = 3 (kTmaInterior): the tiles' interiors are the units themselves (source rows
+// t*s*s ..), so they come by TMA (one 2-d box of the job's units' rows); only the frame pixels
+// (4s+4 a unit) are gathered by the two producer warps through the index, into slots after the
+// interiors; the consumers' ldmatrix rows then take each tap's slot from a table made once per
+// thread (interior or frame slot of its tap-shifted pixel) instead of a shift.
 // kGather = 2 (kBulk): one producer warp issues a 128-byte bulk copy (the TMA engine, no
 // registers, completing on the slot's barrier by bytes) per halo pixel and chunk; bulk copies
 // cannot swizzle, so the slot's pixels are 144 bytes apart instead (eight consecutive pixels'
@@ -122,6 +127,9 @@ template <int kS, int kU, int kNB_, int kBStages, bool kResidentB = false, bool 
 struct HaloConv {
   static constexpr int kW = kS + 2;
   static constexpr bool kBulk = kGather == 2;
+  static constexpr bool kTmaInterior = kGather == 3;
+  static constexpr int kFrame = 4 * kS + 4;          // frame pixels of a unit (kTmaInterior)
+  static constexpr int kInterior = kU * kS * kS;     // interior slots of a job (kTmaInterior)
   static constexpr int kUnits = kU;
   static constexpr int kNB = kNB_;
   static constexpr bool kTma = kTmaEpilogue;
@@ -130,14 +138,14 @@ struct HaloConv {
   static_assert(!kResidentB || kBStages == 9, "resident weights: a stage per tap");
   static constexpr int kMT = kM / 128;  // m64 tiles per consumer warp group
   static constexpr int kAcc = kNB / 2;  // accumulators per thread per m64 tile
-  static constexpr int kABytes = kU * kW * kW * (kBulk ? 144 : 128);
+  static constexpr int kABytes = kTmaInterior ? (kInterior + kU * kFrame) * 128 : kU * kW * kW * (kBulk ? 144 : 128);
   static constexpr int kABuf = (kABytes + 1023) / 1024 * 1024;
   static constexpr int kBBytes = kNB * 128;
   static constexpr int kThreads = 384;
   static constexpr int kGatherThreads = 64;  // warps 2 and 3 of the producer group
   static constexpr int kPitch = kBulk ? 144 : 128;  // bytes from one halo pixel to the next in A
-  static constexpr int kPixels = kU * kW * kW;  // a job's halo pixels (per chunk)
-  static constexpr int kRowBytes = kGather == 1 ? (kPixels * 4 + 15) / 16 * 16 : 0;  // their source rows
+  static constexpr int kPixels = kTmaInterior ? kU * kFrame : kU * kW * kW;  // a job's gathered pixels
+  static constexpr int kRowBytes = kGather == 1 || kTmaInterior ? (kPixels * 4 + 15) / 16 * 16 : 0;  // source rows
   // registers: the gather threads need more than TMA issuers
   static constexpr int kProducerRegs = kGather ? 56 : 40;
   static constexpr int kConsumerRegs = kGather ? 216 : 232;
@@ -153,6 +161,7 @@ struct HaloConv {
     if (kResidentB && (p.c != 64 || p.n != kNB)) return 1;
     if ((kGather != 0) != (p.index != nullptr)) return 1;
     if (kBulk && p.mean_rows != nullptr) return 1;  // the means must be in the source
+    if (kTmaInterior && p.unit_rows != int64_t(p.tiles) * kS * kS) return 1;  // tile t = unit t
     return 0;
   }
 
@@ -163,6 +172,24 @@ struct HaloConv {
   // The job's index entries go to shared memory first, all loads in flight together (a
   // cp.async whose address waited on its own index load made the first version latency-bound:
   // steps/84), once per job for all its chunks.
+  // kTmaInterior: a unit's frame pixel j (top row, bottom row, left column, right column) as
+  // its position in the padded tile ((s+2)^2 entries of the index), and a padded-tile pixel
+  // (py, px) of unit u as its slot in the A buffer
+  __device__ __forceinline__ static int frame_entry(int j) {
+    if (j < kW) return j;
+    if (j < 2 * kW) return (kW - 1) * kW + (j - kW);
+    if (j < 2 * kW + kS) return (1 + j - 2 * kW) * kW;
+    return (1 + j - 2 * kW - kS) * kW + kW - 1;
+  }
+  __device__ __forceinline__ static int slot_of(int u, int py, int px) {
+    if (py >= 1 && py <= kS && px >= 1 && px <= kS) return u * kS * kS + (py - 1) * kS + (px - 1);
+    const int base = kInterior + u * kFrame;
+    if (py == 0) return base + px;
+    if (py == kW - 1) return base + kW + px;
+    if (px == 0) return base + 2 * kW + (py - 1);
+    return base + 2 * kW + kS + (py - 1);
+  }
+
   __device__ static void gather(const Params& p, char* a_buf, int* rows, uint64_t* a_full, uint64_t* a_empty,
                                 int chunks, int g) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -174,8 +201,10 @@ struct HaloConv {
       sync_gatherers();  // every copy of the last job issued (their addresses read rows)
 #pragma unroll
       for (int pix = g; pix < kPixels; pix += kGatherThreads) {
-        const int tile = unit0 + pix / (kW * kW);
-        rows[pix] = tile < p.tiles ? __ldg(p.index + tile * (kW * kW) + pix % (kW * kW)) : p.zero_row;
+        const int per_unit = kTmaInterior ? kFrame : kW * kW;
+        const int tile = unit0 + pix / per_unit;
+        const int entry = kTmaInterior ? frame_entry(pix % per_unit) : pix % per_unit;
+        rows[pix] = tile < p.tiles ? __ldg(p.index + tile * (kW * kW) + entry) : p.zero_row;
       }
       sync_gatherers();
       for (int chunk = 0; chunk < chunks; ++chunk) {
@@ -185,7 +214,8 @@ struct HaloConv {
         for (int e = g; e < kPixels * 8; e += kGatherThreads) {
           const int pix = e >> 3, k16 = e & 7;
           const int row = rows[pix];
-          const uint32_t at = dst + pix * 128 + ((k16 ^ (pix & 7)) << 4);
+          const int slot = kTmaInterior ? kInterior + pix : pix;
+          const uint32_t at = dst + slot * 128 + ((k16 ^ (slot & 7)) << 4);
           const int col = chunk * 64 + k16 * 8;
           if (p.mean_rows != nullptr && row >= p.unit_rows && row < p.zero_row) {
             const int* quad = p.mean_rows + 4 * (row - p.unit_rows);
@@ -289,7 +319,7 @@ struct HaloConv {
 
     if (threadIdx.x == 0) {
       for (int i = 0; i < 2; ++i) {
-        TxBarrier::init(&a_full[i], kGather == 1 ? kGatherThreads : 1);
+        TxBarrier::init(&a_full[i], kGather == 1 ? kGatherThreads : kTmaInterior ? kGatherThreads + 1 : 1);
         Barrier::init(&a_empty[i], 2);
       }
       for (int i = 0; i < kBStages; ++i) {
@@ -335,7 +365,7 @@ struct HaloConv {
         asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
         return;
       }
-      if (kGather == 1 && threadIdx.x >= 64) {
+      if ((kGather == 1 || kTmaInterior) && threadIdx.x >= 64) {
         gather(p, a_buf, rows, a_full, a_empty, chunks, threadIdx.x - 64);
         return;
       }
@@ -354,6 +384,16 @@ struct HaloConv {
         const int unit0 = (job / p.n_blocks) * kU;
         const int n0 = (job % p.n_blocks) * kNB;
         for (int chunk = 0; chunk < chunks; ++chunk) {
+          if constexpr (kTmaInterior) {  // the interiors: the job's units' rows of the source
+            Barrier::wait(&a_empty[a_slot], a_phase ^ 1);
+            TxBarrier::arrive_and_expect_tx(&a_full[a_slot], kInterior * 128);
+            cute::SM90_TMA_LOAD_2D::copy(&p.tma_a, &a_full[a_slot], kHint, a_buf + a_slot * kABuf, chunk * 64,
+                                         unit0 * kS * kS);
+            if (++a_slot == 2) {
+              a_slot = 0;
+              a_phase ^= 1;
+            }
+          }
           if constexpr (!kGather) {
             Barrier::wait(&a_empty[a_slot], a_phase ^ 1);
             TxBarrier::arrive_and_expect_tx(&a_full[a_slot], kABytes);
@@ -393,6 +433,18 @@ struct HaloConv {
       pix[mt] = (u * kW + y) * kW + x;
     }
     const int khalf = lane >> 4;
+    // kTmaInterior: each tap's slot of this lane's pixel in each m64 tile
+    int tap_slot[kTmaInterior ? 9 : 1][kMT];
+    if constexpr (kTmaInterior) {
+#pragma unroll
+      for (int tap = 0; tap < 9; ++tap)
+#pragma unroll
+        for (int mt = 0; mt < kMT; ++mt) {
+          const int m = wg * (kM / 2) + mt * 64 + warp * 16 + (lane & 15);
+          const int u = m / (kS * kS), y = (m / kS) % kS, x = m % kS;
+          tap_slot[tap][mt] = slot_of(u, y + tap / 3, x + tap % 3);
+        }
+    }
     if constexpr (kResidentB) TxBarrier::wait(&b_full[0], 0);
 
     // One quarter of a job's epilogue (m64 tile mt, rows + 8 h): rows warp * 16 + lane / 4
@@ -473,7 +525,7 @@ struct HaloConv {
           for (int kk = 0; kk < 4; ++kk)
 #pragma unroll
             for (int mt = 0; mt < kMT; ++mt) {
-              const int q = pix[mt] + shift;
+              const int q = kTmaInterior ? tap_slot[kTmaInterior ? tap : 0][mt] : pix[mt] + shift;
               if constexpr (kBulk)
                 ldmatrix_x4(f[kk][mt], a_base + q * kPitch + (((kk << 1) | khalf) << 4));
               else
@@ -567,8 +619,20 @@ __global__ void __launch_bounds__(384, 1) halo_conv_kernel(const __grid_constant
 }
 
 // the tensor maps: the padded tiles and the weights (128-byte swizzle both)
-inline int make_maps(const Problem& p, int units_per_job, int nb, Params& out) {
+inline int make_maps(const Problem& p, int units_per_job, int nb, Params& out, bool tma_interior = false) {
   const int w = p.side + 2;
+  if (tma_interior) {  // the source's unit rows (C, T*s*s), box (64, U*s*s)
+    cuuint64_t dims[2] = {cuuint64_t(p.c), cuuint64_t(p.unit_rows)};
+    cuuint64_t strides[1] = {cuuint64_t(p.c) * 2};
+    cuuint32_t box[2] = {64, cuuint32_t(units_per_job * p.side * p.side)};
+    cuuint32_t elem[2] = {1, 1};
+    if (cutlass::call_cuTensorMapEncodeTiled(&out.tma_a, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2,
+                                             const_cast<void*>(p.source), dims, strides, box, elem,
+                                             CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                             CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
+      return 3;
+  }
   if (p.padded != nullptr) {
     cuuint64_t dims[4] = {cuuint64_t(p.c), cuuint64_t(w), cuuint64_t(w), cuuint64_t(p.tiles)};
     cuuint64_t strides[3] = {cuuint64_t(p.c) * 2, cuuint64_t(w) * p.c * 2, cuuint64_t(w) * w * p.c * 2};
@@ -619,7 +683,7 @@ int run(const Problem& p, cudaStream_t stream) {
   const int bad = Conv::check(p);
   if (bad != 0) return 1000 + bad;
   Params params{};
-  const int maps = make_maps(p, Conv::kUnits, Conv::kNB, params);
+  const int maps = make_maps(p, Conv::kUnits, Conv::kNB, params, Conv::kTmaInterior);
   if (maps != 0) return 2000 + maps;
   if (Conv::kTma) {
     if (make_pixel_map(&params.tma_out, p.out, p.out_strides, p, Conv::kUnits) != 0) return 2003;

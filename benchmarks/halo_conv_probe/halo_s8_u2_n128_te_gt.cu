@@ -1,0 +1,8 @@
+// One configuration of the halo-tile convolution (see configs.inc).
+#include "halo_conv.cuh"
+
+namespace halo_probe {
+int halo_conv_s8_u2_n128_te_gt(const Problem& p, cudaStream_t stream) {
+  return run<HaloConv<8, 2, 128, 4, false, true, false, 3>>(p, stream);
+}
+}  // namespace halo_probe
