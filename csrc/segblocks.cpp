@@ -118,6 +118,11 @@ TORCH_LIBRARY(segblocks, m) {
   m.def(
       "conv_into_(Tensor(a!) out, Tensor x, Tensor weight, Tensor bias, Tensor? residual, int stride, "
       "int padding, int config) -> ()");
+  // where each pixel of the units' 1-px BlockPad-ed tiles comes from, as rows of the source
+  // [units' pixels | mean rows | zero row] (segblocks_core.halo, its fixed form;
+  // ops/halo_index.h): index [4Nh + Nl, side+2, side+2] and mean_rows [Nl * (4 side + 4), 4],
+  // int32, on the layout's device; inference only
+  m.def("halo_index(Tensor hr_pos, Tensor lr_pos, Tensor block_map, int side) -> (Tensor, Tensor)");
   // the same head from block_pad_units' tiles (padding 1, replicate): no neighbour lookups
   m.def(
       "upsample_argmax_units(Tensor units_padded, Tensor hr_pos, Tensor lr_pos, Tensor block_map, "

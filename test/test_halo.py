@@ -16,9 +16,9 @@ from segblocks_core.halo import HaloIndex, gather_padded, halo_index, halo_sourc
 from segblocks_core.layout import BlockLayout, BlockTensor
 
 
-def _layout(shape, seed, p=0.5, block=16):
+def _layout(shape, seed, p=0.5, block=16, device="cpu"):
     gen = torch.Generator().manual_seed(seed)
-    return BlockLayout.from_grid(torch.rand(shape, generator=gen) < p, block)
+    return BlockLayout.from_grid((torch.rand(shape, generator=gen) < p).to(device), block)
 
 
 def _units(layout, side, channels=3, dtype=torch.float64, seed=0):
@@ -172,3 +172,81 @@ def test_fixed_index_builds_on_cuda_without_host_sync():
         torch.cuda.set_sync_debug_mode("default")
     units = torch.randn(4 * layout.num_highres + layout.num_lowres, 8, 8, 8, device="cuda")
     torch.testing.assert_close(gather_padded(halo_source(units, halo), halo), _oracle(units, layout), rtol=0, atol=0)
+
+
+# -- ops.halo_index: the native builder against the reference's fixed form ----------------
+
+NATIVE_DEVICES = [d for d in ("cpu", "cuda") if ops.has_native(d) and (d == "cpu" or torch.cuda.is_available())]
+needs_native = pytest.mark.skipif(not NATIVE_DEVICES, reason="no native extension built")
+
+
+@needs_native
+@pytest.mark.parametrize("device", NATIVE_DEVICES)
+@pytest.mark.parametrize("side", [1, 2, 3, 4, 8, 16])
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("shape,p", [((2, 3, 4), 0.5), ((1, 4, 6), 0.3), ((3, 1, 5), 0.6), ((2, 2, 2), 0.0),
+                                     ((1, 3, 3), 1.0)], ids=["mixed", "wide", "row", "all-lr", "all-hr"])
+def test_native_halo_index_equals_the_reference(device, side, seed, shape, p):
+    """Every entry and every mean row bitwise the reference's fixed form (which gathers
+    exactly block_pad_units' tiles, above): units of every side the networks use, layouts
+    with both resolutions side by side, one resolution only, several images."""
+    layout = _layout(shape, seed, p, device=device)
+    want = halo_index(layout, side, fixed=True)
+    with ops.use_backend("native"):
+        got = ops.halo_index(layout, side)
+    assert got.index.device.type == device and got.index.dtype == torch.int32
+    assert got.unit_rows == want.unit_rows and got.zero_row == want.zero_row
+    assert torch.equal(got.index.cpu(), want.index.cpu())
+    assert torch.equal(got.mean_rows.cpu(), want.mean_rows.cpu())
+    units = _units(layout, side, seed=seed).to(device)
+    torch.testing.assert_close(gather_padded(halo_source(units, got), got), _oracle(units, layout), rtol=0, atol=0)
+
+
+@needs_native
+def test_native_halo_index_empty_and_errors():
+    layout = _layout((1, 2, 3), 0)
+    with ops.use_backend("native"):
+        with pytest.raises(TypeError, match="BlockLayout"):
+            ops.halo_index(layout.block_map, 4)
+        with pytest.raises(ValueError, match="side must be >= 1"):
+            ops.halo_index(layout, 0)
+    args = (layout.hr_pos, layout.lr_pos, layout.block_map)
+    with pytest.raises(RuntimeError, match="side must be >= 1"):
+        torch.ops.segblocks.halo_index(*args, 0)
+    with pytest.raises(RuntimeError, match="block_map must be int32"):
+        torch.ops.segblocks.halo_index(layout.hr_pos, layout.lr_pos, layout.block_map.long(), 4)
+    with pytest.raises(RuntimeError, match="positions"):  # cells and positions disagree
+        torch.ops.segblocks.halo_index(layout.hr_pos[:-1], layout.lr_pos, layout.block_map, 4)
+    bad = layout.block_map.clone()
+    bad.view(-1)[0] = -1 - bad.view(-1)[0] if bad.view(-1)[0] >= 0 else 5
+    with pytest.raises(RuntimeError, match="disagrees"):  # the CPU kernel checks the values
+        torch.ops.segblocks.halo_index(layout.hr_pos, layout.lr_pos, bad, 4)
+    empty = BlockLayout.from_grid(torch.zeros(0, 2, 3, dtype=torch.bool), 16)
+    with ops.use_backend("native"):
+        halo = ops.halo_index(empty, 4)
+    assert halo.index.shape == (0, 6, 6) and halo.mean_rows.shape == (0, 4) and halo.zero_row == 0
+
+
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_ops_halo_index_falls_back_to_the_reference(device):
+    layout = _layout((2, 2, 3), 1, device=device)
+    with ops.use_backend("reference"):
+        got = ops.halo_index(layout, 4)
+    want = halo_index(layout, 4, fixed=True)
+    assert torch.equal(got.index, want.index) and torch.equal(got.mean_rows, want.mean_rows)
+
+
+@pytest.mark.skipif(not (torch.cuda.is_available() and ops.has_native("cuda")), reason="needs the CUDA kernels")
+def test_native_halo_index_builds_on_cuda_without_host_sync():
+    """One kernel, no read-back: the node rebuilds it in every frame's CUDA graph."""
+    layout = BlockLayout.from_grid((torch.rand(2, 4, 8) < 0.4).cuda(), 64)
+    with ops.use_backend("native"):
+        ops.halo_index(layout, 16)
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            got = ops.halo_index(layout, 16)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    want = halo_index(layout, 16, fixed=True)
+    assert torch.equal(got.index, want.index) and torch.equal(got.mean_rows, want.mean_rows)

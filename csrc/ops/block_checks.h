@@ -605,6 +605,30 @@ inline BlockPadArgs check_block_pad_backward_args(const at::Tensor& grad_highres
 // CPU only: position and slot values index memory, so check them (cheap: one value per
 // grid cell). hr_pos and lr_pos must partition the grid (every cell exactly once, else
 // combine would leave cells unwritten) and block_map must name each cell's slot.
+// halo_index(hr_pos, lr_pos, block_map, side): the layout's positions and block map (the
+// device of hr_pos), units of side >= 1; the grid with hr_side = 2 * side.
+inline BlockGrid check_halo_index_args(const at::Tensor& hr_pos, const at::Tensor& lr_pos,
+                                       const at::Tensor& block_map, int64_t side) {
+  const char* op = "halo_index";
+  TORCH_CHECK(hr_pos.defined(), op, ": hr_pos is undefined");
+  check_positions(op, "hr_pos", hr_pos, hr_pos);
+  check_positions(op, "lr_pos", lr_pos, hr_pos);
+  check_block_map(op, block_map, hr_pos);
+  TORCH_CHECK(side >= 1, op, ": side must be >= 1, got ", side);
+  BlockGrid g{};
+  g.hr_side = 2 * side;
+  g.channels = 1;
+  g.num_highres = hr_pos.size(0);
+  g.num_lowres = lr_pos.size(0);
+  check_block_map_shape(op, block_map, g);
+  const int64_t tiles = 4 * g.num_highres + g.num_lowres;
+  const int64_t rows = tiles * side * side + g.num_lowres * (4 * side + 4) + 1;
+  constexpr int64_t kInt32Max = 2147483647;
+  TORCH_CHECK(rows <= kInt32Max && tiles * (side + 2) * (side + 2) <= kInt32Max, op,
+              ": ", tiles, " units of side ", side, " need more source rows than int32 indexes");
+  return g;
+}
+
 inline void check_layout_values_cpu(const char* op, const at::Tensor& hr_pos,
                                     const at::Tensor& lr_pos, const at::Tensor* block_map,
                                     const BlockGrid& g) {

@@ -32,7 +32,7 @@ __all__ = [
     "check_frames", "cell_complexity", "cell_complexity_frames", "normalize_frames", "split_padded_frames",
     "scale_shift_relu",
     "conv3x3_units", "conv3x3_units_tensor",
-    "conv3x3_units_supported", "block_pad_ring_", "conv_into_", "cutlass_conv_configs",
+    "conv3x3_units_supported", "block_pad_ring_", "conv_into_", "cutlass_conv_configs", "halo_index",
 ]
 
 BUILD_HINT = (
@@ -757,6 +757,23 @@ def block_pad_ring_(padded: Tensor, layout: BlockLayout, padding: int) -> Tensor
                              f"got {tuple(padded.shape)} and padding {padding}")
         _reference.block_pad_ring_(*args)
     return padded
+
+
+def halo_index(layout: BlockLayout, side: int):
+    """The :class:`segblocks_core.halo.HaloIndex` of ``layout``'s units of side ``side``, in
+    its fixed form (``halo.halo_index(layout, side, fixed=True)``, the reference: every shape
+    from the block counts, no host synchronisation): one native kernel on the layout's
+    device where built, else the reference's PyTorch ops."""
+    from ..halo import HaloIndex, halo_index as reference
+    if not isinstance(layout, BlockLayout):
+        raise TypeError(f"layout must be a BlockLayout, got {type(layout).__name__}")
+    side = int(side)
+    if side < 1:
+        raise ValueError(f"side must be >= 1, got {side}")
+    if not _use_native(layout.device, "halo_index"):
+        return reference(layout, side, fixed=True)
+    index, mean_rows = torch.ops.segblocks.halo_index(layout.hr_pos, layout.lr_pos, layout.block_map, side)
+    return HaloIndex(side, index, mean_rows, (4 * layout.num_highres + layout.num_lowres) * side * side)
 
 
 def programmatic_launch() -> bool:

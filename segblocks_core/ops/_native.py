@@ -428,3 +428,13 @@ if hasattr(torch.ops.segblocks, "block_pad_ring_"):  # an extension built before
     torch.library.register_fake("segblocks::block_pad_ring_")(_block_pad_ring_fake)
 if hasattr(torch.ops.segblocks, "conv_into_"):
     torch.library.register_fake("segblocks::conv_into_")(_conv_into_fake)
+
+
+def _halo_index_fake(hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor, side: int) -> tuple[Tensor, Tensor]:
+    tiles = 4 * hr_pos.shape[0] + lr_pos.shape[0]
+    return (hr_pos.new_empty((tiles, side + 2, side + 2), dtype=torch.int32),
+            hr_pos.new_empty((lr_pos.shape[0] * (4 * side + 4), 4), dtype=torch.int32))
+
+
+if hasattr(torch.ops.segblocks, "halo_index"):
+    torch.library.register_fake("segblocks::halo_index")(_halo_index_fake)

@@ -139,6 +139,12 @@ cudaError_t launch_upsample2x_dense(const scalar_t* x, Strides4 strides, const s
                                     Strides4 skip_strides, scalar_t* out, int64_t n, int64_t channels, int64_t h,
                                     int64_t w, bool channels_last, bool index32, cudaStream_t stream);
 
+// halo_index: the units' halo index [T, side+2, side+2] and mean rows [Nl * (4 side + 4), 4],
+// int32 (ops/halo_index.h); `grid` with hr_side = 2 * side.
+cudaError_t launch_halo_index(const int64_t* hr_pos, const int64_t* lr_pos, const int32_t* block_map,
+                              const BlockGrid& grid, int32_t* index, int32_t* mean_rows, bool index32,
+                              cudaStream_t stream);
+
 // scale_shift_relu: relu(x * scale + shift) per channel, [elements / C, C] (ops/scale_shift_relu.h).
 template <typename scalar_t>
 cudaError_t launch_scale_shift_relu(const scalar_t* x, scalar_t* out, const scalar_t* scale, const scalar_t* shift,

@@ -1,0 +1,40 @@
+// halo_index on CUDA: checks, device guard, current stream, launch of the torch-free kernel
+// in halo_index_kernel.cu, and the CUDA registration. No host synchronisation: the layout's
+// values are not checked here (the CPU kernel checks them; on CUDA that would read them back).
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include "ops/block_checks.h"
+#include "ops/cuda/block_ops_cuda.h"
+#include "ops/cuda/cuda_launch.h"
+
+namespace segblocks {
+namespace cuda {
+namespace {
+
+std::tuple<at::Tensor, at::Tensor> halo_index_cuda(const at::Tensor& hr_pos, const at::Tensor& lr_pos,
+                                                   const at::Tensor& block_map, int64_t side) {
+  const BlockGrid g = check_halo_index_args(hr_pos, lr_pos, block_map, side);
+  check_cuda_tensor("halo_index", "hr_pos", hr_pos);
+  const c10::cuda::CUDAGuard device_guard(hr_pos.device());
+  const int64_t tiles = 4 * g.num_highres + g.num_lowres, w = side + 2;
+  const auto options = hr_pos.options().dtype(at::kInt);
+  at::Tensor index = at::empty({tiles, w, w}, options);
+  at::Tensor mean_rows = at::empty({g.num_lowres * (4 * side + 4), 4}, options);
+  if (index.numel() == 0) return {index, mean_rows};
+  const at::Tensor hr_p = hr_pos.contiguous(), lr_p = lr_pos.contiguous(), bm = block_map.contiguous();
+  // the checks bound every row and entry by int32; the grid's cells too
+  const bool index32 = g.grid_n * g.grid_h * g.grid_w < int64_t(2147483647);
+  C10_CUDA_CHECK(launch_halo_index(hr_p.const_data_ptr<int64_t>(), lr_p.const_data_ptr<int64_t>(),
+                                   bm.const_data_ptr<int32_t>(), g, index.mutable_data_ptr<int32_t>(),
+                                   mean_rows.mutable_data_ptr<int32_t>(), index32,
+                                   c10::cuda::getCurrentCUDAStream()));
+  return {index, mean_rows};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(segblocks, CUDA, m) { m.impl("halo_index", &halo_index_cuda); }
+
+}  // namespace cuda
+}  // namespace segblocks

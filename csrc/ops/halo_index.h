@@ -1,0 +1,113 @@
+// The halo index of units (segblocks_core/halo.py, the reference; its fixed form): where each
+// pixel of every unit's 1-px BlockPad-ed tile comes from, as a row of the source
+// [units' pixels | mean rows | zero row], without writing the tiles.
+//
+//   halo_index(hr_pos, lr_pos, block_map, side) -> (index [T, s+2, s+2] int32,
+//                                                   mean_rows [Nl * (4s+4), 4] int32)
+//
+// T = 4 Nh + Nl units of side s (high-res blocks 2s px, quartered, then the low-res blocks),
+// tile t's pixel (y, x) is source row t*s*s + y*s + x. A frame pixel reads what BlockPad would
+// put there (pad_source, block_indexing.h: a neighbour's pixel at the same resolution, the
+// nearest low-res pixel, or zero outside the image: the zero row). A low-res block's frame
+// pixel over a high-res block is the 2x2 mean of high-res pixels: mean row
+// unit_rows + l * (4s+4) + r for frame pixel r of low-res block l (r in ring order: top row,
+// bottom row, left column, right column), whose four unit rows mean_rows holds; the other
+// frame pixels of low-res blocks leave their mean row unused (the zero row four times), so
+// every shape depends on the block counts only (a CUDA graph can rebuild it each frame).
+// zero_row = unit_rows + Nl * (4s+4).
+//
+// Torch-free and CUDA-free: one element per index entry, on the CPU (ops/cpu) and the GPU
+// (ops/cuda); the element of a low-res tile's frame pixel also writes that pixel's mean row.
+#pragma once
+
+#include <cstdint>
+
+#include "ops/block_indexing.h"
+
+namespace segblocks {
+
+template <typename D>
+struct HaloIndexParams {
+  using index_t = typename D::index_t;
+  const int64_t* hr_pos;
+  const int64_t* lr_pos;
+  const int32_t* block_map;
+  GridIndexer<D> g;  // hr_side = 2 * side
+  int32_t* index;
+  int32_t* mean_rows;
+  index_t side, num_highres, unit_rows, zero_row;
+  D tile_div;   // (side + 2)^2: entries of a tile
+  D width_div;  // side + 2
+};
+
+// Frame pixel (py, px) of a padded tile of side s+2 in ring order.
+template <typename index_t>
+SEGBLOCKS_HOST_DEVICE index_t halo_ring_slot(index_t py, index_t px, index_t side) {
+  if (py == 0) return px;
+  if (py == side + 1) return side + 2 + px;
+  if (px == 0) return 2 * (side + 2) + py - 1;
+  return 2 * (side + 2) + side + py - 1;
+}
+
+// The source row of high-res block `slot`'s pixel (y, x) (block coordinates, side 2s): its
+// unit's row.
+template <typename index_t>
+SEGBLOCKS_HOST_DEVICE index_t halo_highres_row(index_t slot, index_t y, index_t x, index_t side) {
+  const index_t qy = y >= side ? 1 : 0, qx = x >= side ? 1 : 0;
+  return ((4 * slot + 2 * qy + qx) * side + (y - qy * side)) * side + (x - qx * side);
+}
+
+// Index entry e of [T, s+2, s+2].
+template <typename D>
+SEGBLOCKS_HOST_DEVICE void halo_index_element(const HaloIndexParams<D>& prm, int64_t e64) {
+  using index_t = typename D::index_t;
+  const index_t e = static_cast<index_t>(e64);
+  const index_t s = prm.side, w = s + 2;
+  const index_t t = prm.tile_div.div(e);
+  const index_t r = e - t * w * w;
+  const index_t py = prm.width_div.div(r);
+  const index_t px = r - py * w;
+  const index_t nh4 = 4 * prm.num_highres;
+  const bool lowres = t >= nh4;
+  index_t row;
+  if (py >= 1 && py <= s && px >= 1 && px <= s) {
+    row = (t * s + py - 1) * s + px - 1;  // the unit's own pixel
+  } else {
+    index_t i = py, j = px, slot;
+    if (!lowres) {
+      slot = t / 4;  // the unit's block, and its quadrant's offset in the block's padded tile
+      const index_t q = t - 4 * slot;
+      i += (q / 2) * s;
+      j += (q % 2) * s;
+    } else {
+      slot = t - nh4;
+    }
+    const int64_t pos = lowres ? prm.lr_pos[slot] : prm.hr_pos[slot];
+    const GridCell<index_t> cell = cell_of_position(static_cast<index_t>(pos), prm.g);
+    const PadSource<index_t> src = pad_source(prm.block_map, prm.g, cell, lowres, i, j, index_t(1), false);
+    index_t quad[4] = {prm.zero_row, prm.zero_row, prm.zero_row, prm.zero_row};
+    switch (src.kind) {
+      case kPadHighres:
+        row = halo_highres_row(src.slot, src.y, src.x, s);
+        break;
+      case kPadLowres:
+        row = ((nh4 + src.slot) * s + src.y) * s + src.x;
+        break;
+      case kPadHighresMean:  // a low-res tile's frame over a high-res block
+        SEGBLOCKS_UNROLL
+        for (int k = 0; k < 4; ++k) quad[k] = halo_highres_row(src.slot, src.y + k / 2, src.x + k % 2, s);
+        row = prm.unit_rows + slot * (4 * s + 4) + halo_ring_slot(py, px, s);
+        break;
+      default:  // outside the image
+        row = prm.zero_row;
+    }
+    if (lowres) {  // this frame pixel's mean row: its quad, or unused
+      int32_t* m = prm.mean_rows + 4 * (static_cast<int64_t>(slot) * (4 * s + 4) + halo_ring_slot(py, px, s));
+      SEGBLOCKS_UNROLL
+      for (int k = 0; k < 4; ++k) m[k] = static_cast<int32_t>(quad[k]);
+    }
+  }
+  prm.index[e64] = static_cast<int32_t>(row);
+}
+
+}  // namespace segblocks
