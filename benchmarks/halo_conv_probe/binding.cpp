@@ -13,7 +13,8 @@ using ConvFn = int (*)(const halo_probe::Problem&, cudaStream_t);
 
 const std::vector<std::pair<std::string, ConvFn>>& configs() {
   static const std::vector<std::pair<std::string, ConvFn>> all = {
-#define HALO_CONFIG(name, side, units, nb, stages, resident_b, tma_epilogue, prefetch_a, gather) {#name, halo_probe::halo_conv_##name},
+#define HALO_CONFIG(name, side, units, nb, stages, resident_b, tma_epilogue, prefetch_a, gather, stride) \
+  {#name, halo_probe::halo_conv_##name},
 #include "configs.inc"
 #undef HALO_CONFIG
   };
@@ -43,10 +44,12 @@ void pixel_strides(const at::Tensor& t, int64_t tiles, int64_t n, int64_t side, 
   out[2] = t.stride(3);
 }
 
-// The weight, bias, output and residual of either form into p (T tiles of side s, C in):
-// checked, as the kernels read them
+// The weight, bias, output and residual of either form into p (T tiles of side s, C in,
+// stride 1 or 2: output side s / stride): checked, as the kernels read them
 void set_operands(const at::Tensor& weight, const at::Tensor& bias, const c10::optional<at::Tensor>& residual,
-                  const at::Tensor& out, int64_t tiles, int64_t c, int64_t side, halo_probe::Problem& p) {
+                  const at::Tensor& out, int64_t tiles, int64_t c, int64_t side, int64_t stride,
+                  halo_probe::Problem& p) {
+  TORCH_CHECK((stride == 1 || stride == 2) && side % stride == 0, "stride 1, or 2 on an even side");
   check_half(weight, "weight");
   check_half(bias, "bias");
   const int64_t n = weight.size(0);
@@ -54,9 +57,9 @@ void set_operands(const at::Tensor& weight, const at::Tensor& bias, const c10::o
                   weight.is_contiguous(at::MemoryFormat::ChannelsLast),
               "weight must be [N, C, 3, 3] channels_last");
   TORCH_CHECK(bias.numel() == n && bias.is_contiguous(), "bias must be [N]");
-  pixel_strides(out, tiles, n, side, "out", p.out_strides);
+  pixel_strides(out, tiles, n, side / stride, "out", p.out_strides);
   if (residual.has_value()) {
-    pixel_strides(*residual, tiles, n, side, "residual", p.res_strides);
+    pixel_strides(*residual, tiles, n, side / stride, "residual", p.res_strides);
     p.residual = residual->data_ptr();
   }
   p.weight = weight.data_ptr();
@@ -64,6 +67,7 @@ void set_operands(const at::Tensor& weight, const at::Tensor& bias, const c10::o
   p.out = out.data_ptr();
   p.tiles = int(tiles);
   p.side = int(side);
+  p.stride = int(stride);
   p.c = int(c);
   p.n = int(n);
   p.sm_count = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
@@ -75,15 +79,16 @@ void launch(const halo_probe::Problem& p, int64_t config) {
   TORCH_CHECK(rc == 0, "halo conv ", configs()[config].first, " failed: ", rc);
 }
 
-// out [T, N, s, s] = relu(conv3x3(padded [T, C, s+2, s+2]) + bias + residual); see halo_conv.cuh
+// out [T, N, s/stride, s/stride] = relu(conv3x3(padded [T, C, s+2, s+2], stride) + bias +
+// residual); see halo_conv.cuh
 void conv(const at::Tensor& padded, const at::Tensor& weight, const at::Tensor& bias,
-          const c10::optional<at::Tensor>& residual, at::Tensor out, int64_t config) {
+          const c10::optional<at::Tensor>& residual, at::Tensor out, int64_t config, int64_t stride) {
   check_half(padded, "padded");
   TORCH_CHECK(padded.dim() == 4 && padded.size(2) == padded.size(3) && padded.size(2) >= 3 &&
                   padded.is_contiguous(at::MemoryFormat::ChannelsLast),
               "padded must be [T, C, s+2, s+2] channels_last");
   halo_probe::Problem p{};
-  set_operands(weight, bias, residual, out, padded.size(0), padded.size(1), padded.size(2) - 2, p);
+  set_operands(weight, bias, residual, out, padded.size(0), padded.size(1), padded.size(2) - 2, stride, p);
   p.padded = padded.data_ptr();
   launch(p, config);
 }
@@ -94,14 +99,14 @@ void conv(const at::Tensor& padded, const at::Tensor& weight, const at::Tensor& 
 // not read); without it they must be in the source (zero row: unit_rows + means)
 void gather_conv(const at::Tensor& source, const at::Tensor& index, const c10::optional<at::Tensor>& mean_rows,
                  int64_t unit_rows, int64_t zero_row, const at::Tensor& weight, const at::Tensor& bias,
-                 const c10::optional<at::Tensor>& residual, at::Tensor out, int64_t config) {
+                 const c10::optional<at::Tensor>& residual, at::Tensor out, int64_t config, int64_t stride) {
   check_half(source, "source");
   TORCH_CHECK(source.dim() == 2 && source.is_contiguous() && source.size(0) > zero_row, "source [rows, C] contiguous");
   TORCH_CHECK(index.is_cuda() && index.scalar_type() == at::kInt && index.is_contiguous() && index.dim() == 3 &&
                   index.size(1) == index.size(2),
               "index must be [T, s+2, s+2] int32");
   halo_probe::Problem p{};
-  set_operands(weight, bias, residual, out, index.size(0), source.size(1), index.size(1) - 2, p);
+  set_operands(weight, bias, residual, out, index.size(0), source.size(1), index.size(1) - 2, stride, p);
   if (mean_rows.has_value()) {
     TORCH_CHECK(mean_rows->is_cuda() && mean_rows->scalar_type() == at::kInt && mean_rows->is_contiguous() &&
                     mean_rows->dim() == 2 && mean_rows->size(1) == 4 && unit_rows + mean_rows->size(0) == zero_row,
@@ -119,6 +124,10 @@ void gather_conv(const at::Tensor& source, const at::Tensor& index, const c10::o
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("configs", &config_names, "the configuration names, in index order");
-  m.def("conv", &conv, "halo-tile 3x3 stride-1 convolution of padded tiles (probe)");
-  m.def("gather_conv", &gather_conv, "halo-tile 3x3 stride-1 convolution of units gathered through a halo index");
+  m.def("conv", &conv, "halo-tile 3x3 convolution of padded tiles (probe)", py::arg("padded"), py::arg("weight"),
+        py::arg("bias"), py::arg("residual"), py::arg("out"), py::arg("config"), py::arg("stride") = 1);
+  m.def("gather_conv", &gather_conv, "halo-tile 3x3 convolution of units gathered through a halo index",
+        py::arg("source"), py::arg("index"), py::arg("mean_rows"), py::arg("unit_rows"), py::arg("zero_row"),
+        py::arg("weight"), py::arg("bias"), py::arg("residual"), py::arg("out"), py::arg("config"),
+        py::arg("stride") = 1);
 }

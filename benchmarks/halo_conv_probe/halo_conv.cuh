@@ -25,7 +25,12 @@
 //   kTmaEpilogue through shared memory by TMA; either way the output can be the next padded
 //   tiles' interiors, as conv_into_ writes them.
 //
-// Measured against conv_into_ in benchmarks/PERFORMANCE.md (steps/80-85).
+// With kStride = 2 (layer 2's first convolution, whose input the executor BlockPads whole)
+// a unit's outputs are (s/2)^2 and their taps at (2y + dy, 2x + dx); the same tiles, the same
+// index.
+//
+// Measured against conv_into_ in benchmarks/PERFORMANCE.md (steps/80-89). The product's copy
+// of the tiled form is csrc/ops/cuda/cutlass/conv_halo.cuh.
 #pragma once
 
 #include <cuda.h>
@@ -122,8 +127,10 @@ __device__ __forceinline__ void wgmma_rs(const uint32_t (&a)[4], uint64_t desc, 
 // registers, completing on the slot's barrier by bytes) per halo pixel and chunk; bulk copies
 // cannot swizzle, so the slot's pixels are 144 bytes apart instead (eight consecutive pixels'
 // 16-byte chunks then fall in distinct banks for ldmatrix); the means must be in the source.
+// kStride 2: the stride-2 convolution of the padded tiles (pad 1): a unit's output is
+// kS/2 x kS/2, each output pixel's taps at (2y + dy, 2x + dx) of the tile; the same index.
 template <int kS, int kU, int kNB_, int kBStages, bool kResidentB = false, bool kTmaEpilogue = false,
-          bool kPrefetchA = false, int kGather = 0>
+          bool kPrefetchA = false, int kGather = 0, int kStride = 1>
 struct HaloConv {
   static constexpr int kW = kS + 2;
   static constexpr bool kBulk = kGather == 2;
@@ -133,7 +140,12 @@ struct HaloConv {
   static constexpr int kUnits = kU;
   static constexpr int kNB = kNB_;
   static constexpr bool kTma = kTmaEpilogue;
-  static constexpr int kM = kU * kS * kS;
+  static constexpr int kSo = kS / kStride;  // output side of a unit
+  static_assert(kStride == 1 || (kStride == 2 && kS % 2 == 0), "stride 1, or 2 on even sides");
+  static constexpr int kM = kU * kSo * kSo;
+  // kTmaInterior: the interiors' TMA boxes (at most 256 rows a box)
+  static constexpr int kBoxRows = kInterior < 256 ? kInterior : 256;
+  static_assert(kInterior % kBoxRows == 0, "whole boxes");
   static_assert(kM == 128 || kM == 256, "a job is 128 or 256 output rows");
   static_assert(!kResidentB || kBStages == 9, "resident weights: a stage per tap");
   static constexpr int kMT = kM / 128;  // m64 tiles per consumer warp group
@@ -157,7 +169,7 @@ struct HaloConv {
 
   // 0, or why not: 1 shapes
   static int check(const Problem& p) {
-    if (p.side != kS || p.c % 64 != 0 || p.n % kNB != 0 || p.tiles < 1) return 1;
+    if (p.side != kS || p.stride != kStride || p.c % 64 != 0 || p.n % kNB != 0 || p.tiles < 1) return 1;
     if (kResidentB && (p.c != 64 || p.n != kNB)) return 1;
     if ((kGather != 0) != (p.index != nullptr)) return 1;
     if (kBulk && p.mean_rows != nullptr) return 1;  // the means must be in the source
@@ -387,8 +399,10 @@ struct HaloConv {
           if constexpr (kTmaInterior) {  // the interiors: the job's units' rows of the source
             Barrier::wait(&a_empty[a_slot], a_phase ^ 1);
             TxBarrier::arrive_and_expect_tx(&a_full[a_slot], kInterior * 128);
-            cute::SM90_TMA_LOAD_2D::copy(&p.tma_a, &a_full[a_slot], kHint, a_buf + a_slot * kABuf, chunk * 64,
-                                         unit0 * kS * kS);
+            for (int box = 0; box < kInterior / kBoxRows; ++box)
+              cute::SM90_TMA_LOAD_2D::copy(&p.tma_a, &a_full[a_slot], kHint,
+                                           a_buf + a_slot * kABuf + box * kBoxRows * 128, chunk * 64,
+                                           unit0 * kS * kS + box * kBoxRows);
             if (++a_slot == 2) {
               a_slot = 0;
               a_phase ^= 1;
@@ -429,8 +443,8 @@ struct HaloConv {
     int pix[kMT];
     for (int mt = 0; mt < kMT; ++mt) {
       const int m = wg * (kM / 2) + mt * 64 + warp * 16 + (lane & 15);
-      const int u = m / (kS * kS), y = (m / kS) % kS, x = m % kS;
-      pix[mt] = (u * kW + y) * kW + x;
+      const int u = m / (kSo * kSo), y = (m / kSo) % kSo, x = m % kSo;
+      pix[mt] = (u * kW + kStride * y) * kW + kStride * x;
     }
     const int khalf = lane >> 4;
     // kTmaInterior: each tap's slot of this lane's pixel in each m64 tile
@@ -441,8 +455,8 @@ struct HaloConv {
 #pragma unroll
         for (int mt = 0; mt < kMT; ++mt) {
           const int m = wg * (kM / 2) + mt * 64 + warp * 16 + (lane & 15);
-          const int u = m / (kS * kS), y = (m / kS) % kS, x = m % kS;
-          tap_slot[tap][mt] = slot_of(u, y + tap / 3, x + tap % 3);
+          const int u = m / (kSo * kSo), y = (m / kSo) % kSo, x = m % kSo;
+          tap_slot[tap][mt] = slot_of(u, kStride * y + tap / 3, kStride * x + tap % 3);
         }
     }
     if constexpr (kResidentB) TxBarrier::wait(&b_full[0], 0);
@@ -455,10 +469,10 @@ struct HaloConv {
       // (rows past the last tile clamped, their stores predicated off)
       const int mt = piece / 2, h = piece % 2;
       const int m = wg * (kM / 2) + mt * 64 + warp * 16 + lane / 4 + 8 * h;
-      const int tile_raw = unit0 + m / (kS * kS);
+      const int tile_raw = unit0 + m / (kSo * kSo);
       const int valid = tile_raw < p.tiles;
       const int tile = valid ? tile_raw : p.tiles - 1;
-      const int y = (m / kS) % kS, x = m % kS;
+      const int y = (m / kSo) % kSo, x = m % kSo;
       __half2 bv[kNB / 8], rv[kNB / 8];
 #pragma unroll
       for (int j = 0; j < kNB / 8; ++j) {
@@ -619,12 +633,12 @@ __global__ void __launch_bounds__(384, 1) halo_conv_kernel(const __grid_constant
 }
 
 // the tensor maps: the padded tiles and the weights (128-byte swizzle both)
-inline int make_maps(const Problem& p, int units_per_job, int nb, Params& out, bool tma_interior = false) {
+inline int make_maps(const Problem& p, int units_per_job, int nb, Params& out, int interior_box_rows = 0) {
   const int w = p.side + 2;
-  if (tma_interior) {  // the source's unit rows (C, T*s*s), box (64, U*s*s)
+  if (interior_box_rows > 0) {  // the source's unit rows (C, T*s*s), boxes (64, rows)
     cuuint64_t dims[2] = {cuuint64_t(p.c), cuuint64_t(p.unit_rows)};
     cuuint64_t strides[1] = {cuuint64_t(p.c) * 2};
-    cuuint32_t box[2] = {64, cuuint32_t(units_per_job * p.side * p.side)};
+    cuuint32_t box[2] = {64, cuuint32_t(interior_box_rows)};
     cuuint32_t elem[2] = {1, 1};
     if (cutlass::call_cuTensorMapEncodeTiled(&out.tma_a, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2,
                                              const_cast<void*>(p.source), dims, strides, box, elem,
@@ -664,9 +678,10 @@ inline int make_maps(const Problem& p, int units_per_job, int nb, Params& out, b
 // (64, s, s, U), 128B swizzle: the TMA epilogue's residual and output
 inline int make_pixel_map(CUtensorMap* map, const void* ptr, const int64_t* strides, const Problem& p,
                           int units_per_job) {
-  cuuint64_t dims[4] = {cuuint64_t(p.n), cuuint64_t(p.side), cuuint64_t(p.side), cuuint64_t(p.tiles)};
+  const int so = p.side / p.stride;  // the output's side
+  cuuint64_t dims[4] = {cuuint64_t(p.n), cuuint64_t(so), cuuint64_t(so), cuuint64_t(p.tiles)};
   cuuint64_t bytes[3] = {cuuint64_t(strides[2]) * 2, cuuint64_t(strides[1]) * 2, cuuint64_t(strides[0]) * 2};
-  cuuint32_t box[4] = {64, cuuint32_t(p.side), cuuint32_t(p.side), cuuint32_t(units_per_job)};
+  cuuint32_t box[4] = {64, cuuint32_t(so), cuuint32_t(so), cuuint32_t(units_per_job)};
   cuuint32_t elem[4] = {1, 1, 1, 1};
   return cutlass::call_cuTensorMapEncodeTiled(map, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4, const_cast<void*>(ptr), dims,
                                               bytes, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE,
@@ -683,7 +698,7 @@ int run(const Problem& p, cudaStream_t stream) {
   const int bad = Conv::check(p);
   if (bad != 0) return 1000 + bad;
   Params params{};
-  const int maps = make_maps(p, Conv::kUnits, Conv::kNB, params, Conv::kTmaInterior);
+  const int maps = make_maps(p, Conv::kUnits, Conv::kNB, params, Conv::kTmaInterior ? Conv::kBoxRows : 0);
   if (maps != 0) return 2000 + maps;
   if (Conv::kTma) {
     if (make_pixel_map(&params.tma_out, p.out, p.out_strides, p, Conv::kUnits) != 0) return 2003;

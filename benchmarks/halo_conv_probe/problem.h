@@ -26,11 +26,13 @@ struct Problem {
   const void* residual;
   void* out;
   int tiles, side, c, n;
+  int stride;  // 1, or 2: out and residual [T, N, side/2, side/2]
   int64_t out_strides[3], res_strides[3];
   int sm_count;
 };
 
-#define HALO_CONFIG(name, side, units, nb, stages, resident_b, tma_epilogue, prefetch_a, gather) int halo_conv_##name(const Problem& p, cudaStream_t stream);
+#define HALO_CONFIG(name, side, units, nb, stages, resident_b, tma_epilogue, prefetch_a, gather, stride) \
+  int halo_conv_##name(const Problem& p, cudaStream_t stream);
 #include "configs.inc"
 #undef HALO_CONFIG
 
