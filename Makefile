@@ -102,7 +102,7 @@ probe-check:
 	  || { echo "probe-check: nvidia-cutlass is not installed"; exit 1; }; \
 	mkdir -p $(BUILD_DIR)/probe; \
 	printf '%s\n' $(PROBE_SOURCES) | xargs -P $(CUTLASS_JOBS) -I{} sh -c 'echo "nvcc -c {} (sm_90a)"; \
-	  $(NVCC) -std=c++17 -O2 -DNDEBUG --expt-relaxed-constexpr -Ibenchmarks/halo_conv_probe -I'"$$root"'/include \
+	  $(NVCC) -std=c++17 -O2 -DNDEBUG --expt-relaxed-constexpr -Ibenchmarks/halo_conv_probe -Icsrc -I'"$$root"'/include \
 	    -gencode arch=compute_90a,code=sm_90a -c {} -o $(BUILD_DIR)/probe/$$(basename {} .cu).o' || exit 1
 
 pytest:

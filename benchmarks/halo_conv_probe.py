@@ -69,7 +69,8 @@ def load_extension(cutlass_root: str):
     os.environ["TORCH_CUDA_ARCH_LIST"] = "9.0a"  # wgmma, setmaxnreg: sm_90a
     src = os.path.join(HERE, "halo_conv_probe")
     sources = [os.path.join(src, f) for f in sorted(os.listdir(src)) if f.endswith((".cu", ".cpp"))]
-    includes = [os.path.join(cutlass_root, "include"), src]
+    # csrc: the product's halo-tile pieces (ops/cuda/cutlass/halo_tile.cuh)
+    includes = [os.path.join(cutlass_root, "include"), src, os.path.join(HERE, "..", "csrc")]
     return load(name="segblocks_halo_conv_probe", sources=sources,
                 extra_include_paths=[p for p in includes if os.path.isdir(p)],
                 extra_cuda_cflags=["-O3", "-DNDEBUG", "--expt-relaxed-constexpr", "-std=c++17",

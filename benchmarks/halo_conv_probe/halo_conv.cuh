@@ -42,11 +42,9 @@
 
 #include "cute/arch/copy_sm90_desc.hpp"
 #include "cute/arch/copy_sm90_tma.hpp"
-#include "cute/arch/mma_sm90_desc.hpp"
-#include "cute/arch/mma_sm90_gmma.hpp"
 #include "cutlass/arch/barrier.h"
 #include "cutlass/arch/reg_reconfig.h"
-#include "cutlass/cuda_host_adapter.hpp"
+#include "ops/cuda/cutlass/halo_tile.cuh"  // ldmatrix, wgmma and tensor maps, shared with the product's kernel
 #include "problem.h"
 
 namespace halo_probe {
@@ -66,43 +64,11 @@ struct Params {
   int tiles, c, n, jobs, n_blocks;
 };
 
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-
-// K-major B, 128-byte swizzle: rows of 64 halves, 8-row groups 1024 B apart
-__device__ __forceinline__ uint64_t desc_b_sw128(uint32_t addr) {
-  cute::GmmaDescriptor d;
-  d.bitfield.start_address_ = static_cast<uint16_t>((addr & 0x3FFFF) >> 4);
-  d.bitfield.leading_byte_offset_ = 1;
-  d.bitfield.stride_byte_offset_ = 1024 >> 4;
-  d.bitfield.base_offset_ = 0;
-  d.bitfield.layout_type_ = 1;  // SWIZZLE_128B
-  return d.desc_;
-}
-
-template <int kN>
-struct Wgmma;
-template <>
-struct Wgmma<64> {
-  using Op = cute::SM90::GMMA::MMA_64x64x16_F32F16F16_RS<cute::SM90::GMMA::Major::K, cute::SM90::GMMA::Major::K>;
-};
-template <>
-struct Wgmma<128> {
-  using Op = cute::SM90::GMMA::MMA_64x128x16_F32F16F16_RS<cute::SM90::GMMA::Major::K, cute::SM90::GMMA::Major::K>;
-};
-
-template <class Op, int kAcc, size_t... I>
-__device__ __forceinline__ void wgmma_rs(const uint32_t (&a)[4], uint64_t desc, float (&d)[kAcc],
-                                         std::index_sequence<I...>) {
-  Op::fma(a[0], a[1], a[2], a[3], desc, d[I]..., cute::SM90::GMMA::ScaleOut::One);
-}
+using segblocks::cuda::halo::desc_b_sw128;
+using segblocks::cuda::halo::encode_f16_sw128;
+using segblocks::cuda::halo::ldmatrix_x4;
+using segblocks::cuda::halo::smem_u32;
+using segblocks::cuda::halo::wgmma_rs;
 
 // kS unit side, kU units per job (kU * kS * kS = 128 or 256 output rows), kNB output channels
 // per job (64 or 128), kBStages weight stages; kResidentB: the weights are one chunk and one
@@ -165,7 +131,7 @@ struct HaloConv {
   static constexpr int kBars = 4 + 2 * kBStages + 2;
   static constexpr int kSmem = 2 * kABuf + kBStages * kBBytes + kEBytes + kRowBytes + kBars * 8 + 1024;
   static_assert(kSmem <= 232448, "shared memory");
-  using Op = typename Wgmma<kNB>::Op;
+  using Op = typename segblocks::cuda::halo::WgmmaRS<kNB>::Op;
 
   // 0, or why not: 1 shapes
   static int check(const Problem& p) {
@@ -632,61 +598,31 @@ __global__ void __launch_bounds__(384, 1) halo_conv_kernel(const __grid_constant
   Conv::run(p, smem);
 }
 
-// the tensor maps: the padded tiles and the weights (128-byte swizzle both)
+// the tensor maps: the padded tiles (or, gathered with TMA interiors, the source's unit rows)
+// and the weights, 128-byte swizzle all
 inline int make_maps(const Problem& p, int units_per_job, int nb, Params& out, int interior_box_rows = 0) {
-  const int w = p.side + 2;
-  if (interior_box_rows > 0) {  // the source's unit rows (C, T*s*s), boxes (64, rows)
-    cuuint64_t dims[2] = {cuuint64_t(p.c), cuuint64_t(p.unit_rows)};
-    cuuint64_t strides[1] = {cuuint64_t(p.c) * 2};
-    cuuint32_t box[2] = {64, cuuint32_t(interior_box_rows)};
-    cuuint32_t elem[2] = {1, 1};
-    if (cutlass::call_cuTensorMapEncodeTiled(&out.tma_a, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2,
-                                             const_cast<void*>(p.source), dims, strides, box, elem,
-                                             CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                                             CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                                             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
-      return 3;
-  }
-  if (p.padded != nullptr) {
-    cuuint64_t dims[4] = {cuuint64_t(p.c), cuuint64_t(w), cuuint64_t(w), cuuint64_t(p.tiles)};
-    cuuint64_t strides[3] = {cuuint64_t(p.c) * 2, cuuint64_t(w) * p.c * 2, cuuint64_t(w) * w * p.c * 2};
-    cuuint32_t box[4] = {64, cuuint32_t(w), cuuint32_t(w), cuuint32_t(units_per_job)};
-    cuuint32_t elem[4] = {1, 1, 1, 1};
-    if (cutlass::call_cuTensorMapEncodeTiled(&out.tma_a, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4,
-                                             const_cast<void*>(p.padded), dims, strides, box, elem,
-                                             CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                                             CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                                             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
-      return 1;
-  }
-  {
-    cuuint64_t dims[2] = {cuuint64_t(9) * p.c, cuuint64_t(p.n)};
-    cuuint64_t strides[1] = {cuuint64_t(9) * p.c * 2};
-    cuuint32_t box[2] = {64, cuuint32_t(nb)};
-    cuuint32_t elem[2] = {1, 1};
-    if (cutlass::call_cuTensorMapEncodeTiled(&out.tma_b, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2,
-                                             const_cast<void*>(p.weight), dims, strides, box, elem,
-                                             CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                                             CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                                             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
-      return 2;
-  }
+  const cuuint64_t w = cuuint64_t(p.side) + 2, c = cuuint64_t(p.c);
+  if (interior_box_rows > 0 &&  // the source's unit rows (C, T*s*s), boxes (64, rows)
+      !encode_f16_sw128<2>(&out.tma_a, p.source, {c, cuuint64_t(p.unit_rows)}, {c * 2},
+                           {64, cuuint32_t(interior_box_rows)}))
+    return 3;
+  if (p.padded != nullptr &&  // (C, s+2, s+2, T), box (64, s+2, s+2, U)
+      !encode_f16_sw128<4>(&out.tma_a, p.padded, {c, w, w, cuuint64_t(p.tiles)}, {c * 2, w * c * 2, w * w * c * 2},
+                           {64, cuuint32_t(w), cuuint32_t(w), cuuint32_t(units_per_job)}))
+    return 1;
+  if (!encode_f16_sw128<2>(&out.tma_b, p.weight, {9 * c, cuuint64_t(p.n)}, {9 * c * 2}, {64, cuuint32_t(nb)}))
+    return 2;
   return 0;
 }
 
-// a [T, N, s, s] pixel tensor (channels contiguous; strides in elements) as (N, s, s, T), box
-// (64, s, s, U), 128B swizzle: the TMA epilogue's residual and output
+// a [T, N, so, so] pixel tensor (so = side / stride; channels contiguous; strides in elements)
+// as (N, so, so, T), box (64, so, so, U), 128B swizzle: the TMA epilogue's residual and output
 inline int make_pixel_map(CUtensorMap* map, const void* ptr, const int64_t* strides, const Problem& p,
                           int units_per_job) {
-  const int so = p.side / p.stride;  // the output's side
-  cuuint64_t dims[4] = {cuuint64_t(p.n), cuuint64_t(so), cuuint64_t(so), cuuint64_t(p.tiles)};
-  cuuint64_t bytes[3] = {cuuint64_t(strides[2]) * 2, cuuint64_t(strides[1]) * 2, cuuint64_t(strides[0]) * 2};
-  cuuint32_t box[4] = {64, cuuint32_t(so), cuuint32_t(so), cuuint32_t(units_per_job)};
-  cuuint32_t elem[4] = {1, 1, 1, 1};
-  return cutlass::call_cuTensorMapEncodeTiled(map, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4, const_cast<void*>(ptr), dims,
-                                              bytes, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                                              CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                                              CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS
+  const cuuint64_t so = cuuint64_t(p.side / p.stride);
+  return encode_f16_sw128<4>(map, ptr, {cuuint64_t(p.n), so, so, cuuint64_t(p.tiles)},
+                             {cuuint64_t(strides[2]) * 2, cuuint64_t(strides[1]) * 2, cuuint64_t(strides[0]) * 2},
+                             {64, cuuint32_t(so), cuuint32_t(so), cuuint32_t(units_per_job)})
              ? 0
              : 1;
 }

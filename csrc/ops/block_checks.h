@@ -11,6 +11,7 @@
 
 #include <initializer_list>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "ops/block_indexing.h"
@@ -627,6 +628,14 @@ inline BlockGrid check_halo_index_args(const at::Tensor& hr_pos, const at::Tenso
   TORCH_CHECK(rows <= kInt32Max && tiles * (side + 2) * (side + 2) <= kInt32Max, op,
               ": ", tiles, " units of side ", side, " need more source rows than int32 indexes");
   return g;
+}
+
+// halo_index's outputs on `like`'s device, uninitialised: index [T, side+2, side+2] and
+// mean_rows [Nl * (4 side + 4), 4], int32 (g from check_halo_index_args).
+inline std::tuple<at::Tensor, at::Tensor> empty_halo_index(const at::Tensor& like, const BlockGrid& g) {
+  const int64_t side = g.hr_side / 2, tiles = 4 * g.num_highres + g.num_lowres;
+  const auto options = like.options().dtype(at::kInt);
+  return {at::empty({tiles, side + 2, side + 2}, options), at::empty({g.num_lowres * (4 * side + 4), 4}, options)};
 }
 
 inline void check_layout_values_cpu(const char* op, const at::Tensor& hr_pos,

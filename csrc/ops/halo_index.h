@@ -40,6 +40,30 @@ struct HaloIndexParams {
   D width_div;  // side + 2
 };
 
+// The parameters for units of side g.hr_side / 2 (host side; D: PlainDivider<int64_t> on the
+// CPU, FastDivider where everything fits int32 on CUDA).
+template <typename D>
+inline HaloIndexParams<D> make_halo_index_params(const int64_t* hr_pos, const int64_t* lr_pos,
+                                                 const int32_t* block_map, const BlockGrid& g, int32_t* index,
+                                                 int32_t* mean_rows) {
+  using index_t = typename D::index_t;
+  const int64_t side = g.hr_side / 2, w = side + 2, tiles = 4 * g.num_highres + g.num_lowres;
+  HaloIndexParams<D> prm{};
+  prm.hr_pos = hr_pos;
+  prm.lr_pos = lr_pos;
+  prm.block_map = block_map;
+  prm.g = GridIndexer<D>(g);
+  prm.index = index;
+  prm.mean_rows = mean_rows;
+  prm.side = static_cast<index_t>(side);
+  prm.num_highres = static_cast<index_t>(g.num_highres);
+  prm.unit_rows = static_cast<index_t>(tiles * side * side);
+  prm.zero_row = static_cast<index_t>(tiles * side * side + g.num_lowres * (4 * side + 4));
+  prm.tile_div = D(w * w);
+  prm.width_div = D(w);
+  return prm;
+}
+
 // Frame pixel (py, px) of a padded tile of side s+2 in ring order.
 template <typename index_t>
 SEGBLOCKS_HOST_DEVICE index_t halo_ring_slot(index_t py, index_t px, index_t side) {

@@ -14,26 +14,12 @@ std::tuple<at::Tensor, at::Tensor> halo_index_kernel(const at::Tensor& hr_pos, c
                                                      const at::Tensor& block_map, int64_t side) {
   const BlockGrid g = check_halo_index_args(hr_pos, lr_pos, block_map, side);
   check_layout_values_cpu("halo_index", hr_pos, lr_pos, &block_map, g);
-  const int64_t tiles = 4 * g.num_highres + g.num_lowres, w = side + 2;
-  const auto options = hr_pos.options().dtype(at::kInt);
-  at::Tensor index = at::empty({tiles, w, w}, options);
-  at::Tensor mean_rows = at::empty({g.num_lowres * (4 * side + 4), 4}, options);
+  auto [index, mean_rows] = empty_halo_index(hr_pos, g);
   if (index.numel() == 0) return {index, mean_rows};
   const at::Tensor hr_p = hr_pos.contiguous(), lr_p = lr_pos.contiguous(), bm = block_map.contiguous();
-  using D = PlainDivider<int64_t>;
-  HaloIndexParams<D> prm{};
-  prm.hr_pos = hr_p.data_ptr<int64_t>();
-  prm.lr_pos = lr_p.data_ptr<int64_t>();
-  prm.block_map = bm.data_ptr<int32_t>();
-  prm.g = GridIndexer<D>(g);
-  prm.index = index.data_ptr<int32_t>();
-  prm.mean_rows = mean_rows.data_ptr<int32_t>();
-  prm.side = side;
-  prm.num_highres = g.num_highres;
-  prm.unit_rows = tiles * side * side;
-  prm.zero_row = prm.unit_rows + g.num_lowres * (4 * side + 4);
-  prm.tile_div = D(w * w);
-  prm.width_div = D(w);
+  const auto prm = make_halo_index_params<PlainDivider<int64_t>>(
+      hr_p.data_ptr<int64_t>(), lr_p.data_ptr<int64_t>(), bm.data_ptr<int32_t>(), g, index.data_ptr<int32_t>(),
+      mean_rows.data_ptr<int32_t>());
   at::parallel_for(0, index.numel(), 4096, [&](int64_t begin, int64_t end) {
     for (int64_t e = begin; e < end; ++e) halo_index_element(prm, e);
   });

@@ -17,10 +17,7 @@ std::tuple<at::Tensor, at::Tensor> halo_index_cuda(const at::Tensor& hr_pos, con
   const BlockGrid g = check_halo_index_args(hr_pos, lr_pos, block_map, side);
   check_cuda_tensor("halo_index", "hr_pos", hr_pos);
   const c10::cuda::CUDAGuard device_guard(hr_pos.device());
-  const int64_t tiles = 4 * g.num_highres + g.num_lowres, w = side + 2;
-  const auto options = hr_pos.options().dtype(at::kInt);
-  at::Tensor index = at::empty({tiles, w, w}, options);
-  at::Tensor mean_rows = at::empty({g.num_lowres * (4 * side + 4), 4}, options);
+  auto [index, mean_rows] = empty_halo_index(hr_pos, g);
   if (index.numel() == 0) return {index, mean_rows};
   const at::Tensor hr_p = hr_pos.contiguous(), lr_p = lr_pos.contiguous(), bm = block_map.contiguous();
   // the checks bound every row and entry by int32; the grid's cells too

@@ -38,12 +38,10 @@
 
 #include "cute/arch/copy_sm90_desc.hpp"
 #include "cute/arch/copy_sm90_tma.hpp"
-#include "cute/arch/mma_sm90_desc.hpp"
-#include "cute/arch/mma_sm90_gmma.hpp"
 #include "cutlass/arch/barrier.h"
 #include "cutlass/arch/reg_reconfig.h"
-#include "cutlass/cuda_host_adapter.hpp"
 #include "ops/cuda/cutlass/conv_problem.h"
+#include "ops/cuda/cutlass/halo_tile.cuh"
 #include "ops/cuda/pdl.cuh"
 
 namespace segblocks {
@@ -59,34 +57,7 @@ struct Params {
   int c, jobs, n_blocks, tiles_x, tiles_per_image, padding;
 };
 
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-
-// K-major B, 128-byte swizzle: rows of 64 halves, 8-row groups 1024 B apart
-__device__ __forceinline__ uint64_t desc_b_sw128(uint32_t addr) {
-  cute::GmmaDescriptor d;
-  d.bitfield.start_address_ = static_cast<uint16_t>((addr & 0x3FFFF) >> 4);
-  d.bitfield.leading_byte_offset_ = 1;
-  d.bitfield.stride_byte_offset_ = 1024 >> 4;
-  d.bitfield.base_offset_ = 0;
-  d.bitfield.layout_type_ = 1;  // SWIZZLE_128B
-  return d.desc_;
-}
-
-using Wgmma64 = cute::SM90::GMMA::MMA_64x64x16_F32F16F16_RS<cute::SM90::GMMA::Major::K, cute::SM90::GMMA::Major::K>;
-
-template <int kAcc, size_t... I>
-__device__ __forceinline__ void wgmma_rs(const uint32_t (&a)[4], uint64_t desc, float (&d)[kAcc],
-                                         std::index_sequence<I...>) {
-  Wgmma64::fma(a[0], a[1], a[2], a[3], desc, d[I]..., cute::SM90::GMMA::ScaleOut::One);
-}
+using Wgmma64 = WgmmaRS<64>::Op;
 
 // kBStages weight stages (a ring of [64, 64] slabs, one per tap and chunk); kResidentB: C = K =
 // 64 (SwiftNet's layer 1), the nine taps' slabs loaded once per thread block; kPrefetchA: three
@@ -311,8 +282,8 @@ struct HaloConv {
           for (int kk = 0; kk < 4; ++kk)
 #pragma unroll
             for (int mt = 0; mt < kMT; ++mt)
-              wgmma_rs(frag[tap % kSets][kk][mt], desc_b_sw128(b_base + kk * 32), acc[mt],
-                       std::make_index_sequence<kAcc>{});
+              wgmma_rs<Wgmma64>(frag[tap % kSets][kk][mt], desc_b_sw128(b_base + kk * 32), acc[mt],
+                                std::make_index_sequence<kAcc>{});
           cute::warpgroup_commit_batch();
           // the next tap's fragments into the set the tap before last used (its wgmmas are done)
           if constexpr (kPrefetchA) {
@@ -373,7 +344,7 @@ __global__ void __launch_bounds__(384, 1) halo_conv_kernel(const __grid_constant
 inline bool encode_4d(CUtensorMap* map, const void* ptr, const int64_t (&dims)[4], const int64_t (&strides)[3],
                       const uint32_t (&box)[4]) {
   cuuint64_t d[4], s[3];
-  cuuint32_t b[4], elem[4] = {1, 1, 1, 1};
+  cuuint32_t b[4];
   for (int i = 0; i < 4; ++i) {
     d[i] = cuuint64_t(dims[i]);
     b[i] = box[i];
@@ -384,10 +355,7 @@ inline bool encode_4d(CUtensorMap* map, const void* ptr, const int64_t (&dims)[4
     s[i] = cuuint64_t(step);
     extent = step * dims[i + 1];
   }
-  return cutlass::call_cuTensorMapEncodeTiled(map, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4, const_cast<void*>(ptr), d, s,
-                                              b, elem, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                                              CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                                              CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  return encode_f16_sw128<4>(map, ptr, d, s, b);
 }
 
 // 0, or the failing step * 1000 + detail (1: the problem's shape, 2: tensor maps, 3: shared
@@ -402,18 +370,10 @@ int launch(const ConvCutlassProblem& p, cudaStream_t stream) {
   if (!encode_4d(&params.tma_a, p.x, {c, p.w, p.h, p.n}, {c * 2, p.w * c * 2, int64_t(p.h) * p.w * c * 2},
                  {64, Conv::kW, Conv::kW, 1}))
     return 2001;
-  {
-    cuuint64_t dims[2] = {cuuint64_t(9) * p.c, cuuint64_t(p.k)};
-    cuuint64_t strides[1] = {cuuint64_t(9) * p.c * 2};
-    cuuint32_t box[2] = {64, cuuint32_t(Conv::kNB)};
-    cuuint32_t elem[2] = {1, 1};
-    if (cutlass::call_cuTensorMapEncodeTiled(&params.tma_b, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2,
-                                             const_cast<void*>(p.weight), dims, strides, box, elem,
-                                             CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                                             CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                                             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
-      return 2002;
-  }
+  // the weights [K, 3, 3, C] as (9C, K), box (64, 64)
+  if (!encode_f16_sw128<2>(&params.tma_b, p.weight, {cuuint64_t(9) * p.c, cuuint64_t(p.k)},
+                           {cuuint64_t(9) * p.c * 2}, {64, cuuint32_t(Conv::kNB)}))
+    return 2002;
   const uint32_t pixel_box[4] = {64, Conv::kS, Conv::kS, 1};
   const int64_t* os = p.out_strides;  // {n, h, w} in elements
   if (!encode_4d(&params.tma_out, p.out, {k, out_w, out_h, p.n}, {os[2] * 2, os[1] * 2, os[0] * 2}, pixel_box))
