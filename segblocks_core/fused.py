@@ -174,9 +174,10 @@ def _space_to_depth_conv(conv, x, weight, bias, stride, padding, dilation, group
 # ops.conv_into_ runs relu(conv + bias + residual) as a CUTLASS 3 implicit GEMM (wgmma, TMA)
 # into any NHWC view; segblocks_core._cutlass has one kernel per tile configuration
 # (ops.cutlass_conv_configs()), and the halo-tile kernels ("halo_*": 3x3 stride 1, channels
-# multiples of 64; csrc/ops/cuda/cutlass/conv_halo.cuh). conv_bias_relu times each configuration as one more way
-# (into a new tensor), on both sides of the benchmark alike; the executor's padded outputs
-# (padded_outputs()) use them to write the next convolution's BlockPad-ed tiles.
+# multiples of 64; csrc/ops/cuda/cutlass/conv_halo.cuh). conv_bias_relu times each
+# configuration as one more way (into a new tensor), on both sides of the benchmark alike; the
+# executor's padded outputs (padded_outputs()) use them to write the next convolution's
+# BlockPad-ed tiles.
 
 
 _CUTLASS: contextvars.ContextVar[bool] = contextvars.ContextVar("segblocks_cutlass_convs", default=True)
@@ -338,7 +339,7 @@ def conv_bias_relu(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride=1, 
         return _unfused(*args)
     key = (tuple(x.shape), tuple(x.stride()), x.dtype, tuple(weight.shape), stride, padding, dilation,
            groups, None if residual is None else (tuple(residual.shape), tuple(residual.stride())),
-           _SPACE_TO_DEPTH.get(), cutlass_config_indices())
+           _SPACE_TO_DEPTH.get(), _CUTLASS.get(), _CUTLASS_PERSISTENT.get(), _CUTLASS_CLUSTERS.get(), _HALO_CONVS.get())
     choice = _CHOICE.get(key)
     if choice is None:
         if torch.cuda.is_current_stream_capturing():
