@@ -123,6 +123,9 @@ TORCH_LIBRARY(segblocks, m) {
   // ops/halo_index.h): index [4Nh + Nl, side+2, side+2] and mean_rows [Nl * (4 side + 4), 4],
   // int32, on the layout's device; inference only
   m.def("halo_index(Tensor hr_pos, Tensor lr_pos, Tensor block_map, int side) -> (Tensor, Tensor)");
+  // the source's mean rows (unit_rows .. unit_rows + B - 1: the 2x2 means of their quads'
+  // unit rows, BlockPad's rounding) and its zero row, in place; the unit rows are read only
+  m.def("halo_means_(Tensor(a!) source, Tensor mean_rows, int unit_rows) -> ()");
   // the same head from block_pad_units' tiles (padding 1, replicate): no neighbour lookups
   m.def(
       "upsample_argmax_units(Tensor units_padded, Tensor hr_pos, Tensor lr_pos, Tensor block_map, "

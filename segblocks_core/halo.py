@@ -198,17 +198,28 @@ def pixel_rows(units: Tensor) -> Tensor:
 
 def halo_source(units: Tensor, halo: HaloIndex) -> Tensor:
     """The source rows ``[halo.rows, C]`` of ``units [T, C, s, s]``: the units' pixels
-    (tile-major, then row, column), the 2x2 means (their float sum times 0.25, rounded to the
-    dtype once, as BlockPad rounds them; zeros for a fixed index's unused mean rows), a zero
-    row."""
+    (tile-major, then row, column), the 2x2 means (:func:`halo_means_`), a zero row."""
     _check_units(units, halo)
     rows = pixel_rows(units)
-    acc = torch.float64 if units.dtype == torch.float64 else torch.float32
+    source = rows.new_empty((halo.rows, rows.shape[1]))
+    source[:halo.unit_rows] = rows
+    return halo_means_(source, halo)
+
+
+def halo_means_(source: Tensor, halo: HaloIndex) -> Tensor:
+    """Rows ``unit_rows ..`` of ``source [halo.rows, C]`` from its unit rows, in place: the 2x2
+    means (their float sum times 0.25, rounded to the dtype once, as BlockPad rounds them;
+    zeros for a fixed index's unused mean rows) and the zero row. Returns ``source``."""
+    if source.dim() != 2 or source.shape[0] != halo.rows:
+        raise ValueError(f"source [{halo.rows}, C] expected, got {tuple(source.shape)}")
+    rows = source[:halo.unit_rows]
+    acc = torch.float64 if source.dtype == torch.float64 else torch.float32
     zero = rows.new_zeros((1, rows.shape[1]))
     # a fixed index's unused mean rows average the zero row
     quads = halo.mean_rows.long().clamp(max=halo.unit_rows)
-    means = torch.cat([rows, zero])[quads].to(acc).mean(1).to(units.dtype)
-    return torch.cat([rows, means, zero])
+    source[halo.unit_rows:halo.zero_row] = torch.cat([rows, zero])[quads].to(acc).mean(1).to(source.dtype)
+    source[halo.zero_row] = 0
+    return source
 
 
 def gather_padded(source: Tensor, halo: HaloIndex) -> Tensor:

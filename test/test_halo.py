@@ -250,3 +250,58 @@ def test_native_halo_index_builds_on_cuda_without_host_sync():
             torch.cuda.set_sync_debug_mode("default")
     want = halo_index(layout, 16, fixed=True)
     assert torch.equal(got.index, want.index) and torch.equal(got.mean_rows, want.mean_rows)
+
+
+# -- halo_means_: the source's mean rows and zero row, in place ---------------------------
+
+
+def _source_with_garbage(units, halo):
+    """The source with its unit rows written and every other row NaN (what a fresh buffer
+    may hold)."""
+    rows = units.permute(0, 2, 3, 1).reshape(-1, units.shape[1])
+    source = torch.full((halo.rows, units.shape[1]), float("nan"), dtype=units.dtype, device=units.device)
+    source[:halo.unit_rows] = rows
+    return source
+
+
+@needs_native
+@pytest.mark.parametrize("device", NATIVE_DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=["f32", "f16", "bf16"])
+@pytest.mark.parametrize("channels", [3, 8, 16])
+@pytest.mark.parametrize("side", [1, 2, 4, 8])
+def test_native_halo_means_equal_block_pads(device, dtype, channels, side):
+    """The native mean rows and zero row, bitwise: the reference's (``halo_source``) and, through
+    the index, BlockPad's own tiles (its rounding: the float sum of the quad in order, times
+    0.25, rounded once). The unit rows are read, never written; rows that held NaN are all
+    overwritten; 16-byte packs (8 or 16 half channels) and single channels (3) on CUDA."""
+    layout = _layout((2, 3, 4), side, device=device)
+    units = _units(layout, side, channels=channels, dtype=dtype, seed=side).to(device)
+    with ops.use_backend("native"):
+        halo = ops.halo_index(layout, side)
+        source = _source_with_garbage(units, halo)
+        unit_rows = source[:halo.unit_rows].clone()
+        assert ops.halo_means_(source, halo) is source
+    assert torch.equal(source[:halo.unit_rows], unit_rows)
+    assert not source.isnan().any()
+    assert torch.equal(source, halo_source(units, halo))
+    assert torch.equal(gather_padded(source, halo), _oracle(units, layout))
+
+
+@needs_native
+def test_native_halo_means_errors():
+    layout = _layout((1, 2, 3), 0)
+    halo = halo_index(layout, 2, fixed=True)
+    source = _source_with_garbage(_units(layout, 2, dtype=torch.float32), halo)
+    means = torch.ops.segblocks.halo_means_
+    with pytest.raises(RuntimeError, match="source has"):
+        means(source[:-1].contiguous(), halo.mean_rows, halo.unit_rows)
+    with pytest.raises(RuntimeError, match="contiguous floating-point"):
+        means(source.t(), halo.mean_rows, halo.unit_rows)
+    with pytest.raises(RuntimeError, match="int32"):
+        means(source, halo.mean_rows.long(), halo.unit_rows)
+    bad = halo.mean_rows.clone()
+    bad[0, 0] = halo.unit_rows  # a mean row reading a mean row
+    with pytest.raises(RuntimeError, match="neither a unit row"):
+        means(source, bad, halo.unit_rows)
+    with pytest.raises(ValueError, match="source"):  # the wrapper: not the index's source shape
+        ops.halo_means_(source[:-1], halo)

@@ -638,6 +638,23 @@ inline std::tuple<at::Tensor, at::Tensor> empty_halo_index(const at::Tensor& lik
   return {at::empty({tiles, side + 2, side + 2}, options), at::empty({g.num_lowres * (4 * side + 4), 4}, options)};
 }
 
+// halo_means_(source, mean_rows, unit_rows): source [unit_rows + B + 1, C] contiguous
+// floating point, mean_rows [B, 4] int32 contiguous on its device.
+inline void check_halo_means_args(const at::Tensor& source, const at::Tensor& mean_rows, int64_t unit_rows) {
+  const char* op = "halo_means_";
+  TORCH_CHECK(source.defined() && source.dim() == 2 && source.is_contiguous() &&
+                  at::isFloatingType(source.scalar_type()),
+              op, ": source must be a contiguous floating-point [rows, C] tensor, got ",
+              source.defined() ? source.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(mean_rows.defined() && mean_rows.dim() == 2 && mean_rows.size(1) == 4 && mean_rows.is_contiguous() &&
+                  mean_rows.scalar_type() == at::kInt,
+              op, ": mean_rows must be a contiguous int32 [B, 4] tensor");
+  TORCH_CHECK(mean_rows.device() == source.device(), op, ": mean_rows is on ", mean_rows.device(),
+              " but source is on ", source.device());
+  TORCH_CHECK(unit_rows >= 0 && source.size(0) == unit_rows + mean_rows.size(0) + 1, op, ": source has ",
+              source.size(0), " rows, expected unit_rows + B + 1 = ", unit_rows + mean_rows.size(0) + 1);
+}
+
 inline void check_layout_values_cpu(const char* op, const at::Tensor& hr_pos,
                                     const at::Tensor& lr_pos, const at::Tensor* block_map,
                                     const BlockGrid& g) {

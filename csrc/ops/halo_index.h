@@ -134,4 +134,44 @@ SEGBLOCKS_HOST_DEVICE void halo_index_element(const HaloIndexParams<D>& prm, int
   prm.index[e64] = static_cast<int32_t>(row);
 }
 
+// halo_means_(source [rows, C], mean_rows [B, 4], unit_rows), in place: source row
+// unit_rows + b becomes the mean of its quad's four unit rows (their sum in the accumulation
+// type in quad order, times 0.25, rounded once: BlockPad's rounding, block_pad.cuh), a quad
+// entry at or past unit_rows (a fixed index's unused mean rows: the zero row) counting as
+// zero; row unit_rows + B (the zero row) becomes zeros. Rows before unit_rows (the units'
+// pixels, a producer's output) are read, never written. One element per kPack channels of
+// one written row.
+template <typename scalar_t>
+struct HaloMeansParams {
+  scalar_t* source;  // [rows, channels] contiguous
+  const int32_t* mean_rows;
+  int64_t channels, unit_rows, num_means;
+};
+
+template <typename Cvt, int kPack>
+SEGBLOCKS_HOST_DEVICE void halo_means_element(const HaloMeansParams<typename Cvt::scalar_t>& prm, int64_t pack) {
+  using scalar_t = typename Cvt::scalar_t;
+  using acc_t = typename Cvt::acc_t;
+  using P = Pack<scalar_t, kPack>;
+  const int64_t e = pack * kPack;
+  const int64_t b = e / prm.channels, c = e - b * prm.channels;
+  acc_t sum[kPack];
+  SEGBLOCKS_UNROLL
+  for (int l = 0; l < kPack; ++l) sum[l] = acc_t(0);
+  if (b < prm.num_means) {
+    SEGBLOCKS_UNROLL
+    for (int k = 0; k < 4; ++k) {
+      const int64_t q = prm.mean_rows[4 * b + k];
+      if (q >= prm.unit_rows) continue;  // the zero row
+      const P v = load_pack<scalar_t, kPack>(prm.source + q * prm.channels + c);
+      SEGBLOCKS_UNROLL
+      for (int l = 0; l < kPack; ++l) sum[l] += Cvt::to_acc(v.v[l]);
+    }
+  }
+  P out;
+  SEGBLOCKS_UNROLL
+  for (int l = 0; l < kPack; ++l) out.v[l] = Cvt::round(sum[l] * acc_t(0.25));
+  *reinterpret_cast<P*>(prm.source + (prm.unit_rows + b) * prm.channels + c) = out;
+}
+
 }  // namespace segblocks

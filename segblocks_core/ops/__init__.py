@@ -33,6 +33,7 @@ __all__ = [
     "scale_shift_relu",
     "conv3x3_units", "conv3x3_units_tensor",
     "conv3x3_units_supported", "block_pad_ring_", "conv_into_", "cutlass_conv_configs", "halo_index",
+    "halo_means_",
 ]
 
 BUILD_HINT = (
@@ -774,6 +775,19 @@ def halo_index(layout: BlockLayout, side: int):
         return reference(layout, side, fixed=True)
     index, mean_rows = torch.ops.segblocks.halo_index(layout.hr_pos, layout.lr_pos, layout.block_map, side)
     return HaloIndex(side, index, mean_rows, (4 * layout.num_highres + layout.num_lowres) * side * side)
+
+
+def halo_means_(source: Tensor, halo) -> Tensor:
+    """Fill the mean rows and the zero row of ``source [halo.rows, C]`` (a
+    :class:`segblocks_core.halo.HaloIndex`'s source, its unit rows written) in place, as
+    ``halo.halo_means_`` (the reference) does: one native kernel where built. Returns
+    ``source``."""
+    from ..halo import halo_means_ as reference
+    if _no_grad(source) and _use_native(source.device, "halo_means_") and source.is_contiguous() \
+            and source.dim() == 2 and source.shape[0] == halo.rows and halo.mean_rows.device == source.device:
+        torch.ops.segblocks.halo_means_(source, halo.mean_rows, halo.unit_rows)
+        return source
+    return reference(source, halo)
 
 
 def programmatic_launch() -> bool:

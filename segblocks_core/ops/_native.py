@@ -438,3 +438,11 @@ def _halo_index_fake(hr_pos: Tensor, lr_pos: Tensor, block_map: Tensor, side: in
 
 if hasattr(torch.ops.segblocks, "halo_index"):
     torch.library.register_fake("segblocks::halo_index")(_halo_index_fake)
+
+
+def _halo_means_fake(source: Tensor, mean_rows: Tensor, unit_rows: int) -> None:
+    return None  # in place
+
+
+if hasattr(torch.ops.segblocks, "halo_means_"):
+    torch.library.register_fake("segblocks::halo_means_")(_halo_means_fake)

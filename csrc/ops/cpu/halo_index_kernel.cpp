@@ -1,9 +1,11 @@
-// halo_index on the CPU: checks, then ops/halo_index.h's element for every index entry.
+// halo_index and halo_means_ on the CPU: checks, then ops/halo_index.h's elements (one per index
+// entry; one per channel of each written source row).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include "ops/block_checks.h"
+#include "ops/cpu/block_copy.h"
 #include "ops/halo_index.h"
 
 namespace segblocks {
@@ -26,9 +28,29 @@ std::tuple<at::Tensor, at::Tensor> halo_index_kernel(const at::Tensor& hr_pos, c
   return {index, mean_rows};
 }
 
+void halo_means_kernel(const at::Tensor& source, const at::Tensor& mean_rows, int64_t unit_rows) {
+  check_halo_means_args(source, mean_rows, unit_rows);
+  const int64_t zero_row = unit_rows + mean_rows.size(0);
+  const int32_t* q = mean_rows.const_data_ptr<int32_t>();
+  for (int64_t i = 0; i < mean_rows.numel(); ++i) {
+    TORCH_CHECK(q[i] >= 0 && q[i] <= zero_row && (q[i] < unit_rows || q[i] == zero_row), "halo_means_: mean_rows[",
+                i / 4, "] holds row ", q[i], ", neither a unit row (< ", unit_rows, ") nor the zero row (", zero_row,
+                ")");
+  }
+  if (source.size(1) == 0) return;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, source.scalar_type(), "segblocks_halo_means_cpu", [&] {
+    const HaloMeansParams<scalar_t> prm{source.mutable_data_ptr<scalar_t>(), q, source.size(1), unit_rows,
+                                        mean_rows.size(0)};
+    for_each_pixel((mean_rows.size(0) + 1) * source.size(1), prm, &halo_means_element<CpuCvt<scalar_t>, 1>);
+  });
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(segblocks, CPU, m) { m.impl("halo_index", &halo_index_kernel); }
+TORCH_LIBRARY_IMPL(segblocks, CPU, m) {
+  m.impl("halo_index", &halo_index_kernel);
+  m.impl("halo_means_", &halo_means_kernel);
+}
 
 }  // namespace cpu
 }  // namespace segblocks

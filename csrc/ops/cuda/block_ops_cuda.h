@@ -145,6 +145,12 @@ cudaError_t launch_halo_index(const int64_t* hr_pos, const int64_t* lr_pos, cons
                               const BlockGrid& grid, int32_t* index, int32_t* mean_rows, bool index32,
                               cudaStream_t stream);
 
+// halo_means_: the source's mean rows and zero row, in place (ops/halo_index.h); `packed`: C
+// and the source's start allow 16-byte packs.
+template <typename scalar_t>
+cudaError_t launch_halo_means(scalar_t* source, const int32_t* mean_rows, int64_t channels, int64_t unit_rows,
+                              int64_t num_means, bool packed, cudaStream_t stream);
+
 // scale_shift_relu: relu(x * scale + shift) per channel, [elements / C, C] (ops/scale_shift_relu.h).
 template <typename scalar_t>
 cudaError_t launch_scale_shift_relu(const scalar_t* x, scalar_t* out, const scalar_t* scale, const scalar_t* shift,
