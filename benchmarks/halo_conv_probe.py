@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 
 from gather_conv_probe import (TOL, WATCHDOG_S, case, finished_in, probe_cases, probe_setup,  # noqa: E402
-                               reference)
+                               reference, tma_baseline)
 from probe_json import write_probe_json  # noqa: E402
 from segblocks_core import ops  # noqa: E402
 from segblocks_core.fused import choice_ms  # noqa: E402
@@ -107,18 +107,7 @@ def main() -> int:
                               device="cuda").contiguous(memory_format=cl)
             inner = nxt[:, :, 1:-1, 1:-1]
 
-            tma = {}
-            for i, name in enumerate(tma_configs):
-                if name.startswith("halo_"):  # the product's copies of this probe's kernel: not the baseline
-                    continue
-                try:
-                    ops.conv_into_(inner, padded, w, b, res, stride, 0, i)
-                except RuntimeError:
-                    continue
-                err = (inner.float() - want).abs().max().item()
-                tma[name] = {"us": choice_ms(lambda i=i: ops.conv_into_(inner, padded, w, b, res, stride, 0, i))
-                             * 1e3, "max_abs_err": err}
-            best_tma = min(tma, key=lambda k: tma[k]["us"]) if tma else None
+            tma, best_tma = tma_baseline(tma_configs, inner, padded, w, b, res, stride, want)
             row["tma_best"] = best_tma
             row["tma_us"] = tma[best_tma]["us"] if best_tma else None
             if not args.no_baseline:  # what the next convolution needs before it can read them
